@@ -1,0 +1,83 @@
+"""noodle: a Python acceleration runtime that decides what runs where, and shows why.
+
+The public API is small and NumPy-like::
+
+    import noodle as nd
+    c = nd.add(a, b)                 # placed on CPU or GPU by a cost model
+    nd.explain("matmul", a, b)       # ...and why
+    m = nd.Matrix(a) @ nd.Matrix(b)  # stays on its device until .numpy()
+
+Heavier parts (the JIT, caching, monitoring, distributed processing) load on
+first use so that ``import noodle`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from noodle import errors
+from noodle.config import get_settings
+
+__version__ = "0.1.0"
+
+from noodle.array.ops import (  # noqa: E402
+    abs,
+    add,
+    astype,
+    cos,
+    divide,
+    exp,
+    log,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    multiply,
+    power,
+    reshape,
+    sin,
+    sqrt,
+    subtract,
+    sum,
+    tanh,
+    transpose,
+    where,
+)
+from noodle.array.matrix import Matrix  # noqa: E402
+from noodle.devices import GPUAccelerator, devices  # noqa: E402
+from noodle.placement import explain  # noqa: E402
+
+# name -> "module:attribute", imported on first access
+_LAZY = {
+    "jit": "noodle.jit:jit",
+    "Executor": "noodle.exec:Executor",
+    "nbc": "noodle.nbc:",
+    "profile": "noodle.monitor.profiler:profile",
+    "cache": "noodle.cache:",
+    "store": "noodle.store:",
+    "dist": "noodle.dist:",
+    "metrics": "noodle.metrics:",
+    "monitor": "noodle.monitor:",
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'noodle' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "GPUAccelerator", "Matrix", "abs", "add", "astype", "cos", "devices", "divide", "errors",
+    "exp", "explain", "get_settings", "log", "matmul", "max", "maximum", "mean", "min",
+    "minimum", "multiply", "power", "reshape", "sin", "sqrt", "subtract", "sum", "tanh",
+    "transpose", "where", *_LAZY,
+]

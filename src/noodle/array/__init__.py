@@ -1,0 +1,1 @@
+"""Eager array ops and the Matrix type, placed per call by the placement engine."""

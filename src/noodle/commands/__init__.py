@@ -1,0 +1,1 @@
+"""One module per ``noodle`` subcommand (discovered by :mod:`noodle.cli`)."""

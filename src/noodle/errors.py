@@ -1,0 +1,106 @@
+"""One exception hierarchy for everything noodle raises on purpose.
+
+Every error a user can provoke (bad input, bad settings, a device that is not
+there, hostile bytecode, a lost server) is a subclass of :class:`NoodleError`,
+so ``except noodle.errors.NoodleError`` catches exactly what noodle means to
+raise and nothing that is a bug. Messages say what happened, what was expected
+and what to do about it.
+
+This module is a leaf: it imports nothing from noodle.
+"""
+
+from __future__ import annotations
+
+
+class NoodleError(Exception):
+    """Base of every error noodle raises on purpose."""
+
+
+class ConfigError(NoodleError, ValueError):
+    """A setting (environment variable or ``noodle.toml`` entry) is invalid."""
+
+    def __init__(self, name: str, value: object, allowed: str, source: str = "") -> None:
+        self.name = name
+        self.value = value
+        self.allowed = allowed
+        self.source = source
+        where = f" (from {source})" if source else ""
+        super().__init__(
+            f"setting {name}={value!r}{where} is invalid: expected {allowed}. "
+            f"Fix or unset {name} and start again."
+        )
+
+
+class ShapeError(NoodleError, ValueError):
+    """Operand shapes do not fit together (broadcasting, matmul, reshape)."""
+
+
+class DTypeError(NoodleError, TypeError):
+    """Operand dtypes cannot be combined, or a dtype is not supported."""
+
+
+class DeviceError(NoodleError, RuntimeError):
+    """A device was asked for that does not exist or cannot be used."""
+
+
+class DeviceUnavailableError(DeviceError):
+    """A GPU (or other accelerator) was requested explicitly but none is usable."""
+
+
+class DeviceTimeoutError(DeviceError, TimeoutError):
+    """Work on a device did not finish within the configured timeout."""
+
+
+class DeviceMemoryError(DeviceError, MemoryError):
+    """A device allocation would exceed the configured memory limit."""
+
+
+class TraceError(NoodleError):
+    """A function cannot be traced into NIR (e.g. control flow on a traced value)."""
+
+
+class IRVerifyError(NoodleError):
+    """A NIR graph violates an invariant (types, SSA, operand counts)."""
+
+
+class NBCFormatError(NoodleError, ValueError):
+    """NBC bytes are truncated, corrupted, hostile or of an unknown version."""
+
+
+class CompileError(NoodleError):
+    """A backend failed to compile a program; callers fall back to the interpreter."""
+
+
+class ExecutionError(NoodleError, RuntimeError):
+    """A program could not be executed with the given arguments."""
+
+
+class CacheError(NoodleError):
+    """A cache operation was used wrongly (bad key, bad policy, bad size)."""
+
+
+class CacheEncodingError(CacheError, ValueError):
+    """A value cannot be encoded safely (no pickle) for a shared tier."""
+
+
+class StoreError(NoodleError):
+    """The math-object store was given bad input or its database failed."""
+
+
+class DistError(NoodleError):
+    """Distributed processing failed: a task crashed workers, timed out, or no cluster."""
+
+
+class TaskTimeoutError(DistError, TimeoutError):
+    """A distributed task ran past its timeout and was cancelled."""
+
+
+class MonitorError(NoodleError):
+    """Monitoring, profiling or the HTTP API was used wrongly."""
+
+
+class BenchmarkError(NoodleError):
+    """A benchmark suite name or option is unknown."""
+
+
+__all__ = [name for name in dir() if name.endswith("Error")]

@@ -1,0 +1,116 @@
+"""The one op table.
+
+Why one table: the eager API, the tracer, the interpreter, every backend and the
+NBC bytecode all need to agree on what an op is: its arity, how its result dtype
+is derived, roughly what it costs, and its stable bytecode number. Keeping all
+of that in one place (numexpr's ``opcodes.hpp``, tinygrad's ``Ops``) means a new
+op is one row here plus one implementation per backend, and the bytecode number
+of an existing op never changes.
+
+``numpy`` names the NumPy function that *defines* the op's semantics (the
+interpreter and the eager CPU path call it; other backends are tested against
+it). ``flops`` is a cost hint per output element used by placement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class OpKind(str, Enum):
+    """How an op maps inputs to outputs; decides fusion and codegen shape."""
+
+    INPUT = "input"          # a program argument
+    CONST = "const"          # a literal from the constant pool
+    UNARY = "unary"          # elementwise, one operand
+    BINARY = "binary"        # elementwise, two operands, broadcasting
+    TERNARY = "ternary"      # elementwise, three operands (where)
+    REDUCE = "reduce"        # reduction over axes
+    MATMUL = "matmul"        # matrix product
+    SHAPE = "shape"          # reshape / transpose / broadcast: no arithmetic
+    CAST = "cast"            # dtype conversion
+
+
+class DTypeRule(str, Enum):
+    """How the result dtype follows from the operand dtypes."""
+
+    SAME = "same"            # the operand's dtype (abs, neg, reductions other than mean)
+    PROMOTE = "promote"      # NumPy promotion of the operands (add, maximum, matmul)
+    FLOAT = "float"          # promotion, then at least float (divide, exp, mean)
+    BOOL = "bool"            # comparisons
+    WHERE = "where"          # promotion of operands 2 and 3
+    ATTR = "attr"            # given by an attribute (astype)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One row of the op table."""
+
+    name: str
+    code: int               # stable NBC opcode: never reuse or renumber
+    kind: OpKind
+    arity: int
+    dtype_rule: DTypeRule
+    numpy: str | None       # NumPy function defining the semantics
+    flops: float = 1.0      # cost hint per output element
+    symbol: str | None = None  # infix symbol for printing, if any
+
+
+_ROWS: tuple[OpDef, ...] = (
+    OpDef("input", 1, OpKind.INPUT, 0, DTypeRule.ATTR, None, 0.0),
+    OpDef("const", 2, OpKind.CONST, 0, DTypeRule.ATTR, None, 0.0),
+    # binary elementwise
+    OpDef("add", 10, OpKind.BINARY, 2, DTypeRule.PROMOTE, "add", 1.0, "+"),
+    OpDef("subtract", 11, OpKind.BINARY, 2, DTypeRule.PROMOTE, "subtract", 1.0, "-"),
+    OpDef("multiply", 12, OpKind.BINARY, 2, DTypeRule.PROMOTE, "multiply", 1.0, "*"),
+    OpDef("divide", 13, OpKind.BINARY, 2, DTypeRule.FLOAT, "true_divide", 4.0, "/"),
+    OpDef("power", 14, OpKind.BINARY, 2, DTypeRule.PROMOTE, "power", 20.0, "**"),
+    OpDef("maximum", 15, OpKind.BINARY, 2, DTypeRule.PROMOTE, "maximum", 1.0),
+    OpDef("minimum", 16, OpKind.BINARY, 2, DTypeRule.PROMOTE, "minimum", 1.0),
+    OpDef("less", 20, OpKind.BINARY, 2, DTypeRule.BOOL, "less", 1.0, "<"),
+    OpDef("less_equal", 21, OpKind.BINARY, 2, DTypeRule.BOOL, "less_equal", 1.0, "<="),
+    OpDef("greater", 22, OpKind.BINARY, 2, DTypeRule.BOOL, "greater", 1.0, ">"),
+    OpDef("greater_equal", 23, OpKind.BINARY, 2, DTypeRule.BOOL, "greater_equal", 1.0, ">="),
+    OpDef("equal", 24, OpKind.BINARY, 2, DTypeRule.BOOL, "equal", 1.0, "=="),
+    OpDef("not_equal", 25, OpKind.BINARY, 2, DTypeRule.BOOL, "not_equal", 1.0, "!="),
+    # unary elementwise
+    OpDef("negative", 30, OpKind.UNARY, 1, DTypeRule.SAME, "negative", 1.0, "-"),
+    OpDef("abs", 31, OpKind.UNARY, 1, DTypeRule.SAME, "absolute", 1.0),
+    OpDef("exp", 32, OpKind.UNARY, 1, DTypeRule.FLOAT, "exp", 20.0),
+    OpDef("log", 33, OpKind.UNARY, 1, DTypeRule.FLOAT, "log", 20.0),
+    OpDef("sqrt", 34, OpKind.UNARY, 1, DTypeRule.FLOAT, "sqrt", 4.0),
+    OpDef("sin", 35, OpKind.UNARY, 1, DTypeRule.FLOAT, "sin", 20.0),
+    OpDef("cos", 36, OpKind.UNARY, 1, DTypeRule.FLOAT, "cos", 20.0),
+    OpDef("tanh", 37, OpKind.UNARY, 1, DTypeRule.FLOAT, "tanh", 25.0),
+    # ternary
+    OpDef("where", 40, OpKind.TERNARY, 3, DTypeRule.WHERE, "where", 1.0),
+    # reductions (attribute: axis tuple or None; keepdims)
+    OpDef("sum", 50, OpKind.REDUCE, 1, DTypeRule.SAME, "sum", 1.0),
+    OpDef("mean", 51, OpKind.REDUCE, 1, DTypeRule.FLOAT, "mean", 1.0),
+    OpDef("max", 52, OpKind.REDUCE, 1, DTypeRule.SAME, "max", 1.0),
+    OpDef("min", 53, OpKind.REDUCE, 1, DTypeRule.SAME, "min", 1.0),
+    # linear algebra
+    OpDef("matmul", 60, OpKind.MATMUL, 2, DTypeRule.PROMOTE, "matmul", 2.0, "@"),
+    # shape and dtype
+    OpDef("reshape", 70, OpKind.SHAPE, 1, DTypeRule.SAME, "reshape", 0.0),
+    OpDef("transpose", 71, OpKind.SHAPE, 1, DTypeRule.SAME, "transpose", 0.0),
+    OpDef("broadcast_to", 72, OpKind.SHAPE, 1, DTypeRule.SAME, "broadcast_to", 0.0),
+    OpDef("astype", 80, OpKind.CAST, 1, DTypeRule.ATTR, None, 1.0),
+)
+
+OPS: dict[str, OpDef] = {row.name: row for row in _ROWS}
+BY_CODE: dict[int, OpDef] = {row.code: row for row in _ROWS}
+
+assert len(OPS) == len(_ROWS), "duplicate op name in the op table"
+assert len(BY_CODE) == len(_ROWS), "duplicate opcode in the op table"
+
+ELEMENTWISE_KINDS = frozenset({OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY, OpKind.CAST})
+
+
+def op(name: str) -> OpDef:
+    """The table row for ``name``; KeyError names the known ops."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}; known ops: {', '.join(OPS)}") from None

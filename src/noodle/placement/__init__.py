@@ -1,0 +1,3 @@
+"""TEMPORARY stub."""
+def explain(op, *args, **kw):  # noqa: D103
+    return None

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real servers started by ``make test`` (scripts/services.sh)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _service(var: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        pytest.fail(
+            f"{var} is not set: this test needs the real server that `make test` starts "
+            f"(scripts/services.sh start, then source .noodle-services/env)."
+        )
+    return value
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the real Redis server started for this test run."""
+    return _service("NOODLE_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    """Path of the redis-server binary, for tests that start and kill their own server."""
+    return _service("NOODLE_TEST_REDIS_SERVER")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of the real PostgreSQL database started for this test run."""
+    return _service("NOODLE_TEST_PG_URL")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Path of the headless Chromium binary installed by `make test`."""
+    return _service("NOODLE_TEST_CHROMIUM")
+
+
+def _gpu_count() -> int:
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+HAS_GPU = _gpu_count() > 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_GPU:
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU on this machine (gpu tests run on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
