@@ -104,3 +104,10 @@ class BenchmarkError(NoodleError):
 
 
 __all__ = [name for name in dir() if name.endswith("Error")]
+
+
+class WorkerCrashError(DistError):
+    """A distributed task kept killing its worker process and was failed after Dask's allowed failures."""
+
+
+__all__.append("WorkerCrashError")
