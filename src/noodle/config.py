@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from noodle.errors import ConfigError
 

@@ -11,8 +11,9 @@ import bisect
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -72,13 +73,17 @@ class _HistogramChild:
         self.recent: deque[float] = deque(maxlen=RESERVOIR)
         self._lock = threading.Lock()
 
-    def observe(self, value: float) -> None:
-        i = bisect.bisect_left(self.bounds, value)
-        with self._lock:
-            self.counts[i] += 1
-            self.count += 1
-            self.sum += value
-            self.recent.append(value)
+    def observe(self, value: float, _bisect: Any = bisect.bisect_left) -> None:
+        # The hot path of every eager op: explicit acquire/release is measurably
+        # cheaper than ``with`` here, and nothing inside can raise.
+        i = _bisect(self.bounds, value)
+        lock = self._lock
+        lock.acquire()
+        self.counts[i] += 1
+        self.count += 1
+        self.sum += value
+        self.recent.append(value)
+        lock.release()
 
     def percentile(self, q: float) -> float | None:
         """The q-th percentile (0..100) of the recent observations, or None if there are none."""

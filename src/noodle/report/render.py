@@ -6,7 +6,8 @@ import importlib
 import pkgutil
 from typing import Any
 
-from noodle.metrics import Registry, registry as default_registry
+from noodle.metrics import Registry
+from noodle.metrics import registry as default_registry
 
 
 def _sections() -> list[Any]:
