@@ -312,6 +312,9 @@ class GPUAccelerator:
                 out = cp.asarray(array)
                 if direction == "d2d":
                     out = out.copy() if out is array else out
+                # finished before we return: work the caller then runs on another stream
+                # (run() uses its own) must see the copied data
+                cp.cuda.get_current_stream().synchronize()
         except cp.cuda.memory.OutOfMemoryError as exc:
             nbytes = getattr(array, "nbytes", "?")
             raise self._memory_error(exc, f"copying {nbytes} bytes to the GPU") from None
@@ -331,9 +334,11 @@ class GPUAccelerator:
             **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on this GPU, finished and synchronised within the timeout.
 
-        The work runs on a fresh non-blocking stream in a worker thread with this
-        device current; the stream is synchronised before the result is returned,
-        so the result is complete. CuPy arrays in the result are accounted.
+        The work runs on a fresh stream in a worker thread with this device
+        current; the stream is synchronised before the result is returned, so
+        the result is complete. The stream is a blocking one on purpose: it
+        orders after work on the legacy default stream, where arrays the
+        caller made with plain CuPy calls were written. CuPy arrays in the result are accounted.
         Raises :class:`DeviceTimeoutError` past ``timeout_ms`` (default the
         accelerator's, from NOODLE_SYNTAX_FIXER_GPU_TIMEOUT) and
         :class:`DeviceMemoryError` when the memory limit refuses an allocation.
@@ -346,7 +351,7 @@ class GPUAccelerator:
 
         def call() -> Any:
             with cp.cuda.Device(self.index):
-                stream = cp.cuda.Stream(non_blocking=True)
+                stream = cp.cuda.Stream(non_blocking=False)
                 with stream:
                     result = fn(*args, **kwargs)
                 stream.synchronize()
