@@ -89,6 +89,8 @@ def test_memory_limit_is_enforced(acc, cp) -> None:
 
 
 def test_allocations_and_frees_are_accounted(acc, cp) -> None:
+    gauge = metrics.gauge("noodle_gpu_memory_bytes", "", ("device",))
+    held_before = gauge.value("cuda:0")
     before = acc.memory_stats()
     x = acc.to_device(np.ones(1_000_000))
     y = acc.run(lambda a: a * 2, x)
@@ -96,14 +98,14 @@ def test_allocations_and_frees_are_accounted(acc, cp) -> None:
     assert stats["allocations"] == before["allocations"] + 2
     assert stats["in_use_bytes"] == before["in_use_bytes"] + 16_000_000
     assert stats["peak_bytes"] >= stats["in_use_bytes"]
-    gauge = metrics.gauge("noodle_gpu_memory_bytes", "", ("device",))
-    assert gauge.value("cuda:0") == stats["in_use_bytes"]
+    assert gauge.value("cuda:0") == held_before + 16_000_000
     assert float(y.sum()) == 2_000_000.0
     del x, y
     gc.collect()
     after = acc.memory_stats()
     assert after["frees"] == before["frees"] + 2
     assert after["in_use_bytes"] == before["in_use_bytes"]
+    assert gauge.value("cuda:0") == held_before
 
 
 def test_gpu_work_past_the_timeout_raises(acc, cp) -> None:

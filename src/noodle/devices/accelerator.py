@@ -55,6 +55,17 @@ _frees = metrics.counter("noodle_gpu_frees_total", "GPU arrays freed that noodle
 _timeouts = metrics.counter("noodle_gpu_timeouts_total", "GPU operations that ran past the timeout", ("device",))
 _ooms = metrics.counter("noodle_gpu_oom_total", "GPU allocations refused by the memory limit", ("device",))
 
+# bytes held per device over every accelerator of that device (the gauge's value)
+_held: dict[str, int] = {}
+_held_lock = threading.Lock()
+
+
+def _publish_held(device_id: str, delta: int) -> None:
+    with _held_lock:
+        total = _held.get(device_id, 0) + delta
+        _held[device_id] = total
+    _memory_gauge.labels(device_id).set(total)
+
 
 # ---------------------------------------------------------------- pure helpers (tested on CPU)
 def effective_limit_bytes(total_bytes: int, limit_mb: int, fraction: float) -> int:
@@ -229,7 +240,7 @@ class GPUAccelerator:
             pool = cp.get_default_memory_pool()
             self._previous_limit = int(pool.get_limit())
             pool.set_limit(size=self.memory_limit_bytes)
-        _memory_gauge.labels(self.device_id).set(0)
+        _publish_held(self.device_id, 0)
         metrics.emit("gpu_accelerator", device=self.device_id, name=self.name,
                      limit_bytes=self.memory_limit_bytes, timeout_ms=timeout)
 
@@ -241,9 +252,8 @@ class GPUAccelerator:
             self._allocated_bytes += nbytes
             self._in_use += nbytes
             self._peak = max(self._peak, self._in_use)
-            in_use = self._in_use
         _allocations.labels(self.device_id).inc()
-        _memory_gauge.labels(self.device_id).set(in_use)
+        _publish_held(self.device_id, nbytes)
         try:
             weakref.finalize(array, self._on_free, nbytes)
         except TypeError:  # not weak-referenceable: counted as allocated, its free is not seen
@@ -255,9 +265,8 @@ class GPUAccelerator:
             self._free_count += 1
             self._freed_bytes += nbytes
             self._in_use -= nbytes
-            in_use = self._in_use
         _frees.labels(self.device_id).inc()
-        _memory_gauge.labels(self.device_id).set(in_use)
+        _publish_held(self.device_id, -nbytes)
 
     def _memory_error(self, exc: BaseException, what: str) -> DeviceMemoryError:
         _ooms.labels(self.device_id).inc()
