@@ -1,3 +1,166 @@
-"""TEMPORARY stub."""
-class Matrix:  # noqa: D101
-    pass
+"""``Matrix``: an array that remembers where it lives and stays there.
+
+Why a wrapper at all, when the ops accept raw arrays: the seed's API is
+``Matrix.add/multiply(other, device='auto') -> Matrix``, and a Matrix makes the
+"no round trip per op" rule visible: results of GPU work stay on the GPU as
+CuPy arrays; only ``.numpy()`` (or ``.to('cpu')``) brings data to the host.
+
+    >>> import numpy as np, noodle as nd
+    >>> a = nd.Matrix(np.eye(2))
+    >>> (a @ a + a).numpy()
+    array([[2., 0.],
+           [0., 2.]])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from noodle.errors import DTypeError
+
+_devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
+
+
+class Matrix:
+    """A NumPy or CuPy array with placement-aware arithmetic."""
+
+    __slots__ = ("_noodle_data",)
+    __array_priority__ = 1000   # so ndarray @ Matrix defers to Matrix.__rmatmul__
+
+    def __init__(self, data: Any) -> None:
+        if isinstance(data, Matrix):
+            data = data._noodle_data
+        elif not (isinstance(data, np.ndarray) or _devices.is_gpu_array(data)):
+            try:
+                data = np.asarray(data)
+            except (TypeError, ValueError) as exc:
+                raise DTypeError(f"Matrix: cannot make an array from {type(data).__name__} ({exc})") from None
+        if data.dtype.kind not in "biufc":
+            raise DTypeError(f"Matrix: dtype {data.dtype} is not numeric; expected bool, integer, float "
+                             f"or complex data")
+        self._noodle_data = data
+
+    # where it lives ---------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda:N"``."""
+        return _devices.array_device(self._noodle_data)
+
+    @property
+    def data(self) -> Any:
+        """The underlying NumPy or CuPy array (no copy)."""
+        return self._noodle_data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._noodle_data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._noodle_data.dtype)
+
+    def to(self, device: str) -> Matrix:
+        """A Matrix on ``device`` (``'cpu'``, ``'gpu'`` or ``'cuda:N'``); itself if already there."""
+        kind, index = _devices.parse_device(device)
+        data = self._noodle_data
+        if kind == "cpu" or kind == "auto":
+            if _devices.is_gpu_array(data):
+                dev = getattr(data, "device", None)
+                return Matrix(_devices.get_accelerator(int(getattr(dev, "id", 0) or 0)).to_host(data))
+            return self
+        target = index or 0
+        if _devices.array_device(data) == f"cuda:{target}":
+            return self
+        return Matrix(_devices.get_accelerator(target).to_device(
+            data if isinstance(data, np.ndarray) else _devices.get_accelerator(
+                int(getattr(getattr(data, "device", None), "id", 0) or 0)).to_host(data)))
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array on the host (copies from the GPU if needed)."""
+        return self.to("cpu")._noodle_data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr.astype(dtype) if dtype is not None else arr
+
+    # arithmetic --------------------------------------------------------------
+    def add(self, other: Any, device: str = "auto") -> Matrix:
+        """``self + other`` placed by ``device``."""
+        from noodle.array.ops import add
+
+        return Matrix(add(self._noodle_data, _raw(other), device=device))
+
+    def subtract(self, other: Any, device: str = "auto") -> Matrix:
+        """``self - other`` placed by ``device``."""
+        from noodle.array.ops import subtract
+
+        return Matrix(subtract(self._noodle_data, _raw(other), device=device))
+
+    def multiply(self, other: Any, device: str = "auto") -> Matrix:
+        """Elementwise ``self * other`` placed by ``device``."""
+        from noodle.array.ops import multiply
+
+        return Matrix(multiply(self._noodle_data, _raw(other), device=device))
+
+    def matmul(self, other: Any, device: str = "auto") -> Matrix:
+        """Matrix product ``self @ other`` placed by ``device``."""
+        from noodle.array.ops import matmul
+
+        return Matrix(matmul(self._noodle_data, _raw(other), device=device))
+
+    def __add__(self, other: Any) -> Matrix:
+        return self.add(other)
+
+    def __radd__(self, other: Any) -> Matrix:
+        from noodle.array.ops import add
+
+        return Matrix(add(_raw(other), self._noodle_data))
+
+    def __sub__(self, other: Any) -> Matrix:
+        return self.subtract(other)
+
+    def __rsub__(self, other: Any) -> Matrix:
+        from noodle.array.ops import subtract
+
+        return Matrix(subtract(_raw(other), self._noodle_data))
+
+    def __mul__(self, other: Any) -> Matrix:
+        return self.multiply(other)
+
+    def __rmul__(self, other: Any) -> Matrix:
+        from noodle.array.ops import multiply
+
+        return Matrix(multiply(_raw(other), self._noodle_data))
+
+    def __truediv__(self, other: Any) -> Matrix:
+        from noodle.array.ops import divide
+
+        return Matrix(divide(self._noodle_data, _raw(other)))
+
+    def __matmul__(self, other: Any) -> Matrix:
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Any) -> Matrix:
+        from noodle.array.ops import matmul
+
+        return Matrix(matmul(_raw(other), self._noodle_data))
+
+    def __neg__(self) -> Matrix:
+        from noodle.array.ops import negative
+
+        return Matrix(negative(self._noodle_data))
+
+    def __eq__(self, other: object) -> bool:  # identity semantics would surprise; value semantics are costly
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Matrix(shape={self.shape}, dtype={self.dtype}, device={self.device!r})"
+
+
+def _raw(x: Any) -> Any:
+    return x._noodle_data if isinstance(x, Matrix) else x

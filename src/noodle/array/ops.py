@@ -1,19 +1,319 @@
-"""TEMPORARY stub (being replaced by the foundation work): eager ops on NumPy."""
+"""Eager NumPy-style ops that run where the placement engine says.
+
+Every op takes NumPy or CuPy arrays, :class:`noodle.Matrix` objects or Python
+scalars, plus ``device='auto'|'cpu'|'gpu'|'cuda:N'``. Results equal NumPy's
+(bit for bit for the arithmetic ops; within BLAS tolerance for matmul) and stay
+on the device that computed them. Inside a function traced by ``@noodle.jit``
+the same calls record NIR instead of computing.
+
+    >>> import numpy as np, noodle as nd
+    >>> nd.add(np.ones(3), 2.0)
+    array([3., 3., 3.])
+"""
+
 from __future__ import annotations
 
 import builtins
+import importlib
+from time import perf_counter
+from typing import Any
 
 import numpy as np
 
-add, subtract, multiply, divide, power = np.add, np.subtract, np.multiply, np.divide, np.power
-maximum, minimum, where, matmul = np.maximum, np.minimum, np.where, np.matmul
-exp, log, sqrt, sin, cos, tanh, abs = np.exp, np.log, np.sqrt, np.sin, np.cos, np.tanh, np.abs
-sum, mean, max, min = np.sum, np.mean, np.max, np.min
-reshape, transpose = np.reshape, np.transpose
+from noodle.array import dispatch as _d
+from noodle.array import numba_kernels as _nk
+from noodle.errors import DeviceError
+from noodle.ir.ops import OPS, OpDef
+
+_devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
+
+_ndarray = np.ndarray
+_HOST_SCALARS = (int, float, bool, np.generic)
+_NUMBA_MIN = 100_000           # below this, 2 threads cost more than they save (ANCHORS.md)
+_numba_policy: list[bool | None] = [None]   # None: not yet measured on this machine
 
 
-def astype(x, dtype):
-    return np.asarray(x).astype(dtype)
+def _numba_allowed() -> bool:
+    policy = _numba_policy[0]
+    if policy is None:
+        from noodle.placement import numba_policy
+
+        policy = numba_policy()       # starts a background measurement the first time
+        if policy is not None:
+            _numba_policy[0] = policy
+    return bool(policy)
 
 
-_ = builtins
+def _is_host(x: Any) -> bool:
+    return type(x) is _ndarray or isinstance(x, _HOST_SCALARS)
+
+
+def _out_elems(op: OpDef, arrays: tuple[Any, ...]) -> int:
+    shapes = [getattr(a, "shape", ()) for a in arrays]
+    try:
+        if op.kind.value == "matmul":
+            a, b = shapes
+            out = np.broadcast_shapes(a[:-2], b[:-2]) + (a[-2] if len(a) > 1 else 1,) + (b[-1] if len(b) > 1 else 1,)
+        elif op.kind.value in ("reduce", "shape", "cast"):
+            out = shapes[0]
+        else:
+            out = np.broadcast_shapes(*shapes)
+    except (ValueError, IndexError) as exc:
+        raise _d.shape_error(op, arrays, exc) from None
+    n = 1
+    for s in out:
+        n *= s
+    return n
+
+
+def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], device: str) -> Any:
+    """The general path: tracers, Matrix operands, CuPy arrays, explicit or automatic GPU placement."""
+    tracer = _d.tracer_of(args)
+    if tracer is not None:
+        return tracer.__noodle_op__(op.name, args, kwargs)
+    if not isinstance(device, str):
+        raise DeviceError(f"{op.name}: device must be a string such as 'auto', 'cpu', 'gpu' or 'cuda:0', "
+                          f"got {device!r}")
+    wrap = builtins.any(hasattr(a, "_noodle_data") for a in args)
+    raw = tuple(_d.unwrap(a) for a in args)
+    for a in raw:
+        _d.check_dtype(op, a)
+    on_gpu = builtins.any(_devices.is_gpu_array(a) for a in raw)
+    if device == "cpu" or (device == "auto" and not on_gpu and _devices.gpu_count() == 0):
+        target, index = "cpu", None
+    else:
+        target, index = _d.resolve(op, raw, device, _out_elems(op, raw))
+    if target == "cpu":
+        host = tuple(_d.to_host(a) for a in raw) if on_gpu else raw
+        t0 = perf_counter()
+        result = _d.run_numpy(op, getattr(np, name), host, kwargs)
+        _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
+    else:
+        result = _d.run_gpu(op, name, raw, kwargs, index or 0, auto=(device == "auto"))
+    if wrap:
+        from noodle.array.matrix import Matrix
+
+        return Matrix(result)
+    return result
+
+
+def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
+    # Fast path: host operands, CPU decided without a cost model (no GPU, or device='cpu').
+    if _is_host(a) and _is_host(b) and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
+        da = getattr(a, "dtype", None)
+        db = getattr(b, "dtype", None)
+        if (da is not None and da.kind not in "biufc") or (db is not None and db.kind not in "biufc"):
+            _d.check_dtype(op, a)
+            _d.check_dtype(op, b)
+        t0 = perf_counter()
+        if (type(a) is _ndarray and type(b) is _ndarray and a.size >= _NUMBA_MIN and da == db
+                and a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous
+                and _numba_allowed()):
+            kernel = _nk.ready_kernel(name, da.name)
+            if kernel is not None:
+                out = np.empty_like(a)
+                if _nk.launch(kernel, a.reshape(-1), b.reshape(-1), out.reshape(-1)):
+                    _d.record(op.name, "cpu", "numba", perf_counter() - t0)
+                    return out
+        try:
+            result = fn(a, b)
+        except (TypeError, ValueError) as exc:
+            raise (_d.dtype_error(op, (a, b), exc) if isinstance(exc, TypeError)
+                   else _d.shape_error(op, (a, b), exc)) from None
+        _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
+        return result
+    return _call(op, name, (a, b), {}, device)
+
+
+def _unary(op: OpDef, name: str, fn: Any, x: Any, device: str) -> Any:
+    if type(x) is _ndarray and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
+        if x.dtype.kind not in "biufc":
+            _d.check_dtype(op, x)
+        t0 = perf_counter()
+        result = fn(x)
+        _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
+        return result
+    return _call(op, name, (x,), {}, device)
+
+
+_ADD, _SUB, _MUL, _DIV, _POW = OPS["add"], OPS["subtract"], OPS["multiply"], OPS["divide"], OPS["power"]
+_MAX2, _MIN2, _MATMUL, _WHERE = OPS["maximum"], OPS["minimum"], OPS["matmul"], OPS["where"]
+
+
+def add(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise ``x1 + x2`` with broadcasting; equals ``numpy.add`` exactly."""
+    return _binary(_ADD, "add", np.add, x1, x2, device)
+
+
+def subtract(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise ``x1 - x2`` with broadcasting; equals ``numpy.subtract`` exactly."""
+    return _binary(_SUB, "subtract", np.subtract, x1, x2, device)
+
+
+def multiply(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise ``x1 * x2`` with broadcasting; equals ``numpy.multiply`` exactly."""
+    return _binary(_MUL, "multiply", np.multiply, x1, x2, device)
+
+
+def divide(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise true division ``x1 / x2``; equals ``numpy.divide`` exactly."""
+    return _binary(_DIV, "divide", np.divide, x1, x2, device)
+
+
+def power(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise ``x1 ** x2``; equals ``numpy.power``."""
+    return _binary(_POW, "power", np.power, x1, x2, device)
+
+
+def maximum(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise maximum, propagating NaN like ``numpy.maximum``."""
+    return _binary(_MAX2, "maximum", np.maximum, x1, x2, device)
+
+
+def minimum(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise minimum, propagating NaN like ``numpy.minimum``."""
+    return _binary(_MIN2, "minimum", np.minimum, x1, x2, device)
+
+
+def matmul(x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Matrix product ``x1 @ x2`` (BLAS on the CPU, cuBLAS on a GPU)."""
+    return _binary(_MATMUL, "matmul", np.matmul, x1, x2, device)
+
+
+def where(condition: Any, x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
+    """Elementwise ``x1 if condition else x2`` with broadcasting, like ``numpy.where``."""
+    if (_is_host(condition) and _is_host(x1) and _is_host(x2)
+            and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0))):
+        for a in (condition, x1, x2):
+            dt = getattr(a, "dtype", None)
+            if dt is not None and dt.kind not in "biufc":
+                _d.check_dtype(_WHERE, a)
+        t0 = perf_counter()
+        try:
+            result = np.where(condition, x1, x2)
+        except ValueError as exc:
+            raise _d.shape_error(_WHERE, (condition, x1, x2), exc) from None
+        _d.record("where", "cpu", "numpy", perf_counter() - t0)
+        return result
+    return _call(_WHERE, "where", (condition, x1, x2), {}, device)
+
+
+def _make_unary(name: str, numpy_name: str, doc: str) -> Any:
+    op = OPS[name]
+    fn = getattr(np, numpy_name)
+
+    def unary(x: Any, /, *, device: str = "auto") -> Any:
+        return _unary(op, numpy_name, fn, x, device)
+
+    unary.__name__ = unary.__qualname__ = name
+    unary.__doc__ = doc
+    return unary
+
+
+exp = _make_unary("exp", "exp", "Elementwise e**x (NumPy's SIMD ufunc on the CPU).")
+log = _make_unary("log", "log", "Elementwise natural logarithm.")
+sqrt = _make_unary("sqrt", "sqrt", "Elementwise square root.")
+sin = _make_unary("sin", "sin", "Elementwise sine (radians).")
+cos = _make_unary("cos", "cos", "Elementwise cosine (radians).")
+tanh = _make_unary("tanh", "tanh", "Elementwise hyperbolic tangent.")
+abs = _make_unary("abs", "absolute", "Elementwise absolute value.")
+negative = _make_unary("negative", "negative", "Elementwise negation.")
+
+
+def _reduce(name: str, x: Any, axis: Any, keepdims: bool, device: str) -> Any:
+    op = OPS[name]
+    if axis is not None and not isinstance(axis, (int, tuple, np.integer)):
+        from noodle.errors import ShapeError
+
+        raise ShapeError(f"{name}: axis must be None, an int or a tuple of ints, got {axis!r}")
+    if type(x) is _ndarray and x.dtype.kind in "biufc" and (
+            device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
+        t0 = perf_counter()
+        try:
+            fn = _REDUCERS[name]
+            result = fn(x) if axis is None and not keepdims else fn(x, axis=axis, keepdims=keepdims)
+        except ValueError as exc:
+            from noodle.errors import ShapeError
+
+            raise ShapeError(f"{name}: cannot reduce an array of shape {x.shape} over axis={axis!r} ({exc}); "
+                             f"axes must be in range(-{x.ndim}, {x.ndim}) and not repeated") from None
+        _d.record(name, "cpu", "numpy", perf_counter() - t0)
+        return result
+    return _call(op, name, (x,), {"axis": axis, "keepdims": keepdims}, device)
+
+
+_REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+
+
+def sum(x: Any, /, axis: int | tuple[int, ...] | None = None, *, keepdims: bool = False,
+        device: str = "auto") -> Any:
+    """Sum over ``axis`` (all axes by default), like ``numpy.sum``."""
+    return _reduce("sum", x, axis, keepdims, device)
+
+
+def mean(x: Any, /, axis: int | tuple[int, ...] | None = None, *, keepdims: bool = False,
+         device: str = "auto") -> Any:
+    """Arithmetic mean over ``axis``, like ``numpy.mean``."""
+    return _reduce("mean", x, axis, keepdims, device)
+
+
+def max(x: Any, /, axis: int | tuple[int, ...] | None = None, *, keepdims: bool = False,
+        device: str = "auto") -> Any:
+    """Maximum over ``axis``, like ``numpy.max`` (NaN propagates)."""
+    return _reduce("max", x, axis, keepdims, device)
+
+
+def min(x: Any, /, axis: int | tuple[int, ...] | None = None, *, keepdims: bool = False,
+        device: str = "auto") -> Any:
+    """Minimum over ``axis``, like ``numpy.min`` (NaN propagates)."""
+    return _reduce("min", x, axis, keepdims, device)
+
+
+def reshape(x: Any, shape: tuple[int, ...], /) -> Any:
+    """A view of ``x`` with a new shape (same number of elements)."""
+    tracer = _d.tracer_of((x,))
+    if tracer is not None:
+        return tracer.__noodle_op__("reshape", (x,), {"shape": tuple(shape)})
+    raw = _d.unwrap(x)
+    try:
+        return raw.reshape(shape)
+    except ValueError as exc:
+        raise _d.shape_error(OPS["reshape"], (raw,), exc) from None
+
+
+def transpose(x: Any, axes: tuple[int, ...] | None = None, /) -> Any:
+    """``x`` with its axes permuted (reversed by default)."""
+    tracer = _d.tracer_of((x,))
+    if tracer is not None:
+        return tracer.__noodle_op__("transpose", (x,), {"axes": None if axes is None else tuple(axes)})
+    raw = _d.unwrap(x)
+    try:
+        return raw.transpose(axes) if axes is not None else raw.T
+    except ValueError as exc:
+        raise _d.shape_error(OPS["transpose"], (raw,), exc) from None
+
+
+def astype(x: Any, dtype: Any, /) -> Any:
+    """``x`` converted to ``dtype`` (a copy)."""
+    tracer = _d.tracer_of((x,))
+    if tracer is not None:
+        return tracer.__noodle_op__("astype", (x,), {"dtype": np.dtype(dtype).name})
+    raw = _d.unwrap(x)
+    try:
+        target = np.dtype(dtype)
+    except TypeError as exc:
+        from noodle.errors import DTypeError
+
+        raise DTypeError(f"astype: {dtype!r} is not a dtype ({exc})") from None
+    if target.kind not in "biufc":
+        from noodle.errors import DTypeError
+
+        raise DTypeError(f"astype: noodle computes with numeric dtypes only, not {target}")
+    return raw.astype(target)
+
+
+__all__ = [
+    "abs", "add", "astype", "cos", "divide", "exp", "log", "matmul", "max", "maximum", "mean", "min",
+    "minimum", "multiply", "negative", "power", "reshape", "sin", "sqrt", "subtract", "sum", "tanh",
+    "transpose", "where",
+]

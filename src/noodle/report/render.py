@@ -27,6 +27,8 @@ def render_report(registry: Registry | None = None, console: Any = None, title: 
 
     reg = registry or default_registry
     out = console or Console(stderr=False)
+    if console is None and not out.is_terminal:
+        out = Console(stderr=False, width=120)  # pipes and CI logs: don't squeeze tables to 80 columns
     out.print(Rule(title))
     for mod in _sections():
         try:

@@ -1,0 +1,251 @@
+"""Measure this machine's device throughputs once, cache them on disk.
+
+Why measure: published peak numbers say little about what NumPy, Numba or
+CuPy reach on *this* machine (a 2-vCPU VM under contention, a shared GPU). A
+few short micro-benchmarks (well under a second on the CPU) give the rates the
+cost model needs. The result is keyed by a hardware fingerprint, so it is
+redone automatically when the hardware or the numeric libraries change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noodle.config import get_settings
+from noodle.placement.model import DeviceRates
+
+log = logging.getLogger("noodle.placement")
+
+CALIBRATION_VERSION = 2
+
+
+@dataclass
+class Calibration:
+    """Rates per device plus the measured Numba-vs-NumPy ratio for binary elementwise ops."""
+
+    fingerprint: str
+    cpu: DeviceRates
+    gpus: dict[int, DeviceRates] = field(default_factory=dict)
+    numba_binary_speedup: float | None = None   # >1: Numba's parallel loop beats NumPy at >= 1e5
+    measured_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CALIBRATION_VERSION, "fingerprint": self.fingerprint, "cpu": asdict(self.cpu),
+            "gpus": {str(k): asdict(v) for k, v in self.gpus.items()},
+            "numba_binary_speedup": self.numba_binary_speedup, "measured_at": self.measured_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
+        if data.get("version") != CALIBRATION_VERSION:
+            raise ValueError("old calibration format")
+        return cls(
+            fingerprint=str(data["fingerprint"]), cpu=DeviceRates(**data["cpu"]),
+            gpus={int(k): DeviceRates(**v) for k, v in data.get("gpus", {}).items()},
+            numba_binary_speedup=data.get("numba_binary_speedup"), measured_at=float(data["measured_at"]),
+        )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fingerprint(gpu_names: list[str]) -> str:
+    """What the calibration depends on: CPU model and count, memory, library versions, GPUs."""
+    import psutil
+
+    try:
+        import numba
+
+        numba_version = numba.__version__
+    except Exception:  # numba is a dependency, but calibration must never fail on it
+        numba_version = "none"
+    mem_gib = round(psutil.virtual_memory().total / 2**30)
+    parts = [_cpu_model(), str(os.cpu_count()), f"{mem_gib}GiB", f"numpy{np.__version__}",
+             f"numba{numba_version}", *gpu_names]
+    return "|".join(parts)
+
+
+def _best(fn: Callable[[], Any], repeat: int = 5, inner: int = 1) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / inner)
+    return best
+
+
+def measure_cpu() -> DeviceRates:
+    """Streaming bandwidth, arithmetic and transcendental rates, BLAS matmul and call overhead."""
+    n = 2_000_000
+    a = np.random.rand(n)
+    b = np.random.rand(n)
+    o = np.empty_like(a)
+    bandwidth = 3 * a.nbytes / _best(lambda: np.add(a, b, out=o))
+    small = np.random.rand(8192)
+    small_o = np.empty_like(small)
+    flops = small.size / _best(lambda: np.multiply(small, small, out=small_o), inner=20)
+    transcendental = small.size / _best(lambda: np.exp(small, out=small_o), inner=10)
+    matmul: dict[str, float] = {}
+    for dtype in ("float64", "float32"):
+        m = np.random.rand(384, 384).astype(dtype)
+        matmul[dtype] = 2 * 384**3 / _best(lambda m=m: m @ m, repeat=3)
+    tiny = np.random.rand(16)
+    overhead = _best(lambda: np.add(tiny, tiny), inner=200)
+    return DeviceRates(bandwidth, flops, transcendental, matmul, overhead)
+
+
+def measure_gpu(index: int) -> DeviceRates | None:
+    """The same rates on one CUDA GPU plus host<->device bandwidth; None if it cannot be measured."""
+    try:
+        import cupy as cp
+
+        with cp.cuda.Device(index):
+            sync = cp.cuda.runtime.deviceSynchronize
+
+            def timed(fn: Callable[[], Any], repeat: int = 5) -> float:
+                def run() -> None:
+                    fn()
+                    sync()
+                return _best(run, repeat)
+
+            n = 32_000_000
+            a = cp.random.rand(n)
+            b = cp.random.rand(n)
+            o = cp.empty_like(a)
+            bandwidth = 3 * a.nbytes / timed(lambda: cp.add(a, b, out=o))
+            flops = n / timed(lambda: cp.multiply(a, b, out=o))
+            transcendental = n / timed(lambda: cp.exp(a, out=o))
+            matmul = {}
+            for dtype in ("float64", "float32"):
+                m = cp.random.rand(2048, 2048).astype(dtype)
+                matmul[dtype] = 2 * 2048**3 / timed(lambda m=m: m @ m, 3)
+            host = np.empty(8_000_000)
+            h2d = host.nbytes / timed(lambda: cp.asarray(host), 3)
+            dev = cp.asarray(host)
+            d2h = host.nbytes / timed(lambda: cp.asnumpy(dev), 3)
+            tiny = cp.random.rand(16)
+            overhead = timed(lambda: cp.add(tiny, tiny), 20)
+            return DeviceRates(bandwidth, flops, transcendental, matmul, overhead, h2d, d2h)
+    except Exception as exc:  # a GPU we cannot measure is a GPU we do not place work on
+        log.warning("could not calibrate GPU %d (%s); it will not be chosen by device='auto'", index, exc)
+        return None
+
+
+def measure_numba_speedup() -> float | None:
+    """Numba's parallel binary kernel vs NumPy at 1e6 f64 (both writing fresh NumPy-allocated output)."""
+    try:
+        from noodle.array import numba_kernels
+
+        kernel = numba_kernels.binary_kernel("add")
+        if kernel is None:
+            return None
+        a = np.random.rand(1_000_000)
+        b = np.random.rand(1_000_000)
+
+        def with_numba() -> None:
+            out = np.empty_like(a)
+            kernel(a, b, out)
+
+        t_np = _best(lambda: np.add(a, b), repeat=7)
+        t_nb = _best(with_numba, repeat=7)
+        return t_np / t_nb
+    except Exception as exc:
+        log.info("numba calibration failed (%s); elementwise ops stay on NumPy", exc)
+        return None
+
+
+_lock = threading.Lock()
+_current: Calibration | None = None
+
+
+def _path() -> Path:
+    return Path(get_settings().cache_dir) / "calibration.json"
+
+
+def _gpu_names() -> list[str]:
+    devices = importlib.import_module("noodle.devices")
+
+    return [f"{d.name}" for d in devices.devices() if d.kind == "cuda"]
+
+
+def load_or_measure(force: bool = False) -> Calibration:
+    """The cached calibration for this hardware, measuring (and saving) it if absent or stale."""
+    global _current
+    with _lock:
+        if _current is not None and not force:
+            return _current
+        names = _gpu_names()
+        fp = fingerprint(names)
+        path = _path()
+        if not force and path.is_file():
+            try:
+                cal = Calibration.from_json(json.loads(path.read_text()))
+                if cal.fingerprint == fp:
+                    _current = cal
+                    return cal
+                log.info("hardware changed since the last calibration; measuring again")
+            except (OSError, ValueError, KeyError, TypeError):
+                log.info("calibration file %s unreadable; measuring again", path)
+        cal = Calibration(fp, measure_cpu(), measured_at=time.time())
+        devices = importlib.import_module("noodle.devices")
+
+        for index in range(devices.gpu_count()):
+            rates = measure_gpu(index)
+            if rates is not None:
+                cal.gpus[index] = rates
+        _current = cal
+        _save(cal)
+        return cal
+
+
+def current() -> Calibration | None:
+    """The calibration if it has been loaded or measured in this process, else None."""
+    return _current
+
+
+def update_numba_speedup(value: float | None) -> None:
+    """Record the Numba measurement (made later, in the background) and persist it."""
+    with _lock:
+        if _current is not None:
+            _current.numba_binary_speedup = value
+            _save(_current)
+
+
+def _save(cal: Calibration) -> None:
+    path = _path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cal.to_json(), indent=2))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not save calibration to %s (%s); it will be measured again next time", path, exc)
+
+
+def reset() -> None:
+    """Forget the in-process calibration (tests)."""
+    global _current
+    with _lock:
+        _current = None

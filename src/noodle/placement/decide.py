@@ -1,0 +1,185 @@
+"""Decide the device for one op from the calibrated cost model, and explain the decision.
+
+Rules, in order: an explicit device is obeyed; with no usable GPU (none
+present, ``NOODLE_DISABLE_GPU``, or GPU acceleration off) the CPU is the
+answer; below ``NOODLE_GPU_THRESHOLD`` elements the CPU is chosen unless the
+operands already live on a GPU (moving them back would cost more); otherwise
+the device with the lowest estimated time, transfers included, wins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from noodle.config import get_settings
+from noodle.errors import DeviceError
+from noodle.ir.ops import OPS, OpDef
+from noodle.placement import calibrate
+from noodle.placement.model import estimate, op_shape
+
+_devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where one op runs, the estimated seconds on each device, and the reason in words."""
+
+    op: str
+    device: str                      # "cpu" or "cuda:N"
+    backend: str                     # "numpy", "numba" or "cupy"
+    reason: str
+    costs: dict[str, float] = field(default_factory=dict)
+    index: int | None = None
+
+    def __str__(self) -> str:
+        est = ", ".join(f"{dev} {_fmt(sec)}" for dev, sec in sorted(self.costs.items()))
+        return f"{self.op} -> {self.device} ({self.backend}): {self.reason}" + (f"; estimated {est}" if est else "")
+
+
+def _fmt(sec: float) -> str:
+    return f"{sec * 1e6:.1f} µs" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"
+
+
+def _location(x: Any) -> bool:
+    return _devices.is_gpu_array(x)
+
+
+def _cpu_backend(op: OpDef, arrays: tuple[Any, ...], out_elems: int) -> str:
+    from noodle.array import numba_kernels
+
+    if (op.name in ("add", "subtract", "multiply", "divide") and out_elems >= 100_000 and len(arrays) == 2
+            and all(isinstance(a, np.ndarray) for a in arrays)
+            and arrays[0].shape == arrays[1].shape and arrays[0].dtype == arrays[1].dtype
+            and arrays[0].dtype.name in numba_kernels.SUPPORTED_DTYPES and numba_policy()):
+        return "numba"
+    return "numpy"
+
+
+def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool = False) -> Decision:
+    """The placement of one call under device='auto'."""
+    settings = get_settings()
+    on_gpu = [_location(a) for a in arrays]
+    n_gpu = _devices.gpu_count()
+    if n_gpu == 0:
+        if not settings.gpu_allowed:
+            reason = "GPU use is switched off (NOODLE_DISABLE_GPU or ..._GPU_ACCELERATION=false)"
+        else:
+            statuses = _devices.backend_status()
+            cuda = statuses.get("cuda")
+            reason = f"no usable GPU ({cuda.reason if cuda else 'CUDA unavailable'})"
+        costs = _costs(op, arrays, on_gpu, out_elems, None) if with_costs else {}
+        return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), reason, costs)
+    gpu_index = next((_device_index(a) for a, g in zip(arrays, on_gpu, strict=True) if g), None)
+    if gpu_index is None:
+        gpu_index = _devices.get_accelerator(None).device_id
+    if out_elems < settings.gpu_threshold and not any(on_gpu):
+        costs = _costs(op, arrays, on_gpu, out_elems, gpu_index) if with_costs else {}
+        return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems),
+                        f"{out_elems} elements < NOODLE_GPU_THRESHOLD={settings.gpu_threshold}", costs)
+    costs = _costs(op, arrays, on_gpu, out_elems, gpu_index)
+    if "gpu" not in costs:
+        return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems),
+                        f"cuda:{gpu_index} could not be calibrated", costs)
+    named = {"cpu": costs["cpu"], f"cuda:{gpu_index}": costs["gpu"]}
+    if costs["gpu"] < costs["cpu"]:
+        moved = " (operands already there)" if all(on_gpu) else " including the transfer"
+        return Decision(op.name, f"cuda:{gpu_index}", "cupy",
+                        f"cheaper on cuda:{gpu_index}{moved}", named, gpu_index)
+    why = "operands on the GPU but the CPU is cheaper even after the copy" if any(on_gpu) else \
+        "cheaper on the CPU than moving the operands to the GPU"
+    return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), why, named)
+
+
+def _device_index(x: Any) -> int:
+    dev = getattr(x, "device", None)
+    return int(getattr(dev, "id", 0) or 0)
+
+
+def _costs(op: OpDef, arrays: tuple[Any, ...], on_gpu: list[bool], out_elems: int,
+           gpu_index: int | None) -> dict[str, float]:
+    cal = calibrate.load_or_measure()
+    shapes = [tuple(getattr(a, "shape", ())) for a in arrays]
+    sizes = [int(getattr(getattr(a, "dtype", None), "itemsize", 8)) for a in arrays]
+    dtypes = [getattr(a, "dtype", np.dtype(type(a))) for a in arrays]
+    try:
+        out_dtype = np.result_type(*dtypes)
+    except TypeError:
+        out_dtype = np.dtype("float64")
+    s = op_shape(op, shapes, sizes, on_gpu, out_elems, out_dtype.itemsize, out_dtype.name)
+    gpu = cal.gpus.get(gpu_index) if gpu_index is not None else None
+    return estimate(cal.cpu, gpu, s)
+
+
+def explain(op: str, *args: Any, device: str = "auto") -> Decision:
+    """Where ``op(*args)`` would run under ``device``, the estimated cost on each device, and why.
+
+    Nothing is computed; the calibration is measured once on first use (about half a
+    second on the CPU) and cached on disk.
+    """
+    from noodle.array.dispatch import unwrap
+    from noodle.array.ops import _out_elems
+
+    if op not in OPS:
+        raise DeviceError(f"explain: unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
+    opdef = OPS[op]
+    arrays = tuple(unwrap(a) for a in args)
+    out_elems = _out_elems(opdef, arrays)
+    kind, index = _devices.parse_device(device)
+    if kind == "auto":
+        return decide(opdef, arrays, out_elems, with_costs=True)
+    on_gpu = [_location(a) for a in arrays]
+    gpu_index = index if kind == "cuda" else None
+    costs = _costs(opdef, arrays, on_gpu, out_elems, gpu_index)
+    named = {"cpu": costs["cpu"]}
+    if "gpu" in costs:
+        named[f"cuda:{gpu_index}"] = costs["gpu"]
+    if kind == "cpu":
+        return Decision(op, "cpu", _cpu_backend(opdef, arrays, out_elems), "device='cpu' was asked for", named)
+    return Decision(op, f"cuda:{index or 0}", "cupy", f"device={device!r} was asked for", named, index or 0)
+
+
+_numba_lock = threading.Lock()
+_numba_started = False
+
+
+def numba_policy() -> bool | None:
+    """Whether Numba's parallel loop beats NumPy here: True/False once measured, None while measuring.
+
+    The first call starts the measurement (calibration plus one kernel compile, cached on
+    disk) in a background thread; until it finishes, ops use NumPy.
+    """
+    global _numba_started
+    cal = calibrate.current()
+    if cal is not None and cal.numba_binary_speedup is not None:
+        return cal.numba_binary_speedup > 1.1
+    with _numba_lock:
+        if _numba_started:
+            return None
+        _numba_started = True
+    threading.Thread(target=_measure_numba, name="noodle-calibrate", daemon=True).start()
+    return None
+
+
+def _measure_numba() -> None:
+    cal = calibrate.load_or_measure()
+    if cal.numba_binary_speedup is None:
+        speedup = calibrate.measure_numba_speedup()
+        calibrate.update_numba_speedup(0.0 if speedup is None else speedup)
+
+
+def wait_for_calibration(timeout: float = 60.0) -> bool | None:
+    """Block until the Numba policy is known (benchmarks and tests use this)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        policy = numba_policy()
+        if policy is not None:
+            return policy
+        time.sleep(0.05)
+    return None
