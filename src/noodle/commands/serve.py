@@ -1,0 +1,46 @@
+"""``noodle serve``: the monitoring HTTP API and live dashboard.
+
+Binds 127.0.0.1 unless told otherwise, because the API shows what this
+machine is doing; expose it on purpose with ``--host 0.0.0.0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "serve"
+HELP = "serve the monitoring API and live dashboard (http://127.0.0.1:8080/ by default)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
+    p.add_argument("--interval", type=float, default=None,
+                   help="sampler interval in seconds (default NOODLE_SYNTAX_FIXER_MONITORING_INTERVAL, >= 1)")
+    p.add_argument("--history", default=None, metavar="FILE",
+                   help="load this history file first and save to it on exit")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from noodle.monitor.core import Monitor
+    from noodle.monitor.history import History
+    from noodle.monitor.server import MonitorServer
+
+    monitor = Monitor(interval=args.interval)
+    if args.history and Path(args.history).exists():
+        monitor.history = History.load(args.history)
+    server = MonitorServer(monitor, args.host, args.port)
+    monitor.start()
+    print(f"noodle monitor: dashboard at {server.url}/  (API under {server.url}/api/, Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.stop()
+        if args.history:
+            monitor.history.save(args.history)
+            print(f"history saved to {args.history}")
+    return 0

@@ -1,0 +1,84 @@
+import logging
+
+import pytest
+
+from noodle.errors import MonitorError
+from noodle.metrics import Registry
+from noodle.monitor import AlertManager, AlertRule, default_rules
+
+
+def _feed(am, values, field="cpu"):
+    out = []
+    for i, v in enumerate(values):
+        out.extend(am.evaluate({"t": float(i), field: v}))
+    return out
+
+
+def test_hovering_value_does_not_flap(reg):
+    am = AlertManager([AlertRule("cpu_high", "cpu", {"warning": 0.8}, hysteresis=0.05)], reg)
+    recorded = [0.5, 0.79, 0.81, 0.79, 0.8, 0.78, 0.81, 0.79, 0.77, 0.76, 0.74, 0.5]
+    changes = _feed(am, recorded)
+    assert [(a.state, a.severity) for a in changes] == [("firing", "warning"), ("resolved", "warning")]
+    assert changes[0].time == 2.0 and changes[1].time == 10.0  # resolved only below 0.8 - 0.05
+    assert am.active() == []
+
+
+def test_escalation_and_deescalation_with_severities(reg):
+    am = AlertManager([AlertRule("mem", "mem", {"info": 0.7, "warning": 0.8, "critical": 0.95},
+                                 hysteresis=0.02)], reg)
+    changes = _feed(am, [0.72, 0.85, 0.97, 0.96, 0.94, 0.9, 0.5], field="mem")
+    assert [(a.state, a.severity) for a in changes] == [
+        ("firing", "info"), ("firing", "warning"), ("firing", "critical"), ("firing", "warning"),
+        ("resolved", "warning")]
+
+
+def test_for_samples_needs_consecutive_samples(reg):
+    am = AlertManager([AlertRule("cpu_high", "cpu", {"warning": 0.8}, for_samples=3)], reg)
+    assert _feed(am, [0.9, 0.9, 0.5, 0.9, 0.9]) == []
+    assert [a.state for a in am.evaluate({"t": 9.0, "cpu": 0.9})] == ["firing"]
+
+
+def test_glob_rules_track_each_series(reg):
+    am = AlertManager([AlertRule("gpu_mem", "gpu*_mem_frac", {"warning": 0.8})], reg)
+    changes = am.evaluate({"t": 1.0, "gpu0_mem_frac": 0.9, "gpu1_mem_frac": 0.1})
+    assert [(a.series, a.state) for a in changes] == [("gpu0_mem_frac", "firing")]
+
+
+def test_delivery_to_callbacks_log_metrics_and_events(reg, caplog):
+    got = []
+    am = AlertManager(default_rules(0.8), reg)
+    am.on_alert(got.append)
+    am.on_alert(lambda a: 1 / 0)  # a broken callback must not stop delivery
+    with caplog.at_level(logging.WARNING, logger="noodle.monitor"):
+        am.evaluate({"t": 1.0, "cpu": 0.85, "mem": 0.2})
+        am.evaluate({"t": 2.0, "cpu": 0.86, "mem": 0.2})  # same level: de-duplicated
+    assert [(a.rule, a.severity) for a in got] == [("cpu_high", "warning")]
+    assert any("cpu_high" in r.getMessage() for r in caplog.records)
+    assert reg.get("noodle_alerts_total").value("warning", "firing") == 1
+    assert [e.data["rule"] for e in reg.events("alert")] == ["cpu_high"]
+    assert am.active()[0].value == pytest.approx(0.86)  # the active alert tracks the latest value
+
+
+def test_manual_alerts_are_deduplicated_and_resolvable(reg):
+    am = AlertManager([], reg)
+    a = am.raise_alert("planted", "critical", "test alert")
+    b = am.raise_alert("planted", "critical", "test alert", value=2.0)
+    assert a is b and len(am.history()) == 1
+    assert am.resolve("planted").state == "resolved"
+    assert am.active() == [] and am.resolve("planted") is None
+    with pytest.raises(MonitorError, match="severity"):
+        am.raise_alert("x", "fatal", "bad")
+
+
+def test_bad_rules_are_rejected():
+    with pytest.raises(MonitorError, match="levels"):
+        AlertRule("r", "cpu", {"urgent": 0.5})
+    with pytest.raises(MonitorError, match="hysteresis"):
+        AlertRule("r", "cpu", {"warning": 0.5}, hysteresis=-1)
+
+
+def test_default_rules_use_the_threshold():
+    rules = {r.name: r for r in default_rules(0.6)}
+    assert rules["cpu_high"].levels["warning"] == 0.6
+    assert rules["cpu_high"].levels["critical"] > 0.6
+    assert isinstance(Registry(), Registry)
