@@ -1,0 +1,176 @@
+"""Per-program run state: counters, hot-path detection, the switch to compiled code.
+
+Why one object shared by the executor and ``@noodle.jit``: both run a program
+interpreted, count calls and time (per program and per instruction), notice
+when it gets hot, hand it to the background compile manager, and switch to the
+compiled runner the moment it is ready, without ever waiting for it.
+
+Example::
+
+    >>> import numpy as np
+    >>> from noodle.trace import trace
+    >>> st = ProgramState(trace(lambda a: a + 1.0, (np.ones(2),)), hot_calls=0)
+    >>> st.run((np.ones(2),), use_jit=False)[0]
+    array([2., 2.])
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from noodle import metrics
+from noodle.ir.graph import Program
+from noodle.passes import optimize
+
+_CALLS = metrics.counter("noodle_jit_calls_total", "Calls of JIT programs, by how they ran", ["mode"])
+CALLS_INTERPRETED = _CALLS.labels("interpreted")
+CALLS_COMPILED = _CALLS.labels("compiled")
+
+DEFAULT_HOT_CALLS = 10
+DEFAULT_HOT_SECONDS = 0.05
+
+
+def parse_hot_threshold(value: Any) -> tuple[int | None, float | None]:
+    """``int`` -> calls, ``float`` -> cumulative seconds, ``(calls, seconds)`` -> either; None: defaults."""
+    from noodle.errors import ConfigError
+
+    if value is None:
+        return DEFAULT_HOT_CALLS, DEFAULT_HOT_SECONDS
+    if isinstance(value, bool):
+        raise ConfigError("hot_threshold", value, "an int (calls), a float (seconds) or (calls, seconds)")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError("hot_threshold", value, "a non-negative number of calls")
+        return value, None
+    if isinstance(value, float):
+        if value < 0:
+            raise ConfigError("hot_threshold", value, "a non-negative number of seconds")
+        return None, value
+    if isinstance(value, tuple) and len(value) == 2:
+        calls, secs = value
+        return (parse_hot_threshold(calls)[0] if calls is not None else None,
+                parse_hot_threshold(float(secs))[1] if secs is not None else None)
+    raise ConfigError("hot_threshold", value, "an int (calls), a float (seconds) or (calls, seconds)")
+
+
+class ProgramState:
+    """One program (one traced signature) and everything known about running it."""
+
+    def __init__(self, program: Program, *, hot_calls: int | None = DEFAULT_HOT_CALLS,
+                 hot_seconds: float | None = DEFAULT_HOT_SECONDS, backend: str | None = None,
+                 device: str = "auto", optimized: bool = False, name: str = "program") -> None:
+        self.source = program
+        self.program = program if optimized else optimize(program)
+        self.name = name
+        self.hot_calls = hot_calls
+        self.hot_seconds = hot_seconds
+        self.backend_request = backend
+        self.device = device
+        self.single_output = bool(program.meta.get("single_output", False))
+        self.array_module = "numpy"   # "cupy" when traced from CuPy arrays: picks the cuda backend
+        self.calls = 0
+        self.interpreted_calls = 0
+        self.compiled_calls = 0
+        self.interpreted_seconds = 0.0
+        self.node_calls = [0] * len(self.program.nodes)
+        self.node_seconds = [0.0] * len(self.program.nodes)
+        self.status = "interpreted"   # interpreted | queued | compiling | compiled | failed | disabled
+        self.backend: str | None = None
+        self.compile_seconds = 0.0
+        self.error: str | None = None
+        self.runner: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None
+        self.submit: Callable[[ProgramState], None] | None = None
+        self.lock = threading.Lock()
+        self._nbc: bytes | None = None
+        self._key: str | None = None
+        if backend == "interpret":
+            self.status = "disabled"
+
+    # ---- identity
+    def nbc(self) -> bytes:
+        """NBC bytes of the optimized program."""
+        if self._nbc is None:
+            from noodle.nbc import dumps
+
+            self._nbc = dumps(self.program)
+        return self._nbc
+
+    def key(self) -> str:
+        """Content hash of the optimized program (the compiled-program cache key)."""
+        if self._key is None:
+            from noodle.nbc import program_hash
+
+            self._key = program_hash(self.nbc())
+        return self._key
+
+    # ---- running
+    def _on_node(self, i: int, seconds: float) -> None:
+        self.node_calls[i] += 1
+        self.node_seconds[i] += seconds
+
+    def interpret(self, args: Sequence[Any]) -> tuple[Any, ...]:
+        """Run interpreted, counting per instruction."""
+        from noodle.exec.interpreter import run_program
+
+        t0 = time.perf_counter()
+        out = run_program(self.program, args, on_node=self._on_node)
+        self.interpreted_seconds += time.perf_counter() - t0
+        self.interpreted_calls += 1
+        self.calls += 1
+        CALLS_INTERPRETED.inc()
+        return out
+
+    def run(self, args: Sequence[Any], use_jit: bool = True) -> tuple[Any, ...]:
+        """Compiled when ready, else interpreted (and queue a compile once hot)."""
+        runner = self.runner
+        if runner is not None and use_jit:
+            self.compiled_calls += 1
+            self.calls += 1
+            CALLS_COMPILED.inc()
+            return runner(args)
+        out = self.interpret(args)
+        if use_jit and self.status == "interpreted" and self.is_hot():
+            self.request_compile()
+        return out
+
+    def is_hot(self) -> bool:
+        """Crossed ``hot_calls`` calls or ``hot_seconds`` cumulative interpreted time."""
+        if self.hot_calls is not None and self.calls >= self.hot_calls:
+            return True
+        return self.hot_seconds is not None and self.interpreted_seconds >= self.hot_seconds
+
+    def request_compile(self) -> None:
+        """Hand this program to the background compile manager (once)."""
+        with self.lock:
+            if self.status != "interpreted":
+                return
+            self.status = "queued"
+        submit = self.submit
+        if submit is None:
+            from noodle.jit.manager import default_manager  # lazy: jit sits above exec
+
+            submit = default_manager().submit
+        submit(self)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this program, and the hottest instructions."""
+        from noodle.ir.printer import format_node
+
+        per_node = [
+            {"node": i, "text": format_node(i, self.program.nodes[i], self.program).strip(),
+             "calls": self.node_calls[i], "seconds": self.node_seconds[i]}
+            for i in range(len(self.program.nodes)) if self.node_calls[i]
+        ]
+        per_node.sort(key=lambda d: -d["seconds"])
+        return {
+            "name": self.name, "calls": self.calls, "interpreted_calls": self.interpreted_calls,
+            "compiled_calls": self.compiled_calls, "interpreted_seconds": self.interpreted_seconds,
+            "compile_seconds": self.compile_seconds, "backend": self.backend, "status": self.status,
+            "error": self.error, "instructions": per_node,
+        }
+
+
+__all__ = ["ProgramState", "parse_hot_threshold"]

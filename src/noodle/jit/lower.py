@@ -1,0 +1,159 @@
+"""Lower a fused NIR program to backend kernels and a runner that calls them.
+
+Each unit (see :mod:`noodle.passes.schedule`) becomes one step: an elementwise
+or map-reduce region -> :class:`KernelSpec`; a matmul region -> :class:`MatmulSpec`
+(the product's epilogue as a KernelSpec whose input 0 is the product); a lone
+node (reshape, a reduction of an input, ...) runs through the interpreter's
+``eval_node``. 0-d constants are inlined into the spec; larger constants are
+passed as kernel inputs.
+
+Example::
+
+    runner = build_runner(program, get_backend("numba"))
+    outputs = runner((a, b))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce
+from noodle.ir.graph import Program
+from noodle.ir.ops import OPS, OpKind
+from noodle.ir.semantics import eval_node
+from noodle.passes.schedule import Unit, units
+
+
+def kernel_spec(program: Program, unit: Unit, first: int | None = None) -> tuple[KernelSpec, list[int], list[int]]:
+    """The KernelSpec of an elementwise/map-reduce unit, its input values and output values.
+
+    ``first``: a value that must be kernel input 0 (a matmul epilogue's product).
+    """
+    nodes = program.nodes
+    members = [m for m in unit.members if OPS[nodes[m].op].kind not in (OpKind.REDUCE, OpKind.MATMUL)]
+    red = [m for m in unit.members if OPS[nodes[m].op].kind is OpKind.REDUCE]
+    index: dict[int, int] = {}
+    inputs: list[int] = []
+    consts: list[tuple[str, Any]] = []
+    const_vals: list[int] = []
+    if first is not None:
+        inputs.append(first)
+    for v in unit.inputs:
+        if v == first:
+            continue
+        node = nodes[v]
+        if node.op == "const" and node.shape == ():
+            const_vals.append(v)
+        else:
+            inputs.append(v)
+    for k, v in enumerate(inputs):
+        index[v] = k
+    for v in const_vals:
+        index[v] = len(inputs) + len(consts)
+        c = program.consts[nodes[v].attr("index")]
+        consts.append((c.dtype.name, c.item()))
+    body: list[Instr] = []
+    base = len(inputs) + len(consts)
+    for m in members:
+        node = nodes[m]
+        attrs = (("dtype", node.attr("dtype")),) if node.op == "astype" else ()
+        body.append(Instr(node.op, tuple(index[a] for a in node.args), node.dtype, attrs))
+        index[m] = base + len(body) - 1
+    mset = set(members)
+    outs = [v for v in unit.outputs if v in mset]
+    reduce = None
+    if red:
+        r = nodes[red[0]]
+        src = nodes[r.args[0]]
+        axis = r.attr("axis")
+        axes = None if axis is None else tuple(sorted(a % len(src.shape) for a in axis))
+        reduce = Reduce(r.op, index[r.args[0]], axes, bool(r.attr("keepdims", False)), r.dtype, r.shape)
+    shape = nodes[members[-1]].shape if members else nodes[inputs[0]].shape
+    spec = KernelSpec(
+        inputs=tuple((nodes[v].dtype, nodes[v].shape) for v in inputs),
+        consts=tuple(consts), body=tuple(body), outputs=tuple(index[v] for v in outs), shape=shape,
+        reduce=reduce,
+    )
+    out_values = outs + ([red[0]] if red else [])
+    return spec, inputs, out_values
+
+
+def matmul_spec(program: Program, unit: Unit) -> tuple[MatmulSpec, list[int], list[int]]:
+    """The MatmulSpec of a matmul(+epilogue) unit, its input values and its one output."""
+    nodes = program.nodes
+    mm = unit.members[0]
+    a, b = nodes[mm].args
+    epilogue = None
+    extra: list[int] = []
+    tail = unit.members[-1]
+    if len(unit.members) > 1:
+        used = {x for m in unit.members[1:] for x in nodes[m].args}
+        sub = Unit(unit.group, unit.members[1:], (mm, *[v for v in unit.inputs if v in used]), (tail,))
+        epilogue, ins, _ = kernel_spec(program, sub, first=mm)
+        extra = ins[1:]
+    spec = MatmulSpec(a=(nodes[a].dtype, nodes[a].shape), b=(nodes[b].dtype, nodes[b].shape),
+                      out_dtype=nodes[mm].dtype, out_shape=nodes[mm].shape, epilogue=epilogue)
+    return spec, [a, b, *extra], [tail]
+
+
+Step = tuple[Callable[..., tuple[Any, ...]], tuple[int, ...], tuple[int, ...]]
+
+
+def build_runner(program: Program, backend: Any) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """Compile every unit with ``backend``; return ``runner(args) -> outputs``."""
+    nodes = program.nodes
+    steps: list[Step] = []
+    for unit in units(program):
+        head = nodes[unit.members[0]]
+        if unit.group is not None and OPS[head.op].kind is OpKind.MATMUL:
+            spec, ins, outs = matmul_spec(program, unit)
+            steps.append((backend.compile_matmul(spec), tuple(ins), tuple(outs)))
+        elif unit.group is not None and any(OPS[nodes[m].op].kind is not OpKind.REDUCE for m in unit.members):
+            spec, ins, outs = kernel_spec(program, unit)
+            steps.append((backend.compile_kernel(spec), tuple(ins), tuple(outs)))
+        else:
+            (m,) = unit.members
+            steps.append((_interp_step(nodes[m]), nodes[m].args, (m,)))
+    n = len(nodes)
+    template: list[Any] = [None] * n
+    input_slots: list[tuple[int, int]] = []
+    for i, node in enumerate(nodes):
+        if node.op == "const":
+            template[i] = program.consts[node.attr("index")]
+        elif node.op == "input":
+            input_slots.append((i, node.attr("index")))
+    outputs = program.outputs
+    # the common case, one kernel reading the arguments in order and producing the outputs
+    if len(steps) == 1:
+        fn, ins, outs = steps[0]
+        arg_of = {slot: idx for slot, idx in input_slots}
+        if all(v in arg_of for v in ins) and tuple(outs) == tuple(outputs):
+            order = [arg_of[v] for v in ins]
+            if order == list(range(len(order))) and len(order) == program.n_inputs:
+                return lambda args: fn(*args)
+            return lambda args: fn(*[args[k] for k in order])
+
+    def runner(args: Sequence[Any]) -> tuple[Any, ...]:
+        values = list(template)
+        for slot, idx in input_slots:
+            values[slot] = args[idx]
+        for fn, ins, outs in steps:
+            result = fn(*[values[v] for v in ins])
+            for v, r in zip(outs, result, strict=True):
+                values[v] = r
+        return tuple(values[o] for o in outputs)
+
+    return runner
+
+
+def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
+    def step(*vals: Any) -> tuple[Any, ...]:
+        with np.errstate(all="ignore"):
+            return (eval_node(node, vals, np),)
+    return step
+
+
+__all__ = ["build_runner", "kernel_spec", "matmul_spec"]

@@ -1,0 +1,145 @@
+"""The compile manager: one background worker that turns hot programs into kernels.
+
+Why one thread and a queue: compiles are slow (Numba: hundreds of ms) and must
+never block a caller; callers keep running interpreted and pick up the runner
+when the worker publishes it (one attribute write). A compile that fails is
+logged once, counted (``noodle_jit_compiles_total{status="failed"}`` and
+``noodle_jit_fallbacks_total{reason}``) and the program stays interpreted.
+
+Example::
+
+    manager = default_manager()
+    manager.compile_now(state)      # synchronous, what f.compile() uses
+    manager.submit(state)           # background, what hot-path detection uses
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from noodle import metrics
+from noodle.errors import CompileError
+from noodle.exec.state import ProgramState
+
+log = logging.getLogger("noodle.jit")
+
+COMPILES = metrics.counter("noodle_jit_compiles_total", "JIT program compiles, by backend and status",
+                           ["backend", "status"])
+COMPILE_SECONDS = metrics.histogram("noodle_jit_compile_seconds", "Seconds to compile one JIT program",
+                                    ["backend"])
+FALLBACKS = metrics.counter("noodle_jit_fallbacks_total",
+                            "JIT programs left interpreted, by reason", ["reason"])
+
+
+def choose_backend(state: ProgramState, args_module: str = "numpy") -> str:
+    """Backend name for a program: the explicit request, else from where its inputs live."""
+    if state.backend_request:
+        return state.backend_request
+    if state.device in ("cuda", "gpu") or (state.device == "auto" and args_module == "cupy"):
+        return "cuda"
+    return "numba"
+
+
+class CompileManager:
+    """Compiles :class:`ProgramState` objects on one worker thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[ProgramState | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._runners: dict[tuple[str, str], Any] = {}   # (program key, backend) -> runner
+
+    def submit(self, state: ProgramState) -> None:
+        """Queue ``state`` for a background compile (its status is already "queued")."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="noodle-jit-compiler", daemon=True)
+                self._thread.start()
+        self._queue.put(state)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until every queued compile finished (tests and benchmarks use it)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _work(self) -> None:
+        while True:
+            state = self._queue.get()
+            try:
+                if state is not None:
+                    self.compile_now(state)
+            except Exception:  # noqa: BLE001 - compile_now already records failures
+                pass
+            finally:
+                self._queue.task_done()
+
+    def compile_now(self, state: ProgramState) -> str:
+        """Compile ``state`` now; returns the backend used, or "interpret" when it stays interpreted."""
+        if state.runner is not None and state.backend:
+            return state.backend
+        if state.status == "disabled":
+            return "interpret"
+        name = choose_backend(state, state.array_module)
+        state.status = "compiling"
+        t0 = time.perf_counter()
+        try:
+            from noodle.backends.registry import get_backend
+            from noodle.jit.lower import build_runner
+
+            key = (state.key(), name)
+            runner = self._runners.get(key)
+            if runner is None:
+                backend = get_backend(name)
+                ok, why = backend.available()
+                if not ok:
+                    raise CompileError(f"backend {name!r} is not available here: {why}")
+                runner = build_runner(state.program, backend)
+                self._runners[key] = runner
+        except Exception as exc:  # noqa: BLE001 - any failure means: stay interpreted
+            seconds = time.perf_counter() - t0
+            reason = "backend_unavailable" if "not available" in str(exc) else "compile_error"
+            state.status = "failed"
+            state.error = f"{type(exc).__name__}: {exc}"
+            state.compile_seconds += seconds
+            COMPILES.labels(name, "failed").inc()
+            FALLBACKS.labels(reason).inc()
+            metrics.emit("jit_compile", program=state.name, key=state.key(), backend=name, status="failed",
+                         seconds=seconds, error=state.error)
+            log.warning("noodle.jit: compiling %s with %s failed, it stays interpreted (results are "
+                        "unaffected): %s", state.name, name, state.error)
+            return "interpret"
+        seconds = time.perf_counter() - t0
+        state.compile_seconds += seconds
+        state.backend = name
+        state.status = "compiled"
+        state.runner = runner
+        COMPILES.labels(name, "ok").inc()
+        COMPILE_SECONDS.labels(name).observe(seconds)
+        metrics.emit("jit_compile", program=state.name, key=state.key(), backend=name, status="ok",
+                     seconds=seconds)
+        return name
+
+
+_default: CompileManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> CompileManager:
+    """The process-wide compile manager."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = CompileManager()
+    return _default
+
+
+__all__ = ["CompileManager", "choose_backend", "default_manager"]
