@@ -1,0 +1,96 @@
+"""Executor and jit runtime: counters, background compile switch, failure fallback, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+import noodle as nd
+from noodle import metrics
+from noodle.errors import ExecutionError, NBCFormatError
+from noodle.jit.manager import default_manager
+from noodle.trace import trace
+
+
+def _wait_compiled(state, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while state.status in ("queued", "compiling") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return state.status
+
+
+def test_execute_bytes_counts_per_program_and_instruction():
+    x = np.arange(6.0)
+    data = nd.nbc.dumps(trace(lambda a, b: a * b + 1.0, (x, x)))
+    ex = nd.Executor(backend="interpret")
+    for _ in range(3):
+        np.testing.assert_array_equal(ex.execute(data, x, x), x * x + 1.0)
+    (st,) = ex.stats().values()
+    assert st["calls"] == 3 and st["interpreted_calls"] == 3 and st["compiled_calls"] == 0
+    assert {i["calls"] for i in st["instructions"]} == {3}
+    with pytest.raises(ExecutionError, match="expects"):
+        ex.execute(data, x, np.ones(5))
+    with pytest.raises(NBCFormatError):
+        ex.execute(data[:-1], x, x)
+
+
+def test_hot_program_compiles_in_background_and_switches():
+    x = np.random.default_rng(1).random(1000)
+    ex = nd.Executor(hot_threshold=2)
+    prog = trace(lambda a, b: np.exp(-a) * b - 0.5, (x, x))
+    want = np.exp(-x) * x - 0.5
+    before = metrics.registry.get("noodle_jit_calls_total").value("compiled")
+    for _ in range(2):
+        np.testing.assert_allclose(ex.execute(prog, x, x), want, rtol=1e-14)
+    st = ex.state(prog)
+    assert _wait_compiled(st) == "compiled", st.error
+    np.testing.assert_allclose(ex.execute(prog, x, x), want, rtol=1e-14)
+    assert st.compiled_calls == 1 and st.backend == "numba"
+    assert metrics.registry.get("noodle_jit_calls_total").value("compiled") == before + 1
+    assert any(e.kind == "jit_compile" and e.data.get("status") == "ok" for e in metrics.events("jit_compile"))
+
+
+def test_failed_compile_is_logged_once_counted_and_stays_interpreted(caplog):
+    x = np.arange(4.0)
+    f = nd.jit(lambda a: a * 3.0 + 1.0, backend="cuda", hot_threshold=1)  # no GPU here
+    failed = metrics.registry.get("noodle_jit_compiles_total")
+    before = failed.value("cuda", "failed") if failed else 0.0
+    with caplog.at_level(logging.WARNING, logger="noodle.jit"):
+        np.testing.assert_array_equal(f(x), x * 3.0 + 1.0)
+        assert default_manager().wait_idle()
+        for _ in range(5):
+            np.testing.assert_array_equal(f(x), x * 3.0 + 1.0)
+        assert default_manager().wait_idle()
+    assert f.state(x).status == "failed"
+    assert f.stats()["compiled_calls"] == 0 and f.stats()["interpreted_calls"] == 6
+    assert sum("stays interpreted" in r.getMessage() for r in caplog.records) == 1
+    assert metrics.registry.get("noodle_jit_compiles_total").value("cuda", "failed") == before + 1
+    assert metrics.registry.get("noodle_jit_fallbacks_total").total() >= 1
+
+
+def test_jit_api_compile_nir_bytecode_stats_memory_plan():
+    x = np.random.default_rng(2).random(10_000)
+
+    @nd.jit(hot_threshold=1000)
+    def chain(a, b, c, d, e):
+        return a * b + c * d - 0.5 * nd.exp(-e)
+
+    args = (x,) * 5
+    assert chain.compile(*args) == "numba"
+    np.testing.assert_allclose(chain(*args), x * x + x * x - 0.5 * np.exp(-x), rtol=1e-13)
+    s = chain.stats()
+    assert s["compiled_calls"] == 1 and s["backend"] == "numba" and s["compile_seconds"] > 0
+    assert "exp" in chain.nir(*args)
+    assert nd.nbc.loads(chain.bytecode(*args)).n_inputs == 5
+    assert chain.memory_plan(*args)["peak_bytes"] == x.nbytes
+
+
+def test_interpret_backend_never_compiles():
+    f = nd.jit(lambda a: a + 1.0, backend="interpret", hot_threshold=0)
+    for _ in range(3):
+        f(np.ones(3))
+    assert f.compile(np.ones(3)) == "interpret"
+    assert f.stats()["interpreted_calls"] == 3
