@@ -12,7 +12,7 @@ from noodle.exec.interpreter import run_program
 from noodle.ir.graph import Builder
 from noodle.ir.printer import format_program
 from noodle.ir.verify import verify
-from noodle.passes import algebraic, cse, dce, fold_constants, fuse, optimize, plan_memory, units
+from noodle.passes import algebraic, cse, dce, fold_constants, optimize, plan_memory, units
 from noodle.trace import trace
 
 
