@@ -49,19 +49,13 @@ atexit.register(_close_all)
 
 
 def gpu_count() -> int:
-    """GPUs found by noodle's device layer (0 if the device layer cannot tell)."""
+    """GPUs noodle's device layer can use (0 if the device layer cannot tell)."""
     try:
-        from noodle.devices import devices
+        from noodle.devices import gpu_count as device_gpu_count
 
-        found = devices()
-    except Exception:
+        return int(device_gpu_count())
+    except Exception:  # no usable device layer: declare no GPU rather than fail the cluster
         return 0
-    n = 0
-    for dev in found or []:
-        kind = str(getattr(dev, "kind", getattr(dev, "type", dev))).lower()
-        if "gpu" in kind or "cuda" in kind:
-            n += 1
-    return n
 
 
 class Task:
@@ -438,6 +432,8 @@ class _MapRun:
         i = self.index.get(future.key, -1)
         chunk = self.chunks[i] if i >= 0 else None
         where = f"map chunk {i} (items {chunk.start}..{chunk.stop - 1})" if chunk else "a map chunk"
+        if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+            result = result[1].with_traceback(result[2])  # Dask hands errors over as (type, value, tb)
         if future.status == "cancelled" or not isinstance(result, BaseException):
             return DistError(f"{where} was cancelled before it finished (was the cluster closed?)")
         exc = self.proc._translate(result, where)
