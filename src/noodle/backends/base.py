@@ -1,0 +1,94 @@
+"""The interface every code-generation backend implements.
+
+Why an abstract base: the JIT front end lowers each fused region to a
+:class:`~noodle.backends.spec.KernelSpec` or
+:class:`~noodle.backends.spec.MatmulSpec` and asks *a* backend to compile it;
+it must not care whether Numba, CUDA or (later) MLIR/IREE does the work. A new
+backend subclasses :class:`Backend`, registers a factory in
+:mod:`noodle.backends.registry`, and touches nothing else.
+
+Call convention of a compiled :class:`Kernel`: ``kernel(*inputs)`` takes the
+spec's inputs in order (arrays of exactly the spec's dtypes and shapes; Python
+scalars are accepted for 0-d / size-1 inputs) and returns a tuple: one array
+per ``spec.outputs`` entry at the full iteration shape, then the reduction
+result if ``spec.reduce`` is set (a NumPy scalar when the reduced shape is
+``()``, else an array of ``spec.reduce.shape``). A matmul kernel returns a
+1-tuple: the product with its epilogue applied.
+
+Example::
+
+    from noodle.backends import get_backend
+    backend = get_backend("numba")
+    ok, why = backend.available()
+    kernel = backend.compile_kernel(spec)
+    (out,) = kernel(a, b)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.errors import DTypeError, ShapeError
+
+
+class Kernel(ABC):
+    """A compiled fused region: callable, returns a tuple of outputs."""
+
+    spec: KernelSpec | MatmulSpec
+    backend: str
+
+    @abstractmethod
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        """Run on ``inputs`` (see the module docstring for the convention)."""
+
+    @property
+    def key(self) -> str:
+        """The spec's content hash (the cache key)."""
+        return self.spec.key()
+
+
+class Backend(ABC):
+    """A code generator for one target (CPU via Numba, GPU via CUDA, ...)."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """(True, "") when the toolchain is usable here, else (False, why not)."""
+
+    @abstractmethod
+    def compile_kernel(self, spec: KernelSpec) -> Kernel:
+        """Compile a fused elementwise (+ optional reduction) region."""
+
+    @abstractmethod
+    def compile_matmul(self, spec: MatmulSpec) -> Kernel:
+        """Compile a product with its fused elementwise epilogue."""
+
+    def __repr__(self) -> str:
+        ok, why = self.available()
+        return f"<{type(self).__name__} {self.name!r} {'available' if ok else 'unavailable: ' + why}>"
+
+
+def check_inputs(spec: KernelSpec, inputs: tuple[Any, ...]) -> None:
+    """Raise a clear error when ``inputs`` do not match ``spec.inputs`` (slow path, for messages)."""
+    if len(inputs) != len(spec.inputs):
+        raise ShapeError(f"kernel expects {len(spec.inputs)} inputs, got {len(inputs)}")
+    for i, ((dtype, shape), x) in enumerate(zip(spec.inputs, inputs, strict=True)):
+        arr = np.asarray(x)
+        if arr.shape != tuple(shape) and not (arr.size == 1 and int(np.prod(shape)) == 1):
+            raise ShapeError(
+                f"kernel input {i} has shape {arr.shape}, but the kernel was compiled for {tuple(shape)}; "
+                "compile a kernel for this shape (the JIT does this per signature)"
+            )
+        if arr.dtype != np.dtype(dtype):
+            raise DTypeError(
+                f"kernel input {i} has dtype {arr.dtype}, but the kernel was compiled for {dtype}; "
+                f"pass .astype({dtype!r}) or compile a kernel for this dtype"
+            )
+
+
+__all__ = ["Backend", "Kernel", "check_inputs"]

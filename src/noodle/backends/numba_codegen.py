@@ -1,0 +1,552 @@
+"""Python/Numba source generation for one :class:`KernelSpec`.
+
+Why generate source text (instead of composing closures): the text is the
+on-disk cache entry (``<cache_dir>/kernels/<key>.py``) that Numba's own
+``cache=True`` keys its compiled machine code on, so a second process imports
+it and skips compilation; and a human can read exactly what runs.
+
+Shapes of the generated code (all sizes and strides are literal constants):
+
+* ``flat``: one (p)range loop over the collapsed 1-D iteration space;
+* ``rows``: (p)range over the outer dims, inner loop over the last one
+  (broadcast inputs read with stride 0);
+* ``chunks``: full reduction of a 1-D space in ``NCHUNK`` fixed chunks, four
+  independent accumulators per chunk (breaks the add latency chain; NumPy's
+  pairwise sum combines the chunk partials), identical in the serial and the
+  parallel variant so results do not depend on the thread count;
+* ``nested``: reductions over some axes: (p)range over kept elements, nested
+  loops over the reduced axes;
+* ``stages``: transcendental ops (``exp``...) evaluated by NumPy's SIMD
+  ufuncs on cache-sized blocks between serial Numba stages (Numba's ``exp`` is
+  a scalar libm call, ~5x slower than NumPy's vectorized one on this machine).
+
+Each variant is emitted twice, ``k_par`` (prange) and ``k_ser`` (range): the
+runtime never uses threads below ~1e5 elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from noodle.backends.layout import broadcast_strides, c_strides, collapse
+from noodle.backends.spec import KernelSpec
+from noodle.errors import CompileError, DTypeError
+
+PARALLEL_MIN = 100_000          # elements; below this every kernel runs serially (no thread start-up)
+NCHUNK = 64                      # fixed chunk count of full reductions (deterministic results)
+BLOCK = 1 << 14                  # elements per block in the ``stages`` variant
+# ops NumPy evaluates faster (SIMD) than Numba's scalar libm call, measured on this machine
+UFUNC_OPS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tanh": "tanh"}
+COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
+           "not_equal": "!="}
+ARITH = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
+MATH = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
+SUPPORTED_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                    "uint32", "uint64", "bool"}
+
+
+def nb_type(dtype: str) -> str:
+    """Numba type name of a dtype string."""
+    if dtype not in SUPPORTED_DTYPES:
+        raise DTypeError(f"the Numba backend does not support dtype {dtype!r}; "
+                         f"supported: {', '.join(sorted(SUPPORTED_DTYPES))}")
+    return "boolean" if dtype == "bool" else dtype
+
+
+def np_ctor(dtype: str) -> str:
+    return "np.bool_" if dtype == "bool" else f"np.{dtype}"
+
+
+def _cast(name: str, have: str, want: str) -> str:
+    if have == want:
+        return name
+    if want == "bool":
+        return f"({name} != 0)"
+    return f"{np_ctor(want)}({name})"
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in ("float32", "float64")
+
+
+def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
+    """One elementwise op as a Numba expression over scalar names (NumPy semantics)."""
+    if op in ARITH:
+        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
+        return f"({a} {ARITH[op]} {b})"
+    if op in COMPARE:
+        common = str(np.result_type(*[np.dtype(d) for d in dts]))
+        a, b = (_cast(x, d, common) for x, d in zip(args, dts, strict=True))
+        return f"({a} {COMPARE[op]} {b})"
+    if op in ("maximum", "minimum"):
+        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
+        rel = ">=" if op == "maximum" else "<="
+        if is_float(out):  # NumPy propagates NaN from either side
+            return f"({a} if ({a} {rel} {b} or {a} != {a}) else {b})"
+        return f"({a} if {a} {rel} {b} else {b})"
+    if op == "negative":
+        return f"(-{_cast(args[0], dts[0], out)})"
+    if op == "abs":
+        return f"abs({_cast(args[0], dts[0], out)})"
+    if op in MATH:
+        return f"np.{op}({_cast(args[0], dts[0], out)})"
+    if op == "where":
+        c = args[0] if dts[0] == "bool" else f"({args[0]} != 0)"
+        return f"({_cast(args[1], dts[1], out)} if {c} else {_cast(args[2], dts[2], out)})"
+    if op == "astype":
+        return _cast(args[0], dts[0], out)
+    raise CompileError(f"the Numba backend cannot generate op {op!r} inside a fused kernel")
+
+
+@dataclass
+class Plan:
+    """What the generator decided: loop shape, collapsed layout, and the stages."""
+
+    mode: str
+    shape: tuple[int, ...]
+    in_strides: list[tuple[int, ...]]
+    out_strides: tuple[int, ...]
+    reduced: list[bool]
+    n: int
+    acc_dtype: str = ""
+    stages: list[dict] = field(default_factory=list)
+    n_scratch: int = 0
+    scratch_dtypes: list[str] = field(default_factory=list)
+
+
+def acc_dtype(op: str, dtype: str, value_dtype: str) -> str:
+    """Accumulator dtype: float64 for float sums (even of float32), int64 for integer sums."""
+    if op in ("sum", "mean"):
+        return "float64" if is_float(value_dtype) or is_float(dtype) else "int64"
+    return "int64" if value_dtype == "bool" else value_dtype
+
+
+def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
+    """Pick the loop shape for ``spec`` (see the module docstring)."""
+    for dtype, _ in spec.inputs:
+        nb_type(dtype)
+    for ins in spec.body:
+        nb_type(ins.dtype)
+    shape = tuple(spec.shape)
+    nd = len(shape)
+    strides = [broadcast_strides(tuple(s), shape) for _, s in spec.inputs]
+    out_st = c_strides(shape)
+    red = spec.reduce
+    if red is None:
+        reduced = [False] * nd
+    else:
+        axes = tuple(range(nd)) if red.axes is None else tuple(a % nd for a in red.axes) if nd else ()
+        reduced = [d in axes for d in range(nd)]
+    cshape, cstr, cred = collapse(shape, strides + [out_st], reduced)
+    n = int(np.prod(shape)) if shape else 1
+    p = Plan("flat", cshape, cstr[:-1], cstr[-1], cred, n)
+    if red is not None:
+        p.acc_dtype = acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))
+    full_reduce = red is not None and all(cred)
+    if len(cshape) <= 1 and (red is None or full_reduce):
+        p.mode = "flat" if red is None else "chunks"
+        if allow_stages and n >= 2 * BLOCK and _has_ufunc_work(spec, p):
+            p.mode = "stages"
+            _plan_stages(spec, p)
+    elif red is None:
+        p.mode = "rows"
+    else:
+        p.mode = "nested"
+    return p
+
+
+def _uniform(spec: KernelSpec, p: Plan) -> list[bool]:
+    """Per value: True when it is the same at every point (constants, size-1 inputs)."""
+    n_in = len(spec.inputs)
+    uni = [all(s == 0 for s in p.in_strides[k]) for k in range(n_in)]
+    uni += [True] * len(spec.consts)
+    for ins in spec.body:
+        uni.append(all(uni[a] for a in ins.args))
+    return uni
+
+
+def _has_ufunc_work(spec: KernelSpec, p: Plan) -> bool:
+    uni = _uniform(spec, p)
+    base = len(spec.inputs) + len(spec.consts)
+    return any(ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[base + i]
+               for i, ins in enumerate(spec.body))
+
+
+def _plan_stages(spec: KernelSpec, p: Plan) -> None:
+    """Split the body into Numba stages separated by NumPy ufunc calls on blocks."""
+    n_in, n_c = len(spec.inputs), len(spec.consts)
+    base = n_in + n_c
+    uni = _uniform(spec, p)
+    stage = [0] * (base + len(spec.body))
+    is_ufunc = [False] * len(stage)
+    for i, ins in enumerate(spec.body):
+        v = base + i
+        s = max((stage[a] for a in ins.args), default=0)
+        if ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[v]:
+            is_ufunc[v] = True
+            s = stage[ins.args[0]] + 1
+        stage[v] = s
+    last = max(stage) if stage else 0
+    # a value crosses into a scratch buffer when a later stage (or a ufunc) reads it
+    scratch: dict[int, int] = {}
+    for i, ins in enumerate(spec.body):
+        v = base + i
+        for a in ins.args:
+            if a >= base and not uni[a] and (is_ufunc[v] or stage[a] < stage[v]) and a not in scratch:
+                scratch[a] = len(scratch)
+        if is_ufunc[v] and v not in scratch:
+            scratch[v] = len(scratch)
+    finals = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
+    for v in finals:
+        if v >= base and not uni[v] and stage[v] < last and v not in scratch:
+            scratch[v] = len(scratch)
+    p.n_scratch = len(scratch)
+    p.scratch_dtypes = [spec.dtype_of(v) for v in sorted(scratch, key=scratch.get)]
+    steps: list[dict] = []
+    for s in range(last + 1):
+        if s > 0:
+            for i, ins in enumerate(spec.body):
+                v = base + i
+                if is_ufunc[v] and stage[v] == s:
+                    a = ins.args[0]
+                    src = ("in", a) if a < n_in else ("t", scratch[a])
+                    steps.append({"kind": "ufunc", "fn": UFUNC_OPS[ins.op], "src": src, "dst": scratch[v],
+                                  "cast": spec.dtype_of(a) != ins.dtype, "dtype": ins.dtype})
+        compute = [base + i for i in range(len(spec.body))
+                   if stage[base + i] == s and not is_ufunc[base + i] and not uni[base + i]]
+        writes = [v for v in compute if v in scratch]
+        final = s == last
+        if compute or final:
+            steps.append({"kind": "numba", "index": s, "compute": compute, "writes": writes, "final": final})
+    p.stages = steps
+    p._scratch_map = scratch  # type: ignore[attr-defined]
+    p._stage_of = stage  # type: ignore[attr-defined]
+    p._is_ufunc = is_ufunc  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- emission
+class _Emitter:
+    def __init__(self, spec: KernelSpec, p: Plan) -> None:
+        self.spec = spec
+        self.p = p
+        self.n_in = len(spec.inputs)
+        self.base = self.n_in + len(spec.consts)
+        self.uni = _uniform(spec, p)
+
+    def name(self, v: int, sfx: str = "") -> str:
+        return f"v{v}" if self.uni[v] else f"v{v}{sfx}"
+
+    def hoisted(self, needed: set[int]) -> list[str]:
+        """Lines computing the uniform values among ``needed`` once, before the loop."""
+        lines = []
+        closure = self._closure(needed)
+        for v in sorted(closure):
+            if not self.uni[v]:
+                continue
+            if v < self.n_in:
+                lines.append(f"v{v} = i{v}[0]")
+            elif v < self.base:
+                d, val = self.spec.consts[v - self.n_in]
+                lit = repr(bool(val)) if d == "bool" else repr(int(val)) if not is_float(d) else repr(float(val))
+                lines.append(f"v{v} = {np_ctor(d)}({lit})")
+            else:
+                lines.append(f"v{v} = {self._expr(v, '')}")
+        return lines
+
+    def _closure(self, values: set[int]) -> set[int]:
+        seen: set[int] = set()
+        stack = list(values)
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v >= self.base:
+                stack.extend(self.spec.body[v - self.base].args)
+        return seen
+
+    def _expr(self, v: int, sfx: str) -> str:
+        ins = self.spec.body[v - self.base]
+        return op_expr(ins.op, [self.name(a, sfx) for a in ins.args],
+                       [self.spec.dtype_of(a) for a in ins.args], ins.dtype)
+
+    def body(self, targets: set[int], load: dict[int, str], sfx: str, stop: set[int] | None = None) -> list[str]:
+        """Lines computing every varying value ``targets`` needs; ``load`` gives array reads."""
+        lines = []
+        need = set()
+        stack = list(targets)
+        while stack:
+            v = stack.pop()
+            if v in need or self.uni[v]:
+                continue
+            need.add(v)
+            if v in load:
+                continue
+            if v < self.n_in:
+                raise CompileError(f"internal: no load for input {v}")
+            stack.extend(self.spec.body[v - self.base].args)
+        for v in sorted(need):
+            if v in load:
+                lines.append(f"v{v}{sfx} = {load[v]}")
+            else:
+                lines.append(f"v{v}{sfx} = {self._expr(v, sfx)}")
+        return lines
+
+
+def _acc_update(op: str, acc: str, val: str, acc_dt: str, val_dt: str) -> str:
+    x = _cast(val, val_dt, acc_dt)
+    if op in ("sum", "mean"):
+        return f"{acc} += {x}"
+    rel = ">" if op == "max" else "<"
+    if is_float(acc_dt):
+        return f"{acc} = {x} if ({x} {rel} {acc} or {x} != {x}) else {acc}"
+    return f"{acc} = {x} if {x} {rel} {acc} else {acc}"
+
+
+def acc_init(op: str, acc_dt: str) -> str:
+    if op in ("sum", "mean"):
+        return f"{np_ctor(acc_dt)}(0)"
+    if is_float(acc_dt):
+        return f"{np_ctor(acc_dt)}({'-' if op == 'max' else ''}np.inf)"
+    info = np.iinfo(np.dtype(acc_dt))
+    return f"{np_ctor(acc_dt)}({info.min if op == 'max' else info.max})"
+
+
+def _acc_combine(op: str, accs: list[str], acc_dt: str) -> list[str]:
+    lines = []
+    for a in accs[1:]:
+        lines.append(_acc_update(op, accs[0], a, acc_dt, acc_dt))
+    return lines
+
+
+def _indent(lines: list[str], n: int) -> list[str]:
+    return [" " * (4 * n) + ln for ln in lines]
+
+
+def _sig_array(dtype: str) -> str:
+    return f"{nb_type(dtype)}[::1]"
+
+
+def generate(spec: KernelSpec, p: Plan) -> str:
+    """The full module source for ``spec`` under plan ``p``."""
+    fm = "True" if spec.fastmath else "False"
+    head = [
+        f'"""noodle kernel {spec.key()} (mode {p.mode}); generated, do not edit."""',
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"_OPTS = dict(cache=True, error_model='numpy', fastmath={fm}, nogil=True)",
+        f"MODE = {p.mode!r}",
+        f"N = {p.n}",
+        "",
+    ]
+    e = _Emitter(spec, p)
+    in_args = [f"i{k}" for k in range(e.n_in)]
+    out_args = [f"o{j}" for j in range(len(spec.outputs))]
+    in_sig = [_sig_array(d) for d, _ in spec.inputs]
+    out_sig = [_sig_array(spec.dtype_of(v)) for v in spec.outputs]
+    src = list(head)
+    if p.mode == "stages":
+        src += _gen_stages(spec, p, e, in_args, out_args, in_sig, out_sig)
+        return "\n".join(src) + "\n"
+    red = spec.reduce
+    extra_args, extra_sig = [], []
+    if red is not None:
+        extra_args, extra_sig = ["part"], [_sig_array(p.acc_dtype)]
+    args = in_args + out_args + extra_args
+    sig = f'"void({", ".join(in_sig + out_sig + extra_sig)})"'
+    # small spaces never run threaded: no parallel variant (it is the slow one to compile).
+    # Large ones compile the parallel variant now and the serial one (used only when another
+    # thread holds the parallel lock) lazily, on first use.
+    variants = [("k_ser", "range", "False", sig)]
+    if p.n >= PARALLEL_MIN:
+        variants = [("k_par", "prange", "True", sig), ("k_ser", "range", "False", "")]
+    for variant, loop, par, vsig in variants:
+        gen = {"flat": _gen_flat, "rows": _gen_rows, "chunks": _gen_chunks, "nested": _gen_nested}[p.mode]
+        body = gen(spec, p, e, loop)
+        src.append(f"@njit({vsig + ', ' if vsig else ''}parallel={par}, **_OPTS)")
+        src.append(f"def {variant}({', '.join(args)}):")
+        src += _indent(body, 1)
+        src.append("")
+    return "\n".join(src) + "\n"
+
+
+def _targets(spec: KernelSpec) -> set[int]:
+    t = set(spec.outputs)
+    if spec.reduce is not None:
+        t.add(spec.reduce.value)
+    return t
+
+
+def _loads(e: _Emitter, idx: list[str]) -> dict[int, str]:
+    return {k: f"i{k}[{idx[k]}]" for k in range(e.n_in) if not e.uni[k]}
+
+
+def _store_outputs(spec: KernelSpec, e: _Emitter, oidx: str, sfx: str) -> list[str]:
+    return [f"o{j}[{oidx}] = {_cast(e.name(v, sfx), spec.dtype_of(v), spec.dtype_of(v))}"
+            for j, v in enumerate(spec.outputs)]
+
+
+def _gen_flat(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
+    lines = e.hoisted(_targets(spec))
+    lines.append(f"for i in {loop}({p.n}):")
+    body = e.body(_targets(spec), _loads(e, ["i"] * e.n_in), "")
+    body += _store_outputs(spec, e, "i", "")
+    return lines + _indent(body or ["pass"], 1)
+
+
+def _gen_rows(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
+    shape = p.shape
+    rows = int(np.prod(shape[:-1]))
+    last = shape[-1]
+    lines = e.hoisted(_targets(spec))
+    lines.append(f"for r in {loop}({rows}):")
+    # fresh names per level: Numba's parfor pass rejects reassigning anything derived from the index
+    inner = ["q0 = r"] + [f"b{k} = 0" for k in range(e.n_in) if not e.uni[k]]
+    for lvl, d in enumerate(range(len(shape) - 2, -1, -1)):
+        inner.append(f"x{lvl} = q{lvl} % {shape[d]}")
+        inner.append(f"q{lvl + 1} = q{lvl} // {shape[d]}")
+        for k in range(e.n_in):
+            if not e.uni[k] and p.in_strides[k][d]:
+                inner.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    inner.append(f"ob = r * {last}")
+    inner.append(f"for j in range({last}):")
+    idx = [f"b{k} + j * {p.in_strides[k][-1]}" if p.in_strides[k][-1] else f"b{k}" for k in range(e.n_in)]
+    body = e.body(_targets(spec), _loads(e, idx), "") + _store_outputs(spec, e, "ob + j", "")
+    inner += _indent(body or ["pass"], 1)
+    return lines + _indent(inner, 1)
+
+
+def _gen_chunks(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
+    red = spec.reduce
+    assert red is not None
+    vdt = spec.dtype_of(red.value)
+    nchunk = max(1, min(NCHUNK, p.n))
+    lines = e.hoisted(_targets(spec))
+    lines.append(f"for c in {loop}({nchunk}):")
+    inner = [f"lo = (c * {p.n}) // {nchunk}", f"hi = ((c + 1) * {p.n}) // {nchunk}"]
+    accs = [f"acc{u}" for u in range(4)]
+    inner += [f"{a} = {acc_init(red.op, p.acc_dtype)}" for a in accs]
+    inner.append("i = lo")
+    inner.append("while i + 4 <= hi:")
+    unrolled = []
+    for u in range(4):
+        sfx = f"_{u}"
+        iu = f"i + {u}" if u else "i"
+        unrolled += e.body(_targets(spec), _loads(e, [iu] * e.n_in), sfx)
+        unrolled += _store_outputs(spec, e, iu, sfx)
+        unrolled.append(_acc_update(red.op, accs[u], e.name(red.value, sfx), p.acc_dtype, vdt))
+    unrolled.append("i += 4")
+    inner += _indent(unrolled, 1)
+    inner.append("while i < hi:")
+    tail = e.body(_targets(spec), _loads(e, ["i"] * e.n_in), "")
+    tail += _store_outputs(spec, e, "i", "")
+    tail.append(_acc_update(red.op, accs[0], e.name(red.value, ""), p.acc_dtype, vdt))
+    tail.append("i += 1")
+    inner += _indent(tail, 1)
+    inner += _acc_combine(red.op, accs, p.acc_dtype)
+    inner.append("part[c] = acc0")
+    return lines + _indent(inner, 1)
+
+
+def _gen_nested(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
+    """Reduction over some axes: parallel over kept elements, nested loops over reduced ones.
+
+    When every axis is reduced (a broadcast input kept the space N-d), the first
+    axis plays the kept role and the caller combines its partials.
+    """
+    red = spec.reduce
+    assert red is not None
+    vdt = spec.dtype_of(red.value)
+    shape, kept_flags = p.shape, [not r for r in p.reduced]
+    if not any(kept_flags):
+        kept_flags[0] = True
+    kept = [d for d in range(len(shape)) if kept_flags[d]]
+    redd = [d for d in range(len(shape)) if not kept_flags[d]]
+    n_kept = int(np.prod([shape[d] for d in kept])) if kept else 1
+    lines = e.hoisted(_targets(spec))
+    lines.append(f"for r in {loop}({n_kept}):")
+    inner = ["q0 = r", "ob = 0"] + [f"b{k} = 0" for k in range(e.n_in) if not e.uni[k]]
+    for lvl, d in enumerate(reversed(kept)):
+        inner.append(f"x{lvl} = q{lvl} % {shape[d]}")
+        inner.append(f"q{lvl + 1} = q{lvl} // {shape[d]}")
+        inner.append(f"ob += x{lvl} * {p.out_strides[d]}")
+        for k in range(e.n_in):
+            if not e.uni[k] and p.in_strides[k][d]:
+                inner.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    inner.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
+    level = 0
+    prev_b = {k: f"b{k}" for k in range(e.n_in) if not e.uni[k]}
+    prev_o = "ob"
+    nest: list[str] = []
+    for li, d in enumerate(redd):
+        nest += _indent([f"for j{li} in range({shape[d]}):"], level)
+        level += 1
+        cur = []
+        for k in prev_b:
+            st = p.in_strides[k][d]
+            cur.append(f"b{k}_{li} = {prev_b[k]} + j{li} * {st}" if st else f"b{k}_{li} = {prev_b[k]}")
+            prev_b[k] = f"b{k}_{li}"
+        cur.append(f"o_{li} = {prev_o} + j{li} * {p.out_strides[d]}")
+        prev_o = f"o_{li}"
+        nest += _indent(cur, level)
+    idx = [prev_b.get(k, "0") for k in range(e.n_in)]
+    body = e.body(_targets(spec), _loads(e, idx), "") + _store_outputs(spec, e, prev_o, "")
+    body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, vdt))
+    nest += _indent(body, level)
+    inner += nest
+    inner.append("part[r] = acc")
+    return lines + _indent(inner, 1)
+
+
+def _gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_args: list[str],
+                in_sig: list[str], out_sig: list[str]) -> list[str]:
+    """Serial nogil Numba stage functions over one block ``[lo, hi)``; the driver calls ufuncs between."""
+    scratch: dict[int, int] = p._scratch_map  # type: ignore[attr-defined]
+    red = spec.reduce
+    t_args = [f"t{j}" for j in range(p.n_scratch)]
+    t_sig = [_sig_array(d) for d in p.scratch_dtypes]
+    src: list[str] = []
+    for step in p.stages:
+        if step["kind"] != "numba":
+            continue
+        final = step["final"]
+        targets = set(step["writes"])
+        if final:
+            targets |= _targets(spec)
+        load = _loads(e, ["i"] * e.n_in)
+        for v, j in scratch.items():
+            if v not in step["compute"]:
+                load[v] = f"t{j}[i]"
+        ret = "void"
+        if final and red is not None:
+            ret = nb_type(p.acc_dtype)
+        args = ["lo", "hi"] + in_args + t_args + (out_args if final else [])
+        sig = f'"{ret}(int64, int64, {", ".join(in_sig + t_sig + (out_sig if final else []))})"'
+        src.append(f"@njit({sig}, **_OPTS)")
+        src.append(f"def s{step['index']}({', '.join(args)}):")
+        lines = e.hoisted(targets)
+        body = e.body(targets, load, "")
+        body += [f"t{scratch[v]}[i] = v{v}" for v in step["writes"]]
+        if final:
+            body += _store_outputs(spec, e, "i", "")
+        if final and red is not None:
+            lines.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
+            body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, spec.dtype_of(red.value)))
+        # slice to the block inside Numba: the loop index then starts at 0, so LLVM drops
+        # the negative-index (wraparound) checks that otherwise block vectorization
+        lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
+        if final:
+            lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
+        lines.append("for i in range(hi - lo):")
+        lines += _indent(body or ["pass"], 1)
+        if final and red is not None:
+            lines.append("return acc")
+        src += _indent(lines, 1)
+        src.append("")
+    return src
+
+
+__all__ = ["BLOCK", "NCHUNK", "Plan", "generate", "plan"]

@@ -1,0 +1,435 @@
+"""The CPU backend: one generated Numba kernel per fused region, cached on disk.
+
+Why this shape (measured on this machine, see ANCHORS.md):
+
+* outputs go into buffers from :mod:`noodle.memory.pool` (tracked, so last
+  call's dropped result is reused): fresh memory costs page faults, ~2x;
+* ``exp``/``log``/``sin``/``cos``/``tanh`` on varying values run as NumPy
+  SIMD ufuncs on 16 Ki-element blocks between serial ``nogil`` Numba stages,
+  two Python threads splitting the blocks: Numba's ``exp`` is a scalar libm
+  call (NumPy's was ~5x faster here), and a block stays in L2 between stages;
+* never two threads below ``PARALLEL_MIN`` elements (thread start-up is
+  microseconds and unbounded under contention);
+* Numba's default ``workqueue`` threading layer aborts when two threads launch
+  parallel kernels at once: a lock guards parallel launches, and a caller that
+  finds it busy runs the serial variant (same result: the chunking of
+  reductions does not depend on the variant);
+* the generated source is written to ``<cache_dir>/kernels/<key>.py`` and its
+  functions use ``@njit(cache=True)`` with explicit signatures, so a second
+  process imports the file and Numba loads the machine code from its cache
+  instead of compiling.
+
+Float sums: chunk partials (64 chunks, four accumulators each, float64
+accumulators even for float32 inputs) combined by NumPy's pairwise sum. The
+result differs from ``np.sum`` by rounding only: within ``rtol=1e-12`` of
+``sum(|x|)`` for float64 inputs and ``1e-6`` for float32 (where ours is the
+more accurate, accumulating in float64).
+
+Example::
+
+    from noodle.backends import get_backend
+    kernel = get_backend("numba").compile_kernel(spec)
+    (out,) = kernel(a, b)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noodle import metrics
+from noodle.backends.base import Backend, Kernel, check_inputs
+from noodle.backends.numba_codegen import BLOCK, PARALLEL_MIN, Plan, generate, plan
+from noodle.backends.reference import evaluate
+from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.config import get_settings
+from noodle.errors import CompileError, DTypeError, ShapeError
+from noodle.memory.pool import BufferPool, default_pool
+
+_COMPILES = metrics.counter("noodle_jit_kernel_compiles_total", "fused kernels built by a backend",
+                            ["backend", "source"])
+_COMPILE_SECONDS = metrics.histogram("noodle_jit_kernel_compile_seconds", "time to build a fused kernel",
+                                     ["backend"])
+_SERIAL_FALLBACK = metrics.counter("noodle_jit_parallel_busy_total",
+                                   "parallel launches run serially because another thread held the lock")
+
+_par_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_local = threading.local()
+_import_lock = threading.Lock()
+
+
+def n_threads() -> int:
+    """CPU threads this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def prewarm() -> threading.Thread:
+    """Import Numba in a background thread (it costs ~0.3 s) so a later first call does not wait for it."""
+    t = threading.Thread(target=lambda: importlib.import_module("numba"), name="noodle-numba-import", daemon=True)
+    t.start()
+    return t
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=max(1, n_threads() - 1),
+                                               thread_name_prefix="noodle-block")
+    return _executor
+
+
+def kernel_dir() -> Path:
+    """Where generated kernel sources (and Numba's cache next to them) live."""
+    return Path(get_settings().cache_dir) / "kernels"
+
+
+def _load_module(key: str, source: str) -> Any:
+    """Write ``source`` to the kernel cache (atomically, if changed) and import it."""
+    directory = kernel_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"k_{key}.py"
+    try:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+    except OSError:
+        current = None
+    if current != source:
+        tmp = directory / f".k_{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(source, encoding="utf-8")
+        os.replace(tmp, path)
+    name = f"noodle_kernel_{key}"  # importable by this name while loaded: Numba's cache re-imports it
+    with _import_lock:
+        mod = sys.modules.get(name)
+        if mod is not None:
+            return mod
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise CompileError(f"cannot import generated kernel {path}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+    return mod
+
+
+def _from_cache(mod: Any) -> bool:
+    """True when every dispatcher of ``mod`` was loaded from Numba's disk cache (no compile)."""
+    found = False
+    for value in vars(mod).values():
+        stats = getattr(value, "stats", None)
+        if stats is None or not hasattr(stats, "cache_hits") or not getattr(value, "signatures", None):
+            continue  # not a dispatcher, or one compiled lazily on first use
+        found = True
+        if not stats.cache_hits or stats.cache_misses:
+            return False
+    return found
+
+
+class NumbaKernel(Kernel):
+    """A compiled fused elementwise region (optionally ending in a reduction)."""
+
+    backend = "numba"
+
+    def __init__(self, spec: KernelSpec, module: Any, p: Plan, pool: BufferPool, from_cache: bool) -> None:
+        self.spec = spec
+        self.plan = p
+        self.module = module
+        self.pool = pool
+        self.from_cache = from_cache
+        self.source_path = Path(module.__file__)
+        self._n = p.n
+        self._in_dtypes = [np.dtype(d) for d, _ in spec.inputs]
+        self._in_shapes = [tuple(s) for _, s in spec.inputs]
+        self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
+        self._shape = tuple(spec.shape)
+        self._par = getattr(module, "k_par", None)
+        self._ser = getattr(module, "k_ser", None)
+        red = spec.reduce
+        self._acc = np.dtype(p.acc_dtype) if red is not None else None
+        if p.mode == "stages":
+            self._steps = [dict(s, fn=(getattr(np, s["fn"]) if s["kind"] == "ufunc"
+                                       else getattr(module, f"s{s['index']}"))) for s in p.stages]
+            self._scratch_dtypes = [np.dtype(d) for d in p.scratch_dtypes]
+
+    # ----------------------------------------------------------------- inputs
+    def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        if len(inputs) != len(self._in_dtypes):
+            check_inputs(self.spec, inputs)
+        flat = []
+        for x, dt, shp in zip(inputs, self._in_dtypes, self._in_shapes, strict=True):
+            if type(x) is not np.ndarray or x.dtype != dt or x.shape != shp:
+                arr = np.asarray(x)
+                if arr.dtype != dt or (arr.shape != shp and not (arr.size == 1 and int(np.prod(shp)) == 1)):
+                    check_inputs(self.spec, inputs)
+                    raise ShapeError(f"kernel inputs do not match the compiled spec (input shape {arr.shape})")
+                x = arr
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            flat.append(x.reshape(-1))
+        return flat
+
+    # ------------------------------------------------------------------- call
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        ins = self._prepare(inputs)
+        outs = [self.pool.take(self._shape, dt, track=True) for dt in self._out_dtypes]
+        return self.run(ins, outs)
+
+    def run(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> tuple[Any, ...]:
+        """Run on prepared flat inputs into given full-shape outputs (used for in-place epilogues)."""
+        if self._n == 0:
+            return self._empty(ins, outs)
+        flat_outs = [o.reshape(-1) for o in outs]
+        red = self.spec.reduce
+        mode = self.plan.mode
+        if mode == "stages":
+            partial = self._run_stages(ins, flat_outs)
+        else:
+            part = None
+            if red is not None:
+                part = np.empty(self._partial_count(), self._acc)
+                args = (*ins, *flat_outs, part)
+            else:
+                args = (*ins, *flat_outs)
+            self._launch(args)
+            partial = part
+        result = tuple(outs)
+        if red is not None:
+            result += (self._finish(partial),)
+        return result
+
+    def _partial_count(self) -> int:
+        p = self.plan
+        if p.mode == "chunks":
+            return max(1, min(64, p.n))
+        kept = [s for s, r in zip(p.shape, p.reduced, strict=True) if not r]
+        if not kept:
+            return p.shape[0]
+        return int(np.prod(kept))
+
+    def _launch(self, args: tuple[Any, ...]) -> None:
+        if self._par is not None and _par_lock.acquire(blocking=False):
+            try:
+                self._par(*args)
+            finally:
+                _par_lock.release()
+            return
+        if self._par is not None:
+            _SERIAL_FALLBACK.inc()
+        self._ser(*args)
+
+    def _finish(self, partial: np.ndarray) -> Any:
+        red = self.spec.reduce
+        assert red is not None
+        p = self.plan
+        all_reduced = all(p.reduced)
+        if red.op in ("sum", "mean"):
+            combined = partial.sum() if all_reduced or p.mode in ("chunks", "stages") else partial
+        elif red.op == "max":
+            combined = partial.max() if all_reduced or p.mode in ("chunks", "stages") else partial
+        else:
+            combined = partial.min() if all_reduced or p.mode in ("chunks", "stages") else partial
+        if red.op == "mean":
+            count = 1
+            for s, r in zip(self.spec.shape, self._reduced_axes(), strict=True):
+                if r:
+                    count *= s
+            with np.errstate(all="ignore"):
+                combined = np.asarray(combined, dtype=np.float64) / count
+        res = np.asarray(combined).astype(red.dtype, copy=False).reshape(red.shape)
+        return res[()] if res.shape == () else res
+
+    def _reduced_axes(self) -> list[bool]:
+        red = self.spec.reduce
+        nd = len(self.spec.shape)
+        assert red is not None
+        axes = tuple(range(nd)) if red.axes is None else tuple(a % nd for a in red.axes)
+        return [d in axes for d in range(nd)]
+
+    def _empty(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> tuple[Any, ...]:
+        """Zero-size iteration space: NumPy defines the (empty or identity) results."""
+        shaped = [x.reshape(s) for x, s in zip(ins, self._in_shapes, strict=True)]
+        ref = evaluate(self.spec, *shaped)
+        for o, r in zip(outs, ref, strict=False):
+            o[...] = r
+        return tuple(outs) + tuple(ref[len(outs):])
+
+    # ------------------------------------------------------------ stages mode
+    def _scratch(self) -> list[np.ndarray]:
+        cache = getattr(_local, "scratch", None)
+        if cache is None:
+            cache = _local.scratch = {}
+        key = tuple(self._scratch_dtypes)
+        bufs = cache.get(key)
+        if bufs is None:
+            bufs = cache[key] = [np.empty(BLOCK, d) for d in self._scratch_dtypes]
+        return bufs
+
+    def _blocks(self, ins: list[np.ndarray], outs: list[np.ndarray], first: int, last: int,
+                partials: np.ndarray | None) -> None:
+        t = self._scratch()
+        n = self._n
+        for blk in range(first, last):
+            lo = blk * BLOCK
+            hi = min(n, lo + BLOCK)
+            m = hi - lo
+            for step in self._steps:
+                if step["kind"] == "ufunc":
+                    kind, idx = step["src"]
+                    src = ins[idx][lo:hi] if kind == "in" else t[idx][:m]
+                    if step["cast"]:
+                        step["fn"](src, out=t[step["dst"]][:m], dtype=step["dtype"])
+                    else:
+                        step["fn"](src, out=t[step["dst"]][:m])
+                elif step["final"]:
+                    r = step["fn"](lo, hi, *ins, *t, *outs)
+                    if partials is not None:
+                        partials[blk] = r
+                else:
+                    step["fn"](lo, hi, *ins, *t)
+
+    def _run_stages(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray | None:
+        n = self._n
+        nb = (n + BLOCK - 1) // BLOCK
+        partials = np.empty(nb, self._acc) if self.spec.reduce is not None else None
+        workers = 1 if n < PARALLEL_MIN else min(n_threads(), nb)
+        if workers == 1:
+            self._blocks(ins, outs, 0, nb, partials)
+            return partials
+        bounds = [(w * nb) // workers for w in range(workers + 1)]
+        pool = _workers()
+        futures = [pool.submit(self._blocks, ins, outs, bounds[w], bounds[w + 1], partials)
+                   for w in range(1, workers)]
+        self._blocks(ins, outs, bounds[0], bounds[1], partials)
+        for f in futures:
+            f.result()
+        return partials
+
+
+class NumbaMatmulKernel(Kernel):
+    """``a @ b`` through BLAS into a pooled buffer, then the epilogue in place in one pass."""
+
+    backend = "numba"
+
+    def __init__(self, spec: MatmulSpec, epilogue: NumbaKernel | None, pool: BufferPool) -> None:
+        self.spec = spec
+        self.epilogue = epilogue
+        self.pool = pool
+        self._dtype = np.dtype(spec.out_dtype)
+        self._shape = tuple(spec.out_shape)
+
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        if len(inputs) < 2:
+            raise ShapeError(f"a matmul kernel takes a, b and the epilogue's extra operands; got {len(inputs)}")
+        a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+        for name, x, (dt, shp) in (("a", a, self.spec.a), ("b", b, self.spec.b)):
+            if x.shape != tuple(shp) or x.dtype != np.dtype(dt):
+                raise ShapeError(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
+                                 f"{dt}{tuple(shp)}; compile a kernel for this signature")
+        out = self.pool.take(self._shape, self._dtype, track=True)
+        if a.dtype != self._dtype or b.dtype != self._dtype:
+            np.matmul(a.astype(self._dtype), b.astype(self._dtype), out=out)
+        else:
+            np.matmul(a, b, out=out)
+        if self.epilogue is not None:
+            ep = self.epilogue
+            ins = ep._prepare((out, *inputs[2:]))
+            ep.run(ins, [out])
+        return (out,)
+
+
+class NumbaBackend(Backend):
+    """Numba CPU code generation (see the module docstring)."""
+
+    name = "numba"
+
+    def __init__(self, pool: BufferPool | None = None) -> None:
+        self.pool = pool if pool is not None else default_pool()
+        self._kernels: dict[str, Kernel] = {}
+        self._lock = threading.Lock()
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            importlib.import_module("numba")
+        except Exception as exc:  # ImportError, or a broken llvmlite
+            return False, f"numba cannot be imported: {exc}"
+        return True, ""
+
+    def source(self, spec: KernelSpec) -> str:
+        """The generated module source for ``spec`` (what the cache file holds)."""
+        return generate(spec, plan(spec))
+
+    def compile_kernel(self, spec: KernelSpec) -> NumbaKernel:
+        key = spec.key()
+        cached = self._kernels.get(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        ok, why = self.available()
+        if not ok:
+            raise CompileError(f"the numba backend is unavailable: {why}")
+        _validate(spec)
+        t0 = time.perf_counter()
+        p = plan(spec)
+        source = generate(spec, p)
+        try:
+            module = _load_module(key, source)
+        except (DTypeError, ShapeError):
+            raise
+        except Exception as exc:
+            raise CompileError(f"numba failed to compile kernel {key}: {type(exc).__name__}: {exc}") from exc
+        hit = _from_cache(module)
+        kernel = NumbaKernel(spec, module, p, self.pool, hit)
+        dt = time.perf_counter() - t0
+        _COMPILES.labels("numba", "disk" if hit else "compiled").inc()
+        _COMPILE_SECONDS.labels("numba").observe(dt)
+        metrics.emit("jit.compile", backend="numba", key=key, mode=p.mode, seconds=dt, from_cache=hit)
+        with self._lock:
+            self._kernels.setdefault(key, kernel)
+        return self._kernels[key]  # type: ignore[return-value]
+
+    def compile_matmul(self, spec: MatmulSpec) -> NumbaMatmulKernel:
+        if len(spec.a[1]) < 1 or len(spec.b[1]) < 1:
+            raise ShapeError("matmul operands must have at least one dimension")
+        ep = None
+        if spec.epilogue is not None:
+            e = spec.epilogue
+            if tuple(e.inputs[0][1]) != tuple(spec.out_shape) or e.inputs[0][0] != spec.out_dtype:
+                raise ShapeError("the epilogue's input 0 must be the product (out_dtype, out_shape)")
+            if len(e.outputs) != 1 or e.reduce is not None or tuple(e.shape) != tuple(spec.out_shape) \
+                    or e.dtype_of(e.outputs[0]) != spec.out_dtype:
+                raise ShapeError("a matmul epilogue must write one output of the product's dtype and shape")
+            ep = self.compile_kernel(e)
+        return NumbaMatmulKernel(spec, ep, self.pool)
+
+
+def _validate(spec: KernelSpec) -> None:
+    n_values = spec.n_values
+    n_in, n_c = len(spec.inputs), len(spec.consts)
+    for i, ins in enumerate(spec.body):
+        for a in ins.args:
+            if not 0 <= a < n_in + n_c + i:
+                raise CompileError(f"spec instruction {i} ({ins.op}) reads value {a}, which is not defined before it")
+    for v in spec.outputs:
+        if not 0 <= v < n_values:
+            raise CompileError(f"spec output {v} is not a value of the spec (0..{n_values - 1})")
+    if spec.reduce is not None and not 0 <= spec.reduce.value < n_values:
+        raise CompileError(f"spec reduction reads value {spec.reduce.value}, not a value of the spec")
+
+
+__all__ = ["NumbaBackend", "NumbaKernel", "NumbaMatmulKernel", "PARALLEL_MIN", "kernel_dir", "prewarm"]
