@@ -57,7 +57,7 @@ class RunHandle:
             log.exception("final monitor sample failed")
         window = max(1.0, time.time() - self.started)
         result = {
-            "profile": profile_paths,
+            "profile_paths": profile_paths,
             "profile_top": top,
             "memory_peak_bytes": memory_peak,
             "alerts": [a.to_json() for a in self.monitor.alerts.history(self.started)],
@@ -71,6 +71,9 @@ class RunHandle:
             self.monitor.stop()
         self.monitor.registry.emit("monitor_run", **result)
         self._result = result
+        global _current
+        if _current is self:
+            _current = None
         return result
 
 
@@ -98,4 +101,15 @@ def start(profile: bool, dashboard: bool, host: str = "127.0.0.1", port: int = 8
         log.warning("noodle dashboard at %s/", server.url)
     profiler = SamplingProfiler(memory=True, name="noodle run").start() if profile else None
     directory = Path(profile_dir) if profile_dir else Path.cwd() / "noodle-profiles"
-    return RunHandle(mon, profiler, server, directory, started_monitor)
+    global _current
+    _current = RunHandle(mon, profiler, server, directory, started_monitor)
+    return _current
+
+
+_current: RunHandle | None = None
+
+
+def current() -> RunHandle | None:
+    """The handle of the ``noodle run`` in progress in this process, if any (a script can read its
+    ``dashboard_url``)."""
+    return _current

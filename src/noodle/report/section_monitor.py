@@ -40,8 +40,8 @@ def render(registry: Any) -> Any:
     for b in bns[:5]:
         parts.append(f"bottleneck [bold]{b['kind']}[/bold] (severity {b['severity']:.2f}): {b['evidence']}\n"
                      f"  -> {b['recommendation']}")
-    if data.get("profile"):
-        parts.append("profile: " + ", ".join(f"{k} {v}" for k, v in data["profile"].items()))
+    if data.get("profile_paths"):
+        parts.append("profile: " + ", ".join(f"{k} {v}" for k, v in data["profile_paths"].items()))
         if data.get("memory_peak_bytes") is not None:
             parts.append(f"peak traced memory {data['memory_peak_bytes'] / 1e6:.2f} MB")
     return Group(*parts)
