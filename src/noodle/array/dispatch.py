@@ -21,6 +21,7 @@ import numpy as np
 from noodle import metrics
 from noodle.errors import (
     DeviceError,
+    DeviceMemoryError,
     DeviceTimeoutError,
     DTypeError,
     ShapeError,
@@ -156,12 +157,13 @@ def run_gpu(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     fn = getattr(cp, name)
     t0 = perf_counter()
     try:
-        result = acc.run(lambda: run_numpy(op, fn, moved, kwargs))
-    except DeviceTimeoutError:
+        result = acc.run(run_numpy, op, fn, moved, kwargs, op=op.name)
+    except (DeviceTimeoutError, DeviceMemoryError) as exc:
         if not auto:
             raise
-        _FALLBACKS.labels("placement", "gpu-timeout").inc()
-        log.warning("%s timed out on cuda:%d; recomputing on the CPU (device='auto')", op.name, index)
+        reason = "gpu-timeout" if isinstance(exc, DeviceTimeoutError) else "gpu-memory"
+        _FALLBACKS.labels("placement", reason).inc()
+        log.warning("%s failed on cuda:%d (%s); recomputing on the CPU (device='auto')", op.name, index, exc)
         host = tuple(to_host(a) for a in args)
         return run_numpy(op, getattr(np, name), host, kwargs)
     record(op.name, f"cuda:{index}", "cupy", perf_counter() - t0)

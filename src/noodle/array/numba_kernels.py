@@ -23,8 +23,10 @@ from typing import Any
 
 log = logging.getLogger("noodle.array")
 
-_OPS = ("add", "subtract", "multiply", "divide")
-SUPPORTED_DTYPES = ("float64", "float32", "int64", "int32")
+from noodle.placement.decide import NUMBA_DTYPES as SUPPORTED_DTYPES  # noqa: E402
+from noodle.placement.decide import NUMBA_MIN_SPEEDUP as MIN_SPEEDUP  # noqa: E402
+from noodle.placement.decide import NUMBA_OPS as _OPS  # noqa: E402
+
 _FLOAT_ONLY = {"divide"}
 
 _kernels: dict[tuple[str, str], Callable[..., Any] | None] = {}
@@ -124,3 +126,72 @@ def warm(ops: tuple[str, ...] = _OPS, dtypes: tuple[str, ...] = ("float64", "flo
     for op in ops:
         for dtype in dtypes:
             binary_kernel(op, dtype)
+
+
+_policy_lock = threading.Lock()
+_policy_started = False
+
+
+def measure_speedup() -> float | None:
+    """Numba's parallel add vs NumPy at 1e6 f64, both writing fresh NumPy-allocated output."""
+    import numpy as np
+
+    from noodle.placement.calibrate import best_time
+
+    kernel = binary_kernel("add", "float64")
+    if kernel is None:
+        return None
+    a = np.random.rand(1_000_000)
+    b = np.random.rand(1_000_000)
+
+    def with_numba() -> None:
+        out = np.empty_like(a)
+        kernel(a, b, out)
+
+    return best_time(lambda: np.add(a, b), repeat=7) / best_time(with_numba, repeat=7)
+
+
+def _measure_and_record() -> None:
+    from noodle.placement import calibrate
+
+    cal = calibrate.load_or_measure()
+    if cal.numba_binary_speedup is None:
+        try:
+            speedup = measure_speedup()
+        except Exception as exc:  # calibration must never break the ops
+            log.info("numba calibration failed (%s); elementwise ops stay on NumPy", exc)
+            speedup = None
+        calibrate.update_numba_speedup(0.0 if speedup is None else speedup)
+
+
+def policy() -> bool | None:
+    """Whether Numba's loop beats NumPy here: True/False once measured, None while measuring.
+
+    The first call starts the measurement (CPU calibration plus one kernel compile,
+    both cached on disk) in a background thread; until it is known, ops use NumPy.
+    """
+    global _policy_started
+    from noodle.placement import calibrate
+
+    cal = calibrate.current()
+    if cal is not None and cal.numba_binary_speedup is not None:
+        return cal.numba_binary_speedup > MIN_SPEEDUP
+    with _policy_lock:
+        if _policy_started:
+            return None
+        _policy_started = True
+    threading.Thread(target=_measure_and_record, name="noodle-calibrate", daemon=True).start()
+    return None
+
+
+def wait_for_policy(timeout: float = 120.0) -> bool | None:
+    """Block until the policy is known (benchmarks and tests use this)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = policy()
+        if result is not None:
+            return result
+        time.sleep(0.05)
+    return None

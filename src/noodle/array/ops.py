@@ -24,6 +24,7 @@ from noodle.array import dispatch as _d
 from noodle.array import numba_kernels as _nk
 from noodle.errors import DeviceError
 from noodle.ir.ops import OPS, OpDef
+from noodle.ir.shapes import result_shape, size
 
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
 
@@ -36,9 +37,7 @@ _numba_policy: list[bool | None] = [None]   # None: not yet measured on this mac
 def _numba_allowed() -> bool:
     policy = _numba_policy[0]
     if policy is None:
-        from noodle.placement import numba_policy
-
-        policy = numba_policy()       # starts a background measurement the first time
+        policy = _nk.policy()       # starts a background measurement the first time
         if policy is not None:
             _numba_policy[0] = policy
     return bool(policy)
@@ -49,21 +48,10 @@ def _is_host(x: Any) -> bool:
 
 
 def _out_elems(op: OpDef, arrays: tuple[Any, ...]) -> int:
-    shapes = [getattr(a, "shape", ()) for a in arrays]
     try:
-        if op.kind.value == "matmul":
-            a, b = shapes
-            out = np.broadcast_shapes(a[:-2], b[:-2]) + (a[-2] if len(a) > 1 else 1,) + (b[-1] if len(b) > 1 else 1,)
-        elif op.kind.value in ("reduce", "shape", "cast"):
-            out = shapes[0]
-        else:
-            out = np.broadcast_shapes(*shapes)
+        return size(result_shape(op, [tuple(getattr(a, "shape", ())) for a in arrays]))
     except (ValueError, IndexError) as exc:
         raise _d.shape_error(op, arrays, exc) from None
-    n = 1
-    for s in out:
-        n *= s
-    return n
 
 
 def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], device: str) -> Any:

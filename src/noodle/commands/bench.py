@@ -69,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         print("\n".join(available_suites()))
         return 0
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # logs and pipes: keep the table rows on one line
     suites = args.suites or list(DEFAULT_SUITES)
     mods = [(name, _load(name)) for name in suites]
     for name, mod in mods:

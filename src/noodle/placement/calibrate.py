@@ -85,7 +85,7 @@ def fingerprint(gpu_names: list[str]) -> str:
     return "|".join(parts)
 
 
-def _best(fn: Callable[[], Any], repeat: int = 5, inner: int = 1) -> float:
+def best_time(fn: Callable[[], Any], repeat: int = 5, inner: int = 1) -> float:
     fn()
     best = float("inf")
     for _ in range(repeat):
@@ -102,17 +102,17 @@ def measure_cpu() -> DeviceRates:
     a = np.random.rand(n)
     b = np.random.rand(n)
     o = np.empty_like(a)
-    bandwidth = 3 * a.nbytes / _best(lambda: np.add(a, b, out=o))
+    bandwidth = 3 * a.nbytes / best_time(lambda: np.add(a, b, out=o))
     small = np.random.rand(8192)
     small_o = np.empty_like(small)
-    flops = small.size / _best(lambda: np.multiply(small, small, out=small_o), inner=20)
-    transcendental = small.size / _best(lambda: np.exp(small, out=small_o), inner=10)
+    flops = small.size / best_time(lambda: np.multiply(small, small, out=small_o), inner=20)
+    transcendental = small.size / best_time(lambda: np.exp(small, out=small_o), inner=10)
     matmul: dict[str, float] = {}
     for dtype in ("float64", "float32"):
         m = np.random.rand(384, 384).astype(dtype)
-        matmul[dtype] = 2 * 384**3 / _best(lambda m=m: m @ m, repeat=3)
+        matmul[dtype] = 2 * 384**3 / best_time(lambda m=m: m @ m, repeat=3)
     tiny = np.random.rand(16)
-    overhead = _best(lambda: np.add(tiny, tiny), inner=200)
+    overhead = best_time(lambda: np.add(tiny, tiny), inner=200)
     return DeviceRates(bandwidth, flops, transcendental, matmul, overhead)
 
 
@@ -128,7 +128,7 @@ def measure_gpu(index: int) -> DeviceRates | None:
                 def run() -> None:
                     fn()
                     sync()
-                return _best(run, repeat)
+                return best_time(run, repeat)
 
             n = 32_000_000
             a = cp.random.rand(n)
@@ -150,29 +150,6 @@ def measure_gpu(index: int) -> DeviceRates | None:
             return DeviceRates(bandwidth, flops, transcendental, matmul, overhead, h2d, d2h)
     except Exception as exc:  # a GPU we cannot measure is a GPU we do not place work on
         log.warning("could not calibrate GPU %d (%s); it will not be chosen by device='auto'", index, exc)
-        return None
-
-
-def measure_numba_speedup() -> float | None:
-    """Numba's parallel binary kernel vs NumPy at 1e6 f64 (both writing fresh NumPy-allocated output)."""
-    try:
-        from noodle.array import numba_kernels
-
-        kernel = numba_kernels.binary_kernel("add")
-        if kernel is None:
-            return None
-        a = np.random.rand(1_000_000)
-        b = np.random.rand(1_000_000)
-
-        def with_numba() -> None:
-            out = np.empty_like(a)
-            kernel(a, b, out)
-
-        t_np = _best(lambda: np.add(a, b), repeat=7)
-        t_nb = _best(with_numba, repeat=7)
-        return t_np / t_nb
-    except Exception as exc:
-        log.info("numba calibration failed (%s); elementwise ops stay on NumPy", exc)
         return None
 
 

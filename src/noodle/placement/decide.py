@@ -10,15 +10,15 @@ the device with the lowest estimated time, transfers included, wins.
 from __future__ import annotations
 
 import importlib
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from noodle.config import get_settings
-from noodle.errors import DeviceError
+from noodle.errors import DeviceError, ShapeError
 from noodle.ir.ops import OPS, OpDef
+from noodle.ir.shapes import result_shape, size
 from noodle.placement import calibrate
 from noodle.placement.model import estimate, op_shape
 
@@ -49,13 +49,20 @@ def _location(x: Any) -> bool:
     return _devices.is_gpu_array(x)
 
 
-def _cpu_backend(op: OpDef, arrays: tuple[Any, ...], out_elems: int) -> str:
-    from noodle.array import numba_kernels
+NUMBA_OPS = ("add", "subtract", "multiply", "divide")
+NUMBA_DTYPES = ("float64", "float32", "int64", "int32")
+NUMBA_MIN_ELEMS = 100_000     # below this, 2 threads cost more than they save (ANCHORS.md)
+NUMBA_MIN_SPEEDUP = 1.1       # Numba must beat NumPy by this much at calibration to be used
 
-    if (op.name in ("add", "subtract", "multiply", "divide") and out_elems >= 100_000 and len(arrays) == 2
+
+def _cpu_backend(op: OpDef, arrays: tuple[Any, ...], out_elems: int) -> str:
+    """NumPy or Numba for a CPU op: the same rule the eager ops apply on their fast path."""
+    cal = calibrate.current()
+    numba_wins = cal is not None and (cal.numba_binary_speedup or 0.0) > NUMBA_MIN_SPEEDUP
+    if (numba_wins and op.name in NUMBA_OPS and out_elems >= NUMBA_MIN_ELEMS and len(arrays) == 2
             and all(isinstance(a, np.ndarray) for a in arrays)
             and arrays[0].shape == arrays[1].shape and arrays[0].dtype == arrays[1].dtype
-            and arrays[0].dtype.name in numba_kernels.SUPPORTED_DTYPES and numba_policy()):
+            and arrays[0].dtype.name in NUMBA_DTYPES):
         return "numba"
     return "numpy"
 
@@ -76,7 +83,7 @@ def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool 
         return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), reason, costs)
     gpu_index = next((_device_index(a) for a, g in zip(arrays, on_gpu, strict=True) if g), None)
     if gpu_index is None:
-        gpu_index = _devices.get_accelerator(None).device_id
+        gpu_index = _devices.get_accelerator(None).index
     if out_elems < settings.gpu_threshold and not any(on_gpu):
         costs = _costs(op, arrays, on_gpu, out_elems, gpu_index) if with_costs else {}
         return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems),
@@ -121,14 +128,15 @@ def explain(op: str, *args: Any, device: str = "auto") -> Decision:
     Nothing is computed; the calibration is measured once on first use (about half a
     second on the CPU) and cached on disk.
     """
-    from noodle.array.dispatch import unwrap
-    from noodle.array.ops import _out_elems
-
     if op not in OPS:
         raise DeviceError(f"explain: unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
     opdef = OPS[op]
-    arrays = tuple(unwrap(a) for a in args)
-    out_elems = _out_elems(opdef, arrays)
+    arrays = tuple(getattr(a, "_noodle_data", a) for a in args)   # a Matrix's array
+    try:
+        out_elems = size(result_shape(opdef, [tuple(getattr(a, "shape", ())) for a in arrays]))
+    except (ValueError, IndexError) as exc:
+        raise ShapeError(f"explain: {op} cannot take operands of shapes "
+                         f"{[getattr(a, 'shape', ()) for a in arrays]} ({exc})") from None
     kind, index = _devices.parse_device(device)
     if kind == "auto":
         return decide(opdef, arrays, out_elems, with_costs=True)
@@ -143,43 +151,3 @@ def explain(op: str, *args: Any, device: str = "auto") -> Decision:
     return Decision(op, f"cuda:{index or 0}", "cupy", f"device={device!r} was asked for", named, index or 0)
 
 
-_numba_lock = threading.Lock()
-_numba_started = False
-
-
-def numba_policy() -> bool | None:
-    """Whether Numba's parallel loop beats NumPy here: True/False once measured, None while measuring.
-
-    The first call starts the measurement (calibration plus one kernel compile, cached on
-    disk) in a background thread; until it finishes, ops use NumPy.
-    """
-    global _numba_started
-    cal = calibrate.current()
-    if cal is not None and cal.numba_binary_speedup is not None:
-        return cal.numba_binary_speedup > 1.1
-    with _numba_lock:
-        if _numba_started:
-            return None
-        _numba_started = True
-    threading.Thread(target=_measure_numba, name="noodle-calibrate", daemon=True).start()
-    return None
-
-
-def _measure_numba() -> None:
-    cal = calibrate.load_or_measure()
-    if cal.numba_binary_speedup is None:
-        speedup = calibrate.measure_numba_speedup()
-        calibrate.update_numba_speedup(0.0 if speedup is None else speedup)
-
-
-def wait_for_calibration(timeout: float = 60.0) -> bool | None:
-    """Block until the Numba policy is known (benchmarks and tests use this)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        policy = numba_policy()
-        if policy is not None:
-            return policy
-        time.sleep(0.05)
-    return None
