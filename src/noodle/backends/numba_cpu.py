@@ -98,9 +98,9 @@ def kernel_dir() -> Path:
     return Path(get_settings().cache_dir) / "kernels"
 
 
-def _load_module(key: str, source: str) -> Any:
+def _load_module(key: str, source: str, directory: Path | None = None) -> Any:
     """Write ``source`` to the kernel cache (atomically, if changed) and import it."""
-    directory = kernel_dir()
+    directory = kernel_dir() if directory is None else directory
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"k_{key}.py"
     try:
@@ -359,8 +359,10 @@ class NumbaBackend(Backend):
 
     name = "numba"
 
-    def __init__(self, pool: BufferPool | None = None) -> None:
+    def __init__(self, pool: BufferPool | None = None, cache_dir: str | Path | None = None) -> None:
         self.pool = pool if pool is not None else default_pool()
+        # None: <settings.cache_dir>/kernels, read at each compile (settings may be reloaded)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._kernels: dict[str, Kernel] = {}
         self._lock = threading.Lock()
 
@@ -388,7 +390,7 @@ class NumbaBackend(Backend):
         p = plan(spec)
         source = generate(spec, p)
         try:
-            module = _load_module(key, source)
+            module = _load_module(key, source, self.cache_dir)
         except (DTypeError, ShapeError):
             raise
         except Exception as exc:
