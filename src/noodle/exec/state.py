@@ -71,9 +71,9 @@ class ProgramState:
         self.device = device
         self.single_output = bool(program.meta.get("single_output", False))
         self.array_module = "numpy"   # "cupy" when traced from CuPy arrays: picks the cuda backend
-        self.calls = 0
         self.interpreted_calls = 0
         self.compiled_calls = 0
+        self._published_compiled = 0   # compiled calls already added to the metrics counter
         self.interpreted_seconds = 0.0
         self.node_calls = [0] * len(self.program.nodes)
         self.node_seconds = [0.0] * len(self.program.nodes)
@@ -119,7 +119,6 @@ class ProgramState:
         out = run_program(self.program, args, on_node=self._on_node)
         self.interpreted_seconds += time.perf_counter() - t0
         self.interpreted_calls += 1
-        self.calls += 1
         CALLS_INTERPRETED.inc()
         return out
 
@@ -128,13 +127,25 @@ class ProgramState:
         runner = self.runner
         if runner is not None and use_jit:
             self.compiled_calls += 1
-            self.calls += 1
-            CALLS_COMPILED.inc()
+            self.flush_metrics()
             return runner(args)
         out = self.interpret(args)
         if use_jit and self.status == "interpreted" and self.is_hot():
             self.request_compile()
         return out
+
+    @property
+    def calls(self) -> int:
+        """Every call, interpreted or compiled."""
+        return self.interpreted_calls + self.compiled_calls
+
+    def flush_metrics(self) -> None:
+        """Add compiled calls not yet published to ``noodle_jit_calls_total{mode="compiled"}``."""
+        with self.lock:
+            delta = self.compiled_calls - self._published_compiled
+            self._published_compiled += max(delta, 0)
+        if delta > 0:
+            CALLS_COMPILED.inc(delta)
 
     def is_hot(self) -> bool:
         """Crossed ``hot_calls`` calls or ``hot_seconds`` cumulative interpreted time."""

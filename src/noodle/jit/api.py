@@ -32,12 +32,13 @@ _ndarray = np.ndarray
 
 
 def _signature(args: tuple) -> tuple:
-    """Cache key of a call: (shape, dtype) per NumPy array; type+shape+dtype for other arrays;
-    type+value for static arguments (which become constants)."""
-    key = []
+    """Cache key of a call: shape and dtype per NumPy array (flattened: hashing is the per-call
+    cost); type+shape+dtype for other arrays (CuPy); type+value for static arguments."""
+    key: list[Any] = []
     for a in args:
         if type(a) is _ndarray:
-            key.append((a.shape, a.dtype))
+            key.append(a.shape)
+            key.append(a.dtype)
         elif is_array(a):
             key.append((type(a), a.shape, a.dtype))
         else:
@@ -74,8 +75,9 @@ class JitFunction:
         arrays = args if positions is None else [args[i] for i in positions]
         runner = state.runner
         if runner is not None:
-            state.compiled_calls += 1
-            state.calls += 1
+            n = state.compiled_calls = state.compiled_calls + 1
+            if not n & 255:  # publish to the metrics registry in batches: a locked inc per call costs
+                state.flush_metrics()
             out = runner(arrays)
         else:
             out = state.run(arrays)
@@ -133,7 +135,10 @@ class JitFunction:
 
     def stats(self) -> dict[str, Any]:
         """Totals over every signature, plus per-signature detail under ``signatures``."""
-        per = [st.stats() for st, _ in self._states.values()]
+        per = []
+        for st, _ in self._states.values():
+            st.flush_metrics()
+            per.append(st.stats())
         backends = sorted({s["backend"] for s in per if s["backend"]})
         return {
             "calls": sum(s["calls"] for s in per),
