@@ -15,6 +15,8 @@ HELP = "list the CPU and GPUs noodle sees, and which backends (CUDA, ROCm, OpenC
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure this machine's device throughputs again (placement uses them) and show them")
 
 
 def _gib(n: int | None) -> str:
@@ -66,4 +68,28 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"noodle may place work on {usable} GPU(s).")
     else:
         console.print(escape(f"noodle computes on the CPU only: {why}."))
+    if args.calibrate:
+        _print_calibration(console)
     return 0
+
+
+def _print_calibration(console) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from noodle.placement import calibrate
+
+    cal = calibrate.load_or_measure(force=True)
+    table = Table(title="calibration (used by device='auto')")
+    for col in ("device", "bandwidth", "elementwise", "exp-like", "matmul f64", "matmul f32", "call", "h2d", "d2h"):
+        table.add_column(col, justify="right" if col != "device" else "left")
+
+    def row(name, r) -> None:  # type: ignore[no-untyped-def]
+        table.add_row(name, f"{r.bandwidth / 1e9:.1f} GB/s", f"{r.flops / 1e9:.1f} GFLOP/s",
+                      f"{r.transcendental / 1e9:.2f} G/s", f"{r.matmul_flops.get('float64', 0) / 1e9:.1f} GFLOP/s",
+                      f"{r.matmul_flops.get('float32', 0) / 1e9:.1f} GFLOP/s", f"{r.call_overhead * 1e6:.1f} µs",
+                      f"{r.h2d / 1e9:.1f} GB/s" if r.h2d else "-", f"{r.d2h / 1e9:.1f} GB/s" if r.d2h else "-")
+
+    row("cpu", cal.cpu)
+    for index, rates in sorted(cal.gpus.items()):
+        row(f"cuda:{index}", rates)
+    console.print(table)
