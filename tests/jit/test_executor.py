@@ -94,3 +94,42 @@ def test_interpret_backend_never_compiles():
         f(np.ones(3))
     assert f.compile(np.ones(3)) == "interpret"
     assert f.stats()["interpreted_calls"] == 3
+
+
+def test_threads_keep_running_while_compiling_and_switch():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    x, y = rng.random((50, 40)), rng.random(40)
+
+    @nd.jit(hot_threshold=3)
+    def f(a, b):
+        return (np.tanh(a) * b + 1.0).sum(axis=1)
+
+    want = (np.tanh(x) * y + 1.0).sum(axis=1)
+
+    def work(_):
+        return [f(x, y) for _ in range(20)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [r for batch in pool.map(work, range(4)) for r in batch]
+    for r in results:
+        np.testing.assert_allclose(r, want, rtol=1e-12)
+    assert default_manager().wait_idle()
+    st = f.state(x, y)
+    assert st.status == "compiled", st.error
+    f(x, y)
+    s = f.stats()
+    assert s["calls"] == 81 and s["compiled_calls"] >= 1 and s["interpreted_calls"] >= 3
+
+
+def test_cupy_inputs_choose_the_cuda_backend():
+    from noodle.exec.state import ProgramState
+    from noodle.jit.manager import choose_backend
+
+    st = ProgramState(trace(lambda a: a + 1.0, (np.ones(2),)))
+    assert choose_backend(st) == "numba"
+    st.array_module = "cupy"
+    assert choose_backend(st) == "cuda"
+    st.backend_request = "numba"
+    assert choose_backend(st) == "numba"

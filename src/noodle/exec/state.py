@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ from noodle.passes import optimize
 _CALLS = metrics.counter("noodle_jit_calls_total", "Calls of JIT programs, by how they ran", ["mode"])
 CALLS_INTERPRETED = _CALLS.labels("interpreted")
 CALLS_COMPILED = _CALLS.labels("compiled")
+
+_LIVE: weakref.WeakSet[ProgramState] = weakref.WeakSet()
 
 DEFAULT_HOT_CALLS = 10
 DEFAULT_HOT_SECONDS = 0.05
@@ -88,6 +91,7 @@ class ProgramState:
         self._key: str | None = None
         if backend == "interpret":
             self.status = "disabled"
+        _LIVE.add(self)
 
     # ---- identity
     def nbc(self) -> bytes:
@@ -184,4 +188,10 @@ class ProgramState:
         }
 
 
-__all__ = ["ProgramState", "parse_hot_threshold"]
+def flush_all() -> None:
+    """Publish every live program's pending compiled-call count (reports call this first)."""
+    for state in list(_LIVE):
+        state.flush_metrics()
+
+
+__all__ = ["ProgramState", "flush_all", "parse_hot_threshold"]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce
+from noodle.exec.interpreter import array_module
 from noodle.ir.graph import Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.semantics import eval_node
@@ -152,7 +153,7 @@ def build_runner(program: Program, backend: Any) -> Callable[[Sequence[Any]], tu
 def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
     def step(*vals: Any) -> tuple[Any, ...]:
         with np.errstate(all="ignore"):
-            return (eval_node(node, vals, np),)
+            return (eval_node(node, vals, array_module(vals)),)
     return step
 
 

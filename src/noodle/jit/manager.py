@@ -35,11 +35,12 @@ FALLBACKS = metrics.counter("noodle_jit_fallbacks_total",
                             "JIT programs left interpreted, by reason", ["reason"])
 
 
-def choose_backend(state: ProgramState, args_module: str = "numpy") -> str:
-    """Backend name for a program: the explicit request, else from where its inputs live."""
+def choose_backend(state: ProgramState) -> str:
+    """Backend name for a program: the explicit request, else from where its inputs live
+    (CuPy arrays -> "cuda"; ``device="cuda"`` forces it; everything else -> "numba")."""
     if state.backend_request:
         return state.backend_request
-    if state.device in ("cuda", "gpu") or (state.device == "auto" and args_module == "cupy"):
+    if state.device in ("cuda", "gpu") or (state.device == "auto" and state.array_module == "cupy"):
         return "cuda"
     return "numba"
 
@@ -87,7 +88,7 @@ class CompileManager:
             return state.backend
         if state.status == "disabled":
             return "interpret"
-        name = choose_backend(state, state.array_module)
+        name = choose_backend(state)
         state.status = "compiling"
         t0 = time.perf_counter()
         try:
