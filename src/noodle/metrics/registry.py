@@ -31,16 +31,41 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 RESERVOIR = 512  # recent observations kept per histogram child, for percentiles
 
 
+FLUSH_AT = 1024  # pending observations folded into the aggregate once this many accumulate
+
+
 class _CounterChild:
-    __slots__ = ("value", "_lock")
+    """A counter value. ``inc`` only appends to a pending list (one GIL-atomic list append, about
+    0.1 µs instead of a lock round trip); the pending amounts are folded in when the value is read or
+    when ``FLUSH_AT`` accumulate. Appends go to the end and the fold deletes only the prefix it
+    summed, so concurrent increments are never lost."""
+
+    __slots__ = ("_value", "_pending", "_lock")
 
     def __init__(self) -> None:
-        self.value = 0.0
-        self._lock = threading.Lock()
+        self._value = 0.0
+        self._pending: list[float] = []
+        self._lock = threading.RLock()
 
     def inc(self, amount: float = 1.0) -> None:
+        pending = self._pending
+        pending.append(amount)
+        if len(pending) >= FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
-            self.value += amount
+            pending = self._pending
+            n = len(pending)
+            if n:
+                total = sum(pending[:n])
+                del pending[:n]
+                self._value += total
+
+    @property
+    def value(self) -> float:
+        self._flush()
+        return self._value
 
 
 class _GaugeChild:
@@ -63,32 +88,81 @@ class _GaugeChild:
 
 
 class _HistogramChild:
-    __slots__ = ("bounds", "counts", "count", "sum", "recent", "_lock")
+    """Bucket counts, count, sum and a reservoir of recent values.
+
+    ``observe`` only appends to a pending list (about 0.1 µs; a locked bisect-and-update costs
+    0.7 µs, a visible share of a 20 µs op); pending values are folded into the buckets in bulk
+    (NumPy ``searchsorted`` + ``bincount`` for large batches) whenever any aggregate is read or
+    ``FLUSH_AT`` values accumulate. Reads therefore always see every observation.
+    """
+
+    __slots__ = ("bounds", "_counts", "_count", "_sum", "_recent", "_pending", "_lock")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.count = 0
-        self.sum = 0.0
-        self.recent: deque[float] = deque(maxlen=RESERVOIR)
-        self._lock = threading.Lock()
+        self._counts = [0] * (len(bounds) + 1)
+        self._count = 0
+        self._sum = 0.0
+        self._recent: deque[float] = deque(maxlen=RESERVOIR)
+        self._pending: list[float] = []
+        self._lock = threading.RLock()
 
-    def observe(self, value: float, _bisect: Any = bisect.bisect_left) -> None:
-        # The hot path of every eager op: explicit acquire/release is measurably
-        # cheaper than ``with`` here, and nothing inside can raise.
-        i = _bisect(self.bounds, value)
-        lock = self._lock
-        lock.acquire()
-        self.counts[i] += 1
-        self.count += 1
-        self.sum += value
-        self.recent.append(value)
-        lock.release()
+    def observe(self, value: float) -> None:
+        pending = self._pending
+        pending.append(value)
+        if len(pending) >= FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending = self._pending
+            n = len(pending)
+            if not n:
+                return
+            values = pending[:n]
+            del pending[:n]
+            counts = self._counts
+            if n >= 64:
+                import numpy as np
+
+                arr = np.asarray(values, dtype=np.float64)
+                idx = np.searchsorted(np.asarray(self.bounds), arr, side="left")
+                for i, c in enumerate(np.bincount(idx, minlength=len(counts)).tolist()):
+                    counts[i] += c
+                self._sum += float(arr.sum())
+            else:
+                bounds = self.bounds
+                for v in values:
+                    counts[bisect.bisect_left(bounds, v)] += 1
+                self._sum += sum(values)
+            self._count += n
+            self._recent.extend(values[-RESERVOIR:])
+
+    @property
+    def counts(self) -> list[int]:
+        self._flush()
+        return self._counts
+
+    @property
+    def count(self) -> int:
+        self._flush()
+        return self._count
+
+    @property
+    def sum(self) -> float:
+        self._flush()
+        return self._sum
+
+    @property
+    def recent(self) -> deque[float]:
+        self._flush()
+        return self._recent
 
     def percentile(self, q: float) -> float | None:
         """The q-th percentile (0..100) of the recent observations, or None if there are none."""
         with self._lock:
-            data = sorted(self.recent)
+            self._flush()
+            data = sorted(self._recent)
         if not data:
             return None
         k = min(len(data) - 1, max(0, round(q / 100.0 * (len(data) - 1))))

@@ -1,7 +1,7 @@
 """Report section: the monitoring summary, alerts raised and bottlenecks found during ``noodle run``.
 
 Reads only the registry's events (``monitor_run`` from the run hooks, ``alert``
-from the alert manager), so the report does not import the monitor.
+from the alert manager); the text layout is shared with ``noodle summary``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def render(registry: Any) -> Any:
     from rich.console import Group
     from rich.table import Table
 
-    from noodle.commands.summary import render as render_summary
+    from noodle.monitor.summary_text import render as render_summary
 
     parts: list[Any] = ["[bold]Monitoring[/bold]"]
     data = runs[-1].data if runs else {}
