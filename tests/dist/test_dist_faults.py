@@ -81,8 +81,11 @@ def test_task_that_always_crashes_its_worker_ends_in_a_clear_error(fproc):
     with pytest.raises(WorkerCrashError, match=r"killed 2 worker process\(es\).*allowed-failures=1"):
         fproc.submit(w.crash).result()
     _wait_for_two_workers(fproc)
-    with pytest.raises(WorkerCrashError, match=r"map chunk 1 \(items 2..3\)") as info:
+    with pytest.raises(WorkerCrashError, match=r"killed 2 worker process\(es\)") as info:
         fproc.map(w.crash_on, range(6), chunk_size=2)
     assert isinstance(info.value, DistError)
+    # item 3 is in chunk 1; Dask may also blame a chunk that ran beside it on a dying worker,
+    # and noodle then names both
+    assert "chunk 1 (items 2..3)" in str(info.value), str(info.value)
     _wait_for_two_workers(fproc)
     assert fproc.map(w.square, range(6)) == [0, 1, 4, 9, 16, 25]  # the cluster recovered

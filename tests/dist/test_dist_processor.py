@@ -161,3 +161,17 @@ def test_disabled_distributed_processing_is_refused():
             Processor()
     finally:
         config.reload()
+
+
+def test_report_section_shows_the_distributed_work(proc):
+    from rich.console import Console
+
+    from noodle.report import section_dist
+
+    proc.map(w.square, range(20), chunk_size=5, progress=False)
+    console = Console(record=True, width=200)
+    console.print(section_dist.render(metrics.registry))
+    text = console.export_text()
+    assert "Distributed work" in text and "completed" in text
+    assert any(i.address in text for i in proc.workers(pids=False))
+    assert section_dist.render(metrics.Registry()) is None  # nothing to say without dist work

@@ -439,7 +439,29 @@ class _MapRun:
         exc = self.proc._translate(result, where)
         if exc is result:
             exc.add_note(f"noodle: raised in {where}")
+        elif isinstance(exc, WorkerCrashError):
+            exc.args = (exc.args[0] + self._other_crashed(future),)
         return exc
+
+    def _other_crashed(self, failed: Any) -> str:
+        """Name every chunk Dask failed for killing workers: a death counts against every task running on
+        the dying worker, so a chunk running beside a crasher can be blamed too (rarely, with the default
+        allowed-failures=3)."""
+        from distributed.scheduler import KilledWorker
+
+        time.sleep(0.05)  # failures decided together reach the client in the same batch
+        others = []
+        for f in self.futures:
+            if f is not failed and f.status == "error":
+                try:
+                    if isinstance(f.exception(timeout=1), KilledWorker):
+                        others.append(self.index[f.key])
+                except Exception:
+                    pass
+        if not others:
+            return ""
+        listed = ", ".join(f"{i} (items {self.chunks[i].start}..{self.chunks[i].stop - 1})" for i in sorted(others))
+        return f". Also failed for killed workers: chunk {listed}"
 
     def _completed(self) -> Iterator[tuple[Any, Any]]:
         """(future, (worker, value)) as chunks finish; raises on the first failed or cancelled chunk."""
