@@ -1,0 +1,136 @@
+"""Safe value encoding for every tier that leaves the process (Redis, snapshots, the store).
+
+Why not pickle: unpickling bytes from Redis, a file or a socket runs whatever
+code the bytes name, so one hostile or corrupted entry would be code execution.
+Here arrays travel as a small header (dtype string, shape) plus their raw bytes
+and everything else as msgpack; decoding builds only NumPy arrays and plain
+data, never calls anything named by the payload.
+
+Format: ``b"ND\\x01"`` then one msgpack object. Arrays (anywhere inside lists,
+tuples and dicts) are msgpack extension type 1: a msgpack ``[dtype, shape]``
+header followed by the C-order bytes. Tuples are extension type 2 so that they
+come back as tuples (memoized functions often return them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from noodle.errors import CacheEncodingError
+
+MAGIC = b"ND\x01"
+_EXT_ARRAY = 1
+_EXT_TUPLE = 2
+_ALLOWED_KINDS = frozenset("biufcmMSU")  # no 'O' (objects: pickle) and no 'V' (raw/structured)
+
+
+class DecodeError(Exception):
+    """Internal: the bytes are not a valid noodle payload (callers turn it into a miss)."""
+
+
+def _array_to_ext(arr: np.ndarray) -> msgpack.ExtType:
+    if arr.dtype.kind not in _ALLOWED_KINDS:
+        raise CacheEncodingError(
+            f"cannot encode an array of dtype {arr.dtype} safely: object and structured dtypes would "
+            f"need pickle. Convert it to a numeric or string dtype first."
+        )
+    header = msgpack.packb([arr.dtype.str, list(arr.shape)])
+    data = np.ascontiguousarray(arr).tobytes()
+    return msgpack.ExtType(_EXT_ARRAY, header + data)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return _array_to_ext(obj)
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))
+    if isinstance(obj, np.generic):
+        if obj.dtype.kind in "biu":
+            return int(obj)
+        if obj.dtype.kind == "f":
+            return float(obj)
+        if obj.dtype.kind == "c":
+            return _array_to_ext(np.asarray(obj))
+        if obj.dtype.kind == "b":
+            return bool(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj) if all(isinstance(x, (int, str)) for x in obj) else list(obj)
+    raise CacheEncodingError(
+        f"cannot encode a value of type {type(obj).__name__} safely (no pickle): use arrays, numbers, "
+        f"strings, bytes, None, and lists/tuples/dicts of those."
+    )
+
+
+def _pack(obj: Any) -> bytes:
+    try:
+        return msgpack.packb(obj, default=_default, strict_types=True, use_bin_type=True)
+    except CacheEncodingError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CacheEncodingError(f"cannot encode value safely: {exc}") from None
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_ARRAY:
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1)
+        unpacker.feed(data)
+        header = unpacker.unpack()
+        offset = unpacker.tell()
+        if (not isinstance(header, list) or len(header) != 2 or not isinstance(header[0], str)
+                or not isinstance(header[1], list)):
+            raise DecodeError("bad array header")
+        dtype = np.dtype(header[0])
+        if dtype.kind not in _ALLOWED_KINDS or dtype.hasobject:
+            raise DecodeError(f"refused dtype {dtype}")
+        shape = tuple(int(n) for n in header[1])
+        if any(n < 0 for n in shape):
+            raise DecodeError("negative dimension")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        body = memoryview(data)[offset:]
+        if count * dtype.itemsize != len(body):
+            raise DecodeError("array size does not match its header")
+        # frombuffer over immutable bytes is read-only; copy so callers get a normal array.
+        return np.frombuffer(body, dtype=dtype, count=count).reshape(shape).copy()
+    if code == _EXT_TUPLE:
+        inner = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        if not isinstance(inner, list):
+            raise DecodeError("bad tuple payload")
+        return tuple(inner)
+    raise DecodeError(f"unknown extension type {code}")
+
+
+def encode(value: Any) -> bytes:
+    """Bytes for ``value`` in the safe format; raises :class:`CacheEncodingError` if impossible."""
+    return MAGIC + _pack(value)
+
+
+def decode(data: bytes) -> Any:
+    """The value encoded in ``data``; raises :class:`DecodeError` for anything else (never executes code)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or bytes(data[:3]) != MAGIC:
+        raise DecodeError("missing noodle header (not written by noodle, or another format)")
+    try:
+        return msgpack.unpackb(memoryview(data)[3:], ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack raises several types for garbage; all mean "not ours"
+        raise DecodeError(f"corrupt payload: {type(exc).__name__}: {exc}") from None
+
+
+def nbytes_of(value: Any) -> int:
+    """A cheap size estimate in bytes, used for the ``max_bytes`` bound (arrays count ``nbytes``)."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes) + 112
+    if isinstance(value, (bytes, bytearray, str)):
+        return len(value) + 49
+    if isinstance(value, (list, tuple)):
+        head = sum(nbytes_of(v) for v in value[:64])  # sample the first 64 items, scale up
+        return 56 + 8 * len(value) + (head * len(value) // 64 if len(value) > 64 else head)
+    if isinstance(value, dict):
+        return 232 + sum(nbytes_of(k) + nbytes_of(v) for k, v in list(value.items())[:64])
+    return 32
+
+
+__all__ = ["MAGIC", "DecodeError", "decode", "encode", "nbytes_of"]

@@ -1,0 +1,655 @@
+"""CacheManager: a local tier (LRU/LFU/TTL/adaptive) in front of an optional shared Redis tier.
+
+Lookup order is local tier, then Redis, then the loader (``get_or_load``).
+Why the local hit path looks bare: it is the one line every user of the cache
+pays on every call, and it must cost no more than cachetools' LRUCache (about a
+microsecond). So a hit is one lock, one policy lookup, one expiry compare and
+one integer increment; statistics are plain ints published to
+``noodle.metrics`` in bulk (see :mod:`noodle.cache.stats`), never one
+prometheus call per get.
+
+Invalidation covers time (``ttl``), usage (``max_idle``, ``max_hits``),
+dependency (``tags`` and ``depends_on``: invalidating a key cascades to the
+keys that depend on it) and events (every invalidation and every overwrite is
+published on Redis pub/sub; peers drop their local copy). When the
+subscription drops, the local tier is cleared at once and again when it is
+restored, so a node never serves what it could not hear being invalidated.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
+from typing import Any
+
+from noodle.cache import codec
+from noodle.cache.policies import MISSING, make_policy
+from noodle.config import get_settings
+from noodle.errors import CacheEncodingError, CacheError
+
+_DEFAULT: Any = object()
+_monotonic = time.monotonic
+_perf = time.perf_counter
+_SAMPLE_EVERY = 1024  # one local get in this many is timed for noodle_cache_get_seconds{tier="local"}
+_DEP = "\x00dep:"
+
+
+class _Limits:
+    """Usage limits of one entry (rare, so they live apart from the hot fields)."""
+
+    __slots__ = ("max_idle", "last", "max_hits", "hits")
+
+    def __init__(self, max_idle: float, max_hits: int) -> None:
+        self.max_idle = max_idle
+        self.last = _monotonic()
+        self.max_hits = max_hits
+        self.hits = 0
+
+
+class _Entry:
+    __slots__ = ("value", "expires", "size", "tags", "limits")
+
+    def __init__(self, value: Any, expires: float, size: int, tags: tuple[str, ...],
+                 limits: _Limits | None) -> None:
+        self.value = value
+        self.expires = expires
+        self.size = size
+        self.tags = tags
+        self.limits = limits
+
+
+class _Flight:
+    __slots__ = ("event", "value", "error")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.value: Any = MISSING
+        self.error: BaseException | None = None
+
+
+def _canonical(key: Hashable) -> str:
+    """The string form of a key for shared tiers: str keys as they are, others typed and prefixed."""
+    if type(key) is str:
+        return key
+    if isinstance(key, bool) or key is None:
+        return f"\x00c:{key!r}"
+    if isinstance(key, int):
+        return f"\x00i:{key}"
+    if isinstance(key, float):
+        return f"\x00f:{key!r}"
+    if isinstance(key, bytes):
+        return "\x00b:" + key.hex()
+    if isinstance(key, tuple):
+        return "\x00t:(" + ",".join(_canonical(k) for k in key) + ")"
+    raise CacheError(
+        f"a cache key shared through Redis must be a str, bytes, int, float, bool, None or a tuple of "
+        f"those; got {type(key).__name__}. Turn it into a string first."
+    )
+
+
+def _dep_tag(key: Hashable) -> str:
+    """The tag carried by entries that depend on ``key`` ('' if the key has no shared form)."""
+    try:
+        return _DEP + _canonical(key)
+    except CacheError:
+        return ""
+
+
+class CacheManager:
+    """A thread-safe cache with a choice of local policy and an optional Redis tier.
+
+    ``policy``: 'lru', 'lfu', 'ttl' or 'adaptive' ('advanced' = 'adaptive'); ``max_entries``
+    and ``max_bytes`` bound the local tier (values are counted in bytes, arrays
+    by ``nbytes``); ``ttl`` is the default lifetime in seconds (0 or None = none);
+    ``redis_url`` enables the shared tier; ``namespace`` separates caches that
+    share one Redis and names the warming snapshot.
+
+    Example::
+
+        cache = CacheManager(policy="adaptive", max_entries=10_000, ttl=60)
+        cache.set("answer", 42, tags=("demo",))
+        assert cache.get("answer") == 42
+        cache.invalidate(tag="demo")
+    """
+
+    def __init__(self, policy: str | None = None, max_entries: int | None = None,
+                 max_bytes: int | None = None, ttl: float | None = _DEFAULT,
+                 redis_url: str | None = _DEFAULT, namespace: str = "default",
+                 local_tier: bool = True, lock_timeout: float = 10.0,
+                 snapshot: bool | None = None, snapshot_entries: int = 1000) -> None:
+        settings = get_settings()
+        self.policy_name = policy or settings.cache_strategy
+        self.max_entries = settings.cache_size if max_entries is None else max_entries
+        self._policy = make_policy(self.policy_name, self.max_entries)
+        self.policy_name = self._policy.name
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
+            raise CacheError(f"max_bytes must be an integer >= 1 (or None), got {max_bytes!r}.")
+        self.max_bytes = max_bytes
+        if ttl is _DEFAULT:
+            ttl = settings.cache_ttl
+        if ttl is not None and (not isinstance(ttl, (int, float)) or ttl < 0):
+            raise CacheError(f"ttl must be a number of seconds >= 0 (or None), got {ttl!r}.")
+        self.default_ttl = float(ttl or 0.0)
+        if self.policy_name == "ttl" and not self.default_ttl:
+            raise CacheError("policy 'ttl' needs a default ttl > 0 seconds (ttl=..., or "
+                             "NOODLE_SYNTAX_FIXER_CACHE_TTL).")
+        if not isinstance(namespace, str) or not namespace or any(c in namespace for c in ":\x00 "):
+            raise CacheError(f"namespace must be a non-empty string without ':', spaces or NUL; got {namespace!r}.")
+        self.namespace = namespace
+        self.local_tier = local_tier
+        self.lock_timeout = lock_timeout
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
+        self._flight_lock = threading.Lock()
+        self._tags: dict[str, set[Hashable]] = {}
+        self._bytes = 0
+        self._epoch = 0  # bumped on every remote invalidation (guards a Redis read racing one)
+        # statistics: plain ints, published in bulk by noodle.cache.stats
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.redis_hits = 0
+        self.redis_misses = 0
+        self.decode_errors = 0
+        self.loads = 0
+        self._latency: list[tuple[str, float]] = []
+        self._closed = False
+
+        if redis_url is _DEFAULT:
+            redis_url = settings.redis_url if settings.distributed_cache else None
+        self._redis = None
+        self._subscriber = None
+        if redis_url:
+            self._start_redis(redis_url)
+        self._snapshot_on = settings.cache_warming if snapshot is None else bool(snapshot)
+        self.snapshot_entries = snapshot_entries
+        self.get = self._build_get()  # type: ignore[method-assign]
+        if self._snapshot_on:
+            self._load_snapshot()
+            _register_exit(self)
+        from noodle.cache import stats
+
+        stats.track(self)
+
+    # the redis tier -------------------------------------------------------------
+    def _start_redis(self, url: str) -> None:
+        from noodle.cache.redis_tier import RedisTier, Subscriber
+
+        self._redis = RedisTier(url, self.namespace, on_down=self._on_redis_down)
+        self._subscriber = Subscriber(self._redis, self._on_remote, self._on_sub_lost, self._on_sub_restored)
+        self._subscriber.start()
+        self._subscriber.ready.wait(2.0)  # invalidations must be heard before we serve
+
+    @property
+    def redis_down_count(self) -> int:
+        """How many times the Redis tier went down (each outage warns once)."""
+        return self._redis.down_count if self._redis is not None else 0
+
+    @property
+    def distributed(self) -> bool:
+        return self._redis is not None
+
+    def _on_redis_down(self) -> None:
+        pass  # counted by the tier; published by stats
+
+    def _on_sub_lost(self) -> None:
+        self._drop_local()
+
+    def _on_sub_restored(self) -> None:
+        self._drop_local()
+
+    def _drop_local(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._policy.clear()
+            self._tags.clear()
+            self._bytes = 0
+
+    def _on_remote(self, keys: list[str], tags: list[str], clear: bool) -> None:
+        if clear:
+            self._drop_local()
+            return
+        with self._lock:
+            self._epoch += 1
+            for tag in tags:
+                keys.extend(self._tags.pop(tag, ()))  # type: ignore[arg-type]
+            for key in keys:
+                self._remove_locked(key)
+
+    def _key(self, key: Hashable) -> Hashable:
+        return _canonical(key) if self._redis is not None else key
+
+    # reads -----------------------------------------------------------------------
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """The cached value of ``key`` (local tier, then Redis), or ``default``.
+
+        (Each instance replaces this with a closure built by :meth:`_build_get`;
+        this method documents the contract and serves subclasses.)
+        """
+        return self._slow_get(key, default)
+
+    def _build_get(self) -> Callable[[Hashable, Any], Any]:
+        """The instance's ``get``: a closure over locals, so a local hit touches no attribute lookups."""
+        lock = self._lock
+        policy = self._policy
+        mono = _monotonic
+        slow = self._slow_get
+        distributed = self._redis is not None
+        sample = [_SAMPLE_EVERY]
+        latency = self._latency
+        if policy.name in ("lru", "ttl"):
+            data = policy._data
+            lookup = data.get
+            touch = data.move_to_end
+        else:
+            lookup = policy.get
+            touch = None
+        if not self.local_tier:
+            return slow
+
+        def get(key: Hashable, default: Any = None) -> Any:
+            if distributed and type(key) is not str:
+                return slow(key, default)
+            if sample[0] <= 0:
+                sample[0] = _SAMPLE_EVERY
+                t0 = _perf()
+                value = slow(key, default)
+                if len(latency) < 4096:
+                    latency.append(("local", _perf() - t0))
+                return value
+            sample[0] -= 1
+            try:
+                with lock:
+                    entry = lookup(key, MISSING) if touch is not None else lookup(key)
+                    if entry is not MISSING:
+                        expires = entry.expires
+                        if entry.limits is None and (not expires or expires > mono()):
+                            if touch is not None:
+                                touch(key)
+                            self.hits += 1
+                            return entry.value
+            except TypeError:
+                raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+            return slow(key, default)
+
+        get.__doc__ = CacheManager.get.__doc__
+        return get
+
+    def _slow_get(self, key: Hashable, default: Any = None) -> Any:
+        """Every case but a plain local hit: limits, expiry, misses, the Redis tier."""
+        if self._redis is not None and type(key) is not str:
+            key = _canonical(key)
+        if self.local_tier:
+            try:
+                with self._lock:
+                    entry = self._policy.get(key)
+                    if entry is not MISSING:
+                        value = self._check_slow_locked(key, entry)
+                        if value is not MISSING:
+                            self.hits += 1
+                            return value
+                    self.misses += 1
+            except TypeError:
+                raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+        if self._redis is not None:
+            value = self._redis_get(key)
+            if value is not MISSING:
+                return value
+        return default
+
+    def _check_slow_locked(self, key: Hashable, entry: _Entry) -> Any:
+        """An entry with limits or an expiry in the past: enforce them; MISSING if it must go."""
+        now = _monotonic()
+        if entry.expires and entry.expires <= now:
+            self._remove_locked(key)
+            return MISSING
+        limits = entry.limits
+        if limits is not None:
+            if limits.max_idle and now - limits.last > limits.max_idle:
+                self._remove_locked(key)
+                return MISSING
+            limits.last = now
+            limits.hits += 1
+            if limits.max_hits and limits.hits >= limits.max_hits:
+                self._remove_locked(key)  # this read is the last one it serves
+        return entry.value
+
+    def _redis_get(self, key: Hashable) -> Any:
+        tier = self._redis
+        assert tier is not None
+        epoch = self._epoch
+        t0 = _perf()
+        raw = tier.get_raw(key)  # type: ignore[arg-type]
+        if len(self._latency) < 4096:
+            self._latency.append(("redis", _perf() - t0))
+        if raw is None:
+            self.redis_misses += 1
+            return MISSING
+        try:
+            value, expires_unix, tags = tier.unpack(raw)
+        except codec.DecodeError:
+            self.decode_errors += 1
+            self.redis_misses += 1
+            return MISSING
+        self.redis_hits += 1
+        if expires_unix:
+            remaining = expires_unix - time.time()
+            if remaining <= 0:
+                return MISSING
+        else:
+            remaining = 0.0
+        if self.local_tier:
+            with self._lock:
+                if epoch == self._epoch:  # no invalidation arrived while we were reading
+                    self._put_locked(key, value, remaining, tags, None)
+        return value
+
+    def get_or_load(self, key: Hashable, loader: Callable[[], Any], ttl: float | None = None,
+                    tags: Iterable[str] = (), depends_on: Iterable[Hashable] = ()) -> Any:
+        """The cached value, or ``loader()``'s result, stored; concurrent misses run ``loader`` once.
+
+        Within a process one thread loads while the others wait for its result;
+        across processes a Redis lock (``lock_timeout`` seconds, so a dead holder
+        frees it) elects one loader and the rest poll Redis for its value.
+        """
+        value = self.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        skey = self._key(key)
+        with self._flight_lock:
+            flight = self._flights.get(skey)
+            owner = flight is None
+            if owner:
+                flight = self._flights[skey] = _Flight()
+        assert flight is not None
+        if not owner:
+            flight.event.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            flight.value = self._load(key, loader, ttl, tags, depends_on)
+            return flight.value
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._flight_lock:
+                self._flights.pop(skey, None)
+            flight.event.set()
+
+    def _load(self, key: Hashable, loader: Callable[[], Any], ttl: float | None,
+              tags: Iterable[str], depends_on: Iterable[Hashable]) -> Any:
+        value = self.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        tier = self._redis
+        token = None
+        skey = self._key(key)
+        if tier is not None and tier.usable():
+            deadline = _monotonic() + self.lock_timeout
+            while True:
+                token = tier.try_lock(skey, self.lock_timeout)  # type: ignore[arg-type]
+                if token is not None or not tier.up:
+                    break
+                # someone else is loading: wait for its value, or for its lock to lapse
+                while _monotonic() < deadline and tier.lock_held(skey):  # type: ignore[arg-type]
+                    value = self._redis_get(skey)
+                    if value is not MISSING:
+                        return value
+                    time.sleep(0.01)
+                value = self._redis_get(skey)
+                if value is not MISSING:
+                    return value
+                if _monotonic() >= deadline:
+                    break
+        try:
+            if token is not None:
+                value = self._redis_get(skey)  # the previous holder may have finished just now
+                if value is not MISSING:
+                    return value
+            value = loader()
+            self.loads += 1
+            self.set(key, value, ttl=ttl, tags=tags, depends_on=depends_on)
+            return value
+        finally:
+            if token is not None and tier is not None:
+                tier.unlock(skey, token)  # type: ignore[arg-type]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return self.get(key, MISSING) is not MISSING
+
+    def __len__(self) -> int:
+        return len(self._policy)
+
+    # writes ----------------------------------------------------------------------
+    def set(self, key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = (),
+            depends_on: Iterable[Hashable] = (), max_idle: float | None = None,
+            max_hits: int | None = None) -> None:
+        """Store ``value`` under ``key`` in every tier.
+
+        ``ttl`` overrides the default lifetime (0 = never expires); ``tags`` name
+        groups for :meth:`invalidate`; ``depends_on`` lists keys whose
+        invalidation must cascade to this one; ``max_idle`` drops the entry
+        after that many seconds unread; ``max_hits`` after that many reads.
+        """
+        skey = self._key(key)
+        tags = tuple(tags)
+        for tag in tags:
+            if not isinstance(tag, str):
+                raise CacheError(f"tags must be strings, got {type(tag).__name__}.")
+        deps = tuple(_DEP + _canonical(d) for d in depends_on)
+        all_tags = tags + deps
+        lifetime = self.default_ttl if ttl is None else float(ttl)
+        if lifetime < 0:
+            raise CacheError(f"ttl must be >= 0 seconds, got {ttl!r}.")
+        if max_idle is not None and max_idle <= 0:
+            raise CacheError(f"max_idle must be > 0 seconds, got {max_idle!r}.")
+        if max_hits is not None and (not isinstance(max_hits, int) or max_hits < 1):
+            raise CacheError(f"max_hits must be an integer >= 1, got {max_hits!r}.")
+        limits = _Limits(max_idle or 0.0, max_hits or 0) if (max_idle or max_hits) else None
+        if self._redis is not None:
+            payload = self._redis.pack(value, time.time() + lifetime if lifetime else 0.0, all_tags)
+            with self._lock:
+                self._epoch += 1  # a Redis read in flight must not re-insert an older value
+                if self.local_tier:
+                    self._put_locked(skey, value, lifetime, all_tags, limits)
+            self._redis.set(skey, payload, lifetime, all_tags)  # type: ignore[arg-type]
+        elif self.local_tier:
+            with self._lock:
+                self._put_locked(skey, value, lifetime, all_tags, limits)
+
+    def _put_locked(self, key: Hashable, value: Any, lifetime: float, tags: tuple[str, ...],
+                    limits: _Limits | None) -> None:
+        size = codec.nbytes_of(value)
+        if self.max_bytes is not None and size > self.max_bytes:
+            self._remove_locked(key)  # too big for the local tier: never keep a stale older value
+            return
+        expires = _monotonic() + lifetime if lifetime else 0.0
+        entry = _Entry(value, expires, size, tags, limits)
+        old = self._policy.pop(key)
+        if old is not MISSING:
+            self._unindex(key, old)
+        evicted = self._policy.put(key, entry)
+        self._bytes += size
+        for tag in tags:
+            members = self._tags.get(tag)
+            if members is None:
+                members = self._tags[tag] = set()
+            members.add(key)
+        for ekey, eentry in evicted:
+            self._unindex(ekey, eentry)
+            self.evictions += 1
+        if self.max_bytes is not None:
+            while self._bytes > self.max_bytes:
+                item = self._policy.evict_one()
+                if item is None:
+                    break
+                self._unindex(*item)
+                self.evictions += 1
+
+    def _unindex(self, key: Hashable, entry: _Entry) -> None:
+        self._bytes -= entry.size
+        for tag in entry.tags:
+            members = self._tags.get(tag)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._tags[tag]
+
+    def _remove_locked(self, key: Hashable) -> bool:
+        entry = self._policy.pop(key)
+        if entry is MISSING:
+            return False
+        self._unindex(key, entry)
+        return True
+
+    def delete(self, key: Hashable) -> None:
+        """Remove ``key`` from every tier (without cascading to its dependents)."""
+        skey = self._key(key)
+        with self._lock:
+            self._remove_locked(skey)
+        if self._redis is not None:
+            self._redis.delete([skey], [])  # type: ignore[list-item]
+
+    def invalidate(self, tag: str | None = None, key: Hashable = _DEFAULT) -> int:
+        """Drop every entry with ``tag``, or ``key`` and everything that depends on it, on every node.
+
+        Returns how many local entries were dropped. Peers are told over Redis
+        pub/sub after the Redis copies are deleted.
+        """
+        if (tag is None) == (key is _DEFAULT):
+            raise CacheError("invalidate() takes exactly one of tag=... or key=....")
+        keys: list[Hashable] = []
+        tags: list[str] = []
+        if tag is not None:
+            tags.append(tag)
+        else:
+            keys.append(self._key(key))
+            tags.append(_dep_tag(key))
+        dropped = 0
+        seen_tags: set[str] = set()
+        seen_keys: set[Hashable] = set(keys)
+        frontier_tags = list(tags)
+        with self._lock:
+            for k in keys:
+                dropped += self._remove_locked(k)
+        while frontier_tags:  # cascade: a dropped key's dependents go too, transitively
+            next_tags: list[str] = []
+            remote = self._redis.tag_members(frontier_tags) if self._redis is not None else None
+            with self._lock:
+                members: list[Hashable] = list(remote or [])
+                for t in frontier_tags:
+                    seen_tags.add(t)
+                    members.extend(self._tags.pop(t, ()))
+                for m in members:
+                    if m in seen_keys:
+                        continue
+                    seen_keys.add(m)
+                    dropped += self._remove_locked(m)
+                    dep = _dep_tag(m)
+                    if dep and dep not in seen_tags:
+                        next_tags.append(dep)
+            frontier_tags = next_tags
+        if self._redis is not None:
+            self._redis.delete([str(k) for k in seen_keys], sorted(seen_tags))
+        return dropped
+
+    def clear(self) -> None:
+        """Empty the local tier and this namespace in Redis (peers drop their local tiers too)."""
+        self._drop_local()
+        if self._redis is not None:
+            self._redis.clear()
+
+    # warming -----------------------------------------------------------------------
+    def warm(self, loader: Callable[[Hashable], Any], keys: Iterable[Hashable],
+             ttl: float | None = None) -> int:
+        """Load every key in ``keys`` that is not cached yet with ``loader(key)``; returns how many."""
+        loaded = 0
+        for key in keys:
+            if self.get(key, MISSING) is MISSING:
+                self.set(key, loader(key), ttl=ttl)
+                loaded += 1
+        return loaded
+
+    def snapshot_path(self) -> Path:
+        """Where this namespace's warming snapshot lives (``NOODLE_CACHE_DIR``/snapshots)."""
+        return Path(get_settings().cache_dir) / "snapshots" / f"{self.namespace}.ndcache"
+
+    def save_snapshot(self, path: Path | None = None) -> int:
+        """Write the hottest entries (safe encoding, atomically); returns how many were written."""
+        from noodle.cache.snapshot import save
+
+        return save(self, path or self.snapshot_path())
+
+    def _load_snapshot(self) -> None:
+        from noodle.cache.snapshot import load
+
+        load(self, self.snapshot_path())
+
+    # stats and lifetime ---------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts since creation: local hits/misses/evictions, Redis hits/misses, bytes and more."""
+        from noodle.cache import stats
+
+        stats.publish()
+        total = self.hits + self.misses
+        return {
+            "policy": self.policy_name, "entries": len(self._policy), "bytes": self._bytes,
+            "hits": self.hits, "misses": self.misses, "hit_ratio": self.hits / total if total else 0.0,
+            "evictions": self.evictions, "redis_hits": self.redis_hits, "redis_misses": self.redis_misses,
+            "decode_errors": self.decode_errors, "redis_down": self.redis_down_count,
+            "redis_up": bool(self._redis and self._redis.up), "loads": self.loads,
+        }
+
+    def close(self) -> None:
+        """Write the warming snapshot (if enabled), stop the subscriber and close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._snapshot_on:
+            try:
+                self.save_snapshot()
+            except (OSError, CacheEncodingError):
+                pass
+        from noodle.cache import stats
+
+        stats.publish()
+        if self._subscriber is not None:
+            self._subscriber.stop()
+            self._subscriber.join(timeout=2.0)
+        if self._redis is not None:
+            self._redis.close()
+
+    def __enter__(self) -> CacheManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_exit_refs: weakref.WeakSet[CacheManager] = weakref.WeakSet()
+_exit_hooked = False
+
+
+def _register_exit(manager: CacheManager) -> None:
+    global _exit_hooked
+    _exit_refs.add(manager)
+    if not _exit_hooked:
+        _exit_hooked = True
+        atexit.register(_close_all)
+
+
+def _close_all() -> None:
+    for manager in list(_exit_refs):
+        try:
+            manager.close()
+        except Exception:
+            pass
+
+
+__all__ = ["CacheManager"]

@@ -1,0 +1,85 @@
+"""Warming snapshots: the hottest entries written at shutdown and loaded at start.
+
+Same safe encoding as the Redis tier (no pickle), written atomically (a temp
+file renamed over the old one), so a crash mid-write leaves the previous
+snapshot intact. A snapshot that does not decode is ignored (a metric, not an
+exception). With a Redis tier the snapshot only names the hot keys: their
+values are re-read from Redis, which stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from noodle.cache import codec
+from noodle.cache.policies import MISSING
+from noodle.errors import CacheEncodingError
+
+
+def save(manager: Any, path: Path) -> int:
+    """Write ``manager``'s hottest ``snapshot_entries`` entries to ``path``; returns how many."""
+    now = time.monotonic()
+    rows: list[list[Any]] = []
+    with manager._lock:
+        keys = manager._policy.hottest(manager.snapshot_entries)
+        entries = [(k, manager._policy.peek(k)) for k in keys]
+    for key, entry in entries:
+        if entry is MISSING or (entry.expires and entry.expires <= now):
+            continue
+        remaining = entry.expires - now if entry.expires else 0.0
+        row = [key, entry.value, remaining, list(t for t in entry.tags)]
+        try:
+            codec.encode(row)  # skip what cannot be encoded safely, keep the rest
+        except CacheEncodingError:
+            continue
+        rows.append(row)
+    data = codec.encode({"version": 1, "namespace": manager.namespace, "entries": rows})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return len(rows)
+
+
+def load(manager: Any, path: Path) -> int:
+    """Load a snapshot into ``manager`` (hottest last, so they end up most recent); returns how many."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    try:
+        snap = codec.decode(data)
+    except codec.DecodeError:
+        manager.decode_errors += 1
+        return 0
+    if not isinstance(snap, dict) or not isinstance(snap.get("entries"), list):
+        manager.decode_errors += 1
+        return 0
+    rows = [r for r in snap["entries"] if isinstance(r, list) and len(r) == 4]
+    loaded = 0
+    if manager.distributed:
+        keys = [r[0] for r in rows]
+        for key in reversed(keys):  # values come fresh from Redis; absent ones stay absent
+            try:
+                if manager.get(key, MISSING) is not MISSING:
+                    loaded += 1
+            except Exception:
+                continue
+        return loaded
+    for key, value, remaining, tags in reversed(rows):
+        if not isinstance(remaining, (int, float)) or remaining < 0:
+            continue
+        try:
+            with manager._lock:
+                manager._put_locked(key if not isinstance(key, list) else tuple(key), value,
+                                    float(remaining), tuple(str(t) for t in tags), None)
+            loaded += 1
+        except TypeError:
+            continue
+    return loaded
+
+
+__all__ = ["load", "save"]

@@ -1,0 +1,113 @@
+"""Safe encoding, memoization and warming snapshots."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from noodle.cache import CacheManager, codec, memoize
+from noodle.errors import CacheEncodingError, CacheError
+
+
+@pytest.mark.parametrize("value", [
+    np.arange(12, dtype=np.float32).reshape(3, 4), np.array([], dtype=np.int64).reshape(0, 5),
+    np.array(["ab", "c"]), np.array([1 + 2j]), np.arange(10)[::3], np.float64(2.5),
+    {"a": [1, 2.5, None, "s", b"raw"], "b": (1, np.ones(2))}, (np.zeros(1), 3), 7, None,
+])
+def test_round_trip(value):
+    out = codec.decode(codec.encode(value))
+    if isinstance(value, np.ndarray):
+        assert out.dtype == value.dtype and out.shape == value.shape and np.array_equal(out, value)
+        out[...] = out  # decoded arrays are writeable copies
+    elif isinstance(value, dict):
+        assert out["a"] == value["a"] and out["b"][0] == 1 and np.array_equal(out["b"][1], np.ones(2))
+    elif isinstance(value, tuple):
+        assert isinstance(out, tuple) and np.array_equal(out[0], value[0]) and out[1] == 3
+    else:
+        assert out == value
+
+
+def test_object_dtype_and_arbitrary_objects_are_refused():
+    with pytest.raises(CacheEncodingError, match="object"):
+        codec.encode(np.array([object()], dtype=object))
+    with pytest.raises(CacheEncodingError, match="type"):
+        codec.encode({"x": object()})
+
+
+@pytest.mark.parametrize("blob", [b"", b"garbage", codec.MAGIC + b"\xc1", codec.MAGIC + b"\xd4\x01\x00",
+                                  codec.encode(np.arange(4))[:-3]])
+def test_garbage_raises_decode_error_only(blob):
+    with pytest.raises(codec.DecodeError):
+        codec.decode(blob)
+
+
+def test_memoize_hashes_content_and_freezes_results():
+    calls = []
+    cache = CacheManager(policy="lru", max_entries=100, snapshot=False, redis_url=None)
+
+    @memoize(cache=cache, tags=("m",))
+    def f(x, scale=1.0):
+        calls.append(1)
+        return x * scale
+
+    a = np.arange(1000.0)
+    r1 = f(a, scale=2.0)
+    r2 = f(a.copy(), scale=2.0)  # a different object, same content: a hit
+    assert len(calls) == 1 and np.array_equal(r1, r2)
+    with pytest.raises(ValueError):
+        r2[0] = 5  # cached arrays are read-only
+    f(a.astype(np.float32), scale=2.0)  # other dtype: other key
+    f(a, scale=3.0)
+    f(a.reshape(10, 100), scale=2.0)
+    assert len(calls) == 4
+    cache.invalidate(tag="m")
+    f(a, scale=2.0)
+    assert len(calls) == 5
+    with pytest.raises(CacheError, match="memoize"):
+        f(object())
+
+
+def test_memoize_concurrent_first_calls_compute_once():
+    calls = []
+    gate = threading.Event()
+    cache = CacheManager(policy="adaptive", max_entries=100, snapshot=False, redis_url=None)
+
+    @memoize(cache=cache)
+    def slow(x):
+        calls.append(1)
+        gate.wait(1.0)
+        return x.sum()
+
+    x = np.ones(100)
+    threads = [threading.Thread(target=slow, args=(x,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+
+
+def test_warm_and_snapshot_round_trip(tmp_path):
+    c = CacheManager(policy="lru", max_entries=100, snapshot=True, namespace="warmtest", redis_url=None)
+    assert c.warm(lambda k: np.full(3, k), range(5)) == 5
+    assert c.warm(lambda k: np.full(3, k), range(7)) == 2  # only the missing ones
+    c.set("t", "text", ttl=0)
+    c.close()  # writes the snapshot
+    assert c.snapshot_path().is_file()
+    d = CacheManager(policy="lru", max_entries=100, snapshot=True, namespace="warmtest", redis_url=None)
+    assert np.array_equal(d.get(3), np.full(3, 3)) and d.get("t") == "text"
+    assert d.stats()["hits"] == 2
+
+
+def test_corrupt_snapshot_is_ignored():
+    c = CacheManager(policy="lru", max_entries=10, snapshot=True, namespace="corrupt", redis_url=None)
+    path = c.snapshot_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import pickle
+
+    path.write_bytes(pickle.dumps({"entries": []}))
+    d = CacheManager(policy="lru", max_entries=10, snapshot=True, namespace="corrupt", redis_url=None)
+    assert len(d) == 0 and d.stats()["decode_errors"] == 1
