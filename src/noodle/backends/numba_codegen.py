@@ -356,7 +356,13 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     if red is not None:
         extra_args, extra_sig = ["part"], [_sig_array(p.acc_dtype)]
     args = in_args + out_args + extra_args
-    sig = f'"void({", ".join(in_sig + out_sig + extra_sig)})"'
+    sig = f'"boolean({", ".join(in_sig + out_sig + extra_sig)})"'
+    # the kernel checks its own operand sizes (nanoseconds here, a microsecond in Python) and
+    # returns False without touching memory when they do not fit; the caller then reports why
+    sizes = [int(np.prod(s)) if s else 1 for _, s in spec.inputs] + [p.n] * len(spec.outputs)
+    size_check = " or ".join(f"{a}.shape[0] != {z}" for a, z in zip(in_args + out_args, sizes, strict=True))
+    if red is not None:
+        size_check += f" or part.shape[0] < {n_partials(p)}"
     # small spaces never run threaded: no parallel variant (it is the slow one to compile).
     # Large ones compile the parallel variant now and the serial one (used only when another
     # thread holds the parallel lock) lazily, on first use.
@@ -368,9 +374,17 @@ def generate(spec: KernelSpec, p: Plan) -> str:
         body = gen(spec, p, e, loop)
         src.append(f"@njit({vsig + ', ' if vsig else ''}parallel={par}, **_OPTS)")
         src.append(f"def {variant}({', '.join(args)}):")
-        src += _indent(body, 1)
+        src += _indent([f"if {size_check}:", "    return False"] + body + ["return True"], 1)
         src.append("")
     return "\n".join(src) + "\n"
+
+
+def n_partials(p: Plan) -> int:
+    """Length of the partials array a reduction kernel writes (see NumbaKernel._finish)."""
+    if p.mode == "chunks":
+        return max(1, min(NCHUNK, p.n))
+    kept = [s for s, r in zip(p.shape, p.reduced, strict=True) if not r]
+    return int(np.prod(kept)) if kept else p.shape[0]
 
 
 def _targets(spec: KernelSpec) -> set[int]:
@@ -549,4 +563,4 @@ def _gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_
     return src
 
 
-__all__ = ["BLOCK", "NCHUNK", "Plan", "generate", "plan"]
+__all__ = ["BLOCK", "NCHUNK", "PARALLEL_MIN", "Plan", "generate", "n_partials", "plan"]

@@ -47,7 +47,7 @@ import numpy as np
 
 from noodle import metrics
 from noodle.backends.base import Backend, Kernel, check_inputs
-from noodle.backends.numba_codegen import BLOCK, PARALLEL_MIN, Plan, generate, plan
+from noodle.backends.numba_codegen import BLOCK, PARALLEL_MIN, Plan, generate, n_partials, plan
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.config import get_settings
@@ -159,6 +159,12 @@ class NumbaKernel(Kernel):
         self._in_shapes = [tuple(s) for _, s in spec.inputs]
         self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
         self._shape = tuple(spec.shape)
+        self._all_1d = all(len(s) == 1 for s in self._in_shapes) and len(self._shape) == 1
+        # only small kernels: their k_ser has an explicit signature, so a wrong dtype is a
+        # TypeError; a large kernel's lazily compiled k_ser would compile for any dtype
+        self._direct = self._all_1d and p.mode != "stages" and 0 < p.n < PARALLEL_MIN
+        self._n_part = n_partials(p) if p.mode != "stages" and p.n > 0 else 0
+        self._small_out = all(p.n * dt.itemsize < pool.min_bytes for dt in self._out_dtypes)
         self._par = getattr(module, "k_par", None)
         self._ser = getattr(module, "k_ser", None)
         red = spec.reduce
@@ -187,15 +193,40 @@ class NumbaKernel(Kernel):
 
     # ------------------------------------------------------------------- call
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
-        ins = self._prepare(inputs)
-        outs = [self.pool.take(self._shape, dt, track=True) for dt in self._out_dtypes]
-        return self.run(ins, outs)
+        if self._small_out:  # a few KiB: malloc's free lists serve it without page faults
+            outs = [np.empty(self._shape, dt) for dt in self._out_dtypes]
+        else:
+            outs = [self.pool.take(self._shape, dt, track=True) for dt in self._out_dtypes]
+        if self._direct:
+            # fast path: the generated kernel checks the operand sizes itself and returns False
+            # when they do not fit; Numba's dispatcher raises TypeError for a wrong dtype or a
+            # non-contiguous array before running anything. Either way the slow path names why.
+            part = np.empty(self._n_part, self._acc) if self._acc is not None else None
+            args = (*inputs, *outs) if part is None else (*inputs, *outs, part)
+            try:
+                ok = self._launch(args)
+            except TypeError:
+                ok = False
+            if ok:
+                return tuple(outs) if part is None else (*outs, self._finish(part))
+        elif self._all_1d and self.plan.mode == "stages":
+            # fast path (~1 µs saved on small calls): 1-D arrays of the right shape go straight to
+            # Numba, whose dispatcher rejects a wrong dtype or a non-contiguous array with a
+            # TypeError before running anything; then the slow path below names the problem.
+            try:
+                for x, shp in zip(inputs, self._in_shapes, strict=True):
+                    if x.shape != shp:
+                        raise TypeError
+                return self.run(inputs, outs)  # type: ignore[arg-type]
+            except (TypeError, AttributeError, ValueError):
+                pass
+        return self.run(self._prepare(inputs), outs)
 
     def run(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> tuple[Any, ...]:
         """Run on prepared flat inputs into given full-shape outputs (used for in-place epilogues)."""
         if self._n == 0:
             return self._empty(ins, outs)
-        flat_outs = [o.reshape(-1) for o in outs]
+        flat_outs = outs if len(self._shape) == 1 else [o.reshape(-1) for o in outs]
         red = self.spec.reduce
         mode = self.plan.mode
         if mode == "stages":
@@ -203,36 +234,27 @@ class NumbaKernel(Kernel):
         else:
             part = None
             if red is not None:
-                part = np.empty(self._partial_count(), self._acc)
+                part = np.empty(self._n_part, self._acc)
                 args = (*ins, *flat_outs, part)
             else:
                 args = (*ins, *flat_outs)
-            self._launch(args)
+            if not self._launch(args):
+                raise ShapeError(f"kernel {self.spec.key()}: operand sizes do not match the compiled spec")
             partial = part
         result = tuple(outs)
         if red is not None:
             result += (self._finish(partial),)
         return result
 
-    def _partial_count(self) -> int:
-        p = self.plan
-        if p.mode == "chunks":
-            return max(1, min(64, p.n))
-        kept = [s for s, r in zip(p.shape, p.reduced, strict=True) if not r]
-        if not kept:
-            return p.shape[0]
-        return int(np.prod(kept))
-
-    def _launch(self, args: tuple[Any, ...]) -> None:
+    def _launch(self, args: tuple[Any, ...]) -> bool:
         if self._par is not None and _par_lock.acquire(blocking=False):
             try:
-                self._par(*args)
+                return self._par(*args)
             finally:
                 _par_lock.release()
-            return
         if self._par is not None:
             _SERIAL_FALLBACK.inc()
-        self._ser(*args)
+        return self._ser(*args)
 
     def _finish(self, partial: np.ndarray) -> Any:
         red = self.spec.reduce
