@@ -111,3 +111,10 @@ class WorkerCrashError(DistError):
 
 
 __all__.append("WorkerCrashError")
+
+
+class ObjectNotFoundError(StoreError, KeyError):
+    """The math-object store has no object of that name."""
+
+
+__all__.append("ObjectNotFoundError")

@@ -1,0 +1,31 @@
+"""Store tests: a fresh table per test (unique name) in SQLite or the real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from noodle import config
+
+
+@pytest.fixture(autouse=True)
+def _settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOODLE_CACHE_DIR", str(tmp_path / "noodle-cache"))
+    monkeypatch.setenv("NOODLE_SYNTAX_FIXER_CACHE_WARMING", "false")
+    config.reload()
+    yield
+    monkeypatch.undo()
+    config.reload()
+
+
+@pytest.fixture
+def table() -> str:
+    return "objs_" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("pg_url")
