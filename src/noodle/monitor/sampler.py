@@ -126,6 +126,7 @@ class Sampler:
         self.registry = registry or default_registry
         self._gpu = _Nvml() if gpu else None
         self._proc = psutil.Process()
+        self._cores = psutil.cpu_count() or 1
         self._prev: tuple[float, Any, Any, dict[str, float]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,7 +154,8 @@ class Sampler:
         sample: dict[str, float] = {
             "t": now,
             "cpu": psutil.cpu_percent(interval=None) / 100.0,
-            "proc_cpu": self._proc.cpu_percent(interval=None) / 100.0,
+            # psutil counts one busy core as 100 %: divide by the cores so this is a share of the machine
+            "proc_cpu": self._proc.cpu_percent(interval=None) / 100.0 / self._cores,
             "mem": vm.percent / 100.0,
             "mem_used": float(vm.total - vm.available),
         }
