@@ -22,18 +22,18 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from noodle import metrics
 from noodle.config import get_settings
 from noodle.dist import tasks as worker_tasks
-from noodle.dist.chunks import OrderedResults, group, plan_chunks
+from noodle.dist.chunks import plan_chunks
 from noodle.dist.health import WorkerInfo, worker_infos
+from noodle.dist.maprun import MapRun
 from noodle.dist.progress import TASKS, WORKERS, MapProgress, want_bar
 from noodle.errors import DistError, TaskTimeoutError, WorkerCrashError
 
-REDUCE_FAN_IN = 8  # partial results folded per reduction task
 _LIVE: weakref.WeakSet[Processor] = weakref.WeakSet()
 
 
@@ -362,12 +362,63 @@ class Processor:
         TASKS.labels("submitted").inc(len(futures))
         metrics.emit("dist_map", chunks=len(chunks), items=len(items), chunk_size=chunk_size, ordered=ordered,
                      reduce=reduce is not None)
-        run = _MapRun(self, chunks, futures, stall, MapProgress(len(items), len(chunks), want_bar(progress)))
+        run = MapRun(self, chunks, futures, stall, MapProgress(len(items), len(chunks), want_bar(progress)))
         if reduce is not None:
             return run.reduce(reduce, common)
         if ordered:
             return run.ordered()
         return run.stream()
+
+    def map_program(self, program: Any, items: Iterable[Any], chunk_size: int | None = None,
+                    priority: int = 0, ordered: bool = True, *, compile: bool = True,
+                    retries: int | None = None, timeout: float | None = None,
+                    resources: Mapping[str, float] | None = None, progress: bool | None = None) -> Any:
+        """Run a noodle program over items on the workers: programs travel as NBC bytes, never as pickled code.
+
+        ``program`` is NBC bytes, a traced ``noodle`` Program, or a ``@noodle.jit``
+        function (traced here on the first item to get its bytecode). Each item
+        is a tuple of arrays (the program's arguments) or one array. Workers
+        decode the bytes with ``noodle.nbc.loads`` (which validates every field),
+        run them on a per-process Executor and, with ``compile=True``, compile
+        once per worker first; compiled kernels go through the kernel cache
+        under NOODLE_CACHE_DIR, so workers that share that path (all local
+        workers do; on a cluster, point it at a shared filesystem) load a kernel
+        another worker already built. Results and errors are as for ``map``.
+        """
+        from noodle.nbc import dumps, loads
+
+        items = [item if isinstance(item, tuple) else (item,) for item in items]
+        if isinstance(program, bytes | bytearray | memoryview):
+            nbc = bytes(program)
+        elif hasattr(program, "bytecode") and callable(program.bytecode):
+            if not items:
+                return [] if ordered else iter(())
+            nbc = program.bytecode(*items[0])
+        else:
+            try:
+                nbc = dumps(program)
+            except Exception as exc:
+                raise DistError(
+                    f"map_program takes NBC bytes, a noodle Program or a @noodle.jit function, "
+                    f"got {type(program).__name__}"
+                ) from exc
+        loads(nbc)  # fail here, once, with the NBCFormatError, rather than on every worker
+        chunks = plan_chunks(len(items), self.default_chunk_size if chunk_size is None else chunk_size)
+        tag = uuid.uuid4().hex[:12]
+        futures = self.client.map(worker_tasks.run_program_chunk, [nbc] * len(chunks),
+                                  [items[c.start:c.stop] for c in chunks], [bool(compile)] * len(chunks),
+                                  key=[f"noodle-program-{tag}-{c.index}" for c in chunks], priority=priority,
+                                  retries=retries, resources=dict(resources) if resources else None, pure=False)
+        TASKS.labels("submitted").inc(len(futures))
+        metrics.emit("dist_map", chunks=len(chunks), items=len(items), chunk_size=chunk_size, ordered=ordered,
+                     program=True)
+        stall = self.default_timeout if timeout is None else float(timeout)
+        run = MapRun(self, chunks, futures, stall, MapProgress(len(items), len(chunks), want_bar(progress)))
+        return run.ordered() if ordered else run.stream()
+
+    def program_stats(self) -> dict[str, dict[str, Any]]:
+        """Per worker: programs it ran (calls, interpreted/compiled, backend) and kernels built vs loaded from cache."""
+        return {str(k): v for k, v in self.client.run(worker_tasks.program_stats).items()}
 
     # errors ----------------------------------------------------------------
     def _translate(self, exc: BaseException, what: str) -> BaseException:
@@ -389,133 +440,3 @@ class Processor:
             self.client.cancel(pending)
         TASKS.labels("timeout").inc(max(1, len(pending)))
         metrics.emit("dist_timeout", what=what, timeout=timeout, cancelled=len(pending))
-
-
-class _MapRun:
-    """One map in flight: drains futures as they complete, watches for stalls, checks every chunk."""
-
-    def __init__(self, proc: Processor, chunks: list[Any], futures: list[Any], stall: float,
-                 progress: MapProgress) -> None:
-        self.proc = proc
-        self.chunks = chunks
-        self.futures = futures
-        self.index = {f.key: i for i, f in enumerate(futures)}
-        self.stall = stall
-        self.progress = progress
-        self.last_progress = time.monotonic()
-        self.timed_out = False
-        self._finished = threading.Event()
-        self._watchdog = threading.Thread(target=self._watch, name="noodle-dist-watchdog", daemon=True)
-        self._watchdog.start()
-
-    def _watch(self) -> None:
-        step = min(1.0, max(0.01, self.stall / 4))
-        while not self._finished.wait(step):
-            if time.monotonic() - self.last_progress > self.stall:
-                self.timed_out = True
-                self.proc._timed_out(self.futures, f"map of {len(self.chunks)} chunk(s)", self.stall)
-                return
-
-    def _finish(self) -> None:
-        self._finished.set()
-        self.progress.close()
-
-    def _fail(self, future: Any, result: Any) -> BaseException:
-        """Cancel the rest and return the exception to raise for this failed/cancelled chunk."""
-        self.proc.client.cancel([f for f in self.futures if not f.done()])
-        if self.timed_out:
-            return TaskTimeoutError(
-                f"map stalled: no chunk finished within {self.stall:g} s; {len(self.chunks)} chunk(s), "
-                f"outstanding ones cancelled. Pass a larger timeout= or set NOODLE_SYNTAX_FIXER_WORKER_TIMEOUT"
-            )
-        TASKS.labels("failed").inc()
-        i = self.index.get(future.key, -1)
-        chunk = self.chunks[i] if i >= 0 else None
-        where = f"map chunk {i} (items {chunk.start}..{chunk.stop - 1})" if chunk else "a map chunk"
-        if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
-            result = result[1].with_traceback(result[2])  # Dask hands errors over as (type, value, tb)
-        if future.status == "cancelled" or not isinstance(result, BaseException):
-            return DistError(f"{where} was cancelled before it finished (was the cluster closed?)")
-        exc = self.proc._translate(result, where)
-        if exc is result:
-            exc.add_note(f"noodle: raised in {where}")
-        elif isinstance(exc, WorkerCrashError):
-            exc.args = (exc.args[0] + self._other_crashed(future),)
-        return exc
-
-    def _other_crashed(self, failed: Any) -> str:
-        """Name every chunk Dask failed for killing workers: a death counts against every task running on
-        the dying worker, so a chunk running beside a crasher can be blamed too (rarely, with the default
-        allowed-failures=3)."""
-        from distributed.scheduler import KilledWorker
-
-        time.sleep(0.05)  # failures decided together reach the client in the same batch
-        others = []
-        for f in self.futures:
-            if f is not failed and f.status == "error":
-                try:
-                    if isinstance(f.exception(timeout=1), KilledWorker):
-                        others.append(self.index[f.key])
-                except Exception:
-                    pass
-        if not others:
-            return ""
-        listed = ", ".join(f"{i} (items {self.chunks[i].start}..{self.chunks[i].stop - 1})" for i in sorted(others))
-        return f". Also failed for killed workers: chunk {listed}"
-
-    def _completed(self) -> Iterator[tuple[Any, Any]]:
-        """(future, (worker, value)) as chunks finish; raises on the first failed or cancelled chunk."""
-        from distributed import as_completed
-
-        try:
-            for future, result in as_completed(self.futures, with_results=True, raise_errors=False,
-                                               loop=self.proc.client.loop):
-                if future.status != "finished":
-                    raise self._fail(future, result)
-                self.last_progress = time.monotonic()
-                yield future, result
-        finally:
-            self._finish()
-
-    def ordered(self) -> list[Any]:
-        acc = OrderedResults(self.chunks)
-        for future, (worker, values) in self._completed():
-            acc.add(self.index[future.key], values)
-            self.progress.chunk_done(len(values), worker)
-        return acc.results()
-
-    def stream(self) -> Iterator[tuple[int, Any]]:
-        acc = OrderedResults(self.chunks)
-
-        def gen() -> Iterator[tuple[int, Any]]:
-            for future, (worker, values) in self._completed():
-                i = self.index[future.key]
-                acc.add(i, values)
-                self.progress.chunk_done(len(values), worker)
-                yield from enumerate(values, self.chunks[i].start)
-            acc.results()  # raises if anything went missing
-
-        return gen()
-
-    def reduce(self, combine: Callable[[Any, Any], Any], common: dict[str, Any]) -> Any:
-        if not self.futures:
-            self._finish()
-            raise DistError("map with reduce= needs at least one item (there is no identity to return)")
-        client = self.proc.client
-        layer = list(self.futures)
-        while len(layer) > 1:  # ordered tree: adjacent partials, left to right
-            layer = [client.submit(worker_tasks.combine_partials, combine, part, **common)
-                     for part in group(layer, REDUCE_FAN_IN)]
-            TASKS.labels("submitted").inc(len(layer))
-        final = layer[0]
-        for future, (worker, _) in self._completed():
-            self.progress.chunk_done(len(self.chunks[self.index[future.key]]), worker)
-        try:
-            worker, value = final.result(timeout=self.stall)
-        except TimeoutError as exc:
-            self.proc._timed_out([final], "reduction", self.stall)
-            raise TaskTimeoutError(f"the final reduction did not finish within {self.stall:g} s") from exc
-        except Exception as exc:
-            TASKS.labels("failed").inc()
-            raise self.proc._translate(exc, "the reduction") from exc
-        return value

@@ -36,3 +36,46 @@ def reduce_chunk(fn: Callable[[Any], Any], items: Sequence[Any],
 def combine_partials(combine: Callable[[Any, Any], Any], partials: Sequence[tuple[str, Any]]) -> tuple[str, Any]:
     """Fold adjacent partial results (order kept: ``combine`` need not be commutative)."""
     return _worker_address(), functools.reduce(combine, (value for _, value in partials))
+
+
+# --- noodle programs on workers ---------------------------------------------------------------
+# One Executor per worker process: it decodes and verifies each NBC program once (noodle.nbc.loads
+# checks every field; nothing in it is unpickled) and keeps its run state, so a program that gets
+# hot is compiled once per worker, through the kernel cache under NOODLE_CACHE_DIR.
+_EXECUTOR: Any = None
+
+
+def _executor() -> Any:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        from noodle.exec import Executor
+
+        _EXECUTOR = Executor()
+    return _EXECUTOR
+
+
+def run_program_chunk(nbc: bytes, items: Sequence[tuple[Any, ...]], compile_first: bool) -> tuple[str, list[Any]]:
+    """Run an NBC program on each item (a tuple of arrays) of one chunk, on this worker's Executor."""
+    executor = _executor()
+    state = executor.state(bytes(nbc))  # decodes and verifies on first sight; raises NBCFormatError
+    if compile_first and state.runner is None and state.status in ("interpreted", "failed"):
+        from noodle.jit.manager import default_manager
+
+        with state.lock:
+            if state.status in ("interpreted", "failed"):
+                state.status = "queued"
+        default_manager().compile_now(state)  # failure keeps it interpreted (same answers, slower)
+    return _worker_address(), [executor.execute(nbc, *args) for args in items]
+
+
+def program_stats() -> dict[str, Any]:
+    """This worker's program run state and kernel builds (from disk cache vs compiled), for reports and tests."""
+    from noodle import metrics
+
+    builds = metrics.registry.get("noodle_jit_kernel_compiles_total")
+    by_source: dict[str, float] = {}
+    if builds is not None:
+        for key, child in builds.children():
+            by_source[key[1]] = by_source.get(key[1], 0.0) + child.value
+    programs = _EXECUTOR.stats() if _EXECUTOR is not None else {}
+    return {"kernel_builds": by_source, "programs": programs}
