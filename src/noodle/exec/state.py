@@ -24,7 +24,6 @@ from typing import Any
 
 from noodle import metrics
 from noodle.ir.graph import Program
-from noodle.passes import optimize
 
 _CALLS = metrics.counter("noodle_jit_calls_total", "Calls of JIT programs, by how they ran", ["mode"])
 CALLS_INTERPRETED = _CALLS.labels("interpreted")
@@ -64,9 +63,8 @@ class ProgramState:
 
     def __init__(self, program: Program, *, hot_calls: int | None = DEFAULT_HOT_CALLS,
                  hot_seconds: float | None = DEFAULT_HOT_SECONDS, backend: str | None = None,
-                 device: str = "auto", optimized: bool = False, name: str = "program") -> None:
-        self.source = program
-        self.program = program if optimized else optimize(program)
+                 device: str = "auto", name: str = "program") -> None:
+        self.program = program
         self.name = name
         self.hot_calls = hot_calls
         self.hot_seconds = hot_seconds
@@ -163,11 +161,12 @@ class ProgramState:
             if self.status != "interpreted":
                 return
             self.status = "queued"
-        submit = self.submit
+        submit = self.submit or compile_hook()
         if submit is None:
-            from noodle.jit.manager import default_manager  # lazy: jit sits above exec
-
-            submit = default_manager().submit
+            with self.lock:
+                self.status = "failed"
+                self.error = "no compiler is installed (noodle.jit could not be loaded)"
+            return
         submit(self)
 
     def stats(self) -> dict[str, Any]:
@@ -188,10 +187,36 @@ class ProgramState:
         }
 
 
+# Dependency inversion: exec detects hot programs, jit (a higher layer) compiles them. jit
+# registers its manager's ``submit`` here when imported; until then the hook is resolved from
+# this plugin pointer on first need, the same lazy "module:attr" table pattern the backends
+# registry uses, so exec never imports jit at module level.
+_COMPILER_PLUGIN = "noodle.jit.manager:install"
+_compile_hook: list[Callable[[ProgramState], None]] = []
+
+
+def set_compile_hook(submit: Callable[[ProgramState], None]) -> None:
+    """Install the function that queues a hot program for compilation (noodle.jit does this)."""
+    _compile_hook[:] = [submit]
+
+
+def compile_hook() -> Callable[[ProgramState], None] | None:
+    """The installed compile hook, loading the JIT plugin on first use; None if it cannot load."""
+    if not _compile_hook:
+        import importlib
+
+        module_name, _, attr = _COMPILER_PLUGIN.partition(":")
+        try:
+            getattr(importlib.import_module(module_name), attr)()
+        except ImportError:
+            return None
+    return _compile_hook[0] if _compile_hook else None
+
+
 def flush_all() -> None:
     """Publish every live program's pending compiled-call count (reports call this first)."""
     for state in list(_LIVE):
         state.flush_metrics()
 
 
-__all__ = ["ProgramState", "flush_all", "parse_hot_threshold"]
+__all__ = ["ProgramState", "compile_hook", "flush_all", "parse_hot_threshold", "set_compile_hook"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from noodle.errors import ConfigError, TraceError
 from noodle.exec.state import ProgramState, parse_hot_threshold
+from noodle.passes import optimize
 from noodle.trace import is_array, trace
 
 _BACKENDS = (None, "numba", "cuda", "interpret")
@@ -90,7 +91,7 @@ class JitFunction:
         if entry is not None:
             return entry
         positions = tuple(i for i, a in enumerate(args) if is_array(a))
-        program = trace(self.fn, args)
+        program = optimize(trace(self.fn, args))
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
                              backend=self.backend, device=self.device, name=self.fn.__name__)
         if any(type(args[i]).__module__.startswith("cupy") for i in positions):

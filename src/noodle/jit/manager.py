@@ -23,7 +23,7 @@ from typing import Any
 
 from noodle import metrics
 from noodle.errors import CompileError
-from noodle.exec.state import ProgramState
+from noodle.exec.state import ProgramState, set_compile_hook
 
 log = logging.getLogger("noodle.jit")
 
@@ -94,6 +94,7 @@ class CompileManager:
         try:
             from noodle.backends.registry import get_backend
             from noodle.jit.lower import build_runner
+            from noodle.passes import optimize
 
             key = (state.key(), name)
             runner = self._runners.get(key)
@@ -102,7 +103,10 @@ class CompileManager:
                 ok, why = backend.available()
                 if not ok:
                     raise CompileError(f"backend {name!r} is not available here: {why}")
-                runner = build_runner(state.program, backend)
+                program = state.program
+                if not program.meta.get("optimized"):
+                    program = optimize(program)   # NBC from elsewhere may be unfused
+                runner = build_runner(program, backend)
                 self._runners[key] = runner
         except Exception as exc:  # noqa: BLE001 - any failure means: stay interpreted
             seconds = time.perf_counter() - t0
@@ -143,4 +147,11 @@ def default_manager() -> CompileManager:
     return _default
 
 
-__all__ = ["CompileManager", "choose_backend", "default_manager"]
+def install() -> None:
+    """Make the default manager the compile hook of :mod:`noodle.exec` (done on import)."""
+    set_compile_hook(default_manager().submit)
+
+
+install()
+
+__all__ = ["CompileManager", "choose_backend", "default_manager", "install"]

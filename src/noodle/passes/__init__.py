@@ -38,6 +38,7 @@ def optimize(program: Program, verify_each: bool = False) -> Program:
         program = run(program)
         if verify_each:
             verify(program)
+    program.meta["optimized"] = True
     return program
 
 

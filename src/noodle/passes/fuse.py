@@ -81,7 +81,8 @@ def fuse(program: Program) -> Program:
 
     for i, node in enumerate(nodes):
         kind = OPS[node.op].kind
-        if kind in ELEMENTWISE_KINDS and _size(node.shape) > 0:
+        if kind in ELEMENTWISE_KINDS and node.shape and _size(node.shape) > 0:
+            # (0-d values are scalars: a kernel launch costs more than the interpreter)
             # matmul epilogue first: the product's tail feeds only this node
             joined = False
             for a in node.args:
@@ -90,6 +91,7 @@ def fuse(program: Program) -> Program:
                     continue
                 grp = groups[g]
                 if (grp.kind == "mm" and grp.tail == a and grp.shape == node.shape
+                        and node.dtype == nodes[min(grp.members)].dtype   # written in the product's buffer
                         and a not in outputs and all(u == i for u in users[a])
                         and not external_args_hit(grp.members | {i})):
                     grp.members.add(i)
