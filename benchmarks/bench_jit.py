@@ -1,0 +1,255 @@
+"""`noodle bench jit`: the issue's point 9, every ratio measured in the same run.
+
+Rows (candidate: ``@noodle.jit`` compiled by the Numba backend):
+
+* the fused chain ``a*b + c*d - 0.5*exp(-e)`` at 1e6 and 1e7 elements, f32 and
+  f64, against NumPy eager, numexpr (all cores) and a hand-written Numba
+  parallel kernel (``jax.jit`` too when jax is installed);
+* ``sum(a*b + c)`` at 1e7 (f64, f32) against NumPy;
+* ``relu(x @ w + b)`` at 1000² and 2000² against NumPy's unfused version;
+* call overhead on 16-element inputs against the NumPy chain;
+* first call in a fresh process (subprocess), warm kernel cache vs cold;
+* peak traced memory of the chain at 1e7 f64 (subprocess, tracemalloc) against
+  NumPy eager, reported in ``extra`` and in the notes.
+
+Targets from the issue are checked in ``notes`` (printed after the table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+
+import noodle as nd
+from noodle.benchtools import Row, Timing, time_pair
+
+TITLE = "noodle bench jit: @noodle.jit (Numba backend) vs NumPy / numexpr / Numba, same run"
+
+
+def _chain_np(a, b, c, d, e):
+    return a * b + c * d - 0.5 * np.exp(-e)
+
+
+@nd.jit
+def jit_chain(a, b, c, d, e):
+    return a * b + c * d - 0.5 * nd.exp(-e)
+
+
+@nd.jit
+def jit_sum(a, b, c):
+    return (a * b + c).sum()
+
+
+@nd.jit
+def jit_relu(x, w, b):
+    return nd.maximum(x @ w + b, 0.0)
+
+
+def _numba_chain():
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def numba_chain(a, b, c, d, e):
+        out = np.empty_like(a)
+        for i in prange(a.size):
+            out[i] = a[i] * b[i] + c[i] * d[i] - 0.5 * np.exp(-e[i])
+        return out
+
+    return numba_chain
+
+
+def _inputs(n: int, dtype: str, k: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.random(n).astype(dtype) for _ in range(k)]
+
+
+def _subprocess(code: str, env: dict[str, str]) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_FIRST_CALL = textwrap.dedent("""
+    import time
+    t0 = time.perf_counter()
+    import json
+    import numpy as np
+    import noodle as nd
+
+    @nd.jit
+    def chain(a, b, c, d, e):
+        return a * b + c * d - 0.5 * nd.exp(-e)
+
+    x = np.full({n}, 0.5)
+    if {compiled}:               # wait for the compiled kernel (warm cache: a load, not a compile)
+        backend = chain.compile(x, x, x, x, x)
+    else:                        # the runtime's own first call (it may interpret while compiling)
+        backend = "auto"
+    y = chain(x, x, x, x, x)
+    t1 = time.perf_counter()
+    assert abs(float(y[0]) - (0.5 - 0.5 * np.exp(-0.5))) < 1e-12
+    print(json.dumps({{"seconds": t1 - t0, "backend": backend}}))
+""")
+
+_PEAK = textwrap.dedent("""
+    import json, tracemalloc
+    import numpy as np
+    import noodle as nd
+    from noodle.memory import default_pool
+
+    @nd.jit
+    def chain(a, b, c, d, e):
+        return a * b + c * d - 0.5 * nd.exp(-e)
+
+    n = {n}
+    rng = np.random.default_rng(0)
+    a, b, c, d, e = (rng.random(n) for _ in range(5))
+    chain.compile(a, b, c, d, e)
+    chain(a, b, c, d, e)             # warm: code paths, thread pools, per-thread scratch
+    default_pool().clear()           # but the output buffer must be allocated again
+    tracemalloc.start()
+    y = chain(a, b, c, d, e)
+    ours = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del y
+    tracemalloc.start()
+    z = a * b + c * d - 0.5 * np.exp(-e)
+    eager = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(json.dumps({{"noodle": ours, "numpy": eager, "array": z.nbytes}}))
+""")
+
+
+def run(quick: bool = False) -> list[Row]:
+    import numexpr as ne
+
+    rows: list[Row] = []
+    min_time = 0.05 if quick else 0.4
+    numba_chain = _numba_chain()
+    try:
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        jax_chain = jax.jit(lambda a, b, c, d, e: a * b + c * d - 0.5 * jnp.exp(-e))
+    except Exception:  # jax not installed: no column
+        jax_chain = None
+    ne.set_num_threads(os.cpu_count() or 1)
+
+    # 1. the fused chain
+    for n in ([1_000_000] if quick else [1_000_000, 10_000_000]):
+        for dtype in ("float64", "float32"):
+            a, b, c, d, e = xs = _inputs(n, dtype, 5)
+            backend = jit_chain.compile(*xs)
+            ours = lambda xs=xs: jit_chain(*xs)  # noqa: E731
+            np.testing.assert_allclose(ours(), _chain_np(*xs), rtol=1e-5)
+            case = f"chain {n:.0e} {dtype}"
+            baselines = [
+                ("numpy eager", lambda xs=xs: _chain_np(*xs)),
+                ("numexpr", lambda a=a, b=b, c=c, d=d, e=e: ne.evaluate("a*b + c*d - 0.5*exp(-e)")),
+                ("numba parallel (hand-written)", lambda xs=xs: numba_chain(*xs)),
+            ]
+            if jax_chain is not None:
+                jxs = [jnp.asarray(x) for x in xs]
+                baselines.append(("jax.jit", lambda jxs=jxs: jax_chain(*jxs).block_until_ready()))
+            for name, fn in baselines:
+                t_ours, t_base = time_pair(ours, fn, min_time=min_time)
+                rows.append(Row("jit", case, f"@nd.jit [{backend}]", name, t_ours, t_base))
+
+    # 2. fused map-reduce
+    for dtype in ("float64", "float32"):
+        n = 1_000_000 if quick else 10_000_000
+        xs = _inputs(n, dtype, 3, seed=1)
+        backend = jit_sum.compile(*xs)
+        got, want = float(jit_sum(*xs)), float(np.sum(xs[0] * xs[1] + xs[2]))
+        assert abs(got - want) <= 1e-5 * abs(want), (got, want)
+        t_ours, t_np = time_pair(lambda xs=xs: jit_sum(*xs), lambda xs=xs: np.sum(xs[0] * xs[1] + xs[2]),
+                                 min_time=min_time)
+        rows.append(Row("jit", f"sum(a*b+c) {n:.0e} {dtype}", f"@nd.jit [{backend}]", "numpy eager", t_ours, t_np))
+
+    # 3. matmul with a fused bias + relu epilogue
+    for m in ([1000] if quick else [1000, 2000]):
+        x, w = (v.reshape(m, m) for v in _inputs(m * m, "float64", 2, seed=2))
+        bias = _inputs(m, "float64", 1, seed=3)[0]
+        backend = jit_relu.compile(x, w, bias)
+        np.testing.assert_allclose(jit_relu(x, w, bias), np.maximum(x @ w + bias, 0), rtol=1e-10)
+        t_ours, t_np = time_pair(lambda x=x, w=w, bias=bias: jit_relu(x, w, bias),
+                                 lambda x=x, w=w, bias=bias: np.maximum(x @ w + bias, 0),
+                                 min_time=min_time, max_runs=50)
+        rows.append(Row("jit", f"relu(x@w+b) {m}² f64", f"@nd.jit [{backend}]", "numpy unfused", t_ours, t_np))
+
+    # 4. call overhead on 16 elements
+    xs = _inputs(16, "float64", 5, seed=4)
+    backend = jit_chain.compile(*xs)
+    t_ours, t_np = time_pair(lambda: jit_chain(*xs), lambda: _chain_np(*xs), min_time=min_time)
+    rows.append(Row("jit", "call overhead 16 f64", f"@nd.jit [{backend}]", "numpy eager chain", t_ours, t_np,
+                    extra={"overhead_us": t_ours.min * 1e6}))
+
+    # 5. first call in a fresh process (import noodle + decorate + call), cold vs warm kernel cache:
+    #    once waiting for the compiled kernel (compile() then call), once the runtime's own first call
+    n_first = 1_000_000
+    for compiled in (True, False):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NOODLE_CACHE_DIR=cache)
+            code = _FIRST_CALL.format(n=n_first, compiled=compiled)
+            cold = _subprocess(code, env)
+            warm = [_subprocess(code, env) for _ in range(1 if quick else 3)]
+        warm_s = sorted(w["seconds"] for w in warm)
+        what = "compile()+call" if compiled else "plain call"
+        rows.append(Row("jit", f"first {what}, fresh process, {n_first:.0e} f64", "warm kernel cache",
+                        "cold kernel cache", Timing(warm_s[0], warm_s[len(warm_s) // 2], len(warm_s)),
+                        Timing(cold["seconds"], cold["seconds"], 1),
+                        extra={"warm_first_call_s": warm_s[0], "cold_first_call_s": cold["seconds"]}))
+
+    # 6. peak memory of the chain at 1e7 f64 (quick: 1e6)
+    n_peak = 1_000_000 if quick else 10_000_000
+    peak = _subprocess(_PEAK.format(n=n_peak), dict(os.environ))
+    xs = _inputs(n_peak, "float64", 5, seed=5)
+    t_ours, t_np = time_pair(lambda: jit_chain(*xs), lambda: _chain_np(*xs), min_time=min_time)
+    rows.append(Row("jit", f"peak memory chain {n_peak:.0e} f64 (see extra)", "@nd.jit", "numpy eager", t_ours,
+                    t_np, extra={"peak_noodle_bytes": peak["noodle"], "peak_numpy_bytes": peak["numpy"],
+                                 "array_bytes": peak["array"],
+                                 "peak_noodle_arrays": peak["noodle"] / peak["array"],
+                                 "peak_numpy_arrays": peak["numpy"] / peak["array"]}))
+    return rows
+
+
+def notes(rows: list[Row]) -> list[str]:
+    """The issue's targets, checked against this run (PASS/FAIL; noisy machines make FAILs worth a re-run)."""
+    out: list[str] = []
+
+    def check(label: str, ok: bool, detail: str) -> None:
+        out.append(f"[{'PASS' if ok else 'FAIL'}] {label}: {detail}")
+
+    by_case: dict[str, list[Row]] = {}
+    for r in rows:
+        by_case.setdefault(r.case, []).append(r)
+    for case, rs in by_case.items():
+        if case.startswith("chain "):
+            np_row = next(r for r in rs if r.baseline == "numpy eager")
+            ratio_best = min(r.ratio for r in rs if r.baseline in ("numexpr", "numba parallel (hand-written)"))
+            check(f"{case} >= better of numexpr/numba", ratio_best >= 1.0, f"{ratio_best:.2f}x (worse of the two rows)")
+            if "1e+07 float64" in case:
+                check(f"{case} >= 2.5x numpy", np_row.ratio >= 2.5, f"{np_row.ratio:.2f}x")
+        elif case.startswith("sum("):
+            check(f"{case} >= 2x numpy", rs[0].ratio >= 2.0, f"{rs[0].ratio:.2f}x")
+        elif case.startswith("relu("):
+            check(f"{case} no slower than numpy unfused", rs[0].ratio >= 1.0, f"{rs[0].ratio:.2f}x")
+        elif case.startswith("call overhead"):
+            us = rs[0].extra["overhead_us"]
+            check("jitted call on 16 elements <= 5 µs", us <= 5.0, f"{us:.2f} µs")
+        elif case.startswith("first "):
+            s = rs[0].extra["warm_first_call_s"]
+            check(f"{case.split(',')[0]}: warm cache < 300 ms", s < 0.3,
+                  f"{s * 1e3:.0f} ms (cold {rs[0].extra['cold_first_call_s'] * 1e3:.0f} ms)")
+        elif case.startswith("peak memory"):
+            x = rs[0].extra
+            check("peak memory <= 1.1x one output array", x["peak_noodle_arrays"] <= 1.1,
+                  f"noodle {x['peak_noodle_arrays']:.2f}x, numpy eager {x['peak_numpy_arrays']:.2f}x one array")
+    return out
