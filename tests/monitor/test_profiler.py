@@ -126,3 +126,19 @@ def test_gpu_range_times_a_kernel_with_cuda_events(reg):
             (x * 2 + 1).sum()
     assert rec["gpu_ms"] is not None and rec["gpu_ms"] > 0
     assert p.session.gpu and p.session.gpu[0]["name"] == "noodle_test_kernel"
+
+
+def test_seed_api_session_id_export_metrics_and_add_profiler(monitor):
+    prof = SamplingProfiler(interval=0.002)
+    monitor.add_profiler(prof)
+    prof.start("session-42")
+    _busy(0.1)
+    monitor.stop()  # stops the attached profiler too
+    assert not prof.running
+    session = latest_profile()
+    assert session.name == "session-42"
+    assert json.loads(session.export_metrics("json"))["name"] == "session-42"
+    assert json.loads(session.export_metrics("speedscope"))["profiles"][0]["type"] == "sampled"
+    assert "<svg" in session.export_metrics("html")
+    with pytest.raises(MonitorError, match="unknown profile format"):
+        session.export_metrics("xml")

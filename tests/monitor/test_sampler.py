@@ -41,3 +41,19 @@ def test_background_thread_records_history_and_alerts(reg):
     assert [a.rule for a in m.alerts.active()] == ["mem_any"]
     assert len(m.alerts.history()) == 1  # de-duplicated across ticks
     assert reg.get("noodle_monitor_tick_seconds").labels().count >= 3
+
+
+@pytest.mark.gpu
+def test_gpu_fields_from_nvml(reg):
+    s = Sampler(interval=1.0, registry=reg, gpu=True)
+    assert s.has_gpu
+    sample = s.tick()
+    assert 0.0 <= sample["gpu0_util"] <= 1.0 and 0.0 < sample["gpu0_mem_frac"] <= 1.0
+    assert sample["gpu0_temp_c"] > 0 and sample["gpu0_power_w"] > 0
+
+
+def test_no_gpu_fields_without_a_gpu(reg):
+    s = Sampler(interval=1.0, registry=reg, gpu=True)
+    if s.has_gpu:
+        pytest.skip("this machine has a GPU; the gpu-marked test covers it")
+    assert not any(k.startswith("gpu") for k in s.tick())

@@ -55,6 +55,7 @@ class Monitor:
         self._ticks = 0
         self._lock = threading.Lock()
         self._sample_callbacks: list[Callable[[dict[str, float]], None]] = []
+        self.profilers: list[Any] = []
         self.tick_seconds = self.registry.histogram(
             "noodle_monitor_tick_seconds", "Cost of one sampler tick", (),
             buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2))
@@ -76,6 +77,12 @@ class Monitor:
         for callback in list(self._sample_callbacks):
             callback(sample)
 
+    def add_profiler(self, profiler: Any) -> None:
+        """Attach a :class:`~noodle.monitor.profiler.SamplingProfiler` (the seed's
+        ``ResourceMonitor.add_profiler``): it is stopped with the monitor, and its session becomes
+        the latest profile that ``/api/profile`` serves."""
+        self.profilers.append(profiler)
+
     def on_sample(self, callback: Callable[[dict[str, float]], None]) -> None:
         """Call ``callback(sample)`` after every tick (the dashboard server does not need this)."""
         self._sample_callbacks.append(callback)
@@ -93,7 +100,11 @@ class Monitor:
         return self
 
     def stop(self) -> None:
+        """Stop the sampler and any attached profiler still running."""
         self.sampler.stop()
+        for prof in self.profilers:
+            if prof.running:
+                prof.stop()
 
     @property
     def running(self) -> bool:

@@ -76,6 +76,18 @@ class ProfileSession:
             raise MonitorError(f"malformed profile: {exc}") from None
         return session
 
+    def export_metrics(self, format: str = "json") -> str:  # noqa: A002 - the seed's name
+        """The session as text: ``json`` (this object), ``speedscope`` or ``html`` (flame graph)."""
+        from noodle.monitor.render import to_html, to_speedscope
+
+        if format == "json":
+            return json.dumps(self.to_json())
+        if format == "speedscope":
+            return json.dumps(to_speedscope(self))
+        if format == "html":
+            return to_html(self)
+        raise MonitorError(f"unknown profile format {format!r}: use json, speedscope or html")
+
     def total_seconds(self) -> float:
         return sum(row["weight"] for row in self.stacks)
 
@@ -161,7 +173,11 @@ class SamplingProfiler:
     def running(self) -> bool:
         return self._thread is not None
 
-    def start(self) -> SamplingProfiler:
+    def start(self, session_id: str | None = None) -> SamplingProfiler:
+        """Start sampling; ``session_id`` (optional) names the session (the seed's
+        ``RealTimeProfiler.start(session_id)``)."""
+        if session_id is not None:
+            self.name = str(session_id)
         if self._thread is not None:
             raise MonitorError("this profiler is already running; stop() it before starting again")
         if self.thread_id is None:
