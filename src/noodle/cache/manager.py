@@ -19,6 +19,7 @@ restored, so a node never serves what it could not hear being invalidated.
 from __future__ import annotations
 
 import atexit
+import itertools
 import threading
 import time
 import weakref
@@ -34,7 +35,7 @@ from noodle.errors import CacheEncodingError, CacheError
 _DEFAULT: Any = object()
 _monotonic = time.monotonic
 _perf = time.perf_counter
-_SAMPLE_EVERY = 1024  # one local get in this many is timed for noodle_cache_get_seconds{tier="local"}
+
 _DEP = "\x00dep:"
 
 
@@ -149,7 +150,8 @@ class CacheManager:
         self._bytes = 0
         self._epoch = 0  # bumped on every remote invalidation (guards a Redis read racing one)
         # statistics: plain ints, published in bulk by noodle.cache.stats
-        self.hits = 0
+        self._hits = 0  # hits counted under the lock
+        self._hit_counter = itertools.count()  # lock-free hits of the LRU/TTL fast path
         self.misses = 0
         self.evictions = 0
         self.redis_hits = 0
@@ -183,6 +185,11 @@ class CacheManager:
         self._subscriber = Subscriber(self._redis, self._on_remote, self._on_sub_lost, self._on_sub_restored)
         self._subscriber.start()
         self._subscriber.ready.wait(2.0)  # invalidations must be heard before we serve
+
+    @property
+    def hits(self) -> int:
+        """Local-tier hits so far."""
+        return self._hits + int(repr(self._hit_counter)[6:-1])
 
     @property
     def redis_down_count(self) -> int:
@@ -239,9 +246,7 @@ class CacheManager:
         mono = _monotonic
         slow = self._slow_get
         distributed = self._redis is not None
-        sample = [_SAMPLE_EVERY]
-        latency = self._latency
-        if policy.name in ("lru", "ttl"):
+        if policy.name in ("lru", "ttl") and not distributed:
             data = policy._data
             lookup = data.get
             touch = data.move_to_end
@@ -251,36 +256,56 @@ class CacheManager:
         if not self.local_tier:
             return slow
 
-        def get(key: Hashable, default: Any = None) -> Any:
-            if distributed and type(key) is not str:
+        if touch is not None:
+            # LRU/TTL hit path without the lock: under the GIL each OrderedDict call is atomic, and a
+            # key evicted between the lookup and move_to_end raises KeyError, which is harmless (the
+            # value read was current when read). Hits are counted by itertools.count (atomic).
+            count_hit = self._hit_counter.__next__
+
+            def get(key: Hashable, default: Any = None) -> Any:
+                try:
+                    entry = lookup(key, MISSING)
+                except TypeError:
+                    raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+                if entry is not MISSING:
+                    expires = entry.expires
+                    if entry.limits is None and (not expires or expires > mono()):
+                        try:
+                            touch(key)
+                        except KeyError:
+                            pass
+                        count_hit()
+                        return entry.value
                 return slow(key, default)
-            if sample[0] <= 0:
-                sample[0] = _SAMPLE_EVERY
-                t0 = _perf()
-                value = slow(key, default)
-                if len(latency) < 4096:
-                    latency.append(("local", _perf() - t0))
-                return value
-            sample[0] -= 1
-            try:
-                with lock:
-                    entry = lookup(key, MISSING) if touch is not None else lookup(key)
-                    if entry is not MISSING:
-                        expires = entry.expires
-                        if entry.limits is None and (not expires or expires > mono()):
-                            if touch is not None:
-                                touch(key)
-                            self.hits += 1
-                            return entry.value
-            except TypeError:
-                raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
-            return slow(key, default)
+        else:
+            def get(key: Hashable, default: Any = None) -> Any:
+                if distributed and type(key) is not str:
+                    return slow(key, default)
+                try:
+                    with lock:
+                        entry = lookup(key)
+                        if entry is not MISSING:
+                            expires = entry.expires
+                            if entry.limits is None and (not expires or expires > mono()):
+                                self._hits += 1
+                                return entry.value
+                except TypeError:
+                    raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+                return slow(key, default)
 
         get.__doc__ = CacheManager.get.__doc__
         return get
 
     def _slow_get(self, key: Hashable, default: Any = None) -> Any:
         """Every case but a plain local hit: limits, expiry, misses, the Redis tier."""
+        t0 = _perf()
+        try:
+            return self._slow_get_inner(key, default)
+        finally:
+            if len(self._latency) < 4096:
+                self._latency.append(("local", _perf() - t0))
+
+    def _slow_get_inner(self, key: Hashable, default: Any) -> Any:
         if self._redis is not None and type(key) is not str:
             key = _canonical(key)
         if self.local_tier:
@@ -290,7 +315,7 @@ class CacheManager:
                     if entry is not MISSING:
                         value = self._check_slow_locked(key, entry)
                         if value is not MISSING:
-                            self.hits += 1
+                            self._hits += 1
                             return value
                     self.misses += 1
             except TypeError:

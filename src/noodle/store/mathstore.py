@@ -44,6 +44,7 @@ _WRITE_RE = re.compile(
 )
 _STRATEGIES = ("lru_dist", "lru", "none")
 _ALL = "store:all"
+_KEYABLE = (str, int, float, bytes, bool, type(None))
 
 
 def tables_read(sql: str) -> set[str]:
@@ -252,13 +253,12 @@ class MathStore:
         read = sorted(tables_read(sql) | {t.lower() for t in (tables or ())})
         cache = self.dist_cache if (cache_strategy == "lru_dist" and self.dist_cache is not None) \
             else self.local_cache
-        try:
-            key = "q:" + xxhash.xxh3_128_hexdigest(codec.encode([sql, list(params)]))
-        except CacheEncodingError:
-            return self._read(sql, params)  # parameters we cannot key safely: no caching
+        if not all(type(p) in _KEYABLE for p in params):
+            return self._read(sql, params)  # parameters we cannot key exactly: no caching
+        key = "q:" + xxhash.xxh3_128_hexdigest(f"{sql}\x00{tuple(params)!r}".encode())
         rows = cache.get(key)
         if rows is not None:
-            return [tuple(r) for r in rows]
+            return list(rows) if type(rows) is tuple else [tuple(r) for r in rows]
         with self._lock:
             before = [self._generations.get(t, 0) for t in read] + [self._generations.get(_ALL, 0)]
             rows = self._read(sql, params)
@@ -266,7 +266,7 @@ class MathStore:
         if before == after:
             tags = [f"table:{t}" for t in read] + [_ALL]
             try:
-                cache.set(key, rows, ttl=ttl, tags=tags)
+                cache.set(key, tuple(rows), ttl=ttl, tags=tags)
             except CacheEncodingError:
                 if cache is not self.local_cache:
                     self.local_cache.set(key, rows, ttl=ttl, tags=tags)

@@ -1,0 +1,239 @@
+"""``noodle bench cache``: the cache and the math-object store against their baselines, same run.
+
+Rows (speedup = baseline time / noodle time; > 1 means noodle is faster):
+
+- get-hit, 100k resident keys: CacheManager (lru, adaptive) vs cachetools' LRUCache; dict and
+  functools.lru_cache as references. Target: noodle's lru get-hit >= 1.0x cachetools.
+- set (with evictions): CacheManager vs cachetools.
+- Redis-tier get: CacheManager with the local tier off vs a raw redis-py GET of the same
+  bytes. Target: >= 0.8x (at most 25% overhead).
+- repeated MathStore.query: cached ('lru', and 'lru_dist' over Redis) vs the database
+  ('none'). Target: >= 20x.
+- content hashing for memoize: xxh3 over an array, reported as seconds per GB.
+- hit ratios: every policy on Zipf 0.8 / Zipf 1.0 / scan-polluted / loop traces at 1% and 10%
+  capacity (2M accesses over 1M keys; --quick: 200k over 100k), with theine's W-TinyLFU as
+  the baseline and Belady's optimum as the ceiling. Target: adaptive >= best of LRU, LFU and
+  theine on every trace. The row's times are the replay times of adaptive and theine.
+
+Timings are noisy on a shared machine: compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from noodle.benchtools import Row, Timing, time_pair
+
+TITLE = "noodle bench cache (same-run baselines)"
+
+
+def _per_op(row: Row, ops: int) -> Row:
+    row.extra.update(ops_per_call=ops, candidate_ns=round(row.candidate_time.min / ops * 1e9, 1),
+                     baseline_ns=round(row.baseline_time.min / ops * 1e9, 1))
+    return row
+
+
+def _local_rows(quick: bool) -> list[Row]:
+    import cachetools
+
+    from noodle.cache import CacheManager
+
+    nkeys = 20_000 if quick else 100_000
+    keys = [f"key{i}" for i in range(nkeys)]
+    rng = np.random.default_rng(0)
+    probe = [keys[i] for i in rng.integers(0, nkeys, 1000)]
+    ct = cachetools.LRUCache(maxsize=2 * nkeys)
+    for k in keys:
+        ct[k] = k
+
+    def cachetools_hits() -> None:
+        for k in probe:
+            ct[k]
+
+    rows = []
+    min_time = 0.1 if quick else 0.5
+    for policy in ("lru", "adaptive", "lfu", "ttl"):
+        mgr = CacheManager(policy=policy, max_entries=2 * nkeys, ttl=3600, redis_url=None, snapshot=False)
+        for k in keys:
+            mgr.set(k, k)
+        get = mgr.get
+
+        def noodle_hits(get=get) -> None:
+            for k in probe:
+                get(k)
+
+        a, b = time_pair(noodle_hits, cachetools_hits, min_time=min_time)
+        rows.append(_per_op(Row("cache", f"get-hit {nkeys // 1000}k keys", f"noodle {policy}",
+                                "cachetools LRUCache", a, b), len(probe)))
+    d = dict.fromkeys(keys, 1)
+
+    def dict_hits() -> None:
+        for k in probe:
+            d[k]
+
+    cached = functools.lru_cache(maxsize=2 * nkeys)(lambda k: k)
+    for k in keys:
+        cached(k)
+
+    def lru_cache_hits() -> None:
+        for k in probe:
+            cached(k)
+
+    for name, fn in (("dict", dict_hits), ("functools.lru_cache", lru_cache_hits)):
+        a, b = time_pair(fn, cachetools_hits, min_time=min_time)
+        rows.append(_per_op(Row("cache", f"get-hit {nkeys // 1000}k keys (reference)", name,
+                                "cachetools LRUCache", a, b), len(probe)))
+    # set with evictions: a cache of 10k entries fed keys from a 20k range
+    small = 10_000
+    mgr = CacheManager(policy="lru", max_entries=small, ttl=3600, redis_url=None, snapshot=False)
+    ct2 = cachetools.LRUCache(maxsize=small)
+    stream = [keys[i % (2 * small)] for i in range(1000)]
+    offset = [0]
+
+    def noodle_sets() -> None:
+        base = offset[0]
+        offset[0] = (base + 1000) % (2 * small)
+        s = mgr.set
+        for k in stream:
+            s(k, base)
+
+    def cachetools_sets() -> None:
+        for k in stream:
+            ct2[k] = 1
+
+    a, b = time_pair(noodle_sets, cachetools_sets, min_time=min_time)
+    rows.append(_per_op(Row("cache", "set (with evictions)", "noodle lru", "cachetools LRUCache", a, b),
+                        len(stream)))
+    return rows
+
+
+def _redis_url() -> str | None:
+    from noodle.config import get_settings
+
+    return os.environ.get("NOODLE_TEST_REDIS_URL") or get_settings().redis_url
+
+
+def _redis_rows(quick: bool) -> list[Row]:
+    url = _redis_url()
+    if not url:
+        return []
+    import redis
+
+    from noodle.cache import CacheManager
+
+    ns = f"bench{os.getpid()}"
+    mgr = CacheManager(policy="lru", redis_url=url, namespace=ns, local_tier=False, snapshot=False)
+    raw = redis.Redis.from_url(url)
+    rows = []
+    for label, value in (("small value", {"x": 1, "name": "weights"}), ("8 KB array", np.ones(1024))):
+        mgr.set("bench-key", value, ttl=600)
+        rkey = f"noodle:{ns}:bench-key"
+        a, b = time_pair(lambda: mgr.get("bench-key"), lambda rkey=rkey: raw.get(rkey),
+                         min_time=0.2 if quick else 1.0)
+        row = Row("cache", f"Redis-tier get, {label}", "CacheManager (local off)", "raw redis-py GET", a, b)
+        row.extra["overhead_pct"] = round((a.min / b.min - 1) * 100, 1)
+        rows.append(row)
+    mgr.clear()
+    mgr.close()
+    return rows
+
+
+def _store_rows(quick: bool) -> list[Row]:
+    from noodle.store import MathStore
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MathStore(f"sqlite:///{tmp}/bench.db", table="bench_objects", redis_url=_redis_url(),
+                          namespace=f"benchstore{os.getpid()}")
+        n = 200 if quick else 2000
+        for i in range(n):
+            store.put(f"obj{i}", np.full(16, i, dtype=np.float64), {"group": i % 10, "i": i})
+        sql = ("SELECT metadata, COUNT(*), SUM(LENGTH(data)) FROM bench_objects "
+               "WHERE name LIKE ? GROUP BY metadata ORDER BY metadata LIMIT 50")
+        params = ("obj1%",)
+        strategies = ["lru"] + (["lru_dist"] if store.dist_cache is not None else [])
+        for strategy in strategies:
+            store.query(sql, params, cache_strategy=strategy)
+            a, b = time_pair(lambda s=strategy: store.query(sql, params, cache_strategy=s),
+                             lambda: store.query(sql, params, cache_strategy="none"),
+                             min_time=0.2 if quick else 0.5)
+            rows.append(Row("cache", f"repeated MathStore.query ({n} objects)", f"cached '{strategy}'",
+                            "SQLite ('none')", a, b))
+        store.close()
+    return rows
+
+
+def _hash_rows(quick: bool) -> list[Row]:
+    import hashlib
+
+    from noodle.cache import content_key
+
+    arr = np.random.default_rng(0).random((16 if quick else 64) * 2**20 // 8)
+    a, b = time_pair(lambda: content_key("f", (arr,), {}), lambda: hashlib.sha256(arr).digest(),
+                     min_time=0.2, max_runs=20)
+    row = Row("cache", f"memoize key, {arr.nbytes >> 20} MB array", "xxh3-128 content key", "sha256", a, b)
+    row.extra["seconds_per_gb"] = round(a.min / (arr.nbytes / 1e9), 4)
+    return [row]
+
+
+def _hit_ratio_rows(quick: bool) -> list[Row]:
+    from noodle.cache import simulate as sim
+
+    keys = 100_000 if quick else 1_000_000
+    n = 200_000 if quick else 2_000_000
+    rng = np.random.default_rng(42)
+    rows = []
+    for frac in (0.01, 0.10):
+        cap = int(keys * frac)
+        traces = {
+            "Zipf 0.8": sim.zipf_trace(n, keys, 0.8, rng),
+            "Zipf 1.0": sim.zipf_trace(n, keys, 1.0, rng),
+            "scan-polluted": sim.scan_polluted_trace(n, keys, cap, rng),
+            "loop 1.1x": sim.loop_trace(n, cap),
+        }
+        for name, trace in traces.items():
+            ratios = {p: sim.hit_ratio(p, trace, cap) for p in ("lru", "lfu")}
+            t0 = time.perf_counter()
+            ratios["adaptive"] = sim.hit_ratio("adaptive", trace, cap)
+            t_adaptive = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ratios["theine"] = sim.theine_hit_ratio(trace, cap)
+            t_theine = time.perf_counter() - t0
+            ratios["optimum"] = sim.belady_hit_ratio(trace, cap)
+            best = max(ratios["lru"], ratios["lfu"], ratios["theine"])
+            row = Row("cache", f"hit ratio {name} @{int(frac * 100)}%", "adaptive (replay time)",
+                      "theine W-TinyLFU", Timing(t_adaptive, t_adaptive, 1), Timing(t_theine, t_theine, 1))
+            row.extra.update({k: round(v, 4) for k, v in ratios.items()})
+            row.extra.update(best_baseline=round(best, 4), adaptive_ge_best=ratios["adaptive"] >= best,
+                             accesses=n, keys=keys, capacity=cap)
+            rows.append(row)
+    return rows
+
+
+def run(quick: bool) -> list[Row]:
+    """Every row of the cache suite (hit-ratio replays last: they take the longest)."""
+    return (_local_rows(quick) + _redis_rows(quick) + _store_rows(quick) + _hash_rows(quick)
+            + _hit_ratio_rows(quick))
+
+
+def notes(rows: list[Row]) -> list[str]:
+    """The hit-ratio table and the per-op figures the timing table does not show."""
+    out = ["hit ratios (lru / lfu / theine / adaptive / optimum; adaptive >= best baseline?):"]
+    for r in rows:
+        if r.case.startswith("hit ratio"):
+            e = r.extra
+            out.append(f"  {r.case:32s} {e['lru']:.3f} / {e['lfu']:.3f} / {e['theine']:.3f} / "
+                       f"{e['adaptive']:.3f} / {e['optimum']:.3f}  {'yes' if e['adaptive_ge_best'] else 'NO'}")
+        elif "candidate_ns" in r.extra:
+            out.append(f"  {r.case} {r.candidate}: {r.extra['candidate_ns']} ns/op vs {r.baseline} "
+                       f"{r.extra['baseline_ns']} ns/op")
+        elif "overhead_pct" in r.extra:
+            out.append(f"  {r.case}: overhead over raw redis-py {r.extra['overhead_pct']}% (target <= 25%)")
+        elif "seconds_per_gb" in r.extra:
+            out.append(f"  {r.case}: {r.extra['seconds_per_gb']} s per GB hashed")
+    return out
