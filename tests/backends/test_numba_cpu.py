@@ -267,6 +267,34 @@ def test_concurrent_parallel_launches_from_threads(numba_backend) -> None:
     assert not errors
 
 
+def test_concurrent_stage_kernels_from_threads(numba_backend) -> None:
+    """Block-parallel (stages) kernels called from several threads share the worker pool safely."""
+    n = 150_001
+    k = numba_backend.compile_kernel(chain(n))
+    assert k.plan.mode == "stages"
+    rng = np.random.default_rng(12)
+    data = [[_data(n, "float64", rng) for _ in range(5)] for _ in range(3)]
+    expect = [_chain(*xs) for xs in data]
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        for _ in range(10):
+            (out,) = k(*data[i])
+            if not np.allclose(out, expect[i], rtol=1e-12, atol=1e-12):
+                errors.append(f"thread {i}: wrong result")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def _chain(a, b, c, d, e):
+    return a * b + c * d - 0.5 * np.exp(-e)
+
+
 def test_registry_and_availability() -> None:
     assert "numba" in available_backends()
     assert get_backend("numba") is get_backend("numba")

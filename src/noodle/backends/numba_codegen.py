@@ -17,7 +17,7 @@ Shapes of the generated code (all sizes and strides are literal constants):
 * ``nested``: reductions over some axes: (p)range over kept elements, nested
   loops over the reduced axes;
 * ``stages``: transcendental ops (``exp``...) evaluated by NumPy's SIMD
-  ufuncs on cache-sized blocks between serial Numba stages (Numba's ``exp`` is
+  ufuncs on cache-sized blocks (32 Ki elements) between serial Numba stages (Numba's ``exp`` is
   a scalar libm call, ~5x slower than NumPy's vectorized one on this machine).
 
 Each variant is emitted twice, ``k_par`` (prange) and ``k_ser`` (range): the
@@ -36,7 +36,7 @@ from noodle.errors import CompileError, DTypeError
 
 PARALLEL_MIN = 100_000          # elements; below this every kernel runs serially (no thread start-up)
 NCHUNK = 64                      # fixed chunk count of full reductions (deterministic results)
-BLOCK = 1 << 14                  # elements per block in the ``stages`` variant
+BLOCK = 1 << 15                  # elements per block in the ``stages`` variant (256 KiB of float64)
 # ops NumPy evaluates faster (SIMD) than Numba's scalar libm call, measured on this machine
 UFUNC_OPS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tanh": "tanh"}
 COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",

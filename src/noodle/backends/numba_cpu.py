@@ -5,7 +5,7 @@ Why this shape (measured on this machine, see ANCHORS.md):
 * outputs go into buffers from :mod:`noodle.memory.pool` (tracked, so last
   call's dropped result is reused): fresh memory costs page faults, ~2x;
 * ``exp``/``log``/``sin``/``cos``/``tanh`` on varying values run as NumPy
-  SIMD ufuncs on 16 Ki-element blocks between serial ``nogil`` Numba stages,
+  SIMD ufuncs on 32 Ki-element blocks between serial ``nogil`` Numba stages,
   two Python threads splitting the blocks: Numba's ``exp`` is a scalar libm
   call (NumPy's was ~5x faster here), and a block stays in L2 between stages;
 * never two threads below ``PARALLEL_MIN`` elements (thread start-up is
@@ -195,6 +195,7 @@ class NumbaKernel(Kernel):
             self._steps = [dict(s, fn=(getattr(np, s["fn"]) if s["kind"] == "ufunc"
                                        else getattr(module, f"s{s['index']}"))) for s in p.stages]
             self._scratch_dtypes = [np.dtype(d) for d in p.scratch_dtypes]
+            self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
 
     # ----------------------------------------------------------------- inputs
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -319,19 +320,22 @@ class NumbaKernel(Kernel):
         cache = getattr(_local, "scratch", None)
         if cache is None:
             cache = _local.scratch = {}
-        key = tuple(self._scratch_dtypes)
+        key = (self._block, *self._scratch_dtypes)
         bufs = cache.get(key)
         if bufs is None:
-            bufs = cache[key] = [np.empty(BLOCK, d) for d in self._scratch_dtypes]
+            bufs = cache[key] = [np.empty(self._block, d) for d in self._scratch_dtypes]
         return bufs
 
-    def _blocks(self, ins: list[np.ndarray], outs: list[np.ndarray], first: int, last: int,
+    def _blocks(self, ins: list[np.ndarray], outs: list[np.ndarray], blocks: Any,
                 partials: np.ndarray | None) -> None:
+        """Process block indices drawn from ``blocks`` (a shared iterator: dynamic scheduling, so a
+        descheduled thread on a busy machine does not hold the others up)."""
         t = self._scratch()
         n = self._n
-        for blk in range(first, last):
-            lo = blk * BLOCK
-            hi = min(n, lo + BLOCK)
+        block = self._block
+        for blk in blocks:
+            lo = blk * block
+            hi = min(n, lo + block)
             m = hi - lo
             for step in self._steps:
                 if step["kind"] == "ufunc":
@@ -350,17 +354,16 @@ class NumbaKernel(Kernel):
 
     def _run_stages(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray | None:
         n = self._n
-        nb = (n + BLOCK - 1) // BLOCK
+        nb = (n + self._block - 1) // self._block
         partials = np.empty(nb, self._acc) if self.spec.reduce is not None else None
         workers = 1 if n < PARALLEL_MIN else min(n_threads(), nb)
         if workers == 1:
-            self._blocks(ins, outs, 0, nb, partials)
+            self._blocks(ins, outs, range(nb), partials)
             return partials
-        bounds = [(w * nb) // workers for w in range(workers + 1)]
+        shared = iter(range(nb))  # next() on a range iterator is atomic under the GIL
         pool = _workers()
-        futures = [pool.submit(self._blocks, ins, outs, bounds[w], bounds[w + 1], partials)
-                   for w in range(1, workers)]
-        self._blocks(ins, outs, bounds[0], bounds[1], partials)
+        futures = [pool.submit(self._blocks, ins, outs, shared, partials) for _ in range(1, workers)]
+        self._blocks(ins, outs, shared, partials)
         for f in futures:
             f.result()
         return partials
