@@ -7,3 +7,7 @@ reduced) or a :class:`~noodle.backends.spec.MatmulSpec` (a product with a fused
 elementwise epilogue). A new backend implements the same interface and never
 touches the others.
 """
+
+from noodle.backends.registry import available_backends, backend_names, get_backend  # noqa: E402
+
+__all__ = ["available_backends", "backend_names", "get_backend"]
