@@ -9,7 +9,8 @@ Rows (ratio = off / on: 1.00 means free, 0.98 means 2 % slower):
 - recursive fib, pyinstrument vs off: the anchor (it hooks every call).
 - sampler tick vs a 1 ms budget: ratio > 1 means one tick costs less than 1 ms.
 
-On and off blocks alternate (several rounds) so machine noise hits both alike.
+On and off blocks alternate (many short rounds) so machine noise hits both alike; the ratio
+is min against min (the harness' convention), and the notes add the median ratio.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def run(quick: bool = False) -> list[Row]:
     from noodle.monitor import Monitor, Sampler, SamplingProfiler
 
     rows: list[Row] = []
-    rounds = 4 if quick else 16
+    rounds = 8 if quick else 40
     mlp = _mlp()
 
     # 1. monitoring on (sampler at 1 s + per-op accounting) vs off (neither)
@@ -96,7 +97,7 @@ def run(quick: bool = False) -> list[Row]:
             dispatch.record = real_record
         return restore  # type: ignore[return-value]
 
-    per_block = 100 if quick else 150
+    per_block = 50 if quick else 60
     on, off = _blocks(mlp, monitoring_on, monitoring_off, rounds, per_block)
     rows.append(_row("ops workload (MLP forward), monitoring", "on", "off", on, off, bound=0.98))
 
@@ -144,6 +145,7 @@ def notes(rows: list[Row]) -> list[str]:
         bound = r.extra.get("bound")
         if bound is not None:
             med = r.baseline_time.median / r.candidate_time.median
-            verdict = "within" if med >= bound else "OUTSIDE"
-            out.append(f"{r.case}: median ratio {med:.3f} (bound >= {bound}) -> {verdict} bound")
+            verdict = "within" if r.ratio >= bound else "OUTSIDE"
+            out.append(f"{r.case}: ratio {r.ratio:.3f} by min, {med:.3f} by median (bound >= {bound}) -> "
+                       f"{verdict} bound by min (medians are noisy on a busy machine)")
     return out
