@@ -185,7 +185,7 @@ class NumbaKernel(Kernel):
         # only small kernels: their k_ser has an explicit signature, so a wrong dtype is a
         # TypeError; a large kernel's lazily compiled k_ser would compile for any dtype
         self._direct = self._all_1d and p.mode != "stages" and 0 < p.n < PARALLEL_MIN
-        self._n_part = n_partials(p) if p.mode != "stages" and p.n > 0 else 0
+        self._n_part = n_partials(p) if spec.reduce is not None and p.mode != "stages" and p.n > 0 else 0
         self._small_out = all(p.n * dt.itemsize < pool.min_bytes for dt in self._out_dtypes)
         self._par = getattr(module, "k_par", None)
         self._ser = getattr(module, "k_ser", None)
