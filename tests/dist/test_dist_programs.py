@@ -29,6 +29,16 @@ def test_jitted_function_mapped_over_data_on_workers(proc):
         np.testing.assert_allclose(got, a * x + y, rtol=1e-12)
 
 
+def test_plain_map_of_a_jitted_function_sends_nbc_not_pickled_code(proc):
+    items = [(np.full(8, 2.0), np.arange(8.0), np.ones(8))]
+    out = proc.map(axpy, items)
+    np.testing.assert_allclose(out[0], 2.0 * np.arange(8.0) + 1.0)
+    stats = proc.program_stats()  # the workers ran it as an NBC program on their Executor
+    assert any(s["programs"] for s in stats.values())
+    with pytest.raises(DistError, match="reduce= is not supported"):
+        proc.map(axpy, items, reduce=max)
+
+
 def test_nbc_bytes_interpreted_and_streamed(proc):
     items = _items(7)
     nbc = axpy.bytecode(*items[0])

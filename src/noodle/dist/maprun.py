@@ -151,5 +151,8 @@ class MapRun:
             raise TaskTimeoutError(f"the final reduction did not finish within {self.stall:g} s") from exc
         except Exception as exc:
             TASKS.labels("failed").inc()
-            raise self.proc._translate(exc, "the reduction") from exc
+            translated = self.proc._translate(exc, "the reduction")
+            if translated is exc:
+                raise
+            raise translated from exc
         return value

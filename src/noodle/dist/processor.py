@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import uuid
@@ -56,6 +57,12 @@ def gpu_count() -> int:
         return int(device_gpu_count())
     except Exception:  # no usable device layer: declare no GPU rather than fail the cluster
         return 0
+
+
+def _is_jit_function(fn: Any) -> bool:
+    """True for a ``@noodle.jit`` function (without importing the JIT when it was never used)."""
+    api = sys.modules.get("noodle.jit.api")
+    return api is not None and isinstance(fn, api.JitFunction)
 
 
 class Task:
@@ -113,7 +120,10 @@ class Task:
             ) from exc
         except Exception as exc:
             TASKS.labels("failed").inc()
-            raise self._proc._translate(exc, f"task {self.key}") from exc
+            translated = self._proc._translate(exc, f"task {self.key}")
+            if translated is exc:
+                raise
+            raise translated from exc
         TASKS.labels("completed").inc()
         return value
 
@@ -201,6 +211,7 @@ class Processor:
             self.start_seconds = time.perf_counter() - t0
             _LIVE.add(self)
             metrics.emit("dist_start", address=self.scheduler_address, local=self.address is None,
+                         dashboard=self.dashboard_address,
                          workers=len(self._client.scheduler_info(n_workers=-1).get("workers", {})),
                          seconds=round(self.start_seconds, 3))
             return self
@@ -324,7 +335,10 @@ class Processor:
             values = self.client.gather([t.future for t in tasks])
         except Exception as exc:
             TASKS.labels("failed").inc()
-            raise self._translate(exc, "a gathered task") from exc
+            translated = self._translate(exc, "a gathered task")
+            if translated is exc:
+                raise
+            raise translated from exc
         TASKS.labels("completed").inc(len(tasks))
         return values
 
@@ -343,7 +357,14 @@ class Processor:
         finishes for that long, every outstanding chunk is cancelled and
         TaskTimeoutError is raised. A chunk whose function raises cancels the
         rest and re-raises that exception with a note naming the chunk.
+        A ``@noodle.jit`` function is sent as NBC bytes (see ``map_program``).
         """
+        if _is_jit_function(fn):
+            if reduce is not None:
+                raise DistError("reduce= is not supported with a @noodle.jit function: map it, then reduce "
+                                "the list (or reduce inside the jitted function)")
+            return self.map_program(fn, items, chunk_size, priority, ordered, retries=retries,
+                                    timeout=timeout, resources=resources, progress=progress)
         items = list(items)
         chunks = plan_chunks(len(items), self.default_chunk_size if chunk_size is None else chunk_size)
         client = self.client
