@@ -47,6 +47,13 @@ def test_workers_command_reports_health_as_json(external_cluster, capsys):
     assert rows[0]["heartbeat_age_s"] < 30
 
 
+def test_workers_command_starts_a_local_cluster_when_given_no_address(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps narrow tables
+    assert cli_main(["workers", "--n-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "running" in out and "heartbeat" in out and "dashboard: http://127.0.0.1:" in out
+
+
 def test_unreachable_scheduler_is_a_clear_error():
     import socket
 

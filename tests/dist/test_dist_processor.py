@@ -128,9 +128,23 @@ def test_progress_and_per_worker_counts_reach_the_registry(proc):
 
 
 def test_progress_bar_only_on_a_terminal_or_when_asked(proc, capsys):
+    import io
+
+    from rich.console import Console
+
+    from noodle.dist.progress import MapProgress
+
     assert want_bar(None) is False  # pytest's stderr is not a terminal
     assert want_bar(True) is True and want_bar(False) is False
     assert proc.map(w.square, range(30), chunk_size=5, progress=True) == [x * x for x in range(30)]
+    out = io.StringIO()
+    with MapProgress(30, 6, show_bar=True, console=Console(file=out, force_terminal=True, width=100)) as bar:
+        for _ in range(6):
+            bar.chunk_done(5, "tcp://127.0.0.1:1")
+    assert "noodle map" in out.getvalue() and "30/30" in out.getvalue()
+    quiet = MapProgress(30, 6, show_bar=False)
+    quiet.chunk_done(30, "tcp://127.0.0.1:1")
+    assert quiet._bar is None and metrics.registry.get("noodle_dist_progress_ratio").value() == 1.0
 
 
 def test_workers_report_health(proc):

@@ -37,7 +37,8 @@ def want_bar(progress: bool | None) -> bool:
 class MapProgress:
     """Tracks one map: updates the registry per finished chunk and drives an optional rich bar."""
 
-    def __init__(self, total_items: int, total_chunks: int, show_bar: bool, label: str = "noodle map") -> None:
+    def __init__(self, total_items: int, total_chunks: int, show_bar: bool, label: str = "noodle map",
+                 console: Any = None) -> None:
         self.total_items = total_items
         self.total_chunks = total_chunks
         self.items_done = 0
@@ -48,7 +49,7 @@ class MapProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=False)
+                                 TimeRemainingColumn(), transient=False, console=console)
             self._task_id = self._bar.add_task(label, total=total_items)
             self._bar.start()
 
