@@ -22,8 +22,12 @@ def test_alerts_example():
 
 def test_profile_example(tmp_path):
     out = _run("monitor_profile.py", "--out", str(tmp_path / "p"), "--steps", "30")
-    assert "fib" in out and "peak traced memory" in out
+    assert "samples over" in out and "peak traced memory" in out
     assert (tmp_path / "p.html").is_file() and (tmp_path / "p.speedscope.json").is_file()
+    import json
+
+    frames = json.loads((tmp_path / "p.json").read_text())["frames"]
+    assert {"fib", "numeric", "workload"} & {f["name"] for f in frames}
 
 
 def test_dashboard_example(tmp_path):
