@@ -296,6 +296,31 @@ class FrequencySketch:
         if self._additions >= self.sample_size:
             self._halve()
 
+    def increment_many(self, keys: list[Hashable]) -> None:
+        """Record a batch of accesses at once (NumPy), as if ``increment`` ran for each key.
+
+        Why: the adaptive policy buffers its hits and records them here, so a
+        cache hit costs a list append instead of a Python-level sketch update.
+        Repeats of one key within the batch are counted (np.unique); keys that
+        share a counter get the larger of their conservative targets.
+        """
+        hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64)
+        uniq, counts = np.unique(hashes, return_counts=True)
+        a = uniq * np.uint64(_C1)
+        b = uniq * np.uint64(_C2)
+        m, w = np.uint64(self._mask), self._width
+        s7, s35 = np.uint64(7), np.uint64(35)
+        rows = (((a >> s7) & m).astype(np.intp), ((a >> s35) & m).astype(np.intp) + w,
+                ((b >> s7) & m).astype(np.intp) + 2 * w, ((b >> s35) & m).astype(np.intp) + 3 * w)
+        table = np.frombuffer(self._table, dtype=np.uint8)
+        est = np.minimum(np.minimum(table[rows[0]], table[rows[1]]), np.minimum(table[rows[2]], table[rows[3]]))
+        target = np.minimum(est.astype(np.int64) + counts, self.limit).astype(np.uint8)
+        for idx in rows:
+            np.maximum.at(table, idx, target)
+        self._additions += len(keys)
+        if self._additions >= self.sample_size:
+            self._halve()
+
     def _halve(self) -> None:
         view = np.frombuffer(self._table, dtype=np.uint8)
         np.right_shift(view, 1, out=view)
@@ -340,6 +365,9 @@ class AdaptivePolicy:
         self._hits = 0
         self._prev_hit_rate = 0.0
         self._step = -self.STEP_PERCENT * cap
+        # hits are recorded in batches (a hit then costs a list append); small caches record each hit
+        self._hit_buffer: list[Hashable] = []
+        self._buffer_max = min(256, cap // 16) if cap >= 1024 else 1
 
     def _set_main(self) -> None:
         self._main_max = self.capacity - self._window_max
@@ -347,29 +375,56 @@ class AdaptivePolicy:
 
     # lookups ----------------------------------------------------------------
     def get(self, key: Hashable) -> Any:
-        self.sketch.increment(key)
-        self._requests += 1
-        if self._requests >= self._sample_period:
-            self._climb()
-        value = self.protected.get(key, MISSING)
-        if value is not MISSING:
-            self.protected.move_to_end(key)
-            self._hits += 1
+        protected = self.protected
+        value = protected.get(key, MISSING)
+        if value is not MISSING:  # the common hit: inlined, no further calls
+            protected.move_to_end(key)
+            buf = self._hit_buffer
+            buf.append(key)
+            if len(buf) >= self._buffer_max:
+                self.flush()
             return value
         value = self.window.get(key, MISSING)
         if value is not MISSING:
             self.window.move_to_end(key)
-            self._hits += 1
+            self._record_hit(key)
             return value
         value = self.probation.pop(key, MISSING)
         if value is not MISSING:
-            self._hits += 1
-            protected = self.protected
+            self._record_hit(key)
             protected[key] = value
             if len(protected) > self._protected_max:
                 old_key, old_value = protected.popitem(last=False)
                 self.probation[old_key] = old_value
-        return value
+            return value
+        # a miss: record it now (its frequency decides its admission in the put that follows)
+        self.sketch.increment(key)
+        self._requests += 1
+        if self._requests >= self._sample_period:
+            self._climb()
+        return MISSING
+
+    def _record_hit(self, key: Hashable) -> None:
+        buf = self._hit_buffer
+        buf.append(key)
+        if len(buf) >= self._buffer_max:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply buffered hits to the sketch and the hill climber's counts."""
+        buf = self._hit_buffer
+        n = len(buf)
+        if not n:
+            return
+        if n == 1:
+            self.sketch.increment(buf[0])
+        else:
+            self.sketch.increment_many(buf)
+        buf.clear()
+        self._hits += n
+        self._requests += n
+        if self._requests >= self._sample_period:
+            self._climb()
 
     def peek(self, key: Hashable) -> Any:
         for segment in (self.protected, self.window, self.probation):
@@ -471,6 +526,7 @@ class AdaptivePolicy:
         return iter([*self.window, *self.probation, *self.protected])
 
     def clear(self) -> None:
+        self._hit_buffer.clear()
         self.window.clear()
         self.probation.clear()
         self.protected.clear()

@@ -231,9 +231,9 @@ class Subscriber(threading.Thread):
                     if msg is None:
                         continue
                     if msg.get("type") == "subscribe":
-                        self.subscribed = True
                         if not first:
-                            self.on_restored()
+                            self.on_restored()  # clear first: 'subscribed' must never be seen before that
+                        self.subscribed = True
                         first = False
                         self.tier.mark_up()
                         self.ready.set()
