@@ -133,3 +133,26 @@ def test_cupy_inputs_choose_the_cuda_backend():
     assert choose_backend(st) == "cuda"
     st.backend_request = "numba"
     assert choose_backend(st) == "numba"
+
+
+def test_a_compiled_runner_that_raises_falls_back_to_the_interpreter(caplog):
+    x = np.arange(5.0)
+    f = nd.jit(lambda a: a * 2.0 - 1.0, hot_threshold=10**6)
+    assert f.compile(x) == "numba"
+    state = f.state(x)
+
+    def broken(args):
+        raise RuntimeError("simulated backend bug")
+
+    state.runner = broken
+    with caplog.at_level(logging.WARNING, logger="noodle.jit"):
+        for _ in range(3):
+            np.testing.assert_array_equal(f(x), x * 2.0 - 1.0)
+    assert state.status == "failed" and "simulated backend bug" in state.error
+    assert sum("runs interpreted from now on" in r.getMessage() for r in caplog.records) == 1
+    assert f.stats()["interpreted_calls"] == 3
+
+
+def test_interpreter_errors_name_the_instruction():
+    with pytest.raises(ExecutionError, match="power"):
+        nd.jit(lambda a: a ** -1, backend="interpret")(np.arange(1, 4))

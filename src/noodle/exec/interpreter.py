@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from noodle.errors import ExecutionError
 from noodle.ir.graph import Program
 from noodle.ir.semantics import eval_node
 
@@ -64,12 +65,17 @@ def run_program(program: Program, args: Sequence[Any], xp: Any = None,
                 values[i] = c if xp is np else xp.asarray(c)
                 continue
             operands = [values[a] for a in node.args]
-            if on_node is not None:
-                t0 = time.perf_counter()
-                values[i] = eval_node(node, operands, xp)
-                on_node(i, time.perf_counter() - t0)
-            else:
-                values[i] = eval_node(node, operands, xp)
+            try:
+                if on_node is not None:
+                    t0 = time.perf_counter()
+                    values[i] = eval_node(node, operands, xp)
+                    on_node(i, time.perf_counter() - t0)
+                else:
+                    values[i] = eval_node(node, operands, xp)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                from noodle.ir.printer import format_node
+
+                raise ExecutionError(f"instruction {format_node(i, node, program).strip()} failed: {exc}") from exc
             for a in node.args:  # free temporaries as soon as their last user ran
                 users_left[a] -= 1
                 if users_left[a] == 0 and a not in outputs:

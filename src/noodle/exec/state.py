@@ -28,6 +28,7 @@ from noodle.ir.graph import Program
 _CALLS = metrics.counter("noodle_jit_calls_total", "Calls of JIT programs, by how they ran", ["mode"])
 CALLS_INTERPRETED = _CALLS.labels("interpreted")
 CALLS_COMPILED = _CALLS.labels("compiled")
+FALLBACKS = metrics.counter("noodle_jit_fallbacks_total", "JIT programs left interpreted, by reason", ["reason"])
 
 _LIVE: weakref.WeakSet[ProgramState] = weakref.WeakSet()
 
@@ -128,13 +129,34 @@ class ProgramState:
         """Compiled when ready, else interpreted (and queue a compile once hot)."""
         runner = self.runner
         if runner is not None and use_jit:
-            self.compiled_calls += 1
-            self.flush_metrics()
-            return runner(args)
+            try:
+                out = runner(args)
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not cost the caller a result
+                self.runtime_failure(exc)
+            else:
+                self.compiled_calls += 1
+                self.flush_metrics()
+                return out
         out = self.interpret(args)
         if use_jit and self.status == "interpreted" and self.is_hot():
             self.request_compile()
         return out
+
+    def runtime_failure(self, exc: BaseException) -> None:
+        """A compiled runner raised: drop it for good, log once, count; the caller re-runs interpreted."""
+        import logging
+
+        with self.lock:
+            if self.runner is None:
+                return
+            self.runner = None
+            self.status = "failed"
+            self.error = f"compiled run failed: {type(exc).__name__}: {exc}"
+        FALLBACKS.labels("runtime_error").inc()
+        metrics.emit("jit_compile", program=self.name, backend=self.backend, status="failed", error=self.error)
+        logging.getLogger("noodle.jit").warning(
+            "noodle.jit: the compiled %s raised, it runs interpreted from now on (results are unaffected): %s",
+            self.name, self.error)
 
     @property
     def calls(self) -> int:

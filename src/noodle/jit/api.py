@@ -76,10 +76,15 @@ class JitFunction:
         arrays = args if positions is None else [args[i] for i in positions]
         runner = state.runner
         if runner is not None:
-            n = state.compiled_calls = state.compiled_calls + 1
-            if not n & 255:  # publish to the metrics registry in batches: a locked inc per call costs
-                state.flush_metrics()
-            out = runner(arrays)
+            try:
+                out = runner(arrays)
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not cost the caller a result
+                state.runtime_failure(exc)
+                out = state.run(arrays)
+            else:
+                n = state.compiled_calls = state.compiled_calls + 1
+                if not n & 255:  # publish to the metrics registry in batches: a locked inc costs
+                    state.flush_metrics()
         else:
             out = state.run(arrays)
         return out[0] if state.single_output else out
