@@ -189,6 +189,22 @@ def _plan_stages(spec: KernelSpec, p: Plan) -> None:
             s = stage[ins.args[0]] + 1
         stage[v] = s
     last = max(stage) if stage else 0
+    # sink every other value to the latest stage that still feeds its consumers: the final
+    # stage then reads inputs directly instead of a scratch copy made in an earlier stage
+    finals_set = set(spec.outputs) | ({spec.reduce.value} if spec.reduce is not None else set())
+    latest = [last] * len(stage)
+    for i in range(len(spec.body) - 1, -1, -1):
+        v = base + i
+        if is_ufunc[v] or uni[v]:
+            continue
+        bound = last if v in finals_set else None
+        for j in range(i + 1, len(spec.body)):
+            c = base + j
+            if v in spec.body[j].args:
+                need = stage[c] - 1 if is_ufunc[c] else latest[c]
+                bound = need if bound is None else min(bound, need)
+        latest[v] = last if bound is None else bound
+        stage[v] = max(stage[v], latest[v])
     # a value crosses into a scratch buffer when a later stage (or a ufunc) reads it
     scratch: dict[int, int] = {}
     for i, ins in enumerate(spec.body):
