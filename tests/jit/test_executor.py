@@ -156,3 +156,16 @@ def test_a_compiled_runner_that_raises_falls_back_to_the_interpreter(caplog):
 def test_interpreter_errors_name_the_instruction():
     with pytest.raises(ExecutionError, match="power"):
         nd.jit(lambda a: a ** -1, backend="interpret")(np.arange(1, 4))
+
+
+def test_results_kept_across_compiled_calls_stay_intact():
+    rng = np.random.default_rng(4)
+    x, y = rng.random((300, 400)), rng.random((300, 400))
+    f = nd.jit(lambda a, b: (a * b + 1.0, (a - b).sum(axis=0)))
+    assert f.compile(x, y) == "numba"
+    r1, r2, r3 = f(x, y), f(y, y), f(x, x)
+    np.testing.assert_allclose(r1[0], x * y + 1.0, rtol=1e-15)
+    np.testing.assert_allclose(r2[0], y * y + 1.0, rtol=1e-15)
+    np.testing.assert_allclose(r3[0], x * x + 1.0, rtol=1e-15)
+    np.testing.assert_allclose(r1[1], (x - y).sum(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(r2[1], np.zeros(400))
