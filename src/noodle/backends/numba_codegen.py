@@ -410,12 +410,12 @@ def _targets(spec: KernelSpec) -> set[int]:
     return t
 
 
-def _loads(e: _Emitter, idx: list[str]) -> dict[int, str]:
-    return {k: f"i{k}[{idx[k]}]" for k in range(e.n_in) if not e.uni[k]}
+def _loads(e: _Emitter, idx: list[str], prefix: str = "i") -> dict[int, str]:
+    return {k: f"{prefix}{k}[{idx[k]}]" for k in range(e.n_in) if not e.uni[k]}
 
 
-def _store_outputs(spec: KernelSpec, e: _Emitter, oidx: str, sfx: str) -> list[str]:
-    return [f"o{j}[{oidx}] = {_cast(e.name(v, sfx), spec.dtype_of(v), spec.dtype_of(v))}"
+def _store_outputs(spec: KernelSpec, e: _Emitter, oidx: str, sfx: str, prefix: str = "o") -> list[str]:
+    return [f"{prefix}{j}[{oidx}] = {_cast(e.name(v, sfx), spec.dtype_of(v), spec.dtype_of(v))}"
             for j, v in enumerate(spec.outputs)]
 
 
@@ -449,32 +449,36 @@ def _gen_rows(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     return lines + _indent(inner, 1)
 
 
+UNROLL = 4                       # independent accumulators per chunk of a full reduction
+
+
 def _gen_chunks(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
+    """Full reduction of a 1-D space: fixed chunks, each sliced so its index starts at 0 (no
+    negative-index checks), ``UNROLL`` independent accumulators (no add-latency chain)."""
     red = spec.reduce
     assert red is not None
     vdt = spec.dtype_of(red.value)
     nchunk = max(1, min(NCHUNK, p.n))
     lines = e.hoisted(_targets(spec))
     lines.append(f"for c in {loop}({nchunk}):")
-    inner = [f"lo = (c * {p.n}) // {nchunk}", f"hi = ((c + 1) * {p.n}) // {nchunk}"]
-    accs = [f"acc{u}" for u in range(4)]
+    inner = [f"lo = (c * {p.n}) // {nchunk}", f"hi = ((c + 1) * {p.n}) // {nchunk}", "m = hi - lo"]
+    inner += [f"x{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
+    inner += [f"y{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
+    accs = [f"acc{u}" for u in range(UNROLL)]
     inner += [f"{a} = {acc_init(red.op, p.acc_dtype)}" for a in accs]
-    inner.append("i = lo")
-    inner.append("while i + 4 <= hi:")
-    unrolled = []
-    for u in range(4):
+    inner.append(f"for q in range(m // {UNROLL}):")
+    unrolled = [f"i = q * {UNROLL}"]
+    for u in range(UNROLL):
         sfx = f"_{u}"
         iu = f"i + {u}" if u else "i"
-        unrolled += e.body(_targets(spec), _loads(e, [iu] * e.n_in), sfx)
-        unrolled += _store_outputs(spec, e, iu, sfx)
+        unrolled += e.body(_targets(spec), _loads(e, [iu] * e.n_in, "x"), sfx)
+        unrolled += _store_outputs(spec, e, iu, sfx, "y")
         unrolled.append(_acc_update(red.op, accs[u], e.name(red.value, sfx), p.acc_dtype, vdt))
-    unrolled.append("i += 4")
     inner += _indent(unrolled, 1)
-    inner.append("while i < hi:")
-    tail = e.body(_targets(spec), _loads(e, ["i"] * e.n_in), "")
-    tail += _store_outputs(spec, e, "i", "")
+    inner.append(f"for i in range((m // {UNROLL}) * {UNROLL}, m):")
+    tail = e.body(_targets(spec), _loads(e, ["i"] * e.n_in, "x"), "")
+    tail += _store_outputs(spec, e, "i", "", "y")
     tail.append(_acc_update(red.op, accs[0], e.name(red.value, ""), p.acc_dtype, vdt))
-    tail.append("i += 1")
     inner += _indent(tail, 1)
     inner += _acc_combine(red.op, accs, p.acc_dtype)
     inner.append("part[c] = acc0")
