@@ -442,9 +442,24 @@ def _gen_rows(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
             if not e.uni[k] and p.in_strides[k][d]:
                 inner.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
     inner.append(f"ob = r * {last}")
+    # per row: contiguous operands are sliced (index j from 0: no negative-index checks, the
+    # inner loop vectorizes) and operands broadcast along the row are read once
+    load: dict[int, str] = {}
+    for k in range(e.n_in):
+        if e.uni[k]:
+            continue
+        st = p.in_strides[k][-1]
+        if st == 0:
+            inner.append(f"s{k} = i{k}[b{k}]")
+            load[k] = f"s{k}"
+        elif st == 1:
+            inner.append(f"w{k} = i{k}[b{k}:b{k} + {last}]")
+            load[k] = f"w{k}[j]"
+        else:
+            load[k] = f"i{k}[b{k} + j * {st}]"
+    inner += [f"y{j} = o{j}[ob:ob + {last}]" for j in range(len(spec.outputs))]
     inner.append(f"for j in range({last}):")
-    idx = [f"b{k} + j * {p.in_strides[k][-1]}" if p.in_strides[k][-1] else f"b{k}" for k in range(e.n_in)]
-    body = e.body(_targets(spec), _loads(e, idx), "") + _store_outputs(spec, e, "ob + j", "")
+    body = e.body(_targets(spec), load, "") + _store_outputs(spec, e, "j", "", "y")
     inner += _indent(body or ["pass"], 1)
     return lines + _indent(inner, 1)
 
