@@ -339,3 +339,10 @@ def test_second_process_loads_kernel_from_disk_cache(tmp_path: Path) -> None:
 
 def test_kernel_dir_follows_settings() -> None:
     assert numba_cpu.kernel_dir().name == "kernels"
+
+
+def test_prewarm_imports_numba_once() -> None:
+    t = numba_cpu.prewarm()
+    t.join(timeout=60)
+    assert not t.is_alive() and "numba" in sys.modules
+    assert numba_cpu.prewarm() is t

@@ -17,7 +17,9 @@ Two ways a buffer comes back:
   result. A raw pointer taken with ``array.ctypes.data`` and kept past the
   array's life is not seen; that is undefined in NumPy anyway.
 
-The pool is bounded (``max_bytes``): past the bound, buffers are not kept.
+The pool is bounded (``max_bytes``, default 2 GiB; at most ``max_tracked_per_key``
+tracked buffers per size): past the bound, buffers are not kept. The price of
+recycling is that dropped buffers stay allocated until reused or ``clear()``.
 Small buffers (below ``min_bytes``) are never pooled: ``np.empty`` of a few
 KiB is served by malloc's free lists without page faults, and the pool's
 bookkeeping would only add call overhead.
