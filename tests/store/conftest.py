@@ -20,8 +20,18 @@ def _settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def table() -> str:
-    return "objs_" + uuid.uuid4().hex[:12]
+def table():
+    """A unique table name; dropped from PostgreSQL afterwards so re-runs leave nothing behind."""
+    import os
+
+    name = "objs_" + uuid.uuid4().hex[:12]
+    yield name
+    url = os.environ.get("NOODLE_TEST_PG_URL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -298,17 +298,10 @@ class CacheManager:
 
     def _slow_get(self, key: Hashable, default: Any = None) -> Any:
         """Every case but a plain local hit: limits, expiry, misses, the Redis tier."""
-        t0 = _perf()
-        try:
-            return self._slow_get_inner(key, default)
-        finally:
-            if len(self._latency) < 4096:
-                self._latency.append(("local", _perf() - t0))
-
-    def _slow_get_inner(self, key: Hashable, default: Any) -> Any:
         if self._redis is not None and type(key) is not str:
             key = _canonical(key)
         if self.local_tier:
+            t0 = _perf()
             try:
                 with self._lock:
                     entry = self._policy.get(key)
@@ -320,6 +313,9 @@ class CacheManager:
                     self.misses += 1
             except TypeError:
                 raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+            finally:
+                if len(self._latency) < 4096:
+                    self._latency.append(("local", _perf() - t0))
         if self._redis is not None:
             value = self._redis_get(key)
             if value is not MISSING:
@@ -462,21 +458,28 @@ class CacheManager:
         invalidation must cascade to this one; ``max_idle`` drops the entry
         after that many seconds unread; ``max_hits`` after that many reads.
         """
-        skey = self._key(key)
-        tags = tuple(tags)
-        for tag in tags:
-            if not isinstance(tag, str):
-                raise CacheError(f"tags must be strings, got {type(tag).__name__}.")
-        deps = tuple(_DEP + _canonical(d) for d in depends_on)
-        all_tags = tags + deps
-        lifetime = self.default_ttl if ttl is None else float(ttl)
-        if lifetime < 0:
-            raise CacheError(f"ttl must be >= 0 seconds, got {ttl!r}.")
-        if max_idle is not None and max_idle <= 0:
-            raise CacheError(f"max_idle must be > 0 seconds, got {max_idle!r}.")
-        if max_hits is not None and (not isinstance(max_hits, int) or max_hits < 1):
-            raise CacheError(f"max_hits must be an integer >= 1, got {max_hits!r}.")
-        limits = _Limits(max_idle or 0.0, max_hits or 0) if (max_idle or max_hits) else None
+        skey = _canonical(key) if self._redis is not None else key
+        if tags or depends_on:
+            tags = tuple(tags)
+            for tag in tags:
+                if not isinstance(tag, str):
+                    raise CacheError(f"tags must be strings, got {type(tag).__name__}.")
+            all_tags = tags + tuple(_DEP + _canonical(d) for d in depends_on)
+        else:
+            all_tags = ()
+        if ttl is None:
+            lifetime = self.default_ttl
+        else:
+            lifetime = float(ttl)
+            if lifetime < 0:
+                raise CacheError(f"ttl must be >= 0 seconds, got {ttl!r}.")
+        limits = None
+        if max_idle is not None or max_hits is not None:
+            if max_idle is not None and max_idle <= 0:
+                raise CacheError(f"max_idle must be > 0 seconds, got {max_idle!r}.")
+            if max_hits is not None and (not isinstance(max_hits, int) or max_hits < 1):
+                raise CacheError(f"max_hits must be an integer >= 1, got {max_hits!r}.")
+            limits = _Limits(max_idle or 0.0, max_hits or 0)
         if self._redis is not None:
             payload = self._redis.pack(value, time.time() + lifetime if lifetime else 0.0, all_tags)
             with self._lock:
@@ -496,19 +499,21 @@ class CacheManager:
             return
         expires = _monotonic() + lifetime if lifetime else 0.0
         entry = _Entry(value, expires, size, tags, limits)
-        old = self._policy.pop(key)
+        policy = self._policy
+        old = policy.pop(key)
         if old is not MISSING:
             self._unindex(key, old)
-        evicted = self._policy.put(key, entry)
+        evicted = policy.put(key, entry)
         self._bytes += size
         for tag in tags:
             members = self._tags.get(tag)
             if members is None:
                 members = self._tags[tag] = set()
             members.add(key)
-        for ekey, eentry in evicted:
-            self._unindex(ekey, eentry)
-            self.evictions += 1
+        if evicted:
+            for ekey, eentry in evicted:
+                self._unindex(ekey, eentry)
+            self.evictions += len(evicted)
         if self.max_bytes is not None:
             while self._bytes > self.max_bytes:
                 item = self._policy.evict_one()
@@ -519,6 +524,8 @@ class CacheManager:
 
     def _unindex(self, key: Hashable, entry: _Entry) -> None:
         self._bytes -= entry.size
+        if not entry.tags:
+            return
         for tag in entry.tags:
             members = self._tags.get(tag)
             if members is not None:
