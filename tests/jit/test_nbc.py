@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from noodle import nbc
 from noodle.errors import NBCFormatError
+from noodle.ir.ops import BY_CODE as _BY_CODE
 from noodle.nbc.format import _digest
 from noodle.passes import optimize
 from noodle.trace import trace
@@ -111,3 +112,72 @@ def test_no_pickle_anywhere_in_the_format():
 
     source = inspect.getsource(fmt)
     assert "pickle" not in source.replace("No pickle", "") and "eval(" not in source
+
+
+_OPCODES = sorted(_BY_CODE) + [0, 3, 999]
+_ATTR_NAMES = ["index", "axis", "keepdims", "shape", "axes", "dtype", "group", "zz"]
+
+
+@st.composite
+def _attr(draw):
+    key = draw(st.sampled_from(_ATTR_NAMES)).encode()
+    tag = draw(st.integers(0, 5))
+    if tag == 0:
+        val = b""
+    elif tag == 1:
+        val = struct.pack("<B", draw(st.integers(0, 2)))
+    elif tag == 2:
+        val = struct.pack("<q", draw(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 8)))
+    elif tag == 3:
+        val = _pstr(draw(st.sampled_from(["float64", "int64", "bool", "complex128", "", "x" * 40])))
+    elif tag == 4:
+        items = draw(st.lists(st.integers(-3, 8) | st.integers(-(2**62), 2**62), max_size=6))
+        val = struct.pack(f"<B{len(items)}q", len(items), *items)
+    else:
+        val = b"\xff"
+    return struct.pack("<B", len(key)) + key + struct.pack("<B", tag) + val
+
+
+def _pstr(s: str) -> bytes:
+    return struct.pack("<B", len(s)) + s.encode()
+
+
+@st.composite
+def _structured_nbc(draw):
+    """Well-formed framing with hostile field values: reaches the deep validation paths."""
+    n_nodes = draw(st.integers(1, 6))
+    n_inputs = draw(st.integers(0, 2))
+    consts = b""
+    n_consts = draw(st.integers(0, 2))
+    for _ in range(n_consts):
+        dims = draw(st.lists(st.integers(0, 3) | st.integers(0, 2**41), max_size=3))
+        code = draw(st.integers(0, 12))
+        exact = int(np.prod(dims, dtype=object)) * (8 if code > 10 or code in (4, 8, 10) else 4)
+        blob = draw(st.binary(max_size=24) | st.binary(min_size=exact, max_size=exact)) if exact <= 64 else b""
+        consts += struct.pack(f"<BB{len(dims)}Q", code, len(dims), *dims) + blob
+    nodes = b""
+    for i in range(n_nodes):
+        dims = draw(st.lists(st.integers(0, 5) | st.integers(0, 2**41), max_size=3))
+        opcode = 1 if i < n_inputs else draw(st.sampled_from(_OPCODES))
+        if i < n_inputs:
+            attrs_in = [struct.pack("<B", 5) + b"index" + struct.pack("<Bq", 2, i)]
+        arity = _BY_CODE[opcode].arity if opcode in _BY_CODE else 1
+        earlier = st.integers(0, max(i - 1, 0))
+        args = draw(st.lists(earlier, min_size=arity, max_size=arity) | st.lists(st.integers(0, i + 1), max_size=3))
+        attrs = attrs_in if i < n_inputs else draw(st.lists(_attr(), max_size=3))
+        nodes += struct.pack(f"<HBB{len(dims)}Q", opcode, draw(st.integers(0, 12)), len(dims), *dims)
+        nodes += struct.pack(f"<B{len(args)}I", len(args), *args) + struct.pack("<B", len(attrs)) + b"".join(attrs)
+    outs = draw(st.lists(st.integers(0, n_nodes), min_size=0, max_size=2))
+    body = struct.pack("<4sHHIIII", b"NBC1", 1, 0, n_inputs, n_consts, n_nodes, len(outs))
+    body += consts + nodes + struct.pack(f"<{len(outs)}I", *outs) + struct.pack("<B", draw(st.integers(0, 2)))
+    return _reseal(body)
+
+
+@settings(max_examples=800, deadline=None)
+@given(_structured_nbc())
+def test_structured_hostile_programs_are_rejected_cleanly(data):
+    try:
+        prog = nbc.loads(data)
+    except NBCFormatError:
+        return
+    assert nbc.loads(nbc.dumps(prog)).nodes == prog.nodes

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import IRVerifyError, ShapeError
+from noodle.errors import DTypeError, IRVerifyError, ShapeError
 from noodle.ir.ops import OPS, OpKind
 
 # dtypes a program may use: fixed-size, no objects, no complex (backends cannot all do them)
@@ -146,11 +146,15 @@ def _dummy_dtype(op_name: str, dtypes: tuple[str, ...], attrs: tuple[tuple[str, 
     row = OPS[op_name]
     fn = getattr(np, row.numpy)  # type: ignore[arg-type]
     dummies = [np.ones((1,), dtype=d) for d in dtypes]
-    with np.errstate(all="ignore"):
-        if row.kind is OpKind.REDUCE:
-            out = fn(dummies[0], axis=0)
-        else:
-            out = fn(*dummies)
+    try:
+        with np.errstate(all="ignore"):
+            if row.kind is OpKind.REDUCE:
+                out = fn(dummies[0], axis=0)
+            else:
+                out = fn(*dummies)
+    except (TypeError, ValueError) as exc:
+        raise DTypeError(f"{op_name} is not defined for dtypes {', '.join(dtypes)} ({exc}); "
+                         "cast with .astype(...) first") from None
     result = np.asarray(out).dtype.name
     _DUMMY_CACHE[key] = result
     return result

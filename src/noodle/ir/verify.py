@@ -22,6 +22,7 @@ from noodle.ir.graph import ATTRS, DTYPE_SET, MAX_NDIM, Program, infer
 from noodle.ir.ops import OPS, OpKind
 
 MAX_DIM = 2**40
+MAX_ELEMENTS = 2**48
 
 
 def verify(program: Program) -> None:
@@ -43,6 +44,11 @@ def verify(program: Program) -> None:
         if len(node.shape) > MAX_NDIM or any((not isinstance(d, int)) or d < 0 or d > MAX_DIM
                                               for d in node.shape):
             raise IRVerifyError(f"{where}: invalid shape {node.shape}")
+        span = 1
+        for d in node.shape:
+            span *= max(d, 1)
+        if span > MAX_ELEMENTS:
+            raise IRVerifyError(f"{where}: shape {node.shape} spans more than {MAX_ELEMENTS} elements")
         allowed = ATTRS.get(node.op, frozenset())
         if node.op not in ("input", "const"):
             allowed = allowed | {"group"}

@@ -52,6 +52,7 @@ DIGEST_BYTES = 16
 MAX_NODES = 1_000_000
 MAX_CONST_BYTES = 1 << 30
 MAX_DIM = 1 << 40
+MAX_ELEMENTS = 1 << 48
 MAX_ATTR_NAME = 32
 _DTYPE_CODE = {name: i for i, name in enumerate(DTYPES)}
 _HEADER = struct.Struct("<4sHHIIII")
@@ -145,9 +146,13 @@ class _Reader:
         if ndim > MAX_NDIM:
             raise NBCFormatError(f"{what}: {ndim} dimensions (at most {MAX_NDIM})")
         dims = self.unpack(f"<{ndim}Q", what)
+        span = 1
         for d in dims:
             if d > MAX_DIM:
                 raise NBCFormatError(f"{what}: dimension {d} is too large")
+            span *= max(d, 1)
+        if span > MAX_ELEMENTS:   # NumPy refuses such shapes even when one dimension is 0
+            raise NBCFormatError(f"{what}: shape {dims} spans more than {MAX_ELEMENTS} elements")
         return tuple(int(d) for d in dims)
 
     def value(self, what: str) -> Any:
