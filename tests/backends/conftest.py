@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared hand-built specs (specs.py)
+sys.path.insert(0, str(Path(__file__).parent))  # the shared hand-built specs (backend_specs.py)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from specs import bias_relu, chain, matmul_bias_relu, sum_abc
+from backend_specs import bias_relu, chain, matmul_bias_relu, sum_abc
 
 from noodle.backends.cuda_codegen import c_literal, cuda_source, kernel_name, launch_shape
 from noodle.backends.reference import evaluate

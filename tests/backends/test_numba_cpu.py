@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from specs import bias_relu, chain, matmul_bias_relu, sum_abc
+from backend_specs import bias_relu, chain, matmul_bias_relu, sum_abc
 
 from noodle.backends import numba_cpu
 from noodle.backends.reference import evaluate
@@ -309,7 +309,7 @@ _SUBPROCESS = textwrap.dedent("""
     t0 = time.perf_counter()
     sys.path.insert(0, {specs_dir!r})
     import numpy as np
-    from specs import chain
+    from backend_specs import chain
     from noodle.backends.numba_cpu import NumbaBackend
     backend = NumbaBackend(cache_dir={cache!r})
     k = backend.compile_kernel(chain(1000))
