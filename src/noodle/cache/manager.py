@@ -277,24 +277,58 @@ class CacheManager:
                         count_hit()
                         return entry.value
                 return slow(key, default)
-        else:
+        elif policy.name == "adaptive" and not distributed:
+            # Adaptive: a hit in the protected segment (the hot keys: most hits) skips the lock the
+            # same way, and appends the key to the policy's hit buffer (list.append is atomic); the
+            # buffer is applied to the frequency sketch under the lock when full. Window and
+            # probation hits move entries between segments, so they take the locked path.
+            count_hit = self._hit_counter.__next__
+            protected = policy.protected
+            plookup = protected.get
+            ptouch = protected.move_to_end
+            buffer = policy._hit_buffer
+            buffer_max = policy._buffer_max
+            flush = policy.flush
+            locked = self._locked_get
+
             def get(key: Hashable, default: Any = None) -> Any:
-                if distributed and type(key) is not str:
-                    return slow(key, default)
                 try:
-                    with lock:
-                        entry = lookup(key)
-                        if entry is not MISSING:
-                            expires = entry.expires
-                            if entry.limits is None and (not expires or expires > mono()):
-                                self._hits += 1
-                                return entry.value
+                    entry = plookup(key, MISSING)
                 except TypeError:
                     raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
-                return slow(key, default)
-
-        get.__doc__ = CacheManager.get.__doc__
+                if entry is not MISSING:
+                    expires = entry.expires
+                    if entry.limits is None and (not expires or expires > mono()):
+                        try:
+                            ptouch(key)
+                        except KeyError:
+                            pass
+                        buffer.append(key)
+                        if len(buffer) >= buffer_max:
+                            with lock:
+                                flush()
+                        count_hit()
+                        return entry.value
+                return locked(key, default)
+        else:
+            get = self._locked_get
         return get
+
+    def _locked_get(self, key: Hashable, default: Any = None) -> Any:
+        """The hit path of lookups that reorder several structures (lfu, adaptive, shared tiers)."""
+        if self._redis is not None and type(key) is not str:
+            return self._slow_get(key, default)
+        try:
+            with self._lock:
+                entry = self._policy.get(key)
+                if entry is not MISSING:
+                    expires = entry.expires
+                    if entry.limits is None and (not expires or expires > _monotonic()):
+                        self._hits += 1
+                        return entry.value
+        except TypeError:
+            raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+        return self._slow_get(key, default)
 
     def _slow_get(self, key: Hashable, default: Any = None) -> Any:
         """Every case but a plain local hit: limits, expiry, misses, the Redis tier."""
