@@ -150,6 +150,18 @@ def test_large_axis_reduction_parallel_with_output(numba_backend) -> None:
     _check(numba_backend, spec, _data(shape, "float32", rng), _data(300, "float32", rng))
 
 
+@pytest.mark.parametrize("op", ["sum", "max"])
+def test_large_outer_axis_reduction_keeps_rows_contiguous(numba_backend, op) -> None:
+    """``(x * w).sum(axis=0)``: the kept last axis is accumulated in row segments, in parallel."""
+    rng = np.random.default_rng(13)
+    shape = (500, 3000)
+    spec = KernelSpec((("float64", shape), ("float64", (500, 1))), (), (Instr("multiply", (0, 1), "float64"),),
+                      (2,), shape, reduce=Reduce(op, 2, (0,), True, "float64", (1, 3000)))
+    k = numba_backend.compile_kernel(spec)
+    assert k.plan.mode == "outer" and k._par is not None
+    _check(numba_backend, spec, _data(shape, "float64", rng), _data((500, 1), "float64", rng))
+
+
 def test_integer_reductions_are_exact(numba_backend) -> None:
     rng = np.random.default_rng(7)
     x = rng.integers(-(2 ** 40), 2 ** 40, 200_000)

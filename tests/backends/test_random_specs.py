@@ -91,7 +91,7 @@ def _compare(numba_backend, spec: KernelSpec, seed: int) -> None:
         plain = KernelSpec(spec.inputs, spec.consts, spec.body, (spec.reduce.value,), spec.shape)
         with np.errstate(all="ignore"):
             value = np.abs(np.asarray(evaluate(plain, *xs)[0], dtype=np.float64))
-        sum_scale = float(np.nansum(value[np.isfinite(value)]))
+            sum_scale = float(np.nansum(value[np.isfinite(value)]))
         if spec.reduce.op == "mean":  # divided by the count of reduced elements
             sum_scale /= max(1.0, np.broadcast_to(value, spec.shape).size / max(1, int(np.prod(spec.reduce.shape))))
     for i, (g, r) in enumerate(zip(got, ref, strict=True)):

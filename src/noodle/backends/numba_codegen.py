@@ -152,6 +152,8 @@ def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
             _plan_stages(spec, p)
     elif red is None:
         p.mode = "rows"
+    elif not cred[-1]:
+        p.mode = "outer"  # the contiguous last axis is kept: accumulate whole row segments
     else:
         p.mode = "nested"
     return p
@@ -386,7 +388,8 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     if p.n >= PARALLEL_MIN:
         variants = [("k_par", "prange", "True", sig), ("k_ser", "range", "False", "")]
     for variant, loop, par, vsig in variants:
-        gen = {"flat": _gen_flat, "rows": _gen_rows, "chunks": _gen_chunks, "nested": _gen_nested}[p.mode]
+        gen = {"flat": _gen_flat, "rows": _gen_rows, "chunks": _gen_chunks, "nested": _gen_nested,
+               "outer": _gen_outer}[p.mode]
         body = gen(spec, p, e, loop)
         src.append(f"@njit({vsig + ', ' if vsig else ''}parallel={par}, **_OPTS)")
         src.append(f"def {variant}({', '.join(args)}):")
@@ -547,6 +550,79 @@ def _gen_nested(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     nest += _indent(body, level)
     inner += nest
     inner.append("part[r] = acc")
+    return lines + _indent(inner, 1)
+
+
+OUTER_COLUMNS = 1024              # kept-axis elements per task of an ``outer`` reduction
+
+
+def _gen_outer(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
+    """Reduction over outer axes with the contiguous last axis kept (``x.sum(axis=0)``).
+
+    Each task owns a segment of up to ``OUTER_COLUMNS`` result elements and walks every
+    reduced row, updating the segment elementwise: rows are read contiguously and the
+    update vectorizes (each result element has its own accumulator, so no reassociation).
+    """
+    red = spec.reduce
+    assert red is not None
+    vdt = spec.dtype_of(red.value)
+    shape = p.shape
+    nd = len(shape)
+    last = shape[-1]
+    kept_outer = [d for d in range(nd - 1) if not p.reduced[d]]
+    redd = [d for d in range(nd - 1) if p.reduced[d]]
+    n_ko = int(np.prod([shape[d] for d in kept_outer])) if kept_outer else 1
+    cols = min(last, OUTER_COLUMNS)
+    n_cb = -(-last // cols)
+    varying = [k for k in range(e.n_in) if not e.uni[k]]
+    lines = e.hoisted(_targets(spec))
+    lines.append(f"for task in {loop}({n_ko * n_cb}):")
+    inner = [f"ko = task // {n_cb}", f"c0 = (task % {n_cb}) * {cols}", f"c1 = min(c0 + {cols}, {last})",
+             "m = c1 - c0", "q0 = ko", "ob = 0"] + [f"b{k} = 0" for k in varying]
+    for lvl, d in enumerate(reversed(kept_outer)):
+        inner.append(f"x{lvl} = q{lvl} % {shape[d]}")
+        inner.append(f"q{lvl + 1} = q{lvl} // {shape[d]}")
+        inner.append(f"ob += x{lvl} * {p.out_strides[d]}")
+        for k in varying:
+            if p.in_strides[k][d]:
+                inner.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    inner.append(f"acc = part[ko * {last} + c0:ko * {last} + c1]")
+    inner.append("for j in range(m):")
+    inner.append(f"    acc[j] = {acc_init(red.op, p.acc_dtype)}")
+    level = 0
+    prev_b = {k: f"b{k}" for k in varying}
+    prev_o = "ob"
+    nest: list[str] = []
+    for li, d in enumerate(redd):
+        nest += _indent([f"for j{li} in range({shape[d]}):"], level)
+        level += 1
+        cur = []
+        for k in varying:
+            st = p.in_strides[k][d]
+            cur.append(f"b{k}_{li} = {prev_b[k]} + j{li} * {st}" if st else f"b{k}_{li} = {prev_b[k]}")
+            prev_b[k] = f"b{k}_{li}"
+        cur.append(f"o_{li} = {prev_o} + j{li} * {p.out_strides[d]}")
+        prev_o = f"o_{li}"
+        nest += _indent(cur, level)
+    seg: list[str] = []
+    load: dict[int, str] = {}
+    for k in varying:
+        st = p.in_strides[k][-1]
+        if st == 0:
+            seg.append(f"s{k} = i{k}[{prev_b[k]}]")
+            load[k] = f"s{k}"
+        elif st == 1:
+            seg.append(f"w{k} = i{k}[{prev_b[k]} + c0:{prev_b[k]} + c1]")
+            load[k] = f"w{k}[j]"
+        else:
+            load[k] = f"i{k}[{prev_b[k]} + (c0 + j) * {st}]"
+    seg += [f"y{j} = o{j}[{prev_o} + c0:{prev_o} + c1]" for j in range(len(spec.outputs))]
+    seg.append("for j in range(m):")
+    body = e.body(_targets(spec), load, "") + _store_outputs(spec, e, "j", "", "y")
+    body.append(_acc_update(red.op, "acc[j]", e.name(red.value, ""), p.acc_dtype, vdt))
+    seg += _indent(body, 1)
+    nest += _indent(seg, level)
+    inner += nest
     return lines + _indent(inner, 1)
 
 
