@@ -14,8 +14,11 @@ Shapes of the generated code (all sizes and strides are literal constants):
   independent accumulators per chunk (breaks the add latency chain; NumPy's
   pairwise sum combines the chunk partials), identical in the serial and the
   parallel variant so results do not depend on the thread count;
-* ``nested``: reductions over some axes: (p)range over kept elements, nested
-  loops over the reduced axes;
+* ``outer``: reductions over outer axes with the contiguous last axis kept
+  (``x.sum(axis=0)``): each task owns a segment of result elements and walks
+  the reduced rows, so reads stay contiguous and the update vectorizes;
+* ``nested``: other reductions over some axes: (p)range over kept elements,
+  nested loops over the reduced axes;
 * ``stages``: transcendental ops (``exp``...) evaluated by NumPy's SIMD
   ufuncs on cache-sized blocks (32 Ki elements) between serial Numba stages (Numba's ``exp`` is
   a scalar libm call, ~5x slower than NumPy's vectorized one on this machine).
