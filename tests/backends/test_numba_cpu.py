@@ -353,6 +353,41 @@ def test_kernel_dir_follows_settings() -> None:
     assert numba_cpu.kernel_dir().name == "kernels"
 
 
+def test_unwritable_cache_dir_falls_back_to_tmp(tmp_path: Path) -> None:
+    from noodle.backends.numba_cpu import NumbaBackend
+
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")  # a file where the cache directory should be: mkdir fails
+    kernel = NumbaBackend(cache_dir=blocked / "kernels").compile_kernel(chain(8))
+    assert kernel.source_path.parent != blocked / "kernels" and kernel.source_path.exists()
+    (out,) = kernel(*[np.ones(8)] * 5)
+    assert out[0] == pytest.approx(2 - 0.5 * np.exp(-1.0))
+
+
+def test_forked_child_can_run_block_kernels(numba_backend) -> None:
+    n = 150_001
+    k = numba_backend.compile_kernel(chain(n))
+    xs = [np.full(n, 0.5)] * 5
+    k(*xs)  # the parent's worker threads exist now
+    pid = os.fork()
+    if pid == 0:  # child: must not wait forever on the parent's (absent) threads
+        try:
+            (out,) = k(*xs)
+            os._exit(0 if abs(out[-1] - (0.5 - 0.5 * np.exp(-0.5))) < 1e-12 else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = __import__("time").monotonic() + 60
+    while __import__("time").monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        __import__("time").sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung running a block-parallel kernel")
+
+
 def test_prewarm_imports_numba_once() -> None:
     t = numba_cpu.prewarm()
     t.join(timeout=60)

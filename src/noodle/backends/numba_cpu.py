@@ -35,8 +35,10 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,20 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 _local = threading.local()
 _import_lock = threading.Lock()
+_warned_dirs: dict[str, bool] = {}
+log = logging.getLogger("noodle.backends.numba")
+
+
+def _after_fork_in_child() -> None:
+    """A forked child inherits the executor object but not its threads: start afresh."""
+    global _executor, _par_lock, _executor_lock
+    _executor = None
+    _par_lock = threading.Lock()
+    _executor_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def n_threads() -> int:
@@ -123,7 +139,18 @@ def kernel_dir() -> Path:
 def _load_module(key: str, source: str, directory: Path | None = None) -> Any:
     """Write ``source`` to the kernel cache (atomically, if changed) and import it."""
     directory = kernel_dir() if directory is None else directory
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe.{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:  # read-only or missing home: keep compiling, cache per machine in /tmp
+        fallback = Path(tempfile.gettempdir()) / f"noodle-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        if not _warned_dirs.get(str(directory)):
+            _warned_dirs[str(directory)] = True
+            log.warning("kernel cache %s is not writable (%s); using %s", directory, exc, fallback)
+        directory = fallback
+        directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"k_{key}.py"
     try:
         current = path.read_text(encoding="utf-8") if path.exists() else None
