@@ -151,8 +151,10 @@ def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
     if len(cshape) <= 1 and (red is None or full_reduce):
         p.mode = "flat" if red is None else "chunks"
         if allow_stages and n >= 2 * BLOCK and _has_ufunc_work(spec, p):
+            from noodle.backends.numba_stages import plan_stages  # (imports this module)
+
             p.mode = "stages"
-            _plan_stages(spec, p)
+            plan_stages(spec, p)
     elif red is None:
         p.mode = "rows"
     elif not cred[-1]:
@@ -177,74 +179,6 @@ def _has_ufunc_work(spec: KernelSpec, p: Plan) -> bool:
     base = len(spec.inputs) + len(spec.consts)
     return any(ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[base + i]
                for i, ins in enumerate(spec.body))
-
-
-def _plan_stages(spec: KernelSpec, p: Plan) -> None:
-    """Split the body into Numba stages separated by NumPy ufunc calls on blocks."""
-    n_in, n_c = len(spec.inputs), len(spec.consts)
-    base = n_in + n_c
-    uni = _uniform(spec, p)
-    stage = [0] * (base + len(spec.body))
-    is_ufunc = [False] * len(stage)
-    for i, ins in enumerate(spec.body):
-        v = base + i
-        s = max((stage[a] for a in ins.args), default=0)
-        if ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[v]:
-            is_ufunc[v] = True
-            s = stage[ins.args[0]] + 1
-        stage[v] = s
-    last = max(stage) if stage else 0
-    # sink every other value to the latest stage that still feeds its consumers: the final
-    # stage then reads inputs directly instead of a scratch copy made in an earlier stage
-    finals_set = set(spec.outputs) | ({spec.reduce.value} if spec.reduce is not None else set())
-    latest = [last] * len(stage)
-    for i in range(len(spec.body) - 1, -1, -1):
-        v = base + i
-        if is_ufunc[v] or uni[v]:
-            continue
-        bound = last if v in finals_set else None
-        for j in range(i + 1, len(spec.body)):
-            c = base + j
-            if v in spec.body[j].args:
-                need = stage[c] - 1 if is_ufunc[c] else latest[c]
-                bound = need if bound is None else min(bound, need)
-        latest[v] = last if bound is None else bound
-        stage[v] = max(stage[v], latest[v])
-    # a value crosses into a scratch buffer when a later stage (or a ufunc) reads it
-    scratch: dict[int, int] = {}
-    for i, ins in enumerate(spec.body):
-        v = base + i
-        for a in ins.args:
-            if a >= base and not uni[a] and (is_ufunc[v] or stage[a] < stage[v]) and a not in scratch:
-                scratch[a] = len(scratch)
-        if is_ufunc[v] and v not in scratch:
-            scratch[v] = len(scratch)
-    finals = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
-    for v in finals:
-        if v >= base and not uni[v] and stage[v] < last and v not in scratch:
-            scratch[v] = len(scratch)
-    p.n_scratch = len(scratch)
-    p.scratch_dtypes = [spec.dtype_of(v) for v in sorted(scratch, key=scratch.get)]
-    steps: list[dict] = []
-    for s in range(last + 1):
-        if s > 0:
-            for i, ins in enumerate(spec.body):
-                v = base + i
-                if is_ufunc[v] and stage[v] == s:
-                    a = ins.args[0]
-                    src = ("in", a) if a < n_in else ("t", scratch[a])
-                    steps.append({"kind": "ufunc", "fn": UFUNC_OPS[ins.op], "src": src, "dst": scratch[v],
-                                  "cast": spec.dtype_of(a) != ins.dtype, "dtype": ins.dtype})
-        compute = [base + i for i in range(len(spec.body))
-                   if stage[base + i] == s and not is_ufunc[base + i] and not uni[base + i]]
-        writes = [v for v in compute if v in scratch]
-        final = s == last
-        if compute or final:
-            steps.append({"kind": "numba", "index": s, "compute": compute, "writes": writes, "final": final})
-    p.stages = steps
-    p._scratch_map = scratch  # type: ignore[attr-defined]
-    p._stage_of = stage  # type: ignore[attr-defined]
-    p._is_ufunc = is_ufunc  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- emission
@@ -370,7 +304,9 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     out_sig = [_sig_array(spec.dtype_of(v)) for v in spec.outputs]
     src = list(head)
     if p.mode == "stages":
-        src += _gen_stages(spec, p, e, in_args, out_args, in_sig, out_sig)
+        from noodle.backends.numba_stages import gen_stages
+
+        src += gen_stages(spec, p, e, in_args, out_args, in_sig, out_sig)
         return "\n".join(src) + "\n"
     red = spec.reduce
     extra_args, extra_sig = [], []
@@ -627,54 +563,6 @@ def _gen_outer(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     nest += _indent(seg, level)
     inner += nest
     return lines + _indent(inner, 1)
-
-
-def _gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_args: list[str],
-                in_sig: list[str], out_sig: list[str]) -> list[str]:
-    """Serial nogil Numba stage functions over one block ``[lo, hi)``; the driver calls ufuncs between."""
-    scratch: dict[int, int] = p._scratch_map  # type: ignore[attr-defined]
-    red = spec.reduce
-    t_args = [f"t{j}" for j in range(p.n_scratch)]
-    t_sig = [_sig_array(d) for d in p.scratch_dtypes]
-    src: list[str] = []
-    for step in p.stages:
-        if step["kind"] != "numba":
-            continue
-        final = step["final"]
-        targets = set(step["writes"])
-        if final:
-            targets |= _targets(spec)
-        load = _loads(e, ["i"] * e.n_in)
-        for v, j in scratch.items():
-            if v not in step["compute"]:
-                load[v] = f"t{j}[i]"
-        ret = "void"
-        if final and red is not None:
-            ret = nb_type(p.acc_dtype)
-        args = ["lo", "hi"] + in_args + t_args + (out_args if final else [])
-        sig = f'"{ret}(int64, int64, {", ".join(in_sig + t_sig + (out_sig if final else []))})"'
-        src.append(f"@njit({sig}, **_OPTS)")
-        src.append(f"def s{step['index']}({', '.join(args)}):")
-        lines = e.hoisted(targets)
-        body = e.body(targets, load, "")
-        body += [f"t{scratch[v]}[i] = v{v}" for v in step["writes"]]
-        if final:
-            body += _store_outputs(spec, e, "i", "")
-        if final and red is not None:
-            lines.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
-            body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, spec.dtype_of(red.value)))
-        # slice to the block inside Numba: the loop index then starts at 0, so LLVM drops
-        # the negative-index (wraparound) checks that otherwise block vectorization
-        lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
-        if final:
-            lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
-        lines.append("for i in range(hi - lo):")
-        lines += _indent(body or ["pass"], 1)
-        if final and red is not None:
-            lines.append("return acc")
-        src += _indent(lines, 1)
-        src.append("")
-    return src
 
 
 __all__ = ["BLOCK", "NCHUNK", "PARALLEL_MIN", "Plan", "generate", "n_partials", "plan"]
