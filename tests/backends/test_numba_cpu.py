@@ -187,6 +187,23 @@ def test_stages_with_reduction_and_broadcast_constant(numba_backend) -> None:
     assert abs(total - np.tanh(np.log(x) * 0.5).sum()) < 1e-9 * n
 
 
+@pytest.mark.parametrize("shape,bshape", [((400, 300), (300,)), ((300, 401), (300, 1)), ((3, 40_001), (40_001,))])
+def test_broadcast_transcendentals_run_in_stages(numba_backend, shape, bshape) -> None:
+    """``tanh(x + b) * 0.5 + exp(b)`` with ``b`` broadcast: row-walking stages, ``exp`` of a
+    broadcast input copied to scratch before the ufunc."""
+    rng = np.random.default_rng(14)
+    f8 = "float64"
+    spec = KernelSpec(((f8, shape), (f8, bshape)), ((f8, 0.5),),
+                      (Instr("add", (0, 1), f8), Instr("tanh", (3,), f8), Instr("multiply", (4, 2), f8),
+                       Instr("exp", (1,), f8), Instr("add", (5, 6), f8)), (7,), shape,
+                      reduce=Reduce("max", 7, None, False, f8, ()))
+    k = numba_backend.compile_kernel(spec)
+    assert k.plan.mode == "stages"
+    x, b = _data(shape, f8, rng), _data(bshape, f8, rng)
+    out, mx = _check(numba_backend, spec, x, b)
+    np.testing.assert_allclose(out, np.tanh(x + b) * 0.5 + np.exp(b), rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_matmul_bias_relu_epilogue_in_place(numba_backend, dtype) -> None:
     rng = np.random.default_rng(9)

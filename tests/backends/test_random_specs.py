@@ -23,8 +23,11 @@ INT_BINARY = ["add", "subtract", "multiply", "maximum", "minimum"]
 @st.composite
 def random_spec(draw, big: bool = False):
     dtype = draw(st.sampled_from(["float64", "float32", "int64"] if not big else ["float64", "float32"]))
-    ndim = draw(st.integers(1, 3)) if not big else 1
-    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=ndim, max_size=ndim))) if not big else (70_001,)
+    ndim = draw(st.integers(1, 3)) if not big else draw(st.integers(1, 2))
+    if big:
+        shape = (70_001,) if ndim == 1 else draw(st.sampled_from([(71, 1001), (3, 30_001)]))
+    else:
+        shape = tuple(draw(st.lists(st.integers(1, 5), min_size=ndim, max_size=ndim)))
     n_in = draw(st.integers(1, 3))
     inputs = []
     for _ in range(n_in):  # each input: the full shape, or broadcast along some axes
@@ -68,7 +71,8 @@ def test_random_specs_match_numpy(numba_backend, spec: KernelSpec, seed: int) ->
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=random_spec(big=True), seed=st.integers(0, 2 ** 16))
 def test_random_block_staged_specs_match_numpy(numba_backend, spec: KernelSpec, seed: int) -> None:
-    """Large 1-D regions: transcendental ops run as NumPy ufuncs between Numba stages."""
+    """Large regions (1-D, or 2-D with broadcasting): transcendental ops run as NumPy ufuncs
+    on blocks between Numba stages."""
     _compare(numba_backend, spec, seed)
 
 

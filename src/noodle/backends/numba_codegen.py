@@ -148,13 +148,13 @@ def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
     if red is not None:
         p.acc_dtype = acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))
     full_reduce = red is not None and all(cred)
-    if len(cshape) <= 1 and (red is None or full_reduce):
-        p.mode = "flat" if red is None else "chunks"
-        if allow_stages and n >= 2 * BLOCK and _has_ufunc_work(spec, p):
-            from noodle.backends.numba_stages import plan_stages  # (imports this module)
+    if (red is None or full_reduce) and allow_stages and n >= 2 * BLOCK and _has_ufunc_work(spec, p):
+        from noodle.backends.numba_stages import plan_stages  # (imports this module)
 
-            p.mode = "stages"
-            plan_stages(spec, p)
+        p.mode = "stages"
+        plan_stages(spec, p)
+    elif len(cshape) <= 1 and (red is None or full_reduce):
+        p.mode = "flat" if red is None else "chunks"
     elif red is None:
         p.mode = "rows"
     elif not cred[-1]:

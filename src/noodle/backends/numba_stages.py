@@ -74,6 +74,15 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
                 scratch[a] = len(scratch)
         if is_ufunc[v] and v not in scratch:
             scratch[v] = len(scratch)
+    # an input read with another layout than the output's (broadcast) cannot be handed to a
+    # ufunc as a slice: stage 0 copies its block into scratch first
+    full = tuple(p.out_strides)
+    input_writes: list[int] = []
+    for i, ins in enumerate(spec.body):
+        a = ins.args[0]
+        if is_ufunc[base + i] and a < n_in and tuple(p.in_strides[a]) != full and a not in scratch:
+            scratch[a] = len(scratch)
+            input_writes.append(a)
     finals = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
     for v in finals:
         if v >= base and not uni[v] and stage[v] < last and v not in scratch:
@@ -87,14 +96,14 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
                 v = base + i
                 if is_ufunc[v] and stage[v] == s:
                     a = ins.args[0]
-                    src = ("in", a) if a < n_in else ("t", scratch[a])
+                    src = ("in", a) if a < n_in and a not in scratch else ("t", scratch[a])
                     steps.append({"kind": "ufunc", "fn": UFUNC_OPS[ins.op], "src": src, "dst": scratch[v],
                                   "cast": spec.dtype_of(a) != ins.dtype, "dtype": ins.dtype})
         compute = [base + i for i in range(len(spec.body))
                    if stage[base + i] == s and not is_ufunc[base + i] and not uni[base + i]]
-        writes = [v for v in compute if v in scratch]
+        writes = [v for v in compute if v in scratch] + (input_writes if s == 0 else [])
         final = s == last
-        if compute or final:
+        if compute or writes or final:
             steps.append({"kind": "numba", "index": s, "compute": compute, "writes": writes, "final": final})
     p.stages = steps
     p._scratch_map = scratch  # type: ignore[attr-defined]
@@ -117,10 +126,19 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
         targets = set(step["writes"])
         if final:
             targets |= _targets(spec)
-        load = _loads(e, ["i"] * e.n_in)
+        nd = len(p.shape)
+        if nd <= 1:
+            load = _loads(e, ["i"] * e.n_in)
+        else:  # per-row slices (stride 1), row-broadcast scalars (stride 0)
+            load = {}
+            for k in range(e.n_in):
+                if not e.uni[k]:
+                    st = p.in_strides[k][-1]
+                    load[k] = f"w{k}[j]" if st == 1 else f"s{k}" if st == 0 else f"i{k}[b{k} + (rs + j) * {st}]"
+        pos = "i" if nd <= 1 else "tb + j"
         for v, j in scratch.items():
-            if v not in step["compute"]:
-                load[v] = f"t{j}[i]"
+            if v not in step["compute"] and v >= e.n_in:
+                load[v] = f"t{j}[{pos}]"
         ret = "void"
         if final and red is not None:
             ret = nb_type(p.acc_dtype)
@@ -130,24 +148,55 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
         src.append(f"def s{step['index']}({', '.join(args)}):")
         lines = e.hoisted(targets)
         body = e.body(targets, load, "")
-        body += [f"t{scratch[v]}[i] = v{v}" for v in step["writes"]]
+        body += [f"t{scratch[v]}[{pos}] = v{v}" for v in step["writes"]]
         if final:
-            body += _store_outputs(spec, e, "i", "")
+            body += _store_outputs(spec, e, "i" if nd <= 1 else "j", "", "o" if nd <= 1 else "y")
         if final and red is not None:
             lines.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
             body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, spec.dtype_of(red.value)))
-        # slice to the block inside Numba: the loop index then starts at 0, so LLVM drops
-        # the negative-index (wraparound) checks that otherwise block vectorization
-        lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
-        if final:
-            lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
-        lines.append("for i in range(hi - lo):")
-        lines += _indent(body or ["pass"], 1)
+        if nd <= 1:
+            # slice to the block inside Numba: the loop index then starts at 0, so LLVM drops
+            # the negative-index (wraparound) checks that otherwise block vectorization
+            lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
+            if final:
+                lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
+            lines.append("for i in range(hi - lo):")
+            lines += _indent(body or ["pass"], 1)
+        else:
+            lines += _indent_rows(spec, p, e, body, final)
         if final and red is not None:
             lines.append("return acc")
         src += _indent(lines, 1)
         src.append("")
     return src
+
+
+def _indent_rows(spec: KernelSpec, p: Plan, e: _Emitter, body: list[str], final: bool) -> list[str]:
+    """The block ``[lo, hi)`` of an N-d space, walked row by row (a row may straddle blocks)."""
+    shape = p.shape
+    last = shape[-1]
+    lines = [f"for r in range(lo // {last}, (hi - 1) // {last} + 1):"]
+    row = [f"rs = max(lo, r * {last}) - r * {last}", f"re = min(hi, r * {last} + {last}) - r * {last}",
+           f"tb = r * {last} + rs - lo", "q0 = r"]
+    varying = [k for k in range(e.n_in) if not e.uni[k]]
+    row += [f"b{k} = 0" for k in varying]
+    for lvl, d in enumerate(range(len(shape) - 2, -1, -1)):
+        row.append(f"x{lvl} = q{lvl} % {shape[d]}")
+        row.append(f"q{lvl + 1} = q{lvl} // {shape[d]}")
+        for k in varying:
+            if p.in_strides[k][d]:
+                row.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    for k in varying:
+        st = p.in_strides[k][-1]
+        if st == 1:
+            row.append(f"w{k} = i{k}[b{k} + rs:b{k} + re]")
+        elif st == 0:
+            row.append(f"s{k} = i{k}[b{k}]")
+    if final:
+        row += [f"y{j} = o{j}[r * {last} + rs:r * {last} + re]" for j in range(len(spec.outputs))]
+    row.append("for j in range(re - rs):")
+    row += _indent(body or ["pass"], 1)
+    return lines + _indent(row, 1)
 
 
 __all__ = ["gen_stages", "plan_stages"]
