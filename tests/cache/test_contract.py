@@ -172,6 +172,18 @@ def test_bad_arguments_are_clear_errors():
         c.get(["list"])
     with pytest.raises(CacheError, match="ttl"):
         c.set("a", 1, ttl=-1)
+    with pytest.raises(CacheError, match="redis://"):
+        CacheManager(policy="lru", redis_url="http://localhost:6379", snapshot=False)
+
+
+def test_distributed_setting_without_url_is_a_clear_error(monkeypatch):
+    from noodle import config
+
+    monkeypatch.setenv("NOODLE_SYNTAX_FIXER_DISTRIBUTED_CACHE", "true")
+    monkeypatch.delenv("NOODLE_REDIS_URL", raising=False)
+    config.reload()
+    with pytest.raises(CacheError, match="NOODLE_REDIS_URL"):
+        CacheManager(policy="lru", snapshot=False)
 
 
 def test_advanced_is_adaptive_and_settings_defaults(monkeypatch):

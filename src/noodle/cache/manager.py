@@ -162,7 +162,13 @@ class CacheManager:
         self._closed = False
 
         if redis_url is _DEFAULT:
+            if settings.distributed_cache and not settings.redis_url:
+                raise CacheError("NOODLE_SYNTAX_FIXER_DISTRIBUTED_CACHE is true but NOODLE_REDIS_URL is not "
+                                 "set: set it to a redis:// URL, or pass redis_url=None for a local cache.")
             redis_url = settings.redis_url if settings.distributed_cache else None
+        if redis_url is not None and (not isinstance(redis_url, str)
+                                      or not redis_url.startswith(("redis://", "rediss://", "unix://"))):
+            raise CacheError(f"redis_url must be a redis://, rediss:// or unix:// URL, got {redis_url!r}.")
         self._redis = None
         self._subscriber = None
         if redis_url:
