@@ -216,6 +216,17 @@ def test_matmul_bias_relu_epilogue_in_place(numba_backend, dtype) -> None:
                                atol=1e-4 if dtype == "float32" else 1e-10)
 
 
+def test_matmul_tanh_epilogue_in_place_stages(numba_backend) -> None:
+    f8, m = "float64", 400
+    ep = KernelSpec(((f8, (m, m)), (f8, (m,))), (), (Instr("add", (0, 1), f8), Instr("tanh", (2,), f8)),
+                    (3,), (m, m))
+    k = numba_backend.compile_matmul(MatmulSpec((f8, (m, m)), (f8, (m, m)), f8, (m, m), ep))
+    assert k.epilogue.plan.mode == "stages"
+    rng = np.random.default_rng(15)
+    x, w, b = _data((m, m), f8, rng), _data((m, m), f8, rng), _data(m, f8, rng)
+    np.testing.assert_allclose(k(x, w, b)[0], np.tanh(x @ w + b), rtol=1e-12, atol=1e-12)
+
+
 def test_matmul_without_epilogue_and_bad_operands(numba_backend) -> None:
     spec = MatmulSpec(("float64", (3, 4)), ("float64", (4, 5)), "float64", (3, 5))
     kernel = numba_backend.compile_matmul(spec)
