@@ -233,18 +233,20 @@ def run(quick: bool) -> list[Row]:
 
 
 def notes(rows: list[Row]) -> list[str]:
-    """The hit-ratio table and the per-op figures the timing table does not show."""
-    out = ["hit ratios (lru / lfu / theine / adaptive / optimum; adaptive >= best baseline?):"]
+    """The per-op figures the timing table does not show, then the hit-ratio table."""
+    out = []
     for r in rows:
-        if r.case.startswith("hit ratio"):
-            e = r.extra
-            out.append(f"  {r.case:32s} {e['lru']:.3f} / {e['lfu']:.3f} / {e['theine']:.3f} / "
-                       f"{e['adaptive']:.3f} / {e['optimum']:.3f}  {'yes' if e['adaptive_ge_best'] else 'NO'}")
-        elif "candidate_ns" in r.extra:
+        if "candidate_ns" in r.extra:
             out.append(f"  {r.case} {r.candidate}: {r.extra['candidate_ns']} ns/op vs {r.baseline} "
                        f"{r.extra['baseline_ns']} ns/op")
         elif "overhead_pct" in r.extra:
             out.append(f"  {r.case}: overhead over raw redis-py {r.extra['overhead_pct']}% (target <= 25%)")
         elif "seconds_per_gb" in r.extra:
             out.append(f"  {r.case}: {r.extra['seconds_per_gb']} s per GB hashed")
+    out.append("hit ratios (lru / lfu / theine / adaptive / optimum; adaptive >= best baseline?):")
+    for r in rows:
+        if r.case.startswith("hit ratio"):
+            e = r.extra
+            out.append(f"  {r.case:32s} {e['lru']:.3f} / {e['lfu']:.3f} / {e['theine']:.3f} / "
+                       f"{e['adaptive']:.3f} / {e['optimum']:.3f}  {'yes' if e['adaptive_ge_best'] else 'NO'}")
     return out
