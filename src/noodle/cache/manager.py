@@ -24,10 +24,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from pathlib import Path
 from typing import Any
 
 from noodle.cache import codec
+from noodle.cache.entries import _DEP, _canonical, _dep_tag, _Entry, _Flight, _Limits
+from noodle.cache.loading import LoadingMixin
 from noodle.cache.policies import MISSING, make_policy
 from noodle.config import get_settings
 from noodle.errors import CacheEncodingError, CacheError
@@ -36,71 +37,9 @@ _DEFAULT: Any = object()
 _monotonic = time.monotonic
 _perf = time.perf_counter
 
-_DEP = "\x00dep:"
 
 
-class _Limits:
-    """Usage limits of one entry (rare, so they live apart from the hot fields)."""
-
-    __slots__ = ("max_idle", "last", "max_hits", "hits")
-
-    def __init__(self, max_idle: float, max_hits: int) -> None:
-        self.max_idle = max_idle
-        self.last = _monotonic()
-        self.max_hits = max_hits
-        self.hits = 0
-
-
-class _Entry:
-    __slots__ = ("value", "expires", "size", "tags", "limits")
-
-    def __init__(self, value: Any, expires: float, size: int, tags: tuple[str, ...],
-                 limits: _Limits | None) -> None:
-        self.value = value
-        self.expires = expires
-        self.size = size
-        self.tags = tags
-        self.limits = limits
-
-
-class _Flight:
-    __slots__ = ("event", "value", "error")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.value: Any = MISSING
-        self.error: BaseException | None = None
-
-
-def _canonical(key: Hashable) -> str:
-    """The string form of a key for shared tiers: str keys as they are, others typed and prefixed."""
-    if type(key) is str:
-        return key
-    if isinstance(key, bool) or key is None:
-        return f"\x00c:{key!r}"
-    if isinstance(key, int):
-        return f"\x00i:{key}"
-    if isinstance(key, float):
-        return f"\x00f:{key!r}"
-    if isinstance(key, bytes):
-        return "\x00b:" + key.hex()
-    if isinstance(key, tuple):
-        return "\x00t:(" + ",".join(_canonical(k) for k in key) + ")"
-    raise CacheError(
-        f"a cache key shared through Redis must be a str, bytes, int, float, bool, None or a tuple of "
-        f"those; got {type(key).__name__}. Turn it into a string first."
-    )
-
-
-def _dep_tag(key: Hashable) -> str:
-    """The tag carried by entries that depend on ``key`` ('' if the key has no shared form)."""
-    try:
-        return _DEP + _canonical(key)
-    except CacheError:
-        return ""
-
-
-class CacheManager:
+class CacheManager(LoadingMixin):
     """A thread-safe cache with a choice of local policy and an optional Redis tier.
 
     ``policy``: 'lru', 'lfu', 'ttl' or 'adaptive' ('advanced' = 'adaptive'); ``max_entries``
@@ -409,78 +348,6 @@ class CacheManager:
                     self._put_locked(key, value, remaining, tags, None)
         return value
 
-    def get_or_load(self, key: Hashable, loader: Callable[[], Any], ttl: float | None = None,
-                    tags: Iterable[str] = (), depends_on: Iterable[Hashable] = ()) -> Any:
-        """The cached value, or ``loader()``'s result, stored; concurrent misses run ``loader`` once.
-
-        Within a process one thread loads while the others wait for its result;
-        across processes a Redis lock (``lock_timeout`` seconds, so a dead holder
-        frees it) elects one loader and the rest poll Redis for its value.
-        """
-        value = self.get(key, MISSING)
-        if value is not MISSING:
-            return value
-        skey = self._key(key)
-        with self._flight_lock:
-            flight = self._flights.get(skey)
-            owner = flight is None
-            if owner:
-                flight = self._flights[skey] = _Flight()
-        assert flight is not None
-        if not owner:
-            flight.event.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
-            flight.value = self._load(key, loader, ttl, tags, depends_on)
-            return flight.value
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._flight_lock:
-                self._flights.pop(skey, None)
-            flight.event.set()
-
-    def _load(self, key: Hashable, loader: Callable[[], Any], ttl: float | None,
-              tags: Iterable[str], depends_on: Iterable[Hashable]) -> Any:
-        value = self.get(key, MISSING)
-        if value is not MISSING:
-            return value
-        tier = self._redis
-        token = None
-        skey = self._key(key)
-        if tier is not None and tier.usable():
-            deadline = _monotonic() + self.lock_timeout
-            while True:
-                token = tier.try_lock(skey, self.lock_timeout)  # type: ignore[arg-type]
-                if token is not None or not tier.up:
-                    break
-                # someone else is loading: wait for its value, or for its lock to lapse
-                while _monotonic() < deadline and tier.lock_held(skey):  # type: ignore[arg-type]
-                    value = self._redis_get(skey)
-                    if value is not MISSING:
-                        return value
-                    time.sleep(0.01)
-                value = self._redis_get(skey)
-                if value is not MISSING:
-                    return value
-                if _monotonic() >= deadline:
-                    break
-        try:
-            if token is not None:
-                value = self._redis_get(skey)  # the previous holder may have finished just now
-                if value is not MISSING:
-                    return value
-            value = loader()
-            self.loads += 1
-            self.set(key, value, ttl=ttl, tags=tags, depends_on=depends_on)
-            return value
-        finally:
-            if token is not None and tier is not None:
-                tier.unlock(skey, token)  # type: ignore[arg-type]
-
     def __contains__(self, key: Hashable) -> bool:
         return self.get(key, MISSING) is not MISSING
 
@@ -636,32 +503,6 @@ class CacheManager:
         self._drop_local()
         if self._redis is not None:
             self._redis.clear()
-
-    # warming -----------------------------------------------------------------------
-    def warm(self, loader: Callable[[Hashable], Any], keys: Iterable[Hashable],
-             ttl: float | None = None) -> int:
-        """Load every key in ``keys`` that is not cached yet with ``loader(key)``; returns how many."""
-        loaded = 0
-        for key in keys:
-            if self.get(key, MISSING) is MISSING:
-                self.set(key, loader(key), ttl=ttl)
-                loaded += 1
-        return loaded
-
-    def snapshot_path(self) -> Path:
-        """Where this namespace's warming snapshot lives (``NOODLE_CACHE_DIR``/snapshots)."""
-        return Path(get_settings().cache_dir) / "snapshots" / f"{self.namespace}.ndcache"
-
-    def save_snapshot(self, path: Path | None = None) -> int:
-        """Write the hottest entries (safe encoding, atomically); returns how many were written."""
-        from noodle.cache.snapshot import save
-
-        return save(self, path or self.snapshot_path())
-
-    def _load_snapshot(self) -> None:
-        from noodle.cache.snapshot import load
-
-        load(self, self.snapshot_path())
 
     # stats and lifetime ---------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
