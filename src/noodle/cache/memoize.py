@@ -3,9 +3,10 @@
 Why content hashing: two arrays with equal bytes, dtype and shape give the same
 result, whatever object holds them, so the key is xxh3-128 over each array's
 dtype, shape and raw bytes (plus the scalars' type and repr). xxh3 runs near
-memory bandwidth: measured here at about 0.06-0.1 s per GB hashed (``noodle bench
-cache`` prints the figure for the machine it runs on), so hashing a 1 MB array
-costs ~60-100 µs, worth it for functions that take longer than that.
+memory bandwidth: measured at about 0.03 s per GB hashed (64 MB float64 array,
+2-vCPU EPYC VM; ``noodle bench cache`` prints the figure for the machine it
+runs on; sha256 was ~18x slower), so hashing a 1 MB array costs ~30 µs: worth
+it for functions that take longer than that.
 
 Cached arrays are returned read-only: one caller writing into a result must
 not change what the next caller gets.
