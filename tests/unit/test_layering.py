@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "nbc": {"ir"},
     "placement": {"ir", "devices"},
     "backends": {"ir", "memory", "devices"},
-    "exec": {"ir", "nbc", "backends", "memory", "devices"},
+    "exec": {"ir", "nbc", "passes", "backends", "memory", "devices"},
     "array": {"ir", "devices", "placement"},
     "jit": {"ir", "trace", "passes", "nbc", "exec", "backends", "memory", "devices", "placement", "array"},
     "cache": {"ir"},

@@ -62,6 +62,12 @@ class JitFunction:
         self.hot_calls, self.hot_seconds = parse_hot_threshold(hot_threshold)
         self._states: dict[tuple, tuple[ProgramState, tuple[int, ...] | None]] = {}
         functools.update_wrapper(self, fn)
+        if backend in (None, "numba") and device != "cuda":
+            # Overlap Numba's import and set-up (most of a warm-cache first compile) with the
+            # caller's own work between decoration and the first hot call.
+            from noodle.backends.numba_cpu import prewarm
+
+            prewarm()
 
     # ---- the hot path
     def __call__(self, *args: Any) -> Any:
