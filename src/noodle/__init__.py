@@ -17,11 +17,8 @@ import importlib
 from typing import Any
 
 from noodle import errors
-from noodle.config import get_settings
-
-__version__ = "0.1.0"
-
-from noodle.array.ops import (  # noqa: E402
+from noodle.array.matrix import Matrix
+from noodle.array.ops import (
     abs,
     add,
     astype,
@@ -46,9 +43,11 @@ from noodle.array.ops import (  # noqa: E402
     transpose,
     where,
 )
-from noodle.array.matrix import Matrix  # noqa: E402
-from noodle.devices import GPUAccelerator, devices  # noqa: E402
-from noodle.placement import explain  # noqa: E402
+from noodle.config import get_settings
+from noodle.devices import GPUAccelerator, devices
+from noodle.placement import explain
+
+__version__ = "0.1.0"
 
 # name -> "module:attribute", imported on first access
 _LAZY = {
