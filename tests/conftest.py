@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# Tests must not read or write the user's calibration and kernel caches (a calibration measured
+# while the test suite loads both cores would stick for later real runs), so each test session
+# gets its own cache folder unless one is given.
+os.environ.setdefault("NOODLE_CACHE_DIR", tempfile.mkdtemp(prefix="noodle-test-cache-"))
 
 
 def _service(var: str) -> str:

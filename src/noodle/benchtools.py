@@ -78,8 +78,11 @@ def time_pair(a: Callable[[], Any], b: Callable[[], Any] | None, min_time: float
     try:
         start = time.perf_counter()
         runs = 0
+        order = list(range(len(fns)))
         while runs < max_runs and (runs < min_runs or time.perf_counter() - start < min_time * len(fns)):
-            for i, f in enumerate(fns):
+            order.reverse()   # A B, B A, A B ...: neither side always runs first (caches, allocator state)
+            for i in order:
+                f = fns[i]
                 n = inner[i]
                 t0 = time.perf_counter()
                 for _ in range(n):

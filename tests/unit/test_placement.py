@@ -109,6 +109,6 @@ def test_calibration_cached_and_redone_when_hardware_changes(tmp_path, monkeypat
         path.write_text("{not json")
         assert calibrate.load_or_measure().cpu.bandwidth > 1e8
     finally:
-        monkeypatch.delenv("NOODLE_CACHE_DIR")
+        monkeypatch.undo()
         config.reload()
         calibrate.reset()
