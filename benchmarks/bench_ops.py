@@ -42,7 +42,7 @@ def run(quick: bool = False) -> list[Row]:
                 args = _inputs(n, dtype, k)
                 t_nd, t_np = time_pair(lambda ours=ours, args=args: ours(*args),
                                        lambda ref=ref, args=args: ref(*args), min_time=min_time)
-                backend = "numba" if (policy and name in ("add", "multiply", "divide") and n >= 100_000) else "numpy"
+                backend = "numba" if (policy and name in numba_kernels.SUPPORTED_OPS and n >= 100_000) else "numpy"
                 rows.append(Row("ops", f"{name} {n:.0e} {dtype}", f"nd.{name} [{backend}]", f"np.{name}",
                                 t_nd, t_np))
     for m in ([256, 1000] if quick else [256, 1000, 2000]):

@@ -122,7 +122,7 @@ def test_shape_helpers() -> None:
     assert nd.astype(x, "float32").dtype == np.float32
 
 
-NUMBA_CASES = [(n, d) for n in ("add", "subtract", "multiply", "divide")
+NUMBA_CASES = [(n, d) for n in ("add", "subtract", "multiply", "divide", "maximum", "minimum")
                for d in ("float64", "float32", "int64") if not (n == "divide" and d == "int64")]
 
 
@@ -140,8 +140,8 @@ def test_numba_path_is_bit_identical(monkeypatch, name, dtype) -> None:
     n = 200_003
     a, b = _arr((n,), dtype), _arr((n,), dtype)
     if dtype.startswith("float"):
-        a[:4] = [np.nan, np.inf, -np.inf, 0.0]
-        b[:4] = [1.0, np.inf, 0.0, 0.0]
+        a[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 0.0, 1.0, np.nan]
+        b[:8] = [1.0, np.inf, 0.0, 0.0, 0.0, -0.0, np.nan, -np.nan]
     elif name == "divide":
         b = np.where(b == 0, 1, b)
     before = nd.metrics.registry.get("noodle_op_seconds").labels(name, "cpu", "numba").count
@@ -152,3 +152,5 @@ def test_numba_path_is_bit_identical(monkeypatch, name, dtype) -> None:
     assert after == before + 1, "the Numba path was not taken"
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+    if dtype.startswith("float"):   # signed zeros and NaN signs too, bit for bit
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

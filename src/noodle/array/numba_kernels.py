@@ -2,7 +2,7 @@
 
 Why only these: measured on this kind of machine (2 cores), a parallel Numba
 loop writing into a NumPy-allocated output is 1.5-2x faster than NumPy for
-add/subtract/multiply/divide from 1e5 elements up, because the page faults of
+add/subtract/multiply/divide/maximum/minimum from 1e5 elements up, because the page faults of
 the fresh output and the streaming are split over both cores. For exp, log,
 sin... it is 2.5x *slower*: llvmlite from PyPI has no SVML, so Numba calls a
 scalar libm per element while NumPy's ufuncs are SIMD-vectorized. So the
@@ -26,6 +26,8 @@ log = logging.getLogger("noodle.array")
 from noodle.placement.decide import NUMBA_DTYPES as SUPPORTED_DTYPES  # noqa: E402
 from noodle.placement.decide import NUMBA_MIN_SPEEDUP as MIN_SPEEDUP  # noqa: E402
 from noodle.placement.decide import NUMBA_OPS as _OPS  # noqa: E402
+
+SUPPORTED_OPS = _OPS
 
 _FLOAT_ONLY = {"divide"}
 
@@ -56,7 +58,23 @@ def _divide(a, b, out):  # pragma: no cover
         out[i] = a[i] / b[i]
 
 
-_PY = {"add": _add, "subtract": _subtract, "multiply": _multiply, "divide": _divide}
+def _maximum(a, b, out):  # pragma: no cover
+    # NumPy's rule, signed zeros and NaN payloads included: a if a > b or a is NaN, else b.
+    for i in _prange(a.shape[0]):
+        x = a[i]
+        y = b[i]
+        out[i] = x if (x > y or x != x) else y
+
+
+def _minimum(a, b, out):  # pragma: no cover
+    for i in _prange(a.shape[0]):
+        x = a[i]
+        y = b[i]
+        out[i] = x if (x < y or x != x) else y
+
+
+_PY = {"add": _add, "subtract": _subtract, "multiply": _multiply, "divide": _divide,
+       "maximum": _maximum, "minimum": _minimum}
 _prange = range  # replaced by numba.prange when Numba compiles (it resolves the global at compile time)
 
 

@@ -31,6 +31,7 @@ _devices = importlib.import_module("noodle.devices")  # the module, not the nd.d
 _ndarray = np.ndarray
 _HOST_SCALARS = (int, float, bool, np.generic)
 _NUMBA_MIN = 100_000           # below this, 2 threads cost more than they save (ANCHORS.md)
+_NUMBA_OPS = frozenset(_nk.SUPPORTED_OPS)
 _numba_policy: list[bool | None] = [None]   # None: not yet measured on this machine
 
 
@@ -94,8 +95,8 @@ def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
             _d.check_dtype(op, a)
             _d.check_dtype(op, b)
         t0 = perf_counter()
-        if (type(a) is _ndarray and type(b) is _ndarray and a.size >= _NUMBA_MIN and da == db
-                and a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous
+        if (name in _NUMBA_OPS and type(a) is _ndarray and type(b) is _ndarray and a.size >= _NUMBA_MIN
+                and da == db and a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous
                 and _numba_allowed()):
             kernel = _nk.ready_kernel(name, da.name)
             if kernel is not None:

@@ -49,7 +49,7 @@ def _location(x: Any) -> bool:
     return _devices.is_gpu_array(x)
 
 
-NUMBA_OPS = ("add", "subtract", "multiply", "divide")
+NUMBA_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
 NUMBA_DTYPES = ("float64", "float32", "int64", "int32")
 NUMBA_MIN_ELEMS = 100_000     # below this, 2 threads cost more than they save (ANCHORS.md)
 NUMBA_MIN_SPEEDUP = 1.1       # Numba must beat NumPy by this much at calibration to be used
