@@ -365,9 +365,11 @@ class AdaptivePolicy:
         self._hits = 0
         self._prev_hit_rate = 0.0
         self._step = -self.STEP_PERCENT * cap
-        # hits are recorded in batches (a hit then costs a list append); small caches record each hit
+        # hits are recorded in batches (a hit then costs a list append); small caches record each hit.
+        # Large batches amortize the sketch update's fixed NumPy cost (256 hits: ~180 ns a hit; 4096:
+        # a few tens of ns); the replay lag of at most cap/16 hits measured no change in hit ratio.
         self._hit_buffer: list[Hashable] = []
-        self._buffer_max = min(256, cap // 16) if cap >= 1024 else 1
+        self._buffer_max = min(4096, cap // 16) if cap >= 1024 else 1
 
     def _set_main(self) -> None:
         self._main_max = self.capacity - self._window_max
