@@ -82,9 +82,12 @@ def main() -> None:
     x = conjugate_gradient(a, b)
     residual = np.linalg.norm(a.numpy() @ x - b)
     print(f"CG: n={n}, residual {residual:.2e}")
+    # A large elementwise update: same-shape float arrays, where the parallel Numba loop can win
+    # (once noodle has measured on this machine that it does; until then NumPy runs it).
     big = rng.standard_normal(2_000_000)
-    for _ in range(5):
-        big = nd.multiply(nd.add(big, 1.0), 0.5)
+    step = np.full_like(big, 0.5)
+    for _ in range(60):
+        big = nd.multiply(nd.add(big, step), step)
     print(f"elementwise: mean {float(nd.mean(big)):.4f}")
 
 

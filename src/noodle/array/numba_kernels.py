@@ -200,7 +200,7 @@ def policy() -> bool | None:
     global _policy_started
     from noodle.placement import calibrate
 
-    cal = calibrate.current()
+    cal = calibrate.current() or calibrate.load_cached()
     if cal is not None and cal.numba_binary_speedup is not None:
         return cal.numba_binary_speedup > MIN_SPEEDUP
     with _policy_lock:

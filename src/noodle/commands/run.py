@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.no_report:
             render_report(title=f"noodle report: {script.name}")
             for key, value in extra.items():
-                if key.endswith("_path") or key.endswith("_paths"):
+                if (key.endswith("_path") or key.endswith("_paths")) and value:
                     print(f"{key.replace('_', ' ')}: {value}")
         if args.report_json:
             out = Path(args.report_json)

@@ -172,6 +172,26 @@ def _gpu_names() -> list[str]:
     return [f"{d.name}" for d in devices.devices() if d.kind == "cuda"]
 
 
+def load_cached() -> Calibration | None:
+    """The calibration saved for this hardware, if there is one (reads a small file; never measures)."""
+    global _current
+    if _current is not None:
+        return _current
+    path = _path()
+    if not path.is_file():
+        return None
+    try:
+        cal = Calibration.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if cal.fingerprint != fingerprint(_gpu_names()):
+        return None
+    with _lock:
+        if _current is None:
+            _current = cal
+        return _current
+
+
 def load_or_measure(force: bool = False) -> Calibration:
     """The cached calibration for this hardware, measuring (and saving) it if absent or stale."""
     global _current
