@@ -442,6 +442,49 @@ def _gen_chunks(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     return lines + _indent(inner, 1)
 
 
+def _kept_offsets(p: Plan, kept: list[int], varying: list[int]) -> list[str]:
+    """Lines turning the kept-element index ``q0`` into the base offsets ``ob`` and ``b{k}``.
+
+    Why shared: the ``nested`` and ``outer`` reductions both walk their kept axes this way
+    (fresh ``x``/``q`` names per level: Numba's parfor pass rejects reassigning them).
+    """
+    lines = []
+    for lvl, d in enumerate(reversed(kept)):
+        lines.append(f"x{lvl} = q{lvl} % {p.shape[d]}")
+        lines.append(f"q{lvl + 1} = q{lvl} // {p.shape[d]}")
+        lines.append(f"ob += x{lvl} * {p.out_strides[d]}")
+        for k in varying:
+            if p.in_strides[k][d]:
+                lines.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    return lines
+
+
+def _reduced_nest(p: Plan, redd: list[int], varying: list[int]
+                  ) -> tuple[list[str], int, dict[int, str], str]:
+    """Nested loops over the reduced axes ``redd``, each level deriving fresh offset names.
+
+    Returns the loop lines, the nesting depth reached, the innermost input offset name per
+    varying input and the innermost output offset name (the ``nested`` and ``outer``
+    reductions put their per-element body at that depth).
+    """
+    level = 0
+    prev_b = {k: f"b{k}" for k in varying}
+    prev_o = "ob"
+    nest: list[str] = []
+    for li, d in enumerate(redd):
+        nest += _indent([f"for j{li} in range({p.shape[d]}):"], level)
+        level += 1
+        cur = []
+        for k in varying:
+            st = p.in_strides[k][d]
+            cur.append(f"b{k}_{li} = {prev_b[k]} + j{li} * {st}" if st else f"b{k}_{li} = {prev_b[k]}")
+            prev_b[k] = f"b{k}_{li}"
+        cur.append(f"o_{li} = {prev_o} + j{li} * {p.out_strides[d]}")
+        prev_o = f"o_{li}"
+        nest += _indent(cur, level)
+    return nest, level, prev_b, prev_o
+
+
 def _gen_nested(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     """Reduction over some axes: parallel over kept elements, nested loops over reduced ones.
 
@@ -459,30 +502,11 @@ def _gen_nested(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     n_kept = int(np.prod([shape[d] for d in kept])) if kept else 1
     lines = e.hoisted(_targets(spec))
     lines.append(f"for r in {loop}({n_kept}):")
-    inner = ["q0 = r", "ob = 0"] + [f"b{k} = 0" for k in range(e.n_in) if not e.uni[k]]
-    for lvl, d in enumerate(reversed(kept)):
-        inner.append(f"x{lvl} = q{lvl} % {shape[d]}")
-        inner.append(f"q{lvl + 1} = q{lvl} // {shape[d]}")
-        inner.append(f"ob += x{lvl} * {p.out_strides[d]}")
-        for k in range(e.n_in):
-            if not e.uni[k] and p.in_strides[k][d]:
-                inner.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    varying = [k for k in range(e.n_in) if not e.uni[k]]
+    inner = ["q0 = r", "ob = 0"] + [f"b{k} = 0" for k in varying]
+    inner += _kept_offsets(p, kept, varying)
     inner.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
-    level = 0
-    prev_b = {k: f"b{k}" for k in range(e.n_in) if not e.uni[k]}
-    prev_o = "ob"
-    nest: list[str] = []
-    for li, d in enumerate(redd):
-        nest += _indent([f"for j{li} in range({shape[d]}):"], level)
-        level += 1
-        cur = []
-        for k in prev_b:
-            st = p.in_strides[k][d]
-            cur.append(f"b{k}_{li} = {prev_b[k]} + j{li} * {st}" if st else f"b{k}_{li} = {prev_b[k]}")
-            prev_b[k] = f"b{k}_{li}"
-        cur.append(f"o_{li} = {prev_o} + j{li} * {p.out_strides[d]}")
-        prev_o = f"o_{li}"
-        nest += _indent(cur, level)
+    nest, level, prev_b, prev_o = _reduced_nest(p, redd, varying)
     idx = [prev_b.get(k, "0") for k in range(e.n_in)]
     body = e.body(_targets(spec), _loads(e, idx), "") + _store_outputs(spec, e, prev_o, "")
     body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, vdt))
@@ -518,31 +542,11 @@ def _gen_outer(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     lines.append(f"for task in {loop}({n_ko * n_cb}):")
     inner = [f"ko = task // {n_cb}", f"c0 = (task % {n_cb}) * {cols}", f"c1 = min(c0 + {cols}, {last})",
              "m = c1 - c0", "q0 = ko", "ob = 0"] + [f"b{k} = 0" for k in varying]
-    for lvl, d in enumerate(reversed(kept_outer)):
-        inner.append(f"x{lvl} = q{lvl} % {shape[d]}")
-        inner.append(f"q{lvl + 1} = q{lvl} // {shape[d]}")
-        inner.append(f"ob += x{lvl} * {p.out_strides[d]}")
-        for k in varying:
-            if p.in_strides[k][d]:
-                inner.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
+    inner += _kept_offsets(p, kept_outer, varying)
     inner.append(f"acc = part[ko * {last} + c0:ko * {last} + c1]")
     inner.append("for j in range(m):")
     inner.append(f"    acc[j] = {acc_init(red.op, p.acc_dtype)}")
-    level = 0
-    prev_b = {k: f"b{k}" for k in varying}
-    prev_o = "ob"
-    nest: list[str] = []
-    for li, d in enumerate(redd):
-        nest += _indent([f"for j{li} in range({shape[d]}):"], level)
-        level += 1
-        cur = []
-        for k in varying:
-            st = p.in_strides[k][d]
-            cur.append(f"b{k}_{li} = {prev_b[k]} + j{li} * {st}" if st else f"b{k}_{li} = {prev_b[k]}")
-            prev_b[k] = f"b{k}_{li}"
-        cur.append(f"o_{li} = {prev_o} + j{li} * {p.out_strides[d]}")
-        prev_o = f"o_{li}"
-        nest += _indent(cur, level)
+    nest, level, prev_b, prev_o = _reduced_nest(p, redd, varying)
     seg: list[str] = []
     load: dict[int, str] = {}
     for k in varying:
