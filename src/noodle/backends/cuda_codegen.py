@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from noodle.backends.layout import broadcast_strides, c_strides, collapse
+from noodle.backends.layout import spec_layout
 from noodle.backends.numba_codegen import acc_dtype
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
@@ -159,23 +159,10 @@ def cuda_source(spec: KernelSpec, inplace: bool = False) -> str:
     reduction) the partials array (accumulator dtype). ``inplace`` drops
     ``__restrict__`` so output 0 may alias input 0 (matmul epilogues).
     """
-    for d, _ in spec.inputs:
-        c_type(d)
-    for ins in spec.body:
-        c_type(ins.dtype)
-    shape = tuple(spec.shape)
-    nd = len(shape)
-    strides = [broadcast_strides(tuple(s), shape) for _, s in spec.inputs]
-    out_st = c_strides(shape)
+    lay = spec_layout(spec, c_type)
     red = spec.reduce
-    if red is None:
-        reduced = [False] * nd
-    else:
-        axes = tuple(range(nd)) if red.axes is None else tuple(a % nd for a in red.axes)
-        reduced = [d in axes for d in range(nd)]
-    cshape, cstr, cred = collapse(shape, strides + [out_st], reduced)
-    in_str, o_str = cstr[:-1], cstr[-1]
-    n = int(np.prod(shape)) if shape else 1
+    shape, cshape, cred, n = lay.shape, lay.cshape, lay.reduced, lay.n
+    in_str, o_str = lay.in_strides, lay.out_strides
     n_in, n_c = len(spec.inputs), len(spec.consts)
     base = n_in + n_c
     restrict = "" if inplace else " __restrict__"

@@ -18,7 +18,16 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from noodle.errors import ShapeError
+
+if TYPE_CHECKING:
+    from noodle.backends.spec import KernelSpec
 
 
 def c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -74,4 +83,43 @@ def collapse(shape: tuple[int, ...], strides: list[tuple[int, ...]], reduced: li
     return tuple(new_shape), [tuple(s) for s in new_strides], new_reduced
 
 
-__all__ = ["broadcast_strides", "c_strides", "collapse"]
+@dataclass(frozen=True)
+class SpecLayout:
+    """The collapsed iteration layout of one :class:`KernelSpec` (see :func:`spec_layout`)."""
+
+    shape: tuple[int, ...]                 # the spec's iteration space, as given
+    n: int                                 # elements in it
+    cshape: tuple[int, ...]                # collapsed dims
+    in_strides: list[tuple[int, ...]]      # collapsed element strides, one tuple per input
+    out_strides: tuple[int, ...]           # collapsed element strides of a full-shape output
+    reduced: list[bool]                    # per collapsed dim: does the reduction run over it
+
+
+def spec_layout(spec: KernelSpec, type_name: Callable[[str], str]) -> SpecLayout:
+    """Check every dtype of ``spec`` with ``type_name``, then collapse its broadcast layout.
+
+    Why one walk for every code generator: the Numba and the CUDA backends must agree
+    on which axes a reduction covers and how inputs are strided, or the same spec would
+    mean different things on CPU and GPU. ``type_name`` is the backend's dtype mapping
+    (it raises DTypeError for what the backend cannot generate), called first so an
+    unsupported dtype is reported before any shape problem.
+    """
+    for dtype, _ in spec.inputs:
+        type_name(dtype)
+    for ins in spec.body:
+        type_name(ins.dtype)
+    shape = tuple(spec.shape)
+    nd = len(shape)
+    strides = [broadcast_strides(tuple(s), shape) for _, s in spec.inputs]
+    red = spec.reduce
+    if red is None:
+        reduced = [False] * nd
+    else:
+        axes = tuple(range(nd)) if red.axes is None else tuple(a % nd for a in red.axes) if nd else ()
+        reduced = [d in axes for d in range(nd)]
+    cshape, cstr, cred = collapse(shape, strides + [c_strides(shape)], reduced)
+    n = int(np.prod(shape)) if shape else 1
+    return SpecLayout(shape, n, cshape, cstr[:-1], cstr[-1], cred)
+
+
+__all__ = ["SpecLayout", "broadcast_strides", "c_strides", "collapse", "spec_layout"]

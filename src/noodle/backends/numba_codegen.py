@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from noodle.backends.layout import broadcast_strides, c_strides, collapse
+from noodle.backends.layout import spec_layout
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
 
@@ -128,23 +128,10 @@ def acc_dtype(op: str, dtype: str, value_dtype: str) -> str:
 
 def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
     """Pick the loop shape for ``spec`` (see the module docstring)."""
-    for dtype, _ in spec.inputs:
-        nb_type(dtype)
-    for ins in spec.body:
-        nb_type(ins.dtype)
-    shape = tuple(spec.shape)
-    nd = len(shape)
-    strides = [broadcast_strides(tuple(s), shape) for _, s in spec.inputs]
-    out_st = c_strides(shape)
+    lay = spec_layout(spec, nb_type)
     red = spec.reduce
-    if red is None:
-        reduced = [False] * nd
-    else:
-        axes = tuple(range(nd)) if red.axes is None else tuple(a % nd for a in red.axes) if nd else ()
-        reduced = [d in axes for d in range(nd)]
-    cshape, cstr, cred = collapse(shape, strides + [out_st], reduced)
-    n = int(np.prod(shape)) if shape else 1
-    p = Plan("flat", cshape, cstr[:-1], cstr[-1], cred, n)
+    cshape, cred, n = lay.cshape, lay.reduced, lay.n
+    p = Plan("flat", cshape, lay.in_strides, lay.out_strides, cred, n)
     if red is not None:
         p.acc_dtype = acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))
     full_reduce = red is not None and all(cred)
