@@ -23,6 +23,23 @@ def _service(var: str) -> str:
     return value
 
 
+@pytest.fixture
+def isolated_settings(tmp_path, monkeypatch):
+    """Settings read from a per-test cache folder with cache warming off, restored afterwards.
+
+    Why shared: the cache and store suites both write snapshots under NOODLE_CACHE_DIR and
+    must never see each other's (or the user's) files; each makes it autouse in its conftest.
+    """
+    from noodle import config
+
+    monkeypatch.setenv("NOODLE_CACHE_DIR", str(tmp_path / "noodle-cache"))
+    monkeypatch.setenv("NOODLE_SYNTAX_FIXER_CACHE_WARMING", "false")
+    config.reload()
+    yield
+    monkeypatch.undo()
+    config.reload()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of the real Redis server started for this test run."""

@@ -6,17 +6,10 @@ import uuid
 
 import pytest
 
-from noodle import config
-
 
 @pytest.fixture(autouse=True)
-def _settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NOODLE_CACHE_DIR", str(tmp_path / "noodle-cache"))
-    monkeypatch.setenv("NOODLE_SYNTAX_FIXER_CACHE_WARMING", "false")
-    config.reload()
-    yield
-    monkeypatch.undo()
-    config.reload()
+def _settings(isolated_settings):
+    """Every test here gets its own cache folder (``isolated_settings`` in tests/conftest.py)."""
 
 
 @pytest.fixture
