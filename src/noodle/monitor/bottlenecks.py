@@ -51,6 +51,16 @@ class Context:
     def series(self, key: str) -> list[float]:
         return [s[key] for s in self.samples if isinstance(s.get(key), (int, float))]
 
+    def totals(self, *keys: str) -> tuple[float, ...]:
+        """Runtime counter totals in the window, in the order asked; 0.0 for a counter never seen.
+
+        Why one place for the default: a counter that does not exist yet (no cache, no JIT)
+        must read as zero so the rule that needs it stays silent rather than failing.
+        Example: ``hits, misses = ctx.totals("cache_hits", "cache_misses")``.
+        """
+        runtime = self.runtime
+        return tuple(runtime.get(key, 0.0) for key in keys)
+
     def gpu_keys(self, suffix: str) -> list[str]:
         keys: set[str] = set()
         for s in self.samples:
@@ -107,7 +117,7 @@ def gpu_idle_cpu_busy(ctx: Context) -> Bottleneck | None:
 
 
 def transfer_bound(ctx: Context) -> Bottleneck | None:
-    moved, op_seconds = ctx.runtime.get("transfer_bytes", 0.0), ctx.runtime.get("op_seconds", 0.0)
+    moved, op_seconds = ctx.totals("transfer_bytes", "op_seconds")
     if moved <= 0 or op_seconds <= 0:
         return None
     copy_seconds = moved / PCIE_BYTES_PER_SECOND
@@ -124,8 +134,7 @@ def transfer_bound(ctx: Context) -> Bottleneck | None:
 
 
 def cache_thrashing(ctx: Context) -> Bottleneck | None:
-    hits, misses = ctx.runtime.get("cache_hits", 0.0), ctx.runtime.get("cache_misses", 0.0)
-    evictions = ctx.runtime.get("cache_evictions", 0.0)
+    hits, misses, evictions = ctx.totals("cache_hits", "cache_misses", "cache_evictions")
     lookups = hits + misses
     if lookups < 100 or misses <= 0:
         return None
@@ -143,7 +152,7 @@ def cache_thrashing(ctx: Context) -> Bottleneck | None:
 
 
 def compile_storm(ctx: Context) -> Bottleneck | None:
-    compiles, seconds = ctx.runtime.get("jit_compiles", 0.0), ctx.runtime.get("jit_compile_seconds", 0.0)
+    compiles, seconds = ctx.totals("jit_compiles", "jit_compile_seconds")
     if compiles < 10:
         return None
     share = seconds / ctx.window if ctx.window > 0 else 0.0
