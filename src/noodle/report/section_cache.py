@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from noodle.report.format import micros
+
 ORDER = 60
 
 
@@ -41,8 +43,7 @@ def render(registry: Any) -> Any:
         t.add_row(tier, f"{h:g}", f"{m:g}", f"{h / (h + m):.1%}" if h + m else "-",
                   f"{evictions.value(tier):g}" if evictions is not None else "-",
                   f"{nbytes.value(tier):,.0f}" if nbytes is not None and tier == "local" else "-",
-                  f"{p50 * 1e6:.1f} µs" if p50 is not None else "-",
-                  f"{p99 * 1e6:.1f} µs" if p99 is not None else "-")
+                  micros(p50), micros(p99))
     parts: list[Any] = ["[bold]Caching[/bold]", t]
     decode = registry.get("noodle_cache_decode_errors_total")
     down = registry.get("noodle_cache_redis_down_total")

@@ -5,18 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from noodle.metrics import Registry
+from noodle.report.format import duration
 
 ORDER = 10
-
-
-def _fmt(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.2f} s"
 
 
 def render(registry: Registry) -> Any:
@@ -35,6 +26,6 @@ def render(registry: Registry) -> Any:
     for col in ("op", "device", "backend", "calls", "total", "mean", "p50", "p95"):
         table.add_column(col, justify="left" if col in ("op", "device", "backend") else "right")
     for total, (op, device, backend), child in sorted(rows, reverse=True):
-        table.add_row(op, device, backend, str(child.count), _fmt(total), _fmt(total / child.count),
-                      _fmt(child.percentile(50)), _fmt(child.percentile(95)))
+        table.add_row(op, device, backend, str(child.count), duration(total), duration(total / child.count),
+                      duration(child.percentile(50)), duration(child.percentile(95)))
     return table
