@@ -28,15 +28,13 @@ import time
 
 import numpy as np
 
-from noodle.benchtools import Row, Timing, time_pair
+from noodle.benchtools import Row, Timing, per_unit, time_pair
 
 TITLE = "noodle bench cache (same-run baselines)"
 
 
 def _per_op(row: Row, ops: int) -> Row:
-    row.extra.update(ops_per_call=ops, candidate_ns=round(row.candidate_time.min / ops * 1e9, 1),
-                     baseline_ns=round(row.baseline_time.min / ops * 1e9, 1))
-    return row
+    return per_unit(row, ops, "ops_per_call", "candidate_ns", "baseline_ns", 1e9, 1)
 
 
 def _local_rows(quick: bool) -> list[Row]:

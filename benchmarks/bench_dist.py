@@ -18,7 +18,7 @@ level; the timings are noisy on a shared machine (compare ratios, not times).
 
 from __future__ import annotations
 
-from noodle.benchtools import Row, time_pair
+from noodle.benchtools import Row, per_unit, time_pair
 
 TITLE = "noodle bench dist (noodle.dist vs raw Dask, same run)"
 TARGETS = {"submit overhead": 1 / 1.2, "chunked map": 5.0, "CPU-bound map": 1.7}
@@ -37,9 +37,7 @@ def cpu_work(n):
 
 
 def _per_task(row: Row, n: int) -> Row:
-    row.extra.update(n_tasks=n, noodle_per_task_ms=round(row.candidate_time.min / n * 1e3, 4),
-                     dask_per_task_ms=round(row.baseline_time.min / n * 1e3, 4))
-    return row
+    return per_unit(row, n, "n_tasks", "noodle_per_task_ms", "dask_per_task_ms", 1e3, 4)
 
 
 def run(quick: bool) -> list[Row]:
