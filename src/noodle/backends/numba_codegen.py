@@ -356,6 +356,31 @@ def _gen_flat(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     return lines + _indent(body or ["pass"], 1)
 
 
+def _segment_loads(p: Plan, base: dict[int, str], lo: str, hi: str, col: str
+                   ) -> tuple[list[str], dict[int, str]]:
+    """How each varying input is read along a contiguous-last-axis segment indexed by ``j``.
+
+    ``base`` maps each varying input to its offset expression at the segment's row; the
+    segment spans ``base + lo`` to ``base + hi`` and element ``j`` sits at column ``col``.
+    Contiguous operands are sliced (index ``j`` from 0: no negative-index checks, the loop
+    vectorizes), operands broadcast along the row are read once, others are strided.
+    Returns the lines to emit before the loop and the per-input load expressions.
+    """
+    lines: list[str] = []
+    load: dict[int, str] = {}
+    for k, b in base.items():
+        st = p.in_strides[k][-1]
+        if st == 0:
+            lines.append(f"s{k} = i{k}[{b}]")
+            load[k] = f"s{k}"
+        elif st == 1:
+            lines.append(f"w{k} = i{k}[{b}{lo}:{b}{hi}]")
+            load[k] = f"w{k}[j]"
+        else:
+            load[k] = f"i{k}[{b} + {col} * {st}]"
+    return lines, load
+
+
 def _gen_rows(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     shape = p.shape
     rows = int(np.prod(shape[:-1]))
@@ -373,19 +398,9 @@ def _gen_rows(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     inner.append(f"ob = r * {last}")
     # per row: contiguous operands are sliced (index j from 0: no negative-index checks, the
     # inner loop vectorizes) and operands broadcast along the row are read once
-    load: dict[int, str] = {}
-    for k in range(e.n_in):
-        if e.uni[k]:
-            continue
-        st = p.in_strides[k][-1]
-        if st == 0:
-            inner.append(f"s{k} = i{k}[b{k}]")
-            load[k] = f"s{k}"
-        elif st == 1:
-            inner.append(f"w{k} = i{k}[b{k}:b{k} + {last}]")
-            load[k] = f"w{k}[j]"
-        else:
-            load[k] = f"i{k}[b{k} + j * {st}]"
+    varying = [k for k in range(e.n_in) if not e.uni[k]]
+    seg, load = _segment_loads(p, {k: f"b{k}" for k in varying}, "", f" + {last}", "j")
+    inner += seg
     inner += [f"y{j} = o{j}[ob:ob + {last}]" for j in range(len(spec.outputs))]
     inner.append(f"for j in range({last}):")
     body = e.body(_targets(spec), load, "") + _store_outputs(spec, e, "j", "", "y")
@@ -534,18 +549,7 @@ def _gen_outer(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     inner.append("for j in range(m):")
     inner.append(f"    acc[j] = {acc_init(red.op, p.acc_dtype)}")
     nest, level, prev_b, prev_o = _reduced_nest(p, redd, varying)
-    seg: list[str] = []
-    load: dict[int, str] = {}
-    for k in varying:
-        st = p.in_strides[k][-1]
-        if st == 0:
-            seg.append(f"s{k} = i{k}[{prev_b[k]}]")
-            load[k] = f"s{k}"
-        elif st == 1:
-            seg.append(f"w{k} = i{k}[{prev_b[k]} + c0:{prev_b[k]} + c1]")
-            load[k] = f"w{k}[j]"
-        else:
-            load[k] = f"i{k}[{prev_b[k]} + (c0 + j) * {st}]"
+    seg, load = _segment_loads(p, prev_b, " + c0", " + c1", "(c0 + j)")
     seg += [f"y{j} = o{j}[{prev_o} + c0:{prev_o} + c1]" for j in range(len(spec.outputs))]
     seg.append("for j in range(m):")
     body = e.body(_targets(spec), load, "") + _store_outputs(spec, e, "j", "", "y")
