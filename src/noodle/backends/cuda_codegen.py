@@ -26,6 +26,7 @@ import numpy as np
 
 from noodle.backends.layout import spec_layout
 from noodle.backends.numba_codegen import acc_dtype
+from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
 
@@ -53,10 +54,7 @@ template <typename T> __device__ __forceinline__ T nd_ipow(T base, T e) {
 #endif
 """
 
-COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
-           "not_equal": "!="}
 ARITH = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-MATH = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
 
 
 def c_type(dtype: str) -> str:
@@ -67,15 +65,11 @@ def c_type(dtype: str) -> str:
                          f"supported: {', '.join(sorted(C_TYPES))}") from None
 
 
-def _is_float(d: str) -> bool:
-    return d in ("float32", "float64")
-
-
 def c_literal(dtype: str, value: float | int | bool) -> str:
     """A C literal of ``dtype`` (inf and nan spelled through bit patterns: no headers needed)."""
     if dtype == "bool":
         return "true" if value else "false"
-    if _is_float(dtype):
+    if is_float(dtype):
         v = float(value)
         if math.isnan(v) or math.isinf(v):
             if dtype == "float32":
@@ -103,29 +97,26 @@ def _cast(x: str, have: str, want: str) -> str:
 def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
     """One elementwise op as a CUDA C expression (NumPy semantics)."""
     if op in ARITH:
-        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
-        return f"({a} {ARITH[op]} {b})"
+        return infix(ARITH[op], args, dts, out, _cast)
     if op == "power":
-        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
-        return f"pow({a}, {b})" if _is_float(out) else f"nd_ipow<{c_type(out)}>({a}, {b})"
+        a, b = cast_pair(args, dts, out, _cast)
+        return f"pow({a}, {b})" if is_float(out) else f"nd_ipow<{c_type(out)}>({a}, {b})"
     if op in COMPARE:
-        common = str(np.result_type(*[np.dtype(d) for d in dts]))
-        a, b = (_cast(x, d, common) for x, d in zip(args, dts, strict=True))
-        return f"({a} {COMPARE[op]} {b})"
+        return infix(COMPARE[op], args, dts, compare_dtype(dts), _cast)
     if op in ("maximum", "minimum"):
-        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
-        fn = ("nd_max" if op == "maximum" else "nd_min") if _is_float(out) else \
+        a, b = cast_pair(args, dts, out, _cast)
+        fn = ("nd_max" if op == "maximum" else "nd_min") if is_float(out) else \
              ("nd_imax" if op == "maximum" else "nd_imin")
         return f"{fn}<{c_type(out)}>({a}, {b})"
     if op == "negative":
         return f"(-{_cast(args[0], dts[0], out)})"
     if op == "abs":
         a = _cast(args[0], dts[0], out)
-        return f"fabs({a})" if _is_float(out) else f"nd_iabs<{c_type(out)}>({a})"
+        return f"fabs({a})" if is_float(out) else f"nd_iabs<{c_type(out)}>({a})"
     if op in MATH:
         return f"{op}({_cast(args[0], dts[0], out)})"
     if op == "where":
-        c = args[0] if dts[0] == "bool" else f"({args[0]} != 0)"
+        c = truth(args[0], dts[0])
         return f"({c} ? {_cast(args[1], dts[1], out)} : {_cast(args[2], dts[2], out)})"
     if op == "astype":
         return _cast(args[0], dts[0], out)
@@ -139,14 +130,14 @@ def kernel_name(spec: KernelSpec) -> str:
 def _acc_update(op: str, acc: str, val: str, acc_dt: str) -> str:
     if op in ("sum", "mean"):
         return f"{acc} += {val};"
-    fn = ("nd_max" if op == "max" else "nd_min") if _is_float(acc_dt) else ("nd_imax" if op == "max" else "nd_imin")
+    fn = ("nd_max" if op == "max" else "nd_min") if is_float(acc_dt) else ("nd_imax" if op == "max" else "nd_imin")
     return f"{acc} = {fn}<{c_type(acc_dt)}>({acc}, {val});"
 
 
 def _acc_init(op: str, acc_dt: str) -> str:
     if op in ("sum", "mean"):
         return c_literal(acc_dt, 0)
-    if _is_float(acc_dt):
+    if is_float(acc_dt):
         return c_literal(acc_dt, -math.inf if op == "max" else math.inf)
     info = np.iinfo(np.dtype(acc_dt))
     return c_literal(acc_dt, info.min if op == "max" else info.max)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from noodle.backends.layout import spec_layout
+from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
 
@@ -42,10 +43,7 @@ NCHUNK = 64                      # fixed chunk count of full reductions (determi
 BLOCK = 1 << 15                  # elements per block in the ``stages`` variant (256 KiB of float64)
 # ops NumPy evaluates faster (SIMD) than Numba's scalar libm call, measured on this machine
 UFUNC_OPS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tanh": "tanh"}
-COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
-           "not_equal": "!="}
 ARITH = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
-MATH = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
 SUPPORTED_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
                     "uint32", "uint64", "bool"}
 
@@ -70,21 +68,14 @@ def _cast(name: str, have: str, want: str) -> str:
     return f"{np_ctor(want)}({name})"
 
 
-def is_float(dtype: str) -> bool:
-    return dtype in ("float32", "float64")
-
-
 def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
     """One elementwise op as a Numba expression over scalar names (NumPy semantics)."""
     if op in ARITH:
-        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
-        return f"({a} {ARITH[op]} {b})"
+        return infix(ARITH[op], args, dts, out, _cast)
     if op in COMPARE:
-        common = str(np.result_type(*[np.dtype(d) for d in dts]))
-        a, b = (_cast(x, d, common) for x, d in zip(args, dts, strict=True))
-        return f"({a} {COMPARE[op]} {b})"
+        return infix(COMPARE[op], args, dts, compare_dtype(dts), _cast)
     if op in ("maximum", "minimum"):
-        a, b = (_cast(x, d, out) for x, d in zip(args, dts, strict=True))
+        a, b = cast_pair(args, dts, out, _cast)
         rel = ">=" if op == "maximum" else "<="
         if is_float(out):  # NumPy propagates NaN from either side
             return f"({a} if ({a} {rel} {b} or {a} != {a}) else {b})"
@@ -96,7 +87,7 @@ def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
     if op in MATH:
         return f"np.{op}({_cast(args[0], dts[0], out)})"
     if op == "where":
-        c = args[0] if dts[0] == "bool" else f"({args[0]} != 0)"
+        c = truth(args[0], dts[0])
         return f"({_cast(args[1], dts[1], out)} if {c} else {_cast(args[2], dts[2], out)})"
     if op == "astype":
         return _cast(args[0], dts[0], out)

@@ -1,0 +1,59 @@
+"""Op semantics shared by the code generators (Numba source and CUDA C).
+
+Why one module: a fused kernel must compute the same answer on CPU and GPU, so
+the NumPy rules the generated expressions follow (which ops exist, the dtype a
+comparison is made in, what counts as true) are written once. Each generator
+passes its own ``cast(name, have_dtype, want_dtype) -> str`` for the syntax;
+infix arithmetic and comparisons read the same in Python and C.
+
+Example::
+
+    >>> compare_dtype(["int32", "float32"])
+    'float64'
+    >>> infix("<", ["a", "b"], ["int32", "int32"], "int32", lambda x, have, want: x)
+    '(a < b)'
+    >>> truth("v0", "int8")
+    '(v0 != 0)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
+           "not_equal": "!="}
+MATH = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
+
+Cast = Callable[[str, str, str], str]
+
+
+def is_float(dtype: str) -> bool:
+    """True for the float dtypes the generators support (float32, float64)."""
+    return dtype in ("float32", "float64")
+
+
+def cast_pair(args: list[str], dts: list[str], want: str, cast: Cast) -> tuple[str, str]:
+    """Both operands of a binary op, each cast to ``want``."""
+    a, b = (cast(x, d, want) for x, d in zip(args, dts, strict=True))
+    return a, b
+
+
+def infix(sym: str, args: list[str], dts: list[str], want: str, cast: Cast) -> str:
+    """``(a sym b)`` with both operands cast to ``want`` (the same text in Python and C)."""
+    a, b = cast_pair(args, dts, want, cast)
+    return f"({a} {sym} {b})"
+
+
+def compare_dtype(dts: list[str]) -> str:
+    """The dtype NumPy compares operands of ``dts`` in (their result type)."""
+    return str(np.result_type(*[np.dtype(d) for d in dts]))
+
+
+def truth(name: str, dtype: str) -> str:
+    """``name`` as a condition: bools as they are, anything else compared with zero."""
+    return name if dtype == "bool" else f"({name} != 0)"
+
+
+__all__ = ["COMPARE", "MATH", "cast_pair", "compare_dtype", "infix", "is_float", "truth"]
