@@ -41,6 +41,14 @@ def test_round_trip_is_exact_and_deterministic(prog):
     assert nbc.dumps(back) == data
 
 
+def test_program_returning_one_value_twice_round_trips():
+    """More outputs than nodes is valid: a program may return the same value several times."""
+    prog = optimize(trace(lambda a: (a.astype(np.float32),) * 3, (np.ones(4),)))
+    assert len(prog.outputs) > len(prog.nodes)
+    back = nbc.loads(nbc.dumps(prog))
+    assert back.outputs == prog.outputs and back.nodes == prog.nodes
+
+
 def test_version_and_magic_are_checked():
     data = bytearray(VALID[0])
     data[0:4] = b"XXXX"

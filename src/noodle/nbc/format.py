@@ -199,7 +199,9 @@ def loads(data: bytes) -> Program:
     if n_consts * 2 > r.remaining() or n_nodes * 6 > r.remaining() or n_nodes > MAX_NODES:
         raise NBCFormatError(f"NBC declares {n_consts} constants and {n_nodes} nodes, more than "
                              f"{r.remaining()} bytes can hold")
-    if n_outputs * 4 > r.remaining() or n_outputs > n_nodes or n_inputs > n_nodes:
+    # a program may return one value several times, so outputs are bounded by the bytes and the
+    # node limit, not by the number of nodes
+    if n_outputs * 4 > r.remaining() or n_outputs > MAX_NODES or n_inputs > n_nodes:
         raise NBCFormatError(f"NBC declares {n_outputs} outputs / {n_inputs} inputs for {n_nodes} nodes")
     consts: list[np.ndarray] = []
     total = 0
