@@ -137,10 +137,47 @@ def _local_rows(quick: bool) -> list[Row]:
     return rows
 
 
+_own_redis: list[str] = []
+
+
 def _redis_url() -> str | None:
+    """A Redis to measure against: the configured one, or a private loopback server started here.
+
+    Without any, the Redis rows would silently vanish from the table; with redis-server on the
+    PATH (`make test` installs it), the suite starts one on a free port and stops it at exit.
+    """
     from noodle.config import get_settings
 
-    return os.environ.get("NOODLE_TEST_REDIS_URL") or get_settings().redis_url
+    url = os.environ.get("NOODLE_TEST_REDIS_URL") or get_settings().redis_url
+    if url or _own_redis:
+        return url or _own_redis[0]
+    import atexit
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("bench cache: no Redis configured (NOODLE_REDIS_URL) and no redis-server on PATH: "
+              "skipping the Redis-tier rows")
+        return None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(proc.terminate)
+    import redis
+
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    _own_redis.append(url)
+    return url
 
 
 def _redis_rows(quick: bool) -> list[Row]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 
-def render(summary: dict[str, Any]) -> Any:
-    """Rich tables for a summary dict (shared with the ``noodle run`` report)."""
+def render(summary: dict[str, Any], include_ops: bool = True) -> Any:
+    """Rich tables for a summary dict (shared with the ``noodle run`` report).
+
+    ``include_ops=False`` leaves out the per-op table, for the ``noodle run`` report,
+    whose own ops section already shows the same histogram.
+    """
     from rich.console import Group
     from rich.table import Table
 
     parts: list[Any] = []
-    ops = summary.get("ops") or {}
+    ops = (summary.get("ops") or {}) if include_ops else {}
     if ops:
         t = Table(title=f"ops in the last {summary.get('window_seconds', 0):.0f} s")
         for col in ("op", "calls", "p50 µs", "p95 µs", "p99 µs", "total ms"):

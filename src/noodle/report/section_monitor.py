@@ -25,7 +25,7 @@ def render(registry: Any) -> Any:
     parts: list[Any] = ["[bold]Monitoring[/bold]"]
     data = runs[-1].data if runs else {}
     if data.get("summary"):
-        parts.append(render_summary(data["summary"]))
+        parts.append(render_summary(data["summary"], include_ops=False))   # the ops section has them
     raised = [e.data for e in alerts if e.data.get("state") == "firing"]
     if raised:
         t = Table(title="alerts raised")
