@@ -43,6 +43,41 @@ def test_garbage_raises_decode_error_only(blob):
         codec.decode(blob)
 
 
+@pytest.mark.parametrize("arr", [np.arange(12, dtype=np.float32).reshape(3, 4), np.ones((2, 0, 3)),
+                                 np.array(7, dtype=np.int64), np.arange(5, dtype=np.complex128)[::2]])
+def test_array_entries_round_trip_writable(arr):
+    data = codec.encode_entry(123, ["t"], arr)
+    assert data.startswith(codec.ENTRY_ARRAY_MAGIC)
+    expires, tags, value = codec.decode_entry(data)
+    assert (expires, tags) == (123, ["t"])
+    assert value.dtype == arr.dtype and value.shape == arr.shape and value.flags.writeable
+    np.testing.assert_array_equal(value, arr)
+
+
+def test_non_array_entries_use_the_general_format():
+    data = codec.encode_entry(0, [], {"a": (1, 2)})
+    assert data.startswith(codec.MAGIC)
+    assert codec.decode_entry(data) == [0, [], {"a": (1, 2)}]
+
+
+@pytest.mark.parametrize("cut", [3, 6, 9, 20, -1])
+def test_truncated_or_bent_array_entries_are_decode_errors(cut):
+    good = codec.encode_entry(0, [], np.arange(10.0))
+    with pytest.raises(codec.DecodeError):
+        codec.decode_entry(good[:cut])
+    hlen = int.from_bytes(good[3:7], "little")
+    bent = good[:3] + (hlen + 10_000).to_bytes(4, "little") + good[7:]   # header length past the end
+    with pytest.raises(codec.DecodeError):
+        codec.decode_entry(bent)
+    import msgpack
+
+    for header in ([0, [], "O", [2]], [0, [], "<f8", [-1]], [0, [], "<f8", [3]], "nonsense"):
+        h = msgpack.packb(header)
+        blob = codec.ENTRY_ARRAY_MAGIC + len(h).to_bytes(4, "little") + h + np.arange(2.0).tobytes()
+        with pytest.raises(codec.DecodeError):
+            codec.decode_entry(blob)
+
+
 def test_memoize_hashes_content_and_freezes_results():
     calls = []
     cache = CacheManager(policy="lru", max_entries=100, snapshot=False, redis_url=None)

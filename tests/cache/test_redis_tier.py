@@ -191,8 +191,10 @@ def test_redis_killed_and_restarted_mid_test(redis_server_binary, namespace, cap
         assert b.get("k") == "v1"
         proc.kill()
         proc.wait()
-        # b must notice the lost subscription and drop its local copy (it could not hear invalidations)
-        assert wait_for(lambda: len(b) == 0)
+        # both must notice the lost subscription and drop their local copies (they could not hear
+        # invalidations); wait until each has marked Redis down, which follows its clear, so a's clear
+        # cannot race the local-only writes below
+        assert wait_for(lambda: not a._redis.up and not b._redis.up and len(b) == 0)
         with caplog.at_level("WARNING", logger="noodle.cache"):
             a.set("k", "v-down")  # no crash: local-only while Redis is away
             assert a.get("k") == "v-down"

@@ -107,12 +107,12 @@ class RedisTier:
     @staticmethod
     def pack(value: Any, expires_unix: float, tags: tuple[str, ...]) -> bytes:
         """Raises CacheEncodingError for values that cannot be encoded safely."""
-        return codec.encode([int(expires_unix * 1000) if expires_unix else 0, list(tags), value])
+        return codec.encode_entry(int(expires_unix * 1000) if expires_unix else 0, list(tags), value)
 
     @staticmethod
     def unpack(data: bytes) -> tuple[Any, float, tuple[str, ...]]:
         """(value, expires_unix, tags); raises codec.DecodeError for anything not ours."""
-        obj = codec.decode(data)
+        obj = codec.decode_entry(data)
         if (not isinstance(obj, list) or len(obj) != 3 or not isinstance(obj[0], int)
                 or not isinstance(obj[1], list) or not all(isinstance(t, str) for t in obj[1])):
             raise codec.DecodeError("not a noodle cache entry")
