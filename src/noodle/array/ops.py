@@ -70,6 +70,8 @@ def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], d
     on_gpu = builtins.any(_devices.is_gpu_array(a) for a in raw)
     if device == "cpu" or (device == "auto" and not on_gpu and _devices.gpu_count() == 0):
         target, index = "cpu", None
+        if device == "auto":
+            _d.count_placement(op.name, "cpu")
     else:
         target, index = _d.resolve(op, raw, device, _out_elems(op, raw))
     if target == "cpu":
@@ -103,6 +105,8 @@ def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
                 out = np.empty_like(a)
                 if _nk.launch(kernel, a.reshape(-1), b.reshape(-1), out.reshape(-1)):
                     _d.record(op.name, "cpu", "numba", perf_counter() - t0)
+                    if device == "auto":
+                        _d.count_placement(op.name, "cpu")
                     return out
         try:
             result = fn(a, b)
@@ -110,6 +114,8 @@ def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
             raise (_d.dtype_error(op, (a, b), exc) if isinstance(exc, TypeError)
                    else _d.shape_error(op, (a, b), exc)) from None
         _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
+        if device == "auto":
+            _d.count_placement(op.name, "cpu")
         return result
     return _call(op, name, (a, b), {}, device)
 
@@ -121,6 +127,8 @@ def _unary(op: OpDef, name: str, fn: Any, x: Any, device: str) -> Any:
         t0 = perf_counter()
         result = fn(x)
         _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
+        if device == "auto":
+            _d.count_placement(op.name, "cpu")
         return result
     return _call(op, name, (x,), {}, device)
 
@@ -183,6 +191,8 @@ def where(condition: Any, x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
         except ValueError as exc:
             raise _d.shape_error(_WHERE, (condition, x1, x2), exc) from None
         _d.record("where", "cpu", "numpy", perf_counter() - t0)
+        if device == "auto":
+            _d.count_placement("where", "cpu")
         return result
     return _call(_WHERE, "where", (condition, x1, x2), {}, device)
 
@@ -227,6 +237,8 @@ def _reduce(name: str, x: Any, axis: Any, keepdims: bool, device: str) -> Any:
             raise ShapeError(f"{name}: cannot reduce an array of shape {x.shape} over axis={axis!r} ({exc}); "
                              f"axes must be in range(-{x.ndim}, {x.ndim}) and not repeated") from None
         _d.record(name, "cpu", "numpy", perf_counter() - t0)
+        if device == "auto":
+            _d.count_placement(name, "cpu")
         return result
     return _call(op, name, (x,), {"axis": axis, "keepdims": keepdims}, device)
 

@@ -35,7 +35,7 @@ def render(registry: Registry) -> Any:
         summary = ", ".join(f"{n} on {dev}" for dev, n in sorted(per_device.items()))
         parts.append(Text(f"placement: {summary}"))
     if decided:
-        table = Table(title="placement decisions by the cost model (device='auto')")
+        table = Table(title="placement decisions under device='auto'")
         table.add_column("op")
         table.add_column("device")
         table.add_column("decisions", justify="right")
