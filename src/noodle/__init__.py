@@ -14,7 +14,15 @@ first use so that ``import noodle`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Numba's parallel loops run on GNU OpenMP, whose idle workers spin for milliseconds after each
+# loop by default. On small machines (2 vCPUs, often SMT siblings) that spinning took the core
+# from NumPy's own work in between: a following np.exp ran up to 1.2x slower in `noodle bench ops`.
+# Passive waiting costs a little on back-to-back parallel loops and nothing elsewhere; a value the
+# user set wins (libgomp reads it when Numba first starts its thread pool, not at import).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from noodle import errors
 from noodle.array.matrix import Matrix
