@@ -76,6 +76,14 @@ def test_algebraic_only_exact_rewrites():
     assert [n.op for n in ints.nodes] == ["input"]
 
 
+def test_algebraic_keeps_subtracting_negative_zero():
+    x = np.array([-0.0, 1.5, -2.0])
+    prog = trace(lambda a: a - np.float64(-0.0), (x,))
+    kept = algebraic(prog)
+    assert any(n.op == "subtract" for n in kept.nodes), "-0.0 - (-0.0) is +0.0, so x - (-0.0) must stay"
+    np.testing.assert_array_equal(np.signbit(run_program(optimize(prog), (x,))[0]), np.signbit(x - -0.0))
+
+
 def test_fusion_groups_chain_into_one_unit():
     prog = optimize(trace(chain, (np.ones(16),) * 5), verify_each=True)
     assert len(units(prog)) == 1

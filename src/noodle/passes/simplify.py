@@ -94,7 +94,7 @@ def _all_equal(c: np.ndarray | None, value: float, negzero: bool | None = None) 
 
 
 def algebraic(program: Program) -> Program:
-    """Exact identities: x*1, 1*x, x/1, x-0, x+(-0.0) (x+0 for ints), x**1, --x, no-op shape/cast."""
+    """Exact identities: x*1, 1*x, x/1, x-0 (x-(+0.0) for floats), x+(-0.0) (x+0 for ints), x**1, --x, no-op shape/cast."""
     nodes = program.nodes
     subst: dict[int, int] = {}
     for i, node in enumerate(nodes):
@@ -108,7 +108,9 @@ def algebraic(program: Program) -> Program:
             elif op in ("divide", "power"):
                 same = a if _all_equal(cb, 1) else None
             elif op == "subtract":
-                same = a if _all_equal(cb, 0) else None
+                # x - (+0.0) is x, but x - (-0.0) turns -0.0 into +0.0: only a positive zero goes
+                same = a if (_all_equal(cb, 0, negzero=False) if cb is not None and cb.dtype.kind == "f"
+                             else _all_equal(cb, 0)) else None
             elif op == "add":
                 def zero(c: np.ndarray | None) -> bool:
                     if c is None:
