@@ -77,6 +77,26 @@ def test_invalidation_waits_for_commit(tmp_path, table):
         assert s.query(sql) == [('{"v": 2}',)]
 
 
+def test_write_between_read_and_cache_set_does_not_leave_stale_rows(tmp_path, table):
+    """A write that commits (and invalidates) after a query read its rows but before it cached them."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    with MathStore(url, table=table, redis_url=None) as s:
+        s.put("x", np.ones(1), {"v": 1})
+        sql = f"SELECT metadata FROM {table} WHERE name = 'x'"
+        real_set = s.local_cache.set
+        writes = []
+
+        def set_after_a_write(*args, **kwargs):
+            if not writes:  # the write lands in the window, once
+                writes.append(s.put("x", np.ones(1), {"v": 2}))
+            return real_set(*args, **kwargs)
+
+        s.local_cache.set = set_after_a_write
+        assert s.query(sql, cache_strategy="lru") == [('{"v": 1}',)]  # read before the write
+        assert writes
+        assert s.query(sql, cache_strategy="lru") == [('{"v": 2}',)]
+
+
 def test_lru_dist_shares_results_and_invalidations_through_redis(db_url, table, redis_url):
     import uuid
 

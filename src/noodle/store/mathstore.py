@@ -6,8 +6,8 @@ read has changed, so each cached result carries a tag per table it reads
 the tags of the tables it wrote, *after* its transaction commits, never
 before: invalidating first would let a concurrent reader re-cache the old rows
 between the invalidation and the commit. A per-table generation number closes
-the remaining window in-process: a query result is only cached if no write to
-its tables committed while it ran.
+the remaining window in-process: a result whose tables saw a committed write
+between its read and its cache set is dropped again right after the set.
 
 Arrays are stored in the cache's safe encoding (dtype/shape header + raw
 bytes), never pickled. Placeholders follow the backend: ``?`` for SQLite,
@@ -260,17 +260,26 @@ class MathStore:
         if rows is not None:
             return list(rows) if type(rows) is tuple else [tuple(r) for r in rows]
         with self._lock:
-            before = [self._generations.get(t, 0) for t in read] + [self._generations.get(_ALL, 0)]
+            before = self._generations_of(read)
             rows = self._read(sql, params)
-            after = [self._generations.get(t, 0) for t in read] + [self._generations.get(_ALL, 0)]
-        if before == after:
-            tags = [f"table:{t}" for t in read] + [_ALL]
-            try:
-                cache.set(key, tuple(rows), ttl=ttl, tags=tags)
-            except CacheEncodingError:
-                if cache is not self.local_cache:
-                    self.local_cache.set(key, rows, ttl=ttl, tags=tags)
+        tags = [f"table:{t}" for t in read] + [_ALL]
+        try:
+            cache.set(key, tuple(rows), ttl=ttl, tags=tags)
+        except CacheEncodingError:
+            if cache is not self.local_cache:
+                cache = self.local_cache
+                cache.set(key, rows, ttl=ttl, tags=tags)
+        # A write that committed after our read may have invalidated its tags before our set
+        # landed; its generation bump (made before that invalidation) shows here, so drop the
+        # stale rows we just cached. (Reads and writes share self._lock, so no write commits
+        # *during* the read: the window is between the read and the set.)
+        if self._generations_of(read) != before:
+            cache.delete(key)
         return list(rows)
+
+    def _generations_of(self, tables: list[str]) -> list[int]:
+        gens = self._generations
+        return [gens.get(t, 0) for t in tables] + [gens.get(_ALL, 0)]
 
     def close(self) -> None:
         """Close the database connection and the caches."""
