@@ -45,13 +45,18 @@ _children: dict[tuple[str, str, str], Any] = {}
 _placement_children: dict[tuple[str, str], Any] = {}
 
 
-def record(op: str, device: str, backend: str, seconds: float) -> None:
-    """Account one op call (a cached histogram child: one dict lookup and one observe)."""
+def record(op: str, device: str, backend: str, seconds: float, placed: bool = False) -> None:
+    """Account one op call (a cached histogram child: one dict lookup and one observe).
+
+    ``placed``: device='auto' chose ``device`` for this call, so it also counts as a placement.
+    """
     key = (op, device, backend)
     child = _children.get(key)
     if child is None:
         child = _children[key] = _OP_SECONDS.labels(op, device, backend)
     child.observe(seconds)
+    if placed:
+        count_placement(op, device)
 
 
 def count_placement(op: str, device: str) -> None:
@@ -97,18 +102,21 @@ def dtype_error(op: OpDef, args: tuple[Any, ...], exc: Exception) -> DTypeError:
                       f"Cast an operand with .astype(...) first.")
 
 
+def translate(op: OpDef, args: tuple[Any, ...], exc: Exception) -> Exception:
+    """The noodle error for a TypeError/ValueError NumPy raised on ``op(*args)``."""
+    if isinstance(exc, TypeError):
+        for a in args:
+            check_dtype(op, a)
+        return dtype_error(op, args, exc)
+    return shape_error(op, args, exc)   # ValueError, AxisError among them
+
+
 def run_numpy(op: OpDef, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call the NumPy function, translating NumPy's errors into noodle's."""
     try:
         return fn(*args, **kwargs)
-    except TypeError as exc:
-        for a in args:
-            check_dtype(op, a)
-        raise dtype_error(op, args, exc) from None
-    except ValueError as exc:
-        raise shape_error(op, args, exc) from None
-    except np.exceptions.AxisError as exc:  # pragma: no cover - AxisError subclasses ValueError
-        raise shape_error(op, args, exc) from None
+    except (TypeError, ValueError) as exc:
+        raise translate(op, args, exc) from None
 
 
 def resolve(op: OpDef, arrays: tuple[Any, ...], device: str, out_elems: int) -> tuple[str, int | None]:
@@ -128,20 +136,15 @@ def resolve(op: OpDef, arrays: tuple[Any, ...], device: str, out_elems: int) -> 
 
 
 def to_host(x: Any) -> Any:
+    """``x`` in host memory (a counted copy if it lives on a GPU)."""
     if _devices.is_gpu_array(x):
-        return _devices.get_accelerator(_device_index(x)).to_host(x)
+        return _devices.get_accelerator(_devices.gpu_index(x)).to_host(x)
     return x
 
 
-def _device_index(x: Any) -> int:
-    dev = getattr(x, "device", None)
-    return int(getattr(dev, "id", 0) or 0)
-
-
 def to_gpu(x: Any, index: int) -> Any:
-    if isinstance(x, _ndarray):
-        return _devices.get_accelerator(index).to_device(x)
-    if _devices.is_gpu_array(x) and _device_index(x) != index:
+    """``x`` on GPU ``index`` (a counted copy unless it is already there; scalars stay as they are)."""
+    if isinstance(x, _ndarray) or (_devices.is_gpu_array(x) and _devices.gpu_index(x) != index):
         return _devices.get_accelerator(index).to_device(x)
     return x
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from noodle.array import dispatch as _d
+from noodle.array import ops as _ops
 from noodle.errors import DTypeError
 
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
@@ -66,17 +68,10 @@ class Matrix:
         """A Matrix on ``device`` (``'cpu'``, ``'gpu'`` or ``'cuda:N'``); itself if already there."""
         kind, index = _devices.parse_device(device)
         data = self._noodle_data
-        if kind == "cpu" or kind == "auto":
-            if _devices.is_gpu_array(data):
-                dev = getattr(data, "device", None)
-                return Matrix(_devices.get_accelerator(int(getattr(dev, "id", 0) or 0)).to_host(data))
-            return self
-        target = index or 0
-        if _devices.array_device(data) == f"cuda:{target}":
-            return self
-        return Matrix(_devices.get_accelerator(target).to_device(
-            data if isinstance(data, np.ndarray) else _devices.get_accelerator(
-                int(getattr(getattr(data, "device", None), "id", 0) or 0)).to_host(data)))
+        if kind in ("cpu", "auto"):
+            return Matrix(_d.to_host(data)) if _devices.is_gpu_array(data) else self
+        moved = _d.to_gpu(data, index or 0)
+        return self if moved is data else Matrix(moved)
 
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array on the host (copies from the GPU if needed)."""
@@ -89,78 +84,52 @@ class Matrix:
     # arithmetic --------------------------------------------------------------
     def add(self, other: Any, device: str = "auto") -> Matrix:
         """``self + other`` placed by ``device``."""
-        from noodle.array.ops import add
-
-        return Matrix(add(self._noodle_data, _raw(other), device=device))
+        return Matrix(_ops.add(self._noodle_data, _raw(other), device=device))
 
     def subtract(self, other: Any, device: str = "auto") -> Matrix:
         """``self - other`` placed by ``device``."""
-        from noodle.array.ops import subtract
-
-        return Matrix(subtract(self._noodle_data, _raw(other), device=device))
+        return Matrix(_ops.subtract(self._noodle_data, _raw(other), device=device))
 
     def multiply(self, other: Any, device: str = "auto") -> Matrix:
         """Elementwise ``self * other`` placed by ``device``."""
-        from noodle.array.ops import multiply
-
-        return Matrix(multiply(self._noodle_data, _raw(other), device=device))
+        return Matrix(_ops.multiply(self._noodle_data, _raw(other), device=device))
 
     def matmul(self, other: Any, device: str = "auto") -> Matrix:
         """Matrix product ``self @ other`` placed by ``device``."""
-        from noodle.array.ops import matmul
-
-        return Matrix(matmul(self._noodle_data, _raw(other), device=device))
+        return Matrix(_ops.matmul(self._noodle_data, _raw(other), device=device))
 
     def __add__(self, other: Any) -> Matrix:
         return self.add(other)
 
     def __radd__(self, other: Any) -> Matrix:
-        from noodle.array.ops import add
-
-        return Matrix(add(_raw(other), self._noodle_data))
+        return Matrix(_ops.add(_raw(other), self._noodle_data))
 
     def __sub__(self, other: Any) -> Matrix:
         return self.subtract(other)
 
     def __rsub__(self, other: Any) -> Matrix:
-        from noodle.array.ops import subtract
-
-        return Matrix(subtract(_raw(other), self._noodle_data))
+        return Matrix(_ops.subtract(_raw(other), self._noodle_data))
 
     def __mul__(self, other: Any) -> Matrix:
         return self.multiply(other)
 
     def __rmul__(self, other: Any) -> Matrix:
-        from noodle.array.ops import multiply
-
-        return Matrix(multiply(_raw(other), self._noodle_data))
+        return Matrix(_ops.multiply(_raw(other), self._noodle_data))
 
     def __truediv__(self, other: Any) -> Matrix:
-        from noodle.array.ops import divide
-
-        return Matrix(divide(self._noodle_data, _raw(other)))
+        return Matrix(_ops.divide(self._noodle_data, _raw(other)))
 
     def __matmul__(self, other: Any) -> Matrix:
         return self.matmul(other)
 
     def __rmatmul__(self, other: Any) -> Matrix:
-        from noodle.array.ops import matmul
-
-        return Matrix(matmul(_raw(other), self._noodle_data))
+        return Matrix(_ops.matmul(_raw(other), self._noodle_data))
 
     def __neg__(self) -> Matrix:
-        from noodle.array.ops import negative
-
-        return Matrix(negative(self._noodle_data))
-
-    def __eq__(self, other: object) -> bool:  # identity semantics would surprise; value semantics are costly
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
+        return Matrix(_ops.negative(self._noodle_data))
 
     def __repr__(self) -> str:
         return f"Matrix(shape={self.shape}, dtype={self.dtype}, device={self.device!r})"
 
 
-def _raw(x: Any) -> Any:
-    return x._noodle_data if isinstance(x, Matrix) else x
+_raw = _d.unwrap

@@ -25,23 +25,19 @@ from noodle.array import numba_kernels as _nk
 from noodle.errors import DeviceError
 from noodle.ir.ops import OPS, OpDef
 from noodle.ir.shapes import result_shape, size
+from noodle.placement.decide import NUMBA_MIN_ELEMS, numba_eligible
 
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
 
 _ndarray = np.ndarray
 _HOST_SCALARS = (int, float, bool, np.generic)
-_NUMBA_MIN = 100_000           # below this, 2 threads cost more than they save (ANCHORS.md)
+_NUMBA_MIN = NUMBA_MIN_ELEMS    # below this, 2 threads cost more than they save (ANCHORS.md)
 _NUMBA_OPS = frozenset(_nk.SUPPORTED_OPS)
-_numba_policy: list[bool | None] = [None]   # None: not yet measured on this machine
 
 
 def _numba_allowed() -> bool:
-    policy = _numba_policy[0]
-    if policy is None:
-        policy = _nk.policy()       # starts a background measurement the first time
-        if policy is not None:
-            _numba_policy[0] = policy
-    return bool(policy)
+    """Numba measured faster than NumPy here (the first call starts that measurement in the background)."""
+    return bool(_nk.policy())
 
 
 def _is_host(x: Any) -> bool:
@@ -68,17 +64,16 @@ def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], d
     for a in raw:
         _d.check_dtype(op, a)
     on_gpu = builtins.any(_devices.is_gpu_array(a) for a in raw)
-    if device == "cpu" or (device == "auto" and not on_gpu and _devices.gpu_count() == 0):
+    trivially_cpu = device == "cpu" or (device == "auto" and not on_gpu and _devices.gpu_count() == 0)
+    if trivially_cpu:
         target, index = "cpu", None
-        if device == "auto":
-            _d.count_placement(op.name, "cpu")
     else:
-        target, index = _d.resolve(op, raw, device, _out_elems(op, raw))
+        target, index = _d.resolve(op, raw, device, _out_elems(op, raw))   # counts its own placement
     if target == "cpu":
         host = tuple(_d.to_host(a) for a in raw) if on_gpu else raw
         t0 = perf_counter()
         result = _d.run_numpy(op, getattr(np, name), host, kwargs)
-        _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
+        _d.record(op.name, "cpu", "numpy", perf_counter() - t0, trivially_cpu and device == "auto")
     else:
         result = _d.run_gpu(op, name, raw, kwargs, index or 0, auto=(device == "auto"))
     if wrap:
@@ -97,25 +92,19 @@ def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
             _d.check_dtype(op, a)
             _d.check_dtype(op, b)
         t0 = perf_counter()
-        if (name in _NUMBA_OPS and type(a) is _ndarray and type(b) is _ndarray and a.size >= _NUMBA_MIN
-                and da == db and a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous
+        if (name in _NUMBA_OPS and getattr(a, "size", 0) >= _NUMBA_MIN and numba_eligible(a, b)
                 and _numba_allowed()):
             kernel = _nk.ready_kernel(name, da.name)
             if kernel is not None:
                 out = np.empty_like(a)
                 if _nk.launch(kernel, a.reshape(-1), b.reshape(-1), out.reshape(-1)):
-                    _d.record(op.name, "cpu", "numba", perf_counter() - t0)
-                    if device == "auto":
-                        _d.count_placement(op.name, "cpu")
+                    _d.record(op.name, "cpu", "numba", perf_counter() - t0, device == "auto")
                     return out
         try:
             result = fn(a, b)
         except (TypeError, ValueError) as exc:
-            raise (_d.dtype_error(op, (a, b), exc) if isinstance(exc, TypeError)
-                   else _d.shape_error(op, (a, b), exc)) from None
-        _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
-        if device == "auto":
-            _d.count_placement(op.name, "cpu")
+            raise _d.translate(op, (a, b), exc) from None
+        _d.record(op.name, "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
     return _call(op, name, (a, b), {}, device)
 
@@ -126,9 +115,7 @@ def _unary(op: OpDef, name: str, fn: Any, x: Any, device: str) -> Any:
             _d.check_dtype(op, x)
         t0 = perf_counter()
         result = fn(x)
-        _d.record(op.name, "cpu", "numpy", perf_counter() - t0)
-        if device == "auto":
-            _d.count_placement(op.name, "cpu")
+        _d.record(op.name, "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
     return _call(op, name, (x,), {}, device)
 
@@ -188,11 +175,9 @@ def where(condition: Any, x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
         t0 = perf_counter()
         try:
             result = np.where(condition, x1, x2)
-        except ValueError as exc:
-            raise _d.shape_error(_WHERE, (condition, x1, x2), exc) from None
-        _d.record("where", "cpu", "numpy", perf_counter() - t0)
-        if device == "auto":
-            _d.count_placement("where", "cpu")
+        except (TypeError, ValueError) as exc:
+            raise _d.translate(_WHERE, (condition, x1, x2), exc) from None
+        _d.record("where", "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
     return _call(_WHERE, "where", (condition, x1, x2), {}, device)
 
@@ -236,9 +221,7 @@ def _reduce(name: str, x: Any, axis: Any, keepdims: bool, device: str) -> Any:
 
             raise ShapeError(f"{name}: cannot reduce an array of shape {x.shape} over axis={axis!r} ({exc}); "
                              f"axes must be in range(-{x.ndim}, {x.ndim}) and not repeated") from None
-        _d.record(name, "cpu", "numpy", perf_counter() - t0)
-        if device == "auto":
-            _d.count_placement(name, "cpu")
+        _d.record(name, "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
     return _call(op, name, (x,), {"axis": axis, "keepdims": keepdims}, device)
 

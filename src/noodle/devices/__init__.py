@@ -38,7 +38,7 @@ from noodle.devices.detect import (
     gpu_unavailable_reason,
     refresh,
 )
-from noodle.devices.spec import ALLOWED, array_device, is_gpu_array, parse_device
+from noodle.devices.spec import ALLOWED, array_device, gpu_index, is_gpu_array, parse_device
 
 __all__ = [
     "ALLOWED",
@@ -52,6 +52,7 @@ __all__ = [
     "effective_limit_bytes",
     "get_accelerator",
     "gpu_count",
+    "gpu_index",
     "gpu_infos",
     "gpu_unavailable_reason",
     "is_gpu_array",

@@ -47,11 +47,16 @@ def array_device(x: Any) -> str:
         'cpu'
     """
     if type(x).__module__.startswith("cupy"):
-        try:
-            return f"cuda:{int(x.device.id)}"
-        except Exception:
-            return "cuda:0"
+        return f"cuda:{gpu_index(x)}"
     return "cpu"
+
+
+def gpu_index(x: Any) -> int:
+    """The CUDA device index of a CuPy array (0 when it cannot be read)."""
+    try:
+        return int(x.device.id)
+    except Exception:
+        return 0
 
 
 def _unavailable(spec: str, reason: str) -> DeviceUnavailableError:

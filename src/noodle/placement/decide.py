@@ -55,14 +55,22 @@ NUMBA_MIN_ELEMS = 100_000     # below this, 2 threads cost more than they save (
 NUMBA_MIN_SPEEDUP = 1.1       # Numba must beat NumPy by this much at calibration to be used
 
 
+def numba_eligible(a: Any, b: Any) -> bool:
+    """Whether a binary op on ``a`` and ``b`` can take the Numba loop (the op itself must be in NUMBA_OPS).
+
+    The one rule for the eager ops' fast path and for explain(): two C-contiguous NumPy
+    arrays of one supported dtype and shape, large enough for two threads to pay.
+    """
+    return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= NUMBA_MIN_ELEMS
+            and a.dtype == b.dtype and a.shape == b.shape and a.dtype.name in NUMBA_DTYPES
+            and a.flags.c_contiguous and b.flags.c_contiguous)
+
+
 def _cpu_backend(op: OpDef, arrays: tuple[Any, ...], out_elems: int) -> str:
-    """NumPy or Numba for a CPU op: the same rule the eager ops apply on their fast path."""
+    """NumPy or Numba for a CPU op, by the eager ops' rule."""
     cal = calibrate.current()
     numba_wins = cal is not None and (cal.numba_binary_speedup or 0.0) > NUMBA_MIN_SPEEDUP
-    if (numba_wins and op.name in NUMBA_OPS and out_elems >= NUMBA_MIN_ELEMS and len(arrays) == 2
-            and all(isinstance(a, np.ndarray) for a in arrays)
-            and arrays[0].shape == arrays[1].shape and arrays[0].dtype == arrays[1].dtype
-            and arrays[0].dtype.name in NUMBA_DTYPES):
+    if numba_wins and op.name in NUMBA_OPS and len(arrays) == 2 and numba_eligible(*arrays):
         return "numba"
     return "numpy"
 
@@ -81,7 +89,7 @@ def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool 
             reason = f"no usable GPU ({cuda.reason if cuda else 'CUDA unavailable'})"
         costs = _costs(op, arrays, on_gpu, out_elems, None) if with_costs else {}
         return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), reason, costs)
-    gpu_index = next((_device_index(a) for a, g in zip(arrays, on_gpu, strict=True) if g), None)
+    gpu_index = next((_devices.gpu_index(a) for a, g in zip(arrays, on_gpu, strict=True) if g), None)
     if gpu_index is None:
         gpu_index = _devices.get_accelerator(None).index
     if out_elems < settings.gpu_threshold and not any(on_gpu):
@@ -101,10 +109,6 @@ def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool 
         "cheaper on the CPU than moving the operands to the GPU"
     return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), why, named)
 
-
-def _device_index(x: Any) -> int:
-    dev = getattr(x, "device", None)
-    return int(getattr(dev, "id", 0) or 0)
 
 
 def _costs(op: OpDef, arrays: tuple[Any, ...], on_gpu: list[bool], out_elems: int,
