@@ -78,6 +78,19 @@ def test_truncated_or_bent_array_entries_are_decode_errors(cut):
             codec.decode_entry(blob)
 
 
+@pytest.mark.parametrize("dtype", ["<U2", "<M8[ns]", "|S2", "bogus"])
+def test_array_entry_refuses_non_numeric_dtypes_even_once_parsed_elsewhere(dtype):
+    """The array-entry framing takes numbers only, also for dtypes the general format already decoded."""
+    import msgpack
+
+    if dtype != "bogus":
+        codec.decode(codec.encode(np.zeros(1, dtype=dtype)))  # parses (and caches) the dtype
+    header = msgpack.packb([0, [], dtype, [1]], use_bin_type=True)
+    payload = codec.ENTRY_ARRAY_MAGIC + len(header).to_bytes(4, "little") + header + bytes(8)
+    with pytest.raises(codec.DecodeError, match="dtype"):
+        codec.decode_entry(payload)
+
+
 def test_memoize_hashes_content_and_freezes_results():
     calls = []
     cache = CacheManager(policy="lru", max_entries=100, snapshot=False, redis_url=None)

@@ -76,6 +76,28 @@ def _pack(obj: Any) -> bytes:
         raise CacheEncodingError(f"cannot encode value safely: {exc}") from None
 
 
+def _checked_dtype(name: str, kinds: frozenset[str]) -> np.dtype:
+    """The dtype a payload names, if it is one we decode (``kinds``); DecodeError otherwise.
+
+    Why one helper: both framings must apply the same refusals, and the cache of
+    parsed dtypes is shared, so the kind check runs on every lookup (a dtype
+    cached by one framing must not slip past the stricter rule of the other).
+    """
+    dtype = _DTYPES.get(name)
+    if dtype is None:
+        try:
+            dtype = np.dtype(name)
+        except (TypeError, ValueError):
+            raise DecodeError(f"bad dtype {name!r}") from None
+        if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.hasobject:
+            raise DecodeError(f"refused dtype {dtype}")
+        if len(_DTYPES) < 256:
+            _DTYPES[name] = dtype
+    if dtype.kind not in kinds:
+        raise DecodeError(f"refused dtype {dtype}")
+    return dtype
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_ARRAY:
         if len(data) < 4:
@@ -87,13 +109,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
         if (not isinstance(header, list) or len(header) != 2 or not isinstance(header[0], str)
                 or not isinstance(header[1], list)):
             raise DecodeError("bad array header")
-        dtype = _DTYPES.get(header[0])
-        if dtype is None:
-            dtype = np.dtype(header[0])
-            if dtype.kind not in _ALLOWED_KINDS or dtype.hasobject:
-                raise DecodeError(f"refused dtype {dtype}")
-            if len(_DTYPES) < 256:
-                _DTYPES[header[0]] = dtype
+        dtype = _checked_dtype(header[0], _ALLOWED_KINDS)
         shape = tuple(int(n) for n in header[1])
         if any(n < 0 for n in shape):
             raise DecodeError("negative dimension")
@@ -168,16 +184,7 @@ def decode_entry(data: bytes) -> Any:
             or not isinstance(header[3], list)
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in header[3])):
         raise DecodeError("bad array entry header")
-    dtype = _DTYPES.get(header[2])
-    if dtype is None:
-        try:
-            dtype = np.dtype(header[2])
-        except (TypeError, ValueError):
-            raise DecodeError(f"bad dtype {header[2]!r}") from None
-        if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.hasobject:
-            raise DecodeError(f"refused dtype {dtype}")
-        if len(_DTYPES) < 256:
-            _DTYPES[header[2]] = dtype
+    dtype = _checked_dtype(header[2], _NUMERIC_KINDS)
     shape = tuple(header[3])
     count = math.prod(shape)
     body = view[7 + hlen:]
