@@ -172,23 +172,34 @@ def _gpu_names() -> list[str]:
     return [f"{d.name}" for d in devices.devices() if d.kind == "cuda"]
 
 
-def load_cached() -> Calibration | None:
-    """The calibration saved for this hardware, if there is one (reads a small file; never measures)."""
-    global _current
-    if _current is not None:
-        return _current
+def _read_saved(fp: str) -> Calibration | None:
+    """The saved calibration if it is readable and was measured on this hardware."""
     path = _path()
     if not path.is_file():
         return None
     try:
         cal = Calibration.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
+        log.info("calibration file %s unreadable; it will be measured again", path)
         return None
-    if cal.fingerprint != fingerprint(_gpu_names()):
+    if cal.fingerprint != fp:
+        log.info("hardware changed since the last calibration; it will be measured again")
         return None
+    return cal
+
+
+_tried_saved = False
+
+
+def load_cached() -> Calibration | None:
+    """The calibration saved for this hardware, if there is one (reads a small file once; never measures)."""
+    global _current, _tried_saved
+    if _current is not None or _tried_saved:
+        return _current
     with _lock:
-        if _current is None:
-            _current = cal
+        if _current is None and not _tried_saved:
+            _current = _read_saved(fingerprint(_gpu_names()))
+        _tried_saved = True
         return _current
 
 
@@ -198,27 +209,17 @@ def load_or_measure(force: bool = False) -> Calibration:
     with _lock:
         if _current is not None and not force:
             return _current
-        names = _gpu_names()
-        fp = fingerprint(names)
-        path = _path()
-        if not force and path.is_file():
-            try:
-                cal = Calibration.from_json(json.loads(path.read_text()))
-                if cal.fingerprint == fp:
-                    _current = cal
-                    return cal
-                log.info("hardware changed since the last calibration; measuring again")
-            except (OSError, ValueError, KeyError, TypeError):
-                log.info("calibration file %s unreadable; measuring again", path)
-        cal = Calibration(fp, measure_cpu(), measured_at=time.time())
-        devices = importlib.import_module("noodle.devices")
-
-        for index in range(devices.gpu_count()):
-            rates = measure_gpu(index)
-            if rates is not None:
-                cal.gpus[index] = rates
+        fp = fingerprint(_gpu_names())
+        cal = None if force else _read_saved(fp)
+        if cal is None:
+            cal = Calibration(fp, measure_cpu(), measured_at=time.time())
+            devices = importlib.import_module("noodle.devices")
+            for index in range(devices.gpu_count()):
+                rates = measure_gpu(index)
+                if rates is not None:
+                    cal.gpus[index] = rates
+            _save(cal)
         _current = cal
-        _save(cal)
         return cal
 
 
@@ -248,6 +249,7 @@ def _save(cal: Calibration) -> None:
 
 def reset() -> None:
     """Forget the in-process calibration (tests)."""
-    global _current
+    global _current, _tried_saved
     with _lock:
         _current = None
+        _tried_saved = False
