@@ -150,6 +150,18 @@ def test_warm_and_snapshot_round_trip(tmp_path):
     assert d.stats()["hits"] == 2
 
 
+def test_snapshot_skips_values_it_cannot_encode_and_keeps_the_rest():
+    c = CacheManager(policy="lru", max_entries=10, snapshot=False, namespace="mixedsnap", redis_url=None)
+    c.set("ok", np.arange(3))
+    c.set("obj", object())  # fine in the local tier, but has no safe encoding
+    c.set("also", "text")
+    assert c.save_snapshot() == 2
+    d = CacheManager(policy="lru", max_entries=10, snapshot=True, namespace="mixedsnap", redis_url=None)
+    assert np.array_equal(d.get("ok"), np.arange(3)) and d.get("also") == "text"
+    assert d.get("obj", "absent") == "absent"
+    d.close()
+
+
 def test_corrupt_snapshot_is_ignored():
     c = CacheManager(policy="lru", max_entries=10, snapshot=True, namespace="corrupt", redis_url=None)
     path = c.snapshot_path()

@@ -30,18 +30,29 @@ def save(manager: Any, path: Path) -> int:
         if entry is MISSING or (entry.expires and entry.expires <= now):
             continue
         remaining = entry.expires - now if entry.expires else 0.0
-        row = [key, entry.value, remaining, list(t for t in entry.tags)]
-        try:
-            codec.encode(row)  # skip what cannot be encoded safely, keep the rest
-        except CacheEncodingError:
-            continue
-        rows.append(row)
-    data = codec.encode({"version": 1, "namespace": manager.namespace, "entries": rows})
+        rows.append([key, entry.value, remaining, list(entry.tags)])
+    try:  # one encode in the common case; row by row only when some value cannot be encoded
+        data = _encode_snapshot(manager, rows)
+    except CacheEncodingError:
+        rows = [row for row in rows if _encodable(row)]  # skip what cannot be encoded safely
+        data = _encode_snapshot(manager, rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
     return len(rows)
+
+
+def _encode_snapshot(manager: Any, rows: list[list[Any]]) -> bytes:
+    return codec.encode({"version": 1, "namespace": manager.namespace, "entries": rows})
+
+
+def _encodable(row: list[Any]) -> bool:
+    try:
+        codec.encode(row)
+    except CacheEncodingError:
+        return False
+    return True
 
 
 def load(manager: Any, path: Path) -> int:
