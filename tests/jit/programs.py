@@ -61,6 +61,11 @@ class Case:
 
         return program
 
+    def float_dtypes(self) -> set[str]:
+        """Float dtypes the program computes in: its inputs' and every cast's."""
+        found = {self.dtype} | {step[2] for step in self.steps if step[0] == "cast"}
+        return {d for d in found if d.startswith("float")}
+
     def inputs(self, seed: int) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
         out = []
