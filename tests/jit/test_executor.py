@@ -169,3 +169,14 @@ def test_results_kept_across_compiled_calls_stay_intact():
     np.testing.assert_allclose(r3[0], x * x + 1.0, rtol=1e-15)
     np.testing.assert_allclose(r1[1], (x - y).sum(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(r2[1], np.zeros(400))
+
+
+def test_hot_threshold_tuple_halves_are_checked():
+    from noodle.errors import ConfigError
+    from noodle.exec.state import parse_hot_threshold
+
+    assert parse_hot_threshold((5, 1)) == (5, 1.0)
+    assert parse_hot_threshold((None, 0.5)) == (None, 0.5)
+    for bad in ((10.0, 0.05), ("10", None), (3, "fast"), (True, None)):
+        with pytest.raises(ConfigError, match="hot_threshold"):
+            parse_hot_threshold(bad)

@@ -54,6 +54,12 @@ def parse_hot_threshold(value: Any) -> tuple[int | None, float | None]:
         return None, value
     if isinstance(value, tuple) and len(value) == 2:
         calls, secs = value
+        # each half is checked as what it must be: a float count of calls (10.0) or a string
+        # would otherwise be read as "no call threshold" or escape as a bare ValueError
+        if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int)):
+            raise ConfigError("hot_threshold", value, "(calls, seconds) with calls an int or None")
+        if secs is not None and (isinstance(secs, bool) or not isinstance(secs, int | float)):
+            raise ConfigError("hot_threshold", value, "(calls, seconds) with seconds a number or None")
         return (parse_hot_threshold(calls)[0] if calls is not None else None,
                 parse_hot_threshold(float(secs))[1] if secs is not None else None)
     raise ConfigError("hot_threshold", value, "an int (calls), a float (seconds) or (calls, seconds)")
