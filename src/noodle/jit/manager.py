@@ -23,7 +23,7 @@ from typing import Any
 
 from noodle import metrics
 from noodle.errors import CompileError
-from noodle.exec.state import ProgramState, set_compile_hook
+from noodle.exec.state import FALLBACKS, ProgramState, set_compile_hook
 
 log = logging.getLogger("noodle.jit")
 
@@ -31,8 +31,6 @@ COMPILES = metrics.counter("noodle_jit_compiles_total", "JIT program compiles, b
                            ["backend", "status"])
 COMPILE_SECONDS = metrics.histogram("noodle_jit_compile_seconds", "Seconds to compile one JIT program",
                                     ["backend"])
-FALLBACKS = metrics.counter("noodle_jit_fallbacks_total",
-                            "JIT programs left interpreted, by reason", ["reason"])
 
 
 def choose_backend(state: ProgramState) -> str:
@@ -91,6 +89,7 @@ class CompileManager:
         name = choose_backend(state)
         state.status = "compiling"
         t0 = time.perf_counter()
+        reason = "compile_error"
         try:
             from noodle.backends.registry import get_backend
             from noodle.jit.lower import build_runner
@@ -102,6 +101,7 @@ class CompileManager:
                 backend = get_backend(name)
                 ok, why = backend.available()
                 if not ok:
+                    reason = "backend_unavailable"
                     raise CompileError(f"backend {name!r} is not available here: {why}")
                 program = state.program
                 if not program.meta.get("optimized"):
@@ -110,7 +110,6 @@ class CompileManager:
                 self._runners[key] = runner
         except Exception as exc:  # noqa: BLE001 - any failure means: stay interpreted
             seconds = time.perf_counter() - t0
-            reason = "backend_unavailable" if "not available" in str(exc) else "compile_error"
             state.status = "failed"
             state.error = f"{type(exc).__name__}: {exc}"
             state.compile_seconds += seconds
