@@ -32,6 +32,7 @@ import numpy as np
 
 from noodle.errors import DTypeError, IRVerifyError, ShapeError
 from noodle.ir.ops import OPS, OpKind
+from noodle.ir.shapes import size
 
 # dtypes a program may use: fixed-size, no objects, no complex (backends cannot all do them)
 DTYPES: tuple[str, ...] = (
@@ -115,16 +116,9 @@ class Program:
                        dict(self.meta))
 
 
-def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n * np.dtype(dtype).itemsize
-
-
 def value_nbytes(node: Node) -> int:
     """Bytes one value of this node occupies."""
-    return _nbytes(node.shape, node.dtype)
+    return size(node.shape) * np.dtype(node.dtype).itemsize
 
 
 # ---------------------------------------------------------------- type inference

@@ -26,6 +26,7 @@ def result_shape(op: OpDef, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
 
 
 def size(shape: tuple[int, ...]) -> int:
+    """Number of elements of ``shape`` (exact Python int, 1 for a 0-d shape)."""
     n = 1
     for d in shape:
         n *= d

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from noodle.ir.graph import Program
 from noodle.ir.ops import ELEMENTWISE_KINDS, OPS, OpKind
+from noodle.ir.shapes import size
 
 
 @dataclass
@@ -39,13 +40,6 @@ class _Group:
     members: set[int] = field(default_factory=set)
     closed: bool = False      # ended by a reduction
     tail: int = -1            # mm: the latest value (the only one allowed to escape)
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def fuse(program: Program) -> Program:
@@ -81,7 +75,7 @@ def fuse(program: Program) -> Program:
 
     for i, node in enumerate(nodes):
         kind = OPS[node.op].kind
-        if kind in ELEMENTWISE_KINDS and node.shape and _size(node.shape) > 0:
+        if kind in ELEMENTWISE_KINDS and node.shape and size(node.shape) > 0:
             # (0-d values are scalars: a kernel launch costs more than the interpreter)
             # matmul epilogue first: the product's tail feeds only this node
             joined = False
@@ -137,7 +131,7 @@ def fuse(program: Program) -> Program:
                     grp.members.add(i)
                     grp.closed = True
                     group_of[i] = g
-        elif kind is OpKind.MATMUL and _size(node.shape) > 0:
+        elif kind is OpKind.MATMUL and size(node.shape) > 0:
             new_group("mm", i, node.shape)
     # renumber groups in order of first member, so text and bytecode are stable
     order = sorted(groups, key=lambda g: min(groups[g].members))
