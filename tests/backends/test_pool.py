@@ -126,3 +126,21 @@ def test_metrics_report_hits_and_misses() -> None:
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         BufferPool(max_bytes=-1)
+
+
+def test_free_buffer_taken_tracked_keeps_the_byte_count_honest() -> None:
+    # a given-back buffer handed out again with track=True must be counted once, as a tracked
+    # buffer, so bytes_held does not creep up to max_bytes while the pool holds nothing
+    pool = BufferPool(min_bytes=0, max_tracked_per_key=1)
+    for _ in range(5):
+        a = pool.take(1000, "float64")
+        pool.give(a)
+        b = pool.take(1000, "float64", track=True)
+        del a, b
+    stats = pool.stats()
+    assert stats["bytes_held"] == 8000 * (stats["free_buffers"] + stats["tracked_buffers"])
+    assert stats["tracked_buffers"] == 1
+    hits = stats["hits"]
+    c = pool.take(1000, "float64", track=True)  # the dropped tracked buffer comes back
+    assert pool.stats()["hits"] == hits + 1
+    del c

@@ -94,7 +94,12 @@ class BufferPool:
             free = self._free.get(key)
             if free:
                 base = free.pop()
-                if not track:
+                # a free buffer handed out tracked moves to the tracked list (its bytes stay
+                # counted); otherwise, or with no room there, the pool stops holding it
+                tracked = self._tracked.setdefault(key, []) if track else None
+                if tracked is not None and len(tracked) < self.max_tracked_per_key:
+                    tracked.append(base)
+                else:
                     self._bytes -= nbytes
             else:
                 tracked = self._tracked.get(key)
