@@ -159,6 +159,19 @@ def test_planted_payloads_are_misses_and_run_nothing(redis_url, namespace, tmp_p
     c.close()
 
 
+def test_payload_past_its_lifetime_is_a_redis_miss(redis_url, namespace):
+    """A payload whose own expiry has passed (Redis has not dropped it yet) is served as a miss."""
+    from noodle.cache.redis_tier import RedisTier
+
+    r = redis.Redis.from_url(redis_url)
+    r.set(f"noodle:{namespace}:old", RedisTier.pack("stale", time.time() - 5, ()))  # no Redis TTL
+    c = make(redis_url, namespace)
+    assert c.get("old", "default") == "default"
+    stats = c.stats()
+    assert (stats["redis_hits"], stats["redis_misses"]) == (0, 1)
+    c.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -335,13 +335,14 @@ class CacheManager(LoadingMixin):
             self.decode_errors += 1
             self.redis_misses += 1
             return MISSING
-        self.redis_hits += 1
         if expires_unix:
             remaining = expires_unix - time.time()
-            if remaining <= 0:
+            if remaining <= 0:  # past its lifetime (Redis has not dropped it yet): a miss
+                self.redis_misses += 1
                 return MISSING
         else:
             remaining = 0.0
+        self.redis_hits += 1
         if self.local_tier:
             with self._lock:
                 if epoch == self._epoch:  # no invalidation arrived while we were reading
