@@ -44,15 +44,13 @@ import numpy as np
 from noodle.errors import IRVerifyError, NBCFormatError
 from noodle.ir.graph import DTYPES, MAX_NDIM, Node, Program
 from noodle.ir.ops import BY_CODE, OPS
-from noodle.ir.verify import verify
+from noodle.ir.verify import MAX_DIM, MAX_ELEMENTS, verify  # the verifier's limits, checked early
 
 MAGIC = b"NBC1"
 VERSION = 1
 DIGEST_BYTES = 16
 MAX_NODES = 1_000_000
 MAX_CONST_BYTES = 1 << 30
-MAX_DIM = 1 << 40
-MAX_ELEMENTS = 1 << 48
 MAX_ATTR_NAME = 32
 _DTYPE_CODE = {name: i for i, name in enumerate(DTYPES)}
 _HEADER = struct.Struct("<4sHHIIII")
