@@ -62,7 +62,7 @@ class Executor:
     def execute(self, program: Program | bytes, *args: Any, use_jit: bool = True) -> Any:
         """Run ``program`` on ``args``; one output is returned as is, several as a tuple."""
         st = self.state(program)
-        types = st.program.input_types()
+        types = st.input_types
         if len(args) != len(types):
             raise ExecutionError(f"the program takes {len(types)} arrays, got {len(args)}")
         for i, (a, (shape, dtype)) in enumerate(zip(args, types, strict=True)):

@@ -78,6 +78,9 @@ class ProgramState:
         self.backend_request = backend
         self.device = device
         self.single_output = bool(program.meta.get("single_output", False))
+        # (shape, dtype) per argument, once: Executor.execute checks every call against it, and
+        # Program.input_types() walks every node
+        self.input_types = program.input_types()
         self.array_module = "numpy"   # "cupy" when traced from CuPy arrays: picks the cuda backend
         self.interpreted_calls = 0
         self.compiled_calls = 0
