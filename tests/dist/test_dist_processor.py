@@ -100,6 +100,15 @@ def test_submit_timeout_cancels_and_reports(proc):
     time.sleep(1.0)  # let the abandoned sleeps finish so later tests get free workers
 
 
+def test_gather_judges_each_task_by_its_own_deadline(proc):
+    # the quick task's short deadline passes while the slow task (long deadline) is still running:
+    # gather must keep waiting for the slow one, not cancel it at the nearest deadline
+    quick = proc.submit(w.slow_square, 2, 0.0, timeout=0.3)
+    slow = proc.submit(w.slow_square, 3, 0.8, timeout=30)
+    assert proc.gather([quick, slow]) == [4, 9]
+    assert slow.status == "finished"
+
+
 def test_map_stall_timeout_cancels_every_outstanding_chunk(proc):
     with pytest.raises(TaskTimeoutError, match="no chunk finished within 0.3 s"):
         proc.map(functools.partial(w.slow_square, seconds=1.0), [1, 2, 3, 4], chunk_size=1, timeout=0.3,

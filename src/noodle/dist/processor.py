@@ -320,17 +320,24 @@ class Processor:
         tasks = list(tasks)
         if not tasks:
             return []
-        deadlines = [t.remaining() for t in tasks if t.deadline is not None]
-        try:
-            with self.client.as_current():
-                wait([t.future for t in tasks], timeout=min(deadlines) if deadlines else None)
-        except TimeoutError as exc:
-            late = [t for t in tasks if not t.done()]
-            self._timed_out([t.future for t in late], f"{len(late)} task(s)", late[0].timeout)
-            raise TaskTimeoutError(
-                f"{len(late)} of {len(tasks)} task(s) passed their timeout and were cancelled "
-                f"(first: {late[0].key})"
-            ) from exc
+        # Wait up to the nearest deadline, then judge each task by its OWN deadline: a task with a
+        # later deadline that is still running is waited for again, not cancelled early.
+        pending = [t for t in tasks if not t.done()]
+        while pending:
+            deadlines = [t.remaining() for t in pending if t.deadline is not None]
+            try:
+                with self.client.as_current():
+                    wait([t.future for t in pending], timeout=min(deadlines) if deadlines else None)
+                break
+            except TimeoutError as exc:
+                pending = [t for t in pending if not t.done()]
+                late = [t for t in pending if t.deadline is not None and t.remaining() <= 0]
+                if late:
+                    self._timed_out([t.future for t in late], f"{len(late)} task(s)", late[0].timeout)
+                    raise TaskTimeoutError(
+                        f"{len(late)} of {len(tasks)} task(s) passed their timeout and were cancelled "
+                        f"(first: {late[0].key})"
+                    ) from exc
         try:
             values = self.client.gather([t.future for t in tasks])
         except Exception as exc:
