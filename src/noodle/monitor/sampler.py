@@ -28,18 +28,22 @@ MIN_INTERVAL = 1.0  # seconds: the configured interval may not go below this
 
 
 class _Nvml:
-    """GPU readings through NVML, or nothing when there is no usable GPU."""
+    """GPU readings through NVML, or nothing when there is no usable GPU.
+
+    NVML is loaded and initialised by the device layer (one cached probe per process, shared
+    with ``noodle devices``), not again here for every sampler.
+    """
 
     def __init__(self) -> None:
-        self.handles: list[Any] = []
-        self._nv: Any = None
-        try:
-            import pynvml
+        from noodle.devices.detect import _nvml
 
-            pynvml.nvmlInit()
-            self._nv = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        except Exception:  # no driver, no library, no device: no GPU fields
+        self.handles: list[Any] = []
+        self._nv, _reason = _nvml()
+        if self._nv is None:  # no driver, no library: no GPU fields
+            return
+        try:
+            self.handles = [self._nv.nvmlDeviceGetHandleByIndex(i) for i in range(self._nv.nvmlDeviceGetCount())]
+        except Exception:  # no device or a driver error: no GPU fields
             self.handles = []
 
     def read(self) -> dict[str, float]:
