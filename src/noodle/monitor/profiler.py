@@ -195,12 +195,11 @@ class SamplingProfiler:
         _active.append(self)
         return self
 
-    def _intern(self, code: Any, line: int) -> int:
-        key = code
-        fid = self._frame_ids.get(key)
+    def _intern(self, code: Any) -> int:
+        fid = self._frame_ids.get(code)
         if fid is None:
             fid = len(self._frames)
-            self._frame_ids[key] = fid
+            self._frame_ids[code] = fid
             self._frames.append({"name": getattr(code, "co_qualname", code.co_name),
                                  "file": code.co_filename, "line": code.co_firstlineno})
         return fid
@@ -218,7 +217,7 @@ class SamplingProfiler:
                 continue
             ids = []
             while frame is not None:
-                ids.append(self._intern(frame.f_code, 0))
+                ids.append(self._intern(frame.f_code))
                 frame = frame.f_back
             ids.reverse()
             key = tuple(ids)
