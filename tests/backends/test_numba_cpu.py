@@ -421,3 +421,21 @@ def test_prewarm_imports_numba_once() -> None:
     t.join(timeout=60)
     assert not t.is_alive() and "numba" in sys.modules
     assert numba_cpu.prewarm() is t
+
+
+@pytest.mark.parametrize(("shape", "bshape", "axes"), [
+    ((3, 1, 5), (5,), (0,)), ((3, 1, 5), (3, 1, 5), (0, 2)), ((4, 6), (6,), None),
+    ((2, 3, 4), (2, 3, 4), (1,)), ((7, 1), (7, 1), (1,)), ((300, 300), (300,), None),
+])
+def test_mean_divides_by_the_reduced_element_count(numba_backend, shape, bshape, axes) -> None:
+    # the count comes from the collapsed layout (size-1 dims dropped, neighbours merged): it must
+    # still be the product of the original reduced axes, in every loop shape including stages
+    nd = len(shape)
+    kept = [s for d, s in enumerate(shape) if axes is not None and d not in axes]
+    body = (Instr("add", (0, 1), "float64"), Instr("exp", (2,), "float64"))
+    spec = KernelSpec((("float64", shape), ("float64", bshape)), (), body, (), shape,
+                      reduce=Reduce("mean", 3, axes, False, "float64", tuple(kept)))
+    rng = np.random.default_rng(nd)
+    a, b = rng.random(shape), rng.random(bshape)
+    got = numba_backend.compile_kernel(spec)(a, b)[-1]
+    np.testing.assert_allclose(got, np.exp(a + b).mean(axis=axes), rtol=1e-12)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -218,6 +219,9 @@ class NumbaKernel(Kernel):
         self._ser = getattr(module, "k_ser", None)
         red = spec.reduce
         self._acc = np.dtype(p.acc_dtype) if red is not None else None
+        # elements a mean divides by: the reduced dims of the shared collapsed layout (size-1
+        # dims dropped, neighbours merged: the product is the same), computed once, not per call
+        self._mean_count = math.prod(s for s, r in zip(p.shape, p.reduced, strict=True) if r)
         if p.mode == "stages":
             self._steps = [dict(s, fn=(getattr(np, s["fn"]) if s["kind"] == "ufunc"
                                        else getattr(module, f"s{s['index']}"))) for s in p.stages]
@@ -318,21 +322,10 @@ class NumbaKernel(Kernel):
         else:
             combined = partial.min() if all_reduced or p.mode in ("chunks", "stages") else partial
         if red.op == "mean":
-            count = 1
-            for s, r in zip(self.spec.shape, self._reduced_axes(), strict=True):
-                if r:
-                    count *= s
             with np.errstate(all="ignore"):
-                combined = np.asarray(combined, dtype=np.float64) / count
+                combined = np.asarray(combined, dtype=np.float64) / self._mean_count
         res = np.asarray(combined).astype(red.dtype, copy=False).reshape(red.shape)
         return res[()] if res.shape == () else res
-
-    def _reduced_axes(self) -> list[bool]:
-        red = self.spec.reduce
-        nd = len(self.spec.shape)
-        assert red is not None
-        axes = tuple(range(nd)) if red.axes is None else tuple(a % nd for a in red.axes)
-        return [d in axes for d in range(nd)]
 
     def _empty(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> tuple[Any, ...]:
         """Zero-size iteration space: NumPy defines the (empty or identity) results."""
