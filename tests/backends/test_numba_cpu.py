@@ -234,6 +234,8 @@ def test_matmul_without_epilogue_and_bad_operands(numba_backend) -> None:
     np.testing.assert_array_equal(kernel(a, b)[0], a @ b)
     with pytest.raises(ShapeError, match="compiled for"):
         kernel(np.ones((4, 3)), b)
+    with pytest.raises(DTypeError, match="operand b is float32"):
+        kernel(a, b.astype(np.float32))
     with pytest.raises(ShapeError, match="epilogue"):
         numba_backend.compile_matmul(MatmulSpec(("float64", (3, 4)), ("float64", (4, 5)), "float64", (3, 5),
                                                 epilogue=bias_relu(5, 3)))

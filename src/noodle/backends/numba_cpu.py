@@ -407,8 +407,10 @@ class NumbaMatmulKernel(Kernel):
         a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
         for name, x, (dt, shp) in (("a", a, self.spec.a), ("b", b, self.spec.b)):
             if x.shape != tuple(shp) or x.dtype != np.dtype(dt):
-                raise ShapeError(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
-                                 f"{dt}{tuple(shp)}; compile a kernel for this signature")
+                # the same error classes as check_inputs gives a fused kernel's inputs
+                cls = ShapeError if x.shape != tuple(shp) else DTypeError
+                raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
+                          f"{dt}{tuple(shp)}; compile a kernel for this signature")
         out = self.pool.take(self._shape, self._dtype, track=True)
         if a.dtype != self._dtype or b.dtype != self._dtype:
             np.matmul(a.astype(self._dtype), b.astype(self._dtype), out=out)
