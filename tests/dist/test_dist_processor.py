@@ -109,6 +109,20 @@ def test_gather_judges_each_task_by_its_own_deadline(proc):
     assert slow.status == "finished"
 
 
+def test_slow_stream_consumer_is_not_a_stall(proc):
+    # the stall limit counts chunks finishing on the cluster, not the caller's pace: chunks keep
+    # finishing every ~0.5 s (10 chunks, 2 workers), while the caller sits on the first result for
+    # longer than the limit; nothing may be cancelled and no timeout may be counted
+    before = metrics.registry.get("noodle_dist_tasks_total").value("timeout")
+    stream = proc.map(functools.partial(w.slow_square, seconds=0.5), range(10), chunk_size=1,
+                      ordered=False, timeout=1.5, progress=False)
+    pairs = [next(stream)]
+    time.sleep(2.5)
+    pairs.extend(stream)
+    assert sorted(pairs) == [(i, i * i) for i in range(10)]
+    assert metrics.registry.get("noodle_dist_tasks_total").value("timeout") == before
+
+
 def test_map_stall_timeout_cancels_every_outstanding_chunk(proc):
     with pytest.raises(TaskTimeoutError, match="no chunk finished within 0.3 s"):
         proc.map(functools.partial(w.slow_square, seconds=1.0), [1, 2, 3, 4], chunk_size=1, timeout=0.3,

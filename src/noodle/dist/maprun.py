@@ -43,9 +43,17 @@ class MapRun:
         self._watchdog.start()
 
     def _watch(self) -> None:
+        # Progress is chunks finishing on the cluster, not the caller taking results: a slow consumer
+        # of a stream must not get chunks that are still running (and on time) cancelled.
         step = min(1.0, max(0.01, self.stall / 4))
+        done_before = 0
         while not self._finished.wait(step):
-            if time.monotonic() - self.last_progress > self.stall:
+            done = sum(1 for f in self.futures if f.done())
+            if done == len(self.futures):
+                return
+            if done != done_before:
+                done_before, self.last_progress = done, time.monotonic()
+            elif time.monotonic() - self.last_progress > self.stall:
                 self.timed_out = True
                 self.proc._timed_out(self.futures, f"map of {len(self.chunks)} chunk(s)", self.stall)
                 return
@@ -106,7 +114,6 @@ class MapRun:
                                                loop=self.proc.client.loop):
                 if future.status != "finished":
                     raise self._fail(future, result)
-                self.last_progress = time.monotonic()
                 yield future, result
         finally:
             self._finish()
