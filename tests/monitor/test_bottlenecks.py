@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from noodle.monitor import detect
@@ -87,3 +89,19 @@ def test_every_rule_tolerates_absent_metrics(rule, reg):
     from noodle.monitor.bottlenecks import Context
 
     assert rule(Context([], {}, reg, 60.0)) is None
+
+
+def test_bottleneck_alert_resolves_when_the_bottleneck_is_gone(monitor):
+    from noodle.monitor.core import BOTTLENECK_EVERY
+
+    def feed(cpu: float) -> None:
+        for _ in range(BOTTLENECK_EVERY):
+            monitor._on_sample({"t": time.time(), "cpu": cpu, "mem": 0.2})
+
+    feed(0.99)  # the sampler callback's path: a check runs on the tenth tick
+    assert [(a.rule, a.state) for a in monitor.alerts.active() if a.rule.startswith("bottleneck_")] == [
+        ("bottleneck_cpu_bound", "firing")]
+    feed(0.05)  # the window's CPU mean drops to about 52 %: no cpu_bound finding any more
+    assert not [a for a in monitor.alerts.active() if a.rule.startswith("bottleneck_")]
+    resolved = [a for a in monitor.alerts.history() if a.rule == "bottleneck_cpu_bound"]
+    assert [a.state for a in resolved] == ["firing", "resolved"]

@@ -70,10 +70,15 @@ class Monitor:
             self._ticks += 1
             check = self._ticks % BOTTLENECK_EVERY == 0
         if check:
-            for b in self.bottlenecks(window=max(60.0, self.interval * BOTTLENECK_EVERY)):
-                if b.severity >= BOTTLENECK_ALERT_SEVERITY:
-                    self.alerts.raise_alert(f"bottleneck_{b.kind}", "warning", b.evidence, b.severity,
-                                            series=b.kind)
+            severe = {b.kind: b for b in self.bottlenecks(window=max(60.0, self.interval * BOTTLENECK_EVERY))
+                      if b.severity >= BOTTLENECK_ALERT_SEVERITY}
+            for kind, b in severe.items():
+                self.alerts.raise_alert(f"bottleneck_{kind}", "warning", b.evidence, b.severity, series=kind)
+            # a bottleneck alert this monitor raised resolves once the bottleneck is gone, like the
+            # threshold alerts do; otherwise it would stay "active" for the rest of the process
+            for alert in self.alerts.active():
+                if alert.series not in severe and alert.rule == f"bottleneck_{alert.series}":
+                    self.alerts.resolve(alert.rule, alert.series)
         for callback in list(self._sample_callbacks):
             callback(sample)
 
