@@ -95,12 +95,16 @@ def n_threads() -> int:
 
 def _warm_numba() -> None:
     importlib.import_module("numba")
+    from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
 
     # loading the first cached kernel fills Numba's typing and lowering registries (~0.15 s);
-    # doing it here moves that cost off the first compile as well
-    cpu_target.target_context.refresh()
-    cpu_target.typing_context.refresh()
+    # doing it here moves that cost off the first compile as well. Under Numba's compiler lock:
+    # refreshing the registries while another thread compiles made that compile fail to type
+    # plain array attributes ("Unknown attribute 'shape'").
+    with global_compiler_lock:
+        cpu_target.target_context.refresh()
+        cpu_target.typing_context.refresh()
 
 
 _prewarm_thread: threading.Thread | None = None
