@@ -17,7 +17,9 @@ Example::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,61 +27,148 @@ import numpy as np
 from noodle.errors import ConfigError, TraceError
 from noodle.exec.state import ProgramState, parse_hot_threshold
 from noodle.passes import optimize
-from noodle.trace import is_array, trace
+from noodle.trace import is_array
+from noodle.trace.tracer import Concretize, Tracer, trace_with_context
 
 _BACKENDS = (None, "numba", "cuda", "interpret")
 _DEVICES = ("auto", "cpu", "cuda", "gpu")
 _ndarray = np.ndarray
+_SCALAR_TYPES = (float, int, bool)
+MAX_SIGNATURES = 64     # traced signatures kept per function (least recently traced dropped)
+MAX_VARIANTS = 8        # guard variants kept per signature (captured values seen)
+_SHAPE_OPS = frozenset({"input", "reshape", "transpose", "broadcast_to"})
+log = logging.getLogger("noodle.jit")
 
 
-def _signature(args: tuple) -> tuple:
-    """Cache key of a call: shape and dtype per NumPy array (flattened: hashing is the per-call
-    cost); type+shape+dtype for other arrays (CuPy); type+value for static arguments."""
-    key: list[Any] = []
-    for a in args:
-        if type(a) is _ndarray:
-            key.append(a.shape)
-            key.append(a.dtype)
-        elif is_array(a):
-            key.append((type(a), a.shape, a.dtype))
-        else:
-            key.append((type(a), a))
-    return tuple(key)
+class _Entry:
+    """One traced program for one signature and one set of captured values."""
+
+    __slots__ = ("check", "params", "positions", "scalar_outputs", "state")
+
+    def __init__(self, state: ProgramState, positions: tuple[int, ...] | None, params: frozenset[int],
+                 check: Callable[[tuple], tuple | None] | None) -> None:
+        self.state = state
+        self.positions = positions      # argument positions of the program's inputs (None: all)
+        self.params = params            # those of them that are scalar parameters (0-d inputs)
+        self.check = check              # guards; returns the implicit inputs, None when stale
+        program = state.program
+        outs = [program.nodes[o] for o in program.outputs]
+        flags = tuple(not n.shape and n.op not in _SHAPE_OPS for n in outs)
+        self.scalar_outputs = flags if any(flags) else None
 
 
 class JitFunction:
-    """A jitted function: call it like the original; see the module docstring."""
+    """A jitted function: call it like the original; see the module docstring.
+
+    What the function reads from outside its arguments is guarded, not frozen (see
+    :mod:`noodle.trace.guards`); Python scalars are runtime parameters unless static.
+    """
 
     def __init__(self, fn: Callable[..., Any], device: str = "auto", backend: str | None = None,
-                 hot_threshold: Any = None) -> None:
+                 hot_threshold: Any = None, static_argnums: Sequence[int] | int = (),
+                 static_argnames: Sequence[str] | str = ()) -> None:
         if backend not in _BACKENDS:
             raise ConfigError("backend", backend, "None, 'numba', 'cuda' or 'interpret'")
         if device not in _DEVICES:
             raise ConfigError("device", device, "'auto', 'cpu' or 'cuda'")
+        if not callable(fn) or not hasattr(fn, "__code__"):
+            raise TraceError(f"@noodle.jit needs a Python function, got {type(fn).__name__}")
         self.fn = fn
         self.device = device
         self.backend = backend
         self.hot_calls, self.hot_seconds = parse_hot_threshold(hot_threshold)
-        self._states: dict[tuple, tuple[ProgramState, tuple[int, ...] | None]] = {}
+        self._sig = inspect.signature(fn)
+        params = list(self._sig.parameters.values())
+        kinds = {p.kind for p in params}
+        self._nparams = len(params)
+        positional = {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD}
+        self._simple = kinds <= positional | {inspect.Parameter.VAR_POSITIONAL}
+        self._varargs = inspect.Parameter.VAR_POSITIONAL in kinds
+        self._npositional = sum(p.kind in positional for p in params)
+        self._names = [p.name for p in params if p.kind in positional]
+        self._static = self._static_positions(static_argnums, static_argnames)
+        self._states: dict[tuple, list[_Entry]] = {}
         functools.update_wrapper(self, fn)
-        if backend in (None, "numba") and device != "cuda":
+        if backend in (None, "numba") and device not in ("cuda", "gpu"):
             # Overlap Numba's import and set-up (most of a warm-cache first compile) with the
             # caller's own work between decoration and the first hot call.
             from noodle.backends.numba_cpu import prewarm
 
             prewarm()
 
+    def _static_positions(self, nums: Sequence[int] | int, names: Sequence[str] | str) -> frozenset[int]:
+        nums = (nums,) if isinstance(nums, int) else tuple(nums)
+        names = (names,) if isinstance(names, str) else tuple(names)
+        out = set()
+        for n in nums:
+            if isinstance(n, bool) or not isinstance(n, int) or not -self._nparams <= n < self._nparams:
+                raise ConfigError("static_argnums", n, f"parameter positions of {self.fn.__name__} "
+                                  f"(0..{self._nparams - 1})")
+            out.add(n % self._nparams)
+        for name in names:
+            if name not in self._names:
+                raise ConfigError("static_argnames", name, f"parameter names of {self.fn.__name__}: "
+                                  f"{', '.join(self._names)}")
+            out.add(self._names.index(name))
+        return frozenset(out)
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        """Support ``@nd.jit`` on methods: ``self`` is a static argument (guarded by identity,
+        its attributes read by the function guarded like any captured state)."""
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
     # ---- the hot path
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or (len(args) != self._nparams):
+            args = self._bind(args, kwargs)
+        key: list[Any] = []
+        static = self._static
+        for i, a in enumerate(args):
+            t = type(a)
+            if t is _ndarray and i not in static:
+                key.append(a.shape)
+                key.append(a.dtype)
+            elif t in _SCALAR_TYPES and i not in static:
+                key.append(t)
+            elif isinstance(a, Tracer):
+                return self.fn(*args)   # called from inside another traced function: inline it
+            elif is_array(a) and i not in static:
+                key.append((t, a.shape, a.dtype))
+            elif isinstance(a, np.generic) and i not in static:
+                key.append((t, a.dtype))
+            else:
+                key.append((t, a))
         try:
-            entry = self._states.get(_signature(args))
+            bucket = self._states.get(tuple(key))
         except TypeError:
             raise TraceError(f"{self.fn.__name__}: a non-array argument is not hashable; pass arrays or "
                              "hashable constants (numbers, strings, tuples)") from None
+        entry = None
+        implicit: tuple = ()
+        if bucket is not None:
+            for e in bucket:
+                if e.check is None:
+                    entry = e
+                    break
+                got = e.check(args)
+                if got is not None:
+                    entry, implicit = e, got
+                    break
         if entry is None:
-            entry = self._prepare(args)
-        state, positions = entry
-        arrays = args if positions is None else [args[i] for i in positions]
+            entry, implicit = self._prepare(args, tuple(key))
+        state = entry.state
+        if entry.positions is None and not implicit:
+            arrays: Sequence[Any] = args
+        else:
+            positions = entry.positions if entry.positions is not None else range(len(args))
+            if entry.params:
+                ps = entry.params
+                arrays = [np.asarray(args[i]) if i in ps else args[i] for i in positions]
+            else:
+                arrays = [args[i] for i in positions]
+            arrays += implicit
         runner = state.runner
         if runner is not None:
             try:
@@ -93,33 +182,127 @@ class JitFunction:
                     state.flush_metrics()
         else:
             out = state.run(arrays)
+        if entry.scalar_outputs is not None:
+            out = tuple(o[()] if f else o for o, f in zip(out, entry.scalar_outputs, strict=True))
         return out[0] if state.single_output else out
 
+    def _bind(self, args: tuple, kwargs: dict) -> tuple:
+        """Positional arguments in parameter order, defaults filled in (read now, not at decoration:
+        a default array mutated since is seen)."""
+        if self._varargs and not kwargs and len(args) >= self._npositional:
+            return args
+        if not self._simple:
+            raise TraceError(f"{self.fn.__name__}: @noodle.jit supports functions whose parameters are all "
+                             "positional-or-keyword (and *args; no keyword-only or **kwargs parameters); "
+                             "wrap the function in one with explicit parameters")
+        try:
+            bound = self._sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TraceError(f"{self.fn.__name__}() called with arguments that do not fit its signature "
+                             f"{self._sig}: {exc}") from None
+        bound.apply_defaults()
+        return tuple(bound.args)
+
     # ---- tracing and the per-signature cache
-    def _prepare(self, args: tuple) -> tuple[ProgramState, tuple[int, ...] | None]:
-        key = _signature(args)
-        entry = self._states.get(key)
-        if entry is not None:
-            return entry
-        positions = tuple(i for i, a in enumerate(args) if is_array(a))
-        program = optimize(trace(self.fn, args))
+    def _kinds(self, args: tuple) -> list[str]:
+        out = []
+        for i, a in enumerate(args):
+            if i in self._static:
+                out.append("static")
+            elif is_array(a):
+                out.append("array")
+            elif isinstance(a, _SCALAR_TYPES) and not (type(a) is int and not -2**63 <= a < 2**63):
+                out.append("param")
+            elif isinstance(a, np.generic) and np.dtype(a.dtype).kind in "biuf":
+                out.append("param")
+            else:
+                out.append("static")
+        return out
+
+    def _check_device(self) -> None:
+        """An explicit GPU request with no usable GPU is an error, as for the eager ops (never a
+        silent run on the CPU)."""
+        if self.device in ("cuda", "gpu") or self.backend == "cuda":
+            from noodle.devices.spec import parse_device
+
+            parse_device("cuda" if self.device == "auto" else self.device)
+
+    def _prepare(self, args: tuple, key: tuple) -> tuple[_Entry, tuple]:
+        from noodle.trace.guards import Capture
+
+        self._check_device()
+        kinds = self._kinds(args)
+        for _ in range(len(args) + 2):
+            try:
+                capture = Capture(self.fn, args, kinds)
+                program, ctx = trace_with_context(self.fn, args, kinds=kinds, env=capture)
+                break
+            except Concretize as c:
+                # a scalar was used where its value matters (``if s:``, a shape): make it static
+                for i in c.params:
+                    kinds[i] = "static"
+            except TraceError:
+                if "param" not in kinds:
+                    raise
+                kinds = ["static" if k == "param" else k for k in kinds]
+        else:  # pragma: no cover - each round makes at least one parameter static
+            raise TraceError(f"{self.fn.__name__}: could not trace with its scalar arguments")
+        program = optimize(program)
+        check, _labels = capture.guard(ctx, self.fn.__name__)
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
                              backend=self.backend, device=self.device, name=self.fn.__name__)
-        if any(type(args[i]).__module__.startswith("cupy") for i in positions):
+        positions = tuple(i for i, k in enumerate(kinds) if k in ("array", "param"))   # input order
+        params = frozenset(i for i, k in enumerate(kinds) if k == "param")
+        if any(type(args[i]).__module__.startswith("cupy") for i in positions if i not in params):
             state.array_module = "cupy"
-        entry = (state, None if len(positions) == len(args) else positions)
-        self._states[key] = entry
-        return entry
+        simple = len(positions) == len(args) and not params
+        entry = _Entry(state, None if simple else positions, params, check)
+        made_static = [(i, type(args[i]), args[i]) for i, k in enumerate(kinds)
+                       if k == "static" and i not in self._static and isinstance(args[i], (*_SCALAR_TYPES, np.generic))]
+        if made_static:   # the key has only their types: this program holds for these values only
+            entry.check = _with_values(check, made_static)
+        bucket = self._states.pop(key, None) or []
+        bucket.insert(0, entry)
+        del bucket[MAX_VARIANTS:]
+        self._states[key] = bucket
+        while len(self._states) > MAX_SIGNATURES:
+            self._states.pop(next(iter(self._states)))
+        implicit = check(args) if check is not None else ()
+        if implicit is None:  # pragma: no cover - the guards were just built from these values
+            raise TraceError(f"{self.fn.__name__}: captured state changed while it was traced; call again")
+        return entry, implicit
 
-    def state(self, *args: Any) -> ProgramState:
+    def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Entry, tuple]:
+        """The entry and implicit inputs for a call (traced now if new or stale)."""
+        if kwargs or len(args) != self._nparams:
+            args = self._bind(args, kwargs)
+        key = []
+        for i, a in enumerate(args):
+            if i in self._static or not (is_array(a) or isinstance(a, (*_SCALAR_TYPES, np.generic))):
+                key.append((type(a), a))
+            elif type(a) is _ndarray:
+                key += [a.shape, a.dtype]
+            elif type(a) in _SCALAR_TYPES:
+                key.append(type(a))
+            elif isinstance(a, np.generic):
+                key.append((type(a), a.dtype))
+            else:
+                key.append((type(a), a.shape, a.dtype))
+        for e in self._states.get(tuple(key), ()):
+            got = () if e.check is None else e.check(args)
+            if got is not None:
+                return e, got
+        return self._prepare(args, tuple(key))
+
+    def state(self, *args: Any, **kwargs: Any) -> ProgramState:
         """The run state for this signature (traced now if new)."""
-        return self._prepare(args)[0]
+        return self._lookup(args, kwargs)[0].state
 
-    def compile(self, *args: Any) -> str:
+    def compile(self, *args: Any, **kwargs: Any) -> str:
         """Compile for the signature of ``args`` now; returns the backend used ("interpret" if none)."""
         from noodle.jit.manager import default_manager
 
-        state = self.state(*args)
+        state = self.state(*args, **kwargs)
         if state.runner is not None and state.backend:
             return state.backend
         if state.status == "disabled":
@@ -148,9 +331,10 @@ class JitFunction:
     def stats(self) -> dict[str, Any]:
         """Totals over every signature, plus per-signature detail under ``signatures``."""
         per = []
-        for st, _ in self._states.values():
-            st.flush_metrics()
-            per.append(st.stats())
+        for bucket in self._states.values():
+            for entry in bucket:
+                entry.state.flush_metrics()
+                per.append(entry.state.stats())
         backends = sorted({s["backend"] for s in per if s["backend"]})
         return {
             "calls": sum(s["calls"] for s in per),
@@ -165,17 +349,36 @@ class JitFunction:
         return f"<noodle.jit {self.fn.__name__} ({len(self._states)} signatures)>"
 
 
+def _with_values(check: Callable[[tuple], tuple | None] | None,
+                 values: list[tuple[int, type, Any]]) -> Callable[[tuple], tuple | None]:
+    """``check`` plus: the scalars made static (used where their value matters) are unchanged."""
+    def checked(args: tuple) -> tuple | None:
+        for i, t, v in values:
+            a = args[i]
+            if type(a) is not t or not (a == v or (a != a and v != v)):
+                return None
+        return () if check is None else check(args)
+    return checked
+
+
+
 def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto", backend: str | None = None,
-        hot_threshold: Any = None) -> Any:
+        hot_threshold: Any = None, static_argnums: Sequence[int] | int = (),
+        static_argnames: Sequence[str] | str = ()) -> Any:
     """Decorate ``fn`` for tracing and JIT compilation (usable as ``@jit`` or ``@jit(...)``).
 
     ``backend``: None picks from where inputs live (NumPy -> "numba", CuPy -> "cuda");
     "interpret" never compiles. ``hot_threshold``: int calls, float seconds, or both as a
     tuple; default 10 calls or 50 ms of interpreted time, whichever comes first.
+    ``static_argnums`` / ``static_argnames``: arguments whose *value* is part of the trace (as
+    in JAX); other Python and NumPy scalars are runtime parameters, so a new value per call
+    does not retrace.
     """
+    opts = dict(device=device, backend=backend, hot_threshold=hot_threshold,
+                static_argnums=static_argnums, static_argnames=static_argnames)
     if fn is None:
-        return lambda f: JitFunction(f, device=device, backend=backend, hot_threshold=hot_threshold)
-    return JitFunction(fn, device=device, backend=backend, hot_threshold=hot_threshold)
+        return lambda f: JitFunction(f, **opts)
+    return JitFunction(fn, **opts)
 
 
 __all__ = ["JitFunction", "jit"]

@@ -63,11 +63,36 @@ def user_location() -> str:
     return "<unknown>"
 
 
+class Concretize(Exception):  # noqa: N818 - a control signal, not an error users see
+    """A scalar parameter was used where a concrete value is needed (``if s:``, a shape, an int
+    op with Python's unbounded ints): the JIT retraces with those parameters static."""
+
+    def __init__(self, params: frozenset[int]) -> None:
+        super().__init__(sorted(params))
+        self.params = params
+
+
+# ops on Python floats that Python evaluates exactly as IEEE float64 (so a traced parameter can
+# stand in for the float); anything else on parameters alone (division: ZeroDivisionError,
+# ints: unbounded) needs the concrete value
+_WEAK_FLOAT_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs"})
+
+
 class TraceContext:
-    """The program being recorded: a :class:`Builder` plus constant handling."""
+    """The program being recorded: a :class:`Builder` plus constant and capture handling.
+
+    ``captured`` maps ``id(array)`` of arrays the function reads from outside its arguments
+    (found by :mod:`noodle.trace.capture`) to a callback that makes their implicit input;
+    ``weak`` maps values that stand for Python scalar arguments (runtime parameters) to the
+    parameters they derive from: NumPy treats Python scalars as *weak* (NEP 50), so they are
+    cast to the array operand's dtype where they meet one.
+    """
 
     def __init__(self) -> None:
         self.builder = Builder()
+        self.captured: dict[int, Callable[[], Tracer]] = {}
+        self.weak: dict[int, frozenset[int]] = {}
+        self.baked: list[Any] = []   # arrays frozen as constants (the guards check shared ones)
 
     def lift(self, x: Any, like: Tracer | None) -> Tracer:
         """A Tracer for ``x``: Tracers pass through, Python scalars and arrays become constants."""
@@ -82,6 +107,9 @@ class TraceContext:
             if dtype not in DTYPE_SET:
                 dtype = "float64"
             return Tracer(self, self.builder.const(x, dtype))
+        make = self.captured.get(id(x)) if self.captured else None
+        if make is not None:
+            return make()
         if isinstance(x, np.ndarray | np.generic | bool | int | float):
             arr = np.asarray(x)
             if arr.dtype.name not in DTYPE_SET:
@@ -90,20 +118,71 @@ class TraceContext:
             if arr.size > 1_000_000:
                 raise TraceError(f"a constant array of {arr.size} elements was captured at "
                                  f"{user_location()}; pass large arrays as arguments instead")
+            if isinstance(x, np.ndarray):
+                self.baked.append(x)
             return Tracer(self, self.builder.const(arr))
         raise TraceError(f"cannot use a {type(x).__name__} in a traced function (at {user_location()}); "
                          "use arrays, Python numbers or noodle ops")
 
-    def op(self, name: str, *operands: Any, **attrs: Any) -> Tracer:
-        """Record ``name(*operands)``; the first Tracer operand types scalar constants."""
+    def op(self, name: str, *operands: Any, _py: bool = False, **attrs: Any) -> Tracer:
+        """Record ``name(*operands)``; the first Tracer operand types scalar constants.
+
+        ``_py``: the op comes from a Python operator (``a + b``), which matters for parameters
+        standing for Python scalars (see :meth:`_weak_operands`).
+        """
+        if self.weak:
+            operands, weak = self._weak_operands(name, operands, _py)
+        else:
+            weak = None
         like = next((o for o in operands if isinstance(o, Tracer)), None)
         vals = [self.lift(o, like).value for o in operands]
         try:
-            return Tracer(self, self.builder.add(name, *vals, **attrs))
+            out = Tracer(self, self.builder.add(name, *vals, **attrs))
         except TraceError:
             raise
         except NoodleError as exc:
             raise type(exc)(f"{exc} (at {user_location()})") from None
+        if weak:
+            self.weak[out.value] = weak
+        return out
+
+    def _weak_operands(self, name: str, operands: tuple, py: bool) -> tuple[tuple, frozenset[int] | None]:
+        """Apply NEP 50 to parameters standing for Python scalars.
+
+        Beside an array they take its dtype (``x32 * s`` is float32), as NumPy does; Python ints
+        beside narrow integer arrays need the value (NumPy raises on overflow), so they become
+        static. Among themselves, floats under ``+ - * abs`` stay parameters (Python computes those
+        exactly as float64 does) and the result is again a Python-scalar parameter; anything else
+        needs the concrete value. Returns the operands and, for a weak result, its parameters.
+        """
+        weak = [self.weak.get(o.value) if isinstance(o, Tracer) else None for o in operands]
+        if not any(w is not None for w in weak):
+            return operands, None
+        params = frozenset().union(*(w for w in weak if w is not None))
+        strong = [o for o, w in zip(operands, weak, strict=True)
+                  if w is None and (isinstance(o, Tracer) or (is_array(o) or isinstance(o, np.generic)))]
+        if not strong:
+            floats = all(o.dtype.kind == "f" if isinstance(o, Tracer) else isinstance(o, int | float)
+                         for o in operands)
+            if py and name in _WEAK_FLOAT_OPS and floats:
+                return operands, params
+            raise Concretize(params)
+        dtypes = [np.dtype(o.dtype) for o in strong]
+        result = np.result_type(*dtypes) if len(dtypes) > 1 else dtypes[0]
+        out = list(operands)
+        for k, (o, w) in enumerate(zip(operands, weak, strict=True)):
+            if w is None:
+                continue
+            kind = o.dtype.kind
+            if kind in "iu" and (result.kind in "iu" and result != np.int64):
+                raise Concretize(w)
+            sample = {"f": 0.0, "i": 0, "u": 0, "b": False}[kind]
+            target = np.result_type(result, sample)
+            if target.name not in DTYPE_SET:
+                raise Concretize(w)
+            out[k] = o if target == o.dtype else Tracer(self, self.builder.add("astype", o.value,
+                                                                                  dtype=target.name))
+        return tuple(out), None
 
 
 class Tracer:
@@ -145,6 +224,9 @@ class Tracer:
 
     # ---- things that cannot be traced
     def _no_concrete(self, what: str) -> Any:
+        params = self.ctx.weak.get(self.value)
+        if params:
+            raise Concretize(params)
         raise TraceError(
             f"{what} of a traced value at {user_location()}: Python control flow and conversions cannot "
             "depend on array values inside @noodle.jit. Use nd.where(cond, a, b) instead of if/else, "
@@ -177,7 +259,7 @@ class Tracer:
     def _bin(self, name: str, other: Any, reverse: bool = False) -> Tracer:
         if not isinstance(other, Tracer | bool | int | float | np.ndarray | np.generic):
             return NotImplemented
-        return self.ctx.op(name, other, self) if reverse else self.ctx.op(name, self, other)
+        return self.ctx.op(name, other, self, _py=True) if reverse else self.ctx.op(name, self, other, _py=True)
 
     def __add__(self, o: Any) -> Tracer: return self._bin("add", o)
     def __radd__(self, o: Any) -> Tracer: return self._bin("add", o, True)
@@ -197,9 +279,9 @@ class Tracer:
     def __ge__(self, o: Any) -> Tracer: return self._bin("greater_equal", o)
     def __eq__(self, o: Any) -> Tracer: return self._bin("equal", o)  # type: ignore[override]
     def __ne__(self, o: Any) -> Tracer: return self._bin("not_equal", o)  # type: ignore[override]
-    def __neg__(self) -> Tracer: return self.ctx.op("negative", self)
+    def __neg__(self) -> Tracer: return self.ctx.op("negative", self, _py=True)
     def __pos__(self) -> Tracer: return self
-    def __abs__(self) -> Tracer: return self.ctx.op("abs", self)
+    def __abs__(self) -> Tracer: return self.ctx.op("abs", self, _py=True)
 
     # ---- shape and reductions
     @property
@@ -311,13 +393,43 @@ def trace(fn: Callable[..., Any], args: Sequence[Any], static: Sequence[bool] | 
     inputs in order; other arguments are passed through unchanged (static: they
     are part of the cache signature). The result may be one array or a tuple.
     """
+    return trace_with_context(fn, args, static)[0]
+
+
+def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequence[bool] | None = None, *,
+                       kinds: Sequence[str] | None = None, env: Any = None) -> tuple[Program, TraceContext]:
+    """:func:`trace`, also returning the :class:`TraceContext` (what the guards need).
+
+    Record ``fn(*args)`` into a NIR :class:`Program`.
+
+    Array arguments (anything with ``shape`` and ``dtype``) become program
+    inputs in order; other arguments are passed through unchanged (static: they
+    are part of the cache signature). The result may be one array or a tuple.
+
+    ``kinds`` (what ``@noodle.jit`` passes) says per argument ``"array"``, ``"param"`` (a
+    Python or NumPy scalar that becomes a 0-d runtime input, so a new value does not retrace)
+    or ``"static"``. ``env`` (a :class:`noodle.trace.guards.Capture`) supplies the function to
+    call, with captured arrays standing in as implicit inputs after the explicit ones.
+    """
     ctx = TraceContext()
     call_args: list[Any] = []
     n = 0
-    for i, a in enumerate(args):
-        is_static = static[i] if static is not None else not is_array(a)
-        if is_static:
+    if kinds is None:
+        kinds = ["static" if (static[i] if static is not None else not is_array(a)) else "array"
+                 for i, a in enumerate(args)]
+    for i, (a, kind) in enumerate(zip(args, kinds, strict=True)):
+        if kind == "static":
             call_args.append(a)
+            continue
+        if kind == "param":
+            weak = not isinstance(a, np.generic)
+            dtype = (("bool" if isinstance(a, bool) else "int64" if isinstance(a, int) else "float64")
+                     if weak else np.dtype(a.dtype).name)
+            t = Tracer(ctx, ctx.builder.input(n, (), dtype))
+            if weak:
+                ctx.weak[t.value] = frozenset({i})
+            call_args.append(t)
+            n += 1
             continue
         dtype = np.dtype(a.dtype).name
         if dtype not in DTYPE_SET:
@@ -325,16 +437,22 @@ def trace(fn: Callable[..., Any], args: Sequence[Any], static: Sequence[bool] | 
                              f"convert it to one of {', '.join(sorted(DTYPE_SET))}")
         call_args.append(Tracer(ctx, ctx.builder.input(n, tuple(a.shape), dtype)))
         n += 1
-    result = fn(*call_args)
+    target = fn
+    if env is not None:
+        target = env.bind(ctx, n, call_args)
+    result = target(*call_args)
     single = not isinstance(result, tuple | list)
     results = [result] if single else list(result)
     if not results:
         raise TraceError("a jitted function must return at least one array")
+    for r in results:
+        if isinstance(r, Tracer) and r.ctx is ctx and ctx.weak.get(r.value):
+            raise Concretize(ctx.weak[r.value])   # a returned Python scalar: return the real one
     outs = [ctx.lift(r, None).value for r in results]
     program = ctx.builder.finish(outs)
-    program.n_inputs = n
+    program.n_inputs = ctx.builder.n_inputs
     program.meta["single_output"] = single
-    return program
+    return program, ctx
 
 
 def is_array(a: Any) -> bool:
@@ -342,4 +460,4 @@ def is_array(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic)
 
 
-__all__ = ["TraceContext", "Tracer", "is_array", "trace", "user_location"]
+__all__ = ["Concretize", "TraceContext", "Tracer", "is_array", "trace", "trace_with_context", "user_location"]
