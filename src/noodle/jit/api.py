@@ -123,23 +123,27 @@ class JitFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or (len(args) != self._nparams):
             args = self._bind(args, kwargs)
-        key: list[Any] = []
-        static = self._static
-        for i, a in enumerate(args):
-            t = type(a)
-            if t is _ndarray and i not in static:
-                key.append(a.shape)
-                key.append(a.dtype)
-            elif t in _SCALAR_TYPES and i not in static:
-                key.append(t)
-            elif isinstance(a, Tracer):
+        if self._static:
+            key: Any = self._key(args)
+            if key is None:
                 return self.fn(*args)   # called from inside another traced function: inline it
-            elif is_array(a) and i not in static:
-                key.append((t, a.shape, a.dtype))
-            elif isinstance(a, np.generic) and i not in static:
-                key.append((t, a.dtype))
-            else:
-                key.append((t, a))
+        else:
+            key = []
+            for a in args:
+                t = type(a)
+                if t is _ndarray:
+                    key.append(a.shape)
+                    key.append(a.dtype)
+                elif t in _SCALAR_TYPES:
+                    key.append(t)
+                elif isinstance(a, Tracer):
+                    return self.fn(*args)   # called from inside another traced function: inline it
+                elif is_array(a):
+                    key.append((t, a.shape, a.dtype))
+                elif isinstance(a, np.generic):
+                    key.append((t, a.dtype))
+                else:
+                    key.append((t, a))
         try:
             bucket = self._states.get(tuple(key))
         except TypeError:
@@ -272,22 +276,35 @@ class JitFunction:
             raise TraceError(f"{self.fn.__name__}: captured state changed while it was traced; call again")
         return entry, implicit
 
+    def _key(self, args: tuple) -> list[Any] | None:
+        """The signature key of a call (what ``__call__`` builds inline when nothing is static):
+        shape and dtype per array, the type per scalar parameter, type and value otherwise.
+        None when an argument is a traced value (the call is inlined into the outer trace)."""
+        key: list[Any] = []
+        static = self._static
+        for i, a in enumerate(args):
+            t = type(a)
+            if isinstance(a, Tracer):
+                return None
+            if i in static or not (is_array(a) or isinstance(a, (*_SCALAR_TYPES, np.generic))):
+                key.append((t, a))
+            elif t is _ndarray:
+                key += [a.shape, a.dtype]
+            elif t in _SCALAR_TYPES:
+                key.append(t)
+            elif isinstance(a, np.generic):
+                key.append((t, a.dtype))
+            else:
+                key.append((t, a.shape, a.dtype))
+        return key
+
     def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Entry, tuple]:
         """The entry and implicit inputs for a call (traced now if new or stale)."""
         if kwargs or len(args) != self._nparams:
             args = self._bind(args, kwargs)
-        key = []
-        for i, a in enumerate(args):
-            if i in self._static or not (is_array(a) or isinstance(a, (*_SCALAR_TYPES, np.generic))):
-                key.append((type(a), a))
-            elif type(a) is _ndarray:
-                key += [a.shape, a.dtype]
-            elif type(a) in _SCALAR_TYPES:
-                key.append(type(a))
-            elif isinstance(a, np.generic):
-                key.append((type(a), a.dtype))
-            else:
-                key.append((type(a), a.shape, a.dtype))
+        key = self._key(args)
+        if key is None:
+            raise TraceError(f"{self.fn.__name__}: called with a traced value outside a trace")
         for e in self._states.get(tuple(key), ()):
             got = () if e.check is None else e.check(args)
             if got is not None:

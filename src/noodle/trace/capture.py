@@ -197,10 +197,11 @@ def is_impure(value: Any) -> bool:
     return any(mod == p or mod.startswith(p + ".") for p in _IMPURE_MODULES)
 
 
-def impure_error(fn: Callable[..., Any], chain: Chain) -> TraceError:
+def impure_error(fn: Callable[..., Any], chain: Chain, value: Any = None) -> TraceError:
     """The error for a call that would run once at trace time."""
     what = chain.label
-    if what.startswith(("np.random", "numpy.random")) or "random" in what:
+    mod = _module_of(value) if value is not None else ""
+    if mod.startswith(("numpy.random", "random")) or "random" in what:
         advice = ("draw the random numbers outside and pass the array in "
                   "(e.g. f(x, rng.standard_normal(x.shape)))")
     elif what in _IMPURE_BUILTINS:

@@ -86,7 +86,7 @@ class Capture:
                     continue   # traced arguments are no captured state; a static one is in the key
             value = chain.resolve(self.args)
             if is_impure(value):
-                raise impure_error(fn, chain)
+                raise impure_error(fn, chain, value)
             if chain.attrs:
                 root = Chain(chain.kind, chain.name, (), chain.scope, chain.index, chain.where)
                 if _is_array(root.resolve(self.args)):

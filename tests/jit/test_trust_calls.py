@@ -1,0 +1,86 @@
+"""How a jitted function is called: keywords, defaults, None, scalar results, hidden state and
+side effects, and GPU requests on a machine without one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import noodle as nd
+from noodle.devices import gpu_count
+from noodle.errors import DeviceUnavailableError, TraceError
+
+X = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+
+
+def test_keyword_arguments_and_defaults():
+    def f(x, y=None, scale=2.0):
+        if y is None:
+            return x * scale
+        return x * scale + y
+
+    jf = nd.jit(f, backend="interpret")
+    for args, kwargs in [((X,), {}), ((X,), {"scale": 3.0}), ((X, X), {}), ((X,), {"y": X, "scale": 0.5}),
+                         ((), {"x": X, "y": X})]:
+        np.testing.assert_array_equal(jf(*args, **kwargs), f(*args, **kwargs))
+    with pytest.raises(TraceError, match="do not fit its signature"):
+        jf(X, nope=1)
+
+
+def test_scalar_results_are_numpy_scalars_like_numpy():
+    def f(x):
+        return x.sum(), x.max(axis=None), (x * 2.0).mean(), x.sum(axis=0)
+
+    got = nd.jit(f, backend="interpret")(X)
+    want = f(X)
+    for g, w in zip(got, want, strict=True):
+        assert type(g) is type(w), (type(g), type(w))
+        np.testing.assert_allclose(g, w, rtol=1e-15)
+
+
+@pytest.mark.parametrize("call", [
+    "np.random.rand(*x.shape)", "np.random.default_rng(0).random(x.shape)", "time.time()",
+    "print('hi')", "open('/dev/null')", "random.random()",
+])
+def test_hidden_state_and_side_effects_raise_trace_error(call):
+    import random  # noqa: F401 - used by the generated function
+    import time  # noqa: F401
+
+    src = f"def f(x):\n    v = {call}\n    return x\n"
+    env = {"np": np, "time": __import__("time"), "random": __import__("random")}
+    exec(src, env)  # noqa: S102 - test code
+    with pytest.raises(TraceError) as info:
+        nd.jit(env["f"], backend="interpret")(X)
+    msg = str(info.value)
+    assert "hidden state or side effects" in msg and "(at <string>:2)" in msg, msg
+
+
+def test_random_generator_method_is_refused_and_advice_is_given():
+    rng = np.random.default_rng(0)
+
+    def f(x):
+        return x + rng.standard_normal(x.shape)
+
+    with pytest.raises(TraceError, match="pass the array in"):
+        nd.jit(f, backend="interpret")(X)
+
+
+def test_nonlocal_write_is_refused():
+    count = 0
+
+    def f(x):
+        nonlocal count
+        count += 1
+        return x
+
+    with pytest.raises(TraceError, match="nonlocal"):
+        nd.jit(f, backend="interpret")(X)
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="checks the machine without a GPU")
+@pytest.mark.parametrize("opts", [{"device": "cuda"}, {"device": "gpu"}, {"backend": "cuda"}])
+def test_gpu_request_without_a_gpu_raises_device_unavailable(opts):
+    jf = nd.jit(lambda x: x * 2.0, **opts)
+    with pytest.raises(DeviceUnavailableError) as info:
+        jf(X)
+    assert "none is usable" in str(info.value)
