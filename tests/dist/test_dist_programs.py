@@ -39,6 +39,22 @@ def test_plain_map_of_a_jitted_function_sends_nbc_not_pickled_code(proc):
         proc.map(axpy, items, reduce=max)
 
 
+OFFSET = np.zeros(8)
+
+
+def test_mapped_jitted_function_sees_captured_arrays_and_scalar_arguments(proc):
+    def shifted(x, s):
+        return x * s + OFFSET
+
+    jf = nd.jit(shifted)
+    rng = np.random.default_rng(3)
+    items = [(rng.standard_normal(8), 0.5 * i) for i in range(6)]
+    OFFSET[:] = 3.0   # changed after decoration: the workers must use the value at map time
+    out = proc.map_program(jf, items, chunk_size=2)
+    for (x, s), got in zip(items, out, strict=True):
+        np.testing.assert_array_equal(got, shifted(x, s))
+
+
 def test_nbc_bytes_interpreted_and_streamed(proc):
     items = _items(7)
     nbc = axpy.bytecode(*items[0])

@@ -418,10 +418,16 @@ class Processor:
         items = [item if isinstance(item, tuple) else (item,) for item in items]
         if isinstance(program, bytes | bytearray | memoryview):
             nbc = bytes(program)
-        elif hasattr(program, "bytecode") and callable(program.bytecode):
+        elif hasattr(program, "program_inputs") and callable(program.program_inputs):
             if not items:
                 return [] if ordered else iter(())
-            nbc = program.bytecode(*items[0])
+            # scalars become 0-d inputs and captured arrays extra inputs: the workers get them all
+            lowered = [program.program_inputs(*item) for item in items]
+            nbc = lowered[0][0]
+            if any(code != nbc for code, _ in lowered):
+                raise DistError("map of a @noodle.jit function: the items need different programs (their "
+                                "shapes, dtypes or static arguments differ); map each kind separately")
+            items = [arrays for _, arrays in lowered]
         else:
             try:
                 nbc = dumps(program)

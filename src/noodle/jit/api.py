@@ -329,6 +329,16 @@ class JitFunction:
                 state.status = "queued"
         return default_manager().compile_now(state)
 
+    def program_inputs(self, *args: Any, **kwargs: Any) -> tuple[bytes, tuple[Any, ...]]:
+        """The NBC bytes for this call and the arrays to run them on: the array arguments, scalar
+        parameters as 0-d arrays, then the captured arrays (read now). What ``noodle.dist`` sends."""
+        entry, implicit = self._lookup(args, kwargs)
+        if kwargs or len(args) != self._nparams:
+            args = self._bind(args, kwargs)
+        positions = entry.positions if entry.positions is not None else range(len(args))
+        arrays = [np.asarray(args[i]) if i in entry.params else args[i] for i in positions]
+        return entry.state.nbc(), (*arrays, *implicit)
+
     def nir(self, *args: Any) -> str:
         """Readable text of the optimized NIR for this signature."""
         from noodle.ir.printer import format_program
@@ -336,7 +346,7 @@ class JitFunction:
         return format_program(self.state(*args).program)
 
     def bytecode(self, *args: Any) -> bytes:
-        """NBC bytes of the optimized program for this signature."""
+        """NBC bytes of the optimized program for this signature (its inputs: see ``program_inputs``)."""
         return self.state(*args).nbc()
 
     def memory_plan(self, *args: Any) -> dict[str, Any]:
