@@ -57,6 +57,61 @@ def _is_array(v: Any) -> bool:
 class _Item:
     chain: Chain
     value: Any
+    proxied: bool = False   # read through a proxy: its attributes are guarded one by one
+
+
+def _proxyable(v: Any) -> bool:
+    """A user object or class whose attributes the function may read (``self.w``, ``Cfg.scale``):
+    it is traced through an :class:`_AttrProxy` so each attribute read is seen and guarded."""
+    if v is MISSING or _is_array(v) or _is_value(v) or is_trusted(v):
+        return False
+    if isinstance(v, types.ModuleType | types.FunctionType | types.BuiltinFunctionType | types.MethodType
+                  | dict | list | set | frozenset | tuple):
+        return False
+    return isinstance(v, type) or hasattr(v, "__dict__")
+
+
+class _AttrProxy:
+    """Stands in for a captured object while tracing: attribute reads return traced values for
+    arrays (implicit inputs), proxies for nested objects, methods bound to the proxy, and record
+    a guard for everything else; writes are refused (a side effect the program would not repeat)."""
+
+    __slots__ = ("_capture", "_chain", "_ctx", "_real")
+
+    def __init__(self, capture: Capture, ctx: Any, chain: Chain, real: Any) -> None:
+        object.__setattr__(self, "_capture", capture)
+        object.__setattr__(self, "_ctx", ctx)
+        object.__setattr__(self, "_chain", chain)
+        object.__setattr__(self, "_real", real)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:   # isinstance(proxy, Layer) holds as for the real object
+        return type(object.__getattribute__(self, "_real"))
+
+    def __getattr__(self, name: str) -> Any:
+        real = object.__getattribute__(self, "_real")
+        chain = object.__getattribute__(self, "_chain")
+        capture = object.__getattribute__(self, "_capture")
+        ctx = object.__getattribute__(self, "_ctx")
+        value = getattr(real, name)
+        sub = Chain(chain.kind, chain.name, (*chain.attrs, name), chain.scope, chain.index, chain.where)
+        return capture.traced_value(ctx, sub, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        from noodle.errors import TraceError
+
+        chain = object.__getattribute__(self, "_chain")
+        raise TraceError(f"a jitted function sets the attribute {chain.label}.{name} (first read at "
+                         f"{chain.where}): that side effect would happen once, at trace time, not on every "
+                         "call. Return the value instead.")
+
+    __delattr__ = __setattr__  # type: ignore[assignment]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return object.__getattribute__(self, "_real")(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<traced {object.__getattribute__(self, '_real')!r}>"
 
 
 class Capture:
@@ -111,30 +166,64 @@ class Capture:
         if isinstance(value, types.FunctionType):
             self._scan(value, top=False, depth=depth + 1)
 
+    def traced_value(self, ctx: Any, chain: Chain, value: Any) -> Any:
+        """What a traced read of ``chain`` (an attribute through a proxy) returns, with its guard."""
+        self.items.append(_Item(chain, value, proxied=_proxyable(value)))
+        if _is_array(value):
+            make = ctx.captured.get(id(value))
+            if make is None:
+                make = ctx.captured[id(value)] = self._factory(ctx, self.items[-1])
+            return make()
+        if _proxyable(value):
+            return _AttrProxy(self, ctx, chain, value)
+        if isinstance(value, types.MethodType):
+            owner = value.__self__
+            if isinstance(value.__func__, types.FunctionType) and not is_trusted(value.__func__):
+                parent = Chain(chain.kind, chain.name, chain.attrs[:-1], chain.scope, chain.index, chain.where)
+                self._follow(value.__func__, 0)
+                func = self._substituted(value.__func__, ctx, self._memo, self._globs)
+                return types.MethodType(func, _AttrProxy(self, ctx, parent, owner))
+        if isinstance(value, types.FunctionType) and not is_trusted(value):
+            self._follow(value, 0)
+            return self._substituted(value, ctx, self._memo, self._globs)
+        return value
+
+    def _factory(self, ctx: Any, item: _Item) -> Callable[[], Any]:
+        from noodle.trace.tracer import Tracer
+
+        made = self._made
+
+        def make() -> Tracer:
+            t = made.get(id(item.value))
+            if t is None:
+                v = item.value
+                t = Tracer(ctx, ctx.builder.input(ctx.builder.n_inputs, tuple(v.shape), np.dtype(v.dtype).name))
+                made[id(item.value)] = t
+                self.implicit.append(item)
+            return t
+        return make
+
     # ---- tracing with captured arrays as implicit inputs
-    def bind(self, ctx: Any, n_explicit: int, call_args: Sequence[Any]) -> Callable[..., Any]:
-        """Register captured arrays with ``ctx``; return ``fn`` with array globals/cells traced."""
+    def bind(self, ctx: Any, n_explicit: int, call_args: list[Any]) -> Callable[..., Any]:
+        """Register captured arrays with ``ctx``; return ``fn`` with array globals/cells traced
+        and captured objects (static arguments included, in ``call_args``) behind proxies."""
         from noodle.trace.tracer import Tracer
 
         made: dict[int, Tracer] = {}
-
-        def factory(item: _Item) -> Callable[[], Tracer]:
-            def make() -> Tracer:
-                t = made.get(id(item.value))
-                if t is None:
-                    v = item.value
-                    t = Tracer(ctx, ctx.builder.input(ctx.builder.n_inputs, tuple(v.shape), np.dtype(v.dtype).name))
-                    made[id(item.value)] = t
-                    self.implicit.append(item)
-                return t
-            return make
+        self._made = made
+        self._memo: dict[int, Any] = {}
+        self._globs: dict[int, dict[str, Any]] = {}
+        for i, kind in enumerate(self.kinds):
+            if kind == "static" and _proxyable(call_args[i]):
+                chain = Chain("arg", f"argument {i}", (), None, i, f"{self.fn.__code__.co_filename}")
+                self.items.append(_Item(chain, call_args[i], proxied=True))
+                call_args[i] = _AttrProxy(self, ctx, chain, call_args[i])
 
         ctx.builder.n_inputs = max(ctx.builder.n_inputs, n_explicit)
-        for item in self.items:
+        for item in list(self.items):
             if _is_array(item.value) and id(item.value) not in ctx.captured:
-                ctx.captured[id(item.value)] = factory(item)
-        self._made = made
-        return self._substituted(self.fn, ctx, {}, {})
+                ctx.captured[id(item.value)] = self._factory(ctx, item)
+        return self._substituted(self.fn, ctx, self._memo, self._globs)
 
     def _substituted(self, fn: Callable[..., Any], ctx: Any, memo: dict[int, Any],
                      globs: dict[int, dict[str, Any]]) -> Callable[..., Any]:
@@ -144,7 +233,7 @@ class Capture:
             return memo[id(fn)]
         code = fn.__code__
         swaps = self._swaps_for(fn, ctx)
-        if not swaps["globals"] and not swaps["cells"] and not swaps["defaults"]:
+        if not any(swaps.values()):
             memo[id(fn)] = fn
             return fn
         g = fn.__globals__
@@ -175,15 +264,27 @@ class Capture:
         out: dict[str, dict[Any, Any]] = {"globals": {}, "cells": {}, "defaults": {},
                                           "global_helpers": {}, "cell_helpers": {}}
         cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True))
-        for item in self.items:
+        for item in list(self.items):
             c = item.chain
             v = item.value
+            if c.attrs and c.kind in ("global", "cell"):
+                root = Chain(c.kind, c.name, (), c.scope, c.index, c.where)
+                rv = root.resolve()
+                if _proxyable(rv) and ((c.kind == "global" and c.scope is fn.__globals__)
+                                       or (c.kind == "cell" and cells.get(c.name) is c.scope)):
+                    self.items.append(_Item(root, rv, proxied=True))
+                    out["globals" if c.kind == "global" else "cells"][c.name] = _AttrProxy(self, ctx, root, rv)
+                continue
             if c.attrs:
                 continue
             owned = ((c.kind == "global" and c.scope is fn.__globals__ and c.name in fn.__code__.co_names)
                      or (c.kind == "cell" and cells.get(c.name) is c.scope)
                      or (c.kind == "default" and c.scope is fn))
             if not owned:
+                continue
+            if _proxyable(v) and c.kind in ("global", "cell"):
+                item.proxied = True
+                out["globals" if c.kind == "global" else "cells"][c.name] = _AttrProxy(self, ctx, c, v)
                 continue
             if _is_array(v):
                 tracer = ctx.captured[id(v)]()
@@ -228,7 +329,9 @@ class Capture:
             if _is_array(v):
                 env[f"t{k}"], env[f"s{k}"], env[f"d{k}"] = type(v), tuple(v.shape), v.dtype
                 lines.append(f"if type({var}) is not t{k} or {var}.shape != s{k} or {var}.dtype != d{k}: return None")
-                if id(v) in implicit_ids:
+                if id(v) in implicit_ids and id(v) in fetch:   # one array read through two paths
+                    lines.append(f"if {var} is not {fetch[id(v)]}: return None")
+                elif id(v) in implicit_ids:
                     fetch[id(v)] = var
                 else:
                     env[f"b{k}"] = _content(v)
@@ -248,8 +351,9 @@ class Capture:
             else:
                 env[f"k{k}"] = v
                 lines.append(f"if {var} is not k{k}: return None")
-                lines += self._shallow(var, k, v, env)
-        shared = [x for x in ctx.baked if _externally_held(x)]
+                if not item.proxied:
+                    lines += self._shallow(var, k, v, env, slow)
+        shared = [ctx.baked[i] for i in range(len(ctx.baked)) if _externally_held(ctx.baked, i)]
         for j, x in enumerate(shared):
             env[f"c{j}"], env[f"cb{j}"] = x, _content(x)
             lines.append(f"if _content(c{j}) != cb{j}: return None")
@@ -291,8 +395,9 @@ class Capture:
             base = f"args[{c.index}]"
         return base + "".join(f".{a}" for a in c.attrs)
 
-    def _shallow(self, var: str, k: int, v: Any, env: dict[str, Any]) -> list[str]:
-        """Identity checks of a container's items or an object's attributes (small ones)."""
+    def _shallow(self, var: str, k: int, v: Any, env: dict[str, Any], slow: list[str]) -> list[str]:
+        """Identity checks of a container's items or an object's attributes (small ones); array
+        items are checked by content too (NumPy code on them is not traced)."""
         if isinstance(v, dict):
             items, getter = v, var
         elif isinstance(v, list):
@@ -303,6 +408,7 @@ class Capture:
             for j, x in enumerate(v):
                 env[f"i{k}_{j}"] = x
                 out.append(f"if {var}[{j}] is not i{k}_{j}: return None")
+                out += _content_line(f"i{k}_{j}", x, env, slow)
             return out
         elif not isinstance(v, type | types.ModuleType | types.FunctionType) and hasattr(v, "__dict__"):
             items, getter = vars(v), f"{var}.__dict__"
@@ -315,7 +421,16 @@ class Capture:
         for j, (key, x) in enumerate(items.items()):
             env[f"i{k}_{j}"], env[f"key{k}_{j}"] = x, key
             out.append(f"if {getter}.get(key{k}_{j}, _M) is not i{k}_{j}: return None")
+            out += _content_line(f"i{k}_{j}", x, env, slow)
         return out
+
+
+def _content_line(name: str, x: Any, env: dict[str, Any], slow: list[str]) -> list[str]:
+    if not isinstance(x, np.ndarray):
+        return []
+    env[f"{name}_b"] = _content(x)
+    slow.append(f"an array of shape {x.shape} in a captured container")
+    return [f"if _content({name}) != {name}_b: return None"]
 
 
 def _content(x: Any) -> bytes:
@@ -323,16 +438,16 @@ def _content(x: Any) -> bytes:
     return np.ascontiguousarray(x).tobytes() if isinstance(x, np.ndarray) else bytes(memoryview(x))
 
 
-def _externally_held(x: Any) -> bool:
-    """True when an array baked as a constant is still referenced outside the trace (so it may
-    change later), or is a view of such an array."""
+def _externally_held(baked: list[Any], i: int) -> bool:
+    """True when the array baked as constant ``baked[i]`` is still referenced outside the trace
+    (so it may change later), or is a view of such an array."""
+    if sys.getrefcount(baked[i]) > 2:   # the list's reference and getrefcount's argument
+        return True
+    x = baked[i]
     base = x
     while isinstance(base, np.ndarray) and base.base is not None and isinstance(base.base, np.ndarray):
         base = base.base
-    if base is not x:
-        return True
-    # references: ctx.baked, this frame's x, getrefcount's argument
-    return sys.getrefcount(x) > 3
+    return base is not x
 
 
 __all__ = ["Capture"]
