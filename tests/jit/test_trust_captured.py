@@ -269,3 +269,78 @@ def test_captured_state_needs_no_retrace_when_unchanged():
     for _ in range(5):
         jf(np.arange(3.0))
     assert len(jf.stats()["signatures"]) == 1
+
+
+class Holder:
+    def __init__(self):
+        self.w = np.ones(3)
+        self.k = 2.0
+
+    def norm(self):
+        return self.w / self.w.sum()
+
+
+HOLDER = Holder()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_attribute_array_used_directly_and_through_numpy(mode):
+    HOLDER.w = np.ones(3)
+
+    def f(x):
+        return x * HOLDER.w.sum() + HOLDER.w + HOLDER.norm() * HOLDER.k
+
+    jf = jitted(f, mode)
+    x = np.arange(3.0)
+    same(jf, f, x)
+    HOLDER.w[0] = 4.0
+    same(jf, f, x)
+    HOLDER.k = -1.0
+    same(jf, f, x)
+
+
+def test_isinstance_on_a_captured_object_holds_and_attribute_writes_are_refused():
+    h = Holder()
+
+    def f(x):
+        assert isinstance(h, Holder)
+        return x * h.k
+
+    np.testing.assert_array_equal(nd.jit(f, backend="interpret")(X), X * 2.0)
+
+    def g(x):
+        h.k = 3.0
+        return x
+
+    with pytest.raises(TraceError, match="sets the attribute"):
+        nd.jit(g, backend="interpret")(X)
+
+
+def test_control_flow_on_a_captured_array_is_a_trace_error_not_a_frozen_branch():
+    h = Holder()
+
+    def f(x):
+        if h.w.max() > 0:
+            return x
+        return -x
+
+    with pytest.raises(TraceError, match="nd.where"):
+        nd.jit(f, backend="interpret")(X)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_arrays_in_a_captured_list_and_a_private_constant(mode):
+    layers = [np.eye(3), 2.0 * np.eye(3)]
+
+    def f(x):
+        for w in layers:
+            x = x @ w
+        return x * np.array([1.0, 2.0, 3.0])
+
+    jf = jitted(f, mode)
+    x = np.arange(6.0).reshape(2, 3)
+    same(jf, f, x)
+    layers[0][0, 2] = 5.0         # in place, inside the list
+    same(jf, f, x)
+    layers[1] = np.ones((3, 3))   # rebound inside the list
+    same(jf, f, x)

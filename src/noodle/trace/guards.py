@@ -110,6 +110,16 @@ class _AttrProxy:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return object.__getattribute__(self, "_real")(*args, **kwargs)
 
+    def __instancecheck__(self, obj: Any) -> bool:   # isinstance(x, ProxiedClass)
+        real = object.__getattribute__(self, "_real")
+        if isinstance(obj, _AttrProxy):
+            obj = object.__getattribute__(obj, "_real")
+        return isinstance(real, type) and isinstance(obj, real)
+
+    def __subclasscheck__(self, cls: Any) -> bool:
+        real = object.__getattribute__(self, "_real")
+        return isinstance(real, type) and issubclass(cls, real)
+
     def __repr__(self) -> str:
         return f"<traced {object.__getattribute__(self, '_real')!r}>"
 
