@@ -41,6 +41,22 @@ def jit_chain(a, b, c, d, e):
     return a * b + c * d - 0.5 * nd.exp(-e)
 
 
+_HALF = 0.5
+_SHIFT = np.zeros(16)
+
+
+@nd.jit
+def jit_chain_guarded(a, b, c, d, e):
+    """jit_chain reading a global scalar (a value guard) and a global array (an implicit input)."""
+    return a * b + c * d - _HALF * nd.exp(-e) + _SHIFT
+
+
+@nd.jit
+def jit_chain_args(a, b, c, d, e, shift):
+    """The same program with the array passed in: what the guarded call is measured against."""
+    return a * b + c * d - 0.5 * nd.exp(-e) + shift
+
+
 @nd.jit
 def jit_sum(a, b, c):
     return (a * b + c).sum()
@@ -190,6 +206,15 @@ def run(quick: bool = False) -> list[Row]:
     t_ours, t_np = time_pair(lambda: jit_chain(*xs), lambda: _chain_np(*xs), min_time=min_time)
     rows.append(Row("jit", "call overhead 16 f64", f"@nd.jit [{backend}]", "numpy eager chain", t_ours, t_np,
                     extra={"overhead_us": t_ours.min * 1e6}))
+    # 4b. what guarding captured state costs per call: a global scalar and a global array read by
+    #     the function, against the same program with the array passed as an argument
+    backend = jit_chain_guarded.compile(*xs)
+    jit_chain_args.compile(*xs, _SHIFT)
+    t_ours, t_base = time_pair(lambda: jit_chain_guarded(*xs), lambda: jit_chain_args(*xs, _SHIFT),
+                               min_time=min_time)
+    rows.append(Row("jit", "guards 16 f64 (global scalar + array)", f"@nd.jit [{backend}] captured",
+                    "@nd.jit, array as argument", t_ours, t_base,
+                    extra={"guard_us": (t_ours.min - t_base.min) * 1e6}))
 
     # 5. first call in a fresh process (import noodle + decorate + call), cold vs warm kernel cache:
     #    once waiting for the compiled kernel (compile() then call), once the runtime's own first call
@@ -244,6 +269,9 @@ def notes(rows: list[Row]) -> list[str]:
         elif case.startswith("call overhead"):
             us = rs[0].extra["overhead_us"]
             check("jitted call on 16 elements <= 5 µs", us <= 5.0, f"{us:.2f} µs")
+        elif case.startswith("guards "):
+            us = rs[0].extra["guard_us"]
+            check("guards cost <= 0.2 µs per call", us <= 0.2, f"{us:.2f} µs")
         elif case.startswith("first "):
             s = rs[0].extra["warm_first_call_s"]
             check(f"{case.split(',')[0]}: warm cache < 300 ms", s < 0.3,

@@ -26,6 +26,7 @@ import numpy as np
 
 from noodle.errors import ConfigError, TraceError
 from noodle.exec.state import ProgramState, parse_hot_threshold
+from noodle.ir.graph import DTYPE_SET
 from noodle.passes import optimize
 from noodle.trace import is_array
 from noodle.trace.tracer import Concretize, Tracer, trace_with_context
@@ -163,10 +164,10 @@ class JitFunction:
         if entry is None:
             entry, implicit = self._prepare(args, tuple(key))
         state = entry.state
-        if entry.positions is None and not implicit:
-            arrays: Sequence[Any] = args
+        positions = entry.positions
+        if positions is None:
+            arrays: Sequence[Any] = args + implicit if implicit else args
         else:
-            positions = entry.positions if entry.positions is not None else range(len(args))
             if entry.params:
                 ps = entry.params
                 arrays = [np.asarray(args[i]) if i in ps else args[i] for i in positions]
@@ -217,7 +218,7 @@ class JitFunction:
                 out.append("array")
             elif isinstance(a, _SCALAR_TYPES) and not (type(a) is int and not -2**63 <= a < 2**63):
                 out.append("param")
-            elif isinstance(a, np.generic) and np.dtype(a.dtype).kind in "biuf":
+            elif isinstance(a, np.generic) and np.dtype(a.dtype).name in DTYPE_SET:
                 out.append("param")
             else:
                 out.append("static")
