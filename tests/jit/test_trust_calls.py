@@ -84,3 +84,28 @@ def test_gpu_request_without_a_gpu_raises_device_unavailable(opts):
     with pytest.raises(DeviceUnavailableError) as info:
         jf(X)
     assert "none is usable" in str(info.value)
+
+
+def test_a_function_that_swallows_trace_errors_is_refused():
+    def f(x):
+        try:
+            v = float(x.sum())
+        except Exception:   # the plain function never takes this branch
+            v = 0.0
+        return x + v
+
+    with pytest.raises(TraceError, match="caught an error noodle raised"):
+        nd.jit(f, backend="interpret")(X)
+
+
+def test_a_function_that_catches_exceptions_still_concretizes_its_scalars():
+    def f(x, n):
+        try:
+            k = int(n)
+        except Exception:   # must not be taken: int(3) works in plain Python
+            k = 0
+        return x * k
+
+    jf = nd.jit(f, backend="interpret")
+    for n in (3, 4):
+        np.testing.assert_array_equal(jf(X, n), f(X, n))

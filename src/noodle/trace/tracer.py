@@ -63,9 +63,12 @@ def user_location() -> str:
     return "<unknown>"
 
 
-class Concretize(Exception):  # noqa: N818 - a control signal, not an error users see
+class Concretize(BaseException):  # noqa: N818 - a control signal, not an error users see
     """A scalar parameter was used where a concrete value is needed (``if s:``, a shape, an int
-    op with Python's unbounded ints): the JIT retraces with those parameters static."""
+    op with Python's unbounded ints): the JIT retraces with those parameters static.
+
+    A ``BaseException``, so that the traced function's own ``except Exception:`` cannot swallow it
+    and trace a branch plain Python would not take."""
 
     def __init__(self, params: frozenset[int]) -> None:
         super().__init__(sorted(params))
@@ -93,6 +96,7 @@ class TraceContext:
         self.captured: dict[int, Callable[[], Tracer]] = {}
         self.weak: dict[int, frozenset[int]] = {}
         self.baked: list[Any] = []   # arrays frozen as constants (the guards check shared ones)
+        self.raised: list[TraceError] = []   # errors raised into the traced function
 
     def lift(self, x: Any, like: Tracer | None) -> Tracer:
         """A Tracer for ``x``: Tracers pass through, Python scalars and arrays become constants."""
@@ -227,11 +231,13 @@ class Tracer:
         params = self.ctx.weak.get(self.value)
         if params:
             raise Concretize(params)
-        raise TraceError(
+        err = TraceError(
             f"{what} of a traced value at {user_location()}: Python control flow and conversions cannot "
             "depend on array values inside @noodle.jit. Use nd.where(cond, a, b) instead of if/else, "
             "or compute the value outside the jitted function and pass it in."
         )
+        self.ctx.raised.append(err)   # re-raised after the trace if the function swallowed it
+        raise err
 
     def __bool__(self) -> bool:
         return self._no_concrete("bool()")
@@ -441,6 +447,11 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     if env is not None:
         target = env.bind(ctx, n, call_args)
     result = target(*call_args)
+    if ctx.raised:
+        # the function caught the error and went on: plain Python would have taken another path
+        raise TraceError(f"{getattr(fn, '__qualname__', fn)} caught an error noodle raised while tracing it "
+                         f"and carried on, so the traced program would not do what the function does: "
+                         f"{ctx.raised[0]}") from ctx.raised[0]
     single = not isinstance(result, tuple | list)
     results = [result] if single else list(result)
     if not results:
