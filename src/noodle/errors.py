@@ -67,6 +67,19 @@ class NBCFormatError(NoodleError, ValueError):
     """NBC bytes are truncated, corrupted, hostile or of an unknown version."""
 
 
+class NBCResourceError(NoodleError, MemoryError):
+    """A program would need more memory or work than the configured limits allow.
+
+    Why a separate class: NBC bytes may come from a file or a socket, and a
+    well-formed program of a hundred bytes can declare a broadcast to 2**40
+    elements or an outer product of terabytes. Such programs are refused from
+    their declared shapes *before* anything runs (instead of hanging or being
+    killed by the OOM killer), and an allocation NumPy refuses while a program
+    runs is reported the same way. It is a ``MemoryError`` too, so code that
+    already handles running out of memory keeps working.
+    """
+
+
 class CompileError(NoodleError):
     """A backend failed to compile a program; callers fall back to the interpreter."""
 
