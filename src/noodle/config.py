@@ -150,6 +150,15 @@ FIELDS: tuple[Field, ...] = (
           "items per task in a chunked map"),
     Field("coordinator_port", _FX + "COORDINATOR_PORT", 8081, _int_range(0, 65535), "an integer in 0..65535",
           "port of the local scheduler (0 = any free port)"),
+    # running programs (interpreter, NBC): bounds for untrusted bytecode, checked before running
+    Field("exec_max_bytes", "NOODLE_EXEC_MAX_BYTES", 0, _int_range(0),
+          "an integer >= 0 (bytes, 0 = half the memory available when the program is checked)",
+          "most memory one program may need at once; larger programs are refused before they run"),
+    Field("exec_max_elements", "NOODLE_EXEC_MAX_ELEMENTS", 2**32, _int_range(1), "an integer >= 1 (elements)",
+          "most elements one program may process in all (views and reductions included)"),
+    Field("nbc_max_nodes", "NOODLE_NBC_MAX_NODES", 1_000_000, _int_range(1, 2**32 - 1),
+          "an integer in 1..4294967295 (instructions)",
+          "most instructions nbc.loads accepts; checked before decoding, which takes time per instruction"),
     # monitoring
     Field("performance_monitoring", _FX + "PERFORMANCE_MONITORING", True, _parse_bool, "true or false",
           "run the resource sampler"),

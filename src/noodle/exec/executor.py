@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from noodle.errors import ExecutionError
+from noodle.exec.limits import check_resources
 from noodle.exec.state import ProgramState, parse_hot_threshold
 from noodle.ir.graph import Program
 from noodle.ir.verify import verify
@@ -36,14 +37,21 @@ class Executor:
         self._by_program: dict[int, tuple[Program, ProgramState]] = {}
 
     def state(self, program: Program | bytes) -> ProgramState:
-        """The run state of ``program`` (NBC bytes are decoded and verified once, then cached)."""
+        """The run state of ``program`` (NBC bytes are decoded and verified once, then cached).
+
+        Before a state exists the program's peak memory and total work are bounded from its
+        declared shapes (:func:`noodle.exec.limits.check_resources`): a program over the limits
+        raises :class:`~noodle.errors.NBCResourceError` and is never run (nor cached).
+        """
         if isinstance(program, bytes | bytearray | memoryview):
             key = bytes(program)
             st = self._by_bytes.get(key)
             if st is None:
                 from noodle.nbc import loads
 
-                st = self._new_state(loads(key))
+                decoded = loads(key)
+                check_resources(decoded)  # untrusted bytes: refuse what would hang or exhaust memory
+                st = self._new_state(decoded)
                 self._by_bytes[key] = st
             return st
         if not isinstance(program, Program):
@@ -51,6 +59,7 @@ class Executor:
         entry = self._by_program.get(id(program))
         if entry is None or entry[0] is not program:
             verify(program)
+            check_resources(program)  # cheap (one walk of the nodes), same bounds as for NBC bytes
             entry = (program, self._new_state(program))
             self._by_program[id(program)] = entry
         return entry[1]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import ExecutionError
+from noodle.errors import ExecutionError, NBCResourceError, NoodleError
 from noodle.ir.graph import Program
 from noodle.ir.semantics import eval_node
 
@@ -72,15 +72,34 @@ def run_program(program: Program, args: Sequence[Any], xp: Any = None,
                     on_node(i, time.perf_counter() - t0)
                 else:
                     values[i] = eval_node(node, operands, xp)
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                from noodle.ir.printer import format_node
-
-                raise ExecutionError(f"instruction {format_node(i, node, program).strip()} failed: {exc}") from exc
+            except NoodleError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated to a noodle error, never swallowed
+                raise _translate(exc, i, program) from exc
             for a in node.args:  # free temporaries as soon as their last user ran
                 users_left[a] -= 1
                 if users_left[a] == 0 and a not in outputs:
                     values[a] = None
     return tuple(values[o] for o in program.outputs)
+
+
+def _translate(exc: Exception, i: int, program: Program) -> Exception:
+    """The noodle error to raise for ``exc`` raised while running node ``i``.
+
+    Why: callers (and a server running untrusted NBC) catch ``NoodleError``; NumPy's bare
+    ``MemoryError`` (``numpy._ArrayMemoryError``), a CuPy out-of-memory error or any other
+    low-level exception would otherwise escape unnamed. Memory becomes
+    :class:`NBCResourceError`, anything else :class:`ExecutionError`, both naming the
+    instruction (noodle's own errors are re-raised unchanged before this is called).
+    """
+    from noodle.ir.printer import format_node
+
+    text = format_node(i, program.nodes[i], program).strip()
+    if isinstance(exc, MemoryError):
+        return NBCResourceError(
+            f"instruction {text} ran out of memory ({type(exc).__name__}: {exc}). Free memory, use "
+            "smaller inputs, or lower NOODLE_EXEC_MAX_BYTES so such programs are refused before they run.")
+    return ExecutionError(f"instruction {text} failed: {type(exc).__name__}: {exc}")
 
 
 def _use_counts(program: Program) -> list[int]:
