@@ -47,14 +47,17 @@ class _Entry:
     __slots__ = ("check", "params", "positions", "scalar_outputs", "state")
 
     def __init__(self, state: ProgramState, positions: tuple[int, ...] | None, params: frozenset[int],
-                 check: Callable[[tuple], tuple | None] | None) -> None:
+                 check: Callable[[tuple], tuple | None] | None, fresh: tuple[bool, ...] = ()) -> None:
         self.state = state
         self.positions = positions      # argument positions of the program's inputs (None: all)
         self.params = params            # those of them that are scalar parameters (0-d inputs)
         self.check = check              # guards; returns the implicit inputs, None when stale
         program = state.program
         outs = [program.nodes[o] for o in program.outputs]
-        flags = tuple(not n.shape and n.op not in _SHAPE_OPS for n in outs)
+        # per output: 1 = a NumPy scalar (NumPy returns one), 2 = copy (plain Python returned a new
+        # array, the optimized program hands back an input or an earlier output), 0 = as is
+        flags = tuple(1 if not n.shape and n.op not in _SHAPE_OPS else 2 if copy else 0
+                      for n, copy in zip(outs, fresh or (False,) * len(outs), strict=True))
         self.scalar_outputs = flags if any(flags) else None
 
 
@@ -188,7 +191,8 @@ class JitFunction:
         else:
             out = state.run(arrays)
         if entry.scalar_outputs is not None:
-            out = tuple(o[()] if f else o for o, f in zip(out, entry.scalar_outputs, strict=True))
+            out = tuple(o if not f else o[()] if f == 1 else o.copy()
+                        for o, f in zip(out, entry.scalar_outputs, strict=True))
         return out[0] if state.single_output else out
 
     def _bind(self, args: tuple, kwargs: dict) -> tuple:
@@ -252,7 +256,10 @@ class JitFunction:
                 kinds = ["static" if k == "param" else k for k in kinds]
         else:  # pragma: no cover - each round makes at least one parameter static
             raise TraceError(f"{self.fn.__name__}: could not trace with its scalar arguments")
+        traced_aliases = _output_aliases(program)
         program = optimize(program)
+        fresh = tuple(after and not before
+                      for before, after in zip(traced_aliases, _output_aliases(program), strict=True))
         check, _labels = capture.guard(ctx, self.fn.__name__)
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
                              backend=self.backend, device=self.device, name=self.fn.__name__)
@@ -261,7 +268,7 @@ class JitFunction:
         if any(type(args[i]).__module__.startswith("cupy") for i in positions if i not in params):
             state.array_module = "cupy"
         simple = len(positions) == len(args) and not params
-        entry = _Entry(state, None if simple else positions, params, check)
+        entry = _Entry(state, None if simple else positions, params, check, fresh)
         made_static = [(i, type(args[i]), args[i]) for i, k in enumerate(kinds)
                        if k == "static" and i not in self._static and isinstance(args[i], (*_SCALAR_TYPES, np.generic))]
         if made_static:   # the key has only their types: this program holds for these values only
@@ -375,6 +382,21 @@ class JitFunction:
 
     def __repr__(self) -> str:
         return f"<noodle.jit {self.fn.__name__} ({len(self._states)} signatures)>"
+
+
+def _output_aliases(program: Any) -> list[bool]:
+    """Per output: True when the caller gets back memory it already holds or gets twice (an input
+    or a view of one, a constant, or the same value as an earlier output)."""
+    nodes = program.nodes
+    seen: set[int] = set()
+    out = []
+    for v in program.outputs:
+        root = v
+        while nodes[root].op in _SHAPE_OPS and nodes[root].op != "input":
+            root = nodes[root].args[0]
+        out.append(nodes[root].op in ("input", "const") or v in seen)
+        seen.add(v)
+    return out
 
 
 def _with_values(check: Callable[[tuple], tuple | None] | None,

@@ -46,8 +46,13 @@ _UFUNCS = {
 _FUNCS = {
     "where": "where", "sum": "sum", "mean": "mean", "max": "max", "amax": "max", "min": "min",
     "amin": "min", "reshape": "reshape", "transpose": "transpose", "broadcast_to": "broadcast_to",
-    "matmul": "matmul", "astype": "astype",
+    "matmul": "matmul", "astype": "astype", "any": "any", "all": "all", "ravel": "ravel", "copy": "copy",
+    "clip": "clip",
 }
+_LOGICAL_UFUNCS = {"logical_and": "and", "logical_or": "or", "logical_xor": "xor", "logical_not": "not"}
+# ndarray methods and properties a traced array has (named in the error for the others)
+TRACED_METHODS = ("T", "all", "any", "astype", "clip", "copy", "dot", "dtype", "flatten", "max", "mean", "min",
+                  "ndim", "ravel", "reshape", "shape", "size", "sum", "transpose")
 # eager-op names accepted by __noodle_op__ (op-table names plus NumPy spellings)
 _ALIASES = {**_UFUNCS, **_FUNCS, "abs": "abs", "divide": "divide"}
 
@@ -97,6 +102,7 @@ class TraceContext:
         self.weak: dict[int, frozenset[int]] = {}
         self.baked: list[Any] = []   # arrays frozen as constants (the guards check shared ones)
         self.raised: list[TraceError] = []   # errors raised into the traced function
+        self.scalar_inputs: set[int] = set()   # inputs standing for scalars (immutable in Python)
 
     def lift(self, x: Any, like: Tracer | None) -> Tracer:
         """A Tracer for ``x``: Tracers pass through, Python scalars and arrays become constants."""
@@ -104,6 +110,11 @@ class TraceContext:
             if x.ctx is not self:
                 raise TraceError(f"a value from another traced function was used at {user_location()}; "
                                  "pass it as an argument instead")
+            if x.stale is not None:
+                raise TraceError(
+                    f"a view of an array that was updated in place at {x.stale} is used at {user_location()}; "
+                    "in NumPy the view sees the update, which the JIT does not model. Take the view after "
+                    "the update, or write the update as a new array (a = a + b instead of a += b)")
             return x
         if isinstance(x, bool | int | float) and like is not None:
             # NEP 50: a Python scalar takes the array operand's dtype where it fits
@@ -189,15 +200,33 @@ class TraceContext:
         return tuple(out), None
 
 
+class _Buffer:
+    """The memory a traced array and its views share, as NumPy would have it.
+
+    Why: ``a += b`` in NumPy writes into ``a``'s buffer, so every name bound to ``a`` and every
+    view of it sees the new values. The tracer models that by rebinding the updated Tracer to the
+    new node (all names hold that one object) and marking the buffer's other views stale: using a
+    stale view raises instead of silently reading the old values.
+    """
+
+    __slots__ = ("external", "members")
+
+    def __init__(self, external: bool, first: Tracer) -> None:
+        self.external = external    # the caller's array (an argument, a captured array, a constant)
+        self.members: list[Tracer] = [first]
+
+
 class Tracer:
     """A stand-in for an array while a function is traced: every op on it is recorded."""
 
-    __slots__ = ("ctx", "value")
+    __slots__ = ("buf", "ctx", "stale", "value")
     __array_priority__ = 1000
 
     def __init__(self, ctx: TraceContext, value: int) -> None:
         self.ctx = ctx
         self.value = value
+        self.buf: _Buffer | None = None   # made on the first view or in-place update
+        self.stale: str | None = None     # where the buffer was updated, for a view that missed it
 
     # ---- metadata
     @property
@@ -261,6 +290,125 @@ class Tracer:
         raise TraceError(f"indexing a traced value at {user_location()} is not supported by the JIT yet; "
                          "slice the input before calling the jitted function")
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TraceError(f"assigning into a traced array (a[...] = ...) at {user_location()} is not supported "
+                         "by the JIT; build the new array instead (nd.where(mask, new, a), or a = new)")
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names Tracer lacks: NumPy methods the JIT does not trace say so by name
+        if not name.startswith("__") and hasattr(np.ndarray, name):
+            raise TraceError(f"x.{name} is not supported on a traced array (at {user_location()}); supported: "
+                             f"{', '.join(TRACED_METHODS)}. Compute it outside the jitted function and pass it in")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ---- buffers: views and in-place updates
+    def _buffer(self) -> _Buffer:
+        if self.buf is None:
+            op = self.ctx.builder.nodes[self.value].op
+            self.buf = _Buffer(op in ("input", "const"), self)
+        return self.buf
+
+    def _view(self, name: str, **attrs: Any) -> Tracer:
+        """``name`` (reshape, transpose, broadcast_to) as a view sharing this array's buffer."""
+        out = self.ctx.op(name, self, **attrs)
+        buf = self._buffer()
+        out.buf = buf
+        buf.members.append(out)
+        return out
+
+    def copy(self) -> Tracer:
+        """A new array with the same values (its own buffer), as ``ndarray.copy`` gives."""
+        return self.ctx.op("astype", self, dtype=self.dtype.name)
+
+    def _inplace(self, name: str, other: Any, symbol: str) -> Tracer:
+        """``self <symbol>= other``: NumPy writes into self's buffer, casting same_kind."""
+        ctx = self.ctx
+        if self.value in ctx.scalar_inputs or ctx.weak.get(self.value):
+            return self._bin(name, other)   # a Python/NumPy scalar is immutable: += rebinds the name
+        ctx.lift(self, None)                 # a stale view raises here
+        buf = self._buffer()
+        node = ctx.builder.nodes[self.value]
+        if buf.external:
+            raise TraceError(
+                f"in-place update `{symbol}=` of an argument or captured array at {user_location()}: a jitted "
+                "function cannot write into the caller's array. Write `a = a {0} b` (a new array) and return "
+                "it, or do the update outside the jitted function".format(symbol))
+        if node.op == "broadcast_to":
+            raise TraceError(f"in-place update `{symbol}=` of a broadcast view at {user_location()}: NumPy "
+                             "refuses it too (the view is read-only)")
+        out = self._bin(name, other)
+        if out is NotImplemented:
+            return out
+        if out.shape != self.shape:
+            raise TraceError(f"in-place update `{symbol}=` at {user_location()}: the result has shape "
+                             f"{out.shape}, the array being updated {self.shape} (NumPy raises: non-"
+                             "broadcastable output operand)")
+        if out.dtype != self.dtype:
+            if not np.can_cast(out.dtype, self.dtype, "same_kind"):
+                raise TraceError(f"in-place update `{symbol}=` at {user_location()}: cannot cast the "
+                                 f"{out.dtype} result to the array's {self.dtype} with casting rule "
+                                 "'same_kind' (NumPy raises too); write a = (a " + symbol + " b).astype(...)")
+            out = ctx.op("astype", out, dtype=self.dtype.name)
+        where = user_location()
+        for m in buf.members:
+            if m is not self:
+                m.stale = where
+        buf.members = [self]
+        self.value = out.value
+        return self
+
+    def __iadd__(self, o: Any) -> Tracer: return self._inplace("add", o, "+")
+    def __isub__(self, o: Any) -> Tracer: return self._inplace("subtract", o, "-")
+    def __imul__(self, o: Any) -> Tracer: return self._inplace("multiply", o, "*")
+    def __itruediv__(self, o: Any) -> Tracer: return self._inplace("divide", o, "/")
+    def __ipow__(self, o: Any) -> Tracer: return self._inplace("power", o, "**")
+    def __imatmul__(self, o: Any) -> Tracer: return self._inplace("matmul", o, "@")
+
+    def _unsupported(self, symbol: str, *_: Any) -> Any:
+        raise TraceError(f"the `{symbol}` operator on a traced array (at {user_location()}) is not supported by "
+                         "the JIT yet; compute it outside the jitted function and pass the result in")
+
+    def __floordiv__(self, o: Any) -> Any: return self._unsupported("//")
+    def __rfloordiv__(self, o: Any) -> Any: return self._unsupported("//")
+    def __ifloordiv__(self, o: Any) -> Any: return self._unsupported("//=")
+    def __mod__(self, o: Any) -> Any: return self._unsupported("%")
+    def __rmod__(self, o: Any) -> Any: return self._unsupported("%")
+    def __imod__(self, o: Any) -> Any: return self._unsupported("%=")
+    def __divmod__(self, o: Any) -> Any: return self._unsupported("divmod")
+    def __rdivmod__(self, o: Any) -> Any: return self._unsupported("divmod")
+    def __lshift__(self, o: Any) -> Any: return self._unsupported("<<")
+    def __rlshift__(self, o: Any) -> Any: return self._unsupported("<<")
+    def __ilshift__(self, o: Any) -> Any: return self._unsupported("<<=")
+    def __rshift__(self, o: Any) -> Any: return self._unsupported(">>")
+    def __rrshift__(self, o: Any) -> Any: return self._unsupported(">>")
+    def __irshift__(self, o: Any) -> Any: return self._unsupported(">>=")
+
+    # ---- logical operators: on bool arrays, lowered to where/compare
+    def _logic(self, op: str, other: Any, symbol: str) -> Tracer:
+        if not isinstance(other, Tracer | bool | np.bool_ | np.ndarray):
+            return self._unsupported(symbol)
+        o_dtype = other.dtype if isinstance(other, Tracer | np.ndarray) else np.dtype(bool)
+        if self.dtype != np.bool_ or o_dtype != np.bool_:
+            raise TraceError(f"the `{symbol}` operator on traced {self.dtype}/{o_dtype} arrays (at "
+                             f"{user_location()}) is supported on bool arrays only (masks); bitwise integer "
+                             "arithmetic is not supported by the JIT yet")
+        return logical(self.ctx, op, self, other)
+
+    def __and__(self, o: Any) -> Tracer: return self._logic("and", o, "&")
+    def __rand__(self, o: Any) -> Tracer: return self._logic("and", o, "&")
+    def __or__(self, o: Any) -> Tracer: return self._logic("or", o, "|")
+    def __ror__(self, o: Any) -> Tracer: return self._logic("or", o, "|")
+    def __xor__(self, o: Any) -> Tracer: return self._logic("xor", o, "^")
+    def __rxor__(self, o: Any) -> Tracer: return self._logic("xor", o, "^")
+    def __iand__(self, o: Any) -> Any: return self._unsupported("&=")
+    def __ior__(self, o: Any) -> Any: return self._unsupported("|=")
+    def __ixor__(self, o: Any) -> Any: return self._unsupported("^=")
+
+    def __invert__(self) -> Tracer:
+        if self.dtype != np.bool_:
+            return self._unsupported("~")
+        return logical(self.ctx, "not", self)
+
     # ---- arithmetic
     def _bin(self, name: str, other: Any, reverse: bool = False) -> Tracer:
         if not isinstance(other, Tracer | bool | int | float | np.ndarray | np.generic):
@@ -286,7 +434,7 @@ class Tracer:
     def __eq__(self, o: Any) -> Tracer: return self._bin("equal", o)  # type: ignore[override]
     def __ne__(self, o: Any) -> Tracer: return self._bin("not_equal", o)  # type: ignore[override]
     def __neg__(self) -> Tracer: return self.ctx.op("negative", self, _py=True)
-    def __pos__(self) -> Tracer: return self
+    def __pos__(self) -> Tracer: return self.copy()   # +a is a new array in NumPy
     def __abs__(self) -> Tracer: return self.ctx.op("abs", self, _py=True)
 
     # ---- shape and reductions
@@ -299,12 +447,29 @@ class Tracer:
             axes = tuple(axes[0])
         if not axes or axes == (None,):
             axes = tuple(reversed(range(self.ndim)))
-        return self.ctx.op("transpose", self, axes=tuple(int(a) % max(self.ndim, 1) for a in axes))
+        return self._view("transpose", axes=tuple(int(a) % max(self.ndim, 1) for a in axes))
 
     def reshape(self, *shape: Any) -> Tracer:
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
             shape = tuple(shape[0])
-        return self.ctx.op("reshape", self, shape=_resolve_shape(tuple(int(s) for s in shape), self.size))
+        return self._view("reshape", shape=_resolve_shape(tuple(int(s) for s in shape), self.size))
+
+    def ravel(self) -> Tracer:
+        return self.reshape(-1)
+
+    def flatten(self) -> Tracer:
+        return self.reshape(-1).copy()
+
+    def clip(self, a_min: Any = None, a_max: Any = None) -> Tracer:
+        if a_min is None and a_max is None:
+            raise TraceError(f"clip() needs a_min or a_max (at {user_location()}), as in NumPy")
+        out = self if a_min is None else self.ctx.op("maximum", self, a_min)
+        return out if a_max is None else self.ctx.op("minimum", out, a_max)
+
+    def dot(self, other: Any) -> Tracer:
+        if self.ndim > 2 or getattr(other, "ndim", 0) > 2:
+            raise TraceError(f"x.dot() of arrays over 2-D (at {user_location()}) is not supported; use @")
+        return self.ctx.op("matmul", self, other)
 
     def astype(self, dtype: Any) -> Tracer:
         name = np.dtype(dtype).name
@@ -321,6 +486,21 @@ class Tracer:
     def max(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._reduce("max", axis, keepdims)
     def min(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._reduce("min", axis, keepdims)
 
+    def any(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._truth("max", axis, keepdims)
+    def all(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._truth("min", axis, keepdims)
+
+    def _truth(self, name: str, axis: Any, keepdims: bool) -> Tracer:
+        """any/all as max/min of ``x != 0`` (NaN counts as true, as in NumPy); over an empty extent
+        NumPy gives False/True where max/min would raise."""
+        b = self if self.dtype == np.bool_ else self.ctx.op("not_equal", self, 0)
+        axes = (tuple(range(self.ndim)) if axis is None else
+                ((int(axis),) if isinstance(axis, int | np.integer) else tuple(int(a) for a in axis)))
+        if any(self.shape[a] == 0 for a in axes):
+            shape = tuple(1 if (d in axes or d - self.ndim in axes) else s for d, s in enumerate(self.shape)
+                          if keepdims or not (d in axes or d - self.ndim in axes))
+            return self.ctx.op("broadcast_to", np.bool_(name == "min"), shape=shape)
+        return b._reduce(name, axis, keepdims)
+
     # ---- dispatch from noodle eager ops and NumPy
     def __noodle_op__(self, op: str, args: tuple, kwargs: dict) -> Tracer:
         """Record eager op ``op`` (an op-table or NumPy name) called with ``args``/``kwargs``."""
@@ -329,6 +509,9 @@ class Tracer:
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         name = _UFUNCS.get(ufunc.__name__)
+        logic = _LOGICAL_UFUNCS.get(ufunc.__name__)
+        if logic is not None and method == "__call__" and not kwargs:
+            return logical(self.ctx, logic, *[_truth_value(self.ctx, x) for x in inputs])
         if method != "__call__" or name is None or kwargs:
             raise TraceError(f"np.{ufunc.__name__}{'' if method == '__call__' else '.' + method} with "
                              f"{sorted(kwargs) or 'these arguments'} is not supported in a traced function "
@@ -341,6 +524,25 @@ class Tracer:
             raise TraceError(f"np.{func.__name__} is not supported in a traced function (at "
                              f"{user_location()}); supported: {', '.join(sorted(_FUNCS))} and the ufuncs")
         return _apply(self.ctx, name, args, kwargs)
+
+
+def _truth_value(ctx: TraceContext, x: Any) -> Any:
+    """``x != 0`` as NumPy's logical ufuncs read their operands (bools pass through)."""
+    if isinstance(x, Tracer):
+        return x if x.dtype == np.bool_ else ctx.op("not_equal", x, 0)
+    arr = np.asarray(x)
+    return arr if arr.dtype == np.bool_ else arr != 0
+
+
+def logical(ctx: TraceContext, op: str, a: Any, b: Any = None) -> Tracer:
+    """Boolean and/or/xor/not with the ops the backends have (where, compare): exact on bools."""
+    if op == "not":
+        return ctx.op("equal", a, False)
+    if op == "xor":
+        return ctx.op("not_equal", a, b)
+    if not isinstance(a, Tracer):
+        a, b = b, a
+    return ctx.op("where", a, b, False) if op == "and" else ctx.op("where", a, True, b)
 
 
 def _resolve_shape(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
@@ -379,7 +581,22 @@ def _apply(ctx: TraceContext, name: str, args: tuple, kwargs: dict) -> Tracer:
     if name == "broadcast_to":
         shape = kwargs.pop("shape", args[1] if len(args) > 1 else None)
         _no_extra(name, kwargs)
-        return ctx.op("broadcast_to", args[0], shape=tuple(int(s) for s in shape))
+        return ctx.lift(args[0], None)._view("broadcast_to", shape=tuple(int(s) for s in shape))
+    if name in ("any", "all"):
+        axis = kwargs.pop("axis", args[1] if len(args) > 1 else None)
+        keepdims = kwargs.pop("keepdims", False)
+        _no_extra(name, kwargs)
+        x = ctx.lift(args[0], None)
+        return x.any(axis, keepdims) if name == "any" else x.all(axis, keepdims)
+    if name in ("ravel", "copy"):
+        _no_extra(name, kwargs)
+        x = ctx.lift(args[0], None)
+        return x.ravel() if name == "ravel" else x.copy()
+    if name == "clip":
+        lo = kwargs.pop("a_min", kwargs.pop("min", args[1] if len(args) > 1 else None))
+        hi = kwargs.pop("a_max", kwargs.pop("max", args[2] if len(args) > 2 else None))
+        _no_extra(name, kwargs)
+        return ctx.lift(args[0], None).clip(lo, hi)
     _no_extra(name, kwargs)
     if name not in _ALIASES.values():
         raise TraceError(f"op {name!r} is not supported in a traced function (at {user_location()})")
@@ -432,6 +649,7 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
             dtype = (("bool" if isinstance(a, bool) else "int64" if isinstance(a, int) else "float64")
                      if weak else np.dtype(a.dtype).name)
             t = Tracer(ctx, ctx.builder.input(n, (), dtype))
+            ctx.scalar_inputs.add(t.value)
             if weak:
                 ctx.weak[t.value] = frozenset({i})
             call_args.append(t)
