@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from noodle.errors import IRVerifyError, NoodleError
-from noodle.ir.graph import ATTRS, DTYPE_SET, MAX_NDIM, Program, infer
+from noodle.ir.graph import ATTRS, DTYPE_SET, MAX_NDIM, Node, Program, infer
 from noodle.ir.ops import OPS, OpKind
 
 MAX_DIM = 2**40
@@ -26,7 +26,12 @@ MAX_ELEMENTS = 2**48
 
 
 def verify(program: Program) -> None:
-    """Raise :class:`IRVerifyError` naming the first broken invariant of ``program``."""
+    """Raise :class:`IRVerifyError` naming the first broken invariant of ``program``.
+
+    Linear in the number of nodes: ``nbc.loads`` runs it on untrusted programs of up to
+    ``NOODLE_NBC_MAX_NODES`` instructions, so per-node work is kept small and the type
+    re-derivation is memoized per (op, operand types, attributes) within one call.
+    """
     nodes = program.nodes
     if not isinstance(program.n_inputs, int) or program.n_inputs < 0:
         raise IRVerifyError(f"n_inputs must be a non-negative int, got {program.n_inputs!r}")
@@ -34,68 +39,27 @@ def verify(program: Program) -> None:
         if not isinstance(c, np.ndarray) or c.dtype.name not in DTYPE_SET:
             raise IRVerifyError(f"constant {i} is not an array of a supported dtype")
     seen_inputs: set[int] = set()
+    inferred: dict[tuple, tuple[tuple[int, ...], str]] = {}
     for i, node in enumerate(nodes):
-        where = f"node %{i} ({node.op})"
         row = OPS.get(node.op)
         if row is None:
-            raise IRVerifyError(f"{where}: unknown op")
-        if node.dtype not in DTYPE_SET:
-            raise IRVerifyError(f"{where}: unsupported dtype {node.dtype!r}")
-        if len(node.shape) > MAX_NDIM or any((not isinstance(d, int)) or d < 0 or d > MAX_DIM
-                                              for d in node.shape):
-            raise IRVerifyError(f"{where}: invalid shape {node.shape}")
-        span = 1
-        for d in node.shape:
-            span *= max(d, 1)
-        if span > MAX_ELEMENTS:
-            raise IRVerifyError(f"{where}: shape {node.shape} spans more than {MAX_ELEMENTS} elements")
-        allowed = ATTRS.get(node.op, frozenset())
-        if node.op not in ("input", "const"):
-            allowed = allowed | {"group"}
-        keys = [k for k, _ in node.attrs]
-        if len(set(keys)) != len(keys) or keys != sorted(keys):
-            raise IRVerifyError(f"{where}: attributes must be unique and sorted, got {keys}")
-        for k in keys:
-            if k not in allowed:
-                raise IRVerifyError(f"{where}: unexpected attribute {k!r} (allowed: {sorted(allowed)})")
-        group = node.attr("group")
-        if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 0):
-            raise IRVerifyError(f"{where}: group must be a non-negative int")
-        for a in node.args:
-            if not isinstance(a, int) or not 0 <= a < i:
-                raise IRVerifyError(f"{where}: operand {a!r} does not name an earlier value (SSA)")
-        if len(node.args) != row.arity:
-            raise IRVerifyError(f"{where}: expects {row.arity} operands, has {len(node.args)}")
+            raise IRVerifyError(f"node %{i} ({node.op}): unknown op")
+        _check_node_type(i, node)
+        _check_node_attrs(i, node)
+        _check_operands(i, node, row.arity)
         if row.kind is OpKind.INPUT:
             idx = node.attr("index")
             if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < program.n_inputs:
-                raise IRVerifyError(f"{where}: input index {idx!r} outside 0..{program.n_inputs - 1}")
+                raise IRVerifyError(f"node %{i} ({node.op}): input index {idx!r} outside "
+                                    f"0..{program.n_inputs - 1}")
             if idx in seen_inputs:
-                raise IRVerifyError(f"{where}: input {idx} declared twice")
+                raise IRVerifyError(f"node %{i} ({node.op}): input {idx} declared twice")
             seen_inputs.add(idx)
             continue
         if row.kind is OpKind.CONST:
-            idx = node.attr("index")
-            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(program.consts):
-                raise IRVerifyError(f"{where}: constant index {idx!r} outside the pool")
-            c = program.consts[idx]
-            if tuple(c.shape) != node.shape or c.dtype.name != node.dtype:
-                raise IRVerifyError(f"{where}: declared {node.shape} {node.dtype}, pool has "
-                                    f"{c.shape} {c.dtype.name}")
+            _check_const(i, node, program)
             continue
-        for name in ATTRS.get(node.op, ()):
-            if name not in keys and name not in ("keepdims",):
-                if name == "axis":
-                    continue
-                raise IRVerifyError(f"{where}: missing attribute {name!r}")
-        _check_attr_types(where, node.op, dict(node.attrs))
-        types = [(nodes[a].shape, nodes[a].dtype) for a in node.args]
-        try:
-            shape, dtype = infer(node.op, types, dict(node.attrs))
-        except NoodleError as exc:
-            raise IRVerifyError(f"{where}: {exc}") from None
-        if shape != node.shape or dtype != node.dtype:
-            raise IRVerifyError(f"{where}: declared {node.shape} {node.dtype}, operands give {shape} {dtype}")
+        _check_inferred(i, node, nodes, inferred)
     if len(seen_inputs) != program.n_inputs:
         missing = sorted(set(range(program.n_inputs)) - seen_inputs)
         raise IRVerifyError(f"inputs {missing} are never declared")
@@ -104,6 +68,89 @@ def verify(program: Program) -> None:
     for o in program.outputs:
         if not isinstance(o, int) or not 0 <= o < len(nodes):
             raise IRVerifyError(f"output {o!r} does not name a value")
+
+
+def _check_node_type(i: int, node: Node) -> None:
+    """Supported dtype; at most MAX_NDIM dimensions of int sizes; a span NumPy can index."""
+    if node.dtype not in DTYPE_SET:
+        raise IRVerifyError(f"node %{i} ({node.op}): unsupported dtype {node.dtype!r}")
+    shape = node.shape
+    if len(shape) > MAX_NDIM:
+        raise IRVerifyError(f"node %{i} ({node.op}): invalid shape {shape}")
+    span = 1
+    for d in shape:
+        if type(d) is not int or d < 0 or d > MAX_DIM:
+            raise IRVerifyError(f"node %{i} ({node.op}): invalid shape {shape}")
+        span *= d if d > 1 else 1
+    if span > MAX_ELEMENTS:
+        raise IRVerifyError(f"node %{i} ({node.op}): shape {shape} spans more than {MAX_ELEMENTS} elements")
+
+
+_ALLOWED = {op: (ATTRS.get(op, frozenset()) | ({"group"} if op not in ("input", "const") else set()))
+            for op in OPS}
+
+
+def _check_node_attrs(i: int, node: Node) -> None:
+    """Attribute names unique, sorted and allowed for the op; ``group`` a non-negative int."""
+    attrs = node.attrs
+    if not attrs:
+        return
+    where = f"node %{i} ({node.op})"
+    keys = [k for k, _ in attrs]
+    if len(set(keys)) != len(keys) or keys != sorted(keys):
+        raise IRVerifyError(f"{where}: attributes must be unique and sorted, got {keys}")
+    allowed = _ALLOWED[node.op]
+    for k in keys:
+        if k not in allowed:
+            raise IRVerifyError(f"{where}: unexpected attribute {k!r} (allowed: {sorted(allowed)})")
+    group = node.attr("group")
+    if group is not None and (not isinstance(group, int) or isinstance(group, bool) or group < 0):
+        raise IRVerifyError(f"{where}: group must be a non-negative int")
+
+
+def _check_operands(i: int, node: Node, arity: int) -> None:
+    """SSA: every operand names an earlier value; as many operands as the op takes."""
+    for a in node.args:
+        if not isinstance(a, int) or not 0 <= a < i:
+            raise IRVerifyError(f"node %{i} ({node.op}): operand {a!r} does not name an earlier value (SSA)")
+    if len(node.args) != arity:
+        raise IRVerifyError(f"node %{i} ({node.op}): expects {arity} operands, has {len(node.args)}")
+
+
+def _check_const(i: int, node: Node, program: Program) -> None:
+    where = f"node %{i} ({node.op})"
+    idx = node.attr("index")
+    if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(program.consts):
+        raise IRVerifyError(f"{where}: constant index {idx!r} outside the pool")
+    c = program.consts[idx]
+    if tuple(c.shape) != node.shape or c.dtype.name != node.dtype:
+        raise IRVerifyError(f"{where}: declared {node.shape} {node.dtype}, pool has "
+                            f"{c.shape} {c.dtype.name}")
+
+
+def _check_inferred(i: int, node: Node, nodes: list[Node],
+                    inferred: dict[tuple, tuple[tuple[int, ...], str]]) -> None:
+    """Required attributes present and well typed; the declared type is what the operands give."""
+    types = tuple((nodes[a].shape, nodes[a].dtype) for a in node.args)
+    # repr, not the values: True == 1 and (0,) == (False,) hash alike, but only one is valid
+    key = (node.op, types, repr(node.attrs) if node.attrs else "")
+    got = inferred.get(key)
+    if got is None:
+        where = f"node %{i} ({node.op})"
+        keys = [k for k, _ in node.attrs]
+        for name in ATTRS.get(node.op, ()):
+            if name not in keys and name not in ("keepdims", "axis"):
+                raise IRVerifyError(f"{where}: missing attribute {name!r}")
+        _check_attr_types(where, node.op, dict(node.attrs))
+        try:
+            got = infer(node.op, list(types), dict(node.attrs))
+        except NoodleError as exc:
+            raise IRVerifyError(f"{where}: {exc}") from None
+        inferred[key] = got
+    shape, dtype = got
+    if shape != node.shape or dtype != node.dtype:
+        raise IRVerifyError(f"node %{i} ({node.op}): declared {node.shape} {node.dtype}, "
+                            f"operands give {shape} {dtype}")
 
 
 def _is_int(v: object) -> bool:
