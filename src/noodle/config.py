@@ -156,9 +156,9 @@ FIELDS: tuple[Field, ...] = (
           "most memory one program may need at once; larger programs are refused before they run"),
     Field("exec_max_elements", "NOODLE_EXEC_MAX_ELEMENTS", 2**32, _int_range(1), "an integer >= 1 (elements)",
           "most elements one program may process in all (views and reductions included)"),
-    Field("nbc_max_nodes", "NOODLE_NBC_MAX_NODES", 1_000_000, _int_range(1, 2**32 - 1),
-          "an integer in 1..4294967295 (instructions)",
-          "most instructions nbc.loads accepts; checked before decoding, which takes time per instruction"),
+    Field("nbc_max_nodes", "NOODLE_NBC_MAX_NODES", 200_000, _int_range(1, 1_000_000),
+          "an integer in 1..1000000 (instructions)",
+          "most instructions nbc.loads accepts (checked before decoding, ~4 s per million)"),
     # monitoring
     Field("performance_monitoring", _FX + "PERFORMANCE_MONITORING", True, _parse_bool, "true or false",
           "run the resource sampler"),

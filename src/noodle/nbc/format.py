@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import IRVerifyError, NBCFormatError
+from noodle.errors import IRVerifyError, NBCFormatError, NBCResourceError
 from noodle.ir.graph import DTYPES, MAX_NDIM, Node, Program
 from noodle.ir.ops import BY_CODE, OPS
 from noodle.ir.verify import MAX_DIM, MAX_ELEMENTS, verify  # the verifier's limits, checked early
@@ -49,7 +49,7 @@ from noodle.ir.verify import MAX_DIM, MAX_ELEMENTS, verify  # the verifier's lim
 MAGIC = b"NBC1"
 VERSION = 1
 DIGEST_BYTES = 16
-MAX_NODES = 1_000_000
+MAX_NODES = 1_000_000   # the format's hard cap; NOODLE_NBC_MAX_NODES may only lower it
 MAX_CONST_BYTES = 1 << 30
 MAX_ATTR_NAME = 32
 _DTYPE_CODE = {name: i for i, name in enumerate(DTYPES)}
@@ -102,27 +102,50 @@ def _pack_value(v: Any) -> bytes:
     raise NBCFormatError(f"attribute value {v!r} cannot be encoded")
 
 
+_STRUCTS: dict[str, struct.Struct] = {}
+
+
+def _struct(fmt: str) -> struct.Struct:
+    st = _STRUCTS.get(fmt)
+    if st is None:
+        st = _STRUCTS[fmt] = struct.Struct(fmt)
+    return st
+
+
 class _Reader:
-    """Bounds-checked cursor: every read names what was being read when bytes ran out."""
+    """Bounds-checked cursor: every read names what was being read when bytes ran out.
+
+    Reads unpack in place (``unpack_from``, compiled formats): a program may hold up to
+    ``NOODLE_NBC_MAX_NODES`` instructions, so the per-read cost is what bounds ``loads``.
+    """
 
     def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
+        self.data = data
+        self.size = len(data)
         self.pos = 0
 
     def remaining(self) -> int:
-        return len(self.data) - self.pos
+        return self.size - self.pos
+
+    def _truncated(self, n: int, what: str) -> NBCFormatError:
+        return NBCFormatError(f"NBC truncated: {what} needs {n} bytes at offset {self.pos}, "
+                              f"{self.remaining()} remain")
 
     def take(self, n: int, what: str) -> memoryview:
         if n < 0 or n > self.remaining():
-            raise NBCFormatError(f"NBC truncated: {what} needs {n} bytes at offset {self.pos}, "
-                                 f"{self.remaining()} remain")
-        view = self.data[self.pos:self.pos + n]
+            raise self._truncated(n, what)
+        view = memoryview(self.data)[self.pos:self.pos + n]
         self.pos += n
         return view
 
     def unpack(self, fmt: str, what: str) -> tuple:
-        s = struct.calcsize(fmt)
-        return struct.unpack(fmt, self.take(s, what))
+        st = _struct(fmt)
+        end = self.pos + st.size
+        if end > self.size:
+            raise self._truncated(st.size, what)
+        out = st.unpack_from(self.data, self.pos)
+        self.pos = end
+        return out
 
     def string(self, what: str) -> str:
         (n,) = self.unpack("<B", what)
@@ -139,8 +162,10 @@ class _Reader:
             raise NBCFormatError(f"{what}: unknown dtype code {code}")
         return DTYPES[code]
 
-    def shape(self, what: str) -> tuple[int, ...]:
-        (ndim,) = self.unpack("<B", what)
+    def shape(self, what: str, ndim: int | None = None) -> tuple[int, ...]:
+        """Dimensions (the count read first unless the caller already read it), span-checked."""
+        if ndim is None:
+            (ndim,) = self.unpack("<B", what)
         if ndim > MAX_NDIM:
             raise NBCFormatError(f"{what}: {ndim} dimensions (at most {MAX_NDIM})")
         dims = self.unpack(f"<{ndim}Q", what)
@@ -151,7 +176,7 @@ class _Reader:
             span *= max(d, 1)
         if span > MAX_ELEMENTS:   # NumPy refuses such shapes even when one dimension is 0
             raise NBCFormatError(f"{what}: shape {dims} spans more than {MAX_ELEMENTS} elements")
-        return tuple(int(d) for d in dims)
+        return dims
 
     def value(self, what: str) -> Any:
         (tag,) = self.unpack("<B", what)
@@ -174,8 +199,29 @@ class _Reader:
         raise NBCFormatError(f"{what}: unknown attribute tag {tag}")
 
 
+def _check_node_count(n_nodes: int) -> int:
+    """Refuse more instructions than ``NOODLE_NBC_MAX_NODES`` before decoding any; returns the limit.
+
+    Why: decoding and verifying cost time per instruction (about 4 s per million here), so the
+    count a hostile header declares bounds how long ``loads`` can be kept busy.
+    """
+    from noodle.config import get_settings  # noqa: PLC0415  (read at load time, tests change it)
+
+    limit = min(int(get_settings().nbc_max_nodes), MAX_NODES)
+    if n_nodes > limit:
+        raise NBCResourceError(
+            f"NBC program has {n_nodes:,} instructions, more than the {limit:,} allowed "
+            f"(NOODLE_NBC_MAX_NODES={limit}); it is refused before decoding. If you trust it, raise "
+            f"NOODLE_NBC_MAX_NODES (at most {MAX_NODES:,}).")
+    return limit
+
+
 def loads(data: bytes) -> Program:
-    """Decode and fully validate NBC bytes; :class:`NBCFormatError` on anything wrong."""
+    """Decode and fully validate NBC bytes.
+
+    Raises :class:`NBCFormatError` on anything malformed, and :class:`NBCResourceError` when a
+    well-formed program has more instructions than ``NOODLE_NBC_MAX_NODES``.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise NBCFormatError(f"NBC must be bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -197,9 +243,10 @@ def loads(data: bytes) -> Program:
     if n_consts * 2 > r.remaining() or n_nodes * 6 > r.remaining() or n_nodes > MAX_NODES:
         raise NBCFormatError(f"NBC declares {n_consts} constants and {n_nodes} nodes, more than "
                              f"{r.remaining()} bytes can hold")
+    max_nodes = _check_node_count(n_nodes)
     # a program may return one value several times, so outputs are bounded by the bytes and the
     # node limit, not by the number of nodes
-    if n_outputs * 4 > r.remaining() or n_outputs > MAX_NODES or n_inputs > n_nodes:
+    if n_outputs * 4 > r.remaining() or n_outputs > max_nodes or n_inputs > n_nodes:
         raise NBCFormatError(f"NBC declares {n_outputs} outputs / {n_inputs} inputs for {n_nodes} nodes")
     consts: list[np.ndarray] = []
     total = 0
@@ -217,32 +264,7 @@ def loads(data: bytes) -> Program:
         raw = r.take(nbytes, what)
         consts.append(np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
                       .reshape(shape).copy())
-    nodes: list[Node] = []
-    for i in range(n_nodes):
-        what = f"node {i}"
-        (code,) = r.unpack("<H", what)
-        row = BY_CODE.get(code)
-        if row is None:
-            raise NBCFormatError(f"{what}: unknown opcode {code}")
-        dtype = r.dtype(what)
-        shape = r.shape(what)
-        (nargs,) = r.unpack("<B", what)
-        if nargs != row.arity:
-            raise NBCFormatError(f"{what}: {row.name} takes {row.arity} operands, NBC gives {nargs}")
-        args = tuple(int(a) for a in r.unpack(f"<{nargs}I", what))
-        for a in args:
-            if a >= i:
-                raise NBCFormatError(f"{what}: operand %{a} is not an earlier value")
-        (nattrs,) = r.unpack("<B", what)
-        if nattrs > 4:
-            raise NBCFormatError(f"{what}: {nattrs} attributes (at most 4)")
-        attrs = []
-        for _ in range(nattrs):
-            key = r.string(f"{what} attribute name")
-            if not key or len(key) > MAX_ATTR_NAME:
-                raise NBCFormatError(f"{what}: bad attribute name {key!r}")
-            attrs.append((key, r.value(f"{what} attribute {key}")))
-        nodes.append(Node(row.name, args, shape, dtype, tuple(attrs)))
+    nodes = _read_nodes(r, n_nodes)
     outputs = tuple(int(o) for o in r.unpack(f"<{n_outputs}I", "outputs"))
     (meta,) = r.unpack("<B", "meta")
     if meta > 1:
@@ -255,6 +277,51 @@ def loads(data: bytes) -> Program:
     except IRVerifyError as exc:
         raise NBCFormatError(f"NBC program is invalid: {exc}") from None
     return program
+
+
+def _read_nodes(r: _Reader, n_nodes: int) -> list[Node]:
+    """Decode ``n_nodes`` instructions (opcode, type, SSA operands, attributes), each validated.
+
+    The cyclic garbage collector is paused meanwhile: a million new tuples would otherwise
+    trigger hundreds of full collections, which made decoding superlinear.
+    """
+    import gc
+
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [_read_node(r, i) for i in range(n_nodes)]
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _read_node(r: _Reader, i: int) -> Node:
+    what = f"node {i}"
+    code, dtype_code, ndim = r.unpack("<HBB", what)
+    row = BY_CODE.get(code)
+    if row is None:
+        raise NBCFormatError(f"{what}: unknown opcode {code}")
+    if dtype_code >= len(DTYPES):
+        raise NBCFormatError(f"{what}: unknown dtype code {dtype_code}")
+    shape = r.shape(what, ndim)
+    (nargs,) = r.unpack("<B", what)
+    if nargs != row.arity:
+        raise NBCFormatError(f"{what}: {row.name} takes {row.arity} operands, NBC gives {nargs}")
+    args = r.unpack(f"<{nargs}I", what) if nargs else ()
+    for a in args:
+        if a >= i:
+            raise NBCFormatError(f"{what}: operand %{a} is not an earlier value")
+    (nattrs,) = r.unpack("<B", what)
+    if nattrs > 4:
+        raise NBCFormatError(f"{what}: {nattrs} attributes (at most 4)")
+    attrs = []
+    for _ in range(nattrs):
+        key = r.string(f"{what} attribute name")
+        if not key or len(key) > MAX_ATTR_NAME:
+            raise NBCFormatError(f"{what}: bad attribute name {key!r}")
+        attrs.append((key, r.value(f"{what} attribute {key}")))
+    return Node(row.name, args, shape, DTYPES[dtype_code], tuple(attrs))
 
 
 def hmac_equal(a: bytes, b: bytes) -> bool:
