@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -9,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noodle import nbc
-from noodle.errors import NBCFormatError
+import noodle as nd
+from noodle import config, nbc
+from noodle.errors import NBCFormatError, NoodleError
 from noodle.ir.ops import BY_CODE as _BY_CODE
 from noodle.nbc.format import _digest
 from noodle.passes import optimize
@@ -101,6 +103,7 @@ def test_bit_flips_are_rejected_or_still_valid(which, pos, bit, reseal):
         return
     assert reseal, "a flipped bit under the original digest must be caught"
     nbc.dumps(prog)  # whatever was accepted is a valid, re-encodable program
+    _run_zero_filled(data, prog)
 
 
 @settings(max_examples=500, deadline=None)
@@ -189,3 +192,22 @@ def test_structured_hostile_programs_are_rejected_cleanly(data):
     except NBCFormatError:
         return
     assert nbc.loads(nbc.dumps(prog)).nodes == prog.nodes
+    _run_zero_filled(data, prog)
+
+
+_FUZZ_LIMITS = {"NOODLE_EXEC_MAX_BYTES": str(64 * 2**20), "NOODLE_EXEC_MAX_ELEMENTS": str(10**7)}
+
+
+def _run_zero_filled(data: bytes, prog) -> None:
+    """Whatever ``loads`` accepts runs under (small) limits on zero-filled inputs of its declared
+    types, or fails with a noodle error: never a bare NumPy/Python exception, never a hang."""
+    types = prog.input_types()
+    if sum(int(np.prod(s, dtype=object)) * np.dtype(d).itemsize for s, d in types) > 2**20:
+        return  # inputs are the caller's memory; a fuzzer's 2**41-element input is not ours to make
+    config.reload({**os.environ, **_FUZZ_LIMITS})
+    try:
+        nd.Executor(backend="interpret").execute(data, *(np.zeros(s, d) for s, d in types), use_jit=False)
+    except NoodleError:
+        pass
+    finally:
+        config.reload()
