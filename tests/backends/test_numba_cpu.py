@@ -24,6 +24,7 @@ from noodle.backends import numba_cpu
 from noodle.backends.reference import evaluate
 from noodle.backends.registry import available_backends, get_backend
 from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce
+from noodle.backends.split_reduce import SplitReduceKernel
 from noodle.errors import CompileError, DTypeError, ShapeError
 
 RTOL = {"float64": 1e-12, "float32": 1e-5}
@@ -146,20 +147,24 @@ def test_large_axis_reduction_parallel_with_output(numba_backend) -> None:
     spec = KernelSpec((("float32", shape), ("float32", (300,))), (), (Instr("multiply", (0, 1), "float32"),),
                       (2,), shape, reduce=Reduce("sum", 2, (1,), False, "float32", (400,)))
     k = numba_backend.compile_kernel(spec)
-    assert k.plan.mode == "nested" and k._par is not None
+    # a reduction over some axes: the kernel makes the values (in parallel), the defined-order
+    # reduction sums them (noodle.ir.reduction), so the bits are the interpreter's
+    assert isinstance(k, SplitReduceKernel) and k.values.plan.mode == "rows" and k.values._par is not None
     _check(numba_backend, spec, _data(shape, "float32", rng), _data(300, "float32", rng))
 
 
 @pytest.mark.parametrize("op", ["sum", "max"])
-def test_large_outer_axis_reduction_keeps_rows_contiguous(numba_backend, op) -> None:
-    """``(x * w).sum(axis=0)``: the kept last axis is accumulated in row segments, in parallel."""
+def test_large_outer_axis_reduction_matches_the_reference_bit_for_bit(numba_backend, op) -> None:
+    """``(x * w).sum(axis=0)``: the values in parallel, then the defined-order reduction."""
     rng = np.random.default_rng(13)
     shape = (500, 3000)
     spec = KernelSpec((("float64", shape), ("float64", (500, 1))), (), (Instr("multiply", (0, 1), "float64"),),
                       (2,), shape, reduce=Reduce(op, 2, (0,), True, "float64", (1, 3000)))
     k = numba_backend.compile_kernel(spec)
-    assert k.plan.mode == "outer" and k._par is not None
-    _check(numba_backend, spec, _data(shape, "float64", rng), _data((500, 1), "float64", rng))
+    assert isinstance(k, SplitReduceKernel) and k.values._par is not None
+    x, w = _data(shape, "float64", rng), _data((500, 1), "float64", rng)
+    _check(numba_backend, spec, x, w)
+    assert k(x, w)[-1].tobytes() == evaluate(spec, x, w)[-1].tobytes()
 
 
 def test_integer_reductions_are_exact(numba_backend) -> None:
@@ -375,7 +380,8 @@ def test_second_process_loads_kernel_from_disk_cache(tmp_path: Path) -> None:
     assert runs[0]["from_cache"] is False and runs[1]["from_cache"] is True
     assert runs[0]["value"] == pytest.approx(expect) and runs[1]["value"] == pytest.approx(expect)
     sources = list((tmp_path).glob("k_*.py"))
-    assert len(sources) == 1 and "def k_ser" in sources[0].read_text()
+    text = sources[0].read_text() if len(sources) == 1 else ""
+    assert "def k_ser" in text or "def s1(" in text, text   # a loop kernel, or the stages of one
     assert any(p.suffix == ".nbi" for p in (tmp_path / "__pycache__").iterdir())
 
 

@@ -25,10 +25,10 @@ import math
 import numpy as np
 
 from noodle.backends.layout import spec_layout
-from noodle.backends.numba_codegen import acc_dtype
 from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
+from noodle.ir.reduction import acc_dtype
 
 C_TYPES = {
     "float32": "float", "float64": "double", "int8": "signed char", "int16": "short", "int32": "int",
@@ -161,7 +161,7 @@ def cuda_source(spec: KernelSpec, inplace: bool = False) -> str:
     params += [f"{c_type(spec.dtype_of(v))}*{restrict} o{j}" for j, v in enumerate(spec.outputs)]
     acc_dt = ""
     if red is not None:
-        acc_dt = acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))
+        acc_dt = acc_dtype(red.op, spec.dtype_of(red.value))
         params.append(f"{c_type(acc_dt)}* partials")
 
     def offsets(idx: str, dims: list[int], ind: str) -> list[str]:

@@ -30,10 +30,11 @@ import numpy as np
 from noodle import metrics
 from noodle.backends.base import Backend, Kernel
 from noodle.backends.cuda_codegen import cuda_source, kernel_name, launch_shape
-from noodle.backends.numba_codegen import acc_dtype
 from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.config import get_settings
 from noodle.errors import CompileError, DeviceUnavailableError, ShapeError
+from noodle.ir.reduction import acc_dtype
 
 _COMPILES = metrics.counter("noodle_jit_kernel_compiles_total", "fused kernels built by a backend",
                             ["backend", "source"])
@@ -63,7 +64,7 @@ class CudaKernel(Kernel):
         self._in = [(np.dtype(d), tuple(s)) for d, s in spec.inputs]
         self._out = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
         red = spec.reduce
-        self._acc = np.dtype(acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))) if red is not None else None
+        self._acc = np.dtype(acc_dtype(red.op, spec.dtype_of(red.value))) if red is not None else None
 
     def prepare(self, inputs: tuple[Any, ...]) -> list[Any]:
         cp = _cupy()
@@ -168,13 +169,19 @@ class CudaBackend(Backend):
         """The CUDA C source that :meth:`compile_kernel` would compile."""
         return cuda_source(spec)
 
-    def compile_kernel(self, spec: KernelSpec) -> CudaKernel:
+    def compile_kernel(self, spec: KernelSpec) -> Kernel:
         key = spec.key()
         kernel = self._kernels.get(key)
         if kernel is None:
             self._require()
             t0 = time.perf_counter()
-            kernel = CudaKernel(spec)
+            red = spec.reduce
+            if red is not None and np.dtype(acc_dtype(red.op, spec.dtype_of(red.value))).kind == "f":
+                # float reductions in the defined order (noodle.ir.reduction, on CuPy arrays), so a
+                # GPU result is the interpreter's bit for bit; integer ones are exact in-kernel
+                kernel = SplitReduceKernel(spec, CudaKernel(values_spec(spec)))
+            else:
+                kernel = CudaKernel(spec)
             _COMPILES.labels("cuda", "compiled").inc()
             metrics.emit("jit.compile", backend="cuda", key=key, seconds=time.perf_counter() - t0)
             with self._lock:

@@ -10,18 +10,16 @@ Shapes of the generated code (all sizes and strides are literal constants):
 * ``flat``: one (p)range loop over the collapsed 1-D iteration space;
 * ``rows``: (p)range over the outer dims, inner loop over the last one
   (broadcast inputs read with stride 0);
-* ``chunks``: full reduction of a 1-D space in ``NCHUNK`` fixed chunks, four
-  independent accumulators per chunk (breaks the add latency chain; NumPy's
-  pairwise sum combines the chunk partials), identical in the serial and the
-  parallel variant so results do not depend on the thread count;
-* ``outer``: reductions over outer axes with the contiguous last axis kept
-  (``x.sum(axis=0)``): each task owns a segment of result elements and walks
-  the reduced rows, so reads stay contiguous and the update vectorizes;
-* ``nested``: other reductions over some axes: (p)range over kept elements,
-  nested loops over the reduced axes;
+* ``chunks``: full reduction of a 1-D space in the defined order of
+  :mod:`noodle.ir.reduction` (chunks of ``CHUNK`` elements in parallel, ``LANES``
+  independent accumulators in each, chunk values added in order by the driver),
+  identical in the serial and the parallel variant and in the interpreter;
 * ``stages``: transcendental ops (``exp``...) evaluated by NumPy's SIMD
-  ufuncs on cache-sized blocks (32 Ki elements) between serial Numba stages (Numba's ``exp`` is
-  a scalar libm call, ~5x slower than NumPy's vectorized one on this machine).
+  ufuncs on cache-sized blocks (32 Ki elements) between serial Numba stages, at
+  every size: Numba's ``exp`` is a scalar libm call, ~5x slower than NumPy's
+  vectorized one on this machine and different from it in the last bit;
+* ``split``: any other reduction (over some axes, or over an N-d space): the
+  kernel computes the values, the defined-order reduction runs on them.
 
 Each variant is emitted twice, ``k_par`` (prange) and ``k_ser`` (range): the
 runtime never uses threads below ~1e5 elements.
@@ -29,6 +27,7 @@ runtime never uses threads below ~1e5 elements.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,10 +36,12 @@ from noodle.backends.layout import spec_layout
 from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
+from noodle.ir.reduction import CHUNK, LANES
+from noodle.ir.reduction import acc_dtype as reduction_acc_dtype
 
 PARALLEL_MIN = 100_000          # elements; below this every kernel runs serially (no thread start-up)
-NCHUNK = 64                      # fixed chunk count of full reductions (deterministic results)
 BLOCK = 1 << 15                  # elements per block in the ``stages`` variant (256 KiB of float64)
+assert BLOCK % CHUNK == 0, "a stages block must hold whole reduction chunks"
 # ops NumPy evaluates faster (SIMD) than Numba's scalar libm call, measured on this machine
 UFUNC_OPS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tanh": "tanh"}
 ARITH = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
@@ -111,10 +112,8 @@ class Plan:
 
 
 def acc_dtype(op: str, dtype: str, value_dtype: str) -> str:
-    """Accumulator dtype: float64 for float sums (even of float32), int64 for integer sums."""
-    if op in ("sum", "mean"):
-        return "float64" if is_float(value_dtype) or is_float(dtype) else "int64"
-    return "int64" if value_dtype == "bool" else value_dtype
+    """Accumulator dtype: the one the defined reduction order uses (:mod:`noodle.ir.reduction`)."""
+    return reduction_acc_dtype(op, value_dtype)
 
 
 def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
@@ -125,20 +124,23 @@ def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
     p = Plan("flat", cshape, lay.in_strides, lay.out_strides, cred, n)
     if red is not None:
         p.acc_dtype = acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))
-    full_reduce = red is not None and all(cred)
-    if (red is None or full_reduce) and allow_stages and n >= 2 * BLOCK and _has_ufunc_work(spec, p):
+    full_1d = red is not None and all(cred) and len(cshape) <= 1
+    if red is not None and not full_1d:
+        # a reduction over some axes (or over an N-d space): the kernel computes the values and
+        # the defined-order reduction (noodle.ir.reduction) runs on them, so the bits are the
+        # interpreter's; only 1-D full reductions follow the order inside the kernel
+        p.mode = "split"
+    elif allow_stages and n > 0 and _has_ufunc_work(spec, p):
+        # NumPy's SIMD exp/log/sin/cos/tanh at every size: Numba's libm calls differ from them
+        # in the last bit, and the compiled result must be the interpreter's
         from noodle.backends.numba_stages import plan_stages  # (imports this module)
 
         p.mode = "stages"
         plan_stages(spec, p)
-    elif len(cshape) <= 1 and (red is None or full_reduce):
+    elif len(cshape) <= 1:
         p.mode = "flat" if red is None else "chunks"
-    elif red is None:
-        p.mode = "rows"
-    elif not cred[-1]:
-        p.mode = "outer"  # the contiguous last axis is kept: accumulate whole row segments
     else:
-        p.mode = "nested"
+        p.mode = "rows"
     return p
 
 
@@ -234,13 +236,15 @@ def _acc_update(op: str, acc: str, val: str, acc_dt: str, val_dt: str) -> str:
         return f"{acc} += {x}"
     rel = ">" if op == "max" else "<"
     if is_float(acc_dt):
-        return f"{acc} = {x} if ({x} {rel} {acc} or {x} != {x}) else {acc}"
+        # NaN wins; between zeros max takes +0.0 and min -0.0 (the defined order's rule)
+        zero = f"math.copysign(1.0, {acc}) < 0" if op == "max" else f"math.copysign(1.0, {x}) < 0"
+        return f"{acc} = {x} if ({x} {rel} {acc} or {x} != {x} or ({x} == {acc} and {acc} == 0 and {zero})) else {acc}"
     return f"{acc} = {x} if {x} {rel} {acc} else {acc}"
 
 
 def acc_init(op: str, acc_dt: str) -> str:
     if op in ("sum", "mean"):
-        return f"{np_ctor(acc_dt)}(0)"
+        return f"{np_ctor(acc_dt)}(-0.0)" if is_float(acc_dt) else f"{np_ctor(acc_dt)}(0)"
     if is_float(acc_dt):
         return f"{np_ctor(acc_dt)}({'-' if op == 'max' else ''}np.inf)"
     info = np.iinfo(np.dtype(acc_dt))
@@ -251,6 +255,47 @@ def _acc_combine(op: str, accs: list[str], acc_dt: str) -> list[str]:
     lines = []
     for a in accs[1:]:
         lines.append(_acc_update(op, accs[0], a, acc_dt, acc_dt))
+    return lines
+
+
+def lane_reduce(spec: KernelSpec, e: _Emitter, p: Plan, targets: set[int], start: str, m: str,
+                loads: Callable[[str], dict[int, str]], out_prefix: str | None,
+                extra: Callable[[str], dict[int, str]] | None = None) -> list[str]:
+    """Lines reducing the ``m`` values at positions ``start .. start+m`` of one chunk into
+    ``acc0``, in the defined order (:mod:`noodle.ir.reduction`): element ``t`` of the chunk goes
+    to lane ``t % LANES``, each lane adds in order, then the lanes are added in order.
+
+    ``loads(index) -> {value: expression}`` reads the arrays at a position; ``extra(index)`` adds
+    loads (scratch buffers); outputs (if ``out_prefix``) are stored at the same positions.
+    """
+    red = spec.reduce
+    assert red is not None
+    vdt = spec.dtype_of(red.value)
+    accs = [f"acc{u}" for u in range(LANES)]
+    lines = [f"{a} = {acc_init(red.op, p.acc_dtype)}" for a in accs]
+
+    def element(idx: str, u: int) -> list[str]:
+        load = dict(loads(idx))
+        if extra is not None:
+            load.update(extra(idx))
+        sfx = f"_{u}"
+        out = e.body(targets, load, sfx)
+        if out_prefix is not None:
+            out += _store_outputs(spec, e, idx, sfx, out_prefix)
+        out.append(_acc_update(red.op, accs[u], e.name(red.value, sfx), p.acc_dtype, vdt))
+        return out
+
+    lines.append(f"for q in range({m} // {LANES}):")
+    group = [f"j = {start} + q * {LANES}"]
+    for u in range(LANES):
+        group += element(f"j + {u}" if u else "j", u)
+    lines += _indent(group, 1)
+    lines.append(f"jt = {start} + ({m} // {LANES}) * {LANES}")
+    lines.append(f"rem = {m} - ({m} // {LANES}) * {LANES}")
+    for u in range(LANES - 1):
+        lines.append(f"if rem > {u}:")
+        lines += _indent(element(f"jt + {u}" if u else "jt", u), 1)
+    lines += _acc_combine(red.op, accs, p.acc_dtype)
     return lines
 
 
@@ -267,6 +312,7 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     fm = "True" if spec.fastmath else "False"
     head = [
         f'"""noodle kernel {spec.key()} (mode {p.mode}); generated, do not edit."""',
+        "import math",
         "import numpy as np",
         "from numba import njit, prange",
         "",
@@ -305,8 +351,9 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     if p.n >= PARALLEL_MIN:
         variants = [("k_par", "prange", "True", sig), ("k_ser", "range", "False", "")]
     for variant, loop, par, vsig in variants:
-        gen = {"flat": _gen_flat, "rows": _gen_rows, "chunks": _gen_chunks, "nested": _gen_nested,
-               "outer": _gen_outer}[p.mode]
+        if p.mode not in _GENERATORS:
+            raise CompileError(f"internal: no generated code for loop shape {p.mode!r}")
+        gen = _GENERATORS[p.mode]
         body = gen(spec, p, e, loop)
         src.append(f"@njit({vsig + ', ' if vsig else ''}parallel={par}, **_OPTS)")
         src.append(f"def {variant}({', '.join(args)}):")
@@ -317,8 +364,8 @@ def generate(spec: KernelSpec, p: Plan) -> str:
 
 def n_partials(p: Plan) -> int:
     """Length of the partials array a reduction kernel writes (see NumbaKernel._finish)."""
-    if p.mode == "chunks":
-        return max(1, min(NCHUNK, p.n))
+    if p.mode in ("chunks", "stages"):
+        return max(1, -(-p.n // CHUNK))
     kept = [s for s, r in zip(p.shape, p.reduced, strict=True) if not r]
     return int(np.prod(kept)) if kept else p.shape[0]
 
@@ -399,156 +446,22 @@ def _gen_rows(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
     return lines + _indent(inner, 1)
 
 
-UNROLL = 4                       # independent accumulators per chunk of a full reduction
-
-
 def _gen_chunks(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
-    """Full reduction of a 1-D space: fixed chunks, each sliced so its index starts at 0 (no
-    negative-index checks), ``UNROLL`` independent accumulators (no add-latency chain)."""
-    red = spec.reduce
-    assert red is not None
-    vdt = spec.dtype_of(red.value)
-    nchunk = max(1, min(NCHUNK, p.n))
+    """Full reduction of a 1-D space in the defined order: chunks of ``CHUNK`` elements (the
+    parallel loop), each sliced so its index starts at 0 (no negative-index checks), reduced in
+    ``LANES`` lanes; the driver adds the chunk values in order."""
+    nchunk = max(1, -(-p.n // CHUNK))
     lines = e.hoisted(_targets(spec))
     lines.append(f"for c in {loop}({nchunk}):")
-    inner = [f"lo = (c * {p.n}) // {nchunk}", f"hi = ((c + 1) * {p.n}) // {nchunk}", "m = hi - lo"]
+    inner = [f"lo = c * {CHUNK}", f"hi = min(lo + {CHUNK}, {p.n})", "m = hi - lo"]
     inner += [f"x{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
     inner += [f"y{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
-    accs = [f"acc{u}" for u in range(UNROLL)]
-    inner += [f"{a} = {acc_init(red.op, p.acc_dtype)}" for a in accs]
-    inner.append(f"for q in range(m // {UNROLL}):")
-    unrolled = [f"i = q * {UNROLL}"]
-    for u in range(UNROLL):
-        sfx = f"_{u}"
-        iu = f"i + {u}" if u else "i"
-        unrolled += e.body(_targets(spec), _loads(e, [iu] * e.n_in, "x"), sfx)
-        unrolled += _store_outputs(spec, e, iu, sfx, "y")
-        unrolled.append(_acc_update(red.op, accs[u], e.name(red.value, sfx), p.acc_dtype, vdt))
-    inner += _indent(unrolled, 1)
-    inner.append(f"for i in range((m // {UNROLL}) * {UNROLL}, m):")
-    tail = e.body(_targets(spec), _loads(e, ["i"] * e.n_in, "x"), "")
-    tail += _store_outputs(spec, e, "i", "", "y")
-    tail.append(_acc_update(red.op, accs[0], e.name(red.value, ""), p.acc_dtype, vdt))
-    inner += _indent(tail, 1)
-    inner += _acc_combine(red.op, accs, p.acc_dtype)
+    inner += lane_reduce(spec, e, p, _targets(spec), "0", "m", lambda ix: _loads(e, [ix] * e.n_in, "x"), "y")
     inner.append("part[c] = acc0")
     return lines + _indent(inner, 1)
 
 
-def _kept_offsets(p: Plan, kept: list[int], varying: list[int]) -> list[str]:
-    """Lines turning the kept-element index ``q0`` into the base offsets ``ob`` and ``b{k}``.
-
-    Why shared: the ``nested`` and ``outer`` reductions both walk their kept axes this way
-    (fresh ``x``/``q`` names per level: Numba's parfor pass rejects reassigning them).
-    """
-    lines = []
-    for lvl, d in enumerate(reversed(kept)):
-        lines.append(f"x{lvl} = q{lvl} % {p.shape[d]}")
-        lines.append(f"q{lvl + 1} = q{lvl} // {p.shape[d]}")
-        lines.append(f"ob += x{lvl} * {p.out_strides[d]}")
-        for k in varying:
-            if p.in_strides[k][d]:
-                lines.append(f"b{k} += x{lvl} * {p.in_strides[k][d]}")
-    return lines
+_GENERATORS = {"flat": _gen_flat, "rows": _gen_rows, "chunks": _gen_chunks}
 
 
-def _reduced_nest(p: Plan, redd: list[int], varying: list[int]
-                  ) -> tuple[list[str], int, dict[int, str], str]:
-    """Nested loops over the reduced axes ``redd``, each level deriving fresh offset names.
-
-    Returns the loop lines, the nesting depth reached, the innermost input offset name per
-    varying input and the innermost output offset name (the ``nested`` and ``outer``
-    reductions put their per-element body at that depth).
-    """
-    level = 0
-    prev_b = {k: f"b{k}" for k in varying}
-    prev_o = "ob"
-    nest: list[str] = []
-    for li, d in enumerate(redd):
-        nest += _indent([f"for j{li} in range({p.shape[d]}):"], level)
-        level += 1
-        cur = []
-        for k in varying:
-            st = p.in_strides[k][d]
-            cur.append(f"b{k}_{li} = {prev_b[k]} + j{li} * {st}" if st else f"b{k}_{li} = {prev_b[k]}")
-            prev_b[k] = f"b{k}_{li}"
-        cur.append(f"o_{li} = {prev_o} + j{li} * {p.out_strides[d]}")
-        prev_o = f"o_{li}"
-        nest += _indent(cur, level)
-    return nest, level, prev_b, prev_o
-
-
-def _gen_nested(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
-    """Reduction over some axes: parallel over kept elements, nested loops over reduced ones.
-
-    When every axis is reduced (a broadcast input kept the space N-d), the first
-    axis plays the kept role and the caller combines its partials.
-    """
-    red = spec.reduce
-    assert red is not None
-    vdt = spec.dtype_of(red.value)
-    shape, kept_flags = p.shape, [not r for r in p.reduced]
-    if not any(kept_flags):
-        kept_flags[0] = True
-    kept = [d for d in range(len(shape)) if kept_flags[d]]
-    redd = [d for d in range(len(shape)) if not kept_flags[d]]
-    n_kept = int(np.prod([shape[d] for d in kept])) if kept else 1
-    lines = e.hoisted(_targets(spec))
-    lines.append(f"for r in {loop}({n_kept}):")
-    varying = [k for k in range(e.n_in) if not e.uni[k]]
-    inner = ["q0 = r", "ob = 0"] + [f"b{k} = 0" for k in varying]
-    inner += _kept_offsets(p, kept, varying)
-    inner.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
-    nest, level, prev_b, prev_o = _reduced_nest(p, redd, varying)
-    idx = [prev_b.get(k, "0") for k in range(e.n_in)]
-    body = e.body(_targets(spec), _loads(e, idx), "") + _store_outputs(spec, e, prev_o, "")
-    body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, vdt))
-    nest += _indent(body, level)
-    inner += nest
-    inner.append("part[r] = acc")
-    return lines + _indent(inner, 1)
-
-
-OUTER_COLUMNS = 1024              # kept-axis elements per task of an ``outer`` reduction
-
-
-def _gen_outer(spec: KernelSpec, p: Plan, e: _Emitter, loop: str) -> list[str]:
-    """Reduction over outer axes with the contiguous last axis kept (``x.sum(axis=0)``).
-
-    Each task owns a segment of up to ``OUTER_COLUMNS`` result elements and walks every
-    reduced row, updating the segment elementwise: rows are read contiguously and the
-    update vectorizes (each result element has its own accumulator, so no reassociation).
-    """
-    red = spec.reduce
-    assert red is not None
-    vdt = spec.dtype_of(red.value)
-    shape = p.shape
-    nd = len(shape)
-    last = shape[-1]
-    kept_outer = [d for d in range(nd - 1) if not p.reduced[d]]
-    redd = [d for d in range(nd - 1) if p.reduced[d]]
-    n_ko = int(np.prod([shape[d] for d in kept_outer])) if kept_outer else 1
-    cols = min(last, OUTER_COLUMNS)
-    n_cb = -(-last // cols)
-    varying = [k for k in range(e.n_in) if not e.uni[k]]
-    lines = e.hoisted(_targets(spec))
-    lines.append(f"for task in {loop}({n_ko * n_cb}):")
-    inner = [f"ko = task // {n_cb}", f"c0 = (task % {n_cb}) * {cols}", f"c1 = min(c0 + {cols}, {last})",
-             "m = c1 - c0", "q0 = ko", "ob = 0"] + [f"b{k} = 0" for k in varying]
-    inner += _kept_offsets(p, kept_outer, varying)
-    inner.append(f"acc = part[ko * {last} + c0:ko * {last} + c1]")
-    inner.append("for j in range(m):")
-    inner.append(f"    acc[j] = {acc_init(red.op, p.acc_dtype)}")
-    nest, level, prev_b, prev_o = _reduced_nest(p, redd, varying)
-    seg, load = _segment_loads(p, prev_b, " + c0", " + c1", "(c0 + j)")
-    seg += [f"y{j} = o{j}[{prev_o} + c0:{prev_o} + c1]" for j in range(len(spec.outputs))]
-    seg.append("for j in range(m):")
-    body = e.body(_targets(spec), load, "") + _store_outputs(spec, e, "j", "", "y")
-    body.append(_acc_update(red.op, "acc[j]", e.name(red.value, ""), p.acc_dtype, vdt))
-    seg += _indent(body, 1)
-    nest += _indent(seg, level)
-    inner += nest
-    return lines + _indent(inner, 1)
-
-
-__all__ = ["BLOCK", "NCHUNK", "PARALLEL_MIN", "Plan", "generate", "n_partials", "plan"]
+__all__ = ["BLOCK", "PARALLEL_MIN", "Plan", "generate", "lane_reduce", "n_partials", "plan"]

@@ -53,8 +53,10 @@ from noodle.backends.base import Backend, Kernel, check_inputs
 from noodle.backends.numba_codegen import BLOCK, PARALLEL_MIN, Plan, generate, n_partials, plan
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.config import get_settings
 from noodle.errors import CompileError, DTypeError, ShapeError
+from noodle.ir.reduction import canonical_extreme, combine_chunks
 from noodle.memory.pool import BufferPool, default_pool
 
 _COMPILES = metrics.counter("noodle_jit_kernel_compiles_total", "fused kernels built by a backend",
@@ -217,7 +219,7 @@ class NumbaKernel(Kernel):
         # only small kernels: their k_ser has an explicit signature, so a wrong dtype is a
         # TypeError; a large kernel's lazily compiled k_ser would compile for any dtype
         self._direct = self._all_1d and p.mode != "stages" and 0 < p.n < PARALLEL_MIN
-        self._n_part = n_partials(p) if spec.reduce is not None and p.mode != "stages" and p.n > 0 else 0
+        self._n_part = n_partials(p) if spec.reduce is not None and p.n > 0 else 0
         self._small_out = all(p.n * dt.itemsize < pool.min_bytes for dt in self._out_dtypes)
         self._par = getattr(module, "k_par", None)
         self._ser = getattr(module, "k_ser", None)
@@ -315,16 +317,13 @@ class NumbaKernel(Kernel):
         return self._ser(*args)
 
     def _finish(self, partial: np.ndarray) -> Any:
+        """The chunk values of a 1-D full reduction combined in the defined order."""
         red = self.spec.reduce
         assert red is not None
-        p = self.plan
-        all_reduced = all(p.reduced)
         if red.op in ("sum", "mean"):
-            combined = partial.sum() if all_reduced or p.mode in ("chunks", "stages") else partial
-        elif red.op == "max":
-            combined = partial.max() if all_reduced or p.mode in ("chunks", "stages") else partial
+            combined = combine_chunks(partial) if partial.dtype.kind == "f" else partial.sum(dtype=partial.dtype)
         else:
-            combined = partial.min() if all_reduced or p.mode in ("chunks", "stages") else partial
+            combined = canonical_extreme(red.op, partial.max() if red.op == "max" else partial.min(), partial, None)
         if red.op == "mean":
             with np.errstate(all="ignore"):
                 combined = np.asarray(combined, dtype=np.float64) / self._mean_count
@@ -370,16 +369,17 @@ class NumbaKernel(Kernel):
                     else:
                         step["fn"](src, out=t[step["dst"]][:m])
                 elif step["final"]:
-                    r = step["fn"](lo, hi, *ins, *t, *outs)
                     if partials is not None:
-                        partials[blk] = r
+                        step["fn"](lo, hi, *ins, *t, *outs, partials)
+                    else:
+                        step["fn"](lo, hi, *ins, *t, *outs)
                 else:
                     step["fn"](lo, hi, *ins, *t)
 
     def _run_stages(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray | None:
         n = self._n
         nb = (n + self._block - 1) // self._block
-        partials = np.empty(nb, self._acc) if self.spec.reduce is not None else None
+        partials = np.empty(self._n_part, self._acc) if self.spec.reduce is not None else None
         workers = 1 if n < PARALLEL_MIN else min(n_threads(), nb)
         if workers == 1:
             self._blocks(ins, outs, range(nb), partials)
@@ -461,6 +461,11 @@ class NumbaBackend(Backend):
         _validate(spec)
         t0 = time.perf_counter()
         p = plan(spec)
+        if p.mode == "split":
+            kernel: Kernel = SplitReduceKernel(spec, self.compile_kernel(values_spec(spec)))
+            with self._lock:
+                self._kernels.setdefault(key, kernel)
+            return self._kernels[key]  # type: ignore[return-value]
         source = generate(spec, p)
         try:
             module = _load_module(key, source, self.cache_dir)

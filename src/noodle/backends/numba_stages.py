@@ -17,9 +17,9 @@ A value crosses into a scratch buffer only when a later stage or a ufunc reads i
 from __future__ import annotations
 
 from noodle.backends.numba_codegen import (
+    CHUNK,
     UFUNC_OPS,
     Plan,
-    _acc_update,
     _Emitter,
     _indent,
     _loads,
@@ -27,9 +27,8 @@ from noodle.backends.numba_codegen import (
     _store_outputs,
     _targets,
     _uniform,
-    acc_init,
     is_float,
-    nb_type,
+    lane_reduce,
 )
 from noodle.backends.spec import KernelSpec
 
@@ -139,11 +138,10 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
         for v, j in scratch.items():
             if v not in step["compute"] and v >= e.n_in:
                 load[v] = f"t{j}[{pos}]"
-        ret = "void"
-        if final and red is not None:
-            ret = nb_type(p.acc_dtype)
-        args = ["lo", "hi"] + in_args + t_args + (out_args if final else [])
-        sig = f'"{ret}(int64, int64, {", ".join(in_sig + t_sig + (out_sig if final else []))})"'
+        reduces = final and red is not None
+        args = ["lo", "hi"] + in_args + t_args + (out_args if final else []) + (["part"] if reduces else [])
+        part_sig = [_sig_array(p.acc_dtype)] if reduces else []
+        sig = f'"void(int64, int64, {", ".join(in_sig + t_sig + (out_sig if final else []) + part_sig)})"'
         src.append(f"@njit({sig}, **_OPTS)")
         src.append(f"def s{step['index']}({', '.join(args)}):")
         lines = e.hoisted(targets)
@@ -151,10 +149,22 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
         body += [f"t{scratch[v]}[{pos}] = v{v}" for v in step["writes"]]
         if final:
             body += _store_outputs(spec, e, "i" if nd <= 1 else "j", "", "o" if nd <= 1 else "y")
-        if final and red is not None:
-            lines.append(f"acc = {acc_init(red.op, p.acc_dtype)}")
-            body.append(_acc_update(red.op, "acc", e.name(red.value, ""), p.acc_dtype, spec.dtype_of(red.value)))
-        if nd <= 1:
+        if reduces:
+            # 1-D only (see plan): the block's chunks in the defined order, one value per chunk
+            lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
+            lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
+            lines.append(f"for c in range((hi - lo + {CHUNK - 1}) // {CHUNK}):")
+            chunk = [f"cs = c * {CHUNK}", f"m = min({CHUNK}, hi - lo - cs)"]
+            computed = set(step["compute"])
+
+            def scratch_loads(ix: str, computed: set[int] = computed) -> dict[int, str]:
+                return {v: f"t{j}[{ix}]" for v, j in scratch.items() if v not in computed and v >= e.n_in}
+
+            chunk += lane_reduce(spec, e, p, targets, "cs", "m", lambda ix: _loads(e, [ix] * e.n_in), "o",
+                                 scratch_loads)
+            chunk.append(f"part[lo // {CHUNK} + c] = acc0")
+            lines += _indent(chunk, 1)
+        elif nd <= 1:
             # slice to the block inside Numba: the loop index then starts at 0, so LLVM drops
             # the negative-index (wraparound) checks that otherwise block vectorization
             lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
@@ -164,8 +174,6 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
             lines += _indent(body or ["pass"], 1)
         else:
             lines += _indent_rows(spec, p, e, body, final)
-        if final and red is not None:
-            lines.append("return acc")
         src += _indent(lines, 1)
         src.append("")
     return src

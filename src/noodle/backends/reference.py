@@ -18,6 +18,7 @@ import numpy as np
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.errors import CompileError
 from noodle.ir.ops import op as op_def
+from noodle.ir.reduction import reduce_values
 
 
 def _apply(name: str, args: list[Any], dtype: str, attrs: dict[str, Any]) -> Any:
@@ -48,11 +49,7 @@ def evaluate(spec: KernelSpec, *inputs: Any) -> tuple[Any, ...]:
     if spec.reduce is not None:
         r = spec.reduce
         x = np.broadcast_to(values[r.value], spec.shape)
-        fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}[r.op]
-        kw: dict[str, Any] = {}
-        if r.op in ("sum", "mean"):
-            kw["dtype"] = r.dtype
-        res = np.asarray(fn(x, axis=r.axes, keepdims=r.keepdims, **kw)).astype(r.dtype)
+        res = reduce_values(r.op, x, r.axes, r.keepdims, r.dtype).reshape(r.shape)
         outs.append(res[()] if res.shape == () else res)
     return tuple(outs)
 

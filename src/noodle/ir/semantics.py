@@ -21,6 +21,7 @@ import numpy as np
 
 from noodle.ir.graph import Node
 from noodle.ir.ops import OPS, OpKind
+from noodle.ir.reduction import reduce_values
 
 
 def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
@@ -30,7 +31,8 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
     if kind in (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY):
         out = getattr(xp, row.numpy)(*vals)
     elif kind is OpKind.REDUCE:
-        out = getattr(xp, row.numpy)(vals[0], axis=node.attr("axis"), keepdims=node.attr("keepdims", False))
+        # the defined order (noodle.ir.reduction), not NumPy's: every backend follows the same one
+        out = reduce_values(node.op, vals[0], node.attr("axis"), node.attr("keepdims", False), node.dtype)
     elif kind is OpKind.MATMUL:
         out = xp.matmul(vals[0], vals[1])
     elif node.op == "reshape":
