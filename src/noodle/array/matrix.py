@@ -119,6 +119,12 @@ class Matrix:
     def __truediv__(self, other: Any) -> Matrix:
         return Matrix(_ops.divide(self._noodle_data, _raw(other)))
 
+    def __pow__(self, other: Any) -> Matrix:
+        return Matrix(_ops.power(self._noodle_data, _raw(other)))
+
+    def __rpow__(self, other: Any) -> Matrix:
+        return Matrix(_ops.power(_raw(other), self._noodle_data))
+
     def __matmul__(self, other: Any) -> Matrix:
         return self.matmul(other)
 

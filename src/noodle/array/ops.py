@@ -22,7 +22,7 @@ import numpy as np
 
 from noodle.array import dispatch as _d
 from noodle.array import numba_kernels as _nk
-from noodle.errors import DeviceError
+from noodle.errors import DeviceError, DTypeError, ShapeError
 from noodle.ir.ops import OPS, OpDef
 from noodle.ir.shapes import result_shape, size
 from noodle.placement.decide import NUMBA_MIN_ELEMS, numba_eligible
@@ -30,6 +30,8 @@ from noodle.placement.decide import NUMBA_MIN_ELEMS, numba_eligible
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
 
 _ndarray = np.ndarray
+_fp_enter, _fp_leave, _FP_CALL = _d.fp_enter, _d.fp_leave, _d.FP_CALL   # module globals: the fast paths' budget
+_fp_events = _d._fp_events
 _HOST_SCALARS = (int, float, bool, np.generic)
 _NUMBA_MIN = NUMBA_MIN_ELEMS    # below this, 2 threads cost more than they save (ANCHORS.md)
 _NUMBA_OPS = frozenset(_nk.SUPPORTED_OPS)
@@ -72,7 +74,7 @@ def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], d
     if target == "cpu":
         host = tuple(_d.to_host(a) for a in raw) if on_gpu else raw
         t0 = perf_counter()
-        result = _d.run_numpy(op, getattr(np, name), host, kwargs)
+        result = _d.run_host(op, getattr(np, name), host, kwargs)
         _d.record(op.name, "cpu", "numpy", perf_counter() - t0, trivially_cpu and device == "auto")
     else:
         result = _d.run_gpu(op, name, raw, kwargs, index or 0, auto=(device == "auto"))
@@ -85,7 +87,9 @@ def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], d
 
 def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
     # Fast path: host operands, CPU decided without a cost model (no GPU, or device='cpu').
-    if _is_host(a) and _is_host(b) and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
+    # (_is_host inlined: two calls cost as much as the floating-point error state this path sets)
+    if ((type(a) is _ndarray or isinstance(a, _HOST_SCALARS)) and (type(b) is _ndarray or isinstance(b, _HOST_SCALARS))
+            and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0))):
         da = getattr(a, "dtype", None)
         db = getattr(b, "dtype", None)
         if (da is not None and da.kind not in "biufc") or (db is not None and db.kind not in "biufc"):
@@ -100,24 +104,18 @@ def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
                 if _nk.launch(kernel, a.reshape(-1), b.reshape(-1), out.reshape(-1)):
                     _d.record(op.name, "cpu", "numba", perf_counter() - t0, device == "auto")
                     return out
+        token = _fp_enter(_FP_CALL)    # run_host inlined: this path's overhead is benchmarked
         try:
             result = fn(a, b)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, MemoryError) as exc:
             raise _d.translate(op, (a, b), exc) from None
+        finally:
+            _fp_leave(token)
+        if _fp_events:
+            _d.replay_fp(name)
         _d.record(op.name, "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
     return _call(op, name, (a, b), {}, device)
-
-
-def _unary(op: OpDef, name: str, fn: Any, x: Any, device: str) -> Any:
-    if type(x) is _ndarray and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
-        if x.dtype.kind not in "biufc":
-            _d.check_dtype(op, x)
-        t0 = perf_counter()
-        result = fn(x)
-        _d.record(op.name, "cpu", "numpy", perf_counter() - t0, device == "auto")
-        return result
-    return _call(op, name, (x,), {}, device)
 
 
 _ADD, _SUB, _MUL, _DIV, _POW = OPS["add"], OPS["subtract"], OPS["multiply"], OPS["divide"], OPS["power"]
@@ -173,10 +171,7 @@ def where(condition: Any, x1: Any, x2: Any, /, *, device: str = "auto") -> Any:
             if dt is not None and dt.kind not in "biufc":
                 _d.check_dtype(_WHERE, a)
         t0 = perf_counter()
-        try:
-            result = np.where(condition, x1, x2)
-        except (TypeError, ValueError) as exc:
-            raise _d.translate(_WHERE, (condition, x1, x2), exc) from None
+        result = _d.run_host(_WHERE, np.where, (condition, x1, x2), {}, "where")
         _d.record("where", "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
     return _call(_WHERE, "where", (condition, x1, x2), {}, device)
@@ -187,7 +182,24 @@ def _make_unary(name: str, numpy_name: str, doc: str) -> Any:
     fn = getattr(np, numpy_name)
 
     def unary(x: Any, /, *, device: str = "auto") -> Any:
-        return _unary(op, numpy_name, fn, x, device)
+        # The CPU fast path lives here, not in a shared helper: one call fewer pays for the
+        # floating-point error state (this overhead is benchmarked on 16 elements).
+        if type(x) is _ndarray and (device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
+            if x.dtype.kind not in "biufc":
+                _d.check_dtype(op, x)
+            t0 = perf_counter()
+            token = _fp_enter(_FP_CALL)    # run_host inlined
+            try:
+                result = fn(x)
+            except (TypeError, ValueError, MemoryError) as exc:
+                raise _d.translate(op, (x,), exc) from None
+            finally:
+                _fp_leave(token)
+            if _fp_events:
+                _d.replay_fp(numpy_name)
+            _d.record(name, "cpu", "numpy", perf_counter() - t0, device == "auto")
+            return result
+        return _call(op, numpy_name, (x,), {}, device)
 
     unary.__name__ = unary.__qualname__ = name
     unary.__doc__ = doc
@@ -205,25 +217,31 @@ negative = _make_unary("negative", "negative", "Elementwise negation.")
 
 
 def _reduce(name: str, x: Any, axis: Any, keepdims: bool, device: str) -> Any:
-    op = OPS[name]
     if axis is not None and not isinstance(axis, (int, tuple, np.integer)):
-        from noodle.errors import ShapeError
-
         raise ShapeError(f"{name}: axis must be None, an int or a tuple of ints, got {axis!r}")
     if type(x) is _ndarray and x.dtype.kind in "biufc" and (
             device == "cpu" or (device == "auto" and _devices.gpu_count() == 0)):
         t0 = perf_counter()
+        fn = _REDUCERS[name]
+        token = _fp_enter(_FP_CALL)
         try:
-            fn = _REDUCERS[name]
             result = fn(x) if axis is None and not keepdims else fn(x, axis=axis, keepdims=keepdims)
-        except ValueError as exc:
-            from noodle.errors import ShapeError
-
-            raise ShapeError(f"{name}: cannot reduce an array of shape {x.shape} over axis={axis!r} ({exc}); "
-                             f"axes must be in range(-{x.ndim}, {x.ndim}) and not repeated") from None
+        except (TypeError, ValueError, MemoryError) as exc:
+            err = _d.translate(OPS[name], (x,), exc)
+            raise (_axis_error(name, x, axis, exc) if isinstance(err, ShapeError) else err) from None
+        finally:
+            _fp_leave(token)
+        if _fp_events:
+            _d.replay_fp("reduce")
         _d.record(name, "cpu", "numpy", perf_counter() - t0, device == "auto")
         return result
-    return _call(op, name, (x,), {"axis": axis, "keepdims": keepdims}, device)
+    return _call(OPS[name], name, (x,), {"axis": axis, "keepdims": keepdims}, device)
+
+
+def _axis_error(name: str, x: Any, axis: Any, exc: Exception) -> ShapeError:
+    """A reduction's shape problem is always its axis: say which axes this array has."""
+    return ShapeError(f"{name}: cannot reduce an array of shape {x.shape} over axis={axis!r} ({exc}); "
+                      f"axes must be in range(-{x.ndim}, {x.ndim}) and not repeated")
 
 
 _REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
@@ -253,47 +271,87 @@ def min(x: Any, /, axis: int | tuple[int, ...] | None = None, *, keepdims: bool 
     return _reduce("min", x, axis, keepdims, device)
 
 
-def reshape(x: Any, shape: tuple[int, ...], /) -> Any:
-    """A view of ``x`` with a new shape (same number of elements)."""
+def _layout_operand(op: OpDef, x: Any, device: str) -> Any:
+    """``x``'s array on the device a layout op (reshape, transpose, astype) was asked to run on.
+
+    The same ``device=`` as every other op: 'cpu' brings it to the host, 'gpu'/'cuda:N' to that GPU
+    (DeviceUnavailableError, with the reason, where none is usable), an unknown string is a
+    DeviceError. Under 'auto' it stays where it lives: these ops compute (almost) nothing, so
+    moving the data would cost more than any device could save.
+    """
+    raw = _d.unwrap(x)
+    if not hasattr(raw, "reshape"):
+        raw = np.asarray(raw)           # a list or a scalar, as NumPy's own functions take them
+    if device == "auto" or (device == "cpu" and type(raw) is _ndarray):
+        return raw
+    if not isinstance(device, str):
+        raise DeviceError(f"{op.name}: device must be a string such as 'auto', 'cpu', 'gpu' or 'cuda:0', "
+                          f"got {device!r}")
+    kind, index = _devices.parse_device(device)   # raises DeviceError / DeviceUnavailableError
+    if kind == "cpu":
+        return _d.to_host(raw)
+    if kind == "cuda":
+        return _d.to_gpu(raw, index or 0)
+    return raw
+
+
+def _rewrap(x: Any, result: Any) -> Any:
+    """A Matrix in, a Matrix out, as with every other op."""
+    if hasattr(x, "_noodle_data"):
+        from noodle.array.matrix import Matrix
+
+        return Matrix(result)
+    return result
+
+
+def reshape(x: Any, shape: tuple[int, ...], /, *, device: str = "auto") -> Any:
+    """A view of ``x`` with a new shape (same number of elements), on ``device``."""
     tracer = _d.tracer_of((x,))
     if tracer is not None:
         return tracer.__noodle_op__("reshape", (x,), {"shape": tuple(shape)})
-    raw = _d.unwrap(x)
+    raw = _layout_operand(_RESHAPE, x, device)
     try:
-        return raw.reshape(shape)
-    except ValueError as exc:
-        raise _d.shape_error(OPS["reshape"], (raw,), exc) from None
+        return _rewrap(x, raw.reshape(shape))
+    except (ValueError, MemoryError) as exc:
+        raise _d.translate(_RESHAPE, (raw,), exc) from None
 
 
-def transpose(x: Any, axes: tuple[int, ...] | None = None, /) -> Any:
-    """``x`` with its axes permuted (reversed by default)."""
+def transpose(x: Any, axes: tuple[int, ...] | None = None, /, *, device: str = "auto") -> Any:
+    """``x`` with its axes permuted (reversed by default), on ``device``."""
     tracer = _d.tracer_of((x,))
     if tracer is not None:
         return tracer.__noodle_op__("transpose", (x,), {"axes": None if axes is None else tuple(axes)})
-    raw = _d.unwrap(x)
+    raw = _layout_operand(_TRANSPOSE, x, device)
     try:
-        return raw.transpose(axes) if axes is not None else raw.T
-    except ValueError as exc:
-        raise _d.shape_error(OPS["transpose"], (raw,), exc) from None
+        return _rewrap(x, raw.transpose(axes) if axes is not None else raw.T)
+    except (ValueError, MemoryError) as exc:
+        raise _d.translate(_TRANSPOSE, (raw,), exc) from None
 
 
-def astype(x: Any, dtype: Any, /) -> Any:
-    """``x`` converted to ``dtype`` (a copy)."""
+def _cast(raw: Any, dtype: np.dtype) -> Any:
+    return raw.astype(dtype)
+
+
+def astype(x: Any, dtype: Any, /, *, device: str = "auto") -> Any:
+    """``x`` converted to ``dtype`` (a copy), on ``device``."""
     tracer = _d.tracer_of((x,))
     if tracer is not None:
         return tracer.__noodle_op__("astype", (x,), {"dtype": np.dtype(dtype).name})
-    raw = _d.unwrap(x)
     try:
         target = np.dtype(dtype)
     except TypeError as exc:
-        from noodle.errors import DTypeError
-
-        raise DTypeError(f"astype: {dtype!r} is not a dtype ({exc})") from None
+        raise DTypeError(f"astype: {dtype!r} is not a dtype ({exc}); expected a numeric dtype such as "
+                         f"'float64', 'float32' or 'int64'") from None
     if target.kind not in "biufc":
-        from noodle.errors import DTypeError
+        raise DTypeError(f"astype: noodle computes with numeric dtypes only, not {target}; "
+                         f"expected bool, integer, float or complex")
+    raw = _layout_operand(_ASTYPE, x, device)
+    if _devices.is_gpu_array(raw):
+        return _rewrap(x, _d.run_numpy(_ASTYPE, _cast, (raw, target), {}))
+    return _rewrap(x, _d.run_host(_ASTYPE, _cast, (raw, target), {}, "cast"))
 
-        raise DTypeError(f"astype: noodle computes with numeric dtypes only, not {target}")
-    return raw.astype(target)
+
+_RESHAPE, _TRANSPOSE, _ASTYPE = OPS["reshape"], OPS["transpose"], OPS["astype"]
 
 
 __all__ = [
