@@ -245,3 +245,91 @@ def test_matrix_results_too_large_are_noodle_memory_errors_too() -> None:
     with pytest.raises(NoodleError) as info:
         nd.Matrix(a) * b
     assert isinstance(info.value, MemoryError) and "multiply" in str(info.value)
+
+
+# 4. explain() of an op noodle does not have -------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["fft", "mutliply", "input", 3])
+def test_explain_of_an_unknown_op_is_a_value_error_naming_the_ops(name) -> None:
+    with pytest.raises(NoodleError) as info:
+        nd.explain(name, np.ones(3))
+    err = info.value
+    assert isinstance(err, ValueError) and not isinstance(err, (DeviceError, KeyError, ShapeError))
+    text = str(err)
+    assert "unknown op" in text and repr(name) in text
+    for known in ("add", "matmul", "sum", "where"):
+        assert known in text
+    if name == "mutliply":
+        assert "Did you mean 'multiply'" in text
+
+
+# 6. explain() says what runs now, not what will run once the Numba measurement is done ------------
+
+BIG = 200_003   # above NUMBA_MIN_ELEMS: the size where the Numba rule applies
+
+
+@pytest.fixture
+def numba_world(monkeypatch):
+    """Set the two things Numba waits for (the measured speedup, the compiled kernel) by hand.
+
+    The real background measurement is let finish first, so it cannot write into the fake.
+    """
+    from noodle.array import numba_kernels as nk
+    from noodle.placement import calibrate
+    from noodle.placement.model import DeviceRates
+
+    nk.wait_for_policy(120)
+    assert nk.binary_kernel("add", "float64") is not None, "Numba kernels must compile on this machine"
+    monkeypatch.setattr(nk, "_policy_started", True)   # no new measurement from the calls below
+    rates = DeviceRates(30e9, 8e9, 1e9, {"float64": 90e9}, 2e-6)
+
+    def set_state(speedup: float | None, kernel: str) -> None:
+        monkeypatch.setattr(calibrate, "_current", calibrate.Calibration("test", rates, numba_binary_speedup=speedup))
+        kernels = dict(nk._kernels)
+        pending = set(nk._pending)
+        if kernel == "compiling":
+            kernels.pop(("add", "float64"), None)
+            pending.add(("add", "float64"))
+        monkeypatch.setattr(nk, "_kernels", kernels)
+        monkeypatch.setattr(nk, "_pending", pending)
+
+    return set_state
+
+
+def _backend_that_ran(call) -> str:
+    """Which backend actually ran ``call`` (from the per-backend op counter): the oracle for explain()."""
+    hist = nd.metrics.registry.get("noodle_op_seconds")
+    before = {b: hist.labels("add", "cpu", b).count for b in ("numpy", "numba")}
+    call()
+    ran = [b for b in before if hist.labels("add", "cpu", b).count > before[b]]
+    assert len(ran) == 1, ran
+    return ran[0]
+
+
+STATES = [
+    ("measurement pending", None, "ready", True),
+    ("kernel compiling", 2.0, "compiling", True),
+    ("numba measured slower", 0.9, "ready", False),
+    ("numba measured faster", 2.0, "ready", False),
+]
+CALLS = [
+    ("arrays, device='cpu'", lambda a, b: nd.add(a, b, device="cpu"), lambda a, b: nd.explain("add", a, b, device="cpu")),
+    ("Matrix operands", lambda a, b: nd.add(nd.Matrix(a), nd.Matrix(b), device="cpu"),
+     lambda a, b: nd.explain("add", nd.Matrix(a), nd.Matrix(b), device="cpu")),
+]
+if gpu_count() == 0:
+    CALLS.append(("arrays, device='auto'", lambda a, b: nd.add(a, b), lambda a, b: nd.explain("add", a, b)))
+
+
+@pytest.mark.parametrize(("state", "speedup", "kernel", "pending"), STATES)
+@pytest.mark.parametrize(("how", "call", "explain"), CALLS)
+def test_explain_reports_the_backend_that_actually_runs(numba_world, state, speedup, kernel, pending,
+                                                        how, call, explain) -> None:
+    numba_world(speedup, kernel)
+    a, b = RNG.standard_normal(BIG), RNG.standard_normal(BIG)
+    decision = explain(a, b)
+    ran = _backend_that_ran(lambda: call(a, b))
+    assert decision.backend == ran, f"{state}, {how}: explain said {decision.backend}, {ran} ran ({decision})"
+    assert ("pending" in decision.reason) == pending, f"{state}, {how}: {decision.reason}"
+    if pending:
+        assert ran == "numpy" and "NumPy" in decision.reason

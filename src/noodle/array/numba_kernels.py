@@ -26,6 +26,7 @@ log = logging.getLogger("noodle.array")
 from noodle.placement.decide import NUMBA_DTYPES as SUPPORTED_DTYPES  # noqa: E402
 from noodle.placement.decide import NUMBA_MIN_SPEEDUP as MIN_SPEEDUP  # noqa: E402
 from noodle.placement.decide import NUMBA_OPS as _OPS  # noqa: E402
+from noodle.placement.decide import register_numba_probe  # noqa: E402
 
 SUPPORTED_OPS = _OPS
 
@@ -191,6 +192,14 @@ def _measure_and_record() -> None:
         calibrate.update_numba_speedup(0.0 if speedup is None else speedup)
 
 
+def measured_speedup() -> float | None:
+    """Numba's measured speedup over NumPy here, or None while that measurement is pending (starts nothing)."""
+    from noodle.placement import calibrate
+
+    cal = calibrate.current() or calibrate.load_cached()
+    return None if cal is None else cal.numba_binary_speedup
+
+
 def policy() -> bool | None:
     """Whether Numba's loop beats NumPy here: True/False once measured, None while measuring.
 
@@ -198,11 +207,9 @@ def policy() -> bool | None:
     both cached on disk) in a background thread; until it is known, ops use NumPy.
     """
     global _policy_started
-    from noodle.placement import calibrate
-
-    cal = calibrate.current() or calibrate.load_cached()
-    if cal is not None and cal.numba_binary_speedup is not None:
-        return cal.numba_binary_speedup > MIN_SPEEDUP
+    speedup = measured_speedup()
+    if speedup is not None:
+        return speedup > MIN_SPEEDUP
     with _policy_lock:
         if _policy_started:
             return None
@@ -222,3 +229,34 @@ def wait_for_policy(timeout: float = 120.0) -> bool | None:
             return result
         time.sleep(0.05)
     return None
+
+
+def backend_now(op: str, dtype: str) -> tuple[str, str]:
+    """(backend, why): what the eager fast path runs *now* for ``op`` on eligible ``dtype`` operands.
+
+    For explain(): it must report what will actually run, and Numba runs only after the
+    one-time background measurement shows it wins *and* the kernel has compiled in the
+    background; until then the op runs on NumPy, and this says which of the two is pending.
+    Nothing is started or compiled by asking.
+    """
+    speedup = measured_speedup()
+    if speedup is None:
+        when = "it is running in the background" if _policy_started else "it starts at the first such call"
+        return "numpy", ("NumPy for now: the one-time background measurement of Numba against NumPy is "
+                         f"pending ({when}); Numba's parallel loop is used only once it shows Numba wins here")
+    if speedup <= MIN_SPEEDUP:
+        return "numpy", (f"NumPy: Numba's parallel loop measured {speedup:.2f}x NumPy here, "
+                         f"below the {MIN_SPEEDUP}x it must reach to be used")
+    key = (op, dtype)
+    if key in _kernels:
+        if _kernels[key] is None:
+            return "numpy", f"NumPy: the Numba kernel for {op} on {dtype} could not be compiled"
+        return "numba", f"Numba's parallel loop (measured {speedup:.2f}x NumPy here)"
+    if op in _FLOAT_ONLY and "float" not in dtype:
+        return "numpy", f"NumPy: there is no Numba loop for {op} on {dtype}"
+    when = "compiling in the background" if key in _pending else "compiled in the background from the first such call"
+    return "numpy", (f"NumPy for now: Numba wins here ({speedup:.2f}x), but its kernel for {op} on {dtype} "
+                     f"is pending ({when})")
+
+
+register_numba_probe(backend_now)

@@ -71,8 +71,14 @@ def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], d
         target, index = "cpu", None
     else:
         target, index = _d.resolve(op, raw, device, _out_elems(op, raw))   # counts its own placement
-    if target == "cpu":
-        host = tuple(_d.to_host(a) for a in raw) if on_gpu else raw
+    host = tuple(_d.to_host(a) for a in raw) if on_gpu and target == "cpu" else raw
+    if target == "cpu" and name in _NUMBA_OPS and len(host) == 2 and builtins.all(_is_host(a) for a in host):
+        # One CPU rule for an op however it was reached (Matrix operands, data copied back from a
+        # GPU, the CPU chosen by the cost model), so explain() can say what runs: the fast path's.
+        result = _binary(op, name, getattr(np, name), host[0], host[1], "cpu")
+        if trivially_cpu and device == "auto":
+            _d.count_placement(op.name, "cpu")
+    elif target == "cpu":
         t0 = perf_counter()
         result = _d.run_host(op, getattr(np, name), host, kwargs)
         _d.record(op.name, "cpu", "numpy", perf_counter() - t0, trivially_cpu and device == "auto")

@@ -5,6 +5,6 @@
     matmul -> cpu (numpy): no GPU ... estimated cpu 11.2 ms
 """
 
-from noodle.placement.decide import Decision, decide, explain
+from noodle.placement.decide import Decision, UnknownOpError, decide, explain
 
-__all__ = ["Decision", "decide", "explain"]
+__all__ = ["Decision", "UnknownOpError", "decide", "explain"]

@@ -9,15 +9,17 @@ the device with the lowest estimated time, transfers included, wins.
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from noodle.config import get_settings
-from noodle.errors import DeviceError, ShapeError
-from noodle.ir.ops import OPS, OpDef
+from noodle.errors import NoodleError, ShapeError
+from noodle.ir.ops import OPS, OpDef, OpKind
 from noodle.ir.shapes import result_shape, size
 from noodle.placement import calibrate
 from noodle.placement.model import estimate, op_shape
@@ -66,17 +68,56 @@ def numba_eligible(a: Any, b: Any) -> bool:
             and a.flags.c_contiguous and b.flags.c_contiguous)
 
 
-def _cpu_backend(op: OpDef, arrays: tuple[Any, ...], out_elems: int) -> str:
-    """NumPy or Numba for a CPU op, by the eager ops' rule."""
-    cal = calibrate.current()
-    numba_wins = cal is not None and (cal.numba_binary_speedup or 0.0) > NUMBA_MIN_SPEEDUP
-    if numba_wins and op.name in NUMBA_OPS and len(arrays) == 2 and numba_eligible(*arrays):
-        return "numba"
-    return "numpy"
+class UnknownOpError(NoodleError, ValueError):
+    """An op name that noodle does not have (a ValueError, as for any bad argument value).
+
+    (It belongs in ``noodle.errors``; it lives here until that module can take it.)
+    """
+
+
+# What the eager ops would run *now* on the CPU for (op, dtype) on Numba-eligible operands:
+# (backend, why). The array layer, which owns the kernels and the background measurement,
+# registers it (placement may not import the array layer).
+NumbaProbe = Callable[[str, str], tuple[str, str]]
+_numba_probe: NumbaProbe | None = None
+
+
+def register_numba_probe(probe: NumbaProbe) -> None:
+    """Let decide()/explain() ask the Numba kernels what would run now (called once by noodle.array)."""
+    global _numba_probe
+    _numba_probe = probe
+
+
+def _cpu_backend(op: OpDef, arrays: tuple[Any, ...]) -> tuple[str, str]:
+    """(backend, note): what a CPU call of ``op`` on ``arrays`` runs now, by the eager ops' rule.
+
+    Numba runs only for the NUMBA_OPS on eligible operands, and only once the one-time
+    background measurement has shown that it wins and the kernel is compiled; until then
+    NumPy runs, and the note says what is pending.
+    """
+    if op.name not in NUMBA_OPS or len(arrays) != 2 or not numba_eligible(*arrays):
+        return "numpy", ""
+    if _numba_probe is None:   # noodle.array not imported: no eager op can have run Numba
+        return "numpy", "NumPy: the Numba kernels are not loaded"
+    return _numba_probe(op.name, arrays[0].dtype.name)
+
+
+def _on_cpu(decision: Decision, arrays: tuple[Any, ...]) -> Decision:
+    """``decision`` with the CPU backend that would actually run now, and why."""
+    if decision.device != "cpu":
+        return decision
+    backend, note = _cpu_backend(OPS[decision.op], arrays)
+    if backend == decision.backend and not note:
+        return decision
+    return replace(decision, backend=backend, reason=f"{decision.reason}; {note}" if note else decision.reason)
 
 
 def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool = False) -> Decision:
-    """The placement of one call under device='auto'."""
+    """The placement of one call under device='auto', with the backend that would run there now."""
+    return _on_cpu(_decide(op, arrays, out_elems, with_costs), arrays)
+
+
+def _decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool) -> Decision:
     settings = get_settings()
     on_gpu = [_location(a) for a in arrays]
     n_gpu = _devices.gpu_count()
@@ -88,17 +129,17 @@ def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool 
             cuda = statuses.get("cuda")
             reason = f"no usable GPU ({cuda.reason if cuda else 'CUDA unavailable'})"
         costs = _costs(op, arrays, on_gpu, out_elems, None) if with_costs else {}
-        return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), reason, costs)
+        return Decision(op.name, "cpu", "numpy", reason, costs)
     gpu_index = next((_devices.gpu_index(a) for a, g in zip(arrays, on_gpu, strict=True) if g), None)
     if gpu_index is None:
         gpu_index = _devices.get_accelerator(None).index
     if out_elems < settings.gpu_threshold and not any(on_gpu):
         costs = _costs(op, arrays, on_gpu, out_elems, gpu_index) if with_costs else {}
-        return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems),
+        return Decision(op.name, "cpu", "numpy",
                         f"{out_elems} elements < NOODLE_GPU_THRESHOLD={settings.gpu_threshold}", costs)
     costs = _costs(op, arrays, on_gpu, out_elems, gpu_index)
     if "gpu" not in costs:
-        return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems),
+        return Decision(op.name, "cpu", "numpy",
                         f"cuda:{gpu_index} could not be calibrated", costs)
     named = {"cpu": costs["cpu"], f"cuda:{gpu_index}": costs["gpu"]}
     if costs["gpu"] < costs["cpu"]:
@@ -107,7 +148,7 @@ def decide(op: OpDef, arrays: tuple[Any, ...], out_elems: int, with_costs: bool 
                         f"cheaper on cuda:{gpu_index}{moved}", named, gpu_index)
     why = "operands on the GPU but the CPU is cheaper even after the copy" if any(on_gpu) else \
         "cheaper on the CPU than moving the operands to the GPU"
-    return Decision(op.name, "cpu", _cpu_backend(op, arrays, out_elems), why, named)
+    return Decision(op.name, "cpu", "numpy", why, named)
 
 
 
@@ -132,9 +173,7 @@ def explain(op: str, *args: Any, device: str = "auto") -> Decision:
     Nothing is computed; the calibration is measured once on first use (about half a
     second on the CPU) and cached on disk.
     """
-    if op not in OPS:
-        raise DeviceError(f"explain: unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
-    opdef = OPS[op]
+    opdef = _known_op(op)
     arrays = tuple(getattr(a, "_noodle_data", a) for a in args)   # a Matrix's array
     try:
         out_elems = size(result_shape(opdef, [tuple(getattr(a, "shape", ())) for a in arrays]))
@@ -151,7 +190,20 @@ def explain(op: str, *args: Any, device: str = "auto") -> Decision:
     if "gpu" in costs:
         named[f"cuda:{gpu_index}"] = costs["gpu"]
     if kind == "cpu":
-        return Decision(op, "cpu", _cpu_backend(opdef, arrays, out_elems), "device='cpu' was asked for", named)
+        return _on_cpu(Decision(op, "cpu", "numpy", "device='cpu' was asked for", named), arrays)
     return Decision(op, f"cuda:{index or 0}", "cupy", f"device={device!r} was asked for", named, index or 0)
 
 
+_NOT_OPS = (OpKind.INPUT, OpKind.CONST)   # NIR nodes, not ops anyone calls
+
+
+def _known_op(op: Any) -> OpDef:
+    """The OpDef named ``op``, or an UnknownOpError naming the ops there are (and the nearest ones)."""
+    opdef = OPS.get(op) if isinstance(op, str) else None
+    if opdef is not None and opdef.kind not in _NOT_OPS:
+        return opdef
+    known = sorted(name for name, d in OPS.items() if d.kind not in _NOT_OPS)
+    near = difflib.get_close_matches(op, known, n=3) if isinstance(op, str) else []
+    hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    raise UnknownOpError(f"explain: unknown op {op!r}: noodle has no op of that name, so it cannot say where "
+                         f"it would run.{hint} Known ops: {', '.join(known)}.")
