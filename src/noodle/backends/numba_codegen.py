@@ -36,14 +36,16 @@ from noodle.backends.layout import spec_layout
 from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
+from noodle.ir.ops import LIBM_OPS, OPS
 from noodle.ir.reduction import CHUNK, LANES
 from noodle.ir.reduction import acc_dtype as reduction_acc_dtype
 
 PARALLEL_MIN = 100_000          # elements; below this every kernel runs serially (no thread start-up)
 BLOCK = 1 << 15                  # elements per block in the ``stages`` variant (256 KiB of float64)
 assert BLOCK % CHUNK == 0, "a stages block must hold whole reduction chunks"
-# ops NumPy evaluates faster (SIMD) than Numba's scalar libm call, measured on this machine
-UFUNC_OPS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tanh": "tanh"}
+# ops whose float bits are NumPy's (its SIMD/SVML loops; ir/ops.py ``libm``): evaluated by NumPy
+# ufuncs between Numba stages; also ~5x faster than Numba's scalar libm calls on this machine
+UFUNC_OPS = {name: str(OPS[name].numpy) for name in sorted(LIBM_OPS)}
 ARITH = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**"}
 SUPPORTED_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
                     "uint32", "uint64", "bool"}
@@ -145,9 +147,10 @@ def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
 
 
 def _uniform(spec: KernelSpec, p: Plan) -> list[bool]:
-    """Per value: True when it is the same at every point (constants, size-1 inputs)."""
+    """Per value: True when it is the same at every point (constants, size-1 inputs). In a
+    one-point space inputs count as varying: their exp/pow... then run as NumPy stages."""
     n_in = len(spec.inputs)
-    uni = [all(s == 0 for s in p.in_strides[k]) for k in range(n_in)]
+    uni = [p.n > 1 and all(s == 0 for s in p.in_strides[k]) for k in range(n_in)]
     uni += [True] * len(spec.consts)
     for ins in spec.body:
         uni.append(all(uni[a] for a in ins.args))
@@ -157,8 +160,23 @@ def _uniform(spec: KernelSpec, p: Plan) -> list[bool]:
 def _has_ufunc_work(spec: KernelSpec, p: Plan) -> bool:
     uni = _uniform(spec, p)
     base = len(spec.inputs) + len(spec.consts)
-    return any(ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[base + i]
-               for i, ins in enumerate(spec.body))
+    e = _Emitter(spec, p)
+    for i, ins in enumerate(spec.body):
+        if ins.op in UFUNC_OPS and is_float(ins.dtype) and uni[base + i] and not e._const_only(base + i):
+            # the fusion pass leaves one-element exp/pow... to the interpreter; a value that is
+            # uniform only through a broadcast input would be computed here with libm: refuse
+            raise CompileError(f"kernel {spec.key()}: {ins.op} of a broadcast scalar would not give NumPy's "
+                               "bits in a Numba kernel; it runs interpreted")
+    return any(ins.op in UFUNC_OPS and is_float(ins.dtype) for ins in spec.body)
+
+
+def float_literal(x: float) -> str:
+    """Source text for ``x`` that Numba compiles (repr gives 'nan'/'inf', which it does not)."""
+    if x != x:
+        return "np.nan"
+    if x in (float("inf"), float("-inf")):
+        return "np.inf" if x > 0 else "-np.inf"
+    return repr(x)
 
 
 # ----------------------------------------------------------------------------- emission
@@ -184,11 +202,36 @@ class _Emitter:
                 lines.append(f"v{v} = i{v}[0]")
             elif v < self.base:
                 d, val = self.spec.consts[v - self.n_in]
-                lit = repr(bool(val)) if d == "bool" else repr(int(val)) if not is_float(d) else repr(float(val))
+                lit = repr(bool(val)) if d == "bool" else repr(int(val)) if not is_float(d) else float_literal(float(val))
                 lines.append(f"v{v} = {np_ctor(d)}({lit})")
+            elif self.spec.body[v - self.base].op in UFUNC_OPS and self._const_only(v):
+                lines.append(f"v{v} = {self._literal(v)}")   # NumPy's bits, folded here
             else:
                 lines.append(f"v{v} = {self._expr(v, '')}")
         return lines
+
+    def _const_only(self, v: int) -> bool:
+        if v < self.n_in:
+            return False
+        return v < self.base or all(self._const_only(a) for a in self.spec.body[v - self.base].args)
+
+    def _value(self, v: int) -> np.ndarray:
+        """A constant-only value computed with NumPy, as the interpreter would (0-d array)."""
+        if v < self.base:
+            d, val = self.spec.consts[v - self.n_in]
+            return np.asarray(val, dtype=d)
+        ins = self.spec.body[v - self.base]
+        from noodle.backends.reference import apply_op  # noqa: PLC0415 - reference imports nothing of ours
+
+        return np.asarray(apply_op(ins.op, [self._value(a) for a in ins.args], ins.dtype, dict(ins.attrs)))
+
+    def _literal(self, v: int) -> str:
+        val = self._value(v)
+        d = val.dtype.name
+        if d == "bool":
+            return f"np.bool_({bool(val)!r})"
+        return f"{np_ctor(d)}({float_literal(float(val))})" if is_float(d) else f"{np_ctor(d)}({int(val)!r})"
+
 
     def _closure(self, values: set[int]) -> set[int]:
         seen: set[int] = set()

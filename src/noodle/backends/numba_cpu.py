@@ -231,6 +231,10 @@ class NumbaKernel(Kernel):
         if p.mode == "stages":
             self._steps = [dict(s, fn=(getattr(np, s["fn"]) if s["kind"] == "ufunc"
                                        else getattr(module, f"s{s['index']}"))) for s in p.stages]
+            for step in self._steps:   # constants made once, not per block
+                if step["kind"] == "ufunc":
+                    step["srcs"] = [("k", np.asarray(src[2], dtype=src[1])) if src[0] == "c" else src
+                                    for src in step["srcs"]]
             self._scratch_dtypes = [np.dtype(d) for d in p.scratch_dtypes]
             self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
 
@@ -362,12 +366,11 @@ class NumbaKernel(Kernel):
             m = hi - lo
             for step in self._steps:
                 if step["kind"] == "ufunc":
-                    kind, idx = step["src"]
-                    src = ins[idx][lo:hi] if kind == "in" else t[idx][:m]
+                    srcs = [_ufunc_operand(src, ins, t, lo, hi, m) for src in step["srcs"]]
                     if step["cast"]:
-                        step["fn"](src, out=t[step["dst"]][:m], dtype=step["dtype"])
+                        step["fn"](*srcs, out=t[step["dst"]][:m], dtype=step["dtype"])
                     else:
-                        step["fn"](src, out=t[step["dst"]][:m])
+                        step["fn"](*srcs, out=t[step["dst"]][:m])
                 elif step["final"]:
                     if partials is not None:
                         step["fn"](lo, hi, *ins, *t, *outs, partials)
@@ -391,6 +394,19 @@ class NumbaKernel(Kernel):
         for f in futures:
             f.result()
         return partials
+
+
+def _ufunc_operand(src: tuple, ins: list[np.ndarray], t: list[np.ndarray], lo: int, hi: int, m: int) -> Any:
+    """A ufunc step's operand for block ``[lo, hi)``: an input slice, a scratch buffer, a
+    one-element input (broadcast by NumPy) or a constant."""
+    kind = src[0]
+    if kind == "in":
+        return ins[src[1]][lo:hi]
+    if kind == "t":
+        return t[src[1]][:m]
+    if kind == "u":
+        return ins[src[1]][:1]
+    return src[1]   # "k": a constant, as a 0-d array of its dtype
 
 
 class NumbaMatmulKernel(Kernel):

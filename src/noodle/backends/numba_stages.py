@@ -31,6 +31,7 @@ from noodle.backends.numba_codegen import (
     lane_reduce,
 )
 from noodle.backends.spec import KernelSpec
+from noodle.errors import CompileError
 
 
 def plan_stages(spec: KernelSpec, p: Plan) -> None:
@@ -45,7 +46,7 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
         s = max((stage[a] for a in ins.args), default=0)
         if ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[v]:
             is_ufunc[v] = True
-            s = stage[ins.args[0]] + 1
+            s = max(stage[a] for a in ins.args) + 1
         stage[v] = s
     last = max(stage) if stage else 0
     # sink every other value to the latest stage that still feeds its consumers: the final
@@ -64,11 +65,15 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
                 bound = need if bound is None else min(bound, need)
         latest[v] = last if bound is None else bound
         stage[v] = max(stage[v], latest[v])
-    # a value crosses into a scratch buffer when a later stage (or a ufunc) reads it
+    # a value crosses into a scratch buffer when a later stage (or a ufunc) reads it; a ufunc
+    # reads a uniform operand as a one-element array (an input) or a scalar (a constant)
     scratch: dict[int, int] = {}
     for i, ins in enumerate(spec.body):
         v = base + i
         for a in ins.args:
+            if is_ufunc[v] and uni[a] and a >= base:
+                raise CompileError(f"kernel {spec.key()}: {ins.op} of a computed scalar is not staged; "
+                                   "it runs interpreted")
             if a >= base and not uni[a] and (is_ufunc[v] or stage[a] < stage[v]) and a not in scratch:
                 scratch[a] = len(scratch)
         if is_ufunc[v] and v not in scratch:
@@ -78,10 +83,12 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
     full = tuple(p.out_strides)
     input_writes: list[int] = []
     for i, ins in enumerate(spec.body):
-        a = ins.args[0]
-        if is_ufunc[base + i] and a < n_in and tuple(p.in_strides[a]) != full and a not in scratch:
-            scratch[a] = len(scratch)
-            input_writes.append(a)
+        if not is_ufunc[base + i]:
+            continue
+        for a in ins.args:
+            if a < n_in and not uni[a] and tuple(p.in_strides[a]) != full and a not in scratch:
+                scratch[a] = len(scratch)
+                input_writes.append(a)
     finals = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
     for v in finals:
         if v >= base and not uni[v] and stage[v] < last and v not in scratch:
@@ -94,10 +101,10 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
             for i, ins in enumerate(spec.body):
                 v = base + i
                 if is_ufunc[v] and stage[v] == s:
-                    a = ins.args[0]
-                    src = ("in", a) if a < n_in and a not in scratch else ("t", scratch[a])
-                    steps.append({"kind": "ufunc", "fn": UFUNC_OPS[ins.op], "src": src, "dst": scratch[v],
-                                  "cast": spec.dtype_of(a) != ins.dtype, "dtype": ins.dtype})
+                    srcs = [_ufunc_source(spec, a, n_in, uni, scratch) for a in ins.args]
+                    steps.append({"kind": "ufunc", "fn": UFUNC_OPS[ins.op], "srcs": srcs, "dst": scratch[v],
+                                  "cast": any(spec.dtype_of(a) != ins.dtype for a in ins.args),
+                                  "dtype": ins.dtype})
         compute = [base + i for i in range(len(spec.body))
                    if stage[base + i] == s and not is_ufunc[base + i] and not uni[base + i]]
         writes = [v for v in compute if v in scratch] + (input_writes if s == 0 else [])
@@ -108,6 +115,18 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
     p._scratch_map = scratch  # type: ignore[attr-defined]
     p._stage_of = stage  # type: ignore[attr-defined]
     p._is_ufunc = is_ufunc  # type: ignore[attr-defined]
+
+
+def _ufunc_source(spec: KernelSpec, a: int, n_in: int, uni: list[bool], scratch: dict[int, int]) -> tuple:
+    """Where a ufunc step reads operand ``a`` (see ``NumbaKernel._blocks``)."""
+    if a < n_in:
+        if a in scratch:
+            return ("t", scratch[a])
+        return ("u", a) if uni[a] else ("in", a)
+    if a < n_in + len(spec.consts):
+        dtype, value = spec.consts[a - n_in]
+        return ("c", dtype, value)
+    return ("t", scratch[a])
 
 
 def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_args: list[str],

@@ -21,7 +21,8 @@ from noodle.ir.ops import op as op_def
 from noodle.ir.reduction import reduce_values
 
 
-def _apply(name: str, args: list[Any], dtype: str, attrs: dict[str, Any]) -> Any:
+def apply_op(name: str, args: list[Any], dtype: str, attrs: dict[str, Any]) -> Any:
+    """One instruction with NumPy (the semantics every backend is checked against)."""
     dt = np.dtype(dtype)
     if name == "astype":
         return np.asarray(args[0]).astype(dt)
@@ -44,7 +45,7 @@ def evaluate(spec: KernelSpec, *inputs: Any) -> tuple[Any, ...]:
     values: list[Any] = [np.asarray(x).reshape(s) for x, (_, s) in zip(inputs, spec.inputs, strict=True)]
     values += [np.asarray(v, dtype=d)[()] for d, v in spec.consts]
     for ins in spec.body:
-        values.append(_apply(ins.op, [values[a] for a in ins.args], ins.dtype, dict(ins.attrs)))
+        values.append(apply_op(ins.op, [values[a] for a in ins.args], ins.dtype, dict(ins.attrs)))
     outs: list[Any] = [np.broadcast_to(values[v], spec.shape).astype(spec.dtype_of(v)) for v in spec.outputs]
     if spec.reduce is not None:
         r = spec.reduce
@@ -62,4 +63,4 @@ def evaluate_matmul(spec: MatmulSpec, a: Any, b: Any, *extra: Any) -> tuple[Any]
     return (evaluate(spec.epilogue, prod, *extra)[0],)
 
 
-__all__ = ["evaluate", "evaluate_matmul"]
+__all__ = ["apply_op", "evaluate", "evaluate_matmul"]

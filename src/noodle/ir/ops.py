@@ -55,6 +55,9 @@ class OpDef:
     numpy: str | None       # NumPy function defining the semantics
     flops: float = 1.0      # cost hint per output element
     symbol: str | None = None  # infix symbol for printing, if any
+    # float results depend on the math library (not fixed by IEEE 754 like + - * / sqrt): the
+    # bits are NumPy's (its SIMD/SVML loops), so a CPU backend must call NumPy for them
+    libm: bool = False
 
 
 _ROWS: tuple[OpDef, ...] = (
@@ -65,7 +68,7 @@ _ROWS: tuple[OpDef, ...] = (
     OpDef("subtract", 11, OpKind.BINARY, 2, DTypeRule.PROMOTE, "subtract", 1.0, "-"),
     OpDef("multiply", 12, OpKind.BINARY, 2, DTypeRule.PROMOTE, "multiply", 1.0, "*"),
     OpDef("divide", 13, OpKind.BINARY, 2, DTypeRule.FLOAT, "true_divide", 4.0, "/"),
-    OpDef("power", 14, OpKind.BINARY, 2, DTypeRule.PROMOTE, "power", 20.0, "**"),
+    OpDef("power", 14, OpKind.BINARY, 2, DTypeRule.PROMOTE, "power", 20.0, "**", libm=True),
     OpDef("maximum", 15, OpKind.BINARY, 2, DTypeRule.PROMOTE, "maximum", 1.0),
     OpDef("minimum", 16, OpKind.BINARY, 2, DTypeRule.PROMOTE, "minimum", 1.0),
     OpDef("less", 20, OpKind.BINARY, 2, DTypeRule.BOOL, "less", 1.0, "<"),
@@ -77,12 +80,12 @@ _ROWS: tuple[OpDef, ...] = (
     # unary elementwise
     OpDef("negative", 30, OpKind.UNARY, 1, DTypeRule.SAME, "negative", 1.0, "-"),
     OpDef("abs", 31, OpKind.UNARY, 1, DTypeRule.SAME, "absolute", 1.0),
-    OpDef("exp", 32, OpKind.UNARY, 1, DTypeRule.FLOAT, "exp", 20.0),
-    OpDef("log", 33, OpKind.UNARY, 1, DTypeRule.FLOAT, "log", 20.0),
+    OpDef("exp", 32, OpKind.UNARY, 1, DTypeRule.FLOAT, "exp", 20.0, libm=True),
+    OpDef("log", 33, OpKind.UNARY, 1, DTypeRule.FLOAT, "log", 20.0, libm=True),
     OpDef("sqrt", 34, OpKind.UNARY, 1, DTypeRule.FLOAT, "sqrt", 4.0),
-    OpDef("sin", 35, OpKind.UNARY, 1, DTypeRule.FLOAT, "sin", 20.0),
-    OpDef("cos", 36, OpKind.UNARY, 1, DTypeRule.FLOAT, "cos", 20.0),
-    OpDef("tanh", 37, OpKind.UNARY, 1, DTypeRule.FLOAT, "tanh", 25.0),
+    OpDef("sin", 35, OpKind.UNARY, 1, DTypeRule.FLOAT, "sin", 20.0, libm=True),
+    OpDef("cos", 36, OpKind.UNARY, 1, DTypeRule.FLOAT, "cos", 20.0, libm=True),
+    OpDef("tanh", 37, OpKind.UNARY, 1, DTypeRule.FLOAT, "tanh", 25.0, libm=True),
     # ternary
     OpDef("where", 40, OpKind.TERNARY, 3, DTypeRule.WHERE, "where", 1.0),
     # reductions (attribute: axis tuple or None; keepdims)
@@ -106,6 +109,7 @@ assert len(OPS) == len(_ROWS), "duplicate op name in the op table"
 assert len(BY_CODE) == len(_ROWS), "duplicate opcode in the op table"
 
 ELEMENTWISE_KINDS = frozenset({OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY, OpKind.CAST})
+LIBM_OPS = frozenset(row.name for row in _ROWS if row.libm)
 
 
 def op(name: str) -> OpDef:

@@ -75,8 +75,11 @@ def fuse(program: Program) -> Program:
 
     for i, node in enumerate(nodes):
         kind = OPS[node.op].kind
-        if kind in ELEMENTWISE_KINDS and node.shape and size(node.shape) > 0:
-            # (0-d values are scalars: a kernel launch costs more than the interpreter)
+        if kind in ELEMENTWISE_KINDS and node.shape and size(node.shape) > 0 \
+                and not (OPS[node.op].libm and size(node.shape) == 1):
+            # (0-d values are scalars: a kernel launch costs more than the interpreter; a
+            # one-element exp/log/pow... stays with the interpreter too, so inside a kernel it is
+            # an input, never a scalar the kernel would compute with another math library)
             # matmul epilogue first: the product's tail feeds only this node
             joined = False
             for a in node.args:
