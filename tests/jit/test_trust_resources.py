@@ -267,3 +267,15 @@ def test_loading_the_most_instructions_allowed_stays_bounded():
     elapsed = time.perf_counter() - t0
     np.testing.assert_array_equal(out, np.ones(4) * (-1) ** (n - 1))
     assert elapsed < 20.0, f"{n} instructions took {elapsed:.1f} s to load, check and run"
+
+
+def test_a_large_but_ordinary_matmul_is_within_the_default_work_limit():
+    """A 2000^3 product runs in a fraction of a second through BLAS: it must not be refused,
+    while a hostile 2**40-element broadcast still is."""
+    b = Builder()
+    x, w = b.input(0, (2000, 2000), "float64"), b.input(1, (2000, 2000), "float64")
+    program = b.finish([b.add("matmul", x, w)])
+    assert estimate(program).work_elements <= current_limits().max_elements
+    from noodle.exec.limits import check_resources
+
+    check_resources(program)   # does not raise
