@@ -64,10 +64,13 @@ def test_where_and_power() -> None:
 @pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
 @pytest.mark.parametrize("axis", [None, 0, 1, (0, 2), -1])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_reductions(name, axis, keepdims) -> None:
-    x = _arr((3, 4, 5), "float64")
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64", "int8", "bool"])
+def test_reductions(name, axis, keepdims, dtype) -> None:
+    """Same values, dtype and type (a NumPy scalar, not a 0-d array, for a full reduction) as NumPy."""
+    x = _arr((3, 4, 5), dtype) if dtype != "bool" else _arr((3, 4, 5), "int64") > 0
     got = getattr(nd, name)(x, axis=axis, keepdims=keepdims)
     want = getattr(np, name)(x, axis=axis, keepdims=keepdims)
+    assert type(got) is type(want) and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
 
 
