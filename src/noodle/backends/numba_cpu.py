@@ -237,6 +237,8 @@ class NumbaKernel(Kernel):
                                     for src in step["srcs"]]
             self._scratch_dtypes = [np.dtype(d) for d in p.scratch_dtypes]
             self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
+        # the generated one-block driver (spaces of at most one block): no per-step lookups
+        self._run1 = getattr(module, "run1", None) if p.mode == "stages" else None
 
     # ----------------------------------------------------------------- inputs
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -281,7 +283,14 @@ class NumbaKernel(Kernel):
                 for x, shp in zip(inputs, self._in_shapes, strict=True):
                     if x.shape != shp:
                         raise TypeError
-                return self.run(inputs, outs)  # type: ignore[arg-type]
+                if self._run1 is None:
+                    return self.run(inputs, outs)  # type: ignore[arg-type]
+                if self._acc is None:
+                    self._run1(*inputs, *outs)
+                    return tuple(outs)
+                part = np.empty(self._n_part, self._acc)
+                self._run1(*inputs, *outs, part)
+                return (*outs, self._finish(part))
             except (TypeError, AttributeError, ValueError):
                 pass
         return self.run(self._prepare(inputs), outs)
@@ -381,6 +390,10 @@ class NumbaKernel(Kernel):
 
     def _run_stages(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray | None:
         n = self._n
+        if self._run1 is not None:
+            part = np.empty(self._n_part, self._acc) if self._acc is not None else None
+            self._run1(*ins, *outs, *(() if part is None else (part,)))
+            return part
         nb = (n + self._block - 1) // self._block
         partials = np.empty(self._n_part, self._acc) if self.spec.reduce is not None else None
         workers = 1 if n < PARALLEL_MIN else min(n_threads(), nb)
