@@ -308,37 +308,36 @@ def lane_reduce(spec: KernelSpec, e: _Emitter, p: Plan, targets: set[int], start
     ``acc0``, in the defined order (:mod:`noodle.ir.reduction`): element ``t`` of the chunk goes
     to lane ``t % LANES``, each lane adds in order, then the lanes are added in order.
 
+    The lanes are a small array updated in an inner loop of ``LANES`` steps, which LLVM turns
+    into vector operations (eight scalar accumulators were 2.6x slower in float64 here).
     ``loads(index) -> {value: expression}`` reads the arrays at a position; ``extra(index)`` adds
     loads (scratch buffers); outputs (if ``out_prefix``) are stored at the same positions.
     """
     red = spec.reduce
     assert red is not None
     vdt = spec.dtype_of(red.value)
-    accs = [f"acc{u}" for u in range(LANES)]
-    lines = [f"{a} = {acc_init(red.op, p.acc_dtype)}" for a in accs]
 
-    def element(idx: str, u: int) -> list[str]:
+    def element(idx: str) -> list[str]:
         load = dict(loads(idx))
         if extra is not None:
             load.update(extra(idx))
-        sfx = f"_{u}"
-        out = e.body(targets, load, sfx)
+        out = e.body(targets, load, "")
         if out_prefix is not None:
-            out += _store_outputs(spec, e, idx, sfx, out_prefix)
-        out.append(_acc_update(red.op, accs[u], e.name(red.value, sfx), p.acc_dtype, vdt))
+            out += _store_outputs(spec, e, idx, "", out_prefix)
+        out.append(_acc_update(red.op, "lane[u]", e.name(red.value, ""), p.acc_dtype, vdt))
         return out
 
+    lines = [f"lane = np.full({LANES}, {acc_init(red.op, p.acc_dtype)}, {np_ctor(p.acc_dtype)})"]
     lines.append(f"for q in range({m} // {LANES}):")
-    group = [f"j = {start} + q * {LANES}"]
-    for u in range(LANES):
-        group += element(f"j + {u}" if u else "j", u)
-    lines += _indent(group, 1)
+    lines.append(f"    j = {start} + q * {LANES}")
+    lines.append(f"    for u in range({LANES}):")
+    lines += _indent(element("j + u"), 2)
     lines.append(f"jt = {start} + ({m} // {LANES}) * {LANES}")
-    lines.append(f"rem = {m} - ({m} // {LANES}) * {LANES}")
-    for u in range(LANES - 1):
-        lines.append(f"if rem > {u}:")
-        lines += _indent(element(f"jt + {u}" if u else "jt", u), 1)
-    lines += _acc_combine(red.op, accs, p.acc_dtype)
+    lines.append(f"for u in range({m} - ({m} // {LANES}) * {LANES}):")
+    lines += _indent(element("jt + u"), 1)
+    lines.append("acc0 = lane[0]")
+    lines.append(f"for u in range(1, {LANES}):")
+    lines.append("    " + _acc_update(red.op, "acc0", "lane[u]", p.acc_dtype, p.acc_dtype))
     return lines
 
 
