@@ -55,6 +55,20 @@ class DeviceMemoryError(DeviceError, MemoryError):
     """A device allocation would exceed the configured memory limit."""
 
 
+class OpValueError(NoodleError, ValueError):
+    """An operand's *values* are outside what the op accepts (not its shape, not its dtype).
+
+    Why its own class: NumPy raises ``ValueError`` for these (an integer to a
+    negative integer power, the maximum of an empty array), so NumPy users
+    catch ``ValueError``; calling them shape errors sent people reshaping
+    arrays whose shapes were fine.
+    """
+
+
+class UnknownOpError(NoodleError, ValueError):
+    """An op name that noodle does not have (a ValueError, as for any bad argument value)."""
+
+
 class TraceError(NoodleError):
     """A function cannot be traced into NIR (e.g. control flow on a traced value)."""
 

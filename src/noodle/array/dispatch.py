@@ -29,7 +29,7 @@ from noodle.errors import (
     DeviceTimeoutError,
     DTypeError,
     NBCResourceError,
-    NoodleError,
+    OpValueError,
     ShapeError,
 )
 from noodle.ir.ops import OpDef
@@ -108,17 +108,6 @@ def check_dtype(op: OpDef, x: Any) -> None:
             f"{op.name}: operand has dtype {dtype}, which noodle does not compute with; "
             f"expected a numeric dtype (bool, integer, float or complex). Convert it with .astype(...)."
         )
-
-
-class OpValueError(NoodleError, ValueError):
-    """An operand's *values* are outside what the op accepts (not its shape, not its dtype).
-
-    Why its own class: NumPy raises ``ValueError`` for these (an integer to a
-    negative integer power, the maximum of an empty array), so NumPy users
-    catch ``ValueError``; calling them shape errors sent people reshaping
-    arrays whose shapes were fine. (It belongs in ``noodle.errors``; it lives
-    here until that module can take it.)
-    """
 
 
 def shape_error(op: OpDef, args: tuple[Any, ...], exc: Exception) -> ShapeError:

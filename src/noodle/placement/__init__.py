@@ -5,6 +5,7 @@
     matmul -> cpu (numpy): no GPU ... estimated cpu 11.2 ms
 """
 
-from noodle.placement.decide import Decision, UnknownOpError, decide, explain
+from noodle.errors import UnknownOpError
+from noodle.placement.decide import Decision, decide, explain
 
 __all__ = ["Decision", "UnknownOpError", "decide", "explain"]

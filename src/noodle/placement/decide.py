@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from noodle.config import get_settings
-from noodle.errors import NoodleError, ShapeError
+from noodle.errors import ShapeError, UnknownOpError
 from noodle.ir.ops import OPS, OpDef, OpKind
 from noodle.ir.shapes import result_shape, size
 from noodle.placement import calibrate
@@ -66,13 +66,6 @@ def numba_eligible(a: Any, b: Any) -> bool:
     return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= NUMBA_MIN_ELEMS
             and a.dtype == b.dtype and a.shape == b.shape and a.dtype.name in NUMBA_DTYPES
             and a.flags.c_contiguous and b.flags.c_contiguous)
-
-
-class UnknownOpError(NoodleError, ValueError):
-    """An op name that noodle does not have (a ValueError, as for any bad argument value).
-
-    (It belongs in ``noodle.errors``; it lives here until that module can take it.)
-    """
 
 
 # What the eager ops would run *now* on the CPU for (op, dtype) on Numba-eligible operands:
