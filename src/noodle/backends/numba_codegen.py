@@ -71,8 +71,20 @@ def _cast(name: str, have: str, want: str) -> str:
     return f"{np_ctor(want)}({name})"
 
 
+_NARROW_INTS = frozenset({"int8", "int16", "int32", "uint8", "uint16", "uint32"})
+
+
 def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
     """One elementwise op as a Numba expression over scalar names (NumPy semantics)."""
+    expr = _op_expr(op, args, dts, out)
+    if out in _NARROW_INTS and (op in ARITH or op in ("negative", "abs")):
+        # Numba computes int8 * int8 in int64; NumPy wraps to int8, and so must every use of the
+        # value (a reduction, a comparison), not only the store
+        return f"{np_ctor(out)}({expr})"
+    return expr
+
+
+def _op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
     if op in ARITH:
         return infix(ARITH[op], args, dts, out, _cast)
     if op in COMPARE:
@@ -118,8 +130,22 @@ def acc_dtype(op: str, dtype: str, value_dtype: str) -> str:
     return reduction_acc_dtype(op, value_dtype)
 
 
+def _check_integer_power(spec: KernelSpec) -> None:
+    """NumPy raises on an integer to a negative integer power; a kernel would return a number."""
+    n_in = len(spec.inputs)
+    for ins in spec.body:
+        if ins.op != "power" or is_float(ins.dtype):
+            continue
+        e = ins.args[1]
+        const = spec.consts[e - n_in] if n_in <= e < n_in + len(spec.consts) else None
+        if const is None or const[1] < 0:
+            raise CompileError("integer ** with an exponent that is not a constant >= 0: NumPy raises on a "
+                               "negative one, which the kernel does not check; it runs interpreted")
+
+
 def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
     """Pick the loop shape for ``spec`` (see the module docstring)."""
+    _check_integer_power(spec)
     lay = spec_layout(spec, nb_type)
     red = spec.reduce
     cshape, cred, n = lay.cshape, lay.reduced, lay.n

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import ExecutionError, NBCResourceError, NoodleError
+from noodle.errors import ExecutionError, NBCResourceError, NoodleError, OpValueError
 from noodle.ir.graph import Program
 from noodle.ir.semantics import eval_node
 
@@ -89,7 +89,8 @@ def _translate(exc: Exception, i: int, program: Program) -> Exception:
     Why: callers (and a server running untrusted NBC) catch ``NoodleError``; NumPy's bare
     ``MemoryError`` (``numpy._ArrayMemoryError``), a CuPy out-of-memory error or any other
     low-level exception would otherwise escape unnamed. Memory becomes
-    :class:`NBCResourceError`, anything else :class:`ExecutionError`, both naming the
+    :class:`NBCResourceError`, a refused value :class:`OpValueError` (a ``ValueError``, as
+    NumPy's), anything else :class:`ExecutionError`, each naming the
     instruction (noodle's own errors are re-raised unchanged before this is called).
     """
     from noodle.ir.printer import format_node
@@ -99,6 +100,9 @@ def _translate(exc: Exception, i: int, program: Program) -> Exception:
         return NBCResourceError(
             f"instruction {text} ran out of memory ({type(exc).__name__}: {exc}). Free memory, use "
             "smaller inputs, or lower NOODLE_EXEC_MAX_BYTES so such programs are refused before they run.")
+    if isinstance(exc, ValueError):
+        # NumPy refused the values (an integer to a negative power): a ValueError, as NumPy's
+        return OpValueError(f"instruction {text} failed: {exc}")
     return ExecutionError(f"instruction {text} failed: {type(exc).__name__}: {exc}")
 
 

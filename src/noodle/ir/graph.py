@@ -282,6 +282,11 @@ class Builder:
         """Append ``op_name(*args)`` with inferred type; returns the new value."""
         types = [(self.nodes[a].shape, self.nodes[a].dtype) for a in args]
         shape, dtype = infer(op_name, types, attrs)
+        if dtype not in DTYPE_SET:
+            # e.g. NumPy computes exp of an int8 array in float16, which no backend has
+            raise DTypeError(f"{op_name} of {', '.join(t[1] for t in types)} gives {dtype} in NumPy, which noodle "
+                             f"programs do not support; cast the operand first (x.astype(np.float32)); "
+                             f"supported dtypes: {', '.join(DTYPES)}")
         clean = tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
         return self._push(Node(op_name, tuple(args), shape, dtype, clean))
 

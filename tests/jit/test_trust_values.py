@@ -1,0 +1,102 @@
+"""Edge values and narrow dtypes: the jitted result is plain NumPy's, interpreted and compiled.
+
+NaN, infinities, signed zeros, huge values cast to integers, integer wraparound in int8..uint32
+(NumPy wraps every intermediate value, not only what is stored), and what NumPy refuses
+(an integer to a negative integer power; results in float16, which noodle programs do not have)
+raise a ``noodle.errors`` exception of the kind NumPy raises instead of returning a number.
+Elementwise results are compared bit for bit (NaN by position), integer reductions exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import noodle as nd
+from noodle.errors import DTypeError, OpValueError
+
+F = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e300, -1e300, 3.7, -2.5, 2.0**63, -(2.0**63) - 5000.0,
+              1e-310] * 500)
+I64 = np.array([np.iinfo(np.int64).min, -1, 0, 1, np.iinfo(np.int64).max, 7] * 1000, dtype=np.int64)
+I32 = np.array([np.iinfo(np.int32).min, -1, 0, 1, np.iinfo(np.int32).max, 7] * 1000, dtype=np.int32)
+I8 = np.random.default_rng(0).integers(-128, 128, 6000).astype(np.int8)
+U8 = np.array([0, 1, 255, 128] * 1500, dtype=np.uint8)
+
+CASES = {
+    "float->int64": (lambda x: x.astype(np.int64), F),
+    "float->int32": (lambda x: x.astype(np.int32), F),
+    "float->uint8": (lambda x: x.astype(np.uint8), F),
+    "float->bool": (lambda x: x.astype(np.bool_), F),
+    "float->float32": (lambda x: x.astype(np.float32), F),
+    "abs int64 min": (lambda x: abs(x), I64),
+    "neg int64": (lambda x: -x, I64),
+    "int64 wraps": (lambda x: x * x + x, I64),
+    "int64 ** 2": (lambda x: x ** 2, I64),
+    "int32 ** 3": (lambda x: x ** 3, I32),
+    "int / int": (lambda x: x / (x - 1), I64),
+    "maximum nan": (lambda x: np.maximum(x, 1.0), F),
+    "minimum nan": (lambda x: np.minimum(x, 1.0), F),
+    "compare nan": (lambda x: (x < 1.0) | (x != x), F),
+    "where": (lambda x: np.where(x > 0, x, -x), F),
+    "uint8 - 200": (lambda x: x - 200, U8),
+    "uint8 * uint8": (lambda x: x * x, U8),
+    "uint8 sum": (lambda x: x.sum(), U8),
+    "int8 square sum": (lambda x: (x * x).sum(), I8),
+    "int8 square > 0": (lambda x: (x * x) > 0, I8),
+    "int8 abs -128": (lambda x: abs(x) + x, I8),
+    "int8 neg max": (lambda x: (-x).max(), I8),
+    "int32 mean": (lambda x: x.mean(), I32),
+    "int64 max": (lambda x: x.max(), I64),
+    "sqrt": (lambda x: np.sqrt(x), F),
+    "log": (lambda x: np.log(x), F),
+    "float ** 2.5": (lambda x: x ** 2.5, F),
+    "2.0 ** x": (lambda x: 2.0 ** x, F),
+    "x / 0.0": (lambda x: x / 0.0, F),
+    "tanh cos exp": (lambda x: np.tanh(x) + np.cos(x) * np.exp(-np.abs(x)), F),
+}
+
+
+def _same(got, want, where):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, (where, got.dtype, want.dtype)
+    if got.dtype.kind == "f":
+        assert np.array_equal(np.isnan(got), np.isnan(want)), where
+        bits = np.uint32 if got.dtype == np.float32 else np.uint64
+        np.testing.assert_array_equal(got[~np.isnan(got)].view(bits), want[~np.isnan(want)].view(bits), where)
+    else:
+        np.testing.assert_array_equal(got, want, where)
+
+
+@pytest.mark.parametrize("mode", ["interpret", "compiled"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_edge_values_match_numpy(name, mode):
+    fn, x = CASES[name]
+    with np.errstate(all="ignore"):
+        want = fn(x.copy())
+        if mode == "interpret":
+            got = nd.jit(fn, backend="interpret")(x)
+        else:
+            f = nd.jit(fn, hot_threshold=10**9)
+            assert f.compile(x) == "numba", f.state(x).error
+            got = f(x)
+    _same(got, want, name)
+
+
+@pytest.mark.parametrize("mode", ["interpret", "compiled"])
+def test_integer_to_a_negative_power_raises_like_numpy(mode):
+    x = np.arange(1, 9, dtype=np.int64)
+    e = np.array([2, -1] * 4, dtype=np.int64)
+    with pytest.raises(ValueError):
+        x ** e   # the oracle refuses
+    f = nd.jit(lambda a, b: a ** b, hot_threshold=0 if mode == "compiled" else 10**9)
+    for _ in range(3):   # before and after any compile: never a number
+        with pytest.raises(OpValueError, match="negative integer powers"):
+            f(x, e)
+
+
+def test_results_numpy_would_give_in_float16_are_refused_with_advice():
+    x = np.arange(-5, 5, dtype=np.int8)
+    assert np.exp(x).dtype == np.float16   # what NumPy would compute in
+    with pytest.raises(DTypeError, match=r"float16.*astype"):
+        nd.jit(lambda a: np.exp(a), backend="interpret")(x)
+    np.testing.assert_array_equal(nd.jit(lambda a: np.exp(a.astype(np.float32)))(x), np.exp(x.astype(np.float32)))
