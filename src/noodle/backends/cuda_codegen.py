@@ -25,7 +25,16 @@ import math
 import numpy as np
 
 from noodle.backends.layout import spec_layout
-from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
+from noodle.backends.op_text import (
+    COMPARE,
+    MATH,
+    cast_pair,
+    check_integer_power,
+    compare_dtype,
+    infix,
+    is_float,
+    truth,
+)
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
 from noodle.ir.reduction import acc_dtype
@@ -150,6 +159,7 @@ def cuda_source(spec: KernelSpec, inplace: bool = False) -> str:
     reduction) the partials array (accumulator dtype). ``inplace`` drops
     ``__restrict__`` so output 0 may alias input 0 (matmul epilogues).
     """
+    check_integer_power(spec)
     lay = spec_layout(spec, c_type)
     red = spec.reduce
     shape, cshape, cred, n = lay.shape, lay.cshape, lay.reduced, lay.n

@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from noodle.backends.layout import spec_layout
-from noodle.backends.op_text import COMPARE, MATH, cast_pair, compare_dtype, infix, is_float, truth
+from noodle.backends.op_text import (
+    COMPARE,
+    MATH,
+    cast_pair,
+    check_integer_power,
+    compare_dtype,
+    infix,
+    is_float,
+    truth,
+)
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
 from noodle.ir.ops import LIBM_OPS, OPS
@@ -130,22 +139,9 @@ def acc_dtype(op: str, dtype: str, value_dtype: str) -> str:
     return reduction_acc_dtype(op, value_dtype)
 
 
-def _check_integer_power(spec: KernelSpec) -> None:
-    """NumPy raises on an integer to a negative integer power; a kernel would return a number."""
-    n_in = len(spec.inputs)
-    for ins in spec.body:
-        if ins.op != "power" or is_float(ins.dtype):
-            continue
-        e = ins.args[1]
-        const = spec.consts[e - n_in] if n_in <= e < n_in + len(spec.consts) else None
-        if const is None or const[1] < 0:
-            raise CompileError("integer ** with an exponent that is not a constant >= 0: NumPy raises on a "
-                               "negative one, which the kernel does not check; it runs interpreted")
-
-
 def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
     """Pick the loop shape for ``spec`` (see the module docstring)."""
-    _check_integer_power(spec)
+    check_integer_power(spec)
     lay = spec_layout(spec, nb_type)
     red = spec.reduce
     cshape, cred, n = lay.cshape, lay.reduced, lay.n

@@ -22,6 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from noodle.backends.spec import KernelSpec
+from noodle.errors import CompileError
+
 COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
            "not_equal": "!="}
 MATH = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
@@ -56,4 +59,17 @@ def truth(name: str, dtype: str) -> str:
     return name if dtype == "bool" else f"({name} != 0)"
 
 
-__all__ = ["COMPARE", "MATH", "cast_pair", "compare_dtype", "infix", "is_float", "truth"]
+def check_integer_power(spec: KernelSpec) -> None:
+    """NumPy raises on an integer to a negative integer power; a kernel would return a number."""
+    n_in = len(spec.inputs)
+    for ins in spec.body:
+        if ins.op != "power" or is_float(ins.dtype):
+            continue
+        e = ins.args[1]
+        const = spec.consts[e - n_in] if n_in <= e < n_in + len(spec.consts) else None
+        if const is None or const[1] < 0:
+            raise CompileError("integer ** with an exponent that is not a constant >= 0: NumPy raises on a "
+                               "negative one, which the kernel does not check; it runs interpreted")
+
+
+__all__ = ["COMPARE", "MATH", "cast_pair", "check_integer_power", "compare_dtype", "infix", "is_float", "truth"]
