@@ -110,3 +110,30 @@ def test_a_function_that_catches_exceptions_still_concretizes_its_scalars():
     jf = nd.jit(f, backend="interpret")
     for n in (3, 4):
         np.testing.assert_array_equal(jf(X, n), f(X, n))
+
+
+M_GLOBAL = np.matrix([[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.matrix([[1.0, 2.0], [3.0, 4.0]]),
+    lambda: np.ma.masked_array([[1.0, 2.0], [3.0, 4.0]], mask=[[0, 1], [0, 0]]),
+])
+def test_ndarray_subclasses_with_other_operators_are_refused(make):
+    """np.matrix's * is a matrix product and a masked array's sum skips masked values: traced as
+    plain arrays they would give another answer than the plain function."""
+    x = make()
+    with pytest.raises(TraceError, match="ndarray subclass"):
+        nd.jit(lambda a, b: (a * b).sum(), backend="interpret")(x, x)
+
+    def f(a):
+        return a * M_GLOBAL
+
+    with pytest.raises(TraceError, match="captured M_GLOBAL"):
+        nd.jit(f, backend="interpret")(np.ones((2, 2)))
+
+
+def test_subclasses_that_compute_like_ndarray_are_accepted(tmp_path):
+    mm = np.memmap(tmp_path / "m.dat", dtype=np.float64, mode="w+", shape=(5,))
+    mm[:] = np.arange(5.0)
+    np.testing.assert_array_equal(nd.jit(lambda a: a * 2.0 + 1.0, backend="interpret")(mm), mm * 2.0 + 1.0)

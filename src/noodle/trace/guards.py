@@ -199,7 +199,7 @@ class Capture:
         return value
 
     def _factory(self, ctx: Any, item: _Item) -> Callable[[], Any]:
-        from noodle.trace.tracer import Tracer
+        from noodle.trace.tracer import Tracer, check_array_type
 
         made = self._made
 
@@ -207,6 +207,7 @@ class Capture:
             t = made.get(id(item.value))
             if t is None:
                 v = item.value
+                check_array_type(v, f"the captured {item.chain.label} (read at {item.chain.where})")
                 t = Tracer(ctx, ctx.builder.input(ctx.builder.n_inputs, tuple(v.shape), np.dtype(v.dtype).name))
                 made[id(item.value)] = t
                 self.implicit.append(item)

@@ -655,6 +655,7 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
             call_args.append(t)
             n += 1
             continue
+        check_array_type(a, f"argument {i}")
         dtype = np.dtype(a.dtype).name
         if dtype not in DTYPE_SET:
             raise TraceError(f"argument {i} has dtype {dtype}, which the JIT does not support; "
@@ -684,9 +685,35 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     return program, ctx
 
 
+_OPERATOR_NAMES = ("__add__", "__sub__", "__mul__", "__truediv__", "__pow__", "__matmul__", "__neg__",
+                   "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__array_ufunc__",
+                   "__array_function__", "sum", "mean", "max", "min", "reshape", "transpose", "astype")
+_SUBCLASS_OK: dict[type, bool] = {}
+
+
+def check_array_type(a: Any, what: str) -> None:
+    """Refuse an ndarray subclass whose operators mean something else (``np.matrix``: ``*`` is a
+    matrix product; masked arrays skip masked elements): traced as a plain array, it would give
+    another answer than the plain function. Subclasses that only add attributes (``np.memmap``)
+    compute as ndarray does and are accepted."""
+    t = type(a)
+    if t is np.ndarray or not isinstance(a, np.ndarray):
+        return
+    ok = _SUBCLASS_OK.get(t)
+    if ok is None:
+        ok = _SUBCLASS_OK[t] = all(getattr(t, name, None) is getattr(np.ndarray, name, None)
+                                   for name in _OPERATOR_NAMES)
+    if not ok:
+        raise TraceError(f"{what} is a {t.__module__}.{t.__qualname__}, an ndarray subclass whose operators "
+                         "differ from NumPy arrays' (np.matrix multiplies matrices with *, masked arrays skip "
+                         "masked values); the JIT computes on plain arrays, so it would give another answer. "
+                         "Pass np.asarray(x) (or x.filled(...) for a masked array) if that is what you mean")
+
+
 def is_array(a: Any) -> bool:
     """True for NumPy/CuPy arrays (traced as inputs); False for static arguments."""
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic)
 
 
-__all__ = ["Concretize", "TraceContext", "Tracer", "is_array", "trace", "trace_with_context", "user_location"]
+__all__ = ["Concretize", "TraceContext", "Tracer", "is_array", "check_array_type", "trace", "trace_with_context",
+           "user_location"]
