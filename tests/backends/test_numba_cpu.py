@@ -447,3 +447,16 @@ def test_mean_divides_by_the_reduced_element_count(numba_backend, shape, bshape,
     a, b = rng.random(shape), rng.random(bshape)
     got = numba_backend.compile_kernel(spec)(a, b)[-1]
     np.testing.assert_allclose(got, np.exp(a + b).mean(axis=axes), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [16, 20_000, 100_000])
+def test_a_staged_kernel_refuses_a_wrong_dtype_on_an_input_only_numpy_reads(numba_backend, n) -> None:
+    """exp(x): x is read by NumPy's ufunc only (no Numba dispatcher checks it); a float32 array
+    where float64 was compiled must be refused, not computed with."""
+    spec = KernelSpec((("float64", (n,)),), (), (Instr("exp", (0,), "float64"),), (1,), (n,))
+    k = numba_backend.compile_kernel(spec)
+    assert k.plan.mode == "stages"
+    x = np.linspace(-1, 1, n)
+    assert k(x)[0].tobytes() == np.exp(x).tobytes()
+    with pytest.raises(DTypeError, match="float32"):
+        k(x.astype(np.float32))

@@ -239,6 +239,12 @@ class NumbaKernel(Kernel):
             self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
         # the generated one-block driver (spaces of at most one block): no per-step lookups
         self._run1 = getattr(module, "run1", None) if p.mode == "stages" else None
+        self._unstaged_inputs = tuple(
+            sorted(set(range(len(spec.inputs))) - {k for st in p.stages if st["kind"] == "numba"
+                                                   for kind, k in st["args"] if kind == "i"})
+        ) if p.mode == "stages" else ()
+        self._run1a = (getattr(module, "run1a", None) if p.mode == "stages" and self._all_1d and self._small_out
+                       else None)
 
     # ----------------------------------------------------------------- inputs
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -259,6 +265,18 @@ class NumbaKernel(Kernel):
 
     # ------------------------------------------------------------------- call
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        run1a = self._run1a
+        if run1a is not None:
+            # a small 1-D staged kernel: the generated driver checks sizes and allocates outputs;
+            # a wrong dtype or layout is a TypeError from Numba's dispatcher before anything runs
+            try:
+                res = run1a(*inputs)
+            except (TypeError, AttributeError, ValueError, IndexError):
+                # the slow path converts what it can (a one-element input of another shape) and
+                # names what does not fit; never the unchecked one-block driver
+                outs = [np.empty(self._shape, dt) for dt in self._out_dtypes]
+                return self.run(self._prepare(inputs), outs)
+            return res if self._acc is None else (*res[:-1], self._finish(res[-1]))
         if self._small_out:  # a few KiB: malloc's free lists serve it without page faults
             outs = [np.empty(self._shape, dt) for dt in self._out_dtypes]
         else:
@@ -282,6 +300,9 @@ class NumbaKernel(Kernel):
             try:
                 for x, shp in zip(inputs, self._in_shapes, strict=True):
                     if x.shape != shp:
+                        raise TypeError
+                for k in self._unstaged_inputs:   # read only by ufuncs: no dispatcher checks them
+                    if inputs[k].dtype != self._in_dtypes[k]:
                         raise TypeError
                 if self._run1 is None:
                     return self.run(inputs, outs)  # type: ignore[arg-type]
@@ -380,13 +401,9 @@ class NumbaKernel(Kernel):
                         step["fn"](*srcs, out=t[step["dst"]][:m], dtype=step["dtype"])
                     else:
                         step["fn"](*srcs, out=t[step["dst"]][:m])
-                elif step["final"]:
-                    if partials is not None:
-                        step["fn"](lo, hi, *ins, *t, *outs, partials)
-                    else:
-                        step["fn"](lo, hi, *ins, *t, *outs)
                 else:
-                    step["fn"](lo, hi, *ins, *t)
+                    arrays = {"i": ins, "t": t, "o": outs, "p": (partials,)}
+                    step["fn"](lo, hi, *[arrays[kind][k] for kind, k in step["args"]])
 
     def _run_stages(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray | None:
         n = self._n

@@ -16,6 +16,10 @@ A value crosses into a scratch buffer only when a later stage or a ufunc reads i
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
+
 from noodle.backends.numba_codegen import (
     BLOCK,
     CHUNK,
@@ -31,6 +35,7 @@ from noodle.backends.numba_codegen import (
     float_literal,
     is_float,
     lane_reduce,
+    n_partials,
 )
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError
@@ -160,11 +165,6 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
             if v not in step["compute"] and v >= e.n_in:
                 load[v] = f"t{j}[{pos}]"
         reduces = final and red is not None
-        args = ["lo", "hi"] + in_args + t_args + (out_args if final else []) + (["part"] if reduces else [])
-        part_sig = [_sig_array(p.acc_dtype)] if reduces else []
-        sig = f'"void(int64, int64, {", ".join(in_sig + t_sig + (out_sig if final else []) + part_sig)})"'
-        src.append(f"@njit({sig}, **_OPTS)")
-        src.append(f"def s{step['index']}({', '.join(args)}):")
         lines = e.hoisted(targets)
         body = e.body(targets, load, "")
         body += [f"t{scratch[v]}[{pos}] = v{v}" for v in step["writes"]]
@@ -195,11 +195,39 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
             lines += _indent(body or ["pass"], 1)
         else:
             lines += _indent_rows(spec, p, e, body, final)
+        # pass a stage only the arrays it reads or writes: Numba's dispatcher checks every
+        # argument on every call (~70 ns each), which is most of a small call
+        lines, used = _only_used(lines, e.n_in, p.n_scratch, len(spec.outputs) if final else 0)
+        step["args"] = used + ([("p", 0)] if reduces else [])
+        sigs = {"i": in_sig, "t": t_sig, "o": out_sig}
+        arg_sig = [sigs[kind][k] for kind, k in used] + ([_sig_array(p.acc_dtype)] if reduces else [])
+        names = [f"{kind}{k}" for kind, k in used] + (["part"] if reduces else [])
+        src.append(f'@njit("void(int64, int64, {", ".join(arg_sig)})", **_OPTS)')
+        src.append(f"def s{step['index']}({', '.join(['lo', 'hi', *names])}):")
         src += _indent(lines, 1)
         src.append("")
     if p.n <= BLOCK:
         src += _one_block_driver(spec, p, in_args, out_args, t_args)
     return src
+
+
+_NAME = re.compile(r"\b([ito])(\d+)\b")
+
+
+def _only_used(lines: list[str], n_in: int, n_scratch: int, n_out: int) -> tuple[list[str], list[tuple[str, int]]]:
+    """Drop the block-slicing lines of arrays a stage does not use; the arrays it does, in
+    argument order (inputs, scratch, outputs)."""
+    slicing = re.compile(r"^\s*([io])(\d+) = \1\2\[lo:hi\]$")
+    body = [ln for ln in lines if not slicing.match(ln)]
+    seen = {(m.group(1), int(m.group(2))) for ln in body for m in _NAME.finditer(ln)}
+    keep = []
+    for ln in lines:
+        m = slicing.match(ln)
+        if m is None or (m.group(1), int(m.group(2))) in seen:
+            keep.append(ln)
+    limits = {"i": n_in, "t": n_scratch, "o": n_out}
+    used = [(kind, k) for kind in ("i", "t", "o") for k in range(limits[kind]) if (kind, k) in seen]
+    return keep, used
 
 
 def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: list[str],
@@ -233,10 +261,26 @@ def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
             cast = f", dtype=np.{step['dtype']}" if step["cast"] else ""
             body.append(f"np.{step['fn']}({', '.join(operands)}, out=t{step['dst']}{cast})")
         else:
-            args = ["0", str(n)] + in_args + t_args + (out_args + part if step["final"] else [])
+            args = ["0", str(n)] + [f"{kind}{k}" if kind != "p" else "part" for kind, k in step["args"]]
             body.append(f"s{step['index']}({', '.join(args)})")
     lines = consts + [f"def run1({', '.join(in_args + out_args + part)}):"]
     lines += _indent(body, 1)
+    lines.append("")
+    # run1a: checks the input sizes itself (a wrong one raises TypeError: the kernel's slow path
+    # then names it) and allocates the outputs, for small 1-D calls; returns outputs (+ partials)
+    sizes = [int(np.prod(shape)) if shape else 1 for _, shape in spec.inputs]
+    check = " or ".join(f"i{k}.shape[0] != {z} or i{k}.ndim != 1" for k, z in enumerate(sizes))
+    # Numba's dispatcher checks the dtype of what a stage reads; an input only a ufunc reads is
+    # checked here (a float32 array where float64 is compiled must not be computed with)
+    staged = {k for step in p.stages if step["kind"] == "numba" for kind, k in step["args"] if kind == "i"}
+    check += "".join(f" or i{k}.dtype != np.{d}" for k, (d, _) in enumerate(spec.inputs) if k not in staged)
+    alloc = [f"o{j} = np.empty({n}, np.{spec.dtype_of(v)})" for j, v in enumerate(spec.outputs)]
+    if spec.reduce is not None:
+        alloc.append(f"part = np.empty({n_partials(p)}, np.{p.acc_dtype})")
+    lines.append(f"def run1a({', '.join(in_args)}):")
+    lines += _indent([f"if {check}:", "    raise TypeError('input sizes do not match the kernel')", *alloc,
+                      f"run1({', '.join(in_args + out_args + part)})",
+                      f"return ({', '.join(out_args + part)},)"], 1)
     return lines + [""]
 
 
