@@ -1,26 +1,36 @@
-"""MathStore: named arrays with metadata in SQLite or PostgreSQL, and queries cached by table.
+"""MathStore: named arrays with metadata in SQLite or PostgreSQL, and cached read-only queries.
 
-Why tag queries by table: a cached ``SELECT`` is only wrong once a table it
-read has changed, so each cached result carries a tag per table it reads
-(parsed from FROM/JOIN, or given as ``tables=``) and every write invalidates
-the tags of the tables it wrote, *after* its transaction commits, never
-before: invalidating first would let a concurrent reader re-cache the old rows
-between the invalidation and the commit. A per-table generation number closes
-the remaining window in-process: a result whose tables saw a committed write
-between its read and its cache set is dropped again right after the set.
+Why the database decides, not SQL parsing: which tables a statement reads is
+asked of the database itself (SQLite's authorizer, PostgreSQL's EXPLAIN), and
+every table a cached query reads gets triggers that bump a per-table version
+in ``_noodle_table_versions`` on each INSERT/UPDATE/DELETE (and TRUNCATE),
+whoever writes: this store, another store, another process or raw SQL. A
+cached result records the versions it was read at (in the same transaction as
+its rows) and is served only while they still hold, so there is no grace: once
+a write has committed, no cached result from before it is served, with or
+without Redis. See :mod:`noodle.store._sqlite` and :mod:`noodle.store._postgres`.
 
-Arrays are stored in the cache's safe encoding (dtype/shape header + raw
-bytes), never pickled. Placeholders follow the backend: ``?`` for SQLite,
-``%s`` for PostgreSQL.
+Cache keys hold the database's identity (SQLite: the file's real path and a
+random id stored in the database; PostgreSQL: that id, database, server,
+schema and search_path), so stores on different databases sharing one Redis
+never serve each other's rows.
+
+``query()`` is read-only in the database itself (SQLite: ``query_only`` and an
+authorizer that denies writes; PostgreSQL: a READ ONLY transaction, one
+statement per call, rolled back). Arrays are stored in the cache's safe
+encoding (dtype/shape header + raw bytes), never pickled. Placeholders follow
+the backend: ``?`` for SQLite, ``%s`` for PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +41,9 @@ import xxhash
 
 from noodle.cache import CacheManager, codec
 from noodle.config import get_settings
-from noodle.errors import CacheEncodingError, ObjectNotFoundError, StoreError
+from noodle.errors import CacheEncodingError, ConfigError, ObjectNotFoundError, StoreError
+from noodle.store._postgres import PostgresTracker
+from noodle.store._sqlite import SQLiteTracker
 
 _DEFAULT: Any = object()
 _NAME = r'"?([A-Za-z_][A-Za-z0-9_$]*(?:\."?[A-Za-z_][A-Za-z0-9_$]*"?)?)"?'
@@ -43,17 +55,20 @@ _WRITE_RE = re.compile(
     re.IGNORECASE,
 )
 _STRATEGIES = ("lru_dist", "lru", "none")
-_ALL = "store:all"
 _KEYABLE = (str, int, float, bytes, bool, type(None))
 
 
 def tables_read(sql: str) -> set[str]:
-    """Lower-case table names after FROM and JOIN (subqueries and CTE names included; harmless)."""
+    """Lower-case table names after FROM and JOIN, by a regex: a hint for humans only.
+
+    The cache does not use it (it misses ``main.t``, comma joins, views and
+    quoting); the database itself reports what a query reads.
+    """
     return {m.group(1).lower().replace('"', "") for m in _READ_RE.finditer(sql)}
 
 
 def tables_written(sql: str) -> set[str]:
-    """Lower-case table names a statement writes (INSERT/UPDATE/DELETE/REPLACE/TRUNCATE/DDL)."""
+    """Lower-case table names a statement writes, by a regex: a hint only (writes bump versions by trigger)."""
     return {m.group(1).lower().replace('"', "") for m in _WRITE_RE.finditer(sql)}
 
 
@@ -84,12 +99,14 @@ class MathStore:
     def __init__(self, url: str | None = None, table: str = "noodle_objects",
                  redis_url: str | None = _DEFAULT, namespace: str = "store",
                  cache_entries: int = 4096, ttl: float = 0) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table):
+        if not isinstance(table, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table):
             raise StoreError(f"table name {table!r} is not a plain SQL identifier (letters, digits, _).")
+        _check_ttl(ttl, "MathStore(ttl=...)", allow_none=False)
         self.table = table
         self._lock = threading.RLock()
-        self._generations: dict[str, int] = {}
         self.url, self.backend = self._connect(url)
+        self.served_from_cache = 0  # query() calls answered from a cache entry whose versions still held
+        self._key_prefix = "q:" + xxhash.xxh3_128_hexdigest(self._tracker.identity.encode()) + ":"
         settings = get_settings()
         if redis_url is _DEFAULT:
             redis_url = settings.redis_url if settings.distributed_cache else None
@@ -103,32 +120,47 @@ class MathStore:
     # connection -------------------------------------------------------------------
     def _connect(self, url: str | None) -> tuple[str, str]:
         if url is None:
-            path = Path(get_settings().cache_dir) / "store.sqlite"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{path}"
+            url = f"sqlite:///{_default_path()}"
+        if not isinstance(url, str) or not url.strip():
+            raise StoreError(f"MathStore needs a database: got {url!r}. Pass a path, sqlite:///path, "
+                             "sqlite:///:memory: or postgresql://..., or None for the default file in "
+                             "NOODLE_CACHE_DIR.")
         if url.startswith(("postgresql://", "postgres://")):
-            try:
-                import psycopg
-            except ImportError:
-                raise StoreError("PostgreSQL needs psycopg 3: pip install 'noodle[store]'.") from None
-            try:
-                self._conn: Any = psycopg.connect(url, autocommit=False)
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
-            self._ph = "%s"
-            self._db_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
-            return url, "postgresql"
+            return self._connect_pg(url), "postgresql"
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
         if "://" in path:
             raise StoreError(f"unsupported store URL {url!r}: use a path, sqlite:///path or postgresql://...")
+        if not path.strip():
+            raise StoreError(f"store URL {url!r} names no SQLite file: use sqlite:///path or sqlite:///:memory:.")
+        self._connect_sqlite(path)
+        return url, "sqlite"
+
+    def _connect_pg(self, url: str) -> str:
         try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA foreign_keys=ON")
+            import psycopg
+        except ImportError:
+            raise StoreError("PostgreSQL needs psycopg 3: pip install 'noodle[store]'.") from None
+        try:
+            self._conn: Any = psycopg.connect(url, autocommit=False)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
+        self._ph = "%s"
+        self._db_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        self._tracker: Any = PostgresTracker(url, self._conn)
+        return url
+
+    def _connect_sqlite(self, path: str) -> None:
+        memory = path == ":memory:"
+        # Two connections (writes; read-only queries) must see one database, so memory is shared by URI.
+        target = f"file:noodle-{uuid.uuid4().hex}?mode=memory&cache=shared" if memory else path
+        try:
+            self._conn = sqlite3.connect(target, uri=memory, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA foreign_keys=ON" if memory else "PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from None
         self._ph = "?"
         self._db_errors = (sqlite3.Error,)
-        return url, "sqlite"
+        self._tracker = SQLiteTracker(target, memory, self._conn, memory)
 
     def _create(self) -> None:
         blob = "BYTEA" if self.backend == "postgresql" else "BLOB"
@@ -136,49 +168,41 @@ class MathStore:
         self._write(
             f"CREATE TABLE IF NOT EXISTS {self.table} (name TEXT PRIMARY KEY, dtype TEXT NOT NULL, "
             f"shape TEXT NOT NULL, data {blob} NOT NULL, metadata TEXT NOT NULL, updated {real} NOT NULL)",
-            (), tables=(),
+            (),
         )
 
-    def _write(self, sql: str, params: Sequence[Any], tables: Iterable[str] | None = None) -> int:
-        """Run one write in a transaction; invalidate the cached reads of its tables after commit."""
-        touched = set(tables) if tables is not None else tables_written(sql)
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write in its own transaction; the tables' triggers bump their versions in it."""
+        args = _check_params(params)
         with self._lock:
             try:
                 if self.backend == "sqlite":
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        cur = self._conn.execute(sql, tuple(params))
-                        count = cur.rowcount
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
+                    count = self._write_sqlite(sql, args)
                 else:
                     with self._conn.transaction():
-                        cur = self._conn.execute(sql, tuple(params))
-                        count = cur.rowcount
+                        count = self._conn.execute(sql, args).rowcount
             except self._db_errors as exc:
                 raise StoreError(f"write failed ({self.backend}): {exc}; nothing was changed.") from None
-            for t in touched:  # bump generations after commit, before telling caches
-                self._generations[t] = self._generations.get(t, 0) + 1
-            if tables is None and not touched:
-                self._generations[_ALL] = self._generations.get(_ALL, 0) + 1
-        self._invalidate(touched if (touched or tables is not None) else None)
+            finally:
+                self._tracker.wrote()
         return count
 
-    def _invalidate(self, tables: set[str] | None) -> None:
-        tags = [f"table:{t}" for t in tables] if tables is not None else [_ALL]
-        for cache in (self.local_cache, self.dist_cache):
-            if cache is not None:
-                for tag in tags:
-                    cache.invalidate(tag=tag)
+    def _write_sqlite(self, sql: str, args: tuple[Any, ...]) -> int:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = self._conn.execute(sql, args).rowcount
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return count
 
     # objects ------------------------------------------------------------------------
     def put(self, name: str, array: Any, metadata: dict[str, Any] | None = None) -> None:
         """Store ``array`` (any array-like; object dtypes refused) and JSON-able ``metadata`` under ``name``."""
         if not isinstance(name, str) or not name:
             raise StoreError(f"object names are non-empty strings, got {name!r}.")
-        arr = np.asarray(array)
+        arr = _as_array(name, array)
         try:
             data = codec.encode(arr)
         except CacheEncodingError as exc:
@@ -192,7 +216,7 @@ class MathStore:
             f"INSERT INTO {self.table} (name, dtype, shape, data, metadata, updated) VALUES ({p},{p},{p},{p},{p},{p}) "
             f"ON CONFLICT (name) DO UPDATE SET dtype=excluded.dtype, shape=excluded.shape, data=excluded.data, "
             f"metadata=excluded.metadata, updated=excluded.updated",
-            (name, arr.dtype.str, json.dumps(list(arr.shape)), data, meta, time.time()), tables=[self.table],
+            (name, arr.dtype.str, json.dumps(list(arr.shape)), data, meta, time.time()),
         )
 
     def get(self, name: str) -> MathObject:
@@ -213,19 +237,20 @@ class MathStore:
 
     def delete(self, name: str) -> bool:
         """Remove ``name``; True if it existed."""
-        return self._write(f"DELETE FROM {self.table} WHERE name = {self._ph}", (name,),
-                           tables=[self.table]) > 0
+        return self._write(f"DELETE FROM {self.table} WHERE name = {self._ph}", (name,)) > 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a write statement in its own transaction; returns the row count.
 
-        Cached queries reading the tables it writes are invalidated after the
-        commit (every cached query if the tables cannot be told from the SQL).
+        Cached queries need no telling: the triggers on the tables it writes bump
+        their versions in the same transaction, so cached results that read them
+        stop being served the moment it commits.
         """
         return self._write(sql, params)
 
     # queries --------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """An uncached read of our own table on the write connection (get, list)."""
         with self._lock:
             try:
                 if self.backend == "sqlite":
@@ -237,53 +262,66 @@ class MathStore:
 
     def query(self, sql: str, params: Sequence[Any] = (), cache_strategy: str = "lru_dist",
               tables: Iterable[str] | None = None, ttl: float | None = None) -> list[tuple[Any, ...]]:
-        """Rows of a read-only ``sql``, served from the cache when the tables it reads are unchanged.
+        """Rows of one read-only ``sql``, served from the cache while the tables it reads are unchanged.
 
+        Read-only is enforced by the database (writes, stacked statements and
+        data-modifying CTEs raise StoreError with nothing written).
         ``cache_strategy``: 'lru_dist' (local LRU, then Redis when configured),
-        'lru' (local only) or 'none'. ``tables`` adds table names to the ones
-        parsed from FROM/JOIN.
+        'lru' (local only) or 'none'. ``tables`` names tables the database
+        cannot see the query read (e.g. inside a PostgreSQL function) so their
+        writes invalidate it too. ``ttl`` (seconds, 0 = none) only bounds memory
+        use: correctness never depends on it.
         """
         if cache_strategy not in _STRATEGIES:
             raise StoreError(f"cache_strategy must be one of {', '.join(_STRATEGIES)}, got {cache_strategy!r}.")
-        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-        if head not in ("SELECT", "WITH", "VALUES"):
-            raise StoreError("query() runs read-only statements (SELECT/WITH/VALUES); use execute() to write.")
-        if cache_strategy == "none":
-            return self._read(sql, params)
-        read = sorted(tables_read(sql) | {t.lower() for t in (tables or ())})
+        if not isinstance(sql, str) or not sql.strip():
+            raise StoreError(f"query() needs one SQL statement as a non-empty string, got {sql!r}.")
+        args = _check_params(params)
+        _check_ttl(ttl, "query(ttl=...)", allow_none=True)
+        extra = _check_tables(tables)
+        if cache_strategy == "none" or not all(type(p) in _KEYABLE for p in args):
+            return self._run_query(sql, args, extra)[0]  # 'none', or parameters we cannot key exactly
         cache = self.dist_cache if (cache_strategy == "lru_dist" and self.dist_cache is not None) \
             else self.local_cache
-        if not all(type(p) in _KEYABLE for p in params):
-            return self._read(sql, params)  # parameters we cannot key exactly: no caching
-        key = "q:" + xxhash.xxh3_128_hexdigest(f"{sql}\x00{tuple(params)!r}".encode())
-        rows = cache.get(key)
+        key = self._key_prefix + xxhash.xxh3_128_hexdigest(f"{sql}\x00{args!r}\x00{extra!r}".encode())
+        rows = self._cached(cache, key)
         if rows is not None:
-            return list(rows) if type(rows) is tuple else [tuple(r) for r in rows]
-        with self._lock:
-            before = self._generations_of(read)
-            rows = self._read(sql, params)
-        tags = [f"table:{t}" for t in read] + [_ALL]
-        try:
-            cache.set(key, tuple(rows), ttl=ttl, tags=tags)
-        except CacheEncodingError:
-            if cache is not self.local_cache:
-                cache = self.local_cache
-                cache.set(key, rows, ttl=ttl, tags=tags)
-        # A write that committed after our read may have invalidated its tags before our set
-        # landed; its generation bump (made before that invalidation) shows here, so drop the
-        # stale rows we just cached. (Reads and writes share self._lock, so no write commits
-        # *during* the read: the window is between the read and the set.)
-        if self._generations_of(read) != before:
-            cache.delete(key)
-        return list(rows)
+            return rows
+        rows, versions = self._run_query(sql, args, extra)
+        if versions is not None:
+            self._remember(cache, key, (versions, tuple(rows)), ttl)
+        return rows
 
-    def _generations_of(self, tables: list[str]) -> list[int]:
-        gens = self._generations
-        return [gens.get(t, 0) for t in tables] + [gens.get(_ALL, 0)]
+    def _cached(self, cache: CacheManager, key: str) -> list[tuple[Any, ...]] | None:
+        """The cached rows under ``key`` if the versions they were read at still hold, else None."""
+        entry = cache.get(key)
+        if type(entry) is not tuple or len(entry) != 2:
+            return None
+        versions, rows = entry
+        with self._lock:
+            current = self._tracker.current(versions)
+        if not current:
+            cache.delete(key)
+            return None
+        self.served_from_cache += 1
+        return list(rows) if type(rows) is tuple else [tuple(r) for r in rows]
+
+    def _run_query(self, sql: str, args: tuple[Any, ...], extra: tuple[str, ...]) \
+            -> tuple[list[tuple[Any, ...]], Any]:
+        with self._lock:
+            return self._tracker.read(sql, args, extra)
+
+    def _remember(self, cache: CacheManager, key: str, entry: tuple[Any, Any], ttl: float | None) -> None:
+        try:
+            cache.set(key, entry, ttl=ttl)
+        except CacheEncodingError:  # values Redis cannot carry safely (Decimal, dates...): local only
+            if cache is not self.local_cache:
+                self.local_cache.set(key, entry, ttl=ttl)
 
     def close(self) -> None:
-        """Close the database connection and the caches."""
+        """Close the database connections and the caches."""
         with self._lock:
+            self._tracker.close()
             try:
                 self._conn.close()
             except Exception:
@@ -297,6 +335,58 @@ class MathStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _default_path() -> Path:
+    """The default SQLite file in NOODLE_CACHE_DIR, with a ConfigError naming the variable if unusable."""
+    settings = get_settings()
+    raw = settings.cache_dir
+    source = settings.sources.get("cache_dir", "default")
+    if not str(raw).strip():
+        raise ConfigError("NOODLE_CACHE_DIR", raw, "a directory path (the default store lives there)", source)
+    path = Path(raw).expanduser() / "store.sqlite"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"{path.parent} is not writable")
+    except OSError as exc:
+        raise ConfigError("NOODLE_CACHE_DIR", raw, f"a directory noodle can create and write ({exc})",
+                          source) from None
+    return path
+
+
+def _check_params(params: Any) -> tuple[Any, ...]:
+    if isinstance(params, (str, bytes)) or not isinstance(params, (list, tuple)):
+        raise StoreError(f"params must be a list or tuple of values for the placeholders, got {params!r} "
+                         f"({type(params).__name__}); e.g. params=(5,).")
+    return tuple(params)
+
+
+def _check_ttl(ttl: Any, where: str, allow_none: bool) -> None:
+    if ttl is None and allow_none:
+        return
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0:
+        raise StoreError(f"{where}: ttl must be a number of seconds >= 0 (0 = no expiry)"
+                         f"{' or None (the default)' if allow_none else ''}, got {ttl!r}. Nothing was run.")
+
+
+def _check_tables(tables: Any) -> tuple[str, ...]:
+    if tables is None:
+        return ()
+    if isinstance(tables, str):
+        tables = (tables,)
+    names = tuple(tables)
+    if not all(isinstance(t, str) and t for t in names):
+        raise StoreError(f"tables must be an iterable of table names (strings), got {tables!r}.")
+    return tuple(sorted(set(names)))
+
+
+def _as_array(name: str, array: Any) -> np.ndarray:
+    try:
+        return np.asarray(array)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"cannot store {name!r}: it is not a regular array ({exc}). Ragged nested lists "
+                         "have no shape: pad them, or store each piece under its own name.") from None
 
 
 __all__ = ["MathObject", "MathStore", "tables_read", "tables_written"]
