@@ -50,12 +50,12 @@ def test_delivery_to_callbacks_log_metrics_and_events(reg, caplog):
     am.on_alert(got.append)
     am.on_alert(lambda a: 1 / 0)  # a broken callback must not stop delivery
     with caplog.at_level(logging.WARNING, logger="noodle.monitor"):
-        am.evaluate({"t": 1.0, "cpu": 0.85, "mem": 0.2})
-        am.evaluate({"t": 2.0, "cpu": 0.86, "mem": 0.2})  # same level: de-duplicated
-    assert [(a.rule, a.severity) for a in got] == [("cpu_high", "warning")]
-    assert any("cpu_high" in r.getMessage() for r in caplog.records)
+        am.evaluate({"t": 1.0, "cpu": 0.2, "mem": 0.85})
+        am.evaluate({"t": 2.0, "cpu": 0.2, "mem": 0.86})  # same level: de-duplicated
+    assert [(a.rule, a.severity) for a in got] == [("memory_high", "warning")]
+    assert any("memory_high" in r.getMessage() for r in caplog.records)
     assert reg.get("noodle_alerts_total").value("warning", "firing") == 1
-    assert [e.data["rule"] for e in reg.events("alert")] == ["cpu_high"]
+    assert [e.data["rule"] for e in reg.events("alert")] == ["memory_high"]
     assert am.active()[0].value == pytest.approx(0.86)  # the active alert tracks the latest value
 
 
@@ -79,6 +79,15 @@ def test_bad_rules_are_rejected():
 
 def test_default_rules_use_the_threshold():
     rules = {r.name: r for r in default_rules(0.6)}
-    assert rules["cpu_high"].levels["warning"] == 0.6
-    assert rules["cpu_high"].levels["critical"] > 0.6
+    assert rules["memory_high"].levels["warning"] == 0.6
+    assert rules["memory_high"].levels["critical"] > 0.6
+    assert rules["gpu_memory_high"].levels["warning"] == 0.6
     assert isinstance(Registry(), Registry)
+
+
+def test_a_saturated_cpu_is_no_alert_but_memory_pressure_is(reg):
+    """A numeric job using every core is healthy; memory about to run out needs a person."""
+    am = AlertManager(default_rules(0.8), reg)
+    assert _feed(am, [1.0] * 30) == []  # 30 samples of a fully busy CPU
+    changes = _feed(am, [0.97, 0.97], field="mem")
+    assert [(a.rule, a.severity, a.state) for a in changes] == [("memory_high", "critical", "firing")]

@@ -94,14 +94,26 @@ def test_every_rule_tolerates_absent_metrics(rule, reg):
 def test_bottleneck_alert_resolves_when_the_bottleneck_is_gone(monitor):
     from noodle.monitor.core import BOTTLENECK_EVERY
 
-    def feed(cpu: float) -> None:
+    monitor.alerts.rules = []  # only the bottleneck path raises here, not the memory_high rule
+
+    def feed(mem: float) -> None:
         for _ in range(BOTTLENECK_EVERY):
-            monitor._on_sample({"t": time.time(), "cpu": cpu, "mem": 0.2})
+            monitor._on_sample({"t": time.time(), "cpu": 0.2, "mem": mem})
 
     feed(0.99)  # the sampler callback's path: a check runs on the tenth tick
     assert [(a.rule, a.state) for a in monitor.alerts.active() if a.rule.startswith("bottleneck_")] == [
-        ("bottleneck_cpu_bound", "firing")]
-    feed(0.05)  # the window's CPU mean drops to about 52 %: no cpu_bound finding any more
+        ("bottleneck_memory_bound", "firing")]
+    monitor.history = type(monitor.history)(retention=3600)  # the 99 % peak leaves the window
+    feed(0.05)  # memory is fine again: no memory_bound finding any more
     assert not [a for a in monitor.alerts.active() if a.rule.startswith("bottleneck_")]
-    resolved = [a for a in monitor.alerts.history() if a.rule == "bottleneck_cpu_bound"]
+    resolved = [a for a in monitor.alerts.history() if a.rule == "bottleneck_memory_bound"]
     assert [a.state for a in resolved] == ["firing", "resolved"]
+
+
+def test_a_saturated_cpu_is_a_bottleneck_not_an_alert(monitor):
+    from noodle.monitor.core import BOTTLENECK_EVERY
+
+    for _ in range(3 * BOTTLENECK_EVERY):
+        monitor._on_sample({"t": time.time(), "cpu": 1.0, "mem": 0.2})
+    assert [b.kind for b in monitor.bottlenecks(60)][:1] == ["cpu_bound"]
+    assert monitor.alerts.active() == [] and monitor.alerts.history() == []

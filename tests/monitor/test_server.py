@@ -1,7 +1,9 @@
 """The HTTP API over a real server on a loopback port."""
 
+import http.client
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -35,9 +37,9 @@ def get(srv, path, method="GET"):
 def test_binds_loopback_by_default(monitor):
     srv = MonitorServer(monitor, port=0)
     try:
-        assert srv.httpd.server_address[0] == "127.0.0.1"
+        assert srv.sock.getsockname()[0] == "127.0.0.1"
     finally:
-        srv.httpd.server_close()
+        srv.stop()
 
 
 def test_prometheus_text_parses(server):
@@ -124,11 +126,80 @@ def test_write_methods_are_refused(server):
     assert code == 405 and "read-only" in json.loads(body)["error"]
 
 
-def test_garbage_on_the_socket_does_not_kill_the_server(server):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(b"\x00\x01garbage\r\n\r\n")
-        s.recv(1000)
-    assert get(server, "/api/status")[0] == 200
+def _raw(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read the answer until the server closes; status, headers, body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("data, status, words", [
+    (b"\x00\x01garbage\r\n\r\n", 400, "malformed request line"),
+    (b"GET /api/status HTTP/2.0\r\n\r\n", 505, "not supported"),
+    (b"GET /api/status SPDY/3\r\n\r\n", 400, "HTTP version"),
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 431, "exceed"),
+    (b"GET /api/status HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed header"),
+    (b"BREW /api/status HTTP/1.1\r\n\r\n", 405, "read-only"),
+    (b"GET /api/status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501, "chunked"),
+    (b"GET /api/status HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413, "too large"),
+])
+def test_malformed_http_gets_json_errors(server, data, status, words):
+    code, headers, body = _raw(server.port, data)
+    assert code == status and headers["content-type"] == "application/json"
+    err = json.loads(body)
+    assert words in err["error"] and err["status"] == status
+    assert get(server, "/api/status")[0] == 200  # and the server is still there
+
+
+def test_stalled_client_is_answered_408_and_closed(monitor):
+    srv = MonitorServer(monitor, "127.0.0.1", 0, read_timeout=0.5).start()
+    try:
+        t0 = time.perf_counter()
+        code, headers, body = _raw(srv.port, b"GET /api/sta")  # half a request line, then nothing
+        assert code == 408 and "no complete request" in json.loads(body)["error"]
+        assert time.perf_counter() - t0 < 5
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:  # sends nothing at all
+            s.settimeout(10)
+            assert b"408" in s.recv(1000).split(b"\r\n")[0]
+        assert monitor.registry.get("noodle_monitor_http_closed_total").value("timeout") == 2
+    finally:
+        srv.stop()
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for path in ("/api/status", "/api/metrics", "/api/nope", "/api/status"):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            json.loads(resp.read())
+            assert resp.getheader("Connection") == "keep-alive"
+        conn.request("HEAD", "/api/status")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b"" and int(resp.getheader("Content-Length")) > 0
+    finally:
+        conn.close()
+
+
+def test_connections_over_the_cap_evict_the_longest_idle(monitor):
+    srv = MonitorServer(monitor, "127.0.0.1", 0, max_connections=8).start()
+    idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(20)]
+    try:
+        time.sleep(0.3)
+        assert get(srv, "/api/status")[0] == 200
+        assert monitor.registry.get("noodle_monitor_http_connections").value() <= 8
+        assert monitor.registry.get("noodle_monitor_http_closed_total").value("evicted") >= 12
+        assert idle[0].recv(10) == b""  # the oldest was closed to make room
+    finally:
+        for s in idle:
+            s.close()
+        srv.stop()
 
 
 def test_port_in_use_is_a_clear_error(server, monitor):
@@ -136,3 +207,5 @@ def test_port_in_use_is_a_clear_error(server, monitor):
         MonitorServer(monitor, "127.0.0.1", server.port)
     with pytest.raises(MonitorError, match="0..65535"):
         MonitorServer(monitor, "127.0.0.1", 70000)
+    with pytest.raises(MonitorError, match="read_timeout"):
+        MonitorServer(monitor, "127.0.0.1", 0, read_timeout=0)

@@ -1,6 +1,6 @@
 """Threshold alerts with severities, hysteresis and de-duplication.
 
-Why hysteresis and state: a value hovering at a threshold (CPU at 79-81 %)
+Why hysteresis and state: a value hovering at a threshold (memory at 79-81 %)
 would otherwise raise and clear an alert every sample. A rule here keeps a
 level per series; it goes *up* as soon as the value reaches a higher level's
 threshold for ``for_samples`` consecutive samples, and comes *down* only when
@@ -40,7 +40,7 @@ class AlertRule:
 
     Example::
 
-        AlertRule("cpu_high", "cpu", {"warning": 0.8, "critical": 0.95}, "CPU busy")
+        AlertRule("memory_high", "mem", {"warning": 0.8, "critical": 0.95}, "memory nearly full")
     """
 
     name: str
@@ -81,18 +81,25 @@ class Alert:
 
 
 def default_rules(threshold: float = 0.8) -> list[AlertRule]:
-    """The built-in rules; ``threshold`` is NOODLE_SYNTAX_FIXER_ALERT_THRESHOLD (a warning level)."""
+    """The built-in rules: only conditions that need a person. ``threshold`` is
+    NOODLE_SYNTAX_FIXER_ALERT_THRESHOLD, the warning level for memory and GPU memory.
+
+    Why no CPU rule: a numeric job that keeps its cores busy is the normal, healthy case; a
+    critical alert for it cries wolf on every ``noodle run``. CPU saturation is reported as the
+    ``cpu_bound`` bottleneck, with advice, instead. What does need a person is memory about to run
+    out (the OS will swap or kill the job), GPU memory near its limit (the next allocation fails)
+    and a GPU at its thermal limit (it throttles). Add a CPU rule yourself when you want one::
+
+        monitor.alerts.add_rule(AlertRule("cpu_high", "cpu", {"warning": 0.9}, for_samples=60))
+    """
     critical = threshold + (1.0 - threshold) * 0.75
-    info = threshold * 0.9
     return [
-        AlertRule("cpu_high", "cpu", {"info": info, "warning": threshold, "critical": critical},
-                  "CPU utilisation is high"),
-        AlertRule("memory_high", "mem", {"info": info, "warning": threshold, "critical": critical},
-                  "system memory is nearly full"),
+        AlertRule("memory_high", "mem", {"warning": threshold, "critical": critical},
+                  "system memory is nearly full: the job may swap or be killed"),
         AlertRule("gpu_memory_high", "gpu*_mem_frac", {"warning": threshold, "critical": critical},
-                  "GPU memory is nearly full"),
+                  "GPU memory is nearly full: the next allocation may fail"),
         AlertRule("gpu_temperature_high", "gpu*_temp_c", {"warning": 83.0, "critical": 90.0},
-                  "GPU is hot (degrees C)", hysteresis=3.0),
+                  "GPU is hot (degrees C) and may throttle", hysteresis=3.0),
     ]
 
 
@@ -103,7 +110,7 @@ class AlertManager:
 
         am = AlertManager(default_rules(0.8))
         am.on_alert(lambda a: print(a.rule, a.severity, a.state))
-        am.evaluate({"t": time.time(), "cpu": 0.93})
+        am.evaluate({"t": time.time(), "mem": 0.93})
         am.active()
     """
 

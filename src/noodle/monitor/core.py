@@ -22,7 +22,11 @@ from noodle.monitor.history import History
 from noodle.monitor.sampler import Sampler
 from noodle.monitor.summary import Summarizer
 
-BOTTLENECK_ALERT_SEVERITY = 0.7  # a bottleneck this severe is also raised as a warning alert
+BOTTLENECK_ALERT_SEVERITY = 0.7  # a bottleneck this severe (of an ALERTING kind) is also raised as a warning
+# Bottleneck kinds that need a person and so are also raised as alerts. Saturation (cpu_bound,
+# gpu_idle_cpu_busy, transfer_bound, ...) is a performance finding a busy job normally has: it is
+# reported as a bottleneck with advice, never as an alert.
+ALERTING_BOTTLENECKS = frozenset({"memory_bound"})
 BOTTLENECK_EVERY = 10  # ticks between automatic bottleneck checks
 
 
@@ -56,6 +60,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._sample_callbacks: list[Callable[[dict[str, float]], None]] = []
         self.profilers: list[Any] = []
+        self._prom: Any = None  # the prometheus-client registry /metrics scrapes, built on first use
         self.tick_seconds = self.registry.histogram(
             "noodle_monitor_tick_seconds", "Cost of one sampler tick", (),
             buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2))
@@ -71,7 +76,7 @@ class Monitor:
             check = self._ticks % BOTTLENECK_EVERY == 0
         if check:
             severe = {b.kind: b for b in self.bottlenecks(window=max(60.0, self.interval * BOTTLENECK_EVERY))
-                      if b.severity >= BOTTLENECK_ALERT_SEVERITY}
+                      if b.severity >= BOTTLENECK_ALERT_SEVERITY and b.kind in ALERTING_BOTTLENECKS}
             for kind, b in severe.items():
                 self.alerts.raise_alert(f"bottleneck_{kind}", "warning", b.evidence, b.severity, series=kind)
             # a bottleneck alert this monitor raised resolves once the bottleneck is gone, like the
@@ -116,6 +121,42 @@ class Monitor:
         return self.sampler._thread is not None
 
     # questions ------------------------------------------------------------
+    def resources(self) -> dict[str, float]:
+        """The newest resource sample (CPU, memory, disk, network, GPU where present), with its time ``t``.
+
+        Why a fresh tick when there is none yet: ``/api/metrics`` of a monitor that has not sampled
+        must still say what the machine is doing rather than answer with nothing.
+        """
+        latest = self.history.latest()
+        return latest if latest is not None else self.sampler.tick()
+
+    def prometheus_text(self) -> str:
+        """Everything ``/metrics`` serves: noodle's metrics (resource gauges included) plus the standard
+        ``process_*``, ``python_info`` and ``python_gc_*`` collectors of prometheus-client.
+
+        Why here and not in the registry: the registry is noodle's own numbers and stays a leaf; a
+        scrape of the monitoring server is also expected to describe the process serving it.
+        """
+        from prometheus_client import generate_latest
+
+        with self._lock:
+            if self._prom is None:
+                from prometheus_client import (
+                    CollectorRegistry,
+                    GCCollector,
+                    PlatformCollector,
+                    ProcessCollector,
+                )
+
+                prom = CollectorRegistry(auto_describe=False)
+                prom.register(self.registry)
+                ProcessCollector(registry=prom)
+                PlatformCollector(registry=prom)
+                GCCollector(registry=prom)
+                self._prom = prom
+            prom = self._prom
+        return generate_latest(prom).decode("utf-8")
+
     def bottlenecks(self, window: float = 300.0) -> list[Bottleneck]:
         """Findings over the last ``window`` seconds, most severe first."""
         return detect(self.history.since(time.time() - window), self.registry, window)

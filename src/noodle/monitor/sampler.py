@@ -26,6 +26,29 @@ log = logging.getLogger("noodle.monitor")
 
 MIN_INTERVAL = 1.0  # seconds: the configured interval may not go below this
 
+# sample key -> (gauge name, help): what each tick publishes to the metrics registry
+RESOURCE_GAUGES: dict[str, tuple[str, str]] = {
+    "t": ("noodle_monitor_last_sample_timestamp_seconds", "Unix time of the newest resource sample"),
+    "cpu": ("noodle_cpu_utilization_ratio", "Machine CPU utilisation, 0..1 of all cores"),
+    "proc_cpu": ("noodle_process_cpu_utilization_ratio", "This process's CPU use, 0..1 of all cores"),
+    "mem": ("noodle_memory_utilization_ratio", "Machine memory in use, 0..1 of the total"),
+    "mem_used": ("noodle_memory_used_bytes", "Machine memory in use (total - available), bytes"),
+    "disk_read_bps": ("noodle_disk_read_bytes_per_second", "Disk reads since the previous sample, bytes/s"),
+    "disk_write_bps": ("noodle_disk_write_bytes_per_second", "Disk writes since the previous sample, bytes/s"),
+    "net_recv_bps": ("noodle_network_receive_bytes_per_second",
+                     "Network bytes received since the previous sample, bytes/s"),
+    "net_sent_bps": ("noodle_network_transmit_bytes_per_second",
+                     "Network bytes sent since the previous sample, bytes/s"),
+}
+# GPU sample key suffix (gpu<i>_<suffix>) -> (gauge name labelled by gpu index, help)
+GPU_GAUGES: dict[str, tuple[str, str]] = {
+    "util": ("noodle_gpu_utilization_ratio", "GPU utilisation, 0..1"),
+    "mem_used": ("noodle_gpu_memory_used_bytes", "GPU memory in use, bytes"),
+    "mem_frac": ("noodle_gpu_memory_utilization_ratio", "GPU memory in use, 0..1 of the total"),
+    "temp_c": ("noodle_gpu_temperature_celsius", "GPU temperature, degrees C"),
+    "power_w": ("noodle_gpu_power_watts", "GPU power draw, watts"),
+}
+
 
 class _Nvml:
     """GPU readings through NVML, or nothing when there is no usable GPU.
@@ -178,8 +201,27 @@ class Sampler:
         self._prev = (now, disk, net, rt)
         if self._gpu is not None and self._gpu.handles:
             sample.update(self._gpu.read())
+        self._publish(sample)
         self.last_tick_seconds = time.perf_counter() - t0
         return sample
+
+    def _publish(self, sample: dict[str, float]) -> None:
+        """Set the resource gauges from a sample, so ``/metrics`` and ``/api/metrics`` export them.
+
+        Why gauges in the registry: every exporter (Prometheus text, the JSON snapshot, a report)
+        already reads the registry; the sample itself lives only in the monitor's history.
+        """
+        reg = self.registry
+        for key, (name, help_) in RESOURCE_GAUGES.items():
+            value = sample.get(key)
+            if value is not None:
+                reg.gauge(name, help_).set(value)
+        for key, value in sample.items():
+            if key.startswith("gpu") and "_" in key:
+                index, _, what = key[3:].partition("_")
+                spec = GPU_GAUGES.get(what)
+                if spec is not None and index.isdigit():
+                    reg.gauge(spec[0], spec[1], ("gpu",)).labels(index).set(value)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
