@@ -139,6 +139,9 @@ FIELDS: tuple[Field, ...] = (
           "snapshot the hottest entries at shutdown and load them at start"),
     Field("redis_url", "NOODLE_REDIS_URL", None, _optional_text, "a redis:// URL",
           "Redis server for the shared cache tier"),
+    Field("cache_redis_timeout", "NOODLE_CACHE_REDIS_TIMEOUT", 0.5, _float_range(0.0, 60.0, lo_open=True),
+          "a number of seconds in (0, 60]",
+          "bound on every Redis call of the cache tier; a server silent that long counts as lost"),
     # distributed
     Field("distributed_processing", _FX + "DISTRIBUTED_PROCESSING", True, _parse_bool, "true or false",
           "allow distributed processing"),

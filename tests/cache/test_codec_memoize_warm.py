@@ -45,12 +45,14 @@ def test_garbage_raises_decode_error_only(blob):
 
 @pytest.mark.parametrize("arr", [np.arange(12, dtype=np.float32).reshape(3, 4), np.ones((2, 0, 3)),
                                  np.array(7, dtype=np.int64), np.arange(5, dtype=np.complex128)[::2]])
-def test_array_entries_round_trip_writable(arr):
+def test_array_entries_round_trip_read_only(arr):
+    """Shared-tier arrays come back read-only (the local tier shares them between callers) and aligned."""
     data = codec.encode_entry(123, ["t"], arr)
     assert data.startswith(codec.ENTRY_ARRAY_MAGIC)
     expires, tags, value = codec.decode_entry(data)
     assert (expires, tags) == (123, ["t"])
-    assert value.dtype == arr.dtype and value.shape == arr.shape and value.flags.writeable
+    assert value.dtype == arr.dtype and value.shape == arr.shape
+    assert not value.flags.writeable and value.flags.aligned
     np.testing.assert_array_equal(value, arr)
 
 

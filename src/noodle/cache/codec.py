@@ -9,8 +9,9 @@ data, never calls anything named by the payload.
 Format: ``b"ND\\x01"`` then one msgpack object. Arrays (anywhere inside lists,
 tuples and dicts) are msgpack extension type 1: a 4-byte little-endian header
 length, a msgpack ``[dtype, shape]`` header, then the C-order bytes. Tuples
-are extension type 2 so that they come back as tuples (memoized functions
-often return them).
+(2), NumPy scalars (3: a 0-d array), sets (4) and frozensets (5) are extension
+types so that every value comes back with its own type; anything else is
+refused with CacheEncodingError rather than changed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from noodle.errors import CacheEncodingError
 MAGIC = b"ND\x01"
 _EXT_ARRAY = 1
 _EXT_TUPLE = 2
+_EXT_SCALAR = 3     # a NumPy scalar (np.float32(1.5) comes back as np.float32, not float)
+_EXT_SET = 4
+_EXT_FROZENSET = 5
 _ALLOWED_KINDS = frozenset("biufcmMSU")  # no 'O' (objects: pickle) and no 'V' (raw/structured)
 _DTYPES: dict[str, np.dtype] = {}  # dtype strings already checked (np.dtype() parsing costs ~1 µs)
 
@@ -51,16 +55,12 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return msgpack.ExtType(_EXT_TUPLE, _pack(list(obj)))
     if isinstance(obj, np.generic):
-        if obj.dtype.kind in "biu":
-            return int(obj)
-        if obj.dtype.kind == "f":
-            return float(obj)
-        if obj.dtype.kind == "c":
-            return _array_to_ext(np.asarray(obj))
-        if obj.dtype.kind == "b":
-            return bool(obj)
+        if obj.dtype.kind not in _ALLOWED_KINDS:
+            raise CacheEncodingError(f"cannot encode a NumPy scalar of dtype {obj.dtype} safely.")
+        return msgpack.ExtType(_EXT_SCALAR, _array_to_ext(np.asarray(obj)).data)
     if isinstance(obj, (set, frozenset)):
-        return sorted(obj) if all(isinstance(x, (int, str)) for x in obj) else list(obj)
+        code = _EXT_FROZENSET if isinstance(obj, frozenset) else _EXT_SET
+        return msgpack.ExtType(code, _pack(list(obj)))
     raise CacheEncodingError(
         f"cannot encode a value of type {type(obj).__name__} safely (no pickle): use arrays, numbers, "
         f"strings, bytes, None, and lists/tuples/dicts of those."
@@ -119,11 +119,21 @@ def _ext_hook(code: int, data: bytes) -> Any:
             raise DecodeError("array size does not match its header")
         # frombuffer over immutable bytes is read-only; copy so callers get a normal array.
         return np.frombuffer(body, dtype=dtype, count=count).reshape(shape).copy()
-    if code == _EXT_TUPLE:
+    if code == _EXT_SCALAR:
+        arr = _ext_hook(_EXT_ARRAY, data)
+        if arr.shape != ():
+            raise DecodeError("bad NumPy scalar payload")
+        return arr[()]
+    if code in (_EXT_TUPLE, _EXT_SET, _EXT_FROZENSET):
         inner = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
         if not isinstance(inner, list):
-            raise DecodeError("bad tuple payload")
-        return tuple(inner)
+            raise DecodeError("bad tuple/set payload")
+        if code == _EXT_TUPLE:
+            return tuple(inner)
+        try:
+            return set(inner) if code == _EXT_SET else frozenset(inner)
+        except TypeError:
+            raise DecodeError("unhashable set member") from None
     raise DecodeError(f"unknown extension type {code}")
 
 
@@ -190,7 +200,10 @@ def decode_entry(data: bytes) -> Any:
     body = view[7 + hlen:]
     if count * dtype.itemsize != len(body):
         raise DecodeError("array size does not match its header")
+    # Copied (the body sits at an unaligned offset of the payload) and read-only: the value may be kept
+    # in the local tier and returned to every later caller, so nobody may write into it.
     value = np.frombuffer(body, dtype=dtype, count=count).reshape(shape).copy()
+    value.flags.writeable = False
     return [header[0], header[1], value]
 
 

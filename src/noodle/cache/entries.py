@@ -8,10 +8,14 @@ form that cannot collide across types (``1`` vs ``"1"``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
+
+import msgpack
+import numpy as np
 
 from noodle.cache.policies import MISSING
 from noodle.errors import CacheError
@@ -53,14 +57,27 @@ class _Flight:
 
 
 def _canonical(key: Hashable) -> str:
-    """The string form of a key for shared tiers: str keys as they are, others typed and prefixed."""
+    """The string form of a key for shared tiers: str keys as they are, others typed and prefixed.
+
+    The rule is Python's dict equality, in every tier: keys that compare equal (``1``, ``1.0``,
+    ``True``, ``np.int64(1)``) share one form, keys that differ (``1`` and ``"1"``) never do. NaN
+    is refused: it equals nothing, not even itself, so no process could look it up again.
+    """
     if type(key) is str:
         return key
-    if isinstance(key, bool) or key is None:
-        return f"\x00c:{key!r}"
-    if isinstance(key, int):
-        return f"\x00i:{key}"
-    if isinstance(key, float):
+    if key is None:
+        return "\x00c:None"
+    if isinstance(key, (bool, np.bool_)):
+        return f"\x00i:{int(key)}"
+    if isinstance(key, (int, np.integer)):
+        return f"\x00i:{int(key)}"
+    if isinstance(key, (float, np.floating)):
+        key = float(key)
+        if key != key:
+            raise CacheError("NaN cannot be a cache key: it is not equal to itself, so it could never "
+                             "be found again. Use another key.")
+        if key.is_integer():
+            return f"\x00i:{int(key)}"  # 1.0 == 1: one key, as in a dict
         return f"\x00f:{key!r}"
     if isinstance(key, bytes):
         return "\x00b:" + key.hex()
@@ -78,3 +95,66 @@ def _dep_tag(key: Hashable) -> str:
         return _DEP + _canonical(key)
     except CacheError:
         return ""
+
+
+def check_seconds(name: str, value: Any, allow_none: bool = True) -> float | None:
+    """``value`` as a float number of seconds, or a CacheError naming ``name``.
+
+    Why so strict: a string (``ttl='60'``) or a bool is a caller's mistake, and NaN or infinity
+    never compare as expired, so each would silently mean "keep forever".
+    """
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value) or value < 0):
+        raise CacheError(f"{name} must be a finite number of seconds >= 0"
+                         f"{' (or None)' if allow_none else ''}; got {value!r}.")
+    return float(value)
+
+
+# invalidation: pure decisions, the Redis I/O lives in redis_tier ------------------------------
+
+class Invalidation:
+    """What one event asks a node to drop: some keys, every key with some tags, or everything."""
+
+    __slots__ = ("keys", "tags", "clear")
+
+    def __init__(self, keys: tuple[str, ...] = (), tags: tuple[str, ...] = (), clear: bool = False) -> None:
+        self.keys = keys
+        self.tags = tags
+        self.clear = clear
+
+    def __repr__(self) -> str:
+        return f"Invalidation(keys={self.keys!r}, tags={self.tags!r}, clear={self.clear})"
+
+
+CLEAR_ALL = Invalidation(clear=True)  # a lost or restored subscription, or a peer's clear()
+
+
+def parse_invalidation(data: Any, node_id: str, outages: int) -> Invalidation | None:
+    """The invalidation a pub/sub payload asks for, or None (not ours, or our own current write).
+
+    Our own messages are skipped only when sent since the last outage (``outages``, the sender's
+    count, is in the message): one sent before may have landed late, after we re-read the old value.
+    """
+    try:
+        msg = msgpack.unpackb(data, raw=False) if isinstance(data, bytes) else None
+    except Exception:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    if msg.get("o") == node_id and msg.get("e") == outages:
+        return None
+    keys = tuple(k for k in msg.get("k") or () if isinstance(k, str))
+    tags = tuple(t for t in msg.get("t") or () if isinstance(t, str))
+    return Invalidation(keys, tags, bool(msg.get("c")))
+
+
+def keys_to_drop(inval: Invalidation, tag_index: Mapping[str, Iterable[Hashable]]) -> list[Hashable] | None:
+    """The local keys ``inval`` removes given the local tag index; None means every key."""
+    if inval.clear:
+        return None
+    keys: list[Hashable] = list(inval.keys)
+    for tag in inval.tags:
+        keys.extend(tag_index.get(tag, ()))
+    return keys

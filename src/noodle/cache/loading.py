@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
-from noodle.cache.entries import _Flight
+from noodle.cache.entries import _Flight, check_seconds
 from noodle.cache.policies import MISSING
 from noodle.config import get_settings
 
@@ -40,6 +40,8 @@ class LoadingMixin:
         value = self.get(key, MISSING)
         if value is not MISSING:
             return value
+        if ttl is not None:
+            check_seconds("ttl", ttl)  # before the loader runs, not after
         skey = self._key(key)
         with self._flight_lock:
             flight = self._flights.get(skey)
@@ -121,7 +123,12 @@ class LoadingMixin:
 
         return save(self, path or self.snapshot_path())
 
-    def _load_snapshot(self) -> None:
+    def load_snapshot(self, path: Path | None = None) -> int:
+        """Load the warming snapshot (entries past their expiry are skipped); returns how many.
+
+        Never implicit: a manager loads one only when built with ``snapshot=True`` or when this is
+        called, so a fresh ``CacheManager()`` never serves what another process left behind.
+        """
         from noodle.cache.snapshot import load
 
-        load(self, self.snapshot_path())
+        return load(self, path or self.snapshot_path())

@@ -27,7 +27,18 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from noodle.cache import codec
-from noodle.cache.entries import _DEP, _canonical, _dep_tag, _Entry, _Flight, _Limits
+from noodle.cache.entries import (
+    _DEP,
+    CLEAR_ALL,
+    Invalidation,
+    _canonical,
+    _dep_tag,
+    _Entry,
+    _Flight,
+    _Limits,
+    check_seconds,
+    keys_to_drop,
+)
 from noodle.cache.loading import LoadingMixin
 from noodle.cache.policies import MISSING, make_policy
 from noodle.config import get_settings
@@ -71,9 +82,7 @@ class CacheManager(LoadingMixin):
         self.max_bytes = max_bytes
         if ttl is _DEFAULT:
             ttl = settings.cache_ttl
-        if ttl is not None and (not isinstance(ttl, (int, float)) or ttl < 0):
-            raise CacheError(f"ttl must be a number of seconds >= 0 (or None), got {ttl!r}.")
-        self.default_ttl = float(ttl or 0.0)
+        self.default_ttl = check_seconds("ttl", ttl) or 0.0
         if self.policy_name == "ttl" and not self.default_ttl:
             raise CacheError("policy 'ttl' needs a default ttl > 0 seconds (ttl=..., or "
                              "NOODLE_SYNTAX_FIXER_CACHE_TTL).")
@@ -99,6 +108,9 @@ class CacheManager(LoadingMixin):
         self.loads = 0
         self._latency: list[tuple[str, float]] = []
         self._closed = False
+        # keys and tags whose write or invalidation could not reach Redis: invalidated there once it is back
+        self._pending_keys: set[str] = set()
+        self._pending_tags: set[str] = set()
 
         if redis_url is _DEFAULT:
             if settings.distributed_cache and not settings.redis_url:
@@ -112,11 +124,15 @@ class CacheManager(LoadingMixin):
         self._subscriber = None
         if redis_url:
             self._start_redis(redis_url)
+        # snapshot=None: save at exit if NOODLE_SYNTAX_FIXER_CACHE_WARMING says so, never load;
+        # snapshot=True: save at exit and load at start; snapshot=False: neither. A manager never
+        # starts with another process's entries unless asked to (snapshot=True or load_snapshot()).
         self._snapshot_on = settings.cache_warming if snapshot is None else bool(snapshot)
         self.snapshot_entries = snapshot_entries
         self.get = self._build_get()  # type: ignore[method-assign]
+        if snapshot:
+            self.load_snapshot()
         if self._snapshot_on:
-            self._load_snapshot()
             _register_exit(self)
         from noodle.cache import stats
 
@@ -126,8 +142,11 @@ class CacheManager(LoadingMixin):
     def _start_redis(self, url: str) -> None:
         from noodle.cache.redis_tier import RedisTier, Subscriber
 
-        self._redis = RedisTier(url, self.namespace, on_down=self._on_redis_down)
-        self._subscriber = Subscriber(self._redis, self._on_remote, self._on_sub_lost, self._on_sub_restored)
+        tier = RedisTier(url, self.namespace, on_down=self._on_redis_down, on_up=self._recover,
+                         timeout=get_settings().cache_redis_timeout)
+        tier.check()  # a URL that is not a usable Redis is a CacheError now, not a stream of warnings
+        self._redis = tier
+        self._subscriber = Subscriber(tier, self._on_remote, self._on_sub_lost, self._recover)
         self._subscriber.start()
         self._subscriber.ready.wait(2.0)  # invalidations must be heard before we serve
 
@@ -149,31 +168,47 @@ class CacheManager(LoadingMixin):
         pass  # counted by the tier; published by stats
 
     def _on_sub_lost(self) -> None:
-        self._drop_local()
+        self._on_remote(CLEAR_ALL)
 
-    def _on_sub_restored(self) -> None:
-        self._drop_local()
+    def _recover(self) -> None:
+        """Redis is reachable again: drop what we could not hear about, then replay lost invalidations.
 
-    def _drop_local(self) -> None:
-        with self._lock:
-            self._epoch += 1
-            self._policy.clear()
-            self._tags.clear()
-            self._bytes = 0
-
-    def _on_remote(self, keys: list[str], tags: list[str], clear: bool) -> None:
-        if clear:
-            self._drop_local()
+        Every key written or invalidated here while Redis was unreachable is deleted in Redis and
+        published, so the value each node serves afterwards is the one Redis holds (a write that was
+        lost, reported by ``set()`` returning False, becomes an invalidation; it is never replayed
+        over what other nodes wrote meanwhile).
+        """
+        self._on_remote(CLEAR_ALL)
+        tier = self._redis
+        if tier is None:
             return
         with self._lock:
+            keys, tags = sorted(self._pending_keys), sorted(self._pending_tags)
+            self._pending_keys.clear()
+            self._pending_tags.clear()
+        if (keys or tags) and not tier.delete(keys, tags):
+            with self._lock:  # still unreachable: try again on the next recovery
+                self._pending_keys.update(keys)
+                self._pending_tags.update(tags)
+
+    def _drop_local(self) -> None:
+        self._on_remote(CLEAR_ALL)
+
+    def _on_remote(self, inval: Invalidation) -> None:
+        """Apply an invalidation (a peer's message, a lost or restored subscription) to the local tier."""
+        with self._lock:
             self._epoch += 1
-            for tag in tags:
-                keys.extend(self._tags.pop(tag, ()))  # type: ignore[arg-type]
+            keys = keys_to_drop(inval, self._tags)
+            if keys is None:
+                self._policy.clear()
+                self._tags.clear()
+                self._bytes = 0
+                return
             for key in keys:
                 self._remove_locked(key)
 
     def _key(self, key: Hashable) -> Hashable:
-        return _canonical(key) if self._redis is not None else key
+        return self._skey(key)
 
     # reads -----------------------------------------------------------------------
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -281,6 +316,7 @@ class CacheManager(LoadingMixin):
             key = _canonical(key)
         if self.local_tier:
             t0 = _perf()
+            used_up = False
             try:
                 with self._lock:
                     entry = self._policy.get(key)
@@ -288,13 +324,18 @@ class CacheManager(LoadingMixin):
                         value = self._check_slow_locked(key, entry)
                         if value is not MISSING:
                             self._hits += 1
+                            used_up = entry.limits is not None and self._policy.peek(key) is MISSING
                             return value
+                        used_up = entry.limits is not None
                     self.misses += 1
             except TypeError:
                 raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
             finally:
                 if len(self._latency) < 4096:
                     self._latency.append(("local", _perf() - t0))
+                if used_up and self._redis is not None:
+                    # max_hits / max_idle used up: gone from every tier, or Redis would serve it again
+                    self._redis.delete([key], [])  # type: ignore[list-item]
         if self._redis is not None:
             value = self._redis_get(key)
             if value is not MISSING:
@@ -343,9 +384,10 @@ class CacheManager(LoadingMixin):
         else:
             remaining = 0.0
         self.redis_hits += 1
-        if self.local_tier:
+        if self.local_tier and self._subscriber is not None and self._subscriber.subscribed:
+            # kept only while we can hear invalidations, and only if none arrived while we were reading
             with self._lock:
-                if epoch == self._epoch:  # no invalidation arrived while we were reading
+                if epoch == self._epoch:
                     self._put_locked(key, value, remaining, tags, None)
         return value
 
@@ -358,46 +400,91 @@ class CacheManager(LoadingMixin):
     # writes ----------------------------------------------------------------------
     def set(self, key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = (),
             depends_on: Iterable[Hashable] = (), max_idle: float | None = None,
-            max_hits: int | None = None) -> None:
-        """Store ``value`` under ``key`` in every tier.
+            max_hits: int | None = None) -> bool:
+        """Store ``value`` under ``key`` in every tier; True if it reached every tier.
 
         ``ttl`` overrides the default lifetime (0 = never expires); ``tags`` name
         groups for :meth:`invalidate`; ``depends_on`` lists keys whose
-        invalidation must cascade to this one; ``max_idle`` drops the entry
-        after that many seconds unread; ``max_hits`` after that many reads.
+        invalidation (or overwrite) must cascade to this one; ``max_idle`` drops
+        the entry after that many seconds unread; ``max_hits`` after that many reads.
+        Setting a key invalidates everything that depends on it.
+
+        Returns False (never raises) when a Redis tier did not confirm the write
+        within ``NOODLE_CACHE_REDIS_TIMEOUT``: the value is then served from this
+        process's local tier only until Redis is back, and at recovery the key is
+        invalidated everywhere (other nodes never see the lost value, and never a
+        value it was meant to replace).
         """
-        skey = _canonical(key) if self._redis is not None else key
-        if tags or depends_on:
-            tags = tuple(tags)
-            for tag in tags:
-                if not isinstance(tag, str):
-                    raise CacheError(f"tags must be strings, got {type(tag).__name__}.")
-            all_tags = tags + tuple(_DEP + _canonical(d) for d in depends_on)
-        else:
-            all_tags = ()
-        if ttl is None:
-            lifetime = self.default_ttl
-        else:
-            lifetime = float(ttl)
-            if lifetime < 0:
-                raise CacheError(f"ttl must be >= 0 seconds, got {ttl!r}.")
-        limits = None
-        if max_idle is not None or max_hits is not None:
-            if max_idle is not None and max_idle <= 0:
-                raise CacheError(f"max_idle must be > 0 seconds, got {max_idle!r}.")
-            if max_hits is not None and (not isinstance(max_hits, int) or max_hits < 1):
-                raise CacheError(f"max_hits must be an integer >= 1, got {max_hits!r}.")
-            limits = _Limits(max_idle or 0.0, max_hits or 0)
-        if self._redis is not None:
-            payload = self._redis.pack(value, time.time() + lifetime if lifetime else 0.0, all_tags)
+        self._check_open()
+        skey = self._skey(key)
+        all_tags = self._tags_of(tags, depends_on)
+        lifetime = self.default_ttl if ttl is None else check_seconds("ttl", ttl, allow_none=False)
+        limits = self._limits_of(max_idle, max_hits)
+        if self._redis is None:
             with self._lock:
-                self._epoch += 1  # a Redis read in flight must not re-insert an older value
+                dependents = bool(self._tags.get(_dep_tag(skey)))
                 if self.local_tier:
                     self._put_locked(skey, value, lifetime, all_tags, limits)
-            self._redis.set(skey, payload, lifetime, all_tags)  # type: ignore[arg-type]
-        elif self.local_tier:
-            with self._lock:
+            if dependents:
+                self._cascade([], [_dep_tag(skey)])
+            return True
+        payload = self._redis.pack(value, time.time() + lifetime if lifetime else 0.0, all_tags)
+        with self._lock:
+            self._epoch += 1  # a Redis read in flight must not re-insert an older value
+            if self.local_tier:
                 self._put_locked(skey, value, lifetime, all_tags, limits)
+        dep = _dep_tag(skey)
+        stored, dependents = self._redis.set(skey, payload, lifetime, all_tags, dep)  # type: ignore[arg-type]
+        if not stored:
+            with self._lock:
+                self._pending_keys.add(skey)  # type: ignore[arg-type]
+                self._pending_tags.add(dep)
+        if dependents or self._tags.get(dep):
+            self._cascade([], [dep])
+        return stored
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheError(f"this CacheManager (namespace {self.namespace!r}) is closed; create a new one "
+                             f"to keep caching.")
+
+    def _closed_get(self, key: Hashable, default: Any = None) -> Any:
+        self._check_open()
+        return default
+
+    def _skey(self, key: Hashable) -> Hashable:
+        """The key as stored: its shared form with a Redis tier; a CacheError if it cannot be a key."""
+        try:
+            hash(key)
+        except TypeError:
+            raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+        return _canonical(key) if self._redis is not None else key
+
+    @staticmethod
+    def _tags_of(tags: Iterable[str], depends_on: Iterable[Hashable]) -> tuple[str, ...]:
+        if not tags and not depends_on:
+            return ()
+        tags = tuple(tags)
+        for tag in tags:
+            if not isinstance(tag, str):
+                raise CacheError(f"tags must be strings, got {type(tag).__name__}.")
+        deps = []
+        for d in depends_on:
+            try:
+                deps.append(_DEP + _canonical(d))
+            except CacheError as exc:
+                raise CacheError(f"depends_on: {exc}") from None
+        return tags + tuple(deps)
+
+    @staticmethod
+    def _limits_of(max_idle: float | None, max_hits: int | None) -> _Limits | None:
+        if max_idle is None and max_hits is None:
+            return None
+        if max_idle is not None and not check_seconds("max_idle", max_idle):
+            raise CacheError(f"max_idle must be > 0 seconds, got {max_idle!r}.")
+        if max_hits is not None and (isinstance(max_hits, bool) or not isinstance(max_hits, int) or max_hits < 1):
+            raise CacheError(f"max_hits must be an integer >= 1, got {max_hits!r}.")
+        return _Limits(float(max_idle or 0.0), max_hits or 0)
 
     def _put_locked(self, key: Hashable, value: Any, lifetime: float, tags: tuple[str, ...],
                     limits: _Limits | None) -> None:
@@ -450,35 +537,41 @@ class CacheManager(LoadingMixin):
 
     def delete(self, key: Hashable) -> None:
         """Remove ``key`` from every tier (without cascading to its dependents)."""
-        skey = self._key(key)
+        self._check_open()
+        skey = self._skey(key)
         with self._lock:
             self._remove_locked(skey)
-        if self._redis is not None:
-            self._redis.delete([skey], [])  # type: ignore[list-item]
+        if self._redis is not None and not self._redis.delete([skey], []):  # type: ignore[list-item]
+            with self._lock:
+                self._pending_keys.add(skey)  # type: ignore[arg-type]
 
     def invalidate(self, tag: str | None = None, key: Hashable = _DEFAULT) -> int:
         """Drop every entry with ``tag``, or ``key`` and everything that depends on it, on every node.
 
         Returns how many local entries were dropped. Peers are told over Redis
-        pub/sub after the Redis copies are deleted.
+        pub/sub after the Redis copies are deleted; if Redis is unreachable the
+        deletion is replayed when it is back.
         """
+        self._check_open()
         if (tag is None) == (key is _DEFAULT):
             raise CacheError("invalidate() takes exactly one of tag=... or key=....")
-        keys: list[Hashable] = []
-        tags: list[str] = []
         if tag is not None:
-            tags.append(tag)
-        else:
-            keys.append(self._key(key))
-            tags.append(_dep_tag(key))
+            if not isinstance(tag, str):
+                raise CacheError(f"tags must be strings, got {type(tag).__name__}.")
+            return self._cascade([], [tag])
+        skey = self._skey(key)
+        return self._cascade([skey], [_dep_tag(skey)])
+
+    def _cascade(self, keys: list[Hashable], tags: list[str]) -> int:
+        """Drop ``keys`` and every member of ``tags``, then the dependents of each dropped key, transitively."""
         dropped = 0
         seen_tags: set[str] = set()
         seen_keys: set[Hashable] = set(keys)
-        frontier_tags = list(tags)
+        frontier_tags = [t for t in tags if t]
         with self._lock:
             for k in keys:
                 dropped += self._remove_locked(k)
-        while frontier_tags:  # cascade: a dropped key's dependents go too, transitively
+        while frontier_tags:
             next_tags: list[str] = []
             remote = self._redis.tag_members(frontier_tags) if self._redis is not None else None
             with self._lock:
@@ -496,11 +589,16 @@ class CacheManager(LoadingMixin):
                         next_tags.append(dep)
             frontier_tags = next_tags
         if self._redis is not None:
-            self._redis.delete([str(k) for k in seen_keys], sorted(seen_tags))
+            skeys = [str(k) for k in seen_keys]
+            if not self._redis.delete(skeys, sorted(seen_tags)):
+                with self._lock:
+                    self._pending_keys.update(skeys)
+                    self._pending_tags.update(seen_tags)
         return dropped
 
     def clear(self) -> None:
         """Empty the local tier and this namespace in Redis (peers drop their local tiers too)."""
+        self._check_open()
         self._drop_local()
         if self._redis is not None:
             self._redis.clear()
@@ -525,6 +623,7 @@ class CacheManager(LoadingMixin):
         if self._closed:
             return
         self._closed = True
+        self.get = self._closed_get  # type: ignore[method-assign]
         if self._snapshot_on:
             try:
                 self.save_snapshot()
