@@ -2,26 +2,109 @@
 
 Why these live apart from :class:`~noodle.cache.CacheManager`: the same policy
 objects run inside the manager (under its lock) and, alone, in the hit-ratio
-benchmark that replays 2M-access traces, so what is measured is what runs.
+replay of :mod:`noodle.cache.simulate`, which makes the very calls the manager
+makes, so what is measured is what runs.
 
-Every policy holds ``key -> value`` and answers five calls: ``get`` (a lookup
-that also records the access), ``put`` (insert or replace; returns the entries it
-evicted to stay within ``capacity``), ``pop`` (remove without counting an
-eviction), ``evict_one`` (for the manager's byte bound) and ``hottest(n)`` (for
-warming snapshots). None of them is thread-safe on its own.
+Every policy implements :class:`Policy`: it holds ``key -> value`` and answers
+``get`` (a lookup that also records the access), ``put`` (insert or replace;
+returns the entries it evicted to stay within ``capacity``), ``pop`` (remove
+without counting an eviction), ``evict_one`` (for the manager's byte bound),
+``hottest(n)`` (for warming snapshots), ``peek``/``keys``/``clear`` and
+``hit_path`` (what the manager may do on a hit *without* its lock). None of
+them is thread-safe on its own: the manager serializes every call but the
+ones ``hit_path`` hands out.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections import OrderedDict
-from collections.abc import Hashable, Iterator
-from typing import Any
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 MISSING: Any = object()  # sentinel: "no such key" (None is a valid cached value)
+_NO_EVICTIONS: tuple[tuple[Hashable, Any], ...] = ()  # put's common answer, shared (no allocation per set)
+
+
+class HitPath(NamedTuple):
+    """What a manager may do on a cache hit without holding its lock (CPython's GIL makes each step atomic).
+
+    Why: a lock costs as much as the whole lookup, and hits are the call users
+    make most. The manager's fast hit is, in this order::
+
+        entry = lookup(key, MISSING)          # no side effect; MISSING -> take the locked path
+        ...check the entry's expiry/limits...
+        if touch is not None: touch(key)      # may raise KeyError if evicted meanwhile: ignore it
+        if buffer is not None:
+            buffer.append(key)                # the hit, recorded for later
+            if len(buffer) >= buffer_max:
+                with lock: flush()            # the policy applies buffered hits (under the lock)
+
+    A key found by ``lookup`` is a hit the policy accepts as complete with the
+    steps above; a key that ``lookup`` does not find may still be resident (in a
+    segment whose hits must reorder several structures): the manager then calls
+    :meth:`Policy.get` under its lock. Every field is a C-level bound method or
+    a list where possible, so the fast hit runs no Python frame of the policy.
+    """
+
+    lookup: Callable[[Hashable, Any], Any]
+    touch: Callable[[Hashable], Any] | None
+    buffer: list[Hashable] | None
+    buffer_max: int
+    flush: Callable[[], None] | None
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """The interface between :class:`~noodle.cache.CacheManager` and a replacement policy.
+
+    The policy owns the resident ``key -> value`` map (the manager stores its
+    entries as the values) and the order it evicts in. Calls, all made under the
+    manager's lock except what :meth:`hit_path` hands out:
+
+    - ``get(key)``: the value or ``MISSING``; records the access (a hit moves
+      the key, a miss may count toward admission). Calling it twice in a row
+      for the same missing key (the manager's locked and slow paths both look)
+      counts one miss.
+    - ``peek(key)``: the value or ``MISSING``, recording nothing (snapshots).
+    - ``put(key, value)``: insert or replace; returns the ``(key, value)`` pairs
+      evicted to stay within ``capacity`` (usually an empty tuple: no
+      allocation). An inserted key may itself be rejected (W-TinyLFU admission)
+      and then appears among the evicted pairs.
+    - ``pop(key)``: remove (not an eviction); the value or ``MISSING``.
+    - ``evict_one()``: evict the next victim (byte bounds); ``None`` when empty.
+    - ``hottest(n)``: up to ``n`` keys, most valuable first (warming snapshots).
+    - ``keys()``, ``clear()``, ``len()``, ``in``.
+    - ``hit_path()``: a :class:`HitPath` for lock-free hits, or ``None``.
+    """
+
+    name: str
+    capacity: int
+
+    def get(self, key: Hashable) -> Any: ...
+
+    def peek(self, key: Hashable) -> Any: ...
+
+    def put(self, key: Hashable, value: Any) -> Sequence[tuple[Hashable, Any]]: ...
+
+    def pop(self, key: Hashable) -> Any: ...
+
+    def evict_one(self) -> tuple[Hashable, Any] | None: ...
+
+    def hottest(self, n: int) -> list[Hashable]: ...
+
+    def keys(self) -> Iterator[Hashable]: ...
+
+    def clear(self) -> None: ...
+
+    def hit_path(self) -> HitPath | None: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, key: Hashable) -> bool: ...
 
 
 class LRUPolicy:
@@ -42,11 +125,18 @@ class LRUPolicy:
     def peek(self, key: Hashable) -> Any:
         return self._data.get(key, MISSING)
 
-    def put(self, key: Hashable, value: Any) -> list[tuple[Hashable, Any]]:
+    def put(self, key: Hashable, value: Any) -> Sequence[tuple[Hashable, Any]]:
+        # a new key lands at the end by itself; only a replaced one needs moving. The usual answer is
+        # a shared empty tuple and an eviction one list: no allocation when nothing is evicted
         data = self._data
+        if key in data:
+            data[key] = value
+            data.move_to_end(key)
+            return _NO_EVICTIONS
         data[key] = value
-        data.move_to_end(key)
-        evicted = []
+        if len(data) <= self.capacity:
+            return _NO_EVICTIONS
+        evicted = [data.popitem(last=False)]
         while len(data) > self.capacity:
             evicted.append(data.popitem(last=False))
         return evicted
@@ -71,6 +161,11 @@ class LRUPolicy:
     def clear(self) -> None:
         self._data.clear()
 
+    def hit_path(self) -> HitPath | None:
+        """Every hit is lock-free: a C-level lookup and ``move_to_end``."""
+        data = self._data
+        return HitPath(data.get, data.move_to_end, None, 0, None)
+
     def __len__(self) -> int:
         return len(self._data)
 
@@ -93,7 +188,7 @@ class TTLPolicy(LRUPolicy):
         self._heap: list[tuple[float, int, Hashable]] = []
         self._seq = 0
 
-    def put(self, key: Hashable, value: Any) -> list[tuple[Hashable, Any]]:
+    def put(self, key: Hashable, value: Any) -> Sequence[tuple[Hashable, Any]]:
         expires = getattr(value, "expires", 0.0)
         if expires:
             self._seq += 1
@@ -101,8 +196,13 @@ class TTLPolicy(LRUPolicy):
             if len(self._heap) > 4 * self.capacity + 64:
                 self._compact()
         data = self._data
+        if key in data:
+            data[key] = value
+            data.move_to_end(key)
+            return _NO_EVICTIONS
         data[key] = value
-        data.move_to_end(key)
+        if len(data) <= self.capacity:
+            return _NO_EVICTIONS
         evicted = []
         while len(data) > self.capacity:
             item = self.evict_one()
@@ -134,10 +234,19 @@ class TTLPolicy(LRUPolicy):
 
 
 class LFUPolicy:
-    """Least frequently used among resident entries; ties go to the least recently used.
+    """Least frequently used among resident entries; ties go to the key placed in its count longest ago.
 
-    O(1) per operation: a count per key and, per count, an insertion-ordered
-    bucket of keys; ``_min`` tracks the smallest non-empty count.
+    Why lazy: an exact LFU moves a key between frequency buckets on every hit
+    (eight dict operations, ~0.3 µs of Python). Here a hit only adds one to the
+    key's count (``Counter``; on the manager's lock-free path, a list append
+    applied later by ``Counter.update`` in C). Keys sit in the bucket of the
+    count they had when *placed* (inserted, or moved by an eviction scan): an
+    eviction takes the oldest key of the smallest bucket and, if its count has
+    grown since, moves it to the bucket of its count and looks again. Each
+    hit causes at most one such move, so every operation is O(1) amortized,
+    and the victim is always a key of the smallest count (every key's bucket
+    is <= its count, and counts only grow). A heap of bucket numbers finds the
+    smallest non-empty bucket.
     """
 
     name = "lfu"
@@ -145,92 +254,119 @@ class LFUPolicy:
     def __init__(self, capacity: int) -> None:
         self.capacity = int(capacity)
         self._data: dict[Hashable, Any] = {}
-        self._count: dict[Hashable, int] = {}
+        self._count: Counter[Hashable] = Counter()  # uses of each resident key
+        self._where: dict[Hashable, int] = {}  # the bucket each resident key sits in (<= its count)
         self._buckets: dict[int, OrderedDict[Hashable, None]] = {}
-        self._min = 0
-
-    def _touch(self, key: Hashable) -> None:
-        count = self._count[key]
-        bucket = self._buckets[count]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[count]
-            if self._min == count:
-                self._min = count + 1
-        count += 1
-        self._count[key] = count
-        nxt = self._buckets.get(count)
-        if nxt is None:
-            nxt = self._buckets[count] = OrderedDict()
-        nxt[key] = None
+        self._heap: list[int] = []  # bucket numbers (lazily cleaned: may name emptied buckets)
+        self._hit_buffer: list[Hashable] = []  # lock-free hits not yet counted
+        self._buffer_max = 512
 
     def get(self, key: Hashable) -> Any:
         value = self._data.get(key, MISSING)
         if value is not MISSING:
-            self._touch(key)
+            self._count[key] += 1
         return value
 
     def peek(self, key: Hashable) -> Any:
         return self._data.get(key, MISSING)
 
-    def put(self, key: Hashable, value: Any) -> list[tuple[Hashable, Any]]:
-        if key in self._data:
-            self._data[key] = value
-            self._touch(key)
-            return []
-        evicted = []
-        while len(self._data) >= self.capacity and self._data:
-            item = self.evict_one()
-            if item is None:
-                break
-            evicted.append(item)
-        self._data[key] = value
-        self._count[key] = 1
-        bucket = self._buckets.get(1)
+    def flush(self) -> None:
+        """Count the buffered lock-free hits (C loop); forget counts of keys that left meanwhile."""
+        buf = self._hit_buffer
+        if not buf:
+            return
+        count = self._count
+        count.update(buf)
+        buf.clear()
+        # a hit racing a removal can count a key that is gone: harmless (an insert resets the count),
+        # but dropped once such strays could weigh on memory
+        if len(count) > 2 * len(self._data) + 1024:
+            data = self._data
+            for key in [k for k in count if k not in data]:
+                del count[key]
+
+    def _place(self, key: Hashable, n: int) -> None:
+        self._where[key] = n
+        bucket = self._buckets.get(n)
         if bucket is None:
-            bucket = self._buckets[1] = OrderedDict()
+            bucket = self._buckets[n] = OrderedDict()
+            heapq.heappush(self._heap, n)
+            if len(self._heap) > 2 * len(self._buckets) + 64:
+                self._heap = sorted(self._buckets)
         bucket[key] = None
-        self._min = 1
+
+    def put(self, key: Hashable, value: Any) -> Sequence[tuple[Hashable, Any]]:
+        data = self._data
+        if key in data:
+            data[key] = value
+            self._count[key] += 1
+            return _NO_EVICTIONS
+        if self._hit_buffer:
+            self.flush()
+        evicted: Sequence[tuple[Hashable, Any]] = _NO_EVICTIONS
+        if len(data) >= self.capacity:
+            evicted = [self._evict()]
+            while len(data) >= self.capacity:
+                evicted.append(self._evict())
+        data[key] = value
+        self._count[key] = 1
+        self._place(key, 1)
         return evicted
 
-    def _unlink(self, key: Hashable) -> None:
-        count = self._count.pop(key)
-        bucket = self._buckets[count]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[count]
-            if self._min == count:
-                self._min = min(self._buckets) if self._buckets else 0
+    def _evict(self) -> tuple[Hashable, Any]:
+        """Remove a key of the smallest count (buffer already flushed, not empty)."""
+        buckets, heap, count = self._buckets, self._heap, self._count
+        while True:
+            n = heap[0]
+            bucket = buckets.get(n)
+            if not bucket:
+                heapq.heappop(heap)
+                if bucket is not None:
+                    del buckets[n]
+                continue
+            key = bucket.popitem(last=False)[0]
+            uses = count[key]
+            if uses == n:
+                del self._where[key]
+                del count[key]
+                return key, self._data.pop(key)
+            self._place(key, uses)
 
     def pop(self, key: Hashable) -> Any:
+        if self._hit_buffer:
+            self.flush()  # buffered hits of this key must not count for a later re-insert
         value = self._data.pop(key, MISSING)
         if value is not MISSING:
-            self._unlink(key)
+            del self._count[key]
+            n = self._where.pop(key)
+            del self._buckets[n][key]
         return value
 
     def evict_one(self) -> tuple[Hashable, Any] | None:
         if not self._data:
             return None
-        bucket = self._buckets.get(self._min)
-        if bucket is None:
-            self._min = min(self._buckets)
-            bucket = self._buckets[self._min]
-        key = next(iter(bucket))
-        value = self._data.pop(key)
-        self._unlink(key)
-        return key, value
+        if self._hit_buffer:
+            self.flush()
+        return self._evict()
 
     def hottest(self, n: int) -> list[Hashable]:
-        return sorted(self._data, key=self._count.__getitem__, reverse=True)[:n]
+        self.flush()
+        return heapq.nlargest(n, self._data, key=self._count.__getitem__)
 
     def keys(self) -> Iterator[Hashable]:
         return iter(list(self._data))
 
     def clear(self) -> None:
+        self._hit_buffer.clear()
         self._data.clear()
         self._count.clear()
+        self._where.clear()
         self._buckets.clear()
-        self._min = 0
+        self._heap.clear()
+
+    def hit_path(self) -> HitPath | None:
+        """Every hit is lock-free: a C-level lookup and a list append (counted at the next flush)."""
+        return HitPath(self._data.get, None, self._hit_buffer, self._buffer_max, self.flush)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -304,7 +440,10 @@ class FrequencySketch:
         Repeats of one key within the batch are counted (np.unique); keys that
         share a counter get the larger of their conservative targets.
         """
-        hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64)
+        self.increment_hashes(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64))
+
+    def increment_hashes(self, hashes: np.ndarray) -> None:
+        """``increment_many`` for keys already hashed (``hash(key)`` as uint64)."""
         uniq, counts = np.unique(hashes, return_counts=True)
         a = uniq * np.uint64(_C1)
         b = uniq * np.uint64(_C2)
@@ -317,7 +456,7 @@ class FrequencySketch:
         target = np.minimum(est.astype(np.int64) + counts, self.limit).astype(np.uint8)
         for idx in rows:
             np.maximum.at(table, idx, target)
-        self._additions += len(keys)
+        self._additions += len(hashes)
         if self._additions >= self.sample_size:
             self._halve()
 
@@ -349,6 +488,10 @@ class AdaptivePolicy:
     STEP_PERCENT = 0.0625
     STEP_DECAY = 0.98
     RESTART_THRESHOLD = 0.05
+    SKETCH_FACTOR = 40
+    PERIOD_FACTOR = 10.0
+    MIN_PERIOD = 64
+    LRU_MARGIN = 0.01
 
     def __init__(self, capacity: int, window_percent: float = 0.01) -> None:
         self.capacity = cap = max(1, int(capacity))
@@ -357,10 +500,10 @@ class AdaptivePolicy:
         self.protected: OrderedDict[Hashable, Any] = OrderedDict()
         # a long history (40 x capacity between halvings) and a wide table (~32 bytes per entry) keep
         # estimates sharp on skewed traces; measured to beat theine's W-TinyLFU on every bench trace
-        self.sketch = FrequencySketch(cap, sample_factor=40, width_factor=8)
+        self.sketch = FrequencySketch(cap, sample_factor=self.SKETCH_FACTOR, width_factor=8)
         self._window_max = max(1, int(cap * window_percent)) if cap > 1 else 0
         self._set_main()
-        self._sample_period = max(64, 10 * cap)
+        self._sample_period = max(self.MIN_PERIOD, int(self.PERIOD_FACTOR * cap))
         self._requests = 0
         self._hits = 0
         self._prev_hit_rate = 0.0
@@ -370,6 +513,16 @@ class AdaptivePolicy:
         # a few tens of ns); the replay lag of at most cap/16 hits measured no change in hit ratio.
         self._hit_buffer: list[Hashable] = []
         self._buffer_max = min(4096, cap // 16) if cap >= 1024 else 1
+        self._last_miss: Any = MISSING
+        # a shadow LRU over a hash-sampled 1/R of the keys (SHARDS-style) tells what plain LRU would hit
+        rate = 1
+        while rate < 64 and cap // (2 * rate) >= 256:
+            rate *= 2
+        self._shadow_mask = rate - 1
+        self._shadow: OrderedDict[Hashable, None] = OrderedDict()
+        self._shadow_cap = max(1, cap // rate)
+        self._shadow_hits = 0
+        self._shadow_requests = 0
 
     def _set_main(self) -> None:
         self._main_max = self.capacity - self._window_max
@@ -399,8 +552,14 @@ class AdaptivePolicy:
                 old_key, old_value = protected.popitem(last=False)
                 self.probation[old_key] = old_value
             return value
-        # a miss: record it now (its frequency decides its admission in the put that follows)
+        # a miss: record it now (its frequency decides its admission in the put that follows). The
+        # manager looks twice before it loads (locked path, then slow path): one miss, counted once
+        if key == self._last_miss:
+            return MISSING
+        self._last_miss = key
         self.sketch.increment(key)
+        if not (hash(key) * _C1) & self._shadow_mask:
+            self._shadow_access(key)
         self._requests += 1
         if self._requests >= self._sample_period:
             self._climb()
@@ -418,10 +577,17 @@ class AdaptivePolicy:
         n = len(buf)
         if not n:
             return
+        mask = self._shadow_mask
         if n == 1:
-            self.sketch.increment(buf[0])
+            key = buf[0]
+            self.sketch.increment(key)
+            if not (hash(key) * _C1) & mask:
+                self._shadow_access(key)
         else:
-            self.sketch.increment_many(buf)
+            hashes = np.fromiter(map(hash, buf), dtype=np.int64, count=n).view(np.uint64)
+            self.sketch.increment_hashes(hashes)
+            for i in np.flatnonzero(((hashes * np.uint64(_C1)) & np.uint64(mask)) == 0).tolist():
+                self._shadow_access(buf[i])
         buf.clear()
         self._hits += n
         self._requests += n
@@ -436,16 +602,21 @@ class AdaptivePolicy:
         return MISSING
 
     # inserts and evictions ---------------------------------------------------
-    def put(self, key: Hashable, value: Any) -> list[tuple[Hashable, Any]]:
+    def put(self, key: Hashable, value: Any) -> Sequence[tuple[Hashable, Any]]:
+        self._last_miss = MISSING
         for segment in (self.protected, self.window, self.probation):
             if key in segment:
                 segment[key] = value
                 segment.move_to_end(key)
-                return []
-        self.window[key] = value
+                return _NO_EVICTIONS
+        window = self.window
+        window[key] = value
+        if len(window) <= self._window_max:
+            return _NO_EVICTIONS
         return self._maintain()
 
     def _maintain(self) -> list[tuple[Hashable, Any]]:
+        """Bring every segment back within its size: admission contests, then demotions."""
         evicted: list[tuple[Hashable, Any]] = []
         window, probation, protected = self.window, self.probation, self.protected
         while len(window) > self._window_max:
@@ -472,17 +643,36 @@ class AdaptivePolicy:
             probation[k] = v
         return evicted
 
+    def _shadow_access(self, key: Hashable) -> None:
+        shadow = self._shadow
+        self._shadow_requests += 1
+        if key in shadow:
+            shadow.move_to_end(key)
+            self._shadow_hits += 1
+        else:
+            shadow[key] = None
+            if len(shadow) > self._shadow_cap:
+                shadow.popitem(last=False)
+
     def _climb(self) -> None:
         hit_rate = self._hits / self._requests
-        change = hit_rate - self._prev_hit_rate
-        amount = self._step if change >= 0 else -self._step
-        if abs(change) >= self.RESTART_THRESHOLD:
-            self._step = self.STEP_PERCENT * self.capacity * (1 if amount >= 0 else -1)
-        else:
-            self._step = self.STEP_DECAY * amount
-        self._prev_hit_rate = hit_rate
+        lru_rate = self._shadow_hits / self._shadow_requests if self._shadow_requests >= 256 else 0.0
+        self._shadow_hits = self._shadow_requests = 0
         self._requests = 0
         self._hits = 0
+        if lru_rate > hit_rate + self.LRU_MARGIN:
+            # plain LRU would do better (recency-biased traffic): jump to the largest window, where
+            # W-TinyLFU behaves like LRU, then let the climber probe back down with a fresh step
+            amount = float(self.capacity)
+            self._step = -self.STEP_PERCENT * self.capacity
+        else:
+            change = hit_rate - self._prev_hit_rate
+            amount = self._step if change >= 0 else -self._step
+            if abs(change) >= self.RESTART_THRESHOLD:
+                self._step = self.STEP_PERCENT * self.capacity * (1 if amount >= 0 else -1)
+            else:
+                self._step = self.STEP_DECAY * amount
+        self._prev_hit_rate = hit_rate
         new_window = min(self.capacity - 1, max(0, int(self._window_max + amount)))
         if new_window != self._window_max and self.capacity > 1:
             self._window_max = new_window
@@ -501,6 +691,12 @@ class AdaptivePolicy:
             while len(self.protected) > self._protected_max:
                 k, v = self.protected.popitem(last=False)
                 probation[k] = v
+
+    def hit_path(self) -> HitPath | None:
+        """Hits in the protected segment (the hot keys: most hits) are lock-free; the others reorder
+        segments and take the locked ``get``."""
+        protected = self.protected
+        return HitPath(protected.get, protected.move_to_end, self._hit_buffer, self._buffer_max, self.flush)
 
     def pop(self, key: Hashable) -> Any:
         for segment in (self.protected, self.window, self.probation):
@@ -529,6 +725,8 @@ class AdaptivePolicy:
 
     def clear(self) -> None:
         self._hit_buffer.clear()
+        self._last_miss = MISSING
+        self._shadow.clear()
         self.window.clear()
         self.probation.clear()
         self.protected.clear()
