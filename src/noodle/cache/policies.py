@@ -523,6 +523,7 @@ class AdaptivePolicy:
         self._shadow_cap = max(1, cap // rate)
         self._shadow_hits = 0
         self._shadow_requests = 0
+        self._warm = False
 
     def _set_main(self) -> None:
         self._main_max = self.capacity - self._window_max
@@ -660,7 +661,8 @@ class AdaptivePolicy:
         self._shadow_hits = self._shadow_requests = 0
         self._requests = 0
         self._hits = 0
-        if lru_rate > hit_rate + self.LRU_MARGIN:
+        warm, self._warm = self._warm, True  # the first sample is warm-up: a cold sketch rejects too much
+        if warm and lru_rate > hit_rate + self.LRU_MARGIN:
             # plain LRU would do better (recency-biased traffic): jump to the largest window, where
             # W-TinyLFU behaves like LRU, then let the climber probe back down with a fresh step
             amount = float(self.capacity)
