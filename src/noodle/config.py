@@ -148,7 +148,7 @@ FIELDS: tuple[Field, ...] = (
     Field("max_workers", _FX + "MAX_WORKERS", 4, _int_range(1, 1024), "an integer in 1..1024",
           "most worker processes of a local cluster"),
     Field("worker_timeout", _FX + "WORKER_TIMEOUT", 300, _int_range(1), "an integer >= 1 (seconds)",
-          "default timeout of a distributed task"),
+          "default timeout of a distributed task; a silent worker is dropped after it (Dask's worker-ttl)"),
     Field("task_chunk_size", _FX + "TASK_CHUNK_SIZE", 100, _int_range(1), "an integer >= 1 (items)",
           "items per task in a chunked map"),
     Field("coordinator_port", _FX + "COORDINATOR_PORT", 8081, _int_range(0, 65535), "an integer in 0..65535",

@@ -73,6 +73,11 @@ class TraceError(NoodleError):
     """A function cannot be traced into NIR (e.g. control flow on a traced value)."""
 
 
+class TraceAttributeError(TraceError, AttributeError):
+    """A NumPy attribute or method a traced array does not have (an AttributeError too, so
+    ``hasattr`` and ``getattr(x, name, default)`` keep working)."""
+
+
 class IRVerifyError(NoodleError):
     """A NIR graph violates an invariant (types, SSA, operand counts)."""
 
@@ -145,3 +150,19 @@ class ObjectNotFoundError(StoreError, KeyError):
 
 
 __all__.append("ObjectNotFoundError")
+
+
+class DistArgumentError(DistError, ValueError):
+    """An argument to ``Processor``, ``submit`` or ``map`` has a value outside what is allowed (a ValueError)."""
+
+
+class DistTypeError(DistError, TypeError):
+    """What was sent to, or came back from, a worker has the wrong type: a function that is not
+    callable, arguments or results that cannot be pickled (a TypeError, as in plain Python)."""
+
+
+class ClusterConnectionError(DistError, ConnectionError):
+    """The connection to the Dask scheduler was lost: the cluster stopped, was closed or crashed."""
+
+
+__all__ += ["ClusterConnectionError", "DistArgumentError", "DistTypeError"]

@@ -69,3 +69,21 @@ def crash_on(x: int) -> int:
     if x == 3:
         os._exit(1)
     return x
+
+
+def counted(path: str, x: int, seconds: float = 0.004) -> int:
+    """Square ``x``, appending one line per execution to ``path`` (O_APPEND: whole lines from any process)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{x}\n".encode())
+    finally:
+        os.close(fd)
+    time.sleep(seconds)
+    return x * x
+
+
+def make_lock(_x: object = None) -> object:
+    """A result that cannot be pickled."""
+    import threading
+
+    return threading.Lock()

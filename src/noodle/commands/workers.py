@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     for i in infos:
         table.add_row(i.address, str(i.pid or "-"), i.status, str(i.nthreads), _mib(i.memory_bytes),
                       _mib(i.memory_limit_bytes), str(i.executing), str(i.ready), str(i.in_memory),
-                      f"{i.heartbeat_age:.1f} s ago", ", ".join(f"{k}={v:g}" for k, v in i.resources.items()) or "-")
+                      "-" if i.status == "restarting" else f"{i.heartbeat_age:.1f} s ago", ", ".join(f"{k}={v:g}" for k, v in i.resources.items()) or "-")
     console = Console()
     console.print(table)
     console.print(f"dashboard: {dashboard or 'none'} (/health and /metrics; /status needs bokeh)")

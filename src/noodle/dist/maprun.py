@@ -76,6 +76,10 @@ class MapRun:
         where = f"map chunk {i} (items {chunk.start}..{chunk.stop - 1})" if chunk else "a map chunk"
         if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
             result = result[1].with_traceback(result[2])  # Dask hands errors over as (type, value, tb)
+        from noodle.dist.processor import _connection_lost
+
+        if future.status == "cancelled" and _connection_lost(self.proc._client, result):
+            return self.proc._lost_error(f"a map of {len(self.chunks)} chunk(s)")
         if future.status == "cancelled" or not isinstance(result, BaseException):
             return DistError(f"{where} was cancelled before it finished (was the cluster closed?)")
         exc = self.proc._translate(result, where)
@@ -106,15 +110,26 @@ class MapRun:
         return f". Also failed for killed workers: chunk {listed}"
 
     def _completed(self) -> Iterator[tuple[Any, Any]]:
-        """(future, (worker, value)) as chunks finish; raises on the first failed or cancelled chunk."""
+        """(future, (worker, value)) as chunks finish; raises on the first failed or cancelled chunk.
+
+        Each finished chunk's future is released as soon as its result is here
+        (every chunk that finished meanwhile with it, before any is handed on):
+        while the client holds a future, Dask keeps the result on its worker
+        and, if that worker dies, computes the chunk again. Released, a dead
+        worker's delivered chunks are not rerun (5 worker kills in a 2,000-item
+        map ran 731 items twice before).
+        """
         from distributed import as_completed
 
         try:
-            for future, result in as_completed(self.futures, with_results=True, raise_errors=False,
-                                               loop=self.proc.client.loop):
-                if future.status != "finished":
-                    raise self._fail(future, result)
-                yield future, result
+            for batch in as_completed(self.futures, with_results=True, raise_errors=False,
+                                      loop=self.proc.client.loop).batches():
+                for future, result in batch:
+                    if future.status != "finished":
+                        raise self._fail(future, result)
+                for future, _ in batch:  # a reduction's combine tasks still hold theirs on the scheduler
+                    future.release()
+                yield from batch
         finally:
             self._finish()
 

@@ -17,8 +17,14 @@ local ``Processor`` must keep its top-level code under
 from __future__ import annotations
 
 import atexit
+import collections
+import gc
+import logging
+import multiprocessing.process
 import os
+import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -33,7 +39,42 @@ from noodle.dist.chunks import plan_chunks
 from noodle.dist.health import WorkerInfo, worker_infos
 from noodle.dist.maprun import MapRun
 from noodle.dist.progress import TASKS, WORKERS, MapProgress, want_bar
-from noodle.errors import DistError, TaskTimeoutError, WorkerCrashError
+from noodle.errors import (
+    ClusterConnectionError,
+    DistArgumentError,
+    DistError,
+    DistTypeError,
+    TaskTimeoutError,
+    WorkerCrashError,
+)
+
+log = logging.getLogger("noodle.dist")
+
+_PORT_ENV = "NOODLE_SYNTAX_FIXER_COORDINATOR_PORT"
+_TIMEOUT_ENV = "NOODLE_SYNTAX_FIXER_WORKER_TIMEOUT"
+WORKER_START_TIMEOUT = 60.0  # seconds for local worker processes to start and register
+RESTART_WAIT = 10.0  # seconds workers() waits for a nanny to restart a crashed worker process
+CLIENT_MESSAGE_LOG = 0  # batches of sent messages the client keeps for debugging (Dask keeps 1,000)
+
+# A spawned worker that re-imports an unguarded script writes here (the path travels in the
+# environment) and exits; the parent, waiting for its workers, reads it and raises one clear error.
+_SPAWN_REPORT_ENV = "NOODLE_DIST_SPAWN_REPORT"
+_spawn_report: str | None = None
+
+GUARD_HELP = """\
+noodle.dist starts its local worker processes with Python's 'spawn': each one re-imports your
+script, so code at the top level of the script runs again in every worker, and here it started
+another Processor. Put the script's top-level work under the main guard:
+
+    from noodle.dist import Processor
+
+    def main():
+        with Processor(n_workers=2) as proc:
+            print(proc.map(abs, range(-5, 5)))
+
+    if __name__ == "__main__":
+        main()
+"""
 
 _LIVE: weakref.WeakSet[Processor] = weakref.WeakSet()
 
@@ -57,6 +98,150 @@ def gpu_count() -> int:
         return int(device_gpu_count())
     except Exception:  # no usable device layer: declare no GPU rather than fail the cluster
         return 0
+
+
+def _in_spawn_bootstrap() -> bool:
+    """True while a process started by multiprocessing's spawn is still importing the parent's ``__main__``
+    (as ``__mp_main__``): code running then is the script's unguarded top level, re-run in a child."""
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def _refuse_unguarded_start() -> None:
+    """In a worker re-importing an unguarded script: tell the parent (which raises) and leave quietly."""
+    report = os.environ.get(_SPAWN_REPORT_ENV)
+    if report:
+        try:
+            with open(report, "w", encoding="utf-8") as f:
+                f.write(GUARD_HELP)
+        except OSError:
+            pass
+        else:
+            # Give the parent (it polls the report every 50 ms) time to start closing its cluster quietly:
+            # a worker that dies first makes Dask log tracebacks that bury the one message that matters.
+            time.sleep(1.5)
+            raise SystemExit(3)
+    raise DistError("a Processor was started while a spawned process imported the main script.\n" + GUARD_HELP)
+
+
+def _spawn_report_path() -> str:
+    """This process's report file for unguarded re-imports in its worker processes (set in the environment
+    so the spawned workers inherit it)."""
+    global _spawn_report
+    if _spawn_report is None:
+        _spawn_report = os.path.join(tempfile.gettempdir(),
+                                     f"noodle-dist-spawn-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt")
+        atexit.register(_remove_quietly, _spawn_report)
+    os.environ[_SPAWN_REPORT_ENV] = _spawn_report
+    return _spawn_report
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _port_free(port: int) -> bool:
+    """True if a server can bind 127.0.0.1:``port`` now (Dask's listener sets SO_REUSEADDR too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _check_timeout(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0 or timeout == float("inf"):
+        raise DistArgumentError(
+            f"timeout must be a number of seconds > 0 (or None for {_TIMEOUT_ENV}), got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def _check_retries(retries: Any) -> int | None:
+    if retries is None:
+        return None
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise DistArgumentError(f"retries must be an integer >= 0 (or None), got {retries!r}")
+    return retries
+
+
+def _check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise DistArgumentError(f"priority must be an integer (higher runs first), got {priority!r}")
+    return priority
+
+
+def _check_callable(fn: Any, what: str) -> None:
+    if not callable(fn):
+        raise DistTypeError(f"{what} must be a callable (a function), got {type(fn).__name__} {fn!r:.80}")
+
+
+def _check_resources(resources: Mapping[str, float] | None) -> dict[str, float] | None:
+    if not resources:
+        return None
+    if not isinstance(resources, Mapping):
+        raise DistArgumentError(f"resources must be a mapping like {{'GPU': 1}}, got {resources!r}")
+    out = {}
+    for name, amount in resources.items():
+        if not isinstance(name, str) or isinstance(amount, bool) or not isinstance(amount, int | float) \
+                or not amount > 0:
+            raise DistArgumentError(f"resources must map names to amounts > 0 like {{'GPU': 1}}, got {resources!r}")
+        out[name] = float(amount)
+    return out
+
+
+def _unpicklable(values: Iterable[Any]) -> str | None:
+    """Name the first value that cannot be pickled ('argument 2: _thread.lock'), or None."""
+    for i, value in enumerate(values):
+        exc = worker_tasks._fails_to_pickle(value)
+        if exc is not None:
+            return f"{i}: a {type(value).__module__}.{type(value).__qualname__} ({exc})"
+    return None
+
+
+class _QuietPickleErrors(logging.Filter):
+    """Drops Dask's 'Failed to serialize' log records while noodle submits: noodle raises one clear error."""
+
+    active = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.active, "on", False)
+
+
+class _QuietFailedStart(logging.Filter):
+    """After noodle reported why its workers could not start, drops Dask's echoes of that failure
+    ('Nanny failed to start', logged by asyncio and tornado whenever the failed tasks are collected)."""
+
+    until = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (time.monotonic() < self.until and "Nanny failed to start" in record.getMessage())
+
+
+_FAILED_START = _QuietFailedStart()
+_QUIET = _QuietPickleErrors()
+
+
+def _install_log_filters() -> None:
+    """Attach noodle's filters to Dask's loggers (after importing distributed: its logging setup resets them)."""
+    for name, filt in (("asyncio", _FAILED_START), ("tornado.application", _FAILED_START),
+                       ("distributed.protocol.pickle", _QUIET), ("distributed.protocol.core", _QUIET)):
+        logger = logging.getLogger(name)
+        if filt not in logger.filters:
+            logger.addFilter(filt)
+
+
+def _connection_lost(client: Any, exc: BaseException | None = None) -> bool:
+    """True when the client no longer talks to a scheduler (Dask then cancels every future)."""
+    if exc is not None and "scheduler-connection-lost" in str(exc):
+        return True
+    return client is not None and getattr(client, "status", "running") not in ("running", "newly-created")
 
 
 def _is_jit_function(fn: Any) -> bool:
@@ -110,9 +295,12 @@ class Task:
         try:
             value = self.future.result(timeout=self.remaining())
         except TimeoutError as exc:
-            if self.future.done():  # the function itself raised TimeoutError
+            if self.future.done() and self.future.status == "error":  # the function itself raised TimeoutError
                 TASKS.labels("failed").inc()
                 raise
+            if _connection_lost(self._proc._client, exc):
+                TASKS.labels("failed").inc()
+                raise self._proc._lost_error(f"task {self.key}") from exc
             self._proc._timed_out([self.future], f"task {self.key}", self.timeout)
             raise TaskTimeoutError(
                 f"task {self.key} did not finish within {self.timeout:g} s and was cancelled; "
@@ -181,23 +369,43 @@ class Processor:
         self.gpus = gpu_count() if gpus is None else int(gpus)
         if self.gpus < 0:
             raise DistError(f"gpus must be >= 0, got {gpus!r}")
+        if allowed_failures is not None and (isinstance(allowed_failures, bool) or not isinstance(allowed_failures, int)
+                                             or allowed_failures < 0):
+            raise DistArgumentError(f"allowed_failures must be an integer >= 0, got {allowed_failures!r}")
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+            raise DistArgumentError(f"port must be an integer in 0..65535 (0 = any free port), got {port!r}")
         self.allowed_failures = allowed_failures
         self.port = settings.coordinator_port if port is None else port
+        # who chose the port: a busy port someone chose is an error; the default being busy is not
+        self._port_source = ("port=" if port is not None else
+                             None if settings.sources.get("coordinator_port") == "default" else
+                             f"{_PORT_ENV} ({settings.sources.get('coordinator_port')})")
+        self.worker_ttl: float = float(settings.worker_timeout)
         self.default_timeout: float = float(settings.worker_timeout)
         self.default_chunk_size: int = settings.task_chunk_size
         self.start_seconds: float | None = None
         self._client: Any = None
         self._cluster: Any = None
+        self._closed = False
+        self._scheduler_address: str | None = None
+        self._satisfiable: set[frozenset[tuple[str, float]]] = set()
         self._lock = threading.Lock()
 
     # lifecycle -------------------------------------------------------------
     def start(self) -> Processor:
         """Start the local cluster or connect to the scheduler (done on first use anyway)."""
         with self._lock:
+            if self._closed:
+                raise DistError("this Processor was closed; create a new Processor to start or join a cluster "
+                                "again (a closed one never starts a second cluster behind your back)")
             if self._client is not None:
                 return self
+            if _in_spawn_bootstrap():
+                _refuse_unguarded_start()
             t0 = time.perf_counter()
             from distributed import Client
+
+            _install_log_filters()
 
             if self.address is not None:
                 try:
@@ -205,9 +413,17 @@ class Processor:
                 except OSError as exc:
                     raise DistError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from exc
             else:
+                report = _spawn_report_path()
+                _remove_quietly(report)
                 self._cluster = self._start_local_cluster()
-                self._client = Client(self._cluster, set_as_default=False)
-                self._client.wait_for_workers(self.n_workers, timeout=60)
+                try:
+                    self._client = Client(self._cluster, set_as_default=False)
+                    self._wait_for_local_workers(report)
+                except BaseException:
+                    self._shutdown_quietly()
+                    raise
+            self._trim_message_log()
+            self._scheduler_address = str(self._client.scheduler.address)
             self.start_seconds = time.perf_counter() - t0
             _LIVE.add(self)
             metrics.emit("dist_start", address=self.scheduler_address, local=self.address is None,
@@ -216,23 +432,49 @@ class Processor:
                          seconds=round(self.start_seconds, 3))
             return self
 
+    def _port_busy_error(self, port: int) -> DistError:
+        hint = ("pass a free port, or port=0 for any free port" if self._port_source == "port=" else
+                f"set {_PORT_ENV} to a free port, or to 0 for any free port")
+        return DistError(
+            f"the coordinator port {port} (set by {self._port_source}) is already in use on 127.0.0.1: another "
+            f"program, or another script with a local Processor, listens there; {hint}"
+        )
+
     def _start_local_cluster(self) -> Any:
         from distributed import LocalCluster
 
-        scheduler_kwargs = {}
+        # A silent worker (stopped, swapped out, stuck in C code holding the GIL) is removed after
+        # NOODLE_SYNTAX_FIXER_WORKER_TIMEOUT and its tasks move to healthy workers (Dask's worker-ttl;
+        # Dask never waits less than 10 heartbeats, 5 s on a small cluster).
+        scheduler_kwargs: dict[str, Any] = {"worker_ttl": self.worker_ttl}
         if self.allowed_failures is not None:
             scheduler_kwargs["allowed_failures"] = int(self.allowed_failures)
+        port, fallback = self.port, False
+        if port and not _port_free(port):
+            if self._port_source is not None:
+                raise self._port_busy_error(port)
+            port, fallback = 0, True
         try:
             cluster = LocalCluster(
                 n_workers=0, threads_per_worker=self.threads_per_worker, processes=True,
-                host="127.0.0.1", scheduler_port=self.port, dashboard_address="127.0.0.1:0",
+                host="127.0.0.1", scheduler_port=port, dashboard_address="127.0.0.1:0",
                 scheduler_kwargs=scheduler_kwargs,
             )
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            if port and not _port_free(port):  # taken between the check and the bind
+                if self._port_source is not None:
+                    raise self._port_busy_error(port) from exc
             raise DistError(
-                f"cannot start the local scheduler on 127.0.0.1:{self.port}: {exc}; "
-                f"set NOODLE_SYNTAX_FIXER_COORDINATOR_PORT=0 to use any free port"
+                f"cannot start the local scheduler on 127.0.0.1:{port}: {exc}; "
+                f"set {_PORT_ENV}=0 to use any free port"
             ) from exc
+        if fallback:
+            log.warning("the coordinator port %d (the default; %s is not set) is in use on this machine, so the "
+                        "local scheduler listens on %s instead; set %s to choose a port (0 = any free port)",
+                        self.port, _PORT_ENV, cluster.scheduler_address, _PORT_ENV)
+        pc = getattr(cluster.scheduler, "periodic_callbacks", {}).get("worker-ttl")
+        if pc is not None:  # Dask checks once per ttl: a silent worker could live for two ttls
+            pc.callback_time = min(pc.callback_time, max(250.0, self.worker_ttl * 1000 / 5))
         # one spec per worker so that only the first `gpus` workers declare a GPU
         for i in range(self.n_workers):
             name, spec = next(iter(cluster.new_worker_spec().items()))
@@ -246,11 +488,65 @@ class Processor:
         cluster.scale(self.n_workers)
         return cluster
 
+    def _wait_for_local_workers(self, report: str) -> None:
+        """Wait for the local workers to register, failing at once if they re-imported an unguarded script."""
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while True:
+            if os.path.exists(report):
+                _FAILED_START.until = time.monotonic() + 120
+                raise DistError(
+                    f"the worker processes re-ran the top level of {sys.argv[0] or 'your script'!r}, which starts "
+                    f"a Processor: the script has no 'if __name__ == \"__main__\":' guard.\n{GUARD_HELP}"
+                )
+            started = len(self._cluster.scheduler.workers)
+            if started >= self.n_workers:
+                return
+            if time.monotonic() > deadline:
+                raise DistError(
+                    f"only {started} of {self.n_workers} local worker processes started within "
+                    f"{WORKER_START_TIMEOUT:g} s; the log above says why they fail (memory, imports), or ask "
+                    f"for fewer workers"
+                )
+            time.sleep(0.05)
+
+    def _shutdown_quietly(self) -> None:
+        """Close what a failed start left behind, without Dask's shutdown noise hiding the real error."""
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        quiet = [logging.getLogger(n) for n in ("distributed", "distributed.nanny", "distributed.deploy.spec",
+                                                 "tornado.application", "asyncio")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.CRITICAL)
+        try:
+            for part in (client, cluster):
+                if part is not None:
+                    try:
+                        part.close()
+                    except Exception:  # already failing: the caller's error is the one to report
+                        pass
+            gc.collect()  # Dask's failed start tasks report "exception never retrieved" when collected
+        finally:
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
+
+    def _trim_message_log(self) -> None:
+        """Keep the client's log of sent messages short.
+
+        Why: Dask's client keeps its last 1,000 message batches for debugging,
+        each holding the pickled tasks it carried; 50,000 submit() calls left
+        about 500 MB there after every future was gone.
+        """
+        comm = getattr(self._client, "scheduler_comm", None)
+        if comm is not None and hasattr(comm, "recent_message_log"):
+            comm.recent_message_log = collections.deque(maxlen=CLIENT_MESSAGE_LOG)
+
     def close(self) -> None:
         """Disconnect, and shut the local cluster down if this Processor started it."""
         with self._lock:
             client, cluster = self._client, self._cluster
             self._client = self._cluster = None
+            self._closed = True
             _LIVE.discard(self)
         if client is not None:
             client.close()
@@ -287,14 +583,35 @@ class Processor:
 
     # health ----------------------------------------------------------------
     def worker_pids(self) -> dict[str, int]:
-        """Worker address -> process id (asks every worker; for fault injection and ``noodle workers``)."""
-        return {str(k): int(v) for k, v in self.client.run(os.getpid).items()}
+        """Worker address -> process id (asks every worker; for fault injection and ``noodle workers``).
+
+        A worker that dies while being asked is left out rather than failing the call."""
+        return {str(k): int(v) for k, v in self.client.run(os.getpid, on_error="ignore").items()
+                if isinstance(v, int)}
 
     def workers(self, pids: bool = True) -> list[WorkerInfo]:
-        """Each worker's status, memory, task counts and last heartbeat, from the scheduler."""
-        info = self.client.scheduler_info(n_workers=-1)
+        """Each worker's status, memory, task counts and last heartbeat, from the scheduler.
+
+        On a local cluster a crashed worker's nanny starts a new process within
+        seconds: the call waits up to RESTART_WAIT s for all of them, and a
+        worker still missing then is listed with status ``restarting`` (an
+        empty list just after a crash read as "no workers at all").
+        """
+        client = self.client
+        info = client.scheduler_info(n_workers=-1)
+        if self._cluster is not None and len(info.get("workers") or {}) < self.n_workers:
+            try:
+                client.wait_for_workers(self.n_workers, timeout=RESTART_WAIT)
+            except Exception:  # TimeoutError: report what is there, and the rest as restarting
+                pass
+            info = client.scheduler_info(n_workers=-1)
         rows = worker_infos(info, self.worker_pids() if pids else None)
-        WORKERS.set(len(rows))
+        if self._cluster is not None:
+            rows += [WorkerInfo(address="-", name=f"restarting-{i}", status="restarting",
+                                nthreads=self.threads_per_worker, memory_bytes=0, memory_limit_bytes=0, executing=0,
+                                ready=0, in_memory=0, last_seen=0.0)
+                     for i in range(self.n_workers - len(rows))]
+        WORKERS.set(sum(1 for r in rows if r.status != "restarting"))
         return rows
 
     # work ------------------------------------------------------------------
@@ -308,10 +625,61 @@ class Processor:
         worker is governed by ``allowed_failures`` instead). ``timeout``
         (default NOODLE_SYNTAX_FIXER_WORKER_TIMEOUT) counts from submission.
         """
-        future = self.client.submit(fn, *args, priority=priority, retries=retries,
-                                    resources=dict(resources) if resources else None, pure=False, **kwargs)
+        _check_callable(fn, "submit's first argument")
+        priority, retries = _check_priority(priority), _check_retries(retries)
+        timeout = _check_timeout(timeout)
+        res = self._require_resources(resources)
+        from dask.utils import funcname
+
+        key = f"{funcname(fn)}-{uuid.uuid4()}"
+        future = self._send("submit", lambda: self.client.submit(
+            worker_tasks.call_checked, fn, *args, key=key, priority=priority, retries=retries, resources=res,
+            pure=False, **kwargs), [fn, *args, *kwargs.values()])
         TASKS.labels("submitted").inc()
-        return Task(self, future, self.default_timeout if timeout is None else float(timeout))
+        return Task(self, future, self.default_timeout if timeout is None else timeout)
+
+    def _send(self, what: str, send: Callable[[], Any], parts: list[Any]) -> Any:
+        """Run a client.submit/map; an argument that cannot be pickled becomes one DistTypeError naming it."""
+        _QUIET.active.on = True
+        try:
+            return send()
+        except Exception as exc:
+            if _connection_lost(self._client, exc):
+                raise self._lost_error(what) from exc
+            culprit = _unpicklable(parts)
+            if culprit is None:
+                raise
+            raise DistTypeError(
+                f"{what}: value {culprit} cannot be pickled, so it cannot be sent to a worker (value 0 is the "
+                f"function); pass plain data, or create the object inside the function on the worker"
+            ) from None
+        finally:
+            _QUIET.active.on = False
+
+    def _require_resources(self, resources: Mapping[str, float] | None) -> dict[str, float] | None:
+        """Fail at once when no worker declares the resources asked for (the work would wait forever)."""
+        res = _check_resources(resources)
+        if not res:
+            return res
+        wanted = frozenset(res.items())
+        if wanted in self._satisfiable:
+            return res
+        if self._cluster is not None or (self._client is None and self.address is None):
+            declared = [dict(self.resources, **({"GPU": self.resources.get("GPU", 0) + 1} if i < self.gpus else {}))
+                        for i in range(self.n_workers)]
+            where = f"none of the {self.n_workers} local workers declares it"
+            advice = ("pass gpus= to Processor for GPU workers (noodle found "
+                      f"{gpu_count()} GPU(s) here), or resources= for other labels")
+        else:
+            workers = (self.client.scheduler_info(n_workers=-1).get("workers") or {}).values()
+            declared = [dict(w.get("resources") or {}) for w in workers]
+            where = f"none of the {len(declared)} workers connected to {self.scheduler_address} declares it"
+            advice = "start workers with --resources (e.g. dask worker --resources GPU=1)"
+        if any(all(d.get(k, 0) >= v for k, v in res.items()) for d in declared):
+            self._satisfiable.add(wanted)
+            return res
+        raise DistError(f"resources={res!r} can never be met: {where}, so the work would wait for its whole "
+                        f"timeout; {advice}, or drop resources=")
 
     def gather(self, tasks: Iterable[Task]) -> list[Any]:
         """Results of many tasks in the given order (one round trip), honouring their deadlines."""
@@ -330,6 +698,8 @@ class Processor:
                     wait([t.future for t in pending], timeout=min(deadlines) if deadlines else None)
                 break
             except TimeoutError as exc:
+                if _connection_lost(self._client, exc):
+                    raise self._lost_error(f"{len(tasks)} gathered task(s)") from exc
                 pending = [t for t in pending if not t.done()]
                 late = [t for t in pending if t.deadline is not None and t.remaining() <= 0]
                 if late:
@@ -338,6 +708,11 @@ class Processor:
                         f"{len(late)} of {len(tasks)} task(s) passed their timeout and were cancelled "
                         f"(first: {late[0].key})"
                     ) from exc
+            except Exception as exc:  # Dask cancels every future when the scheduler connection is lost
+                translated = self._translate(exc, f"{len(tasks)} gathered task(s)")
+                if translated is exc:
+                    raise
+                raise translated from exc
         try:
             values = self.client.gather([t.future for t in tasks])
         except Exception as exc:
@@ -372,21 +747,30 @@ class Processor:
                                 "the list (or reduce inside the jitted function)")
             return self.map_program(fn, items, chunk_size, priority, ordered, retries=retries,
                                     timeout=timeout, resources=resources, progress=progress)
+        _check_callable(fn, "map's first argument")
+        if reduce is not None:
+            _check_callable(reduce, "reduce=")
+        priority, retries = _check_priority(priority), _check_retries(retries)
+        timeout = _check_timeout(timeout)
+        if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+            raise DistTypeError(f"map's items must be an iterable of items (a list, a range...), "
+                                f"got {type(items).__name__}")
         items = list(items)
         chunks = plan_chunks(len(items), self.default_chunk_size if chunk_size is None else chunk_size)
+        res = self._require_resources(resources)
         client = self.client
-        res = dict(resources) if resources else None
-        stall = self.default_timeout if timeout is None else float(timeout)
+        stall = self.default_timeout if timeout is None else timeout
         tag = uuid.uuid4().hex[:12]
         common = dict(priority=priority, retries=retries, resources=res, pure=False)
         if reduce is None:
-            futures = client.map(worker_tasks.run_chunk, [fn] * len(chunks),
-                                 [items[c.start:c.stop] for c in chunks],
-                                 key=[f"noodle-map-{tag}-{c.index}" for c in chunks], **common)
+            futures = self._send("map", lambda: client.map(
+                worker_tasks.run_chunk, [fn] * len(chunks), [items[c.start:c.stop] for c in chunks],
+                key=[f"noodle-map-{tag}-{c.index}" for c in chunks], **common), [fn, *items])
         else:
-            futures = client.map(worker_tasks.reduce_chunk, [fn] * len(chunks),
-                                 [items[c.start:c.stop] for c in chunks], [reduce] * len(chunks),
-                                 key=[f"noodle-reduce-{tag}-{c.index}" for c in chunks], **common)
+            futures = self._send("map", lambda: client.map(
+                worker_tasks.reduce_chunk, [fn] * len(chunks), [items[c.start:c.stop] for c in chunks],
+                [reduce] * len(chunks), key=[f"noodle-reduce-{tag}-{c.index}" for c in chunks], **common),
+                [fn, *items])
         TASKS.labels("submitted").inc(len(futures))
         metrics.emit("dist_map", chunks=len(chunks), items=len(items), chunk_size=chunk_size, ordered=ordered,
                      reduce=reduce is not None)
@@ -437,16 +821,19 @@ class Processor:
                     f"got {type(program).__name__}"
                 ) from exc
         loads(nbc)  # fail here, once, with the NBCFormatError, rather than on every worker
+        priority, retries = _check_priority(priority), _check_retries(retries)
+        timeout = _check_timeout(timeout)
         chunks = plan_chunks(len(items), self.default_chunk_size if chunk_size is None else chunk_size)
+        res = self._require_resources(resources)
         tag = uuid.uuid4().hex[:12]
         futures = self.client.map(worker_tasks.run_program_chunk, [nbc] * len(chunks),
                                   [items[c.start:c.stop] for c in chunks], [bool(compile)] * len(chunks),
                                   key=[f"noodle-program-{tag}-{c.index}" for c in chunks], priority=priority,
-                                  retries=retries, resources=dict(resources) if resources else None, pure=False)
+                                  retries=retries, resources=res, pure=False)
         TASKS.labels("submitted").inc(len(futures))
         metrics.emit("dist_map", chunks=len(chunks), items=len(items), chunk_size=chunk_size, ordered=ordered,
                      program=True)
-        stall = self.default_timeout if timeout is None else float(timeout)
+        stall = self.default_timeout if timeout is None else timeout
         run = MapRun(self, chunks, futures, stall, MapProgress(len(items), len(chunks), want_bar(progress)))
         return run.ordered() if ordered else run.stream()
 
@@ -466,7 +853,20 @@ class Processor:
                 f"the function crashes its process (os._exit, a segfault, out of memory): fix it, or pass "
                 f"allowed_failures= to Processor if the crashes are transient"
             )
+        if _connection_lost(self._client, exc):
+            return self._lost_error(what)
+        if "CancelledError" in type(exc).__name__:
+            return DistError(f"{what} was cancelled before it finished (by Processor.close(), a timeout, or "
+                             f"client.cancel); submit it again to run it")
         return exc
+
+    def _lost_error(self, what: str) -> ClusterConnectionError:
+        return ClusterConnectionError(
+            f"{what} failed: the connection to the Dask scheduler at {self._scheduler_address or self.address} "
+            f"was lost (the cluster stopped, was closed or crashed), and Dask dropped every task it had. "
+            f"Nothing was computed twice or half-returned; check that the scheduler is running, then start "
+            f"a new Processor and submit the work again"
+        )
 
     def _timed_out(self, futures: list[Any], what: str, timeout: float | None) -> None:
         pending = [f for f in futures if not f.done()]

@@ -22,20 +22,69 @@ def _worker_address() -> str:
         return "local"
 
 
+def _fails_to_pickle(value: Any) -> BaseException | None:
+    """The error pickling ``value`` raises, or None. Array buffers go out of band (no copy)."""
+    import cloudpickle
+
+    buffers: list[Any] = []
+    try:
+        cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError...
+        return exc
+    return None
+
+
+def check_picklable(values: Sequence[Any], what: str) -> None:
+    """Raise DistTypeError naming the first value that cannot travel back to the client.
+
+    Why on the worker: a result that cannot be pickled is only found when the
+    client asks for it, and Dask then retries the transfer forever (the map
+    hung, ignoring its timeout). Checked here, the chunk fails at once with
+    the type to fix. Pickling twice costs little: array data is not copied.
+    """
+    if _fails_to_pickle(values) is None:
+        return
+    from noodle.errors import DistTypeError
+
+    for i, value in enumerate(values):
+        exc = _fails_to_pickle(value)
+        if exc is not None:
+            which = f"{what} {i}" if len(values) > 1 else what
+            raise DistTypeError(
+                f"{which} is a {type(value).__module__}.{type(value).__qualname__}, which cannot be pickled "
+                f"({exc}), so it cannot travel back from the worker; return plain data (numbers, strings, "
+                f"arrays, lists, dicts) or an object that defines __reduce__"
+            )
+    raise DistTypeError(f"{what} cannot be pickled, so they cannot travel back from the worker")
+
+
+def call_checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` for ``Processor.submit``, with the result checked to be picklable."""
+    value = fn(*args, **kwargs)
+    check_picklable([value], "the result of the task")
+    return value
+
+
 def run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> tuple[str, list[Any]]:
     """Apply ``fn`` to each item of one chunk; returns (worker address, results in order)."""
-    return _worker_address(), [fn(item) for item in items]
+    values = [fn(item) for item in items]
+    check_picklable(values, "the result of the chunk's item")
+    return _worker_address(), values
 
 
 def reduce_chunk(fn: Callable[[Any], Any], items: Sequence[Any],
                  combine: Callable[[Any, Any], Any]) -> tuple[str, Any]:
     """Map then fold one chunk on the worker, left to right, so only one value travels back."""
-    return _worker_address(), functools.reduce(combine, (fn(item) for item in items))
+    value = functools.reduce(combine, (fn(item) for item in items))
+    check_picklable([value], "the partial reduction of the chunk")
+    return _worker_address(), value
 
 
 def combine_partials(combine: Callable[[Any, Any], Any], partials: Sequence[tuple[str, Any]]) -> tuple[str, Any]:
     """Fold adjacent partial results (order kept: ``combine`` need not be commutative)."""
-    return _worker_address(), functools.reduce(combine, (value for _, value in partials))
+    value = functools.reduce(combine, (value for _, value in partials))
+    check_picklable([value], "the combined reduction")
+    return _worker_address(), value
 
 
 # --- noodle programs on workers ---------------------------------------------------------------
