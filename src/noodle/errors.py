@@ -65,6 +65,11 @@ class OpValueError(NoodleError, ValueError):
     """
 
 
+class OpOverflowError(NoodleError, OverflowError):
+    """A Python integer does not fit the array's dtype (300 beside an int8 array): NumPy raises
+    OverflowError, and so does noodle, with advice."""
+
+
 class UnknownOpError(NoodleError, ValueError):
     """An op name that noodle does not have (a ValueError, as for any bad argument value)."""
 

@@ -133,7 +133,17 @@ def test_ndarray_subclasses_with_other_operators_are_refused(make):
         nd.jit(f, backend="interpret")(np.ones((2, 2)))
 
 
-def test_subclasses_that_compute_like_ndarray_are_accepted(tmp_path):
+def test_any_other_ndarray_subclass_is_refused():
+    class Shifted(np.ndarray):
+        def __rsub__(self, other):
+            return np.asarray(other) - 2 * np.asarray(self)
+
+    x = np.arange(4.0).view(Shifted)
+    with pytest.raises(TraceError, match="ndarray subclass"):
+        nd.jit(lambda a: 1.0 - a, backend="interpret")(x)
+
+
+def test_memmap_computes_like_ndarray_and_is_accepted(tmp_path):
     mm = np.memmap(tmp_path / "m.dat", dtype=np.float64, mode="w+", shape=(5,))
     mm[:] = np.arange(5.0)
     np.testing.assert_array_equal(nd.jit(lambda a: a * 2.0 + 1.0, backend="interpret")(mm), mm * 2.0 + 1.0)

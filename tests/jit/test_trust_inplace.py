@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import noodle as nd
-from noodle.errors import TraceError
+from noodle.errors import OpOverflowError, TraceError
 from noodle.jit.manager import default_manager
 
 MODES = ("interpret", "compiled")
@@ -247,3 +247,100 @@ def test_unsupported_constructs_raise_trace_error_naming_them(code, what):
     with pytest.raises(TraceError) as info:
         nd.jit(env["f"], backend="interpret")(X, Y, XI)
     assert what in str(info.value), str(info.value)
+
+
+# ---- found in review: each returned a wrong answer or a raw error before
+
+
+def test_a_constant_array_returned_is_new_on_every_call():
+    def f(a):
+        return a + 1, np.ones(3)
+
+    for jf in (nd.jit(f, backend="interpret"), nd.jit(f, hot_threshold=0)):
+        r = jf(np.zeros(3))
+        r[1][:] = 99.0
+        default_manager().wait_idle()
+        np.testing.assert_array_equal(jf(np.zeros(3))[1], np.ones(3))
+
+
+def test_one_temporary_returned_twice_is_one_new_array():
+    def f(a):
+        t = a * 1
+        return t, t
+
+    x = X.copy()
+    r = nd.jit(f, backend="interpret")(x)
+    assert r[0] is r[1] and not np.shares_memory(r[0], x)
+
+
+def test_in_place_on_a_scalar_result_rebinds_as_numpy_scalars_do():
+    def f(a):
+        m = a.sum()
+        v = m
+        m += 1.0
+        return v, m
+
+    def g(a):
+        m = a.astype(np.int64).sum()
+        m /= 2            # NumPy: a new float64 scalar
+        return m
+
+    for fn in (f, g):   # Y: a sum far from zero, so rounding differences stay relative
+        got, want = nd.jit(fn, backend="interpret")(Y), fn(Y)
+        for gi, wi in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,),
+                          strict=True):
+            assert type(gi) is type(wi)
+            np.testing.assert_allclose(gi, wi, rtol=1e-13)
+
+
+def test_in_place_through_any_view_of_a_broadcast_is_refused():
+    def f(a):
+        t = a * 2.0
+        b = np.broadcast_to(t, (5, 3, 4)).T
+        b += 1.0
+        return b
+
+    with pytest.raises(TraceError, match="read-only"):
+        nd.jit(f, backend="interpret")(X)
+
+
+@pytest.mark.parametrize("code,match", [
+    ("np.ravel(a, 'F')", "order='F'"), ("np.reshape(a, (4, 3), 'F')", "order='F'"),
+    ("np.sum(a, None, np.int32)", "dtype"), ("np.mean(a, 1, np.float32)", "dtype"),
+    ("np.clip(a, 0, 1, OUT)", "out="), ("a.any(axis=5)", "out of range"),
+    ("a.all(axis=(0, 0))", "repeats"), ("a.sum(where=a > 0)", "where"),
+])
+def test_arguments_the_jit_does_not_honour_are_refused_not_ignored(code, match):
+    env = {"np": np, "OUT": np.empty_like(X)}
+    exec(f"def f(a):\n    return {code}\n", env)  # noqa: S102 - test code
+    with pytest.raises(TraceError, match=match):
+        nd.jit(env["f"], backend="interpret")(X)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fn", [
+    lambda a: np.any(a > 0, 0, None, True),
+    lambda a: (a.clip(min=-0.5), np.clip(a.astype(np.int8), 0, 300), a.reshape(4, 3, order="C")),
+    lambda a: (np.transpose(a, (1, 0)) * 2.0, a.astype(np.float32, copy=True), np.copy(a, order="F")),
+])
+def test_numpy_argument_spellings_are_honoured(mode, fn):
+    check(fn, mode, X)
+
+
+def test_an_integer_that_does_not_fit_raises_overflow_error_as_numpy_does():
+    x8 = np.arange(4, dtype=np.int8)
+    with pytest.raises(OverflowError):
+        np.minimum(x8, 300)
+    with pytest.raises(OpOverflowError, match="out of bounds"):
+        nd.jit(lambda a: np.minimum(a, 300), backend="interpret")(x8)
+
+
+def test_attribute_probes_and_dtype_arguments_behave_as_in_python():
+    seen = {}
+
+    def f(a, tp):
+        seen["device"] = hasattr(a, "device")    # hasattr must not raise
+        return a.astype(tp) * 2
+
+    got = nd.jit(f, backend="interpret")(X, np.float32)
+    assert got.dtype == np.float32 and seen["device"] is False

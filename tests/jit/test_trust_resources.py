@@ -53,7 +53,8 @@ def _huge_broadcast_sum():
     b = Builder()
     x = b.input(0, (1,), "float64")
     wide = b.add("broadcast_to", x, shape=(2**20, 2**20))   # 2**40 elements, a free view
-    return b.finish([b.add("sum", wide)]), (np.ones(1),), "broadcast_to"
+    # refused at the sum: it would read the 2**40-element view as float64 (16 TiB)
+    return b.finish([b.add("sum", wide)]), (np.ones(1),), "sum"
 
 
 def _huge_reshape():
@@ -279,3 +280,20 @@ def test_a_large_but_ordinary_matmul_is_within_the_default_work_limit():
     from noodle.exec.limits import check_resources
 
     check_resources(program)   # does not raise
+
+
+def test_a_reduction_of_a_broadcast_counts_the_float64_copy_it_makes(monkeypatch):
+    """The defined-order sum reads a broadcast view as float64 laid out with the reduced axes last:
+    2 GiB for a (2, 8192, 8192) float32 view of a 64 KiB input. The estimate must see that."""
+    monkeypatch.setenv("NOODLE_EXEC_MAX_BYTES", str(64 * 2**20))
+    config.reload()
+    try:
+        b = Builder()
+        x = b.input(0, (2, 1, 8192), "float32")
+        s = b.add("sum", b.add("broadcast_to", x, shape=(2, 8192, 8192)), axis=(1, 2), keepdims=False)
+        data = nbc.dumps(b.finish([s]))
+        with pytest.raises(NBCResourceError, match="sum"):
+            nd.Executor().execute(data, np.ones((2, 1, 8192), np.float32))
+    finally:
+        monkeypatch.delenv("NOODLE_EXEC_MAX_BYTES")
+        config.reload()

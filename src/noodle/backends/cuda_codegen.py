@@ -30,6 +30,7 @@ from noodle.backends.op_text import (
     MATH,
     cast_pair,
     check_integer_power,
+    check_portable_casts,
     compare_dtype,
     infix,
     is_float,
@@ -49,8 +50,8 @@ BLOCK_THREADS = 256
 _HELPERS = r"""
 #ifndef NOODLE_HELPERS
 #define NOODLE_HELPERS
-template <typename T> __device__ __forceinline__ T nd_max(T a, T b) { return (a >= b || a != a) ? a : b; }
-template <typename T> __device__ __forceinline__ T nd_min(T a, T b) { return (a <= b || a != a) ? a : b; }
+template <typename T> __device__ __forceinline__ T nd_max(T a, T b) { return (a > b || a != a) ? a : b; }
+template <typename T> __device__ __forceinline__ T nd_min(T a, T b) { return (a < b || a != a) ? a : b; }
 template <typename T> __device__ __forceinline__ T nd_imax(T a, T b) { return a >= b ? a : b; }
 template <typename T> __device__ __forceinline__ T nd_imin(T a, T b) { return a <= b ? a : b; }
 template <typename T> __device__ __forceinline__ T nd_iabs(T a) { return a < 0 ? (T)(-a) : a; }
@@ -160,6 +161,7 @@ def cuda_source(spec: KernelSpec, inplace: bool = False) -> str:
     ``__restrict__`` so output 0 may alias input 0 (matmul epilogues).
     """
     check_integer_power(spec)
+    check_portable_casts(spec)
     lay = spec_layout(spec, c_type)
     red = spec.reduce
     shape, cshape, cred, n = lay.shape, lay.cshape, lay.reduced, lay.n

@@ -38,6 +38,7 @@ from noodle.backends.op_text import (
     MATH,
     cast_pair,
     check_integer_power,
+    check_portable_casts,
     compare_dtype,
     infix,
     is_float,
@@ -46,8 +47,7 @@ from noodle.backends.op_text import (
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
 from noodle.ir.ops import LIBM_OPS, OPS
-from noodle.ir.reduction import CHUNK, LANES
-from noodle.ir.reduction import acc_dtype as reduction_acc_dtype
+from noodle.ir.reduction import CHUNK, LANES, acc_dtype
 
 PARALLEL_MIN = 100_000          # elements; below this every kernel runs serially (no thread start-up)
 BLOCK = 1 << 15                  # elements per block in the ``stages`` variant (256 KiB of float64)
@@ -100,8 +100,8 @@ def _op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
         return infix(COMPARE[op], args, dts, compare_dtype(dts), _cast)
     if op in ("maximum", "minimum"):
         a, b = cast_pair(args, dts, out, _cast)
-        rel = ">=" if op == "maximum" else "<="
-        if is_float(out):  # NumPy propagates NaN from either side
+        rel = ">" if op == "maximum" else "<"
+        if is_float(out):  # NumPy: NaN from either side (a's if both), and b when they are equal (±0)
             return f"({a} if ({a} {rel} {b} or {a} != {a}) else {b})"
         return f"({a} if {a} {rel} {b} else {b})"
     if op == "negative":
@@ -134,27 +134,23 @@ class Plan:
     scratch_dtypes: list[str] = field(default_factory=list)
 
 
-def acc_dtype(op: str, dtype: str, value_dtype: str) -> str:
-    """Accumulator dtype: the one the defined reduction order uses (:mod:`noodle.ir.reduction`)."""
-    return reduction_acc_dtype(op, value_dtype)
-
-
-def plan(spec: KernelSpec, allow_stages: bool = True) -> Plan:
+def plan(spec: KernelSpec) -> Plan:
     """Pick the loop shape for ``spec`` (see the module docstring)."""
     check_integer_power(spec)
+    check_portable_casts(spec)
     lay = spec_layout(spec, nb_type)
     red = spec.reduce
     cshape, cred, n = lay.cshape, lay.reduced, lay.n
     p = Plan("flat", cshape, lay.in_strides, lay.out_strides, cred, n)
     if red is not None:
-        p.acc_dtype = acc_dtype(red.op, red.dtype, spec.dtype_of(red.value))
+        p.acc_dtype = acc_dtype(red.op, spec.dtype_of(red.value))   # the defined order's
     full_1d = red is not None and all(cred) and len(cshape) <= 1
     if red is not None and not full_1d:
         # a reduction over some axes (or over an N-d space): the kernel computes the values and
         # the defined-order reduction (noodle.ir.reduction) runs on them, so the bits are the
         # interpreter's; only 1-D full reductions follow the order inside the kernel
         p.mode = "split"
-    elif allow_stages and n > 0 and _has_ufunc_work(spec, p):
+    elif n > 0 and _has_ufunc_work(spec, p):
         # NumPy's SIMD exp/log/sin/cos/tanh at every size: Numba's libm calls differ from them
         # in the last bit, and the compiled result must be the interpreter's
         from noodle.backends.numba_stages import plan_stages  # (imports this module)
@@ -314,13 +310,6 @@ def acc_init(op: str, acc_dt: str) -> str:
         return f"{np_ctor(acc_dt)}({'-' if op == 'max' else ''}np.inf)"
     info = np.iinfo(np.dtype(acc_dt))
     return f"{np_ctor(acc_dt)}({info.min if op == 'max' else info.max})"
-
-
-def _acc_combine(op: str, accs: list[str], acc_dt: str) -> list[str]:
-    lines = []
-    for a in accs[1:]:
-        lines.append(_acc_update(op, accs[0], a, acc_dt, acc_dt))
-    return lines
 
 
 def lane_reduce(spec: KernelSpec, e: _Emitter, p: Plan, targets: set[int], start: str, m: str,

@@ -56,7 +56,7 @@ from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.config import get_settings
 from noodle.errors import CompileError, DTypeError, ShapeError
-from noodle.ir.reduction import canonical_extreme, combine_chunks
+from noodle.ir.reduction import canonical_extreme, canonical_nan, combine_chunks
 from noodle.memory.pool import BufferPool, default_pool
 
 _COMPILES = metrics.counter("noodle_jit_kernel_compiles_total", "fused kernels built by a backend",
@@ -355,7 +355,8 @@ class NumbaKernel(Kernel):
         red = self.spec.reduce
         assert red is not None
         if red.op in ("sum", "mean"):
-            combined = combine_chunks(partial) if partial.dtype.kind == "f" else partial.sum(dtype=partial.dtype)
+            combined = (canonical_nan(combine_chunks(partial)) if partial.dtype.kind == "f"
+                        else partial.sum(dtype=partial.dtype))
         else:
             combined = canonical_extreme(red.op, partial.max() if red.op == "max" else partial.min(), partial, None)
         if red.op == "mean":

@@ -121,7 +121,6 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
     p.stages = steps
     p._scratch_map = scratch  # type: ignore[attr-defined]
     p._stage_of = stage  # type: ignore[attr-defined]
-    p._is_ufunc = is_ufunc  # type: ignore[attr-defined]
 
 
 def _ufunc_source(spec: KernelSpec, a: int, n_in: int, uni: list[bool], scratch: dict[int, int]) -> tuple:

@@ -72,4 +72,14 @@ def check_integer_power(spec: KernelSpec) -> None:
                                "negative one, which the kernel does not check; it runs interpreted")
 
 
-__all__ = ["COMPARE", "MATH", "cast_pair", "check_integer_power", "compare_dtype", "infix", "is_float", "truth"]
+def check_portable_casts(spec: KernelSpec) -> None:
+    """A float cast to uint32/uint64 has no portable result for negative, NaN or out-of-range values
+    (NumPy's compiled loop and LLVM's ``fptoui`` give different bits): such casts run interpreted."""
+    for ins in spec.body:
+        if ins.op == "astype" and ins.dtype in ("uint32", "uint64") and is_float(spec.dtype_of(ins.args[0])):
+            raise CompileError(f"a float -> {ins.dtype} cast would not give NumPy's bits for out-of-range "
+                               "values in a kernel; it runs interpreted")
+
+
+__all__ = ["COMPARE", "MATH", "cast_pair", "check_integer_power", "check_portable_casts", "compare_dtype", "infix",
+           "is_float", "truth"]

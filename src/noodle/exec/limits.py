@@ -159,12 +159,25 @@ def _last_uses(program: Program) -> list[int]:
     return last
 
 
+def _transient(node: Node, nodes: list[Node]) -> int:
+    """Temporary bytes an instruction allocates while it runs, beyond its result."""
+    if node.op == "matmul":  # a view operand may be copied to contiguous memory
+        return sum(_nbytes(nodes[a]) for a in node.args if nodes[a].op in _VIEWS)
+    if node.op in _REDUCE:
+        n = _size(nodes[node.args[0]].shape)
+        # the defined-order sum (noodle.ir.reduction) reads its input as float64, laid out with the
+        # reduced axes last (two copies of a broadcast view at most); max/min test for zeros
+        return 16 * n if node.op in ("sum", "mean") else 2 * n
+    return 0
+
+
 def estimate(program: Program) -> Estimate:
     """Peak memory and total work of one interpreted run of ``program`` (upper bounds, linear time)."""
     nodes = program.nodes
     last = _last_uses(program)
     dying: dict[int, list[int]] = {}
-    node_bytes = [0] * len(nodes)
+    node_bytes = [0] * len(nodes)   # what a node needs while it runs: its buffer plus temporaries
+    sizes = [0] * len(nodes)        # its buffer, live until its last reader ran
     node_work = [0] * len(nodes)
     live = peak = work = heaviest_work = 0
     peak_node = heaviest = -1
@@ -175,16 +188,15 @@ def estimate(program: Program) -> Estimate:
             heaviest_work, heaviest = w, i
         if node.op in _FREE or node.op in _VIEWS:
             continue
-        size = node_bytes[i] = _nbytes(node)
-        transient = 0
-        if node.op == "matmul":  # a view operand may be copied to contiguous memory
-            transient = sum(_nbytes(nodes[a]) for a in node.args if nodes[a].op in _VIEWS)
+        size = sizes[i] = _nbytes(node)
+        transient = _transient(node, nodes)
+        node_bytes[i] = size + transient
         if live + size + transient > peak:
             peak, peak_node = live + size + transient, i
         live += size
         dying.setdefault(last[i], []).append(i)
         for v in dying.pop(i, ()):
-            live -= node_bytes[v]
+            live -= sizes[v]
     return Estimate(peak, peak_node, work, heaviest, tuple(node_bytes), tuple(node_work))
 
 

@@ -20,8 +20,8 @@ Lanes give a SIMD-friendly kernel (eight independent add chains), chunks give th
 independent work whose combination order does not depend on how many threads ran them.
 Integer sums wrap and are exact in any order. ``max``/``min`` do not depend on order except on
 two points, fixed here: ``max`` of ``-0.0`` and ``+0.0`` is ``+0.0`` and ``min`` is ``-0.0``
-(IEEE 754-2019 maximum/minimum), and a NaN result is the canonical quiet NaN. ``mean`` is the
-sum above divided by the count in float64, then cast to the result dtype.
+(IEEE 754-2019 maximum/minimum), and a NaN result (of any reduction) is the canonical quiet
+NaN. ``mean`` is the sum above divided by the count in float64, then cast to the result dtype.
 
 Example::
 
@@ -109,6 +109,17 @@ def combine_chunks(chunks: Any, xp: Any = np) -> Any:
     return xp.cumsum(chunks, axis=-1)[..., -1]
 
 
+def canonical_nan(result: Any) -> Any:
+    """A NaN result as the quiet NaN: which NaN a sum ends with depends on the order its NaNs
+    were added in (x86 keeps the first operand's), which is not part of the defined order."""
+    xp = _module(result)
+    result = xp.asarray(result)
+    nan = xp.isnan(result)
+    if bool(nan.any()):
+        result = xp.where(nan, xp.asarray(np.nan, result.dtype), result)
+    return result
+
+
 def canonical_extreme(op: str, result: Any, values: Any, axes: tuple[int, ...] | None) -> Any:
     """Fix what ``max``/``min`` leave to the order: the sign of a zero result and NaN's bits."""
     xp = _module(result)
@@ -152,7 +163,7 @@ def reduce_values(op: str, x: Any, axis: Any, keepdims: bool, dtype: str) -> Any
     else:
         acc = acc_dtype(op, x.dtype.name)
         if acc == "float64":
-            out = ordered_sum(x.astype(np.float64, copy=False), axes)
+            out = canonical_nan(ordered_sum(x.astype(np.float64, copy=False), axes))
         else:
             out = xp.sum(x, axis=axes, dtype=acc)   # integer adds wrap: exact in any order
         if op == "mean":
@@ -165,4 +176,5 @@ def reduce_values(op: str, x: Any, axis: Any, keepdims: bool, dtype: str) -> Any
     return out
 
 
-__all__ = ["CHUNK", "LANES", "acc_dtype", "canonical_extreme", "combine_chunks", "normalize_axes", "ordered_sum", "reduce_values"]
+__all__ = ["CHUNK", "LANES", "acc_dtype", "canonical_extreme", "canonical_nan", "combine_chunks", "normalize_axes",
+           "ordered_sum", "reduce_values"]

@@ -44,21 +44,17 @@ log = logging.getLogger("noodle.jit")
 class _Entry:
     """One traced program for one signature and one set of captured values."""
 
-    __slots__ = ("check", "params", "positions", "scalar_outputs", "state")
+    __slots__ = ("check", "out_actions", "params", "positions", "state")
 
     def __init__(self, state: ProgramState, positions: tuple[int, ...] | None, params: frozenset[int],
-                 check: Callable[[tuple], tuple | None] | None, fresh: tuple[bool, ...] = ()) -> None:
+                 check: Callable[[tuple], tuple | None] | None, actions: tuple[Any, ...] = ()) -> None:
         self.state = state
         self.positions = positions      # argument positions of the program's inputs (None: all)
         self.params = params            # those of them that are scalar parameters (0-d inputs)
         self.check = check              # guards; returns the implicit inputs, None when stale
-        program = state.program
-        outs = [program.nodes[o] for o in program.outputs]
-        # per output: 1 = a NumPy scalar (NumPy returns one), 2 = copy (plain Python returned a new
-        # array, the optimized program hands back an input or an earlier output), 0 = as is
-        flags = tuple(1 if not n.shape and n.op not in _SHAPE_OPS else 2 if copy else 0
-                      for n, copy in zip(outs, fresh or (False,) * len(outs), strict=True))
-        self.scalar_outputs = flags if any(flags) else None
+        # per output what to do before returning it (None when nothing: the common case); see
+        # _output_actions: a NumPy scalar, a copy, the same object as an earlier output, a value
+        self.out_actions = actions if any(a is not None for a in actions) else None
 
 
 class JitFunction:
@@ -190,9 +186,8 @@ class JitFunction:
                     state.flush_metrics()
         else:
             out = state.run(arrays)
-        if entry.scalar_outputs is not None:
-            out = tuple(o if not f else o[()] if f == 1 else o.copy()
-                        for o, f in zip(out, entry.scalar_outputs, strict=True))
+        if entry.out_actions is not None:
+            out = _finish_outputs(out, entry.out_actions, args)
         return out[0] if state.single_output else out
 
     def _bind(self, args: tuple, kwargs: dict) -> tuple:
@@ -256,19 +251,19 @@ class JitFunction:
                 kinds = ["static" if k == "param" else k for k in kinds]
         else:  # pragma: no cover - each round makes at least one parameter static
             raise TraceError(f"{self.fn.__name__}: could not trace with its scalar arguments")
-        traced_aliases = _output_aliases(program)
+        traced_roots = _output_roots(program)
         program = optimize(program)
-        fresh = tuple(after and not before
-                      for before, after in zip(traced_aliases, _output_aliases(program), strict=True))
         check, _labels = capture.guard(ctx, self.fn.__name__)
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
                              backend=self.backend, device=self.device, name=self.fn.__name__)
         positions = tuple(i for i, k in enumerate(kinds) if k in ("array", "param"))   # input order
         params = frozenset(i for i, k in enumerate(kinds) if k == "param")
+        actions = _output_actions(traced_roots, _output_roots(program), program, ctx.raw_outputs,
+                                  {k: i for k, i in enumerate(positions) if i in params})
         if any(type(args[i]).__module__.startswith("cupy") for i in positions if i not in params):
             state.array_module = "cupy"
         simple = len(positions) == len(args) and not params
-        entry = _Entry(state, None if simple else positions, params, check, fresh)
+        entry = _Entry(state, None if simple else positions, params, check, actions)
         made_static = [(i, type(args[i]), args[i]) for i, k in enumerate(kinds)
                        if k == "static" and i not in self._static and isinstance(args[i], (*_SCALAR_TYPES, np.generic))]
         if made_static:   # the key has only their types: this program holds for these values only
@@ -384,19 +379,66 @@ class JitFunction:
         return f"<noodle.jit {self.fn.__name__} ({len(self._states)} signatures)>"
 
 
-def _output_aliases(program: Any) -> list[bool]:
-    """Per output: True when the caller gets back memory it already holds or gets twice (an input
-    or a view of one, a constant, or the same value as an earlier output)."""
+def _output_roots(program: Any) -> list[tuple[str, int | None]]:
+    """Per output: what memory it is (``"input"``: an argument or a view of one, ``"const"``: the
+    program's own constant or a view of it, ``"new"``) and the earlier output it is the very same
+    value as (None if none)."""
     nodes = program.nodes
-    seen: set[int] = set()
+    first: dict[int, int] = {}
     out = []
-    for v in program.outputs:
+    for i, v in enumerate(program.outputs):
         root = v
         while nodes[root].op in _SHAPE_OPS and nodes[root].op != "input":
             root = nodes[root].args[0]
-        out.append(nodes[root].op in ("input", "const") or v in seen)
-        seen.add(v)
+        op = nodes[root].op
+        out.append(("input" if op == "input" else "const" if op == "const" else "new", first.get(v)))
+        first.setdefault(v, i)
     return out
+
+
+def _output_actions(traced: list[tuple[str, int | None]], optimized: list[tuple[str, int | None]],
+                    program: Any, raw: dict[int, Any], param_inputs: dict[int, int]) -> tuple[Any, ...]:
+    """What to do with each output so the caller gets what the plain function returns: a value the
+    function computed in plain Python is returned as is; a 0-d array becomes a NumPy scalar;
+    the same object twice where Python returned one object twice; and a copy wherever the
+    optimized program would hand back memory the plain function would have made new (an
+    argument after ``x * 1`` was simplified away, the program's constant pool, or one buffer for
+    two outputs that were two arrays)."""
+    nodes = program.nodes
+    actions: list[Any] = []
+    for i, ((kind_t, dup_t), (kind_o, dup_o)) in enumerate(zip(traced, optimized, strict=True)):
+        node = nodes[program.outputs[i]]
+        if i in raw:
+            actions.append(("value", raw[i]))
+        elif node.op == "input" and node.attr("index") in param_inputs:
+            actions.append(("arg", param_inputs[node.attr("index")]))   # the scalar passed in
+        elif dup_t is not None:
+            actions.append(("same", dup_t))
+        elif not node.shape and node.op not in _SHAPE_OPS:
+            actions.append("scalar")
+        elif kind_o == "const" or (kind_o == "input" and kind_t != "input") or dup_o is not None:
+            actions.append("copy")
+        else:
+            actions.append(None)
+    return tuple(actions)
+
+
+def _finish_outputs(out: tuple, actions: tuple, args: tuple) -> tuple:
+    done: list[Any] = []
+    for o, a in zip(out, actions, strict=True):
+        if a is None:
+            done.append(o)
+        elif a == "scalar":
+            done.append(o[()])
+        elif a == "copy":
+            done.append(o.copy())
+        elif a[0] == "same":
+            done.append(done[a[1]])
+        elif a[0] == "arg":
+            done.append(args[a[1]])
+        else:
+            done.append(a[1])
+    return tuple(done)
 
 
 def _with_values(check: Callable[[tuple], tuple | None] | None,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import NoodleError, TraceError
+from noodle.errors import NoodleError, OpOverflowError, TraceAttributeError, TraceError
 from noodle.ir.graph import DTYPE_SET, Builder, Program
 
 _NOODLE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +103,7 @@ class TraceContext:
         self.baked: list[Any] = []   # arrays frozen as constants (the guards check shared ones)
         self.raised: list[TraceError] = []   # errors raised into the traced function
         self.scalar_inputs: set[int] = set()   # inputs standing for scalars (immutable in Python)
+        self.raw_outputs: dict[int, Any] = {}  # results that are plain Python/NumPy scalars, not traced
 
     def lift(self, x: Any, like: Tracer | None) -> Tracer:
         """A Tracer for ``x``: Tracers pass through, Python scalars and arrays become constants."""
@@ -118,10 +119,14 @@ class TraceContext:
             return x
         if isinstance(x, bool | int | float) and like is not None:
             # NEP 50: a Python scalar takes the array operand's dtype where it fits
-            dtype = np.result_type(np.dtype(like.dtype), x).name
-            if dtype not in DTYPE_SET:
-                dtype = "float64"
-            return Tracer(self, self.builder.const(x, dtype))
+            try:
+                dtype = np.result_type(np.dtype(like.dtype), x).name
+                if dtype not in DTYPE_SET:
+                    dtype = "float64"
+                return Tracer(self, self.builder.const(x, dtype))
+            except OverflowError as exc:   # NEP 50: 300 beside an int8 array
+                raise OpOverflowError(f"{exc} (at {user_location()}); NumPy raises OverflowError here too: use a "
+                                      "value that fits or cast the array to a wider dtype first") from None
         make = self.captured.get(id(x)) if self.captured else None
         if make is not None:
             return make()
@@ -219,7 +224,7 @@ class _Buffer:
 class Tracer:
     """A stand-in for an array while a function is traced: every op on it is recorded."""
 
-    __slots__ = ("buf", "ctx", "stale", "value")
+    __slots__ = ("buf", "ctx", "readonly", "stale", "value")
     __array_priority__ = 1000
 
     def __init__(self, ctx: TraceContext, value: int) -> None:
@@ -227,6 +232,7 @@ class Tracer:
         self.value = value
         self.buf: _Buffer | None = None   # made on the first view or in-place update
         self.stale: str | None = None     # where the buffer was updated, for a view that missed it
+        self.readonly = False             # a broadcast view (NumPy's are read-only), or a view of one
 
     # ---- metadata
     @property
@@ -297,7 +303,7 @@ class Tracer:
     def __getattr__(self, name: str) -> Any:
         # only reached for names Tracer lacks: NumPy methods the JIT does not trace say so by name
         if not name.startswith("__") and hasattr(np.ndarray, name):
-            raise TraceError(f"x.{name} is not supported on a traced array (at {user_location()}); supported: "
+            raise TraceAttributeError(f"x.{name} is not supported on a traced array (at {user_location()}); supported: "
                              f"{', '.join(TRACED_METHODS)}. Compute it outside the jitted function and pass it in")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
@@ -313,29 +319,35 @@ class Tracer:
         out = self.ctx.op(name, self, **attrs)
         buf = self._buffer()
         out.buf = buf
+        out.readonly = self.readonly or name == "broadcast_to"
         buf.members.append(out)
         return out
 
-    def copy(self) -> Tracer:
-        """A new array with the same values (its own buffer), as ``ndarray.copy`` gives."""
+    def copy(self, *args: Any, **kwargs: Any) -> Tracer:
+        """A new array with the same values (its own buffer), as ``ndarray.copy`` gives (any
+        ``order``: the values are the same)."""
+        _params("copy", args, kwargs, (("order", "C"),))
         return self.ctx.op("astype", self, dtype=self.dtype.name)
 
     def _inplace(self, name: str, other: Any, symbol: str) -> Tracer:
         """``self <symbol>= other``: NumPy writes into self's buffer, casting same_kind."""
         ctx = self.ctx
-        if self.value in ctx.scalar_inputs or ctx.weak.get(self.value):
-            return self._bin(name, other)   # a Python/NumPy scalar is immutable: += rebinds the name
+        node = ctx.builder.nodes[self.value]
+        scalar = not self.shape and node.op not in ("input", "const") and (self.buf is None or len(self.buf.members) == 1)
+        if self.value in ctx.scalar_inputs or ctx.weak.get(self.value) or scalar:
+            # a Python/NumPy scalar (an argument, or what a reduction or a ufunc on scalars returns)
+            # is immutable: += rebinds the name, other names keep the old value
+            return self._bin(name, other)
         ctx.lift(self, None)                 # a stale view raises here
         buf = self._buffer()
-        node = ctx.builder.nodes[self.value]
         if buf.external:
             raise TraceError(
                 f"in-place update `{symbol}=` of an argument or captured array at {user_location()}: a jitted "
                 "function cannot write into the caller's array. Write `a = a {0} b` (a new array) and return "
                 "it, or do the update outside the jitted function".format(symbol))
-        if node.op == "broadcast_to":
-            raise TraceError(f"in-place update `{symbol}=` of a broadcast view at {user_location()}: NumPy "
-                             "refuses it too (the view is read-only)")
+        if self.readonly:
+            raise TraceError(f"in-place update `{symbol}=` of a broadcast view (or a view of one) at "
+                             f"{user_location()}: NumPy refuses it too (the view is read-only)")
         out = self._bin(name, other)
         if out is NotImplemented:
             return out
@@ -447,59 +459,95 @@ class Tracer:
             axes = tuple(axes[0])
         if not axes or axes == (None,):
             axes = tuple(reversed(range(self.ndim)))
+        if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
+            raise TraceError(f"transpose axes {axes} are not a permutation of the {self.ndim} axes "
+                             f"(at {user_location()})")
         return self._view("transpose", axes=tuple(int(a) % max(self.ndim, 1) for a in axes))
 
-    def reshape(self, *shape: Any) -> Tracer:
+    def reshape(self, *shape: Any, **kwargs: Any) -> Tracer:
+        _only_c_order("reshape", _params("reshape", (), kwargs, (("order", "C"),))["order"])
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
             shape = tuple(shape[0])
         return self._view("reshape", shape=_resolve_shape(tuple(int(s) for s in shape), self.size))
 
-    def ravel(self) -> Tracer:
+    def ravel(self, *args: Any, **kwargs: Any) -> Tracer:
+        _only_c_order("ravel", _params("ravel", args, kwargs, (("order", "C"),))["order"])
         return self.reshape(-1)
 
-    def flatten(self) -> Tracer:
+    def flatten(self, *args: Any, **kwargs: Any) -> Tracer:
+        _only_c_order("flatten", _params("flatten", args, kwargs, (("order", "C"),))["order"])
         return self.reshape(-1).copy()
 
-    def clip(self, a_min: Any = None, a_max: Any = None) -> Tracer:
-        if a_min is None and a_max is None:
-            raise TraceError(f"clip() needs a_min or a_max (at {user_location()}), as in NumPy")
-        out = self if a_min is None else self.ctx.op("maximum", self, a_min)
-        return out if a_max is None else self.ctx.op("minimum", out, a_max)
+    def clip(self, *args: Any, **kwargs: Any) -> Tracer:
+        """NumPy's clip: ``x`` where it is inside the bounds (a tie keeps ``x``, so ``-0.0`` stays),
+        a NaN anywhere gives NaN; written with NumPy's maximum/minimum, which return their second
+        operand on a tie. Integer bounds beyond the dtype's range are clamped, as NumPy does."""
+        p = _params("clip", args, kwargs, (("min", None), ("max", None), ("out", None)),
+                    aliases={"a_min": "min", "a_max": "max"})
+        _no_out("clip", p["out"])
+        lo, hi = p["min"], p["max"]
+        if lo is None and hi is None:
+            raise TraceError(f"clip() needs a lower or an upper bound (at {user_location()}), as in NumPy")
+        out = self if lo is None else self.ctx.op("maximum", self._clamp_bound(lo), self)
+        return out if hi is None else self.ctx.op("minimum", self._clamp_bound(hi), out)
 
-    def dot(self, other: Any) -> Tracer:
+    def _clamp_bound(self, bound: Any) -> Any:
+        if isinstance(bound, int) and not isinstance(bound, bool) and self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            return min(max(bound, int(info.min)), int(info.max))
+        return bound
+
+    def dot(self, other: Any, out: Any = None) -> Tracer:
+        _no_out("dot", out)
         if self.ndim > 2 or getattr(other, "ndim", 0) > 2:
             raise TraceError(f"x.dot() of arrays over 2-D (at {user_location()}) is not supported; use @")
         return self.ctx.op("matmul", self, other)
 
-    def astype(self, dtype: Any) -> Tracer:
-        name = np.dtype(dtype).name
-        return self.ctx.op("astype", self, dtype=name)
+    def astype(self, *args: Any, **kwargs: Any) -> Tracer:
+        p = _params("astype", args, kwargs, (("dtype", _REQUIRED), ("order", "K"), ("casting", "unsafe"),
+                                             ("subok", True), ("copy", True)))
+        dtype = np.dtype(p["dtype"])
+        if p["copy"] is False and dtype == self.dtype:
+            raise TraceError(f"astype(copy=False) to the same dtype returns the array itself in NumPy (at "
+                             f"{user_location()}); the JIT always makes a new array: drop copy=False")
+        if p["casting"] != "unsafe" and not np.can_cast(self.dtype, dtype, p["casting"]):
+            raise TraceError(f"cannot cast {self.dtype} to {dtype} with casting={p['casting']!r} "
+                             f"(at {user_location()}); NumPy raises TypeError too")
+        return self.ctx.op("astype", self, dtype=dtype.name)
 
-    def _reduce(self, name: str, axis: Any = None, keepdims: bool = False) -> Tracer:
-        if axis is not None:
-            axis = (int(axis),) if isinstance(axis, int | np.integer) else tuple(int(a) for a in axis)
-        return self.ctx.op(name, self, axis=axis, keepdims=bool(keepdims))
+    def _reduce(self, name: str, args: tuple, kwargs: dict) -> Tracer:
+        spec: tuple[tuple[str, Any], ...] = (("axis", None), ("dtype", None), ("out", None), ("keepdims", False))
+        if name in ("max", "min"):
+            spec = (("axis", None), ("out", None), ("keepdims", False))
+        p = _params(name, args, kwargs, spec)
+        _no_out(name, p["out"])
+        if p.get("dtype") is not None:
+            raise TraceError(f"{name}(dtype=...) is not supported in a traced function (at {user_location()}); "
+                             f"cast first: x.astype(...).{name}()")
+        axes = _axes(p["axis"], self.ndim, name)
+        return self.ctx.op(name, self, axis=axes, keepdims=bool(p["keepdims"]))
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._reduce("sum", axis, keepdims)
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tracer:
-        return self._reduce("mean", axis, keepdims)
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._reduce("max", axis, keepdims)
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._reduce("min", axis, keepdims)
+    def sum(self, *args: Any, **kwargs: Any) -> Tracer: return self._reduce("sum", args, kwargs)
+    def mean(self, *args: Any, **kwargs: Any) -> Tracer: return self._reduce("mean", args, kwargs)
+    def max(self, *args: Any, **kwargs: Any) -> Tracer: return self._reduce("max", args, kwargs)
+    def min(self, *args: Any, **kwargs: Any) -> Tracer: return self._reduce("min", args, kwargs)
+    def any(self, *args: Any, **kwargs: Any) -> Tracer: return self._truth("max", args, kwargs)
+    def all(self, *args: Any, **kwargs: Any) -> Tracer: return self._truth("min", args, kwargs)
 
-    def any(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._truth("max", axis, keepdims)
-    def all(self, axis: Any = None, keepdims: bool = False) -> Tracer: return self._truth("min", axis, keepdims)
-
-    def _truth(self, name: str, axis: Any, keepdims: bool) -> Tracer:
+    def _truth(self, name: str, args: tuple, kwargs: dict) -> Tracer:
         """any/all as max/min of ``x != 0`` (NaN counts as true, as in NumPy); over an empty extent
         NumPy gives False/True where max/min would raise."""
+        what = "any" if name == "max" else "all"
+        p = _params(what, args, kwargs, (("axis", None), ("out", None), ("keepdims", False)))
+        _no_out(what, p["out"])
+        axes = _axes(p["axis"], self.ndim, what)
+        keepdims = bool(p["keepdims"])
         b = self if self.dtype == np.bool_ else self.ctx.op("not_equal", self, 0)
-        axes = (tuple(range(self.ndim)) if axis is None else
-                ((int(axis),) if isinstance(axis, int | np.integer) else tuple(int(a) for a in axis)))
-        if any(self.shape[a] == 0 for a in axes):
-            shape = tuple(1 if (d in axes or d - self.ndim in axes) else s for d, s in enumerate(self.shape)
-                          if keepdims or not (d in axes or d - self.ndim in axes))
+        reduced = tuple(range(self.ndim)) if axes is None else axes
+        if any(self.shape[a] == 0 for a in reduced):
+            shape = tuple(1 if d in reduced else s for d, s in enumerate(self.shape) if keepdims or d not in reduced)
             return self.ctx.op("broadcast_to", np.bool_(name == "min"), shape=shape)
-        return b._reduce(name, axis, keepdims)
+        return self.ctx.op(name, b, axis=axes, keepdims=keepdims)
 
     # ---- dispatch from noodle eager ops and NumPy
     def __noodle_op__(self, op: str, args: tuple, kwargs: dict) -> Tracer:
@@ -524,6 +572,59 @@ class Tracer:
             raise TraceError(f"np.{func.__name__} is not supported in a traced function (at "
                              f"{user_location()}); supported: {', '.join(sorted(_FUNCS))} and the ufuncs")
         return _apply(self.ctx, name, args, kwargs)
+
+
+_REQUIRED = object()
+
+
+def _params(fname: str, args: tuple, kwargs: dict, spec: tuple[tuple[str, Any], ...],
+            aliases: dict[str, str] | None = None) -> dict[str, Any]:
+    """Bind a traced method's arguments as NumPy's signature would; anything it does not take is a
+    TraceError naming it (never silently ignored)."""
+    if len(args) > len(spec):
+        raise TraceError(f"{fname}() got {len(args)} positional arguments in a traced function (at "
+                         f"{user_location()}); it takes {', '.join(n for n, _ in spec)}")
+    out = {name: default for name, default in spec}
+    for (name, _), value in zip(spec, args, strict=False):
+        out[name] = value
+    for key, value in kwargs.items():
+        name = (aliases or {}).get(key, key)
+        if name not in out:
+            raise TraceError(f"{fname}() got an argument {key!r} that the JIT does not support (at "
+                             f"{user_location()}); supported: {', '.join(n for n, _ in spec)}")
+        out[name] = value
+    missing = [n for n, v in out.items() if v is _REQUIRED]
+    if missing:
+        raise TraceError(f"{fname}() is missing {', '.join(missing)} (at {user_location()})")
+    return out
+
+
+def _no_out(fname: str, out: Any) -> None:
+    if out is not None:
+        raise TraceError(f"{fname}(out=...) is not supported in a traced function (at {user_location()}): "
+                         "it writes into an array; use the returned value")
+
+
+def _only_c_order(fname: str, order: Any) -> None:
+    if order not in ("C", None):
+        raise TraceError(f"{fname}(order={order!r}) is not supported in a traced function (at "
+                         f"{user_location()}); only row-major (C) order is traced")
+
+
+def _axes(axis: Any, ndim: int, fname: str) -> tuple[int, ...] | None:
+    """``axis`` as a tuple of in-range axes (None stays None); out of range is an error, as NumPy's."""
+    if axis is None:
+        return None
+    items = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, int | np.integer) or not -max(ndim, 1) <= int(a) < max(ndim, 1):
+            raise TraceError(f"{fname}(axis={axis!r}) is out of range for an array of {ndim} dimensions "
+                             f"(at {user_location()}); NumPy raises AxisError")
+        out.append(int(a))
+    if len({a % max(ndim, 1) for a in out}) != len(out):
+        raise TraceError(f"{fname}(axis={axis!r}) repeats an axis (at {user_location()})")
+    return tuple(out)
 
 
 def _truth_value(ctx: TraceContext, x: Any) -> Any:
@@ -557,46 +658,28 @@ def _resolve_shape(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
 
 
 def _apply(ctx: TraceContext, name: str, args: tuple, kwargs: dict) -> Tracer:
-    """Record a function-style op call (``nd.sum(x, axis=0)``, ``np.where(c, a, b)``)."""
+    """Record a function-style op call (``nd.sum(x, axis=0)``, ``np.where(c, a, b)``): the first
+    argument's method with the rest, so the same argument rules hold for both spellings."""
     kwargs = dict(kwargs)
-    if name in ("sum", "mean", "max", "min"):
+    if not args:
+        raise TraceError(f"{name}() needs an array argument (at {user_location()})")
+    if name in ("sum", "mean", "max", "min", "any", "all", "ravel", "copy", "clip", "transpose", "astype"):
         x = ctx.lift(args[0], None)
-        axis = kwargs.pop("axis", args[1] if len(args) > 1 else None)
-        keepdims = kwargs.pop("keepdims", False)
-        _no_extra(name, kwargs)
-        return x._reduce(name, axis, keepdims)
-    if name == "reshape":
-        shape = kwargs.pop("shape", kwargs.pop("newshape", args[1] if len(args) > 1 else None))
-        _no_extra(name, kwargs)
-        return ctx.lift(args[0], None).reshape(shape)
-    if name == "transpose":
-        axes = kwargs.pop("axes", args[1] if len(args) > 1 else None)
-        _no_extra(name, kwargs)
-        t = ctx.lift(args[0], None)
-        return t.transpose() if axes is None else t.transpose(tuple(axes))
-    if name == "astype":
-        dtype = kwargs.pop("dtype", args[1] if len(args) > 1 else None)
-        _no_extra(name, kwargs)
-        return ctx.lift(args[0], None).astype(dtype)
+        if name == "transpose":
+            p = _params("transpose", args[1:], kwargs, (("axes", None),))
+            return x.transpose() if p["axes"] is None else x.transpose(tuple(p["axes"]))
+        if name == "copy":   # np.copy(a, order='K', subok=False)
+            p = _params("copy", args[1:], kwargs, (("order", "K"), ("subok", False)))
+            return x.copy()
+        if name == "astype":
+            kwargs.pop("device", None)
+        return getattr(x, name)(*args[1:], **kwargs)
+    if name == "reshape":   # np.reshape(a, shape, order='C'), also newshape=
+        p = _params("reshape", args[1:], kwargs, (("shape", _REQUIRED), ("order", "C")), aliases={"newshape": "shape"})
+        return ctx.lift(args[0], None).reshape(p["shape"], order=p["order"])
     if name == "broadcast_to":
-        shape = kwargs.pop("shape", args[1] if len(args) > 1 else None)
-        _no_extra(name, kwargs)
-        return ctx.lift(args[0], None)._view("broadcast_to", shape=tuple(int(s) for s in shape))
-    if name in ("any", "all"):
-        axis = kwargs.pop("axis", args[1] if len(args) > 1 else None)
-        keepdims = kwargs.pop("keepdims", False)
-        _no_extra(name, kwargs)
-        x = ctx.lift(args[0], None)
-        return x.any(axis, keepdims) if name == "any" else x.all(axis, keepdims)
-    if name in ("ravel", "copy"):
-        _no_extra(name, kwargs)
-        x = ctx.lift(args[0], None)
-        return x.ravel() if name == "ravel" else x.copy()
-    if name == "clip":
-        lo = kwargs.pop("a_min", kwargs.pop("min", args[1] if len(args) > 1 else None))
-        hi = kwargs.pop("a_max", kwargs.pop("max", args[2] if len(args) > 2 else None))
-        _no_extra(name, kwargs)
-        return ctx.lift(args[0], None).clip(lo, hi)
+        p = _params("broadcast_to", args[1:], kwargs, (("shape", _REQUIRED), ("subok", False)))
+        return ctx.lift(args[0], None)._view("broadcast_to", shape=tuple(int(s) for s in p["shape"]))
     _no_extra(name, kwargs)
     if name not in _ALIASES.values():
         raise TraceError(f"op {name!r} is not supported in a traced function (at {user_location()})")
@@ -676,6 +759,12 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     if not results:
         raise TraceError("a jitted function must return at least one array")
     for r in results:
+        if isinstance(r, Tracer) and r.stale is not None:
+            raise TraceError(f"{getattr(fn, '__qualname__', fn)} returns a view of an array that was updated in "
+                             f"place at {r.stale}; in NumPy the view sees the update, which the JIT does not "
+                             "model. Take the view after the update, or write the update as a new array")
+    ctx.raw_outputs = {i: r for i, r in enumerate(results) if not isinstance(r, Tracer | np.ndarray)}
+    for r in results:
         if isinstance(r, Tracer) and r.ctx is ctx and ctx.weak.get(r.value):
             raise Concretize(ctx.weak[r.value])   # a returned Python scalar: return the real one
     outs = [ctx.lift(r, None).value for r in results]
@@ -685,34 +774,28 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     return program, ctx
 
 
-_OPERATOR_NAMES = ("__add__", "__sub__", "__mul__", "__truediv__", "__pow__", "__matmul__", "__neg__",
-                   "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__array_ufunc__",
-                   "__array_function__", "sum", "mean", "max", "min", "reshape", "transpose", "astype")
-_SUBCLASS_OK: dict[type, bool] = {}
+# ndarray subclasses that compute exactly as ndarray does (memmap only maps a file)
+_PLAIN_SUBCLASSES = frozenset({np.memmap})
 
 
 def check_array_type(a: Any, what: str) -> None:
-    """Refuse an ndarray subclass whose operators mean something else (``np.matrix``: ``*`` is a
-    matrix product; masked arrays skip masked elements): traced as a plain array, it would give
-    another answer than the plain function. Subclasses that only add attributes (``np.memmap``)
-    compute as ndarray does and are accepted."""
+    """Refuse ndarray subclasses other than ``np.memmap``. Why: a subclass may give its operators
+    or methods another meaning (``np.matrix``'s ``*`` is a matrix product, a masked array skips
+    masked values, a user class may override ``__rsub__`` or ``T``) and returns its own type;
+    traced as a plain array it would give another answer, or another type once compiled."""
     t = type(a)
-    if t is np.ndarray or not isinstance(a, np.ndarray):
+    if t is np.ndarray or t in _PLAIN_SUBCLASSES or not isinstance(a, np.ndarray):
         return
-    ok = _SUBCLASS_OK.get(t)
-    if ok is None:
-        ok = _SUBCLASS_OK[t] = all(getattr(t, name, None) is getattr(np.ndarray, name, None)
-                                   for name in _OPERATOR_NAMES)
-    if not ok:
-        raise TraceError(f"{what} is a {t.__module__}.{t.__qualname__}, an ndarray subclass whose operators "
-                         "differ from NumPy arrays' (np.matrix multiplies matrices with *, masked arrays skip "
-                         "masked values); the JIT computes on plain arrays, so it would give another answer. "
-                         "Pass np.asarray(x) (or x.filled(...) for a masked array) if that is what you mean")
+    raise TraceError(f"{what} is a {t.__module__}.{t.__qualname__}, an ndarray subclass; the JIT computes on "
+                     "plain arrays, which may not be what the subclass means (np.matrix multiplies matrices "
+                     "with *, masked arrays skip masked values). Pass np.asarray(x) (or x.filled(...) for a "
+                     "masked array) if that is what you mean")
 
 
 def is_array(a: Any) -> bool:
-    """True for NumPy/CuPy arrays (traced as inputs); False for static arguments."""
-    return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic)
+    """True for NumPy/CuPy arrays (traced as inputs); False for static arguments (scalar types
+    such as ``np.float32`` have ``shape``/``dtype`` attributes too)."""
+    return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic | type)
 
 
 __all__ = ["Concretize", "TraceContext", "Tracer", "is_array", "check_array_type", "trace", "trace_with_context",
