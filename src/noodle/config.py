@@ -136,7 +136,8 @@ FIELDS: tuple[Field, ...] = (
     Field("distributed_cache", _FX + "DISTRIBUTED_CACHE", False, _parse_bool, "true or false",
           "use the Redis tier by default"),
     Field("cache_warming", _FX + "CACHE_WARMING", True, _parse_bool, "true or false",
-          "snapshot the hottest entries at shutdown and load them at start"),
+          "snapshot the hottest entries at shutdown (a new manager loads one only when asked: "
+          "snapshot=True or load_snapshot())"),
     Field("redis_url", "NOODLE_REDIS_URL", None, _optional_text, "a redis:// URL",
           "Redis server for the shared cache tier"),
     Field("cache_redis_timeout", "NOODLE_CACHE_REDIS_TIMEOUT", 0.5, _float_range(0.0, 60.0, lo_open=True),
@@ -170,7 +171,7 @@ FIELDS: tuple[Field, ...] = (
     Field("metrics_retention", _FX + "METRICS_RETENTION", 86400, _int_range(1), "an integer >= 1 (seconds)",
           "how long history is kept"),
     Field("alert_threshold", _FX + "ALERT_THRESHOLD", 0.8, _float_range(0.0, 1.0), "a number in [0, 1]",
-          "default utilisation threshold for alerts"),
+          "memory (and GPU memory) use that raises an alert; a busy CPU is a bottleneck, not an alert"),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
