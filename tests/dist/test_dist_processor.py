@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import time
 
 import dist_workfns as w
@@ -46,6 +47,13 @@ def test_reduce_on_workers_keeps_input_order(proc):
     assert proc.map(w.square, range(1000), chunk_size=13, reduce=max) == 999 * 999
     with pytest.raises(DistError, match="at least one item"):
         proc.map(w.square, [], reduce=max)
+
+
+def test_reduce_of_a_single_chunk_returns_its_value(proc):
+    """One chunk: the reduction's result is that chunk's own future, which must not be released
+    before it is read (it was, once finished chunks were released as they arrived)."""
+    assert proc.map(len, ["tasks", "on", "dask"], reduce=operator.add) == 11
+    assert proc.map(w.square, [7], reduce=max) == 49
 
 
 def test_a_raising_item_names_its_chunk_and_keeps_its_type(proc):

@@ -109,8 +109,11 @@ class MapRun:
         listed = ", ".join(f"{i} (items {self.chunks[i].start}..{self.chunks[i].stop - 1})" for i in sorted(others))
         return f". Also failed for killed workers: chunk {listed}"
 
-    def _completed(self) -> Iterator[tuple[Any, Any]]:
+    def _completed(self, keep: Any = None) -> Iterator[tuple[Any, Any]]:
         """(future, (worker, value)) as chunks finish; raises on the first failed or cancelled chunk.
+
+        ``keep``: a future not to release (a reduction's final value, which is a chunk's own future
+        when there is only one chunk).
 
         Each finished chunk's future is released as soon as its result is here
         (every chunk that finished meanwhile with it, before any is handed on):
@@ -128,7 +131,8 @@ class MapRun:
                     if future.status != "finished":
                         raise self._fail(future, result)
                 for future, _ in batch:  # a reduction's combine tasks still hold theirs on the scheduler
-                    future.release()
+                    if future is not keep:
+                        future.release()
                 yield from batch
         finally:
             self._finish()
@@ -164,7 +168,7 @@ class MapRun:
                      for part in group(layer, REDUCE_FAN_IN)]
             TASKS.labels("submitted").inc(len(layer))
         final = layer[0]
-        for future, (worker, _) in self._completed():
+        for future, (worker, _) in self._completed(keep=final):
             self.progress.chunk_done(len(self.chunks[self.index[future.key]]), worker)
         try:
             worker, value = final.result(timeout=self.stall)
