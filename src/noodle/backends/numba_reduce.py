@@ -1,0 +1,310 @@
+"""The defined-order float sum over axes (:mod:`noodle.ir.reduction`) as Numba kernels.
+
+Why: :func:`noodle.ir.reduction.ordered_sum` is the definition, written with NumPy: Python loops
+over the lane steps and copies of the reduced values, 5-12x slower than NumPy's own (unordered)
+sum for an axis reduction. These kernels follow the same order, element by element, so they
+give the same bits, at about the speed of a plain loop:
+
+* ``inner``: values as (M, R) with the reduced axis contiguous. An item is one chunk of one
+  row: eight lanes (one ``<8 x double>`` vector in registers, see :func:`_lanes`; the order of
+  ``lane_reduce`` in :mod:`noodle.backends.numba_codegen`), element ``t`` of the chunk into
+  lane ``t % 8``, the tail of a short chunk into lanes ``0 .. tail-1``, then
+  ``((lane0 + lane1) + ...) + lane7``;
+* ``outer``: values as (P, R, Q) with the kept axis Q contiguous. An item is one chunk of a
+  block of columns: lanes as an (8, block) array, ``lanes[t % 8, :] += X[t, :]``, then the
+  lanes of each column added in order;
+* both write one value per (output element, chunk); the chunk values are then added in order
+  per output element (:func:`noodle.ir.reduction.combine_chunks`). Items are independent, so
+  neither the thread count nor the blocking changes a bit.
+
+Every value is converted to float64 before it is added, each lane starts from ``-0.0`` (``-0.0
++ v == v`` for every ``v``, so this is the definition's "the first element"), and a NaN result
+is the canonical quiet NaN. The reduced axes are reshaped, not copied, when they are one run
+of axes (leading, trailing, or in the middle: (P, R, Q)); otherwise the kept axes are moved to
+the front in one copy (the definition's own ``_rows``) and ``inner`` runs.
+
+Example::
+
+    >>> import numpy as np
+    >>> float(ordered_sum_fast(np.arange(10.0), (0,)))
+    45.0
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import get_num_threads, njit, prange, types
+from numba.extending import intrinsic
+
+from noodle.ir.reduction import CHUNK, LANES, combine_chunks
+
+assert LANES == 8 and CHUNK % LANES == 0   # the kernels below spell the lane count out
+
+PARALLEL_MIN = 1 << 20   # elements; below this the serial variants run (thread start-up: ~20 µs)
+BLOCK_MAX = 512          # columns per outer item: (8, 512) float64 lanes = 32 KiB
+NARROW = 16              # kept extents below this: copy to (M, R) and run inner instead
+
+_OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
+_fallback_lock = threading.Lock()
+
+
+# ------------------------------------------------------------------------------ the work
+@intrinsic
+def _lanes(typingctx: Any, row: Any, start: Any, steps: Any) -> Any:  # pragma: no cover - compiled
+    """The eight lanes of ``row[start : start + 8 * steps]``: lane ``u`` is ``row[start + 8q + u]``
+    for ``q = 0, 1, ...`` converted to float64 and added in order, starting from ``-0.0``.
+
+    Why an intrinsic: the lanes are one ``<8 x double>`` value in registers, added with vector
+    ``fadd`` (each element is an IEEE add of its own lane: the same bits as eight scalar
+    chains). Numba turns off LLVM's SLP vectorizer and cannot tell the loop vectorizer that a
+    lane array does not alias the values, so the plain eight-step loop stays scalar, storing
+    every lane on every step: 2.5-3x slower here (0.2-0.35 ns an element against 0.08-0.11).
+    """
+    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
+            and row.dtype in (types.float32, types.float64)):
+        return None
+    ret = types.UniTuple(types.float64, 8)
+    sig = ret(row, types.intp, types.intp)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        rowv, startv, stepsv = args
+        ary = context.make_array(sig.args[0])(context, builder, rowv)
+        i64, f64 = ir.IntType(64), ir.DoubleType()
+        elt = context.get_data_type(sig.args[0].dtype)
+        vin, vacc = ir.VectorType(elt, 8), ir.VectorType(f64, 8)
+        align = 4 if sig.args[0].dtype == types.float32 else 8
+        base = builder.gep(ary.data, [startv])
+        pre = builder.basic_block
+        head = builder.append_basic_block("lanes.head")
+        body = builder.append_basic_block("lanes.body")
+        done = builder.append_basic_block("lanes.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        q = builder.phi(i64)
+        acc = builder.phi(vacc)
+        q.add_incoming(ir.Constant(i64, 0), pre)
+        acc.add_incoming(ir.Constant(vacc, [-0.0] * 8), pre)
+        builder.cbranch(builder.icmp_signed("<", q, stepsv), body, done)
+        builder.position_at_end(body)
+        ptr = builder.gep(base, [builder.mul(q, ir.Constant(i64, 8))])
+        v = builder.load(builder.bitcast(ptr, vin.as_pointer()), align=align)
+        if elt != f64:
+            v = builder.fpext(v, vacc)
+        nxt = builder.fadd(acc, v)
+        q.add_incoming(builder.add(q, ir.Constant(i64, 1)), body)
+        acc.add_incoming(nxt, body)
+        builder.branch(head)
+        builder.position_at_end(done)
+        out = context.get_constant_undef(ret)
+        for u in range(8):
+            out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(ir.IntType(32), u)), u)
+        return out
+
+    return sig, codegen
+
+
+@njit(**_OPTS)
+def _inner_items(x: Any, part: Any, lo: int, hi: int) -> None:   # pragma: no cover - compiled
+    """Items ``lo .. hi`` of (M, R) ``x``: item k is chunk ``k % nch`` of row ``k // nch``;
+    its value goes to ``part[row, chunk]``."""
+    r = x.shape[1]
+    nch = part.shape[1]
+    lane = np.empty(8, np.float64)
+    for k in range(lo, hi):
+        i = k // nch
+        c = k - i * nch
+        row = x[i]
+        s = c * CHUNK
+        n = min(CHUNK, r - s)
+        nq = n // 8
+        full = _lanes(row, s, nq)   # the chunk's whole steps of eight
+        for u in range(8):
+            lane[u] = full[u]
+        jt = s + nq * 8             # a short last chunk's tail: lanes 0 .. tail-1
+        for u in range(n - nq * 8):
+            lane[u] += np.float64(row[jt + u])
+        acc = lane[0]
+        for u in range(1, 8):
+            acc += lane[u]
+        part[i, c] = acc
+
+
+@njit(**_OPTS)
+def _outer_items(x: Any, part: Any, lo: int, hi: int, block: int) -> None:  # pragma: no cover
+    """Items ``lo .. hi`` of (P, R, Q) ``x``: item k is (p, column block, chunk), chunk fastest;
+    the chunk's value of each column goes to ``part[p, chunk, column]``."""
+    r = x.shape[1]
+    q = x.shape[2]
+    nch = part.shape[1]
+    nbq = (q + block - 1) // block
+    lanes = np.empty((8, block), np.float64)
+    for k in range(lo, hi):
+        p = k // (nbq * nch)
+        rem = k - p * (nbq * nch)
+        cb = rem // nch
+        c = rem - cb * nch
+        c0 = cb * block
+        w = min(block, q - c0)
+        s = c * CHUNK
+        n = min(CHUNK, r - s)
+        for u in range(8):
+            for j in range(w):
+                lanes[u, j] = -0.0
+        for t in range(n):
+            src = x[p, s + t, c0:c0 + w]
+            dst = lanes[t & 7]
+            for j in range(w):
+                dst[j] += np.float64(src[j])
+        out = part[p, c, c0:c0 + w]
+        for j in range(w):
+            acc = lanes[0, j]
+            for u in range(1, 8):
+                acc += lanes[u, j]
+            out[j] = acc
+
+
+# ------------------------------------------------------------------- parallel drivers
+@njit(parallel=True, **_OPTS)
+def _inner_par(x: Any, part: Any, nblocks: int) -> None:  # pragma: no cover - compiled
+    items = part.shape[0] * part.shape[1]
+    per = (items + nblocks - 1) // nblocks
+    for b in prange(nblocks):
+        lo = b * per
+        _inner_items(x, part, lo, min(items, lo + per))
+
+
+@njit(parallel=True, **_OPTS)
+def _outer_par(x: Any, part: Any, block: int, nblocks: int) -> None:  # pragma: no cover
+    nbq = (x.shape[2] + block - 1) // block
+    items = part.shape[0] * part.shape[1] * nbq
+    per = (items + nblocks - 1) // nblocks
+    for b in prange(nblocks):
+        lo = b * per
+        _outer_items(x, part, lo, min(items, lo + per), block)
+
+
+# ------------------------------------------------------------------------ the driver
+def _canonical_layout(shape: tuple[int, ...], axes: tuple[int, ...]) -> list[tuple[int, bool]]:
+    """``shape`` without its size-1 dims, neighbours of the same kind (reduced or kept) merged:
+    (extent, reduced) runs. Neither changes the row-major order of the reduced elements."""
+    runs: list[tuple[int, bool]] = []
+    for d, s in enumerate(shape):
+        if s == 1:
+            continue
+        red = d in axes
+        if runs and runs[-1][1] == red:
+            runs[-1] = (runs[-1][0] * s, red)
+        else:
+            runs.append((s, red))
+    return runs
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _threads() -> int:
+    return max(1, int(get_num_threads()))
+
+
+def _launch(par: Any, ser: Any, size: int) -> None:
+    """``par()`` for large work, else ``ser()``; one parallel launch at a time (Numba's
+    ``workqueue`` layer aborts on two), the same lock as the fused kernels'."""
+    if size < PARALLEL_MIN or _threads() == 1:
+        ser()
+        return
+    try:
+        from noodle.backends import numba_cpu  # noqa: PLC0415 - numba_cpu imports split_reduce
+        lock = numba_cpu._par_lock
+    except Exception:  # pragma: no cover - the backend module failed to import
+        lock = _fallback_lock
+    if lock.acquire(blocking=False):
+        try:
+            par()
+        finally:
+            lock.release()
+    else:
+        ser()
+
+
+def _inner(x2: np.ndarray) -> np.ndarray:
+    """(M, R) C-contiguous float32/float64, R > 0 -> (M,) float64."""
+    m, r = x2.shape
+    nch = _cdiv(r, CHUNK)
+    part = np.empty((m, nch), np.float64)
+    items = m * nch
+    nblocks = min(items, 4 * _threads())
+    _launch(lambda: _inner_par(x2, part, nblocks), lambda: _inner_items(x2, part, 0, items), x2.size)
+    return part[:, 0] if nch == 1 else combine_chunks(part)
+
+
+def _outer(x3: np.ndarray) -> np.ndarray:
+    """(P, R, Q) C-contiguous float32/float64, R > 0 -> (P, Q) float64."""
+    p, r, q = x3.shape
+    nch = _cdiv(r, CHUNK)
+    part = np.empty((p, nch, q), np.float64)
+    threads = _threads()
+    block = BLOCK_MAX
+    if p * nch < 2 * threads:   # few (p, chunk) pairs: narrower column blocks, more items
+        want = _cdiv(2 * threads, p * nch)
+        block = min(BLOCK_MAX, max(64, _cdiv(_cdiv(q, want), 16) * 16))
+    block = min(block, _cdiv(q, 8) * 8)
+    items = p * nch * _cdiv(q, block)
+    nblocks = min(items, 4 * threads)
+    _launch(lambda: _outer_par(x3, part, block, nblocks),
+            lambda: _outer_items(x3, part, 0, items, block), x3.size)
+    if nch == 1:
+        return part[:, 0, :]
+    return combine_chunks(np.moveaxis(part, 1, 2))
+
+
+def ordered_sum_fast(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """:func:`noodle.ir.reduction.ordered_sum` of a float NumPy array over ``axes`` (sorted,
+    non-negative), bit for bit, as float64 of the kept shape; a NaN result is ``np.nan``."""
+    x = np.asarray(values)
+    axes = tuple(sorted({int(a) % x.ndim for a in axes})) if x.ndim else ()
+    kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
+    if x.size == 0:   # an empty reduction is +0.0 (as the definition); nothing kept: empty
+        return np.zeros(kept_shape, np.float64)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)   # as the definition: values converted to float64 first
+    runs = _canonical_layout(x.shape, axes)
+    kinds = [red for _, red in runs]
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    if not any(kinds):   # nothing reduced that has more than one element: the values themselves
+        out = x.astype(np.float64).reshape(kept_shape)
+        return _canonical_nan(out + -0.0)   # -0.0 + v, as a lane adds its one element
+    if kinds in ([True], [False, True]):
+        m = math.prod(kept_shape)
+        out = _inner(x.reshape(m, x.size // m))
+    elif kinds in ([True, False], [False, True, False]):
+        ext = [e for e, _ in runs]
+        if kinds == [True, False]:
+            ext = [1, *ext]
+        p, r, q = ext
+        if q < NARROW:
+            out = _inner(np.ascontiguousarray(x.reshape(p, r, q).transpose(0, 2, 1)).reshape(p * q, r))
+        else:
+            out = _outer(x.reshape(p, r, q))
+    else:   # reduced runs apart: the kept axes first, the reduced last (one copy)
+        kept = [d for d in range(x.ndim) if d not in axes]
+        moved = np.ascontiguousarray(np.transpose(x, kept + list(axes)))
+        m = math.prod(kept_shape)
+        out = _inner(moved.reshape(m, x.size // m))
+    return _canonical_nan(np.ascontiguousarray(out).reshape(kept_shape))
+
+
+def _canonical_nan(out: np.ndarray) -> np.ndarray:
+    nan = np.isnan(out)
+    if nan.any():
+        out = np.where(nan, np.nan, out)
+    return out
+
+
+__all__ = ["ordered_sum_fast"]
