@@ -319,8 +319,9 @@ def lane_reduce(spec: KernelSpec, e: _Emitter, p: Plan, targets: set[int], start
     ``acc0``, in the defined order (:mod:`noodle.ir.reduction`): element ``t`` of the chunk goes
     to lane ``t % LANES``, each lane adds in order, then the lanes are added in order.
 
-    The lanes are a small array updated in an inner loop of ``LANES`` steps, which LLVM turns
-    into vector operations (eight scalar accumulators were 2.6x slower in float64 here).
+    The lanes are a small array updated in an inner loop of ``LANES`` steps (eight scalar
+    accumulators measured 2.6x slower in float64 here; LLVM does not vectorize either form, since
+    Numba turns off its SLP vectorizer: ``backends/numba_reduce.py`` shows a vector form).
     ``loads(index) -> {value: expression}`` reads the arrays at a position; ``extra(index)`` adds
     loads (scratch buffers); outputs (if ``out_prefix``) are stored at the same positions.
     """
