@@ -24,10 +24,8 @@ def _traces() -> dict[str, np.ndarray]:
 
 
 TRACES = _traces()
-# how far below the best of LRU and LFU adaptive may land. The drifting hot set is a known gap
-# (issue 10, point 10, still open): adaptive trails LRU by ~0.045 on this short trace because the
-# shadow-LRU jump waits out one warm-up sample; bench_cache reports it as a FAIL row.
-SLACK = {"drifting": 0.05}
+# how far below the best of LRU and LFU adaptive may land
+SLACK: dict[str, float] = {}
 
 
 @pytest.mark.parametrize("name", sorted(TRACES))

@@ -47,6 +47,8 @@ from noodle.errors import CacheEncodingError, CacheError
 _DEFAULT: Any = object()
 _monotonic = time.monotonic
 _perf = time.perf_counter
+# values codec.nbytes_of sizes as 32 bytes without looking inside: the plain set skips the call
+_FIXED_SIZE = frozenset({int, float, bool, complex, type(None)})
 
 
 
@@ -130,6 +132,9 @@ class CacheManager(LoadingMixin):
         self._snapshot_on = settings.cache_warming if snapshot is None else bool(snapshot)
         self.snapshot_entries = snapshot_entries
         self.get = self._build_get()  # type: ignore[method-assign]
+        fast_set = self._build_set()
+        if fast_set is not None:
+            self.set = fast_set  # type: ignore[method-assign]
         if snapshot:
             self.load_snapshot()
         if self._snapshot_on:
@@ -220,28 +225,28 @@ class CacheManager(LoadingMixin):
         return self._slow_get(key, default)
 
     def _build_get(self) -> Callable[[Hashable, Any], Any]:
-        """The instance's ``get``: a closure over locals, so a local hit touches no attribute lookups."""
-        lock = self._lock
-        policy = self._policy
-        mono = _monotonic
-        slow = self._slow_get
-        distributed = self._redis is not None
-        if policy.name in ("lru", "ttl") and not distributed:
-            data = policy._data
-            lookup = data.get
-            touch = data.move_to_end
-        else:
-            lookup = policy.get
-            touch = None
+        """The instance's ``get``: a closure over locals, so a local hit touches no attribute lookups.
+
+        Without a Redis tier the hit follows the policy's :class:`~noodle.cache.policies.HitPath`
+        (no lock); a key its ``lookup`` does not find takes the locked path. With a Redis tier
+        every read takes the locked path (keys are canonicalized and misses go on to Redis).
+        """
         if not self.local_tier:
-            return slow
+            return self._slow_get
+        path = self._policy.hit_path() if self._redis is None else None
+        if path is None:
+            return self._locked_get
+        lock = self._lock
+        mono = _monotonic
+        count_hit = self._hit_counter.__next__
+        lookup, touch, buffer, buffer_max, flush = path
+        if buffer is None:
+            assert touch is not None
+            slow = self._slow_get
 
-        if touch is not None:
-            # LRU/TTL hit path without the lock: under the GIL each OrderedDict call is atomic, and a
-            # key evicted between the lookup and move_to_end raises KeyError, which is harmless (the
-            # value read was current when read). Hits are counted by itertools.count (atomic).
-            count_hit = self._hit_counter.__next__
-
+            # LRU/TTL: under the GIL each OrderedDict call is atomic, and a key evicted between the
+            # lookup and move_to_end raises KeyError, which is harmless (the value read was current
+            # when read). Hits are counted by itertools.count (atomic).
             def get(key: Hashable, default: Any = None) -> Any:
                 try:
                     entry = lookup(key, MISSING)
@@ -257,41 +262,53 @@ class CacheManager(LoadingMixin):
                         count_hit()
                         return entry.value
                 return slow(key, default)
-        elif policy.name == "adaptive" and not distributed:
-            # Adaptive: a hit in the protected segment (the hot keys: most hits) skips the lock the
-            # same way, and appends the key to the policy's hit buffer (list.append is atomic); the
-            # buffer is applied to the frequency sketch under the lock when full. Window and
-            # probation hits move entries between segments, so they take the locked path.
-            count_hit = self._hit_counter.__next__
-            protected = policy.protected
-            plookup = protected.get
-            ptouch = protected.move_to_end
-            buffer = policy._hit_buffer
-            buffer_max = policy._buffer_max
-            flush = policy.flush
-            locked = self._locked_get
 
+            return get
+        append = buffer.append
+        locked = self._locked_get
+        if touch is None:
+            # LFU: a hit is a lookup and a list append (list.append is atomic); the buffer is
+            # counted by the policy under the lock when full
             def get(key: Hashable, default: Any = None) -> Any:
                 try:
-                    entry = plookup(key, MISSING)
+                    entry = lookup(key, MISSING)
                 except TypeError:
                     raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
                 if entry is not MISSING:
                     expires = entry.expires
                     if entry.limits is None and (not expires or expires > mono()):
-                        try:
-                            ptouch(key)
-                        except KeyError:
-                            pass
-                        buffer.append(key)
+                        append(key)
                         if len(buffer) >= buffer_max:
                             with lock:
                                 flush()
                         count_hit()
                         return entry.value
                 return locked(key, default)
-        else:
-            get = self._locked_get
+
+            return get
+
+        # adaptive: a hit in the protected segment (the hot keys) is lock-free; window and probation
+        # hits move entries between segments and take the locked path
+        def get(key: Hashable, default: Any = None) -> Any:
+            try:
+                entry = lookup(key, MISSING)
+            except TypeError:
+                raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+            if entry is not MISSING:
+                expires = entry.expires
+                if entry.limits is None and (not expires or expires > mono()):
+                    try:
+                        touch(key)
+                    except KeyError:
+                        pass
+                    append(key)
+                    if len(buffer) >= buffer_max:
+                        with lock:
+                            flush()
+                    count_hit()
+                    return entry.value
+            return locked(key, default)
+
         return get
 
     def _locked_get(self, key: Hashable, default: Any = None) -> Any:
@@ -306,6 +323,11 @@ class CacheManager(LoadingMixin):
                     if entry.limits is None and (not expires or expires > _monotonic()):
                         self._hits += 1
                         return entry.value
+                elif self._redis is None:
+                    # a plain miss with nowhere else to look: counted here, so the policy sees one
+                    # look (the slow path would take the lock and ask it again)
+                    self.misses += 1
+                    return default
         except TypeError:
             raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
         return self._slow_get(key, default)
@@ -442,6 +464,58 @@ class CacheManager(LoadingMixin):
         if dependents or self._tags.get(dep):
             self._cascade([], [dep])
         return stored
+
+    def _build_set(self) -> Callable[..., bool] | None:
+        """The instance's ``set`` for a local-only manager without a byte bound, or None.
+
+        Why: a miss-heavy workload pays ``set`` on every miss, and most sets are plain (no ttl,
+        tags, dependencies or limits). A plain set builds its entry outside the lock, sizes
+        scalars without a call, and under the lock does only ``pop`` and ``put``: with no tagged
+        entry resident (the tag index empty) there is nothing to unindex and no dependent to
+        invalidate. Every other set, and every set while tagged entries are resident, is
+        :meth:`set` itself.
+        """
+        if (self._redis is not None or not self.local_tier or self.max_bytes is not None
+                or type(self).set is not CacheManager.set):
+            return None
+        general = CacheManager.set.__get__(self)
+        acquire, release, tag_index, policy = self._lock.acquire, self._lock.release, self._tags, self._policy
+        contains, pop, put = policy.contains, policy.pop, policy.put
+        default_ttl = self.default_ttl
+        new, entry_cls, mono = object.__new__, _Entry, _monotonic
+        fixed, nbytes_of = _FIXED_SIZE, codec.nbytes_of
+        manager = self
+
+        def set(key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = (),
+                depends_on: Iterable[Hashable] = (), max_idle: float | None = None,
+                max_hits: int | None = None) -> bool:
+            if ttl is None and not tags and not depends_on and max_idle is None and max_hits is None:
+                entry = new(entry_cls)
+                entry.value = value
+                entry.expires = mono() + default_ttl if default_ttl else 0.0
+                entry.size = size = 32 if type(value) in fixed else nbytes_of(value)
+                entry.tags = ()
+                entry.limits = None
+                acquire()  # (acquire/release: half the cost of ``with lock``)
+                try:
+                    if not tag_index:
+                        if contains(key):
+                            size -= pop(key).size
+                        evicted = put(key, entry)
+                        if evicted:
+                            for item in evicted:
+                                size -= item[1].size
+                            manager.evictions += len(evicted)
+                        manager._bytes += size
+                        return True
+                except TypeError:
+                    raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+                finally:
+                    release()
+            return general(key, value, ttl, tags, depends_on, max_idle, max_hits)
+
+        set.__doc__ = CacheManager.set.__doc__
+        return set
 
     def _check_open(self) -> None:
         if self._closed:
@@ -624,6 +698,7 @@ class CacheManager(LoadingMixin):
             return
         self._closed = True
         self.get = self._closed_get  # type: ignore[method-assign]
+        self.__dict__.pop("set", None)  # the plain-set closure: set() raises once closed
         if self._snapshot_on:
             try:
                 self.save_snapshot()

@@ -3,8 +3,8 @@
 Why here and not only in the benchmark: the replay must give the hit ratio
 users get. :func:`manager_hit_ratio` drives a real :class:`CacheManager`
 (``get``; on a miss, ``set``); :func:`hit_ratio` replays the same trace through
-a bare policy with the calls the manager makes (a miss looks twice, a set
-pops before it puts), a few times faster, and a test holds the two equal.
+a bare policy with the calls the manager makes (a set pops a resident key
+before it puts), a few times faster, and a test holds the two equal.
 Traces are generated with NumPy (fast, seeded) and come in two families:
 frequency-biased (Zipf, scan-polluted: LFU and TinyLFU win) and
 recency-biased (shifting working sets, bursts, a drifting hot set: LRU wins),
@@ -88,8 +88,8 @@ def drifting_trace(n: int, capacity: int, rng: np.random.Generator) -> np.ndarra
 def hit_ratio(policy_name: str, trace: np.ndarray, capacity: int) -> float:
     """Replay ``trace`` through a fresh policy making the calls a CacheManager makes.
 
-    A manager's miss calls ``get`` twice (its locked path, then its slow path)
-    and its ``set`` pops the key before ``put``; hits in the policy's
+    A manager's miss calls ``get`` once (the lock-free lookup, then the policy
+    under the lock) and its ``set`` pops a resident key before ``put``; hits in the policy's
     :class:`~noodle.cache.policies.HitPath` are applied as the manager's
     lock-free path applies them. Equal to :func:`manager_hit_ratio` (tested).
     """
@@ -113,7 +113,6 @@ def hit_ratio(policy_name: str, trace: np.ndarray, capacity: int) -> float:
         elif get(key) is not MISSING:
             hits += 1
         else:
-            get(key)
             pop(key)
             put(key, True)
     return hits / len(trace)
