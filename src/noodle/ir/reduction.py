@@ -104,9 +104,12 @@ def _lane_sums(blocks: Any, xp: Any) -> Any:
 
 
 def combine_chunks(chunks: Any, xp: Any = np) -> Any:
-    """Chunk values (..., n) added in order: ``((c0 + c1) + c2) + ...`` (a cumulative sum is
-    sequential by definition)."""
-    return xp.cumsum(chunks, axis=-1)[..., -1]
+    """Chunk values (..., n) added in order: ``((c0 + c1) + c2) + ...`` (NumPy's cumulative sum is
+    sequential by definition; CuPy's is a parallel scan, so CuPy's chunk values, a few per
+    output, are added on the host)."""
+    if xp is np:
+        return np.cumsum(chunks, axis=-1)[..., -1]
+    return xp.asarray(np.cumsum(xp.asnumpy(chunks), axis=-1)[..., -1])
 
 
 def canonical_nan(result: Any) -> Any:
