@@ -57,10 +57,38 @@ def test_script_without_main_guard_fails_fast_naming_the_guard(tmp_path):
     assert out.returncode != 0, text[-2000:]
     assert seconds < 10, (seconds, text[-2000:])
     assert 'if __name__ == "__main__":' in text and "main()" in text, text[-2000:]
-    assert "DistError" in text
-    # before: 61-121 s and hundreds of lines; Dask still echoes the failed worker start a few times
-    assert text.count("Traceback") <= 8 and len(text.splitlines()) < 150, text[-3000:]
+    # before: 61-121 s and hundreds of lines of Dask tracebacks ('Nanny failed to start', 'Task exception was
+    # never retrieved'); now the one DistError showing the guard, with its own short traceback and nothing else
+    assert text.count("Traceback") == 1 and text.startswith("Traceback (most recent call last):"), text[-3000:]
+    frames, sep, message = text.partition("noodle.errors.DistError: ")
+    assert sep and 'no \'if __name__ == "__main__":\' guard' in message, text[-3000:]
+    assert len(frames.splitlines()) <= 14, frames  # the header and the frames script -> map -> start
+    assert "Nanny" not in text and "distributed" not in text and "tornado" not in text, text[-3000:]
+    assert len(message.splitlines()) <= 20, message
     print(f"unguarded script failed in {seconds:.1f} s with {len(text.splitlines())} lines of output")
+
+
+def test_workers_that_fail_to_start_for_another_reason_fail_fast_and_keep_the_log(tmp_path):
+    """Only the unguarded re-import is silenced: any other failed worker start keeps Dask's log (it says why)."""
+    script = tmp_path / "child_fails.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing
+
+        if multiprocessing.current_process().name != "MainProcess":
+            raise RuntimeError("boom in the worker's import")
+        from noodle.dist import Processor
+
+        if __name__ == "__main__":
+            with Processor(n_workers=1, port=0) as proc:
+                print(proc.map(abs, [-1, -2]))
+    """))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    seconds = time.monotonic() - t0
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and seconds < 15, (seconds, text[-2000:])
+    assert "boom in the worker's import" in text and "failed to start" in text, text[-2000:]
+    assert "__main__" not in text.split("noodle.errors.DistError")[-1], text[-2000:]
 
 
 # 13 ----------------------------------------------------------------------------------------------

@@ -116,9 +116,9 @@ def _refuse_unguarded_start() -> None:
         except OSError:
             pass
         else:
-            # Give the parent (it polls the report every 50 ms) time to start closing its cluster quietly:
-            # a worker that dies first makes Dask log tracebacks that bury the one message that matters.
-            time.sleep(1.5)
+            # Exit at once (status 3) rather than raise: a traceback from every worker would bury the parent's
+            # one message. The parent's Dask then fails this worker's nanny; _QuietFailedStart drops those
+            # echoes because this report exists.
             raise SystemExit(3)
     raise DistError("a Processor was started while a spawned process imported the main script.\n" + GUARD_HELP)
 
@@ -215,13 +215,36 @@ class _QuietPickleErrors(logging.Filter):
 
 
 class _QuietFailedStart(logging.Filter):
-    """After noodle reported why its workers could not start, drops Dask's echoes of that failure
-    ('Nanny failed to start', logged by asyncio and tornado whenever the failed tasks are collected)."""
+    """Once a worker reported an unguarded re-import, drops Dask's echoes of the doomed start.
 
-    until = 0.0
+    Why: the workers exit, so Dask fails their nannies and reports it several times over ('Nanny failed
+    to start' from tornado's callback handler, asyncio's 'Task exception was never retrieved' when the
+    gathered start tasks are collected, possibly only at interpreter exit): ~90 lines of tracebacks that
+    bury the one message that matters, noodle's DistError showing the guard. The filter is tripped by the
+    report file itself (a record logged before noodle's poll saw it is dropped too) and only ever drops
+    records about starting or closing nannies and workers; ``watch`` re-arms it for the next start.
+    """
+
+    _ECHOES = ("failed to start", "Task exception was never retrieved", "exited with status",
+               "Nanny", "nanny", "Worker process", "CommClosedError", "Stream is closed")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report: str | None = None
+        self.tripped = False
+
+    def watch(self, report: str) -> None:
+        self.report, self.tripped = report, False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (time.monotonic() < self.until and "Nanny failed to start" in record.getMessage())
+        if not self.tripped:
+            if self.report is None or not os.path.exists(self.report):
+                return True
+            self.tripped = True
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {type(record.exc_info[1]).__name__} {record.exc_info[1]}"
+        return not any(echo in text for echo in self._ECHOES)
 
 
 _FAILED_START = _QuietFailedStart()
@@ -230,11 +253,22 @@ _QUIET = _QuietPickleErrors()
 
 def _install_log_filters() -> None:
     """Attach noodle's filters to Dask's loggers (after importing distributed: its logging setup resets them)."""
-    for name, filt in (("asyncio", _FAILED_START), ("tornado.application", _FAILED_START),
-                       ("distributed.protocol.pickle", _QUIET), ("distributed.protocol.core", _QUIET)):
+    quiet_start = ("asyncio", "tornado.application", "distributed.nanny", "distributed.deploy.spec",
+                   "distributed.core", "distributed.process", "distributed.worker", "distributed.scheduler")
+    for name, filt in ([(n, _FAILED_START) for n in quiet_start]
+                       + [("distributed.protocol.pickle", _QUIET), ("distributed.protocol.core", _QUIET)]):
         logger = logging.getLogger(name)
         if filt not in logger.filters:
             logger.addFilter(filt)
+
+
+def _failed_nannies(cluster: Any) -> int:
+    """How many of a local cluster's nannies gave up starting their worker process (Dask lists its nannies
+    once every start attempt has ended, and then never retries)."""
+    from distributed.core import Status
+
+    return sum(1 for nanny in list(getattr(cluster, "workers", {}).values())
+               if getattr(nanny, "status", None) in (Status.failed, Status.closed))
 
 
 def _connection_lost(client: Any, exc: BaseException | None = None) -> bool:
@@ -415,10 +449,14 @@ class Processor:
             else:
                 report = _spawn_report_path()
                 _remove_quietly(report)
+                _FAILED_START.watch(report)
                 self._cluster = self._start_local_cluster()
                 try:
-                    self._client = Client(self._cluster, set_as_default=False)
+                    # Wait for the workers BEFORE connecting a client: Client(cluster) blocks until every
+                    # nanny has started, so a worker re-importing an unguarded script was only noticed
+                    # after Dask had failed its nanny and logged the failure several times over.
                     self._wait_for_local_workers(report)
+                    self._client = Client(self._cluster, set_as_default=False)
                 except BaseException:
                     self._shutdown_quietly()
                     raise
@@ -493,7 +531,7 @@ class Processor:
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         while True:
             if os.path.exists(report):
-                _FAILED_START.until = time.monotonic() + 120
+                _FAILED_START.tripped = True
                 raise DistError(
                     f"the worker processes re-ran the top level of {sys.argv[0] or 'your script'!r}, which starts "
                     f"a Processor: the script has no 'if __name__ == \"__main__\":' guard.\n{GUARD_HELP}"
@@ -501,6 +539,12 @@ class Processor:
             started = len(self._cluster.scheduler.workers)
             if started >= self.n_workers:
                 return
+            failed = _failed_nannies(self._cluster)
+            if failed:
+                raise DistError(
+                    f"{failed} of {self.n_workers} local worker processes failed to start; the log above says "
+                    f"why (an import or an error at the top level of the script, memory), or ask for fewer workers"
+                )
             if time.monotonic() > deadline:
                 raise DistError(
                     f"only {started} of {self.n_workers} local worker processes started within "
