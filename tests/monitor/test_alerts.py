@@ -91,3 +91,32 @@ def test_a_saturated_cpu_is_no_alert_but_memory_pressure_is(reg):
     assert _feed(am, [1.0] * 30) == []  # 30 samples of a fully busy CPU
     changes = _feed(am, [0.97, 0.97], field="mem")
     assert [(a.rule, a.severity, a.state) for a in changes] == [("memory_high", "critical", "firing")]
+
+
+def test_worker_stalled_rule_reads_the_dist_map_gauges(reg):
+    """Seconds without a chunk over max(floor, 2 x the longest wait between chunks; half the timeout before
+    the first); 0 once no map is active, so the alert resolves however the map ended."""
+    from noodle.monitor.alerts import STALL_FIELD, stall_fields
+
+    assert stall_fields(reg, 100.0) == {}  # this process never imported noodle.dist
+    active = reg.gauge("noodle_dist_maps_active", "")
+    last = reg.gauge("noodle_dist_map_last_chunk_timestamp_seconds", "")
+    gap = reg.gauge("noodle_dist_map_chunk_gap_seconds", "")
+    timeout = reg.gauge("noodle_dist_map_timeout_seconds", "")
+    assert stall_fields(reg, 100.0) == {STALL_FIELD: 0.0}
+    active.set(1)
+    last.set(1000.0)
+    timeout.set(300.0)
+    assert stall_fields(reg, 1075.0, floor=60) == {STALL_FIELD: pytest.approx(0.5)}  # no chunk yet: 150 s
+    gap.set(45.0)
+    assert stall_fields(reg, 1075.0, floor=60) == {STALL_FIELD: pytest.approx(75 / 90)}  # 2 x 45 s
+    gap.set(5.0)
+    assert stall_fields(reg, 1075.0, floor=60) == {STALL_FIELD: pytest.approx(75 / 60)}  # the floor
+
+    am = AlertManager(default_rules(0.8), reg)
+    fired = am.evaluate({"t": 1.0, **stall_fields(reg, 1075.0, floor=60)})
+    assert [(a.rule, a.severity, a.state) for a in fired] == [("worker_stalled", "warning", "firing")]
+    assert am.evaluate({"t": 2.0, **stall_fields(reg, 1080.0, floor=60)}) == []  # still stalled: one alert
+    active.set(0)  # the map ended (failed, say): the gauge of its last chunk no longer matters
+    resolved = am.evaluate({"t": 3.0, **stall_fields(reg, 1200.0, floor=60)})
+    assert [(a.rule, a.state) for a in resolved] == [("worker_stalled", "resolved")]

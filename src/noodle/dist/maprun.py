@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from noodle.dist import tasks as worker_tasks
 from noodle.dist.chunks import OrderedResults, group
-from noodle.dist.progress import TASKS, MapProgress
+from noodle.dist.progress import ACTIVE_MAPS, TASKS, MapProgress
 from noodle.errors import DistError, TaskTimeoutError, WorkerCrashError
 
 if TYPE_CHECKING:
@@ -39,26 +39,34 @@ class MapRun:
         self.last_progress = time.monotonic()
         self.timed_out = False
         self._finished = threading.Event()
+        ACTIVE_MAPS.begin(self, stall)
         self._watchdog = threading.Thread(target=self._watch, name="noodle-dist-watchdog", daemon=True)
         self._watchdog.start()
 
     def _watch(self) -> None:
         # Progress is chunks finishing on the cluster, not the caller taking results: a slow consumer
         # of a stream must not get chunks that are still running (and on time) cancelled.
+        # It also ends the map's "active" entry once nothing is left on the cluster, even when the caller
+        # never drains a stream (its draining loop, which ends it too, may never run).
         step = min(1.0, max(0.01, self.stall / 4))
         done_before = 0
-        while not self._finished.wait(step):
-            done = sum(1 for f in self.futures if f.done())
-            if done == len(self.futures):
-                return
-            if done != done_before:
-                done_before, self.last_progress = done, time.monotonic()
-            elif time.monotonic() - self.last_progress > self.stall:
-                self.timed_out = True
-                self.proc._timed_out(self.futures, f"map of {len(self.chunks)} chunk(s)", self.stall)
-                return
+        try:
+            while not self._finished.wait(step):
+                done = sum(1 for f in self.futures if f.done())
+                if done == len(self.futures):
+                    return
+                if done != done_before:
+                    done_before, self.last_progress = done, time.monotonic()
+                    ACTIVE_MAPS.chunk(self)
+                elif time.monotonic() - self.last_progress > self.stall:
+                    self.timed_out = True
+                    self.proc._timed_out(self.futures, f"map of {len(self.chunks)} chunk(s)", self.stall)
+                    return
+        finally:
+            ACTIVE_MAPS.end(self)
 
     def _finish(self) -> None:
+        ACTIVE_MAPS.end(self)
         self._finished.set()
         self.progress.close()
 
@@ -130,6 +138,7 @@ class MapRun:
                 for future, result in batch:
                     if future.status != "finished":
                         raise self._fail(future, result)
+                ACTIVE_MAPS.chunk(self)
                 for future, _ in batch:  # a reduction's combine tasks still hold theirs on the scheduler
                     if future is not keep:
                         future.release()

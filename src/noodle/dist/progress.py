@@ -9,6 +9,8 @@ always kept because they cost one lock-protected add per finished chunk.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from typing import Any
 
 from noodle import metrics
@@ -24,6 +26,79 @@ WORKER_TASKS = metrics.gauge(
     ["worker"],
 )
 WORKERS = metrics.gauge("noodle_dist_workers", "workers connected to the scheduler")
+# Why these: PROGRESS keeps its last value after a map ends (succeeded, failed or cancelled), so a
+# stalled map could not be told from a dead one; the monitor's worker_stalled alert reads these instead.
+MAPS_ACTIVE = metrics.gauge(
+    "noodle_dist_maps_active",
+    "maps with chunks still queued or running on the cluster (a map leaves when its chunks are all done, "
+    "or it failed, timed out or was cancelled)",
+)
+MAP_LAST_CHUNK = metrics.gauge(
+    "noodle_dist_map_last_chunk_timestamp_seconds",
+    "Unix time the last chunk finished in the active map that has waited longest for one (its start "
+    "before its first chunk; 0 when no map is active)",
+)
+MAP_CHUNK_GAP = metrics.gauge(
+    "noodle_dist_map_chunk_gap_seconds",
+    "in that same map: the longest wait so far between chunk completions, from its start (about the "
+    "slowest healthy chunk's duration; 0 before its first chunk or when no map is active)",
+)
+
+MAP_TIMEOUT = metrics.gauge(
+    "noodle_dist_map_timeout_seconds",
+    "in that same map: its stall timeout (it gives up when no chunk finishes for that long; 0 when no map "
+    "is active)",
+)
+
+
+class ActiveMaps:
+    """The maps in flight in this process, published as MAPS_ACTIVE, MAP_LAST_CHUNK, MAP_CHUNK_GAP, MAP_TIMEOUT.
+
+    ``begin`` when a map's chunks are submitted, ``chunk`` whenever chunks finish, ``end`` (idempotent)
+    on every way out: all chunks done, a failed chunk, a stall timeout, a cancel, an exception.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._maps: dict[object, list[float]] = {}  # token -> [last chunk (or start) time, longest gap, timeout]
+
+    def begin(self, token: object, timeout: float) -> None:
+        with self._lock:
+            self._maps[token] = [time.time(), 0.0, float(timeout)]
+            self._publish()
+
+    def chunk(self, token: object) -> None:
+        now = time.time()
+        with self._lock:
+            state = self._maps.get(token)
+            if state is None:
+                return
+            state[1] = max(state[1], now - state[0])
+            state[0] = now
+            self._publish()
+
+    def end(self, token: object) -> None:
+        with self._lock:
+            if self._maps.pop(token, None) is not None:
+                self._publish()
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def _publish(self) -> None:
+        MAPS_ACTIVE.set(len(self._maps))
+        if not self._maps:
+            MAP_LAST_CHUNK.set(0.0)
+            MAP_CHUNK_GAP.set(0.0)
+            MAP_TIMEOUT.set(0.0)
+            return
+        last, gap, timeout = min(self._maps.values(), key=lambda state: state[0])
+        MAP_LAST_CHUNK.set(last)
+        MAP_CHUNK_GAP.set(gap)
+        MAP_TIMEOUT.set(timeout)
+
+
+ACTIVE_MAPS = ActiveMaps()
 
 
 def want_bar(progress: bool | None) -> bool:

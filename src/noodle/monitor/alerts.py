@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from noodle.errors import MonitorError
-from noodle.metrics import Registry
+from noodle.metrics import Gauge, Registry
 from noodle.metrics import registry as default_registry
 
 log = logging.getLogger("noodle.monitor")
@@ -80,9 +80,51 @@ class Alert:
         return asdict(self)
 
 
+STALL_FIELD = "dist_map_stall"  # derived sample field: a map's seconds without a chunk / its stall limit
+STALL_FLOOR_SECONDS = 60.0  # the worker_stalled alert never fires before a map went this long without a chunk
+STALL_CHUNK_FACTOR = 2.0  # ... nor before twice the longest wait between its chunks so far
+
+
+def stall_fields(registry: Registry, now: float, floor: float = STALL_FLOOR_SECONDS,
+                 factor: float = STALL_CHUNK_FACTOR) -> dict[str, float]:
+    """``{"dist_map_stall": ratio}`` from noodle.dist's map gauges, for the worker_stalled rule; {} before
+    this process imported noodle.dist.
+
+    ratio = seconds since the last chunk of the active map that has waited longest (its start before
+    any chunk) / its limit: max(``floor``, ``factor`` x the longest wait between its chunks so far), and
+    before its first chunk max(``floor``, half the map's own timeout). It is 0 when no map is active,
+    so the alert resolves once the map ends in any way (succeeded, failed, timed out, cancelled), and
+    it falls to about 0 as soon as a chunk finishes.
+
+    Why that limit: a slow chunk and a stuck worker differ only in time. The longest wait between
+    completions so far is about the slowest healthy chunk, so a map of long chunks does not cry wolf;
+    before the first chunk nothing is known but the timeout the map was given (the user's own bound on
+    a chunk, 300 s by default); the floor keeps short maps from alerting on a pause of a few seconds.
+    """
+    def gauge(name: str) -> float | None:
+        metric = registry.get(name)
+        return metric.value() if isinstance(metric, Gauge) else None
+
+    active = gauge("noodle_dist_maps_active")
+    if active is None:
+        return {}
+    last = gauge("noodle_dist_map_last_chunk_timestamp_seconds") or 0.0
+    if active <= 0 or last <= 0:
+        return {STALL_FIELD: 0.0}
+    gap = gauge("noodle_dist_map_chunk_gap_seconds") or 0.0
+    limit = max(floor, factor * gap) if gap > 0 else max(floor, (gauge("noodle_dist_map_timeout_seconds") or 0) / 2)
+    return {STALL_FIELD: max(0.0, now - last) / max(limit, 1e-9)}
+
+
 def default_rules(threshold: float = 0.8) -> list[AlertRule]:
     """The built-in rules: only conditions that need a person. ``threshold`` is
     NOODLE_SYNTAX_FIXER_ALERT_THRESHOLD, the warning level for memory and GPU memory.
+
+    ``worker_stalled`` fires when a distributed map is active and no chunk of it has finished for
+    max(60 s, 2 x the longest wait between its chunks so far; half the map's timeout before its first
+    chunk) (see :func:`stall_fields`): a worker may be stopped, swapped out or stuck. It fires well before the map gives up by itself (its timeout,
+    NOODLE_SYNTAX_FIXER_WORKER_TIMEOUT, 300 s by default), while it can still be saved, and resolves when
+    a chunk finishes again or the map ends.
 
     Why no CPU rule: a numeric job that keeps its cores busy is the normal, healthy case; a
     critical alert for it cries wolf on every ``noodle run``. CPU saturation is reported as the
@@ -100,6 +142,10 @@ def default_rules(threshold: float = 0.8) -> list[AlertRule]:
                   "GPU memory is nearly full: the next allocation may fail"),
         AlertRule("gpu_temperature_high", "gpu*_temp_c", {"warning": 83.0, "critical": 90.0},
                   "GPU is hot (degrees C) and may throttle", hysteresis=3.0),
+        AlertRule("worker_stalled", STALL_FIELD, {"warning": 1.0},
+                  "a distributed map is running but no chunk has finished for max(60 s, 2 x the longest wait "
+                  "between its chunks, or half its timeout before the first): a worker may be stalled (stopped, swapped out, deadlocked); see "
+                  "'noodle workers' (value: seconds without a chunk / that limit)", hysteresis=0.5),
     ]
 
 

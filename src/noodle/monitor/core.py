@@ -16,7 +16,14 @@ from typing import Any
 
 from noodle.metrics import Registry
 from noodle.metrics import registry as default_registry
-from noodle.monitor.alerts import Alert, AlertManager, AlertRule, default_rules
+from noodle.monitor.alerts import (
+    STALL_FLOOR_SECONDS,
+    Alert,
+    AlertManager,
+    AlertRule,
+    default_rules,
+    stall_fields,
+)
 from noodle.monitor.bottlenecks import Bottleneck, detect
 from noodle.monitor.history import History
 from noodle.monitor.sampler import Sampler
@@ -53,6 +60,8 @@ class Monitor:
         self.threshold = float(threshold if threshold is not None else settings.alert_threshold)
         self.history = History(retention=self.retention)
         self.alerts = AlertManager(rules if rules is not None else default_rules(self.threshold), self.registry)
+        # the worker_stalled rule's floor (seconds a map may go without a chunk); tests lower it
+        self.stall_seconds = STALL_FLOOR_SECONDS
         self.summarizer = Summarizer(self.registry, window=summary_window)
         self.sampler = Sampler(self.interval, on_sample=self._on_sample, registry=self.registry, gpu=gpu)
         self.started = time.time()
@@ -69,7 +78,9 @@ class Monitor:
     def _on_sample(self, sample: dict[str, float]) -> None:
         self.tick_seconds.observe(self.sampler.last_tick_seconds)
         self.history.add(sample)
-        self.alerts.evaluate(sample)
+        # dist's map gauges are judged with the resources but not kept in the history (not a resource)
+        self.alerts.evaluate({**sample, **stall_fields(self.registry, sample.get("t", time.time()),
+                                                       self.stall_seconds)})
         self.summarizer.mark()
         with self._lock:
             self._ticks += 1
