@@ -231,3 +231,27 @@ def test_two_processes_never_serve_a_result_older_than_a_committed_write(counter
     assert wrote["writes"] >= 30 and read["queries"] >= 100
     assert read["served_from_cache"] > 0  # the cache was really in play
     assert read["stale"] == 0 and read["final_stale"] == 0
+
+
+_OPEN = "import sys\nfrom noodle.store import MathStore\nMathStore(sys.argv[1], table=sys.argv[2], redis_url=None).close()\n"
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(db_url, table):
+    """Four processes open the same new store together (a job fanning out): each must get a
+    working store, not 'database is locked' (SQLite's switch to WAL) or a unique violation in
+    pg_type (PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one)."""
+    for n in range(4):   # a new database or table each round: the race is in creating them
+        url, name = (db_url.replace("store.db", f"store{n}.db"), f"{table}_{n}")
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN, url, name], stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), [e.strip().splitlines()[-1:] for e in errors if e.strip()]
+    with MathStore(url, table=name, redis_url=None) as store:
+        store.put("x", np.arange(3.0))
+        np.testing.assert_array_equal(store.get("x").array, np.arange(3.0))
+    if db_url.startswith("postgresql"):   # the fixture drops ``table``; these are ours
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            for n in range(4):
+                conn.execute(f"DROP TABLE IF EXISTS {table}_{n}")

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,9 @@ class MathStore:
         # Two connections (writes; read-only queries) must see one database, so memory is shared by URI.
         target = f"file:noodle-{uuid.uuid4().hex}?mode=memory&cache=shared" if memory else path
         try:
-            self._conn = sqlite3.connect(target, uri=memory, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA foreign_keys=ON" if memory else "PRAGMA journal_mode=WAL")
+            self._conn = sqlite3.connect(target, uri=memory, check_same_thread=False, isolation_level=None,
+                                         timeout=_SQLITE_BUSY_SECONDS)
+            _retry_busy(lambda: self._conn.execute("PRAGMA foreign_keys=ON" if memory else "PRAGMA journal_mode=WAL"))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from None
         self._ph = "?"
@@ -165,11 +166,20 @@ class MathStore:
     def _create(self) -> None:
         blob = "BYTEA" if self.backend == "postgresql" else "BLOB"
         real = "DOUBLE PRECISION" if self.backend == "postgresql" else "REAL"
-        self._write(
-            f"CREATE TABLE IF NOT EXISTS {self.table} (name TEXT PRIMARY KEY, dtype TEXT NOT NULL, "
-            f"shape TEXT NOT NULL, data {blob} NOT NULL, metadata TEXT NOT NULL, updated {real} NOT NULL)",
-            (),
-        )
+        sql = (f"CREATE TABLE IF NOT EXISTS {self.table} (name TEXT PRIMARY KEY, dtype TEXT NOT NULL, "
+               f"shape TEXT NOT NULL, data {blob} NOT NULL, metadata TEXT NOT NULL, updated {real} NOT NULL)")
+        if self.backend != "postgresql":
+            self._write(sql, ())
+            return
+        # PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a second process doing the same
+        # at the same moment (a unique violation in pg_type): serialize it, as the version setup is
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("noodle_create:" + self.table,))
+                    self._conn.execute(sql)
+            except self._db_errors as exc:
+                raise StoreError(f"cannot create table {self.table!r} (postgresql): {exc}") from None
 
     def _write(self, sql: str, params: Sequence[Any]) -> int:
         """Run one write in its own transaction; the tables' triggers bump their versions in it."""
@@ -335,6 +345,25 @@ class MathStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SQLITE_BUSY_SECONDS = 30.0   # how long to wait for another connection's lock before failing
+
+
+def _retry_busy(action: Callable[[], Any], seconds: float = _SQLITE_BUSY_SECONDS) -> Any:
+    """Run ``action``, retrying while SQLite says the database is locked or busy. Why: switching
+    to WAL needs a moment with no other writer, and SQLite may answer BUSY at once instead of
+    waiting (its busy handler is not used for every lock), e.g. when a second process opens the
+    store while the first creates its tables."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _default_path() -> Path:
