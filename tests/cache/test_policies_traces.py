@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from noodle.cache import simulate as sim
-from noodle.cache.policies import MISSING, POLICIES, HitPath, LFUPolicy, Policy, make_policy
+from noodle.cache.policies import MISSING, POLICIES, AdaptivePolicy, HitPath, LFUPolicy, Policy, make_policy
 
 CAP = 500
 
@@ -77,3 +77,23 @@ def test_adaptive_counts_the_managers_double_look_as_one_miss():
     policy = make_policy("adaptive", 64)
     assert policy.get("x") is MISSING and policy.get("x") is MISSING
     assert policy.sketch.frequency("x") == 1
+
+
+def _first_lru_jump(name: str, n: int) -> int | None:
+    policy = make_policy("adaptive", CAP)
+    for i, k in enumerate(TRACES[name][:n].tolist()):
+        if policy.get(k) is MISSING:
+            policy.put(k, k)
+        if policy._window_max == CAP - 1:
+            return i
+    return None
+
+
+def test_adaptive_jumps_to_lru_before_its_first_sample_only_on_a_large_gap():
+    # the first sample at the initial 1% window cost drifting traces most of their gap to LRU: the
+    # shadow-LRU test also runs on each chunk of sampled requests before it ends
+    first_sample = int(AdaptivePolicy.PERIOD_FACTOR * CAP)
+    jump = _first_lru_jump("drifting", first_sample)
+    assert jump is not None and jump < first_sample - 1  # the first sample's own test: at its last access
+    # a cold sketch on a frequency-heavy trace is no reason to go to LRU
+    assert _first_lru_jump("zipf", first_sample) is None
