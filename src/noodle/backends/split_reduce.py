@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from noodle.backends.base import Kernel
 from noodle.backends.spec import KernelSpec
-from noodle.ir.reduction import normalize_axes, reduce_values
+from noodle.ir.reduction import reduce_values
 
 _fast_sum: Any = None   # noodle.backends.numba_reduce.ordered_sum_fast, imported at first use
 
@@ -83,27 +82,10 @@ class SplitReduceKernel(Kernel):
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         *outs, vals = self.values(*inputs)
-        res = None
-        if self._fast and type(vals) is np.ndarray and vals.dtype.kind == "f":
-            res = self._fast_reduce(vals)
-        if res is None:
-            res = reduce_values(self._op, vals, self._axes, self._keepdims, self._dtype)
+        fast = _ordered_sum_fast() if self._fast and type(vals) is np.ndarray else None
+        res = reduce_values(self._op, vals, self._axes, self._keepdims, self._dtype, float_sum=fast or None)
         res = res.reshape(self._shape)
         return (*outs, res[()] if res.shape == () else res)
-
-    def _fast_reduce(self, vals: np.ndarray) -> np.ndarray | None:
-        """:func:`~noodle.ir.reduction.reduce_values` of a float sum/mean, by the Numba kernels;
-        None when Numba is unavailable."""
-        fast = _ordered_sum_fast()
-        if not fast:
-            return None
-        axes = normalize_axes(self._axes, vals.ndim)
-        out = fast(vals, axes)
-        if self._op == "mean":
-            count = math.prod(vals.shape[a] for a in axes)
-            with np.errstate(all="ignore"):
-                out = np.asarray(out, np.float64) / np.float64(count)
-        return np.asarray(out).astype(self._dtype, copy=False)
 
 
 __all__ = ["SplitReduceKernel", "values_spec"]

@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -153,9 +154,13 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted({int(a) % ndim for a in axis})) if ndim else ()
 
 
-def reduce_values(op: str, x: Any, axis: Any, keepdims: bool, dtype: str) -> Any:
+def reduce_values(op: str, x: Any, axis: Any, keepdims: bool, dtype: str,
+                  float_sum: Callable[[Any, tuple[int, ...]], Any] | None = None) -> Any:
     """``op`` ("sum", "mean", "max", "min") of ``x`` over ``axis`` (None, an int or a tuple), in the
-    defined order, as an array of ``dtype`` (0-d for a full reduction)."""
+    defined order, as an array of ``dtype`` (0-d for a full reduction).
+
+    ``float_sum(values, axes)``: another implementation of :func:`ordered_sum` for float32/float64
+    values (the Numba kernels of ``backends/numba_reduce``), with the same bits by contract."""
     xp = _module(x)
     x = xp.asarray(x)
     axes = normalize_axes(axis, x.ndim)
@@ -165,7 +170,9 @@ def reduce_values(op: str, x: Any, axis: Any, keepdims: bool, dtype: str) -> Any
         out = canonical_extreme(op, out, x, axes)
     else:
         acc = acc_dtype(op, x.dtype.name)
-        if acc == "float64":
+        if acc == "float64" and float_sum is not None and x.dtype in (np.float32, np.float64):
+            out = canonical_nan(float_sum(x, axes))
+        elif acc == "float64":
             out = canonical_nan(ordered_sum(x.astype(np.float64, copy=False), axes))
         else:
             out = xp.sum(x, axis=axes, dtype=acc)   # integer adds wrap: exact in any order
