@@ -51,6 +51,7 @@ import numpy as np
 from noodle import metrics
 from noodle.backends.base import Backend, Kernel, check_inputs
 from noodle.backends.numba_codegen import BLOCK, PARALLEL_MIN, Plan, generate, n_partials, plan
+from noodle.backends.numba_stages import unstaged_inputs
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
@@ -239,10 +240,7 @@ class NumbaKernel(Kernel):
             self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
         # the generated one-block driver (spaces of at most one block): no per-step lookups
         self._run1 = getattr(module, "run1", None) if p.mode == "stages" else None
-        self._unstaged_inputs = tuple(
-            sorted(set(range(len(spec.inputs))) - {k for st in p.stages if st["kind"] == "numba"
-                                                   for kind, k in st["args"] if kind == "i"})
-        ) if p.mode == "stages" else ()
+        self._unstaged_inputs = unstaged_inputs(p, len(spec.inputs)) if p.mode == "stages" else ()
         self._run1a = (getattr(module, "run1a", None) if p.mode == "stages" and self._all_1d and self._small_out
                        else None)
 

@@ -229,6 +229,13 @@ def _only_used(lines: list[str], n_in: int, n_scratch: int, n_out: int) -> tuple
     return keep, used
 
 
+def unstaged_inputs(p: Plan, n_in: int) -> tuple[int, ...]:
+    """Inputs no Numba stage reads (only ufunc steps do): Numba's dispatcher never checks their
+    dtype, so the drivers must (after ``gen_stages`` has recorded each stage's arguments)."""
+    staged = {k for st in p.stages if st["kind"] == "numba" for kind, k in st["args"] if kind == "i"}
+    return tuple(k for k in range(n_in) if k not in staged)
+
+
 def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: list[str],
                       t_args: list[str]) -> list[str]:
     """``run1``: the whole space as one block, in plain Python with every step spelled out.
@@ -271,8 +278,7 @@ def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
     check = " or ".join(f"i{k}.shape[0] != {z} or i{k}.ndim != 1" for k, z in enumerate(sizes))
     # Numba's dispatcher checks the dtype of what a stage reads; an input only a ufunc reads is
     # checked here (a float32 array where float64 is compiled must not be computed with)
-    staged = {k for step in p.stages if step["kind"] == "numba" for kind, k in step["args"] if kind == "i"}
-    check += "".join(f" or i{k}.dtype != np.{d}" for k, (d, _) in enumerate(spec.inputs) if k not in staged)
+    check += "".join(f" or i{k}.dtype != np.{spec.inputs[k][0]}" for k in unstaged_inputs(p, len(spec.inputs)))
     alloc = [f"o{j} = np.empty({n}, np.{spec.dtype_of(v)})" for j, v in enumerate(spec.outputs)]
     if spec.reduce is not None:
         alloc.append(f"part = np.empty({n_partials(p)}, np.{p.acc_dtype})")
@@ -311,4 +317,4 @@ def _indent_rows(spec: KernelSpec, p: Plan, e: _Emitter, body: list[str], final:
     return lines + _indent(row, 1)
 
 
-__all__ = ["gen_stages", "plan_stages"]
+__all__ = ["gen_stages", "plan_stages", "unstaged_inputs"]
