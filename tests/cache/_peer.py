@@ -46,3 +46,15 @@ def _missing():
     from noodle.cache.policies import MISSING
 
     return MISSING
+
+
+def wait_for(cond, timeout: float = 5.0) -> bool:
+    """Poll ``cond`` every 20 ms until it holds or ``timeout`` seconds pass; its last value."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()

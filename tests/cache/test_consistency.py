@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from _peer import wait_for
 
 from noodle.cache import codec
 
@@ -35,15 +36,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(cond, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 def _ping(port: int) -> bool:
     try:
         return bool(redis.Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2).ping())
@@ -54,7 +46,7 @@ def _ping(port: int) -> bool:
 def _start_redis(binary: str, port: int) -> subprocess.Popen:
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait(lambda: _ping(port), 10), "private redis-server did not start"
+    assert wait_for(lambda: _ping(port), 10), "private redis-server did not start"
     return proc
 
 

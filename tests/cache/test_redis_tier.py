@@ -18,6 +18,7 @@ from noodle.cache import CacheManager
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _peer  # noqa: E402
+from _peer import wait_for  # noqa: E402
 
 
 def make(url, namespace, **kw):
@@ -25,15 +26,6 @@ def make(url, namespace, **kw):
     kw.setdefault("max_entries", 100)
     kw.setdefault("ttl", 60)
     return CacheManager(redis_url=url, namespace=namespace, snapshot=False, **kw)
-
-
-def wait_for(cond, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 @pytest.fixture
