@@ -217,26 +217,41 @@ def _redis_rows(quick: bool) -> list[Row]:
 
 
 def _store_rows(quick: bool) -> list[Row]:
+    """A repeated cached query against the same SQL through the store uncached, on SQLite and, where a
+    server is configured (``NOODLE_TEST_PG_URL``, as ``make test`` sets), on PostgreSQL."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += _store_backend_rows(f"sqlite:///{tmp}/bench.db", "SQLite", "?", quick)
+    pg_url = os.environ.get("NOODLE_TEST_PG_URL")
+    if pg_url:
+        rows += _store_backend_rows(pg_url, "PostgreSQL", "%s", quick)
+    return rows
+
+
+def _store_backend_rows(url: str, label: str, ph: str, quick: bool) -> list[Row]:
     from noodle.store import MathStore
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        store = MathStore(f"sqlite:///{tmp}/bench.db", table="bench_objects", redis_url=_redis_url(),
-                          namespace=f"benchstore{os.getpid()}")
+    table = f"bench_objects_{os.getpid()}"
+    store = MathStore(url, table=table, redis_url=_redis_url(), namespace=f"benchstore{os.getpid()}")
+    try:
         n = 200 if quick else 2000
         for i in range(n):
             store.put(f"obj{i}", np.full(16, i, dtype=np.float64), {"group": i % 10, "i": i})
-        sql = ("SELECT metadata, COUNT(*), SUM(LENGTH(data)) FROM bench_objects "
-               "WHERE name LIKE ? GROUP BY metadata ORDER BY metadata LIMIT 50")
+        sql = (f"SELECT metadata, COUNT(*), SUM(LENGTH(data)) FROM {table} "
+               f"WHERE name LIKE {ph} GROUP BY metadata ORDER BY metadata LIMIT 50")
         params = ("obj1%",)
-        strategies = ["lru"] + (["lru_dist"] if store.dist_cache is not None else [])
+        strategies = ["lru"] + (["lru_dist"] if store.cache.distributed else [])
         for strategy in strategies:
             store.query(sql, params, cache_strategy=strategy)
             a, b = time_pair(lambda s=strategy: store.query(sql, params, cache_strategy=s),
                              lambda: store.query(sql, params, cache_strategy="none"),
                              min_time=0.2 if quick else 0.5)
             rows.append(Row("cache", f"repeated MathStore.query ({n} objects)", f"cached '{strategy}'",
-                            "SQLite ('none')", a, b))
+                            f"{label} ('none')", a, b))
+    finally:
+        if label == "PostgreSQL":
+            store.execute(f"DROP TABLE IF EXISTS {table}")
         store.close()
     return rows
 

@@ -224,3 +224,27 @@ def test_redis_killed_and_restarted_mid_test(redis_server_binary, namespace, cap
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_local_tier_calls_stay_in_this_process(redis_url, namespace, peer):
+    """get_local/set_local/delete_local on a Redis-backed manager: never reach Redis or peers, never
+    read Redis, and a peer's write of the same key still drops the local copy."""
+    a = make(redis_url, namespace)
+    raw = redis.Redis.from_url(redis_url)
+    assert a.set_local("mine", [1, 2]) is True
+    assert a.get_local("mine") == [1, 2] and a.get("mine") == [1, 2]
+    assert raw.exists(f"noodle:{namespace}:mine") == 0  # not written to Redis
+    assert peer("get", "mine") is None  # nor visible to a peer
+    peer("set", "theirs", "v", [])
+    assert a.get_local("theirs") is None  # get_local does not read Redis
+    assert a.get("theirs") == "v"
+    peer("set", "mine", "peer-value", [])  # a peer's write of the key invalidates the local copy
+    assert wait_for(lambda: a.get_local("mine") is None)
+    a.set_local("gone", 1)
+    a.delete_local("gone")
+    assert a.get_local("gone") is None
+    a.set("base", 1)
+    a.set("dep", 2, depends_on=["base"])
+    a.set_local("base", 3)  # overwriting a key drops what depends on it, here
+    assert a.get_local("dep") is None
+    a.close()

@@ -7,7 +7,10 @@ a MathStore, a second MathStore and a raw driver connection. The reader, in a
 loop bounded in count and time, reads the counter directly from the database
 (the oracle: every write it sees is committed) and then asks its MathStore's
 cached ``query()``, through every query form; a result below the oracle's
-value is a stale cached result. Each prints one JSON line of figures.
+value is a stale cached result, recorded with the time its query began; the
+writer records when each write began, so the test can tell how long after a
+commit a stale result was served (PostgreSQL allows ``max_staleness``). Each
+prints one JSON line of figures.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def _raw(url: str) -> Any:
 def _store(cfg: dict[str, Any]) -> Any:
     from noodle.store import MathStore
 
-    return MathStore(cfg["url"], table=cfg["objects"], redis_url=cfg["redis_url"], namespace=cfg["namespace"])
+    return MathStore(cfg["url"], table=cfg["objects"], redis_url=cfg["redis_url"], namespace=cfg["namespace"],
+                     max_staleness=cfg.get("max_staleness", 0.05))
 
 
 def writer(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +45,10 @@ def writer(cfg: dict[str, Any]) -> dict[str, Any]:
     update = f"UPDATE {cfg['counter']} SET v = v + 1 WHERE id = 1"
     deadline = time.monotonic() + cfg["seconds"]
     writes = 0
+    began: list[float] = []  # began[i]: wall time before write i, which makes the counter i + 1
     try:
         while writes < cfg["max_writes"] and time.monotonic() < deadline:
+            began.append(time.time())
             mode = writes % 3
             if mode == 0:
                 first.execute(update)
@@ -59,7 +65,7 @@ def writer(cfg: dict[str, Any]) -> dict[str, Any]:
         first.close()
         second.close()
         raw.close()
-    return {"writes": writes}
+    return {"writes": writes, "began": began}
 
 
 def reader(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -68,20 +74,22 @@ def reader(cfg: dict[str, Any]) -> dict[str, Any]:
     oracle_sql = f"SELECT v FROM {cfg['counter']} WHERE id = 1"
     stop = Path(cfg["stop_file"])
     deadline = time.monotonic() + cfg["seconds"] + 10
-    queries = stale = 0
+    queries = 0
+    stale: list[tuple[int, float]] = []  # (value served, wall time its query began)
     try:
         for i in range(cfg["max_queries"]):
             if time.monotonic() > deadline or (i % 16 == 0 and stop.exists()):
                 break
             sql = cfg["forms"][i % len(cfg["forms"])]
             committed = raw.execute(oracle_sql).fetchone()[0]
+            asked = time.time()
             got = store.query(sql)[0][0]
             queries += 1
             if got < committed:
-                stale += 1
+                stale.append((got, asked))
         final = raw.execute(oracle_sql).fetchone()[0]
         last = [store.query(sql)[0][0] for sql in cfg["forms"]]
-        redis_hits = store.dist_cache.stats()["redis_hits"] if store.dist_cache is not None else 0
+        redis_hits = store.cache.stats()["redis_hits"]
         return {"queries": queries, "stale": stale, "served_from_cache": store.served_from_cache,
                 "redis_hits": redis_hits, "final_stale": sum(v != final for v in last)}
     finally:

@@ -39,9 +39,9 @@ def test_query_is_cached_and_invalidated_after_commit(db_url, table):
         s.put("x", np.ones(3), {"k": 1})
         sql = f"SELECT name, metadata FROM {table} ORDER BY name"
         first = s.query(sql, cache_strategy="lru")
-        hits = s.local_cache.stats()["hits"]
+        hits = s.cache.stats()["hits"]
         assert s.query(sql, cache_strategy="lru") == first
-        assert s.local_cache.stats()["hits"] == hits + 1
+        assert s.cache.stats()["hits"] == hits + 1
         s.put("y", np.ones(1))
         assert [r[0] for r in s.query(sql, cache_strategy="lru")] == ["x", "y"]
         s.execute(f"UPDATE {table} SET metadata = {ph(s)} WHERE name = {ph(s)}", ('{"k": 2}', "x"))
@@ -83,7 +83,7 @@ def test_write_between_read_and_cache_set_does_not_leave_stale_rows(tmp_path, ta
     with MathStore(url, table=table, redis_url=None) as s:
         s.put("x", np.ones(1), {"v": 1})
         sql = f"SELECT metadata FROM {table} WHERE name = 'x'"
-        real_set = s.local_cache.set
+        real_set = s.cache.set_local
         writes = []
 
         def set_after_a_write(*args, **kwargs):
@@ -91,7 +91,7 @@ def test_write_between_read_and_cache_set_does_not_leave_stale_rows(tmp_path, ta
                 writes.append(s.put("x", np.ones(1), {"v": 2}))
             return real_set(*args, **kwargs)
 
-        s.local_cache.set = set_after_a_write
+        s.cache.set_local = set_after_a_write
         assert s.query(sql, cache_strategy="lru") == [('{"v": 1}',)]  # read before the write
         assert writes
         assert s.query(sql, cache_strategy="lru") == [('{"v": 2}',)]
@@ -108,7 +108,7 @@ def test_lru_dist_shares_results_and_invalidations_through_redis(db_url, table, 
         sql = f"SELECT name FROM {table} ORDER BY name"
         assert a.query(sql) == [("x",)]
         assert b.query(sql) == [("x",)]
-        assert b.dist_cache.stats()["redis_hits"] == 1  # b got a's cached rows from Redis
+        assert b.cache.stats()["redis_hits"] == 1  # b got a's cached rows from Redis
         a.put("y", np.ones(1))  # a's write invalidates the shared entry and b's local copy
         import time
 
@@ -152,3 +152,30 @@ def test_table_parsing():
     assert tables_written("INSERT OR REPLACE INTO t1 VALUES (1)") == {"t1"}
     assert tables_written("UPDATE t2 SET x = 1") == {"t2"}
     assert tables_written("DELETE FROM t3") == {"t3"}
+
+
+def test_one_manager_serves_local_and_shared_strategies(tmp_path, table, redis_url):
+    """'lru' stays in this process (Redis never holds it), 'lru_dist' is shared; one CacheManager."""
+    import uuid
+
+    ns = "st" + uuid.uuid4().hex[:10]
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    a = MathStore(url, table=table, redis_url=redis_url, namespace=ns)
+    b = MathStore(url, table=table, redis_url=redis_url, namespace=ns)
+    try:
+        a.put("x", np.ones(1))
+        local_sql = f"SELECT name FROM {table} WHERE name = 'x'"
+        shared_sql = f"SELECT count(*) FROM {table}"
+        assert a.query(local_sql, cache_strategy="lru") == [("x",)]
+        assert a.query(local_sql, cache_strategy="lru") == [("x",)] and a.served_from_cache == 1
+        assert a.query(shared_sql, cache_strategy="lru_dist") == [(1,)]
+        assert b.query(local_sql, cache_strategy="lru_dist") == [("x",)]
+        assert b.cache.stats()["redis_hits"] == 0  # a's 'lru' result never reached Redis
+        assert b.query(shared_sql, cache_strategy="lru_dist") == [(1,)]
+        assert b.cache.stats()["redis_hits"] == 1
+        a.put("y", np.ones(1))
+        assert a.query(shared_sql, cache_strategy="lru") == [(2,)]
+        assert b.query(shared_sql, cache_strategy="lru_dist") == [(2,)]
+    finally:
+        a.close()
+        b.close()

@@ -413,6 +413,57 @@ class CacheManager(LoadingMixin):
                     self._put_locked(key, value, remaining, tags, None)
         return value
 
+    # the local tier alone ------------------------------------------------------------------
+    def get_local(self, key: Hashable, default: Any = None) -> Any:
+        """``key``'s value in this process's local tier only (Redis is not asked), or ``default``.
+
+        Why: one manager serves callers that want a per-process cache and callers
+        that want the shared one (``MathStore``'s 'lru' and 'lru_dist'), over one
+        local tier and one memory bound instead of two managers.
+        """
+        self._check_open()
+        if not self.local_tier:
+            return default
+        skey = self._skey(key)
+        with self._lock:
+            entry = self._policy.get(skey)
+            if entry is not MISSING:
+                value = self._check_slow_locked(skey, entry)
+                if value is not MISSING:
+                    self._hits += 1
+                    return value
+            self.misses += 1
+        return default
+
+    def set_local(self, key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> bool:
+        """Store ``value`` in this process's local tier only; Redis and peers are not told.
+
+        A peer's write or invalidation of the same key still drops it here (the
+        local tier never outlives what the shared tier says). Local entries that
+        depend on ``key`` are invalidated, here only. False if there is no local tier.
+        """
+        self._check_open()
+        if not self.local_tier:
+            return False
+        skey = self._skey(key)
+        all_tags = self._tags_of(tags, ())
+        lifetime = self.default_ttl if ttl is None else check_seconds("ttl", ttl, allow_none=False)
+        dep = _dep_tag(skey)
+        with self._lock:
+            self._epoch += 1  # a Redis read in flight must not re-insert an older value over it
+            dependents = bool(self._tags.get(dep))
+            self._put_locked(skey, value, lifetime, all_tags, None)
+        if dependents:
+            self._cascade([], [dep], local_only=True)
+        return True
+
+    def delete_local(self, key: Hashable) -> None:
+        """Remove ``key`` from this process's local tier only."""
+        self._check_open()
+        skey = self._skey(key)
+        with self._lock:
+            self._remove_locked(skey)
+
     def __contains__(self, key: Hashable) -> bool:
         return self.get(key, MISSING) is not MISSING
 
@@ -636,8 +687,10 @@ class CacheManager(LoadingMixin):
         skey = self._skey(key)
         return self._cascade([skey], [_dep_tag(skey)])
 
-    def _cascade(self, keys: list[Hashable], tags: list[str]) -> int:
-        """Drop ``keys`` and every member of ``tags``, then the dependents of each dropped key, transitively."""
+    def _cascade(self, keys: list[Hashable], tags: list[str], local_only: bool = False) -> int:
+        """Drop ``keys`` and every member of ``tags``, then the dependents of each dropped key, transitively
+        (in every tier, or ``local_only``)."""
+        redis = None if local_only else self._redis
         dropped = 0
         seen_tags: set[str] = set()
         seen_keys: set[Hashable] = set(keys)
@@ -647,7 +700,7 @@ class CacheManager(LoadingMixin):
                 dropped += self._remove_locked(k)
         while frontier_tags:
             next_tags: list[str] = []
-            remote = self._redis.tag_members(frontier_tags) if self._redis is not None else None
+            remote = redis.tag_members(frontier_tags) if redis is not None else None
             with self._lock:
                 members: list[Hashable] = list(remote or [])
                 for t in frontier_tags:
@@ -662,9 +715,9 @@ class CacheManager(LoadingMixin):
                     if dep and dep not in seen_tags:
                         next_tags.append(dep)
             frontier_tags = next_tags
-        if self._redis is not None:
+        if redis is not None:
             skeys = [str(k) for k in seen_keys]
-            if not self._redis.delete(skeys, sorted(seen_tags)):
+            if not redis.delete(skeys, sorted(seen_tags)):
                 with self._lock:
                     self._pending_keys.update(skeys)
                     self._pending_tags.update(seen_tags)

@@ -6,9 +6,15 @@ every table a cached query reads gets triggers that bump a per-table version
 in ``_noodle_table_versions`` on each INSERT/UPDATE/DELETE (and TRUNCATE),
 whoever writes: this store, another store, another process or raw SQL. A
 cached result records the versions it was read at (in the same transaction as
-its rows) and is served only while they still hold, so there is no grace: once
-a write has committed, no cached result from before it is served, with or
-without Redis. See :mod:`noodle.store._sqlite` and :mod:`noodle.store._postgres`.
+its rows) and is served only while they still hold, with or without Redis.
+SQLite checks them on every hit (a local read: no grace, 0 stale results after
+a commit). PostgreSQL learns them from notifications its triggers send at
+commit, with at most ``max_staleness`` seconds (default 0.05) between a commit
+in another process and the last hit that can miss it, because a round trip per
+hit would cost more than the query it saves; ``max_staleness=0`` makes every
+PostgreSQL hit check the database (0 stale, one round trip). A store always
+sees its own writes at once. See :mod:`noodle.store._sqlite` and
+:mod:`noodle.store._postgres`.
 
 Cache keys hold the database's identity (SQLite: the file's real path and a
 random id stored in the database; PostgreSQL: that id, database, server,
@@ -88,6 +94,9 @@ class MathStore:
     ``url``: ``None`` (an SQLite file in ``NOODLE_CACHE_DIR``), a path, ``sqlite:///path``,
     ``sqlite:///:memory:`` or ``postgresql://...``. ``redis_url`` enables the
     shared tier of ``cache_strategy='lru_dist'`` (default: the settings').
+    ``max_staleness`` (PostgreSQL only; seconds): how long after another
+    process's commit a cached result it replaced may still be served (0: never,
+    at one round trip per hit). SQLite hits are always exact.
 
     Example::
 
@@ -98,10 +107,15 @@ class MathStore:
 
     def __init__(self, url: str | None = None, table: str = "noodle_objects",
                  redis_url: str | None = _DEFAULT, namespace: str = "store",
-                 cache_entries: int = 4096, ttl: float = 0) -> None:
+                 cache_entries: int = 4096, ttl: float = 0, max_staleness: float = 0.05) -> None:
         if not isinstance(table, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", table):
             raise StoreError(f"table name {table!r} is not a plain SQL identifier (letters, digits, _).")
         _check_ttl(ttl, "MathStore(ttl=...)", allow_none=False)
+        if isinstance(max_staleness, bool) or not isinstance(max_staleness, (int, float)) \
+                or not 0 <= max_staleness <= 60:
+            raise StoreError(f"MathStore(max_staleness=...) must be seconds between 0 and 60 (0: check the "
+                             f"database on every cached hit), got {max_staleness!r}.")
+        self.max_staleness = float(max_staleness)
         self.table = table
         self._lock = threading.RLock()
         self.url, self.backend = self._connect(url)
@@ -110,11 +124,9 @@ class MathStore:
         settings = get_settings()
         if redis_url is _DEFAULT:
             redis_url = settings.redis_url if settings.distributed_cache else None
-        self.local_cache = CacheManager(policy="lru", max_entries=cache_entries, ttl=ttl, redis_url=None,
-                                        namespace=namespace + "-local", snapshot=False)
-        self.dist_cache = (CacheManager(policy="lru", max_entries=cache_entries, ttl=ttl,
-                                        redis_url=redis_url, namespace=namespace, snapshot=False)
-                           if redis_url else None)
+        # One manager: 'lru' uses its local tier alone, 'lru_dist' its local tier and then Redis.
+        self.cache = CacheManager(policy="lru", max_entries=cache_entries, ttl=ttl, redis_url=redis_url,
+                                  namespace=namespace, snapshot=False)
         self._create()
 
     # connection -------------------------------------------------------------------
@@ -146,7 +158,7 @@ class MathStore:
             raise StoreError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
         self._ph = "%s"
         self._db_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
-        self._tracker: Any = PostgresTracker(url, self._conn)
+        self._tracker: Any = PostgresTracker(url, self._conn, self.max_staleness)
         return url
 
     def _connect_sqlite(self, path: str) -> None:
@@ -291,27 +303,30 @@ class MathStore:
         extra = _check_tables(tables)
         if cache_strategy == "none" or not all(type(p) in _KEYABLE for p in args):
             return self._run_query(sql, args, extra)[0]  # 'none', or parameters we cannot key exactly
-        cache = self.dist_cache if (cache_strategy == "lru_dist" and self.dist_cache is not None) \
-            else self.local_cache
+        shared = cache_strategy == "lru_dist" and self.cache.distributed
         key = self._key_prefix + xxhash.xxh3_128_hexdigest(f"{sql}\x00{args!r}\x00{extra!r}".encode())
-        rows = self._cached(cache, key)
+        rows = self._cached(key, shared)
         if rows is not None:
             return rows
         rows, versions = self._run_query(sql, args, extra)
         if versions is not None:
-            self._remember(cache, key, (versions, tuple(rows)), ttl)
+            self._remember(key, (versions, tuple(rows)), ttl, shared)
         return rows
 
-    def _cached(self, cache: CacheManager, key: str) -> list[tuple[Any, ...]] | None:
+    def _cached(self, key: str, shared: bool) -> list[tuple[Any, ...]] | None:
         """The cached rows under ``key`` if the versions they were read at still hold, else None."""
-        entry = cache.get(key)
+        cache = self.cache
+        entry = cache.get(key) if shared else cache.get_local(key)
         if type(entry) is not tuple or len(entry) != 2:
             return None
         versions, rows = entry
         with self._lock:
             current = self._tracker.current(versions)
         if not current:
-            cache.delete(key)
+            if shared:
+                cache.delete(key)
+            else:
+                cache.delete_local(key)
             return None
         self.served_from_cache += 1
         return list(rows) if type(rows) is tuple else [tuple(r) for r in rows]
@@ -321,24 +336,24 @@ class MathStore:
         with self._lock:
             return self._tracker.read(sql, args, extra)
 
-    def _remember(self, cache: CacheManager, key: str, entry: tuple[Any, Any], ttl: float | None) -> None:
-        try:
-            cache.set(key, entry, ttl=ttl)
-        except CacheEncodingError:  # values Redis cannot carry safely (Decimal, dates...): local only
-            if cache is not self.local_cache:
-                self.local_cache.set(key, entry, ttl=ttl)
+    def _remember(self, key: str, entry: tuple[Any, Any], ttl: float | None, shared: bool) -> None:
+        if shared:
+            try:
+                self.cache.set(key, entry, ttl=ttl)
+                return
+            except CacheEncodingError:  # values Redis cannot carry safely (Decimal, dates...): local only
+                pass
+        self.cache.set_local(key, entry, ttl=ttl)
 
     def close(self) -> None:
-        """Close the database connections and the caches."""
+        """Close the database connections and the cache."""
         with self._lock:
             self._tracker.close()
             try:
                 self._conn.close()
             except Exception:
                 pass
-        self.local_cache.close()
-        if self.dist_cache is not None:
-            self.dist_cache.close()
+        self.cache.close()
 
     def __enter__(self) -> MathStore:
         return self
