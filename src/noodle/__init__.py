@@ -68,6 +68,8 @@ _LAZY = {
     "dist": "noodle.dist:",
     "metrics": "noodle.metrics:",
     "monitor": "noodle.monitor:",
+    "crypto": "noodle.crypto:",
+    "region": "noodle.memory.region:region",
 }
 
 

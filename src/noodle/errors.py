@@ -171,3 +171,27 @@ class ClusterConnectionError(DistError, ConnectionError):
 
 
 __all__ += ["ClusterConnectionError", "DistArgumentError", "DistTypeError"]
+
+
+class CryptoError(NoodleError):
+    """A crypto operation was given bad input (a modulus, an exponent, a key) or failed."""
+
+
+class CryptoValueError(CryptoError, ValueError):
+    """A crypto argument has a value outside what the operation defines (m <= 0, a negative exponent
+    without ``allow_negative_exp``, no inverse, a key of the wrong length); a ValueError, as ``pow`` raises."""
+
+
+class IntegrityError(CryptoError):
+    """Authenticated decryption failed: the blob was altered, truncated, or the key is wrong."""
+
+
+class RegionError(NoodleError):
+    """A memory region was used wrongly: from another thread, after it ended, or out of order."""
+
+
+class RegionEscapeError(RegionError):
+    """``strict=True``: memory of a region was still referenced when the region ended (names the sites)."""
+
+
+__all__ += ["CryptoError", "CryptoValueError", "IntegrityError", "RegionError", "RegionEscapeError"]
