@@ -132,6 +132,7 @@ class CacheManager(LoadingMixin):
         self._snapshot_on = settings.cache_warming if snapshot is None else bool(snapshot)
         self.snapshot_entries = snapshot_entries
         self.get = self._build_get()  # type: ignore[method-assign]
+        self.get_local = self._build_get(local_only=True)  # type: ignore[method-assign]
         fast_set = self._build_set()
         if fast_set is not None:
             self.set = fast_set  # type: ignore[method-assign]
@@ -224,13 +225,39 @@ class CacheManager(LoadingMixin):
         """
         return self._slow_get(key, default)
 
-    def _build_get(self) -> Callable[[Hashable, Any], Any]:
+    def _build_get(self, local_only: bool = False) -> Callable[[Hashable, Any], Any]:
         """The instance's ``get``: a closure over locals, so a local hit touches no attribute lookups.
 
         Without a Redis tier the hit follows the policy's :class:`~noodle.cache.policies.HitPath`
         (no lock); a key its ``lookup`` does not find takes the locked path. With a Redis tier
         every read takes the locked path (keys are canonicalized and misses go on to Redis).
         """
+        if local_only:
+            if not self.local_tier:
+                return self._no_local_get
+            if self._redis is not None:
+                # the local tier holds canonical keys: str keys are their own canonical form
+                path = self._policy.hit_path()
+                if path is None or path[2] is not None:
+                    return self._slow_get_local
+                lookup_, touch_ = path[0], path[1]
+                slow_local, mono_, count = self._slow_get_local, _monotonic, self._hit_counter.__next__
+
+                def get_local(key: Hashable, default: Any = None) -> Any:
+                    if type(key) is str:
+                        entry = lookup_(key, MISSING)
+                        if entry is not MISSING:
+                            expires = entry.expires
+                            if entry.limits is None and (not expires or expires > mono_()):
+                                try:
+                                    touch_(key)
+                                except KeyError:
+                                    pass
+                                count()
+                                return entry.value
+                    return slow_local(key, default)
+
+                return get_local
         if not self.local_tier:
             return self._slow_get
         path = self._policy.hit_path() if self._redis is None else None
@@ -419,11 +446,13 @@ class CacheManager(LoadingMixin):
 
         Why: one manager serves callers that want a per-process cache and callers
         that want the shared one (``MathStore``'s 'lru' and 'lru_dist'), over one
-        local tier and one memory bound instead of two managers.
+        local tier and one memory bound instead of two managers. (Each instance
+        replaces this with a closure built by :meth:`_build_get`.)
         """
+        return self._slow_get_local(key, default)
+
+    def _slow_get_local(self, key: Hashable, default: Any = None) -> Any:
         self._check_open()
-        if not self.local_tier:
-            return default
         skey = self._skey(key)
         with self._lock:
             entry = self._policy.get(skey)
@@ -433,6 +462,11 @@ class CacheManager(LoadingMixin):
                     self._hits += 1
                     return value
             self.misses += 1
+        return default
+
+    def _no_local_get(self, key: Hashable, default: Any = None) -> Any:
+        self._check_open()
+        self._skey(key)
         return default
 
     def set_local(self, key: Hashable, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> bool:
@@ -750,7 +784,7 @@ class CacheManager(LoadingMixin):
         if self._closed:
             return
         self._closed = True
-        self.get = self._closed_get  # type: ignore[method-assign]
+        self.get = self.get_local = self._closed_get  # type: ignore[method-assign]
         self.__dict__.pop("set", None)  # the plain-set closure: set() raises once closed
         if self._snapshot_on:
             try:
