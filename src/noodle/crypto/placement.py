@@ -24,7 +24,8 @@ CRYPTO_OPS = ("modmul", "modpow", "aes_gcm_encrypt", "aes_gcm_decrypt")
 
 # CPU (2 cores, measured here): Numba 64-bit Montgomery multiplies per second, gmpy2 2048-bit powmod
 # time on one core, OpenSSL AES-256-GCM bytes per second.
-_CPU_MULMOD64 = 1.9e8
+_CPU_MULMOD64 = 1.9e8          # inside modpow's Montgomery loop
+_CPU_MODMUL64 = 3.0e8          # one modmul per element, memory-bound
 _CPU_POWMOD2048 = 3.2e-3
 _CPU_AES = 3.5e9
 _CPU_CALL = 5e-6
@@ -79,7 +80,7 @@ def estimate(op: str, *, elements: int, bits: int = 64, exp_bits: int = 64, nbyt
     else:
         mulmods = 1.0 if op == "modmul" else 1.5 * max(int(exp_bits), 1)
         if limbs == 1:
-            cpu = _CPU_CALL + n * mulmods / _CPU_MULMOD64
+            cpu = _CPU_CALL + n * mulmods / (_CPU_MODMUL64 if op == "modmul" else _CPU_MULMOD64)
             gpu = _GPU_LAUNCH + n * mulmods / _GPU_MULMOD64
         else:  # gmpy2 one core; quadratic limbs times exponent length
             per = _CPU_POWMOD2048 * (limbs / 32) ** 2 * (mulmods / (1.5 * 2048))

@@ -160,12 +160,15 @@ def _costs(op: OpDef, arrays: tuple[Any, ...], on_gpu: list[bool], out_elems: in
     return estimate(cal.cpu, gpu, s)
 
 
-def explain(op: str, *args: Any, device: str = "auto") -> Decision:
+def explain(op: str, *args: Any, device: str = "auto") -> Any:
     """Where ``op(*args)`` would run under ``device``, the estimated cost on each device, and why.
 
     Nothing is computed; the calibration is measured once on first use (about half a
     second on the CPU) and cached on disk.
     """
+    if op in _OTHER_EXPLAINERS:  # ops of a family outside the op table (crypto), imported on demand
+        module, _, name = _OTHER_EXPLAINERS[op].partition(":")
+        return getattr(importlib.import_module(module), name)(op, *args, device=device)
     opdef = _known_op(op)
     arrays = tuple(getattr(a, "_noodle_data", a) for a in args)   # a Matrix's array
     try:
@@ -188,6 +191,8 @@ def explain(op: str, *args: Any, device: str = "auto") -> Decision:
 
 
 _NOT_OPS = (OpKind.INPUT, OpKind.CONST)   # NIR nodes, not ops anyone calls
+_OTHER_EXPLAINERS = {name: "noodle.crypto.op:explain" for name in (
+    "modmul", "modpow", "rsa_modular_multiply", "modular_pow", "aes_matrix_encrypt", "aes_matrix_decrypt")}
 
 
 def _known_op(op: Any) -> OpDef:
