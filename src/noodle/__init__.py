@@ -25,40 +25,21 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from noodle import errors
-from noodle.array.matrix import Matrix
-from noodle.array.ops import (
-    abs,
-    add,
-    astype,
-    cos,
-    divide,
-    exp,
-    log,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    multiply,
-    power,
-    reshape,
-    sin,
-    sqrt,
-    subtract,
-    sum,
-    tanh,
-    transpose,
-    where,
-)
-from noodle.config import get_settings
-from noodle.devices import GPUAccelerator, devices
-from noodle.placement import explain
 
 __version__ = "0.1.0"
 
-# name -> "module:attribute", imported on first access
+_OPS = ("abs", "add", "astype", "cos", "divide", "exp", "log", "matmul", "max", "maximum", "mean", "min",
+        "minimum", "multiply", "power", "reshape", "sin", "sqrt", "subtract", "sum", "tanh", "transpose", "where")
+
+# name -> "module:attribute", imported on first access. Why everything: `import noodle` must stay cheap
+# (NumPy alone costs ~140 ms here), so a command such as `noodle fix` starts fast.
 _LAZY = {
+    **{name: f"noodle.array.ops:{name}" for name in _OPS},
+    "Matrix": "noodle.array.matrix:Matrix",
+    "get_settings": "noodle.config:get_settings",
+    "GPUAccelerator": "noodle.devices:GPUAccelerator",
+    "devices": "noodle.devices:",  # a callable module: nd.devices() lists them
+    "explain": "noodle.placement:explain",
     "jit": "noodle.jit:jit",
     "Executor": "noodle.exec:Executor",
     "nbc": "noodle.nbc:",
@@ -84,9 +65,8 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
-    "GPUAccelerator", "Matrix", "abs", "add", "astype", "cos", "devices", "divide", "errors",
-    "exp", "explain", "get_settings", "log", "matmul", "max", "maximum", "mean", "min",
-    "minimum", "multiply", "power", "reshape", "sin", "sqrt", "subtract", "sum", "tanh",
-    "transpose", "where", *_LAZY,
-]
+__all__ = ["errors", *_LAZY]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "monitor": {"devices", "ir"},
     "dist": {"ir", "nbc", "exec", "jit", "devices", "backends", "trace", "passes", "memory", "array"},
     "report": {"devices", "monitor"},
+    "crypto": {"devices", "backends", "memory", "array"},
     "benchtools": set(),
 }
 TOP = {"__init__", "cli", "commands"}   # the facade and the command line may import anything

@@ -20,6 +20,9 @@ Example::
     print(gpu_count(), backend_status()["cuda"].reason)
 """
 
+import sys
+import types
+
 from noodle.devices.accelerator import (
     GPUAccelerator,
     effective_limit_bytes,
@@ -61,3 +64,18 @@ __all__ = [
     "refresh",
     "run_bounded",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``nd.devices()`` lists the devices, and ``noodle.devices`` is also this package.
+
+    Why: ``import noodle`` is lazy, so the package may be imported (binding
+    ``noodle.devices`` to the module) before anyone asks for the function; a
+    callable module makes both spellings work in any import order.
+    """
+
+    def __call__(self) -> list[DeviceInfo]:
+        return devices()
+
+
+sys.modules[__name__].__class__ = _CallableModule
