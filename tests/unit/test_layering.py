@@ -34,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "dist": {"ir", "nbc", "exec", "jit", "devices", "backends", "trace", "passes", "memory", "array"},
     "report": {"devices", "monitor"},
     "crypto": {"devices", "backends", "memory", "array"},
+    "fixer": {"cache", "dist", "monitor"},
     "benchtools": set(),
 }
 TOP = {"__init__", "cli", "commands"}   # the facade and the command line may import anything
