@@ -181,6 +181,8 @@ def test_a_blob_built_by_hand_with_aesgcm_decrypts_with_ours() -> None:
     np.testing.assert_array_equal(aes.aes_matrix_decrypt(blob, KEY, aad=b"abc"), arr)
     assert aes.aes_matrix_decrypt(bytearray(blob), KEY, aad=b"abc").shape == (7, 1)
     assert aes.aes_matrix_decrypt(memoryview(blob), KEY, aad=b"abc").shape == (7, 1)
+    strided = memoryview(bytes(b for x in blob for b in (x, 0)))[::2]     # any bytes-like layout
+    assert aes.aes_matrix_decrypt(strided, KEY, aad=b"abc").shape == (7, 1)
 
 
 # ----------------------------------------------------------------------------- tampering and wrong inputs

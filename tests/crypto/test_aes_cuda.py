@@ -140,6 +140,116 @@ def test_emulation_rebuilds_a_whole_cpu_blob(monkeypatch) -> None:
     assert blob == prefix + b"\x07" * 12 + ct + tag
 
 
+class _FakeDeviceArray(np.ndarray):
+    """A NumPy array dressed as a CuPy one: enough of CuPy's surface for the host driver."""
+
+    @property
+    def data(self):  # type: ignore[override]
+        return type("Ptr", (), {"ptr": self.ctypes.data})()
+
+    def get(self, out=None):
+        host = np.asarray(self).copy()
+        if out is None:
+            return host
+        assert out.flags.c_contiguous and out.shape == host.shape and out.dtype == host.dtype
+        np.copyto(out, host)
+        return out
+
+
+class _FakeCupy:
+    """CuPy whose RawModule runs the NumPy emulation of each kernel, launch arguments exactly as passed."""
+
+    uint8 = np.uint8
+    launches: list[str] = []
+
+    class cuda:  # noqa: N801 - mirrors cupy.cuda
+        class Device:
+            id = 0
+            attributes = {"MultiProcessorCount": 132}
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+    @staticmethod
+    def asarray(x):
+        return np.asarray(x).view(_FakeDeviceArray)
+
+    ascontiguousarray = staticmethod(lambda x: np.ascontiguousarray(x).view(_FakeDeviceArray))
+    empty = staticmethod(lambda n, dtype: np.empty(n, dtype).view(_FakeDeviceArray))
+    zeros = staticmethod(lambda n, dtype: np.zeros(n, dtype).view(_FakeDeviceArray))
+
+    class RawModule:
+        def __init__(self, code, options=()):
+            assert code == g.cuda_source()
+
+        def get_function(self, name):
+            def ctr(grid, block, args):
+                src, dst, n, rk, j0, j1, j2, ctr0 = args
+                assert block == (g.CTR_THREADS,) and all(isinstance(v, np.uint32) for v in (j0, j1, j2, ctr0))
+                assert src.data.ptr % 16 == 0 and dst.data.ptr % 16 == 0
+                jb = b"".join(int(w).to_bytes(4, "big") for w in (j0, j1, j2, (int(ctr0) - 1) % 2**32))
+                dst[:int(n)] = np.frombuffer(g._emulate_ctr(np.asarray(rk), jb, np.asarray(src)[:int(n)].tobytes()),
+                                             np.uint8)
+                _FakeCupy.launches.append("ctr")
+
+            def ghash(grid, block, args):
+                a, a_len, c, c_len, pad, tables, out = args
+                assert block == (g.GHASH_B,) and len(grid) == 1
+                q = g.GHASH_B.bit_length() - 1
+                res = g._emulate_ghash_level(np.asarray(a)[:int(a_len)].tobytes(), np.asarray(c)[:int(c_len)].tobytes(),
+                                             int(pad), grid[0], np.asarray(tables).reshape(q + 1, 2, 16),
+                                             g.GHASH_L, g.GHASH_B)
+                out[:] = np.frombuffer(res, np.uint8)
+                _FakeCupy.launches.append("ghash")
+
+            return {g.CTR_KERNEL: ctr, g.GHASH_KERNEL: ghash}[name]
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    from noodle.crypto import placement
+    from noodle.devices import detect
+
+    monkeypatch.setattr(detect, "cupy_module", lambda: _FakeCupy)
+    monkeypatch.setattr(placement, "gpu_usable", lambda: (True, ""))
+    monkeypatch.setattr(g, "_MODULES", {})
+    monkeypatch.setattr(aes, "_new_nonce", lambda: b"\x0c" * 12)
+    _FakeCupy.launches = []
+    return _FakeCupy
+
+
+@pytest.mark.parametrize("arr", [np.arange(0, dtype=np.uint8), np.array(2.5), np.arange(7, dtype=">f8"),
+                                 np.arange(40, dtype=np.int16).reshape(5, 8).T,
+                                 np.frombuffer(random.Random(2).randbytes(16 * 4096 * 2 + 21), np.uint8)])
+def test_gpu_host_driver_with_emulated_kernels_gives_the_cpu_blob(fake_gpu, arr) -> None:
+    """The host side of the GPU path (uploads, launch arguments, GHASH levels, tag, copies into the blob)
+    run against kernels emulated in NumPy: the blob and the decryption equal the CPU's."""
+    cpu = aes.aes_matrix_encrypt(arr, KEY, aad=b"m", device="cpu")
+    gpu = aes.aes_matrix_encrypt(arr, KEY, aad=b"m", device="gpu")
+    assert gpu == cpu and "ghash" in fake_gpu.launches
+    assert ("ctr" in fake_gpu.launches) == (arr.nbytes > 0)
+    back = aes.aes_matrix_decrypt(cpu, KEY, aad=b"m", device="gpu")
+    assert back.dtype == arr.dtype and back.shape == arr.shape and back.tobytes() == arr.tobytes()
+    fake_gpu.launches.clear()
+    bad = bytearray(cpu)
+    bad[-17] ^= 1
+    with pytest.raises(IntegrityError):
+        aes.aes_matrix_decrypt(bytes(bad), KEY, aad=b"m", device="gpu")
+    assert "ctr" not in fake_gpu.launches          # no plaintext is made before the tag matches
+
+
+def test_gpu_host_driver_takes_device_arrays(fake_gpu) -> None:
+    host = np.arange(100, dtype=np.float32)
+    dev = _FakeCupy.asarray(np.concatenate([np.zeros(1, np.uint8), host.view(np.uint8)]))[1:]   # misaligned
+    assert g.available() == (True, "")
+    out = bytearray(host.nbytes)
+    tag = g.encrypt_into(dev, KEY, b"\x0c" * 12, b"ad", memoryview(out))
+    assert bytes(out) + tag == AESGCM(KEY).encrypt(b"\x0c" * 12, host.tobytes(), b"ad")
+
+
 def test_available_says_why_not() -> None:
     ok, why = g.available()
     assert isinstance(ok, bool) and (ok or why)
@@ -180,3 +290,14 @@ def test_gpu_takes_cupy_arrays_and_gpu_matrices(monkeypatch) -> None:
     assert aes.aes_matrix_encrypt(nd.Matrix(dev), KEY) == want
     odd = cp.asarray(np.arange(1001, dtype=np.uint8))[1:]        # not 16-byte aligned
     assert aes.aes_matrix_encrypt(odd, KEY, device="gpu") == aes.aes_matrix_encrypt(odd.get(), KEY, device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arr", [np.array(3.5), np.arange(7, dtype=">f8"), np.array([True, False, True]),
+                                 np.arange(12, dtype=np.complex64).reshape(3, 4).T, np.zeros((0, 3))])
+def test_gpu_keeps_raw_bytes_of_every_dtype(arr, monkeypatch) -> None:
+    monkeypatch.setattr(aes, "_new_nonce", lambda: b"\x0b" * 12)
+    blob = aes.aes_matrix_encrypt(arr, KEY, device="gpu")
+    assert blob == aes.aes_matrix_encrypt(arr, KEY, device="cpu")
+    back = aes.aes_matrix_decrypt(blob, KEY, device="gpu")
+    assert back.dtype == arr.dtype and back.shape == arr.shape and back.tobytes() == arr.tobytes()

@@ -557,7 +557,13 @@ def _kernels(cp: Any) -> tuple[Any, Any]:
 
 
 def _device_u8(cp: Any, data: Any) -> Any:
-    """A 16-byte aligned, contiguous uint8 view (or copy) of ``data`` on the current GPU."""
+    """A 16-byte aligned, contiguous uint8 view (or copy) of ``data``'s raw C-order bytes on the current GPU.
+
+    Host arrays travel as their raw bytes: CuPy has no non-native byte order and would convert a '>f8'
+    array, changing the bytes that are encrypted.
+    """
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     arr = cp.ascontiguousarray(cp.asarray(data))
     u8 = arr.reshape(-1).view(cp.uint8)
     if u8.size and u8.data.ptr % 16:

@@ -48,6 +48,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -265,10 +266,12 @@ def aes_matrix_encrypt(matrix: Any, key: bytes, *, aad: bytes = b"", device: str
     else:
         buf = bytearray(total)
         blob, view = None, memoryview(buf)
+    views = [view]
     try:
         view[:p] = prefix
         view[p:p + NONCE_BYTES] = nonce
         ct_view = view[p + NONCE_BYTES:p + NONCE_BYTES + n]
+        views.append(ct_view)
         ad = prefix + aad
         tag = None
         if choice.device == "gpu":
@@ -276,10 +279,15 @@ def aes_matrix_encrypt(matrix: Any, key: bytes, *, aad: bytes = b"", device: str
         if tag is None:
             tag = _encrypt_cpu(data, key, nonce, ad, ct_view)
         view[total - TAG_BYTES:] = tag
-        ct_view.release()
     finally:
-        view.release()
+        _release(views)     # no writable view may outlive the bytes object it points into
     return blob if blob is not None else bytes(buf)
+
+
+def _release(views: list[memoryview]) -> None:
+    for v in reversed(views):
+        with contextlib.suppress(BufferError):
+            v.release()
 
 
 def _host_u8(data: Any) -> np.ndarray:
@@ -328,7 +336,9 @@ def aes_matrix_decrypt(blob: bytes, key: bytes, *, aad: bytes = b"", device: str
     aad = _check_aad(aad)
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise IntegrityError(f"blob must be bytes from aes_matrix_encrypt, got {type(blob).__name__}.")
-    view = memoryview(blob).cast("B") if isinstance(blob, memoryview) else memoryview(blob)
+    view = memoryview(blob)
+    if view.ndim != 1 or view.format != "B" or not view.c_contiguous:
+        view = memoryview(view.tobytes())
     try:
         p, dtype, shape = _parse(view)
         nonce = bytes(view[p:p + NONCE_BYTES])
