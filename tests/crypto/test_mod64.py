@@ -151,7 +151,7 @@ def test_inverse_where_negative() -> None:
         inv, ok = cpu.invert_where_negative(_bits(xs, signed), signed, np.array(es, np.int64), _u(ms), n)
         for i in range(n):
             if es[i] >= 0:
-                assert int(inv[i]) == xs[i] % U64 and ok[i] == 1
+                assert int(inv[i]) == xs[i] % ms[i] and ok[i] == 1
                 continue
             try:
                 want = pow(xs[i], -1, ms[i])
@@ -243,6 +243,7 @@ int main() {
         if (!std::strcmp(op, "mul")) std::printf("%llu\n", nd_mul_one(a, fa, b, fb, c));
         else if (!std::strcmp(op, "pow")) std::printf("%llu\n", nd_pow_one(a, fa, b, c));
         else if (!std::strcmp(op, "lad")) std::printf("%llu\n", nd_ladder_one(a, fa, b, c));
+        else if (!std::strcmp(op, "red")) std::printf("%llu\n", nd_reduce(a, fa, m));
         else { int ok; unsigned long long v = nd_inv_one(a, fa, m, &ok); std::printf("%llu %d\n", v, ok); }
     }
     return 0;
@@ -272,8 +273,8 @@ def test_cuda_device_functions_match_python_on_the_host(tmp_path: Path) -> None:
         e = rng.choice([0, 1, 2, rng.randrange(U64), rng.randrange(100), U64 - 1])
         f = int(signed)
         cases += [("mul", a % U64, f, b % U64, f, m), ("pow", a % U64, f, e, 0, m), ("lad", a % U64, f, e, 0, m),
-                  ("inv", a % U64, f, 0, 0, m)]
-        expect += [str(a * b % m), str(pow(a, e, m)), str(pow(a, e, m))]
+                  ("red", a % U64, f, 0, 0, m), ("inv", a % U64, f, 0, 0, m)]
+        expect += [str(a * b % m), str(pow(a, e, m)), str(pow(a, e, m)), str(a % m)]
         try:
             expect.append(f"{pow(a, -1, m)} 1")
         except ValueError:

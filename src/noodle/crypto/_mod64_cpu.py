@@ -218,14 +218,19 @@ def _ladder_one(x: Any, fx: Any, e: Any, q: Any, qinv: Any, r1: Any, r2: Any,
 
 
 @njit(inline="always", **_OPTS)
+def _reduce(x: Any, fx: Any, m: Any) -> Any:  # pragma: no cover - compiled
+    """x mod m in [0, m), Python's way, for uint64 bits x (an int64's when ``fx`` is 1)."""
+    if fx != U0 and (x >> U63) != U0:
+        r = (U0 - x) % m
+        return (m - r) if r != U0 else U0
+    return x % m
+
+
+@njit(inline="always", **_OPTS)
 def _inv_one(x: Any, fx: Any, m: Any) -> Any:  # pragma: no cover - compiled
     """(x^-1 mod m, 1) or (0, 0) when gcd(x, m) != 1: extended Euclid on magnitudes (the
     coefficients alternate in sign, so |t| fits in uint64 and the sign is the step's parity)."""
-    if fx != U0 and (x >> U63) != U0:
-        r = (U0 - x) % m
-        x = (m - r) if r != U0 else U0
-    else:
-        x = x % m
+    x = _reduce(x, fx, m)
     r0 = m
     r1 = x
     t0 = U0            # |coefficient of x| for r0; its sign is - for odd steps
@@ -288,13 +293,12 @@ def _pow_vm(lo: int, hi: int, x: Any, sx: int, fx: Any, e: Any, se: int, m: Any,
 def _inv_range(lo: int, hi: int, x: Any, sx: int, fx: Any, e: Any, se: int, m: Any, sm: int, out: Any,
                ok: Any) -> None:  # pragma: no cover - compiled
     for i in range(lo, hi):
-        xi = x[i * sx]
         if e[i * se] < 0:
-            v, good = _inv_one(xi, fx, m[i * sm])
+            v, good = _inv_one(x[i * sx], fx, m[i * sm])
             out[i] = v
             ok[i] = np.uint8(good)
         else:
-            out[i] = xi
+            out[i] = _reduce(x[i * sx], fx, m[i * sm])
             ok[i] = np.uint8(1)
 
 
@@ -335,6 +339,11 @@ def _inv_par(nch: int, n: int, x: Any, sx: int, fx: Any, e: Any, se: int, m: Any
 
 
 # ------------------------------------------------------------------------------ host side
+def array_module() -> Any:
+    """NumPy: the array module this backend's operands and results use (CuPy for the GPU one)."""
+    return np
+
+
 def scalar_constants(m: int) -> tuple[int, int, int, int, int, int]:
     """(q, q^-1 mod 2^64, R mod q, R^2 mod q, k, 2^k - 1) of one modulus 1 <= m < 2^64, m = q 2^k.
 
@@ -420,8 +429,9 @@ def modpow(x: np.ndarray, x_signed: bool, e: np.ndarray, m: np.ndarray, *, n: in
 
 def invert_where_negative(x: np.ndarray, x_signed: bool, e: np.ndarray, m: np.ndarray,
                           n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bases, ok): ``x^-1 mod m`` where the int64 exponent ``e`` is negative, ``x`` elsewhere; ``ok``
-    is 0 where no inverse exists. Why separate: only ``allow_negative_exp`` calls need it."""
+    """(bases, ok): ``x^-1 mod m`` where the int64 exponent ``e`` is negative, ``x mod m`` elsewhere
+    (so every base is unsigned afterwards); ``ok`` is 0 where no inverse exists. Why separate: only
+    ``allow_negative_exp`` calls need it."""
     if e.dtype != np.int64:
         raise AssertionError("exponents for invert_where_negative are int64")
     sx, sm = _stride(x, n), _stride(m, n)
@@ -433,4 +443,4 @@ def invert_where_negative(x: np.ndarray, x_signed: bool, e: np.ndarray, m: np.nd
     return out, ok
 
 
-__all__ = ["invert_where_negative", "modmul", "modpow", "scalar_constants"]
+__all__ = ["array_module", "invert_where_negative", "modmul", "modpow", "scalar_constants"]

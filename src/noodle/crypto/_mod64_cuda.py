@@ -172,13 +172,17 @@ ND_HD nd_u64 nd_ladder_one(nd_u64 x, nd_u64 fx, nd_u64 e, const nd_mod64& c) {
 
 // x^-1 mod m (x as an int64 when fx is 1), *ok = 0 when gcd(x, m) != 1; extended Euclid on
 // magnitudes: the coefficients alternate in sign, so |t| fits in 64 bits and the sign is the parity
-ND_HD nd_u64 nd_inv_one(nd_u64 x, nd_u64 fx, nd_u64 m, int* ok) {
+// x mod m in [0, m), Python's way (x as an int64 when fx is 1)
+ND_HD nd_u64 nd_reduce(nd_u64 x, nd_u64 fx, nd_u64 m) {
     if (fx && (x >> 63)) {
         nd_u64 r = (0ull - x) % m;
-        x = r ? m - r : 0ull;
-    } else {
-        x = x % m;
+        return r ? m - r : 0ull;
     }
+    return x % m;
+}
+
+ND_HD nd_u64 nd_inv_one(nd_u64 x, nd_u64 fx, nd_u64 m, int* ok) {
+    x = nd_reduce(x, fx, m);
     nd_u64 r0 = m, r1 = x, t0 = 0ull, t1 = 1ull;
     int steps = 0;
     while (r1 != 0ull) {
@@ -243,13 +247,12 @@ extern "C" __global__ void nd_mod64_inv(const nd_u64* __restrict__ x, nd_i64 sx,
         const nd_i64* __restrict__ e, nd_i64 se, const nd_u64* __restrict__ m, nd_i64 sm,
         nd_u64* __restrict__ out, unsigned char* __restrict__ ok, nd_i64 n) {
     ND_LOOP {
-        nd_u64 xi = x[i * sx];
         if (e[i * se] < 0) {
             int good;
-            out[i] = nd_inv_one(xi, fx, m[i * sm], &good);
+            out[i] = nd_inv_one(x[i * sx], fx, m[i * sm], &good);
             ok[i] = (unsigned char)good;
         } else {
-            out[i] = xi;
+            out[i] = nd_reduce(x[i * sx], fx, m[i * sm]);
             ok[i] = 1;
         }
     }
@@ -296,6 +299,11 @@ def _cp() -> Any:
         raise DeviceUnavailableError("the 64-bit modular GPU kernels need CuPy and a CUDA GPU; use "
                                      "device='cpu' or install noodle[gpu].")
     return cp
+
+
+def array_module() -> Any:
+    """CuPy: the array module of this backend's results (NumPy operands are copied to the device)."""
+    return _cp()
 
 
 def _kernel(name: str) -> Any:
@@ -367,7 +375,7 @@ def modpow(x: Any, x_signed: bool, e: Any, m: Any, *, n: int, constant_time: boo
 
 
 def invert_where_negative(x: Any, x_signed: bool, e: Any, m: Any, n: int) -> tuple[Any, Any]:
-    """(bases, ok) as CuPy arrays: ``x^-1 mod m`` where the int64 exponent is negative, else ``x``."""
+    """(bases, ok) as CuPy arrays: ``x^-1 mod m`` where the int64 exponent is negative, else ``x mod m``."""
     cp = _cp()
     out = cp.empty(n, cp.uint64)
     ok = cp.empty(n, cp.uint8)
@@ -382,5 +390,5 @@ def _host1(m: Any) -> np.ndarray:
     return m.get() if type(m).__module__.split(".")[0] == "cupy" else np.asarray(m)
 
 
-__all__ = ["KERNELS", "available", "cuda_source", "device_functions_source", "invert_where_negative",
+__all__ = ["KERNELS", "array_module", "available", "cuda_source", "device_functions_source", "invert_where_negative",
            "modmul", "modpow"]
