@@ -345,3 +345,29 @@ def test_object_arrays_match_python() -> None:
 def test_object_elements_that_are_numpy_ints() -> None:
     a = np.array([np.int64(3), np.uint64(2**64 - 1), 2**80], dtype=object)
     assert modmul(a, 5, 2**90 + 1).tolist() == _oracle("modmul", [3, 2**64 - 1, 2**80], 5, 2**90 + 1)
+
+
+# ------------------------------------------------------------------------------ on a GPU
+@pytest.mark.gpu
+def test_gpu_results_equal_cpu_and_stay_where_the_inputs_were() -> None:
+    import cupy as cp
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(-(2**63), 2**63 - 1, 50000, dtype=np.int64)
+    e = rng.integers(-(2**20), 2**63 - 1, 50000, dtype=np.int64)
+    m = rng.integers(1, 2**63 - 1, 50000, dtype=np.int64) | 1
+    for mm in (m, 2**61 - 1, np.int64(2**62 + 6)):
+        cpu_pow = modpow(a, np.abs(e), mm, device="cpu")
+        gpu_pow = modpow(a, np.abs(e), mm, device="gpu")
+        assert type(gpu_pow) is np.ndarray and np.array_equal(gpu_pow, cpu_pow)
+        on_dev = modpow(cp.asarray(a), cp.asarray(np.abs(e)), mm, device="gpu", constant_time=True)
+        assert isinstance(on_dev, cp.ndarray) and np.array_equal(cp.asnumpy(on_dev), cpu_pow)
+        assert np.array_equal(modmul(a, e, mm, device="gpu"), modmul(a, e, mm, device="cpu"))
+    p = 2**61 - 1                          # prime: every base not divisible by it has an inverse
+    assert np.array_equal(modpow(a, e, p, allow_negative_exp=True, device="gpu"),
+                          modpow(a, e, p, allow_negative_exp=True, device="cpu"))
+    u = rng.integers(0, 2**64 - 1, 1000, dtype=np.uint64, endpoint=True)
+    mu = np.full(1000, 2**64 - 1, np.uint64)
+    assert np.array_equal(modpow(u, u, mu, device="gpu"), modpow(u, u, mu, device="cpu"))
+    cpu_out = modpow(cp.asarray(u), 3, 7, device="cpu")
+    assert isinstance(cpu_out, cp.ndarray)

@@ -174,7 +174,10 @@ def _classify(name: str, x: Any) -> _Arg:
         from noodle.devices.detect import cupy_module  # noqa: PLC0415 - only for CuPy inputs
 
         cp = cupy_module()
-        if cp is not None and isinstance(x, cp.ndarray):
+        if cp is None:
+            raise DeviceUnavailableError(f"{name} is a CuPy array, but CuPy cannot use a GPU in this process; "
+                                         "pass a NumPy array (cupy.asnumpy) or run where the GPU works.")
+        if isinstance(x, cp.ndarray):
             if x.dtype.kind not in "iu":
                 raise _bad_dtype(name, x.dtype)
             return _Arg(name, x, gpu=True)
