@@ -621,13 +621,14 @@ def corrupt(source: str, seed: int | random.Random = 0, n_errors: int = 1,
 
 
 def make_cases(sources: Sequence[str], n: int, n_errors: tuple[int, int] = (1, 1), seed: int = 0,
-               mix: dict[str, float] | None = None, tries: int = 40) -> list[Corruption]:
+               mix: dict[str, float] | None = None, tries: int | None = None) -> list[Corruption]:
     """``n`` corruptions whose classes follow the mix: draw the classes first, then a source
     that has a place for them.
 
     Why classes first: drawing a source first would under-sample the classes most snippets
     lack (``print2`` needs a ``print`` call), skewing the set away from the real mix.
-    ``n_errors`` is the inclusive range of corruptions per case.
+    ``n_errors`` is the inclusive range of corruptions per case; ``tries`` caps the sources
+    tried per draw (default: all of them, in a random order).
     """
     rng = random.Random(seed)
     cases: list[Corruption] = []
@@ -648,8 +649,9 @@ def make_cases(sources: Sequence[str], n: int, n_errors: tuple[int, int] = (1, 1
             break
         k = rng.randint(n_errors[0], n_errors[1])
         classes = draw_classes(rng, k, mix)
-        for _ in range(tries):
-            st = stream(rng.randrange(len(sources)))
+        order = rng.sample(range(len(sources)), min(len(sources), tries or len(sources)))
+        for i in order:
+            st = stream(i)
             c = corrupt_classes(st, classes, rng, tries=4) if st is not None else None
             if c is not None:
                 cases.append(c)
