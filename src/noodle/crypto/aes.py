@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import math
 import os
 import re
 import struct
@@ -231,7 +232,7 @@ def _parse(blob: memoryview) -> tuple[int, np.dtype, tuple[int, ...]]:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise IntegrityError("blob header is not a valid noodle AES-GCM header (dtype and shape); the blob "
                              "was altered or is not from aes_matrix_encrypt.") from None
-    nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
+    nbytes = dtype.itemsize * math.prod(shape)
     ct_len = size - p - NONCE_BYTES - TAG_BYTES
     if nbytes != ct_len:
         raise IntegrityError(f"blob header describes {nbytes} bytes of data but the blob holds {ct_len}; it "
