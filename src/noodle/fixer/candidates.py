@@ -1,0 +1,704 @@
+"""What could fix an error: token edits near where CPython stopped, each with its model score.
+
+Why these edits and no others: real syntax errors are overwhelmingly one or two tokens wrong
+near the reported position (58% need a one-token fix; the error line is within one line of the
+fix in 97.6%), so the generator proposes every insertion, deletion and substitution of a
+syntax token (brackets, colons, commas, dots, operators, keywords) at the tokens around the
+error, and lets the model and the parser choose. Three structures get their own edit classes
+because a token view cannot see them: brackets (an unclosed or unmatched bracket says which
+closer or opener is missing, and where it can go: where the stack has that opener on top),
+strings (an unterminated string is one bad token; its closing quote can go at any boundary
+inside it) and indentation (a line or a block moved to another open level). Those edits change
+the layout of what follows (NEWLINE/INDENT tokens appear or vanish), so they are scored by
+lexing the changed lines again instead of splicing symbols.
+
+CPython's message only adds positions (the range of "Perhaps you forgot a comma?", the opener
+of "'(' was never closed"); it never picks the edit. Python 2's ``print x`` is the one
+two-token edit proposed directly, because its message names it exactly.
+
+Example::
+
+    ctx = Context(lines, region, err, scorer)
+    for p in propose(ctx):
+        print(p.kind, p.changes, p.score)
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from noodle.fixer.lexer import Tok, lex, symbol_of
+from noodle.fixer.localize import ParseError, Region
+from noodle.fixer.rank import Scorer, delete_cost, edit_cost
+
+__all__ = ["Change", "Context", "Proposal", "apply_changes", "propose"]
+
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSERS = {")": "(", "]": "[", "}": "{"}
+#: symbols inserted at any position near the error (closers and openers come from the bracket
+#: structure instead)
+INSERTABLE = (":", ",", ".", "=", "==", "in", "not", "and", "or", "is", "if", "else", "for",
+              "import", "as", "return", "pass", "+", "*")
+#: what an operator is confused with (both directions are listed)
+CONFUSED: dict[str, tuple[str, ...]] = {
+    "=": ("==", ":=", ":", "!=", "-", "+="),
+    "==": ("=", "!=", "is"),
+    ":=": ("=",),
+    ":": (";", ",", ".", "=", "=="),
+    ";": (":", ","),
+    ",": (".", ":", ";"),
+    ".": (",", ":"),
+    "!=": ("==", "="),
+    "->": ("=", ":"),
+    "-": ("=", "_"),
+    "+": ("=",),
+    "+=": ("=",),
+    "<": ("<=", "<<"),
+    ">": (">=", ">>", "->"),
+    "<=": ("<",),
+    ">=": (">",),
+}
+KEYWORD_SUBS: dict[str, tuple[str, ...]] = {
+    "if": ("elif", "while"), "elif": ("else", "if"), "else": ("elif",), "is": ("in", "=="),
+    "in": ("is",), "and": ("or",), "or": ("and",), "def": ("class",), "class": ("def",),
+}
+#: keywords a misspelled name may be (soft keywords and constants excluded: they are names too)
+TYPO_TARGETS = tuple(sorted(k for k in keyword.kwlist if k not in ("True", "False", "None")))
+_ATTACH_LEFT = frozenset({")", "]", "}", ",", ":", "."})
+_NO_EDIT = frozenset({"NEWLINE", "NL", "COMMENT", "INDENT", "DEDENT", "ENDMARKER"})
+BACK, AHEAD = 5, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Replace columns [col, end) of one line of the current text by ``new``."""
+
+    line: int
+    col: int
+    end: int
+    new: str
+
+
+@dataclass(slots=True)
+class Proposal:
+    """One candidate step: what it does, its score (model delta minus prior) and a tie-break key.
+
+    Token edits keep only (token, symbol) until :meth:`Context.changes` turns them into text
+    changes: most proposals are never parsed, so most never need their text.
+    """
+
+    score: float
+    kind: str
+    edits: int
+    key: tuple
+    op: tuple
+
+
+def apply_changes(lines: list[str], changes: tuple[Change, ...]) -> list[str]:
+    """A copy of ``lines`` with the changes (non-overlapping, any order) applied."""
+    out = list(lines)
+    by_line: dict[int, list[Change]] = {}
+    for c in changes:
+        by_line.setdefault(c.line, []).append(c)
+    for line, cs in by_line.items():
+        text = out[line - 1]
+        for c in sorted(cs, key=lambda c: (c.col, c.end), reverse=True):
+            text = text[:c.col] + c.new + text[c.end:]
+        out[line - 1] = text
+    return out
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _spaced(before: str, text: str, after: str) -> str:
+    """``text`` with a space on each side where it would otherwise fuse with its neighbours."""
+    if text and before and _word(before) and _word(text[0]):
+        text = " " + text
+    if text and after and _word(after) and (_word(text[-1]) or text[-1] in "'\""):
+        text = text + " "
+    return text
+
+
+class Context:
+    """The region's current tokens and symbols, the error in them, and the scorer."""
+
+    def __init__(self, lines: list[str], region: Region, err: ParseError, scorer: Scorer) -> None:
+        self.lines = lines
+        self.region = region
+        self.err = err
+        self.scorer = scorer
+        self.off = region.first - 1
+        self.toks: list[Tok] = lex("".join(lines[region.first - 1:region.last]))
+        vocab = scorer.vocab
+        syms = ["<s>"]
+        sym_index = []
+        for t in self.toks:
+            s = symbol_of(t, vocab)
+            if s is None:
+                sym_index.append(-1)
+            else:
+                sym_index.append(len(syms))
+                syms.append(s)
+        self.syms = syms
+        self.sym_index = sym_index
+        self.ids = scorer.ids(syms)
+        self.e = self._error_token()
+        self._old_spans: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+
+    # ---- positions
+    def fline(self, t: Tok) -> int:
+        return t.start[0] + self.off
+
+    def _error_token(self) -> int:
+        err = self.err
+        target = (err.line - self.off, err.col)
+        for i, t in enumerate(self.toks):
+            if t.kind in ("NL", "COMMENT", "INDENT", "DEDENT"):
+                continue
+            if t.start >= target or (t.start[0] == target[0] and t.end[1] > target[1]):
+                return i
+        return len(self.toks) - 1
+
+    def prev_sig(self, i: int) -> int:
+        """The index of the nearest token before i that the model sees and that is code (or -1)."""
+        i -= 1
+        while i >= 0 and (self.sym_index[i] < 0 or self.toks[i].kind in ("INDENT", "DEDENT")):
+            i -= 1
+        return i
+
+    def line_text(self, line: int) -> str:
+        return self.lines[line - 1]
+
+    def changes(self, p: Proposal) -> tuple[Change, ...]:
+        """The text changes of a proposal (in the current text's coordinates)."""
+        op = p.op
+        if op[0] == "insert":
+            return (_insert_change(self, op[1], op[2]),)
+        if op[0] == "replace":
+            return (_replace_change(self, op[1], op[2]),)
+        return op[1]
+
+    # ---- scoring
+    def splice(self, i: int, j: int, new: list[str]) -> float:
+        return self.scorer.splice_delta(self.ids, i, j, self.scorer.ids(new))
+
+    def relex_delta(self, first: int, last: int, changes: tuple[Change, ...]) -> float:
+        """Model delta of the changes over file lines [first, last], both versions lexed alone
+        after the same left context (the symbols before ``first`` in the region)."""
+        key = (first, last)
+        first = max(first, self.region.first)
+        last = min(last, self.region.last)
+        if key not in self._old_spans:
+            self._old_spans[key] = (self._left(first), self._lexed(self.lines, first, last))
+        left, old = self._old_spans[key]
+        new = self._lexed(apply_changes(self.lines, changes), first, last)
+        return self.scorer.seq_delta(left, old, new)
+
+    def _left(self, first: int) -> list[int]:
+        for i, t in enumerate(self.toks):
+            if self.fline(t) >= first:
+                k = self.sym_index[i] if self.sym_index[i] >= 0 else self._next_sym(i)
+                return self.ids[:k]
+        return list(self.ids)
+
+    def _next_sym(self, i: int) -> int:
+        while i < len(self.toks) and self.sym_index[i] < 0:
+            i += 1
+        return self.sym_index[i] if i < len(self.toks) else len(self.ids)
+
+    def _lexed(self, lines: list[str], first: int, last: int) -> list[int]:
+        toks = lex("".join(lines[first - 1:last]))
+        vocab = self.scorer.vocab
+        syms = [s for t in toks if t.kind not in ("ENDMARKER",) if (s := symbol_of(t, vocab)) is not None]
+        while syms and syms[-1] == "<DE>":
+            syms.pop()
+        if syms and syms[0] == "<IN>" and first > self.region.first:
+            syms.pop(0)
+        return self.scorer.ids(syms)
+
+
+# --------------------------------------------------------------------------- the generators
+
+def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
+    """The ``limit`` best proposals for the context's error, scored, best first (ties broken by
+    position; duplicates are left to the caller, who sees their texts)."""
+    out: list[Proposal] = []
+    msg = ctx.err.message
+    out.extend(_token_edits(ctx))
+    out.extend(_bracket_edits(ctx))
+    if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in _near(ctx, 3)):
+        out.extend(_quote_edits(ctx))
+    if ctx.err.kind in ("IndentationError", "TabError") or _at_line_start(ctx) or "indent" in msg:
+        out.extend(_indent_edits(ctx))
+    if msg.startswith("Missing parentheses in call to"):
+        out.extend(_print_edit(ctx))
+    out.sort(key=lambda p: (-p.score, p.key))
+    return out[:limit]
+
+
+def _near(ctx: Context, lines: int) -> Iterator[Tok]:
+    lo = ctx.err.line - lines
+    hi = ctx.err.line + 1
+    for t in ctx.toks:
+        if lo <= ctx.fline(t) <= hi:
+            yield t
+
+
+def _at_line_start(ctx: Context) -> bool:
+    p = ctx.prev_sig(ctx.e)
+    return p < 0 or ctx.toks[p].kind == "NEWLINE"
+
+
+def _positions(ctx: Context) -> list[int]:
+    """Token indices to edit at: a few tokens before the error and one after, the rest of the
+    error's line, and the range a message names ("Perhaps you forgot a comma?")."""
+    toks = ctx.toks
+    code = [i for i, t in enumerate(toks) if ctx.sym_index[i] >= 0 and t.kind not in ("INDENT", "DEDENT")]
+    where = {i: n for n, i in enumerate(code)}
+    e = ctx.e
+    n = where.get(e)
+    if n is None:
+        n = max((k for k, i in enumerate(code) if i < e), default=0)
+    chosen = set(code[max(0, n - BACK):n + AHEAD + 1])
+    err = ctx.err
+    for i in code:
+        line = ctx.fline(toks[i])
+        if line == err.line and abs(where[i] - n) <= 12:
+            chosen.add(i)
+        elif err.end_line > err.line or err.end_col > err.col + 1:
+            if (err.line, err.col) <= (line, toks[i].start[1]) <= (err.end_line, err.end_col):
+                chosen.add(i)
+    return sorted(chosen)
+
+
+def _distance(ctx: Context, i: int) -> tuple[int, int]:
+    line = ctx.fline(ctx.toks[i])
+    a, b = sorted((ctx.sym_index[i] if ctx.sym_index[i] >= 0 else 0, ctx.sym_index[ctx.e]))
+    return abs(line - ctx.err.line), b - a
+
+
+def _insert_change(ctx: Context, i: int, sym: str) -> Change:
+    """Insert ``sym`` before token i: right after the previous token for closers and separators
+    (so a ':' lands before a trailing comment), else right before token i."""
+    t = ctx.toks[i]
+    p = ctx.prev_sig(i)
+    if p >= 0 and (t.kind in ("NEWLINE", "NL", "ENDMARKER") or sym in _ATTACH_LEFT) \
+            and ctx.toks[p].end[0] == t.start[0] and ctx.toks[p].kind != "NEWLINE":
+        line, col = ctx.toks[p].end[0] + ctx.off, ctx.toks[p].end[1]
+    elif t.kind in ("NEWLINE", "NL", "ENDMARKER", "DEDENT") and p >= 0:
+        pt = ctx.toks[p]
+        end = pt.start if pt.kind == "NEWLINE" else pt.end      # never past a line's end
+        line, col = end[0] + ctx.off, end[1]
+    else:
+        line, col = ctx.fline(t), t.start[1]
+    text = ctx.line_text(line)
+    new = sym
+    if sym == ",":
+        new = ", " if col < len(text) and text[col] not in " \t\r\n)]}" else ","
+    elif sym not in _ATTACH_LEFT and sym not in OPENERS:
+        before = text[col - 1] if col > 0 else ""
+        after = text[col] if col < len(text) else ""
+        new = _spaced(before, sym, after)
+        if not new.startswith(" ") and before not in ("", " ", "\t", "(", "[", "{"):
+            new = " " + new
+        if not new.endswith(" ") and after not in ("", " ", "\t", "\r", "\n", ")", "]", "}", ":", ","):
+            new = new + " "
+    return Change(line, col, col, new)
+
+
+def _replace_change(ctx: Context, i: int, new: str) -> Change:
+    t = ctx.toks[i]
+    line = ctx.fline(t)
+    text = ctx.line_text(line)
+    a, b = t.start[1], t.end[1]
+    before = text[a - 1] if a > 0 else ""
+    after = text[b] if b < len(text) else ""
+    if new:
+        new = _spaced(before, new, after)
+    elif _word(before) and _word(after):
+        new = " "
+    elif after in (" ", "\t") and (before in (" ", "\t") or not text[:a].strip()):
+        b += 1                        # take one blank with it (and keep the line's indentation)
+        while not text[:a].strip() and b < len(text) and text[b] in " \t":
+            b += 1
+    return Change(line, a, b, new)
+
+
+def _token_edits(ctx: Context) -> Iterator[Proposal]:
+    toks = ctx.toks
+    for i in _positions(ctx):
+        t = toks[i]
+        si = ctx.sym_index[i]
+        lines, dist = _distance(ctx, i)
+        base = edit_cost(1, lines, dist)
+        for sym in INSERTABLE:
+            if sym == "(" and t.kind in ("NEWLINE", "ENDMARKER"):
+                continue
+            delta = ctx.splice(si, si, [sym])
+            yield Proposal(delta - base, "insert", 1, (i, 0, sym), ("insert", i, sym))
+        if t.kind in _NO_EDIT or t.start[0] != t.end[0] or t.text in OPENERS or t.text in CLOSERS:
+            continue
+        cost = base + delete_cost(t.kind, t.text)
+        delta = ctx.splice(si, si + 1, [])
+        if t.kind != "OP" and not keyword.iskeyword(t.text):
+            # a stray name, number or string is as likely as what it says is in that place, so
+            # its deletion gains nothing from its own improbability (see rank.delete_cost)
+            delta += ctx.scorer.span(ctx.ids, si, si + 1)
+        yield Proposal(delta - cost, "delete", 1, (i, 1, ""), ("replace", i, ""))
+        subs: list[tuple[str, int]] = []
+        if t.kind == "OP":
+            subs = [(s, 1) for s in CONFUSED.get(t.text, ())]
+        elif t.kind == "NAME":
+            subs = [(s, 1) for s in KEYWORD_SUBS.get(t.text, ())]
+            if not keyword.iskeyword(t.text):
+                subs += _typo_keywords(t.text)
+        for sym, typo in subs:
+            cost = edit_cost(1, lines, dist, typo)
+            delta = ctx.splice(si, si + 1, [sym])
+            yield Proposal(delta - cost, "substitute", 1, (i, 2, sym), ("replace", i, sym))
+
+
+@functools.lru_cache(maxsize=4096)
+def _typo_keywords(name: str) -> list[tuple[str, int]]:
+    """Keywords within a small edit distance of ``name`` (transpositions and case count once)."""
+    out = []
+    low = name.lower()
+    for kw in TYPO_TARGETS:
+        if abs(len(kw) - len(name)) > 2:
+            continue
+        d = _damerau(low, kw)
+        d += 1 if low != name else 0
+        limit = 1 if len(kw) <= 3 else 2
+        if 0 < d <= limit:
+            out.append((kw, d))
+    return out
+
+
+def _damerau(a: str, b: str) -> int:
+    """Optimal string alignment distance (insert, delete, substitute, swap neighbours)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+# --------------------------------------------------------------------------- brackets
+
+def _bracket_edits(ctx: Context) -> Iterator[Proposal]:
+    """Closers where an unclosed opener is on top of the stack, openers before an unmatched
+    closer, the other kind for a mismatched one, and deleting the culprit."""
+    toks = ctx.toks
+    stack: list[int] = []
+    unclosed: list[int] = []
+    unmatched: list[int] = []
+    top_at: dict[int, int] = {}          # token index -> index of the opener on top before it
+    for i, t in enumerate(toks):
+        if stack:
+            top_at[i] = stack[-1]
+        if t.kind != "OP":
+            continue
+        if t.text in OPENERS:
+            stack.append(i)
+        elif t.text in CLOSERS:
+            if not stack:
+                unmatched.append(i)
+            elif toks[stack[-1]].text != CLOSERS[t.text]:
+                yield from _mismatch(ctx, stack[-1], i)
+                stack.pop()
+            else:
+                stack.pop()
+    unclosed = stack
+    for o in unclosed[-2:]:
+        yield from _close(ctx, o, top_at)
+    for c in unmatched[:2]:
+        yield from _open(ctx, c)
+
+
+def _logical_start(ctx: Context, i: int) -> int:
+    """The file line where the statement holding token i starts."""
+    j = i - 1
+    while j >= 0 and toks_kind(ctx, j) not in ("NEWLINE", "INDENT", "DEDENT"):
+        j -= 1
+    k = j + 1
+    while k < len(ctx.toks) and ctx.toks[k].kind in ("NL", "COMMENT", "INDENT", "DEDENT"):
+        k += 1
+    return ctx.fline(ctx.toks[min(k, i)])
+
+
+def toks_kind(ctx: Context, j: int) -> str:
+    return ctx.toks[j].kind
+
+
+def _bracket_cost(ctx: Context, i: int, edits: int = 1) -> float:
+    lines, dist = _distance(ctx, i)
+    return edit_cost(edits, lines, dist)
+
+
+def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
+    toks = ctx.toks
+    closer = OPENERS[toks[o].text]
+    oline = ctx.fline(toks[o])
+    last_line = min(max(oline + 2, ctx.err.line), ctx.region.last)
+    spots = []
+    for i in range(o + 1, len(toks)):
+        t = toks[i]
+        if ctx.fline(t) > last_line or t.kind == "ENDMARKER":
+            break
+        if t.kind in ("COMMENT", "INDENT", "DEDENT") or top_at.get(i) != o:
+            continue
+        if t.kind == "NL" and toks[i - 1].kind == "NL":
+            continue                       # a blank line: the line before already offers its end
+        spots.append(i)
+    if not spots:
+        return
+    first = _logical_start(ctx, o)
+    last = min(max(ctx.fline(toks[s]) for s in spots) + 1, ctx.region.last)
+    for i in spots:
+        ch = _insert_change(ctx, i, closer)
+        delta = ctx.relex_delta(first, last, (ch,))
+        yield Proposal(delta - _bracket_cost(ctx, i), "insert", 1, (i, 0, closer), ("changes", (ch,)))
+    ch = _replace_change(ctx, o, "")
+    cost = _bracket_cost(ctx, o) + delete_cost("OP", toks[o].text)
+    yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (o, 1, ""), ("changes", (ch,)))
+
+
+def _open(ctx: Context, c: int) -> Iterator[Proposal]:
+    toks = ctx.toks
+    opener = CLOSERS[toks[c].text]
+    first = _logical_start(ctx, c)
+    last = min(ctx.fline(toks[c]) + 1, ctx.region.last)
+    depth = 0
+    for i in range(c - 1, -1, -1):
+        t = toks[i]
+        if ctx.fline(t) < first:
+            break
+        if t.kind == "OP" and t.text in CLOSERS:
+            depth += 1
+        elif t.kind == "OP" and t.text in OPENERS:
+            depth -= 1
+        if depth != 0 or ctx.sym_index[i] < 0 or t.kind in ("INDENT", "DEDENT"):
+            continue
+        ch = _insert_change(ctx, i, opener)
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - _bracket_cost(ctx, i), "insert", 1,
+                       (i, 0, opener), ("changes", (ch,)))
+    ch = _replace_change(ctx, c, "")
+    cost = _bracket_cost(ctx, c) + delete_cost("OP", toks[c].text)
+    yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (c, 1, ""), ("changes", (ch,)))
+
+
+def _mismatch(ctx: Context, o: int, c: int) -> Iterator[Proposal]:
+    toks = ctx.toks
+    first = _logical_start(ctx, o)
+    last = min(ctx.fline(toks[c]) + 1, ctx.region.last)
+    want = OPENERS[toks[o].text]
+    options = [
+        (c, "substitute", _replace_change(ctx, c, want)),
+        (o, "substitute", _replace_change(ctx, o, CLOSERS[toks[c].text])),
+        (c, "insert", _insert_change(ctx, c, want)),
+        (c, "delete", _replace_change(ctx, c, "")),
+    ]
+    for i, kind, ch in options:
+        cost = _bracket_cost(ctx, i) + (delete_cost("OP", ch.new) if kind == "delete" else 0.0)
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, kind, 1, (i, 3, kind, ch.new),
+                       ("changes", (ch,)))
+
+
+# --------------------------------------------------------------------------- strings
+
+def _quote_edits(ctx: Context) -> Iterator[Proposal]:
+    """Close an unterminated string at any boundary inside it, open it earlier on its line, or
+    delete its quote."""
+    for i, t in enumerate(ctx.toks):
+        if t.kind != "ERRORTOKEN" or abs(ctx.fline(t) - ctx.err.line) > 1:
+            continue
+        text = t.text
+        q = 0
+        while q < len(text) and text[q] not in "'\"":
+            q += 1
+        if q >= len(text):
+            continue
+        quote = text[q]
+        if text[q:q + 3] == quote * 3:
+            continue
+        line = ctx.fline(t)
+        first = _logical_start(ctx, i)
+        last = min(line + 1, ctx.region.last)
+        base = t.start[1]
+        body = text[q + 1:]
+        cols = [base + q + 1 + k for k in range(len(body) + 1)
+                if k == len(body) or (k > 0 and (not _word(body[k]) or not _word(body[k - 1]))
+                                      and body[k] not in "\\")]
+        cols = cols[-12:]
+        for col in cols:
+            ch = Change(line, col, col, quote)
+            cost = edit_cost(1, abs(line - ctx.err.line))
+            yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 4, col), ("changes", (ch,)))
+        # a quote missing at the start instead: open it before one of the tokens on its line
+        for j in range(i - 1, -1, -1):
+            u = ctx.toks[j]
+            if ctx.fline(u) != line or u.kind in _NO_EDIT:
+                break
+            if u.kind in ("NAME", "NUMBER") or u.text in ("(", "[", "{", ",", "="):
+                col = u.start[1] if u.kind in ("NAME", "NUMBER") else u.end[1]
+                ch = Change(line, col, col, quote)
+                yield Proposal(ctx.relex_delta(first, last, (ch,)) - edit_cost(1, 0, i - j), "quote", 1,
+                               (j, 4, col), ("changes", (ch,)))
+        ch = Change(line, base + q, base + q + 1, "")
+        cost = edit_cost(1) + delete_cost("OP", quote)
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 5, 0), ("changes", (ch,)))
+
+
+# --------------------------------------------------------------------------- indentation
+
+def _width(ws: str) -> int:
+    col = 0
+    for ch in ws:
+        col = (col // 8 + 1) * 8 if ch == "\t" else col + 1
+    return col
+
+
+def _lead(line: str) -> str:
+    return line[:len(line) - len(line.lstrip(" \t"))]
+
+
+def _code(line: str) -> bool:
+    s = line.strip()
+    return bool(s) and not s.startswith("#")
+
+
+def _indent_edits(ctx: Context) -> Iterator[Proposal]:
+    """Move the error line, or one of the two code lines before it, to another open level: alone,
+    with the lines nested under it, or with the rest of its block."""
+    lines = ctx.lines
+    reg = ctx.region
+    code_rows = [r for r in range(reg.first, reg.last + 1) if _code(lines[r - 1])]
+    if not code_rows:
+        return
+    err_row = min(max(ctx.err.line, reg.first), reg.last)
+    before = [r for r in code_rows if r < err_row][-2:]
+    targets = before + ([err_row] if err_row in code_rows else [])
+    unit = _unit(lines, code_rows)
+    for row in targets:
+        ws = _lead(lines[row - 1])
+        w0 = _width(ws)
+        levels = _levels(lines, code_rows, row, unit)
+        for w in levels:
+            if w == w0:
+                continue
+            new_ws = _ws_for(lines, code_rows, w)
+            for span in _spans(lines, code_rows, row, w0):
+                changes = tuple(Change(r, 0, len(_lead(lines[r - 1])),
+                                       _shift(lines[r - 1], w0, w, new_ws)) for r in span)
+                last = min(span[-1] + 2, reg.last)
+                delta = ctx.relex_delta(reg.first, last, changes)
+                cost = edit_cost(len(span), abs(row - ctx.err.line))
+                yield Proposal(delta - cost, "indent", len(span), (row, 6, w, len(span)), ("changes", changes))
+
+
+def _unit(lines: list[str], rows: list[int]) -> int:
+    steps: dict[int, int] = {}
+    prev = 0
+    for r in rows:
+        w = _width(_lead(lines[r - 1]))
+        if w > prev:
+            steps[w - prev] = steps.get(w - prev, 0) + 1
+        prev = w
+    return max(sorted(steps), key=lambda s: steps[s]) if steps else 4
+
+
+def _levels(lines: list[str], rows: list[int], row: int, unit: int) -> list[int]:
+    """The open indentation levels at ``row``: the previous code line's, each shallower one
+    above it, and one deeper when the previous line opens a block."""
+    prev = [r for r in rows if r < row]
+    if not prev:
+        return [0]
+    p = prev[-1]
+    pw = _width(_lead(lines[p - 1]))
+    levels = [pw]
+    low = pw
+    for r in reversed(prev):
+        w = _width(_lead(lines[r - 1]))
+        if w < low:
+            levels.append(w)
+            low = w
+    if lines[p - 1].split("#")[0].rstrip().endswith(":"):
+        levels.insert(0, pw + unit)
+    return levels[:4]
+
+
+def _ws_for(lines: list[str], rows: list[int], w: int) -> str:
+    for r in rows:
+        ws = _lead(lines[r - 1])
+        if _width(ws) == w:
+            return ws
+    return " " * w
+
+
+def _shift(line: str, w0: int, w: int, new_ws: str) -> str:
+    ws = _lead(line)
+    rest = _width(ws) - w0
+    return new_ws + " " * rest if rest > 0 else new_ws
+
+
+def _spans(lines: list[str], rows: list[int], row: int, w0: int) -> list[list[int]]:
+    """The line alone; with the following lines nested deeper than it; with the following lines
+    at its level or deeper (until a shallower one)."""
+    after = [r for r in rows if r > row]
+    nested = [row]
+    for r in after:
+        if _width(_lead(lines[r - 1])) > w0:
+            nested.append(r)
+        else:
+            break
+    block = [row]
+    for r in after:
+        if _width(_lead(lines[r - 1])) >= w0:
+            block.append(r)
+        else:
+            break
+    spans = [[row]]
+    for s in (nested, block):
+        if len(s) > 1 and len(s) <= 40 and s not in spans:
+            spans.append(s)
+    return spans
+
+
+# --------------------------------------------------------------------------- print x
+
+def _print_edit(ctx: Context) -> Iterator[Proposal]:
+    """``print x`` -> ``print(x)``: the message names this two-token edit exactly."""
+    toks = ctx.toks
+    i = ctx.e
+    while i < len(toks) and not (toks[i].kind == "NAME" and toks[i].text == "print"):
+        i += 1
+    if i + 1 >= len(toks):
+        return
+    j = i + 1
+    while j < len(toks) and toks[j].kind not in ("NEWLINE", "ENDMARKER"):
+        j += 1
+    last = ctx.prev_sig(j)
+    if last <= i:
+        return
+    line = ctx.fline(toks[i])
+    a = toks[i].end[1]
+    b = toks[i + 1].start[1]
+    end_tok = toks[last]
+    open_change = Change(line, a, b if ctx.fline(toks[i + 1]) == line else a, "(")
+    close_change = Change(end_tok.end[0] + ctx.off, end_tok.end[1], end_tok.end[1], ")")
+    si, sj = ctx.sym_index[i], ctx.sym_index[last]
+    new = ctx.syms[si:sj + 1]
+    new = [new[0], "("] + new[1:] + [")"]
+    delta = ctx.splice(si, sj + 1, new)
+    yield Proposal(delta - edit_cost(2), "print", 2, (i, 7), ("changes", (open_change, close_change)))

@@ -1,0 +1,265 @@
+"""``fix``: repair a text's syntax errors, one error at a time, by best-first search over token edits.
+
+Why this shape: CPython reports only the first error, so a file is repaired in rounds: find the
+block that reproduces the first error (:mod:`noodle.fixer.localize`), search that block, apply
+the best repair, parse the file again, and go on with the next error (a bounded number of
+rounds). Inside a round the search is best-first on the model score: every proposal for the
+error (:mod:`noodle.fixer.candidates`) is scored first, which is cheap, and parsed (the block
+only) in score order until ``k`` parse, so the parse checks do not set the latency. A
+proposal that does not parse but lets the parser get further is expanded with the proposals
+for its own error, which finds repairs of two or three edits (``print x``, two errors in one
+function) without trying every pair.
+
+Every returned candidate is checked once more on the whole text with ``compile``: the block
+parse is the filter, the whole-text compile the guarantee. Nothing here is random and nothing
+iterates a set or a dict keyed by strings in an order that matters, so results do not depend
+on ``PYTHONHASHSEED``.
+
+Example::
+
+    from noodle.fixer import fix
+    r = fix("def f(x)\\n    return x\\n")
+    print(r.kind, r.source, r.edits)    # simple def f(x):\\n ... (Edit(1, 8, '', ':'),)
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import re
+import time
+from dataclasses import dataclass
+
+from noodle.errors import NoodleError
+from noodle.fixer.candidates import Change, Context, apply_changes, propose
+from noodle.fixer.localize import Checker, ParseError, find_region, split_lines
+from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
+from noodle.fixer.result import Candidate, Edit, FixResult
+
+__all__ = ["FixArgumentError", "fix"]
+
+#: rounds (one error each, on some partial repair) before giving up
+MAX_ROUNDS = 12
+#: parse checks one round may spend
+MAX_CHECKS = 120
+#: proposals kept per round (the rest score too low to be parsed within the budget)
+PROPOSALS = 80
+#: seconds after which the search returns what it has (a round always gets its first proposals)
+TIME_BUDGET = 0.8
+
+
+class FixArgumentError(NoodleError, ValueError):
+    """``fix`` was called with an argument it cannot use (a ValueError)."""
+
+
+@dataclass(slots=True)
+class _Node:
+    """A state of the search: the lines changed so far (against the input), its score, and the
+    first error left (None once its block parses)."""
+
+    changed: tuple[tuple[int, str], ...]
+    score: float
+    depth: int
+    err: ParseError | None = None
+
+
+def _lines_of(base: list[str], node: _Node) -> list[str]:
+    if not node.changed:
+        return base
+    out = list(base)
+    for line, text in node.changed:
+        out[line - 1] = text
+    return out
+
+
+def _child(base: list[str], lines: list[str], node: _Node, changes: tuple[Change, ...], score: float) -> _Node:
+    new_lines = apply_changes(lines, changes)
+    changed = dict(node.changed)
+    for c in changes:
+        text = new_lines[c.line - 1]
+        if text == base[c.line - 1]:
+            changed.pop(c.line, None)
+        else:
+            changed[c.line] = text
+    return _Node(tuple(sorted(changed.items())), node.score + score, node.depth + 1)
+
+
+def _past(after: ParseError, before: ParseError) -> bool:
+    """Whether the parser now gets further than it did: its first error is later in the text (for
+    an unclosed bracket, CPython points at the opener, so the opener must be later)."""
+    return (after.line, after.col) > (before.line, before.col)
+
+
+class _Search:
+    """One call's search: shared caches, deadline and counters."""
+
+    def __init__(self, source: str, k: int, checker: Checker, scorer: Scorer, deadline: float) -> None:
+        self.base = split_lines(source)
+        self.k = k
+        self.checker = checker
+        self.scorer = scorer
+        self.deadline = deadline
+        self.checks = 0
+        self.rounds = 0
+
+    def round(self, start: _Node, err: ParseError) -> list[_Node]:
+        """Up to k nodes (start plus one proposal) that get past ``err``, best first: their block
+        parses (``err`` None) or its first error is later than ``err`` (a partial repair, which
+        the next round continues).
+
+        Proposals are parsed in score order, so the parse checks stop as soon as k got past;
+        a proposal's text is only built when it is the best one left.
+        """
+        self.rounds += 1
+        lines = _lines_of(self.base, start)
+        region, rerr = find_region(lines, err, self.checker)
+        ctx = Context(lines, region, rerr, self.scorer)
+        goals: list[_Node] = []
+        seen: set[tuple[tuple[int, str], ...]] = {start.changed}
+        checks = 0
+        for p in propose(ctx, PROPOSALS):
+            if len(goals) >= self.k or checks >= MAX_CHECKS:
+                break
+            if time.perf_counter() > self.deadline and (goals or checks > 40):
+                break
+            node = _child(self.base, lines, start, ctx.changes(p), p.score)
+            if node.changed in seen:
+                continue
+            seen.add(node.changed)
+            checks += 1
+            nerr = region.error(_lines_of(self.base, node), self.checker)
+            if nerr is None or _past(nerr, rerr):
+                node.err = nerr
+                goals.append(node)
+        self.checks += checks
+        return goals
+
+    def run(self, err: ParseError) -> list[_Node]:
+        """Nodes whose whole text compiles, best first: best-first over partial repairs, one round
+        (one error) at a time, until no partial repair can still beat the best complete one."""
+        frontier: list[tuple[float, int, _Node, ParseError]] = [(0.0, 0, _Node((), 0.0, 0), err)]
+        counter = 1
+        pool: list[_Node] = []
+        seen: set[tuple[tuple[int, str], ...]] = set()
+        while frontier and self.rounds < MAX_ROUNDS:
+            neg, _, node, nerr = heapq.heappop(frontier)
+            if pool and (-neg - EDIT_COST < pool[0].score or len(pool) >= self.k):
+                break
+            if time.perf_counter() > self.deadline and (pool or self.rounds >= 2):
+                break
+            for g in self.round(node, nerr):
+                if g.changed in seen:
+                    continue
+                seen.add(g.changed)
+                if g.err is None:
+                    e2 = self.checker.file_error("".join(_lines_of(self.base, g)))
+                    if e2 is None:
+                        pool.append(g)
+                        continue
+                    if not _past(e2, nerr):
+                        continue
+                    g.err = e2
+                heapq.heappush(frontier, (-g.score, counter, g, g.err))
+                counter += 1
+            pool.sort(key=lambda n: -n.score)
+        return pool
+
+
+def _check_args(source: object, k: object, filename: object, target_version: object) -> None:
+    if not isinstance(source, str):
+        raise FixArgumentError(
+            f"fix() needs the source as a str, got {type(source).__name__}; decode bytes first "
+            f"(e.g. data.decode('utf-8')).")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise FixArgumentError(f"fix() needs k (how many candidates to return) as an int >= 1, got {k!r}.")
+    if not isinstance(filename, str):
+        raise FixArgumentError(f"fix() needs filename as a str, got {type(filename).__name__}.")
+    if target_version is not None:
+        ok = (isinstance(target_version, tuple) and len(target_version) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in target_version)
+              and target_version[0] == 3 and 4 <= target_version[1] <= 99)
+        if not ok:
+            raise FixArgumentError(
+                f"fix() needs target_version as a (3, minor) tuple such as (3, 9), or None for the running "
+                f"Python; got {target_version!r}.")
+
+
+def fix(source: str, *, k: int = 5, filename: str = "<string>",
+        target_version: tuple[int, int] | None = None) -> FixResult:
+    """Repair the syntax errors of ``source``; up to ``k`` candidates that all compile, best first.
+
+    ``source`` comes back unchanged when it already compiles (kind 'valid') or when no repair
+    compiles within the search budget (kind 'unfixed'). ``target_version`` (3, minor) parses as
+    that version would (a ``match`` statement is an error under (3, 9)). Raises
+    :class:`FixArgumentError` (a ValueError) on unusable arguments.
+    """
+    _check_args(source, k, filename, target_version)
+    t0 = time.perf_counter()
+    checker = Checker(filename, target_version)
+    err = checker.file_error(source)
+    if err is None:
+        return FixResult(source, False, True, None, kind="valid", seconds=time.perf_counter() - t0)
+    if checker._parse(source) is None and checker.feature < 0:   # only the compiler objects
+        checker.compile_stage = True
+    scorer = default_scorer()
+    scorer.reset()
+    search = _Search(source, k, checker, scorer, t0 + TIME_BUDGET)
+    notes: list[str] = [scorer.note] if scorer.note else []
+    pool = search.run(err)
+    if not pool:
+        notes.append(f"no repair compiled within {search.rounds} rounds and {search.checks} parse checks")
+        return FixResult(source, False, False, err.info(), kind="unfixed", seconds=time.perf_counter() - t0,
+                         notes=tuple(notes))
+    cands = _candidates(search, pool, k)
+    if not cands:
+        return FixResult(source, False, False, err.info(), kind="unfixed",
+                         seconds=time.perf_counter() - t0, notes=tuple(notes))
+    best = cands[0]
+    kind = "simple" if len(best.edits) == 1 else "complex"
+    return FixResult(best.source, True, True, err.info(), best.edits, tuple(cands), kind,
+                     time.perf_counter() - t0, tuple(notes))
+
+
+def _candidates(search: _Search, pool: list[_Node], k: int) -> list[Candidate]:
+    """The complete repairs as candidates, best first (each whole text compiled once more by
+    the caller's checker; cached, so this costs nothing for the ones the search checked)."""
+    pool.sort(key=lambda n: -n.score)
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    source = "".join(search.base)
+    for node in pool:
+        if len(out) >= k:
+            break
+        text = "".join(_lines_of(search.base, node))
+        if text in seen or text == source:
+            continue
+        seen.add(text)
+        if search.checker.file_error(text) is not None:
+            continue
+        out.append(Candidate(text, _edits(search.base, node), round(node.score, 4)))
+    return out
+
+
+_PIECES = re.compile(r"[ \t]+|\w+|\*\*=|//=|>>=|<<=|\.\.\.|!=|==|<=|>=|->|:=|\*\*|//|<<|>>|[-+*/%&|^@]=|\r?\n|.")
+
+
+def _edits(base: list[str], node: _Node) -> tuple[Edit, ...]:
+    """The edits from the input to the node's text, token by token on each changed line."""
+    out: list[Edit] = []
+    for line, new in node.changed:
+        old = base[line - 1]
+        ow = old[:len(old) - len(old.lstrip(" \t"))]
+        nw = new[:len(new) - len(new.lstrip(" \t"))]
+        if ow != nw:
+            out.append(Edit(line, 0, ow, nw))
+        a = _PIECES.findall(old[len(ow):])
+        b = _PIECES.findall(new[len(nw):])
+        cols = [len(ow)]
+        for piece in a:
+            cols.append(cols[-1] + len(piece))
+        sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+        for tag, i1, i2, j1, j2 in sm.get_opcodes():
+            if tag == "equal":
+                continue
+            out.append(Edit(line, cols[i1], "".join(a[i1:i2]), "".join(b[j1:j2])))
+    return tuple(out)

@@ -1,0 +1,219 @@
+"""``noodle.fixer.fix``: every candidate compiles, the classic single errors come back as they were,
+several errors are repaired in rounds, and the result does not depend on the hash seed.
+
+The oracle is ``compile`` itself. The model is the shipped one when it is installed; otherwise a
+small one is trained here from a few standard-library files (a few seconds), so these tests
+check the engine, not the model's final quality (the bench does that).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from noodle.fixer import rank
+from noodle.fixer.repair import FixArgumentError, fix
+from noodle.fixer.result import Edit, FixResult
+
+
+def _compiles(text: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compile(text, "<test>", "exec", dont_inherit=True)
+        except SyntaxError:
+            return False
+    return True
+
+
+def _tokens(text: str) -> list[tuple[int, str]]:
+    import io
+    import tokenize
+    return [(t.type, t.string if t.type not in (tokenize.INDENT, tokenize.NEWLINE) else "")
+            for t in tokenize.generate_tokens(io.StringIO(text).readline)
+            if t.type not in (tokenize.NL, tokenize.COMMENT)]
+
+
+def _apply(text: str, edits: tuple[Edit, ...]) -> str:
+    lines = text.split("\n")
+    for e in sorted(edits, key=lambda e: (e.line, e.col), reverse=True):
+        line = lines[e.line - 1]
+        assert line[e.col:e.col + len(e.old)] == e.old, (e, line)
+        lines[e.line - 1] = line[:e.col] + e.new + line[e.col + len(e.old):]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def model(tmp_path_factory):
+    """The shipped model, or a small one trained from standard-library files when none is installed."""
+    saved = rank._DEFAULT
+    try:
+        from noodle.fixer import lm
+        lm.load_default()
+    except Exception:
+        from noodle.fixer import lm, train
+        out = tmp_path_factory.mktemp("lm")
+        stdlib = Path(ast.__file__).parent
+        files = sorted(p for p in stdlib.glob("*.py") if p.stat().st_size < 200_000)[:120]
+        train.train(out=out, files=files, heldout=[], check=False, jobs=1)
+        rank._DEFAULT = rank.Scorer(lm.NGramLM.load(out / "lm.bin"))
+    yield
+    rank._DEFAULT = saved
+
+
+def _check(result: FixResult, broken: str) -> None:
+    """What every result must satisfy, whatever the input."""
+    assert result.kind in ("valid", "simple", "complex", "unfixed")
+    for c in result.candidates:
+        assert _compiles(c.source), c.source
+        assert _apply(broken, c.edits) == c.source
+    if result.changed:
+        assert result.candidates[0].source == result.source
+        assert result.edits == result.candidates[0].edits
+        assert result.parses and _compiles(result.source)
+    else:
+        assert result.source == broken
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+CLASSIC = {
+    "missing colon": ("def area(width, height)\n    return width * height\n",
+                      "def area(width, height):\n    return width * height\n"),
+    "missing colon after if": ("def f(items):\n    for x in items:\n        if x > 0\n            return x\n"
+                               "    return None\n",
+                               "def f(items):\n    for x in items:\n        if x > 0:\n            return x\n"
+                               "    return None\n"),
+    "missing closing bracket": ("def total(values):\n    result = sum(len(v) for v in values\n    return result\n",
+                                "def total(values):\n    result = sum(len(v) for v in values)\n    return result\n"),
+    "extra closing bracket": ("def f(x):\n    y = len(str(x)))\n    return y\n",
+                              "def f(x):\n    y = len(str(x))\n    return y\n"),
+    "missing comma in a list": ("def f():\n    return [1, 2 3, 4]\n", "def f():\n    return [1, 2, 3, 4]\n"),
+    "missing comma in a call": ("def f(a, b):\n    return max(a b)\n", "def f(a, b):\n    return max(a, b)\n"),
+    "unclosed string": ("def greet(name):\n    print('hello, name)\n", "def greet(name):\n    print('hello, name')\n"),
+    "= for == in an if": ("def f(x):\n    if x = 0:\n        return 1\n    return x\n",
+                          "def f(x):\n    if x == 0:\n        return 1\n    return x\n"),
+    "python 2 print": ("def f(x):\n    print x\n", "def f(x):\n    print(x)\n"),
+    "keyword typo": ("def f(x):\n    retrun x + 1\n", "def f(x):\n    return x + 1\n"),
+    "unexpected indent": ("def f(x):\n    y = x + 1\n        z = y * 2\n    return z\n",
+                          "def f(x):\n    y = x + 1\n    z = y * 2\n    return z\n"),
+    "missing indent": ("def f(x):\n    if x:\n    return 1\n    return 2\n",
+                       "def f(x):\n    if x:\n        return 1\n    return 2\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_classic_single_errors_come_back_as_they_were(name):
+    broken, original = CLASSIC[name]
+    r = fix(broken)
+    _check(r, broken)
+    assert r.error is not None and not r.parses or r.changed
+    assert r.changed, f"{name}: not repaired ({r.notes})"
+    originals = [_tokens(c.source) for c in r.candidates]
+    assert _tokens(original) in originals, f"{name}: {[c.source for c in r.candidates]}"
+    assert r.kind in ("simple", "complex")
+
+
+def test_valid_input_is_returned_unchanged():
+    src = "def f(x):\n    return x + 1\n"
+    r = fix(src)
+    assert (r.kind, r.source, r.changed, r.parses, r.error, r.candidates, r.edits) == \
+        ("valid", src, False, True, None, (), ())
+
+
+def test_single_token_fix_is_simple_with_the_error_reported():
+    r = fix("def area(w, h)\n    return w * h\n")
+    assert r.kind == "simple"
+    assert r.error is not None and r.error.message == "expected ':'" and r.error.line == 1
+    assert r.edits == (Edit(1, 14, "", ":"),)
+
+
+def test_errors_in_several_functions_are_repaired_in_rounds():
+    broken = ("import os\n\n\ndef a(x)\n    return x\n\n\ndef b(y):\n    return {'a': y 'b': 2}\n\n\n"
+              "def c(z):\n    return len(z\n\n\nprint(a(1), b(2))\n")
+    r = fix(broken)
+    _check(r, broken)
+    assert r.kind == "complex" and r.changed
+    assert len(r.edits) == 3
+    assert "def a(x):" in r.source and "{'a': y, 'b': 2}" in r.source and "len(z)" in r.source
+
+
+def test_deterministic_within_a_process():
+    broken = "def f(x):\n    y = g(h(x)\n    return y\n"
+    a, b = fix(broken), fix(broken)
+    assert a.candidates == b.candidates and a.edits == b.edits and a.kind == b.kind
+
+
+def test_deterministic_across_hash_seeds():
+    code = ("import sys\nfrom noodle.fixer import fix\n"
+            "from noodle.fixer import rank\n"
+            "r = fix(sys.stdin.read())\n"
+            "print([(c.source, c.score) for c in r.candidates])\n")
+    broken = "def f(a, b):\n    if a = b\n        print a\n    return [a b]\n"
+    outs = set()
+    for seed in ("0", "1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        p = subprocess.run([sys.executable, "-c", code], input=broken, capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert p.returncode == 0, p.stderr
+        outs.add(p.stdout)
+    assert len(outs) == 1
+
+
+def test_k_bounds_the_candidates():
+    broken = "def f(x):\n    return g(x\n"
+    assert len(fix(broken, k=1).candidates) == 1
+    assert 1 <= len(fix(broken, k=3).candidates) <= 3
+
+
+def test_target_version_is_honoured():
+    src = "def f(x):\n    match x:\n        case 1:\n            return 2\n"
+    assert fix(src).kind == "valid"
+    r = fix(src, target_version=(3, 9))
+    assert r.kind != "valid" and r.error is not None
+    for c in r.candidates:       # whatever it proposes parses as 3.9 does
+        ast.parse(c.source, feature_version=(3, 9))
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((b"x = 1\n",), {}), ((None,), {}), (("x = (\n",), {"k": 0}), (("x = (\n",), {"k": "3"}),
+    (("x\n",), {"target_version": (2, 7)}), (("x\n",), {"target_version": "3.9"}),
+    (("x\n",), {"filename": 3}),
+])
+def test_bad_arguments_raise_a_value_error(args, kwargs):
+    with pytest.raises(FixArgumentError) as e:
+        fix(*args, **kwargs)
+    assert isinstance(e.value, ValueError)
+
+
+def test_unfixable_input_is_left_unchanged():
+    broken = "def f(x):\n    return x $$$ ??? @@@ !!! 1\n"
+    r = fix(broken)
+    _check(r, broken)
+    if r.kind == "unfixed":
+        assert (r.source, r.changed, r.parses, r.candidates) == (broken, False, False, ())
+
+
+def test_edits_refer_to_the_input_and_reproduce_the_source():
+    broken = "def f(a, b):\n    if a = b\n        print a\n    return [a b]\n"
+    r = fix(broken)
+    _check(r, broken)
+    assert r.changed and r.kind == "complex"
+
+
+def test_crlf_and_no_trailing_newline():
+    broken = "def f(x)\r\n    return x"
+    r = fix(broken)
+    _check(r, broken)
+    assert r.source == "def f(x):\r\n    return x"
+
+
+def test_result_round_trips_json():
+    r = fix("def f(x):\n    return [x x]\n")
+    assert FixResult.from_json(r.to_json(with_sources=True)).candidates == r.candidates
