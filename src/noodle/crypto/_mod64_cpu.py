@@ -13,6 +13,12 @@ plain wrapping ``uint64`` arithmetic masked to ``k`` bits, and the two are joine
 (``x = r_q + q * ((r_2 - r_q) * q^-1 mod 2^k)``, below ``m`` by construction). An odd modulus is
 ``k = 0``, so one code path is exact for every modulus from 1 to ``2^64 - 1``.
 
+Powers: for odd moduli, 4-bit fixed windows read left to right from the window of the exponent's top
+set bit, two elements interleaved (two independent product chains in flight; no branch on exponent
+bits to mispredict), about twice the rate of binary powering here; even moduli use binary powering for
+both halves. ``constant_time`` runs a Montgomery ladder instead: all 64 exponent bits, both products
+every step, the bit selecting by masks (no branch or table index depends on the base or exponent).
+
 Inputs need not be reduced: the Montgomery form of any ``uint64`` ``x`` is ``mont(x, R^2 mod q)``
 (the product stays below ``q * 2^64``), and an int64 input viewed as uint64 (``x_u = x + 2^64`` when
 negative) is corrected by subtracting ``R^2`` (``2^64 * R``) in Montgomery form. So a negative or
@@ -50,8 +56,9 @@ _fallback_lock = threading.Lock()
 
 U0 = np.uint64(0)
 U1 = np.uint64(1)
+U15 = np.uint64(15)
 U63 = np.uint64(63)
-U64_MASK = (1 << 64) - 1
+U64 = np.uint64(64)
 
 # Parallel from this much work (elements x Montgomery products): thread start-up is ~20 µs.
 PARALLEL_MIN_WORK = 1 << 17
@@ -192,6 +199,42 @@ def _pow_one(x: Any, fx: Any, e: Any, q: Any, qinv: Any, r1: Any, r2: Any, k: An
 
 
 @njit(inline="always", **_OPTS)
+def _window_table(xm: Any, q: Any, qinv: Any, r1: Any, tab: Any) -> None:  # pragma: no cover - compiled
+    """tab[t] = mont(x^t) for t < 16."""
+    tab[0] = r1
+    tab[1] = xm
+    for t in range(2, 16):
+        tab[t] = _mont(tab[t - 1], xm, q, qinv)
+
+
+@njit(inline="always", **_OPTS)
+def _pow_pair(xa: Any, ea: Any, qa: Any, qinva: Any, r1a: Any, r2a: Any, xb: Any, eb: Any, qb: Any,
+              qinvb: Any, r1b: Any, r2b: Any, fx: Any, ta: Any, tb: Any) -> Any:  # pragma: no cover - compiled
+    """pow for two elements with odd moduli, interleaved: 4-bit fixed windows read left to right from
+    the window holding the larger exponent's top set bit.
+
+    Why not plain binary powering: a Montgomery product is a ~13-cycle chain of dependent multiplies,
+    and binary powering mispredicts a branch on every other random exponent bit. Fixed windows take
+    the same ~92 products for a 62-bit exponent with no data-dependent branch, and two independent
+    elements per loop keep two product chains in flight (measured here: 1.8-2x the binary loop)."""
+    _window_table(_to_mont(xa, fx, qa, qinva, r2a), qa, qinva, r1a, ta)
+    _window_table(_to_mont(xb, fx, qb, qinvb, r2b), qb, qinvb, r1b, tb)
+    nb = np.int64(U64 - _clz(ea | eb))
+    j = max((nb + 3) // 4 * 4 - 4, 0)
+    ra = ta[np.int64((ea >> uint64(j)) & U15)]
+    rb = tb[np.int64((eb >> uint64(j)) & U15)]
+    j -= 4
+    while j >= 0:
+        for _ in range(4):
+            ra = _mont(ra, ra, qa, qinva)
+            rb = _mont(rb, rb, qb, qinvb)
+        ra = _mont(ra, ta[np.int64((ea >> uint64(j)) & U15)], qa, qinva)
+        rb = _mont(rb, tb[np.int64((eb >> uint64(j)) & U15)], qb, qinvb)
+        j -= 4
+    return _redc(U0, ra, qa, qinva), _redc(U0, rb, qb, qinvb)
+
+
+@njit(inline="always", **_OPTS)
 def _ladder_one(x: Any, fx: Any, e: Any, q: Any, qinv: Any, r1: Any, r2: Any,
                 mask: Any) -> Any:  # pragma: no cover - compiled
     """Montgomery ladder over all 64 exponent bits: both products every step, the bit selects by
@@ -271,6 +314,13 @@ def _pow_sm(lo: int, hi: int, x: Any, sx: int, fx: Any, e: Any, se: int, q: Any,
     if ct != U0:
         for i in range(lo, hi):
             out[i] = _ladder_one(x[i * sx], fx, e[i * se], q, qinv, r1, r2, mask)
+    elif k == U0:
+        ta = np.empty(16, np.uint64)
+        tb = np.empty(16, np.uint64)
+        for i in range(lo, hi, 2):
+            j = min(i + 1, hi - 1)      # an odd tail computes its last element twice
+            out[i], out[j] = _pow_pair(x[i * sx], e[i * se], q, qinv, r1, r2,
+                                       x[j * sx], e[j * se], q, qinv, r1, r2, fx, ta, tb)
     else:
         for i in range(lo, hi):
             out[i] = _pow_one(x[i * sx], fx, e[i * se], q, qinv, r1, r2, k, mask)
@@ -284,9 +334,18 @@ def _pow_vm(lo: int, hi: int, x: Any, sx: int, fx: Any, e: Any, se: int, m: Any,
             q, qinv, r1, r2, k, mask = _constants(m[i])
             out[i] = _ladder_one(x[i * sx], fx, e[i * se], q, qinv, r1, r2, mask)
     else:
-        for i in range(lo, hi):
-            q, qinv, r1, r2, k, mask = _constants(m[i])
-            out[i] = _pow_one(x[i * sx], fx, e[i * se], q, qinv, r1, r2, k, mask)
+        ta = np.empty(16, np.uint64)
+        tb = np.empty(16, np.uint64)
+        for i in range(lo, hi, 2):
+            j = min(i + 1, hi - 1)
+            qa, qinva, r1a, r2a, ka, maska = _constants(m[i])
+            qb, qinvb, r1b, r2b, kb, maskb = _constants(m[j])
+            if (ka | kb) == U0:
+                out[i], out[j] = _pow_pair(x[i * sx], e[i * se], qa, qinva, r1a, r2a,
+                                           x[j * sx], e[j * se], qb, qinvb, r1b, r2b, fx, ta, tb)
+            else:
+                out[i] = _pow_one(x[i * sx], fx, e[i * se], qa, qinva, r1a, r2a, ka, maska)
+                out[j] = _pow_one(x[j * sx], fx, e[j * se], qb, qinvb, r1b, r2b, kb, maskb)
 
 
 @njit(**_OPTS)
