@@ -1,0 +1,532 @@
+"""Many files at once: find them, skip what the cache already knows, fix the rest here or on Dask workers.
+
+Why this layer: ``noodle fix src/`` on a codebase is mostly valid files, so the cost that
+matters is not repairing but not repeating work. Each file's outcome is cached under a hash
+of its bytes, the repair engine's version (noodle's and the language model's), ``k`` and the
+target version, through :class:`noodle.cache.CacheManager` (its local tier, the warming
+snapshot between runs when ``NOODLE_SYNTAX_FIXER_CACHE_WARMING`` is on, Redis when
+``NOODLE_SYNTAX_FIXER_DISTRIBUTED_CACHE`` is). Cached values are JSON-able dicts built from
+:meth:`FixResult.to_json`, never pickles.
+
+What is left is fixed in this process, or, with ``workers > 1`` and enough files, fanned out
+in chunks through :class:`noodle.dist.Processor` (``NOODLE_SYNTAX_FIXER_DISTRIBUTED_PROCESSING``,
+``_MAX_WORKERS``, ``_TASK_CHUNK_SIZE``, ``_WORKER_TIMEOUT``). Dask reruns the chunk of a worker
+that dies; so that the files that chunk had already fixed are not fixed again, each worker
+journals every outcome in a run directory (one file per content hash, written atomically)
+and a rerun reads it back. Every fix reports its latency and kind to the metrics registry
+(``noodle_fixer_seconds{kind}``, ``noodle_fixer_fixes_total{kind}``) when
+``NOODLE_SYNTAX_FIXER_PERFORMANCE_MONITORING`` is on.
+
+Example::
+
+    from noodle.fixer.batch import discover, run
+    refs, missing = discover(["src/"])
+    for outcome in run(refs, k=3):
+        print(outcome.name, outcome.status)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noodle.errors import NoodleError
+from noodle.fixer.chunks import fix_large, is_large
+from noodle.fixer.files import FixerFileError, SourceFile, read_bytes
+from noodle.fixer.result import FixResult
+
+__all__ = ["SKIP_DIRS", "FileOutcome", "FixerUsageError", "SourceRef", "cache_key", "discover", "fix_payload",
+           "model_version", "open_cache", "parse_target_version", "process", "publish", "record", "run"]
+
+#: directory names never entered when walking a directory (hidden ones are skipped too)
+SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "node_modules", "build", "dist"})
+#: fewer files than this to fix are fixed in this process even when workers were asked for
+MIN_CLUSTER_FILES = 16
+#: observations kept before they are published to the metrics registry (see :func:`record`)
+PENDING_LIMIT = 4096
+#: version of the cached value's layout (part of every key)
+CACHE_LAYOUT = 1
+STATUSES = ("valid", "fixed", "partial", "unfixed", "error")
+
+FixFn = Callable[..., FixResult]
+
+
+class FixerUsageError(NoodleError, ValueError):
+    """An argument of ``noodle fix`` (or of :func:`run`) that cannot be used: says what was given and what works."""
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One input: its display name, its path (None for stdin) and its bytes when already read."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input.
+
+    ``status``: 'valid' (parses, nothing to do), 'fixed' (repaired; ``output`` holds the new
+    bytes), 'partial' (a large file with some errors repaired and some left; ``output`` set),
+    'unfixed' (errors no repair fixed), 'error' (unreadable or undecodable: ``message`` says
+    why). ``result`` is :meth:`FixResult.to_json` (no sources), ``cached`` whether it came from
+    the cache, ``chunked`` whether the large-file path checked it piece by piece.
+    """
+
+    index: int
+    name: str
+    path: Path | None
+    status: str
+    data: bytes | None = None
+    output: bytes | None = None
+    result: dict[str, Any] | None = None
+    message: str = ""
+    cached: bool = False
+    chunked: bool = False
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing to fix, 1 something was (or would be) fixed or is still broken, 2 an error."""
+        return {"valid": 0, "error": 2}.get(self.status, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``noodle fix --json`` prints for this file."""
+        d: dict[str, Any] = {"path": self.name, "status": self.status, "cached": self.cached,
+                             "chunked": self.chunked}
+        if self.message:
+            d["message"] = self.message
+        if self.result is not None:
+            d.update(self.result)
+        return d
+
+
+# --------------------------------------------------------------------------- arguments
+
+_TARGET = re.compile(r"(?:py)?3\.?(\d{1,2})")
+
+
+def parse_target_version(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """'py39', '3.9', '39' or (3, 9) -> (3, 9); None stays None (the running interpreter's grammar)."""
+    if text is None:
+        return None
+    running = sys.version_info[:2]
+    if isinstance(text, tuple):
+        version = text
+    else:
+        m = _TARGET.fullmatch(str(text).strip().lower())
+        if m is None:
+            raise FixerUsageError(f"--target-version {text!r} is not a Python version; write it like py39 or 3.9")
+        version = (3, int(m.group(1)))
+    if len(version) != 2 or version[0] != 3 or not 7 <= version[1] <= running[1]:
+        raise FixerUsageError(
+            f"--target-version {text!r}: this Python ({running[0]}.{running[1]}) parses 3.7 to "
+            f"{running[0]}.{running[1]} grammar; pick one of those, or run noodle under a newer Python")
+    return (int(version[0]), int(version[1]))
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
+        raise FixerUsageError(f"-k must be an integer from 1 to 100 (alternatives per file), got {k!r}")
+    return k
+
+
+# --------------------------------------------------------------------------- finding files
+
+def get_settings() -> Any:
+    """The process settings (imported on first use: a one-file run never needs them)."""
+    from noodle.config import get_settings as settings
+
+    return settings()
+
+
+def _warn(message: str, *args: Any) -> None:
+    import logging
+
+    logging.getLogger("noodle.fixer").warning(message, *args)
+
+
+def _skip_dir(name: str, path: str) -> bool:
+    return (name.startswith(".") or name in SKIP_DIRS or name.endswith(".egg-info")
+            or os.path.exists(os.path.join(path, "pyvenv.cfg")))
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceRef], list[FileOutcome]]:
+    """The files named or found under directories (``*.py``, ``*.pyi``), and an error outcome per missing path.
+
+    Directories are walked in sorted order, skipping hidden ones, ``__pycache__``, virtual
+    environments (``.venv``, ``venv``, ``site-packages``, any folder with a ``pyvenv.cfg``) and
+    build output. A file named explicitly is taken whatever its suffix. The same file named
+    twice is taken once.
+    """
+    refs: list[SourceRef] = []
+    errors: list[FileOutcome] = []
+    seen: set[str] = set()
+
+    def add(name: str, path: Path) -> None:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            refs.append(SourceRef(name, path))
+
+    for raw in paths:
+        name = os.fspath(raw)
+        path = Path(name)
+        if path.is_dir():
+            for base, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not _skip_dir(d, os.path.join(base, d)))
+                for f in sorted(files):
+                    if f.endswith((".py", ".pyi")):
+                        add(os.path.join(base, f), Path(base, f))
+        elif path.exists():
+            add(name, path)
+        else:
+            errors.append(FileOutcome(-1, name, path, "error",
+                                      message=f"{name}: no such file or directory; give Python files or "
+                                              f"directories (or - for stdin)"))
+    return refs, errors
+
+
+# --------------------------------------------------------------------------- one file
+
+def _default_fix() -> FixFn:
+    from noodle.fixer.repair import fix
+
+    return fix
+
+
+def _status(res: FixResult) -> str:
+    if not res.changed:
+        return "valid" if res.parses else "unfixed"
+    return "fixed" if res.parses else "partial"
+
+
+def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
+                target_version: tuple[int, int] | None = None, fix_fn: FixFn | None = None) -> dict[str, Any]:
+    """Fix one file's bytes; the JSON-able outcome that is cached, journaled and sent back by workers.
+
+    Keys: ``status``, ``result`` (FixResult.to_json, no sources), ``output`` (the repaired text
+    as decoded from the new bytes; ``output.encode(encoding)`` gives them back), ``encoding``,
+    ``chunked``, ``kind``, ``seconds``, ``message``. A failure of the engine on one file is an
+    'error' outcome, not an exception, so one bad file cannot stop a run over a codebase.
+    """
+    t0 = time.perf_counter()
+    base: dict[str, Any] = {"v": CACHE_LAYOUT, "status": "error", "result": None, "output": None,
+                            "encoding": None, "chunked": is_large(len(data)), "kind": None, "seconds": 0.0,
+                            "message": ""}
+    try:
+        sf = SourceFile.from_bytes(data, name)
+        base["encoding"] = sf.encoding
+        if base["chunked"]:
+            out, res = fix_large(sf, k=k, filename=name, target_version=target_version, fix_fn=fix_fn)
+        else:
+            res = (fix_fn or _default_fix())(sf.text, k=k, filename=name, target_version=target_version)
+            out = sf.encode(res.source) if res.changed else data
+    except FixerFileError as exc:
+        base.update(message=str(exc), seconds=time.perf_counter() - t0)
+        return base
+    except NoodleError as exc:
+        base.update(message=f"{name}: {exc}", seconds=time.perf_counter() - t0)
+        return base
+    except Exception as exc:  # an engine bug on one file must not end a run over thousands
+        base.update(message=f"{name}: the repair engine failed on this file ({type(exc).__name__}: {exc}); "
+                            f"please report it with the file", seconds=time.perf_counter() - t0)
+        return base
+    status = _status(res)
+    output = None
+    if out is not data and out != data:
+        output = out.decode(sf.encoding)
+        if output.encode(sf.encoding) != out:   # bytes a round trip would not give back: report, do not write
+            status, output = "unfixed", None
+            base["message"] = f"{name}: the repaired bytes do not survive a round trip through {sf.encoding}"
+    base.update(status=status, result=res.to_json(), output=output, kind=res.kind, seconds=res.seconds)
+    return base
+
+
+def _journal_path(journal: str, key: str) -> str:
+    return os.path.join(journal, key + ".json")
+
+
+def process(item: tuple[str, str, bytes], *, k: int = 5, target_version: tuple[int, int] | None = None,
+            fix_fn: FixFn | None = None, journal: str | None = None) -> dict[str, Any]:
+    """Fix one ``(key, name, data)`` item (on a worker or here); with ``journal``, never twice per run.
+
+    A rerun of a chunk (its worker died) finds the files the dead worker finished in the
+    journal directory and returns those outcomes without fixing again. A journal the
+    worker cannot reach (a cluster without the client's filesystem) is simply not used.
+    """
+    import json
+
+    key, name, data = item
+    path = _journal_path(journal, key) if journal and os.path.isdir(journal) else None
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return dict(json.load(f), journaled=True)
+        except (OSError, ValueError):
+            pass
+    value = fix_payload(data, name=name, k=k, target_version=target_version, fix_fn=fix_fn)
+    if path is not None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(value, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return value
+
+
+# --------------------------------------------------------------------------- cache and metrics
+
+@functools.lru_cache(maxsize=1)
+def model_version() -> str:
+    """The repair engine's identity for cache keys: noodle's version and the language model's.
+
+    The model's version comes from its metadata (``lm.json`` next to ``lm.bin``: "version"),
+    else from the artifact's size and modification time, so a retrained model never serves
+    outcomes cached for the old one.
+    """
+    import json
+
+    from noodle import __version__
+    from noodle.fixer import lm
+
+    model = "none"
+    path = lm.default_path()
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        if isinstance(meta, dict) and meta.get("version"):
+            model = str(meta["version"])
+    except (OSError, ValueError):
+        pass
+    if model == "none":
+        try:
+            st = path.stat()
+            model = f"{st.st_size}-{st.st_mtime_ns}"
+        except OSError:
+            pass
+    return f"noodle-{__version__}/lm-{model}"
+
+
+def cache_key(data: bytes, k: int, target_version: tuple[int, int] | None, engine: str | None = None) -> str:
+    """The content hash an outcome is cached under: the bytes, the engine's version, k and the target version."""
+    import hashlib
+
+    h = hashlib.sha256()
+    tv = "none" if target_version is None else f"{target_version[0]}.{target_version[1]}"
+    h.update(f"noodle-fix/{CACHE_LAYOUT}\0{engine or model_version()}\0k={k}\0target={tv}\0".encode())
+    h.update(data)
+    return "fix-" + h.hexdigest()
+
+
+def open_cache() -> Any:
+    """The fixer's cache (namespace 'fixer'), configured from NOODLE_SYNTAX_FIXER_CACHE_*; close it when done.
+
+    With cache warming on, it starts from the snapshot the last run saved (under
+    ``NOODLE_CACHE_DIR``) and saves one when closed, so a second ``noodle fix`` over the same
+    files fixes nothing again.
+    """
+    from noodle.cache import CacheManager
+
+    settings = get_settings()
+    return CacheManager(policy=settings.cache_strategy, max_entries=settings.cache_size, ttl=settings.cache_ttl,
+                        namespace="fixer", snapshot=settings.cache_warming, snapshot_entries=settings.cache_size)
+
+
+_METRICS: tuple[Any, Any] | None = None
+_PENDING: list[tuple[str, float]] = []
+
+
+def record(kind: str, seconds: float) -> None:
+    """Report one fix (its kind and latency) to the metrics registry.
+
+    Why it may wait: the registry's exporter (prometheus-client) costs ~60 ms to import, a
+    sixth of a one-file ``noodle fix``, whose process ends before anyone could read it. So
+    while nothing has imported :mod:`noodle.metrics`, observations wait here (plain tuples,
+    at most PENDING_LIMIT) and :func:`publish` moves them over; once the registry is loaded
+    (``noodle run``, ``noodle serve``, a program that reads it) every fix goes straight in.
+    """
+    _PENDING.append((kind, seconds))
+    if "noodle.metrics" in sys.modules or len(_PENDING) >= PENDING_LIMIT:
+        publish()
+
+
+def publish() -> None:
+    """Move waiting observations into ``noodle_fixer_seconds{kind}`` and ``noodle_fixer_fixes_total{kind}``
+    (nothing is kept when NOODLE_SYNTAX_FIXER_PERFORMANCE_MONITORING is off)."""
+    global _METRICS
+    if not _PENDING:
+        return
+    pending = _PENDING[:]
+    del _PENDING[:len(pending)]
+    if not get_settings().performance_monitoring:
+        return
+    if _METRICS is None:
+        from noodle import metrics
+
+        _METRICS = (
+            metrics.histogram("noodle_fixer_seconds", "latency of one syntax fix (one file), by result kind",
+                              ["kind"], buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1,
+                                                 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)),
+            metrics.counter("noodle_fixer_fixes_total", "syntax fixes run (one per file), by result kind", ["kind"]),
+        )
+    hist, count = _METRICS
+    for kind, seconds in pending:
+        hist.labels(kind).observe(seconds)
+        count.labels(kind).inc()
+
+
+# --------------------------------------------------------------------------- the run
+
+def _outcome(index: int, ref: SourceRef, data: bytes, value: dict[str, Any], cached: bool) -> FileOutcome:
+    output = value.get("output")
+    out_bytes = output.encode(value["encoding"]) if isinstance(output, str) else None
+    return FileOutcome(index, ref.name, ref.path, str(value["status"]), data, out_bytes, value.get("result"),
+                       str(value.get("message") or ""), cached, bool(value.get("chunked")),
+                       float(value.get("seconds") or 0.0))
+
+
+@dataclass
+class _Pending:
+    key: str
+    refs: list[tuple[int, SourceRef]] = field(default_factory=list)
+    data: bytes = b""
+
+
+def run(refs: Sequence[SourceRef], *, k: int = 5, target_version: tuple[int, int] | None = None,
+        workers: int = 1, cache: Any = None, progress: bool | None = None, fix_fn: FixFn | None = None,
+        processor: Any = None) -> Iterator[FileOutcome]:
+    """Fix every input; yields one FileOutcome per input (cache hits first, then as fixes finish).
+
+    ``cache``: a CacheManager (see :func:`open_cache`) or None for no cache. ``workers``: with
+    more than 1 (and distributed processing allowed, and at least MIN_CLUSTER_FILES files to
+    fix) the fixes run on a local Dask cluster of that many workers, or on ``processor`` when
+    one is given. ``fix_fn`` replaces :func:`noodle.fixer.fix` (same signature); on workers it
+    must be picklable. ``progress``: a bar on stderr (None: when stderr is a terminal).
+    """
+    k = check_k(k)
+    target_version = parse_target_version(target_version)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise FixerUsageError(f"workers must be an integer >= 1, got {workers!r}")
+    # content keys serve the cache, the workers' journal and deduplication; one file alone needs none
+    keyed = cache is not None or processor is not None or workers > 1 or len(refs) > 1
+    engine = model_version() if keyed else ""
+    pending: dict[str, _Pending] = {}
+    for index, ref in enumerate(refs):
+        try:
+            data = ref.data if ref.data is not None else read_bytes(ref.path if ref.path is not None else ref.name)
+        except FixerFileError as exc:
+            yield FileOutcome(index, ref.name, ref.path, "error", message=str(exc))
+            continue
+        key = cache_key(data, k, target_version, engine) if keyed else f"item-{index}"
+        if cache is not None:
+            hit = cache.get(key)
+            if isinstance(hit, dict) and hit.get("v") == CACHE_LAYOUT:
+                yield _outcome(index, ref, data, hit, cached=True)
+                continue
+        p = pending.get(key)
+        if p is None:
+            p = pending[key] = _Pending(key, data=data)
+        p.refs.append((index, ref))
+    if not pending:
+        return
+    items = [(p.key, p.refs[0][1].name, p.data) for p in pending.values()]
+    opts = dict(k=k, target_version=target_version, fix_fn=fix_fn)
+    for key, value in _execute(items, opts, workers, progress, processor):
+        p = pending.pop(key)
+        if value.get("status") != "error":
+            record(str(value.get("kind")), float(value.get("seconds") or 0.0))
+            if cache is not None:
+                cache.set(key, {k_: v for k_, v in value.items() if k_ != "journaled"})
+        for index, ref in p.refs:
+            yield _outcome(index, ref, p.data, value, cached=False)
+
+
+def _execute(items: list[tuple[str, str, bytes]], opts: dict[str, Any], workers: int, progress: bool | None,
+             processor: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    use_cluster = processor is not None or (workers > 1 and len(items) >= MIN_CLUSTER_FILES)
+    if use_cluster and processor is None and not get_settings().distributed_processing:
+        _warn("noodle fix: NOODLE_SYNTAX_FIXER_DISTRIBUTED_PROCESSING is off, so the %d files are fixed in "
+                    "this process instead of on %d workers", len(items), workers)
+        use_cluster = False
+    done: set[str] = set()
+    if use_cluster:
+        from noodle.errors import DistError
+
+        try:
+            for key, value in _on_cluster(items, opts, workers, progress, processor):
+                done.add(key)
+                yield key, value
+            return
+        except DistError as exc:
+            _warn("noodle fix: the distributed run stopped (%s); the %d files left are fixed in this process",
+                        exc, len(items) - len(done))
+    left = [it for it in items if it[0] not in done]
+    with _Bar(len(left), progress) as bar:
+        for item in left:
+            yield item[0], process(item, **opts)
+            bar.advance()
+
+
+def _on_cluster(items: list[tuple[str, str, bytes]], opts: dict[str, Any], workers: int, progress: bool | None,
+                processor: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Fan the items out in chunks (TASK_CHUNK_SIZE at most, ~4 chunks per worker) with a journal for reruns."""
+    import math
+    import shutil
+    import tempfile
+
+    from noodle.dist import Processor
+
+    settings = get_settings()
+    journal = tempfile.mkdtemp(prefix="noodle-fix-journal-")
+    try:
+        proc = processor if processor is not None else Processor(n_workers=workers)
+        try:
+            n = max(1, proc.n_workers if processor is not None else workers)
+            chunk = max(1, min(settings.task_chunk_size, math.ceil(len(items) / (4 * n))))
+            fn = functools.partial(process, journal=journal, **opts)
+            for index, value in proc.map(fn, items, chunk_size=chunk, ordered=False,
+                                         timeout=float(settings.worker_timeout), progress=progress):
+                yield items[index][0], value
+        finally:
+            if processor is None:
+                proc.close()
+    finally:
+        shutil.rmtree(journal, ignore_errors=True)
+
+
+class _Bar:
+    """A rich progress bar on stderr for in-process runs over many files (nothing otherwise)."""
+
+    def __init__(self, total: int, progress: bool | None) -> None:
+        show = progress if progress is not None else (total >= 20 and sys.stderr.isatty())
+        self._bar: Any = None
+        if show and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("noodle fix"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True))
+            self._task = self._bar.add_task("fix", total=total)
+            self._bar.start()
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
