@@ -188,16 +188,28 @@ class Context:
         return self.scorer.splice_delta(self.ids, i, j, self.scorer.ids(new))
 
     def relex_delta(self, first: int, last: int, changes: tuple[Change, ...]) -> float:
-        """Model delta of the changes over file lines [first, last], both versions lexed alone
-        after the same left context (the symbols before ``first`` in the region)."""
-        key = (first, last)
+        """Model delta of the changes over file lines [first, last], both versions lexed again
+        after the same left context (the region's symbols before ``first``).
+
+        The lines are lexed behind a few synthetic lines that open the blocks open at ``first``
+        (``if 1:`` at each enclosing indentation), so a dedent after them comes out as the
+        DEDENTs the whole file would have, not as the lexer's recovery from a stray indent.
+        """
         first = max(first, self.region.first)
         last = min(last, self.region.last)
+        key = (first, last)
         if key not in self._old_spans:
-            self._old_spans[key] = (self._left(first), self._lexed(self.lines, first, last))
-        left, old = self._old_spans[key]
-        new = self._lexed(apply_changes(self.lines, changes), first, last)
-        return self.scorer.seq_delta(left, old, new)
+            prefix = self._prefix(first)
+            self._old_spans[key] = (self._left(first), prefix,
+                                    self._lexed(prefix, self.lines[first - 1:last]))
+        left, prefix, old = self._old_spans[key]
+        rows = self.lines[first - 1:last]
+        for c in changes:
+            if not first <= c.line <= last:
+                raise ValueError(f"change {c} outside the lines {first}..{last} it is scored on")
+            text = rows[c.line - first]
+            rows[c.line - first] = text[:c.col] + c.new + text[c.end:]
+        return self.scorer.seq_delta(left, old, self._lexed(prefix, rows))
 
     def _left(self, first: int) -> list[int]:
         for i, t in enumerate(self.toks):
@@ -206,19 +218,34 @@ class Context:
                 return self.ids[:k]
         return list(self.ids)
 
+    def _prefix(self, first: int) -> str:
+        """Lines that leave the lexer with the indentation stack the region has at ``first``."""
+        stack: list[str] = []
+        for t in self.toks:
+            if self.fline(t) >= first:
+                break
+            if t.kind == "INDENT":
+                stack.append(t.text)
+            elif t.kind == "DEDENT" and stack:
+                stack.pop()
+        if not stack:
+            return ""
+        heads = [""] + stack[:-1]
+        return "".join(ws + "if 1:\n" for ws in heads) + stack[-1] + "pass\n"
+
     def _next_sym(self, i: int) -> int:
         while i < len(self.toks) and self.sym_index[i] < 0:
             i += 1
         return self.sym_index[i] if i < len(self.toks) else len(self.ids)
 
-    def _lexed(self, lines: list[str], first: int, last: int) -> list[int]:
-        toks = lex("".join(lines[first - 1:last]))
+    def _lexed(self, prefix: str, rows: list[str]) -> list[int]:
+        skip = prefix.count("\n")
+        toks = lex(prefix + "".join(rows))
         vocab = self.scorer.vocab
-        syms = [s for t in toks if t.kind not in ("ENDMARKER",) if (s := symbol_of(t, vocab)) is not None]
+        syms = [s for t in toks if t.start[0] > skip and t.kind != "ENDMARKER"
+                if (s := symbol_of(t, vocab)) is not None]
         while syms and syms[-1] == "<DE>":
             syms.pop()
-        if syms and syms[0] == "<IN>" and first > self.region.first:
-            syms.pop(0)
         return self.scorer.ids(syms)
 
 
@@ -447,31 +474,60 @@ def _bracket_cost(ctx: Context, i: int, edits: int = 1) -> float:
 
 
 def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
+    """Insert the closer for the unclosed opener ``o``, or for a bracket opened inside it (when the
+    closer meant for that one closed ``o``'s instead): at every position from ``o`` to a couple of
+    lines on (the closer of whatever bracket is on top there), and at the end of the last line
+    before the text comes back to the statement's indentation (a multi-line literal whose closing
+    line was lost). Or delete ``o``."""
     toks = ctx.toks
-    closer = OPENERS[toks[o].text]
     oline = ctx.fline(toks[o])
-    last_line = min(max(oline + 2, ctx.err.line), ctx.region.last)
-    spots = []
+    near_last = min(max(oline + 2, ctx.err.line), ctx.region.last)
+    first = _logical_start(ctx, o)
+    width = _width(_lead(ctx.line_text(first)))
+    spots: list[tuple[int, str]] = []
+    far: list[tuple[int, str]] = []
+    last_code = o
     for i in range(o + 1, len(toks)):
         t = toks[i]
-        if ctx.fline(t) > last_line or t.kind == "ENDMARKER":
+        line = ctx.fline(t)
+        code = t.kind not in ("NL", "COMMENT", "INDENT", "DEDENT", "NEWLINE", "ENDMARKER")
+        if t.kind == "ENDMARKER" or (code and line > near_last and t.start[1] <= width
+                                     and _first_on_line(ctx, i)):
+            # the end of the last line inside, and the start of the first line back out
+            for j in ((last_code + 1, i) if t.kind != "ENDMARKER" else (last_code + 1,)):
+                if ctx.fline(toks[j]) > near_last and top_at.get(j, -1) >= o:
+                    far.append((j, OPENERS[toks[top_at[j]].text]))
             break
-        if t.kind in ("COMMENT", "INDENT", "DEDENT") or top_at.get(i) != o:
+        if code:
+            last_code = i
+        if line > near_last or t.kind in ("COMMENT", "INDENT", "DEDENT"):
             continue
-        if t.kind == "NL" and toks[i - 1].kind == "NL":
-            continue                       # a blank line: the line before already offers its end
-        spots.append(i)
-    if not spots:
+        top = top_at.get(i, -1)
+        if top < o or (t.kind == "NL" and toks[i - 1].kind == "NL"):
+            continue                       # outside o, or a blank line (the line before offers its end)
+        spots.append((i, OPENERS[toks[top].text]))
+    if not spots and not far:
         return
-    first = _logical_start(ctx, o)
-    last = min(max(ctx.fline(toks[s]) for s in spots) + 1, ctx.region.last)
-    for i in spots:
+    last = min(max(ctx.fline(toks[i]) for i, _ in spots) + 1 if spots else first, ctx.region.last)
+    for i, closer in spots:
         ch = _insert_change(ctx, i, closer)
         delta = ctx.relex_delta(first, last, (ch,))
+        yield Proposal(delta - _bracket_cost(ctx, i), "insert", 1, (i, 0, closer), ("changes", (ch,)))
+    for i, closer in far:
+        ch = _insert_change(ctx, i, closer)
+        delta = ctx.relex_delta(first, min(ch.line + 1, ctx.region.last), (ch,))
         yield Proposal(delta - _bracket_cost(ctx, i), "insert", 1, (i, 0, closer), ("changes", (ch,)))
     ch = _replace_change(ctx, o, "")
     cost = _bracket_cost(ctx, o) + delete_cost("OP", toks[o].text)
     yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (o, 1, ""), ("changes", (ch,)))
+
+
+def _first_on_line(ctx: Context, i: int) -> bool:
+    line = ctx.toks[i].start[0]
+    j = i - 1
+    while j >= 0 and ctx.toks[j].kind in ("INDENT", "DEDENT"):
+        j -= 1
+    return j < 0 or ctx.toks[j].end[0] < line or ctx.toks[j].kind in ("NL", "NEWLINE")
 
 
 def _open(ctx: Context, c: int) -> Iterator[Proposal]:

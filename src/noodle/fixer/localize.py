@@ -35,6 +35,8 @@ __all__ = ["BIG_BLOCK", "Checker", "ParseError", "Region", "find_region", "split
 BIG_BLOCK = 60
 
 _CONTINUES = ("else", "elif", "except", "finally")
+#: what else a statement may start with (a line starting with ':', ')', ',', '.', '=' continues one)
+_STARTS = "_@'\"([{-+~*\\"
 _DIGITS = re.compile(r"\d+")
 # comments and strings, so that quotes in comments and column-0 lines inside docstrings do not
 # count as code (an unterminated triple quote runs to the end of the text, as in the lexer)
@@ -219,7 +221,7 @@ def _starts(lines: list[str], inside: list[bool], lo: int, hi: int, width: int) 
         if i > 0 and lines[i - 1].rstrip("\r\n").endswith("\\"):
             continue
         s = line.lstrip(" \t\f")
-        if s[0] in ")]}" or _first_word(line) in _CONTINUES:
+        if not (s[0].isalnum() or s[0] in _STARTS) or _first_word(line) in _CONTINUES:
             continue
         if decorated:
             decorated = s[0] == "@"

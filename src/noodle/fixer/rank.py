@@ -31,7 +31,7 @@ from typing import Any
 
 from noodle.errors import NoodleError
 
-__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_PUNCT_COST", "EDIT_COST", "LINE_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
+__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "LINE_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
            "delete_cost", "edit_cost"]
 
 #: log-odds paid per token edit (an indentation change of one line counts as one edit)
@@ -43,6 +43,9 @@ TOKEN_COST = 0.15
 #: paid beyond EDIT_COST to delete a token that someone would have had to type by mistake: a
 #: delimiter or operator, a keyword, a name/number/string
 DELETE_PUNCT_COST = 1.0
+#: an opening bracket typed by mistake is rarer than a closing one forgotten (a tenth as often
+#: in the studies behind noodle.fixer.corrupt's mix), so deleting an unclosed opener costs more
+DELETE_OPENER_COST = 3.0
 DELETE_KEYWORD_COST = 3.0
 DELETE_CONTENT_COST = 8.0
 #: paid per letter a keyword repair changes beyond the first
@@ -55,6 +58,8 @@ def delete_cost(kind: str, text: str) -> float:
     name, number or string, which carries content, is rare, and (the caller's part) it is as
     likely as the model finds that token in that place, so deleting an improbable name gains
     nothing from its improbability (the noisy-channel reading of a deletion)."""
+    if kind == "OP" and text in ("(", "[", "{"):
+        return DELETE_OPENER_COST
     if kind == "OP" or kind == "ERRORTOKEN":
         return DELETE_PUNCT_COST
     if kind == "NAME" and keyword.iskeyword(text):
