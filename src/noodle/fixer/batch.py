@@ -226,10 +226,11 @@ def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
     try:
         sf = SourceFile.from_bytes(data, name)
         base["encoding"] = sf.encoding
+        fn = fix_fn or _default_fix()
         if base["chunked"]:
-            out, res = fix_large(sf, k=k, filename=name, target_version=target_version, fix_fn=fix_fn)
+            out, res = fix_large(sf, k=k, filename=name, target_version=target_version, fix_fn=fn)
         else:
-            res = (fix_fn or _default_fix())(sf.text, k=k, filename=name, target_version=target_version)
+            res = fn(sf.text, k=k, filename=name, target_version=target_version)
             out = sf.encode(res.source) if res.changed else data
     except FixerFileError as exc:
         base.update(message=str(exc), seconds=time.perf_counter() - t0)

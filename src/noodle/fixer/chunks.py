@@ -80,6 +80,7 @@ _CONTINUES = re.compile(r"(?:elif|else|except|finally|case)\b")
 _STATEMENT_ONLY = re.compile(
     r"(?:def|class|import|return|pass|raise|del|try|while|with|global|nonlocal|assert|break|continue"
     r"|elif|except|finally)\b|async\s+def\b|from\s+[\w.]+\s+import\b")
+_DECORATED = re.compile(r"(?:def|class|async\s+def)\b")
 _BYTES_SAFE = frozenset({"utf-8", "utf-8-sig", "ascii"})
 
 FixFn = Callable[..., FixResult]
@@ -176,6 +177,7 @@ def statement_starts(data: bytes, encoding: str = "utf-8", start: int = 0, stop:
     scan = _Scanner()
     starts = [start]
     decorated = False
+    decorators: int | None = None   # inside an unclosed bracket: where a run of column-0 '@' lines began
     first = True
     for m in _LINE.finditer(data, start, stop):
         o = m.start()
@@ -187,19 +189,28 @@ def statement_starts(data: bytes, encoding: str = "utf-8", start: int = 0, stop:
         else:
             head = text.lstrip("\f")
             is_code = bool(head) and head[0] not in " \t#"
-            begins = False
+            at = -1
             if scan.clean():
                 if is_code:
-                    begins = not decorated and not _CONTINUES.match(head)
+                    if not decorated and not _CONTINUES.match(head):
+                        at = o
                     decorated = head.startswith("@")
-            elif scan.quote is None and scan.depth and is_code and _STATEMENT_ONLY.match(head):
-                scan.depth, scan.cont = 0, False     # the bracket before was never closed
-                begins = not _CONTINUES.match(head)
-                decorated = False
-            if begins:
-                if until is not None and o >= until:
-                    return starts, o
-                starts.append(o)
+            elif scan.quote is None and scan.depth and is_code:
+                if head.startswith("@"):             # a decorator, or a matrix product going on
+                    decorators = o if decorators is None else decorators
+                elif _STATEMENT_ONLY.match(head):
+                    scan.depth, scan.cont = 0, False     # the bracket before was never closed
+                    if not _CONTINUES.match(head):
+                        at = decorators if decorators is not None and _DECORATED.match(head) else o
+                    decorated = False
+                    decorators = None
+                else:
+                    decorators = None
+            if at >= 0:
+                decorators = None
+                if until is not None and at >= until:
+                    return starts, at
+                starts.append(at)
         scan.feed(text)
     return starts, stop
 

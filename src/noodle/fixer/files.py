@@ -37,6 +37,7 @@ __all__ = ["FixerFileError", "SourceFile", "atomic_write", "read_bytes", "unifie
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 _ENDINGS = ("\n", "\r\n", "\r")
+_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+")
 
 
 class FixerFileError(NoodleError, OSError):
@@ -185,6 +186,8 @@ def detect_encoding(data: bytes, name: str = "<bytes>") -> str:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
+        if not any(_COOKIE.match(line) for line in data.splitlines()[:2]):
+            return "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"  # no cookie: bytes not UTF-8
         raise FixerFileError(f"{name}: {exc.msg}; fix the coding comment on "
                              f"line 1 or 2 (PEP 263) or remove it to mean UTF-8") from None
     try:
