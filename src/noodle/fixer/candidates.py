@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from noodle.fixer.lexer import Tok, lex, symbol_of
 from noodle.fixer.localize import ParseError, Region
-from noodle.fixer.rank import Scorer, delete_cost, edit_cost
+from noodle.fixer.rank import STRING_CHAR_COST, Scorer, delete_cost, edit_cost
 
 __all__ = ["Change", "Context", "Proposal", "apply_changes", "propose"]
 
@@ -442,15 +442,28 @@ def _bracket_edits(ctx: Context) -> Iterator[Proposal]:
             if not stack:
                 unmatched.append(i)
             elif toks[stack[-1]].text != CLOSERS[t.text]:
-                yield from _mismatch(ctx, stack[-1], i)
+                if _near_error(ctx, i):
+                    yield from _mismatch(ctx, stack[-1], i)
                 stack.pop()
             else:
                 stack.pop()
     unclosed = stack
-    for o in unclosed[-2:]:
+    for o in [o for o in unclosed if _near_error(ctx, o)][-2:]:
         yield from _close(ctx, o, top_at)
-    for c in unmatched[:2]:
+    for c in [c for c in unmatched if _near_error(ctx, c)][:2]:
         yield from _open(ctx, c)
+
+
+def _near_error(ctx: Context, i: int) -> bool:
+    """Whether bracket token i is the one CPython names, or within a few lines of its error (an
+    unclosed bracket far from the error is a symptom: an unterminated string swallowed its
+    closer, or it is closed by a later edit)."""
+    t = ctx.toks[i]
+    line = ctx.fline(t)
+    err = ctx.err
+    if line == err.line and t.start[1] == err.col:
+        return True
+    return err.line - 3 <= line <= err.line + 1
 
 
 def _logical_start(ctx: Context, i: int) -> int:
@@ -481,8 +494,8 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
     line was lost). Or delete ``o``."""
     toks = ctx.toks
     oline = ctx.fline(toks[o])
-    near_last = min(max(oline + 2, ctx.err.line), ctx.region.last)
-    first = _logical_start(ctx, o)
+    near_last = min(max(oline + 2, ctx.err.line), oline + 6, ctx.region.last)
+    first = max(_logical_start(ctx, o), oline - 10)
     width = _width(_lead(ctx.line_text(first)))
     spots: list[tuple[int, str]] = []
     far: list[tuple[int, str]] = []
@@ -574,8 +587,16 @@ def _mismatch(ctx: Context, o: int, c: int) -> Iterator[Proposal]:
 # --------------------------------------------------------------------------- strings
 
 def _quote_edits(ctx: Context) -> Iterator[Proposal]:
-    """Close an unterminated string at any boundary inside it, open it earlier on its line, or
-    delete its quote."""
+    """Put back the quote an unterminated string lost: its closing quote at a boundary inside it,
+    or inside an earlier string on its line with the same quote (that string's closing quote was
+    then meant to open the next one, which is why CPython reports the wrong one), or its opening
+    quote before an earlier token; or delete its quote.
+
+    A token model cannot see inside strings, so a quote placed late would swallow code for free:
+    each character a repair adds to the line's string content (the bad string's text counted as
+    string content before) pays :data:`STRING_CHAR_COST`, and each one it moves out of strings,
+    where the model then scores it as code, gains as much.
+    """
     for i, t in enumerate(ctx.toks):
         if t.kind != "ERRORTOKEN" or abs(ctx.fline(t) - ctx.err.line) > 1:
             continue
@@ -583,37 +604,58 @@ def _quote_edits(ctx: Context) -> Iterator[Proposal]:
         q = 0
         while q < len(text) and text[q] not in "'\"":
             q += 1
-        if q >= len(text):
+        if q >= len(text) or text[q:q + 3] == text[q] * 3:
             continue
         quote = text[q]
-        if text[q:q + 3] == quote * 3:
-            continue
         line = ctx.fline(t)
         first = _logical_start(ctx, i)
         last = min(line + 1, ctx.region.last)
-        base = t.start[1]
-        body = text[q + 1:]
-        cols = [base + q + 1 + k for k in range(len(body) + 1)
-                if k == len(body) or (k > 0 and (not _word(body[k]) or not _word(body[k - 1]))
-                                      and body[k] not in "\\")]
-        cols = cols[-12:]
-        for col in cols:
-            ch = Change(line, col, col, quote)
-            cost = edit_cost(1, abs(line - ctx.err.line))
-            yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 4, col), ("changes", (ch,)))
-        # a quote missing at the start instead: open it before one of the tokens on its line
+        row = ctx.line_text(line)
+        had = _string_chars(row) + len(text) - q - 1     # the bad string's text counts as string
+        base = t.start[1] + q + 1
+        spots: dict[int, int] = {col: 0 for col in _boundaries(row, base, t.end[1])[-40:]}
         for j in range(i - 1, -1, -1):
             u = ctx.toks[j]
             if ctx.fline(u) != line or u.kind in _NO_EDIT:
                 break
-            if u.kind in ("NAME", "NUMBER") or u.text in ("(", "[", "{", ",", "="):
-                col = u.start[1] if u.kind in ("NAME", "NUMBER") else u.end[1]
-                ch = Change(line, col, col, quote)
-                yield Proposal(ctx.relex_delta(first, last, (ch,)) - edit_cost(1, 0, i - j), "quote", 1,
-                               (j, 4, col), ("changes", (ch,)))
-        ch = Change(line, base + q, base + q + 1, "")
-        cost = edit_cost(1) + delete_cost("OP", quote)
+            if u.kind == "STRING" and u.start[0] == u.end[0]:
+                body = u.text.lstrip("rRbBuUfF")
+                if body[:1] == quote and body[:3] != quote * 3:
+                    start = u.start[1] + len(u.text) - len(body) + 1
+                    for col in _boundaries(row, start, u.end[1] - 1):
+                        spots.setdefault(col, i - j)
+            elif u.kind in ("NAME", "NUMBER") or u.text in ("(", "[", "{", ",", "="):
+                spots.setdefault(u.start[1] if u.kind in ("NAME", "NUMBER") else u.end[1], i - j)
+        for col in sorted(spots):
+            ch = Change(line, col, col, quote)
+            grown = _string_chars(row[:col] + quote + row[col:]) - had
+            cost = edit_cost(1, abs(line - ctx.err.line), spots[col]) + STRING_CHAR_COST * grown
+            yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 4, col),
+                           ("changes", (ch,)))
+        ch = Change(line, base - 1, base, "")
+        grown = _string_chars(row[:base - 1] + row[base:]) - had
+        cost = edit_cost(1) + delete_cost("OP", quote) + STRING_CHAR_COST * grown
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 5, 0), ("changes", (ch,)))
+
+
+def _boundaries(row: str, start: int, end: int) -> list[int]:
+    """Columns in [start, end] where a quote could end a string: word edges and the end."""
+    out = []
+    for col in range(start, end + 1):
+        if col == end or (col > start and (not _word(row[col]) or not _word(row[col - 1]))
+                          and row[col] != "\\" and row[col - 1] != "\\"):
+            out.append(col)
+    return out
+
+
+def _string_chars(row: str) -> int:
+    """Characters of string content in the complete strings on one line."""
+    n = 0
+    for t in lex(row.lstrip(" \t")):
+        if t.kind == "STRING":
+            body = t.text.lstrip("rRbBuUfF")
+            n += len(body) - 2 * (3 if body[:3] in ('"""', "'''") else 1)
+    return n
 
 
 # --------------------------------------------------------------------------- indentation

@@ -31,7 +31,7 @@ from typing import Any
 
 from noodle.errors import NoodleError
 
-__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "LINE_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
+__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "LINE_COST", "STRING_CHAR_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
            "delete_cost", "edit_cost"]
 
 #: log-odds paid per token edit (an indentation change of one line counts as one edit)
@@ -48,6 +48,9 @@ DELETE_PUNCT_COST = 1.0
 DELETE_OPENER_COST = 3.0
 DELETE_KEYWORD_COST = 3.0
 DELETE_CONTENT_COST = 8.0
+#: paid per character of string content a repair creates (closing a string later swallows more
+#: text into it; the token model sees only <STR> and would not charge for it)
+STRING_CHAR_COST = 1.5
 #: paid per letter a keyword repair changes beyond the first
 TYPO_COST = 2.0
 
@@ -60,7 +63,7 @@ def delete_cost(kind: str, text: str) -> float:
     nothing from its improbability (the noisy-channel reading of a deletion)."""
     if kind == "OP" and text in ("(", "[", "{"):
         return DELETE_OPENER_COST
-    if kind == "OP" or kind == "ERRORTOKEN":
+    if kind == "OP" or (kind == "ERRORTOKEN" and len(text) == 1):
         return DELETE_PUNCT_COST
     if kind == "NAME" and keyword.iskeyword(text):
         return DELETE_KEYWORD_COST

@@ -40,6 +40,8 @@ __all__ = ["FixArgumentError", "fix"]
 
 #: rounds (one error each, on some partial repair) before giving up
 MAX_ROUNDS = 12
+#: rounds spent on partial repairs that score better than the best complete one
+EXTRA_ROUNDS = 2
 #: parse checks one round may spend
 MAX_CHECKS = 120
 #: proposals kept per round (the rest score too low to be parsed within the budget)
@@ -61,6 +63,7 @@ class _Node:
     score: float
     depth: int
     err: ParseError | None = None
+    at: tuple[int, int] | None = None       # where its last round's edit starts
 
 
 def _lines_of(base: list[str], node: _Node) -> list[str]:
@@ -84,10 +87,16 @@ def _child(base: list[str], lines: list[str], node: _Node, changes: tuple[Change
     return _Node(tuple(sorted(changed.items())), node.score + score, node.depth + 1)
 
 
-def _past(after: ParseError, before: ParseError) -> bool:
-    """Whether the parser now gets further than it did: its first error is later in the text (for
-    an unclosed bracket, CPython points at the opener, so the opener must be later)."""
-    return (after.line, after.col) > (before.line, before.col)
+def _past(after: ParseError, before: ParseError, edited: tuple[int, int] | None = None) -> bool:
+    """Whether a repair got past an error: the first error is now later in the text (for an
+    unclosed bracket CPython points at the opener, so the opener must be later), or it is now
+    before the first edit, where the edit cannot have caused it: an older error that CPython's
+    tokenizer had reported second (an unterminated string or a bad indent is reported before a
+    parse error above it)."""
+    if (after.line, after.col) > (before.line, before.col):
+        return True
+    return (edited is not None and (after.line, after.col) < edited
+            and "was never closed" not in after.message and "does not match" not in after.message)
 
 
 class _Search:
@@ -122,13 +131,15 @@ class _Search:
                 break
             if time.perf_counter() > self.deadline and (goals or checks > 40):
                 break
-            node = _child(self.base, lines, start, ctx.changes(p), p.score)
+            changes = ctx.changes(p)
+            node = _child(self.base, lines, start, changes, p.score)
             if node.changed in seen:
                 continue
             seen.add(node.changed)
             checks += 1
             nerr = region.error(_lines_of(self.base, node), self.checker)
-            if nerr is None or _past(nerr, rerr):
+            node.at = min((c.line, c.col) for c in changes)
+            if nerr is None or _past(nerr, rerr, node.at):
                 node.err = nerr
                 goals.append(node)
         self.checks += checks
@@ -141,10 +152,13 @@ class _Search:
         counter = 1
         pool: list[_Node] = []
         seen: set[tuple[tuple[int, str], ...]] = set()
+        extra = 0                 # rounds spent on partial repairs after a complete one was found
         while frontier and self.rounds < MAX_ROUNDS:
             neg, _, node, nerr = heapq.heappop(frontier)
-            if pool and (-neg - EDIT_COST < pool[0].score or len(pool) >= self.k):
-                break
+            if pool:
+                extra += 1
+                if -neg - EDIT_COST < pool[0].score or len(pool) >= self.k or extra > EXTRA_ROUNDS:
+                    break
             if time.perf_counter() > self.deadline and (pool or self.rounds >= 2):
                 break
             for g in self.round(node, nerr):
@@ -156,7 +170,7 @@ class _Search:
                     if e2 is None:
                         pool.append(g)
                         continue
-                    if not _past(e2, nerr):
+                    if not _past(e2, nerr, g.at):
                         continue
                     g.err = e2
                 heapq.heappush(frontier, (-g.score, counter, g, g.err))
