@@ -35,7 +35,7 @@ def _error(text: str, filename: str, target_version: tuple[int, int] | None) -> 
 
 def standin_fix(source: str, *, k: int = 5, filename: str = "<string>",
                 target_version: tuple[int, int] | None = None) -> FixResult:
-    """A stand-in for noodle.fixer.fix: append a closer to the blamed line (or the lines just above it)."""
+    """A stand-in for noodle.fixer.fix: append a closer to the blamed line (or one of the lines around it)."""
     t0 = time.perf_counter()
     e = _error(source, filename, target_version)
     if e is None:
@@ -43,7 +43,8 @@ def standin_fix(source: str, *, k: int = 5, filename: str = "<string>",
     info = SyntaxErrorInfo(str(e.msg), int(e.lineno or 1), max(0, int(e.offset or 1) - 1), type(e).__name__)
     lines = source.splitlines(keepends=True)
     cands: list[Candidate] = []
-    for ln in range(min(int(e.lineno or 1), len(lines)), max(0, int(e.lineno or 1) - 3), -1):
+    at = min(int(e.lineno or 1), len(lines))
+    for ln in [at, *range(at + 1, min(len(lines), at + 3) + 1), *range(at - 1, max(0, at - 3), -1)]:
         body = lines[ln - 1].rstrip("\r\n")
         end = lines[ln - 1][len(body):]
         for tok in (":", ")", "]", "}"):

@@ -194,7 +194,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         for o in batch.run(refs, k=k, target_version=target, workers=workers, cache=cache,
                            progress=False if args.no_progress else None):
-            if o.status == "valid":
+            if o.status == "valid" and o.path is not None:
                 o.data = None       # a codebase is mostly valid files: keep only what is printed or written
             outcomes.append(o)
     finally:

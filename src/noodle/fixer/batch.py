@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import sys
@@ -43,7 +44,7 @@ from noodle.fixer.files import FixerFileError, SourceFile, read_bytes
 from noodle.fixer.result import FixResult
 
 __all__ = ["SKIP_DIRS", "FileOutcome", "FixerUsageError", "SourceRef", "cache_key", "discover", "fix_payload",
-           "model_version", "open_cache", "parse_target_version", "process", "publish", "record", "run"]
+           "from_jsonable", "model_version", "open_cache", "parse_target_version", "process", "publish", "record", "run", "to_jsonable"]
 
 #: directory names never entered when walking a directory (hidden ones are skipped too)
 SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "node_modules", "build", "dist"})
@@ -212,12 +213,13 @@ def _status(res: FixResult) -> str:
 
 def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
                 target_version: tuple[int, int] | None = None, fix_fn: FixFn | None = None) -> dict[str, Any]:
-    """Fix one file's bytes; the JSON-able outcome that is cached, journaled and sent back by workers.
+    """Fix one file's bytes; the outcome that is sent back by workers (and, through :func:`to_jsonable`,
+    cached and journaled).
 
-    Keys: ``status``, ``result`` (FixResult.to_json, no sources), ``output`` (the repaired text
-    as decoded from the new bytes; ``output.encode(encoding)`` gives them back), ``encoding``,
-    ``chunked``, ``kind``, ``seconds``, ``message``. A failure of the engine on one file is an
-    'error' outcome, not an exception, so one bad file cannot stop a run over a codebase.
+    Keys: ``status``, ``result`` (FixResult.to_json, no sources), ``output`` (the repaired
+    bytes, or None), ``encoding``, ``chunked``, ``kind``, ``seconds``, ``message``. A failure
+    of the engine on one file is an 'error' outcome, not an exception, so one bad file cannot
+    stop a run over a codebase.
     """
     t0 = time.perf_counter()
     base: dict[str, Any] = {"v": CACHE_LAYOUT, "status": "error", "result": None, "output": None,
@@ -228,7 +230,8 @@ def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
         base["encoding"] = sf.encoding
         fn = fix_fn or _default_fix()
         if base["chunked"]:
-            out, res = fix_large(sf, k=k, filename=name, target_version=target_version, fix_fn=fn)
+            out, res = fix_large(sf, k=k, filename=name, target_version=target_version, fix_fn=fn,
+                                 with_source=False)
         else:
             res = fn(sf.text, k=k, filename=name, target_version=target_version)
             out = sf.encode(res.source) if res.changed else data
@@ -242,15 +245,37 @@ def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
         base.update(message=f"{name}: the repair engine failed on this file ({type(exc).__name__}: {exc}); "
                             f"please report it with the file", seconds=time.perf_counter() - t0)
         return base
-    status = _status(res)
-    output = None
-    if out is not data and out != data:
-        output = out.decode(sf.encoding)
-        if output.encode(sf.encoding) != out:   # bytes a round trip would not give back: report, do not write
-            status, output = "unfixed", None
-            base["message"] = f"{name}: the repaired bytes do not survive a round trip through {sf.encoding}"
-    base.update(status=status, result=res.to_json(), output=output, kind=res.kind, seconds=res.seconds)
+    output = out if out is not data and out != data else None
+    base.update(status=_status(res), result=res.to_json(), output=output, kind=res.kind, seconds=res.seconds)
     return base
+
+
+def to_jsonable(value: dict[str, Any]) -> dict[str, Any] | None:
+    """The outcome as plain JSON data (the repaired bytes as text in the file's encoding), or None when those
+    bytes would not survive the round trip (then the outcome is simply not cached)."""
+    out = value.get("output")
+    if out is None:
+        return {k: v for k, v in value.items() if k != "journaled"}
+    try:
+        text = out.decode(value["encoding"])
+        if text.encode(value["encoding"]) != out:
+            return None
+    except (UnicodeError, LookupError, TypeError):
+        return None
+    return {**{k: v for k, v in value.items() if k != "journaled"}, "output": text}
+
+
+def from_jsonable(value: Any) -> dict[str, Any] | None:
+    """The inverse of :func:`to_jsonable` (None for anything that is not such a dict)."""
+    if not isinstance(value, dict) or value.get("v") != CACHE_LAYOUT:
+        return None
+    text = value.get("output")
+    if text is None:
+        return dict(value)
+    try:
+        return {**value, "output": str(text).encode(str(value["encoding"]))}
+    except (UnicodeError, LookupError, KeyError):
+        return None
 
 
 def _journal_path(journal: str, key: str) -> str:
@@ -265,22 +290,23 @@ def process(item: tuple[str, str, bytes], *, k: int = 5, target_version: tuple[i
     journal directory and returns those outcomes without fixing again. A journal the
     worker cannot reach (a cluster without the client's filesystem) is simply not used.
     """
-    import json
-
     key, name, data = item
     path = _journal_path(journal, key) if journal and os.path.isdir(journal) else None
     if path is not None:
         try:
             with open(path, encoding="utf-8") as f:
-                return dict(json.load(f), journaled=True)
+                done = from_jsonable(json.load(f))
+            if done is not None:
+                return dict(done, journaled=True)
         except (OSError, ValueError):
             pass
     value = fix_payload(data, name=name, k=k, target_version=target_version, fix_fn=fix_fn)
-    if path is not None:
+    plain = to_jsonable(value) if path is not None else None
+    if path is not None and plain is not None:
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(value, f)
+                json.dump(plain, f)
             os.replace(tmp, path)
         except OSError:
             pass
@@ -289,34 +315,50 @@ def process(item: tuple[str, str, bytes], *, k: int = 5, target_version: tuple[i
 
 # --------------------------------------------------------------------------- cache and metrics
 
+#: the modules whose code decides a repair (their source is part of the cache key)
+ENGINE_MODULES = ("repair", "candidates", "localize", "rank", "lm", "lexer", "chunks", "files", "result")
+
+
 @functools.lru_cache(maxsize=1)
 def model_version() -> str:
-    """The repair engine's identity for cache keys: noodle's version and the language model's.
+    """The repair engine's identity for cache keys: its code and its language model.
 
-    The model's version comes from its metadata (``lm.json`` next to ``lm.bin``: "version"),
-    else from the artifact's size and modification time, so a retrained model never serves
-    outcomes cached for the old one.
+    The code is a hash of the engine modules' source; the model is the "version" of its
+    metadata (``lm.json`` next to ``lm.bin``) when it has one, else a hash of that metadata
+    (rebuilt with every training run), else of the artifact. So a changed engine or a
+    retrained model never serves outcomes cached for the old one, and two machines with the
+    same install share keys (nothing here depends on file times).
     """
-    import json
+    import hashlib
 
     from noodle import __version__
     from noodle.fixer import lm
 
+    here = Path(__file__).resolve().parent
+    code = hashlib.sha256()
+    for name in ENGINE_MODULES:
+        try:
+            code.update((here / f"{name}.py").read_bytes())
+        except OSError:
+            code.update(name.encode())
     model = "none"
     path = lm.default_path()
-    try:
-        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        if isinstance(meta, dict) and meta.get("version"):
-            model = str(meta["version"])
-    except (OSError, ValueError):
-        pass
-    if model == "none":
+    for candidate in (path.with_suffix(".json"), path):
         try:
-            st = path.stat()
-            model = f"{st.st_size}-{st.st_mtime_ns}"
+            raw = candidate.read_bytes()
         except OSError:
-            pass
-    return f"noodle-{__version__}/lm-{model}"
+            continue
+        if candidate.suffix == ".json":
+            try:
+                meta = json.loads(raw)
+            except ValueError:
+                meta = None
+            if isinstance(meta, dict) and meta.get("version"):
+                model = str(meta["version"])
+                break
+        model = hashlib.sha256(raw).hexdigest()[:16]
+        break
+    return f"noodle-{__version__}/code-{code.hexdigest()[:12]}/lm-{model}"
 
 
 def cache_key(data: bytes, k: int, target_version: tuple[int, int] | None, engine: str | None = None) -> str:
@@ -391,8 +433,7 @@ def publish() -> None:
 
 def _outcome(index: int, ref: SourceRef, data: bytes, value: dict[str, Any], cached: bool) -> FileOutcome:
     output = value.get("output")
-    out_bytes = output.encode(value["encoding"]) if isinstance(output, str) else None
-    return FileOutcome(index, ref.name, ref.path, str(value["status"]), data, out_bytes, value.get("result"),
+    return FileOutcome(index, ref.name, ref.path, str(value["status"]), data, output, value.get("result"),
                        str(value.get("message") or ""), cached, bool(value.get("chunked")),
                        float(value.get("seconds") or 0.0))
 
@@ -431,8 +472,8 @@ def run(refs: Sequence[SourceRef], *, k: int = 5, target_version: tuple[int, int
             continue
         key = cache_key(data, k, target_version, engine) if keyed else f"item-{index}"
         if cache is not None:
-            hit = cache.get(key)
-            if isinstance(hit, dict) and hit.get("v") == CACHE_LAYOUT:
+            hit = from_jsonable(cache.get(key))
+            if hit is not None:
                 yield _outcome(index, ref, data, hit, cached=True)
                 continue
         p = pending.get(key)
@@ -447,8 +488,9 @@ def run(refs: Sequence[SourceRef], *, k: int = 5, target_version: tuple[int, int
         p = pending.pop(key)
         if value.get("status") != "error":
             record(str(value.get("kind")), float(value.get("seconds") or 0.0))
-            if cache is not None:
-                cache.set(key, {k_: v for k_, v in value.items() if k_ != "journaled"})
+            plain = to_jsonable(value) if cache is not None else None
+            if plain is not None:
+                cache.set(key, plain)
         for index, ref in p.refs:
             yield _outcome(index, ref, p.data, value, cached=False)
 

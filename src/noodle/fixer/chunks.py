@@ -403,22 +403,24 @@ def _merge(bad: list[tuple[int, int]], bounds: list[int], checker: _Checker,
 
 def fix_large(sf: SourceFile, *, k: int = 5, filename: str = "<string>",
               target_version: tuple[int, int] | None = None,
-              fix_fn: FixFn | None = None) -> tuple[bytes, FixResult]:
+              fix_fn: FixFn | None = None, with_source: bool = True) -> tuple[bytes, FixResult]:
     """Check ``sf`` piece by piece and repair only the failing units; returns (bytes to write, result).
 
     The bytes are ``sf.data`` itself when nothing was repaired. The result's edits and error
     are in file coordinates; its first candidate is the whole repaired file and the others are
     the units' alternatives (their ``source`` is the unit's text: the file would be k copies).
     When some units cannot be repaired the others still are: the result has ``changed`` set,
-    ``parses`` unset and a note saying how many errors are left.
+    ``parses`` unset and a note saying how many errors are left. ``with_source=False`` leaves
+    the result's ``source`` (and its first candidate's) empty: the bytes are the output, and a
+    10 MB file's text twice more is memory a caller writing bytes does not need.
     """
     if fix_fn is None:
         from noodle.fixer.repair import fix as fix_fn
     t0 = time.perf_counter()
     units = list(check_large(sf, filename, target_version))
     if not units:
-        return sf.data, FixResult(sf.text, False, True, None, kind="valid", seconds=time.perf_counter() - t0,
-                                  notes=("checked piece by piece (large file)",))
+        return sf.data, FixResult(sf.text if with_source else "", False, True, None, kind="valid",
+                                  seconds=time.perf_counter() - t0, notes=("checked piece by piece (large file)",))
     view = memoryview(sf.data)
     parts: list[Any] = []
     edits: list[Edit] = []
@@ -456,16 +458,17 @@ def fix_large(sf: SourceFile, *, k: int = 5, filename: str = "<string>",
     first = units[0]
     error = SyntaxErrorInfo(first.error.message, first.error.line + first.line - 1, first.error.col,
                             first.error.kind)
+    original = sf.text if with_source else ""
     if not fixed and not left:   # the engine found every failing region fine on its own
-        return sf.data, FixResult(sf.text, False, True, None, kind="valid", seconds=time.perf_counter() - t0,
+        return sf.data, FixResult(original, False, True, None, kind="valid", seconds=time.perf_counter() - t0,
                                   notes=tuple(notes))
     if not fixed:
-        return sf.data, FixResult(sf.text, False, False, error, kind="unfixed", seconds=time.perf_counter() - t0,
+        return sf.data, FixResult(original, False, False, error, kind="unfixed", seconds=time.perf_counter() - t0,
                                   notes=tuple(notes + [f"none of the {len(units)} failing region(s) could be "
                                                        f"repaired"]))
     parts.append(view[pos:])
     out = b"".join(parts)
-    text = SourceFile.from_bytes(out, filename, sf.encoding).text
+    text = SourceFile.from_bytes(out, filename, sf.encoding).text if with_source else ""
     if left:
         notes.append(f"repaired {fixed} of {len(units)} failing region(s); {left} still fail")
     kind = "simple" if kinds == ["simple"] and not left else "complex"
