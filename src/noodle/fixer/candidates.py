@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import functools
 import keyword
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from noodle.fixer.lexer import Tok, lex, symbol_of
 from noodle.fixer.localize import ParseError, Region
-from noodle.fixer.rank import STRING_CHAR_COST, Scorer, delete_cost, edit_cost
+from noodle.fixer.rank import STRING_PIECE_COST, Scorer, delete_cost, edit_cost
 
 __all__ = ["Change", "Context", "Proposal", "apply_changes", "propose"]
 
@@ -42,28 +43,28 @@ CLOSERS = {")": "(", "]": "[", "}": "{"}
 #: structure instead)
 INSERTABLE = (":", ",", ".", "=", "==", "in", "not", "and", "or", "is", "if", "else", "for",
               "import", "as", "return", "pass", "+", "*")
-#: what an operator is confused with (both directions are listed)
-CONFUSED: dict[str, tuple[str, ...]] = {
-    "=": ("==", ":=", ":", "!=", "-", "+="),
-    "==": ("=", "!=", "is"),
-    ":=": ("=",),
-    ":": (";", ",", ".", "=", "=="),
-    ";": (":", ","),
-    ",": (".", ":", ";"),
-    ".": (",", ":"),
-    "!=": ("==", "="),
-    "->": ("=", ":"),
-    "-": ("=", "_"),
-    "+": ("=",),
-    "+=": ("=",),
-    "<": ("<=", "<<"),
-    ">": (">=", ">>", "->"),
-    "<=": ("<",),
-    ">=": (">",),
+#: what an operator is mistyped for, with 1 for the classic confusions ('=' for '==', ';' for
+#: ':') and 2 for the rarer ones (which pay rank.TYPO_COST more)
+CONFUSED: dict[str, tuple[tuple[str, int], ...]] = {
+    "=": (("==", 1), (":=", 2), (":", 2), ("!=", 2)),
+    "==": (("=", 1), ("!=", 2), ("is", 2)),
+    ":=": (("=", 1),),
+    ":": ((";", 1), (",", 2), (".", 2), ("=", 2)),
+    ";": ((":", 1), (",", 2)),
+    ",": ((".", 1), (":", 2), (";", 2)),
+    ".": ((",", 1), (":", 2)),
+    "!=": (("==", 2), ("=", 2)),
+    "->": (("=", 2), (":", 2)),
+    "-": (("=", 2),),
+    "+=": (("=", 2),),
+    "<": (("<=", 2),),
+    ">": ((">=", 2), ("->", 2)),
+    "<=": (("<", 2),),
+    ">=": ((">", 2),),
 }
 KEYWORD_SUBS: dict[str, tuple[str, ...]] = {
     "if": ("elif", "while"), "elif": ("else", "if"), "else": ("elif",), "is": ("in", "=="),
-    "in": ("is",), "and": ("or",), "or": ("and",), "def": ("class",), "class": ("def",),
+    "in": ("is",), "and": ("or",), "or": ("and",),
 }
 #: keywords a misspelled name may be (soft keywords and constants excluded: they are names too)
 TYPO_TARGETS = tuple(sorted(k for k in keyword.kwlist if k not in ("True", "False", "None")))
@@ -379,7 +380,7 @@ def _token_edits(ctx: Context) -> Iterator[Proposal]:
         yield Proposal(delta - cost, "delete", 1, (i, 1, ""), ("replace", i, ""))
         subs: list[tuple[str, int]] = []
         if t.kind == "OP":
-            subs = [(s, 1) for s in CONFUSED.get(t.text, ())]
+            subs = list(CONFUSED.get(t.text, ()))
         elif t.kind == "NAME":
             subs = [(s, 1) for s in KEYWORD_SUBS.get(t.text, ())]
             if not keyword.iskeyword(t.text):
@@ -593,9 +594,9 @@ def _quote_edits(ctx: Context) -> Iterator[Proposal]:
     quote before an earlier token; or delete its quote.
 
     A token model cannot see inside strings, so a quote placed late would swallow code for free:
-    each character a repair adds to the line's string content (the bad string's text counted as
-    string content before) pays :data:`STRING_CHAR_COST`, and each one it moves out of strings,
-    where the model then scores it as code, gains as much.
+    each piece (word or punctuation mark) a repair adds to the line's string content (the bad
+    string's text counted as string content before) pays :data:`STRING_PIECE_COST`, and each one
+    it moves out of strings, where the model then scores it as a token, gains as much.
     """
     for i, t in enumerate(ctx.toks):
         if t.kind != "ERRORTOKEN" or abs(ctx.fline(t) - ctx.err.line) > 1:
@@ -611,7 +612,7 @@ def _quote_edits(ctx: Context) -> Iterator[Proposal]:
         first = _logical_start(ctx, i)
         last = min(line + 1, ctx.region.last)
         row = ctx.line_text(line)
-        had = _string_chars(row) + len(text) - q - 1     # the bad string's text counts as string
+        had = _string_chars(row) + _pieces(text[q + 1:])   # the bad string's text counts as string
         base = t.start[1] + q + 1
         spots: dict[int, int] = {col: 0 for col in _boundaries(row, base, t.end[1])[-40:]}
         for j in range(i - 1, -1, -1):
@@ -629,19 +630,25 @@ def _quote_edits(ctx: Context) -> Iterator[Proposal]:
         for col in sorted(spots):
             ch = Change(line, col, col, quote)
             grown = _string_chars(row[:col] + quote + row[col:]) - had
-            cost = edit_cost(1, abs(line - ctx.err.line), spots[col]) + STRING_CHAR_COST * grown
+            cost = edit_cost(1, abs(line - ctx.err.line), spots[col]) + STRING_PIECE_COST * grown
             yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 4, col),
                            ("changes", (ch,)))
         ch = Change(line, base - 1, base, "")
         grown = _string_chars(row[:base - 1] + row[base:]) - had
-        cost = edit_cost(1) + delete_cost("OP", quote) + STRING_CHAR_COST * grown
+        cost = edit_cost(1) + delete_cost("OP", "(") + STRING_PIECE_COST * grown     # a quote opens
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 5, 0), ("changes", (ch,)))
 
 
 def _boundaries(row: str, start: int, end: int) -> list[int]:
-    """Columns in [start, end] where a quote could end a string: word edges and the end."""
+    """Columns in [start, end] where a quote could end a string: word edges and the end. At the
+    end of a line the quote goes after any trailing blanks (code lines do not end in blanks, so
+    they were the string's)."""
+    stop = len(row.rstrip("\r\n"))
+    blanks = len(row[:stop].rstrip(" \t"))        # where trailing blanks start
     out = []
     for col in range(start, end + 1):
+        if end >= stop and blanks <= col < stop:
+            continue
         if col == end or (col > start and (not _word(row[col]) or not _word(row[col - 1]))
                           and row[col] != "\\" and row[col - 1] != "\\"):
             out.append(col)
@@ -649,13 +656,21 @@ def _boundaries(row: str, start: int, end: int) -> list[int]:
 
 
 def _string_chars(row: str) -> int:
-    """Characters of string content in the complete strings on one line."""
+    """Pieces (words and punctuation marks) of string content in the complete strings on one line."""
     n = 0
     for t in lex(row.lstrip(" \t")):
         if t.kind == "STRING":
             body = t.text.lstrip("rRbBuUfF")
-            n += len(body) - 2 * (3 if body[:3] in ('"""', "'''") else 1)
+            q = 3 if body[:3] in ('"""', "'''") else 1
+            n += _pieces(body[q:-q])
     return n
+
+
+_PIECE = re.compile(r"\w+|[^\w\s]")
+
+
+def _pieces(text: str) -> int:
+    return len(_PIECE.findall(text))
 
 
 # --------------------------------------------------------------------------- indentation
@@ -677,32 +692,51 @@ def _code(line: str) -> bool:
 
 
 def _indent_edits(ctx: Context) -> Iterator[Proposal]:
-    """Move the error line, or one of the two code lines before it, to another open level: alone,
-    with the lines nested under it, or with the rest of its block."""
+    """Move a statement's line to another open level: alone, with the lines nested under it, or
+    with the rest of its block. Which lines: for "expected an indented block", the line that
+    should have been the body (the header is not what is wrong); otherwise the error's line and
+    the two statements before it (a line dedented by mistake makes the next one look indented).
+    """
     lines = ctx.lines
     reg = ctx.region
-    code_rows = [r for r in range(reg.first, reg.last + 1) if _code(lines[r - 1])]
-    if not code_rows:
+    rows = _statement_rows(ctx)
+    if not rows:
         return
     err_row = min(max(ctx.err.line, reg.first), reg.last)
-    before = [r for r in code_rows if r < err_row][-2:]
-    targets = before + ([err_row] if err_row in code_rows else [])
-    unit = _unit(lines, code_rows)
+    body = ctx.err.message.startswith("expected an indented block")
+    if body:
+        targets = [r for r in rows if r >= err_row][:1]
+    else:
+        targets = [r for r in rows if r < err_row][-2:] + ([err_row] if err_row in rows else [])
+    unit = _unit(lines, rows)
     for row in targets:
         ws = _lead(lines[row - 1])
         w0 = _width(ws)
-        levels = _levels(lines, code_rows, row, unit)
-        for w in levels:
+        for w in _levels(lines, rows, row, unit, body):
             if w == w0:
                 continue
-            new_ws = _ws_for(lines, code_rows, w)
-            for span in _spans(lines, code_rows, row, w0):
+            new_ws = _ws_for(lines, rows, w)
+            for span in _spans(lines, rows, row, w0):
                 changes = tuple(Change(r, 0, len(_lead(lines[r - 1])),
                                        _shift(lines[r - 1], w0, w, new_ws)) for r in span)
                 last = min(span[-1] + 2, reg.last)
                 delta = ctx.relex_delta(reg.first, last, changes)
                 cost = edit_cost(len(span), abs(row - ctx.err.line))
                 yield Proposal(delta - cost, "indent", len(span), (row, 6, w, len(span)), ("changes", changes))
+
+
+def _statement_rows(ctx: Context) -> list[int]:
+    """File lines where a statement starts (not continuation lines, not lines inside strings)."""
+    rows = []
+    start = True
+    for t in ctx.toks:
+        if t.kind in ("NEWLINE", "INDENT", "DEDENT"):
+            start = True
+        elif t.kind not in ("NL", "COMMENT", "ENDMARKER"):
+            if start:
+                rows.append(ctx.fline(t))
+            start = False
+    return rows
 
 
 def _unit(lines: list[str], rows: list[int]) -> int:
@@ -716,14 +750,21 @@ def _unit(lines: list[str], rows: list[int]) -> int:
     return max(sorted(steps), key=lambda s: steps[s]) if steps else 4
 
 
-def _levels(lines: list[str], rows: list[int], row: int, unit: int) -> list[int]:
-    """The open indentation levels at ``row``: the previous code line's, each shallower one
-    above it, and one deeper when the previous line opens a block."""
+def _levels(lines: list[str], rows: list[int], row: int, unit: int, body: bool = False) -> list[int]:
+    """The open indentation levels at ``row``: the previous statement's, each shallower one
+    above it, and one deeper when the previous line opens a block. For a missing body only the
+    deeper ones: a unit in, four spaces in, or as deep as the next line when that is deeper."""
     prev = [r for r in rows if r < row]
     if not prev:
         return [0]
     p = prev[-1]
     pw = _width(_lead(lines[p - 1]))
+    if body:
+        nxt = [r for r in rows if r > row][:1]
+        out = [pw + unit, pw + 4]
+        if nxt and _width(_lead(lines[nxt[0] - 1])) > pw:
+            out.append(_width(_lead(lines[nxt[0] - 1])))
+        return sorted(set(out))
     levels = [pw]
     low = pw
     for r in reversed(prev):

@@ -31,7 +31,7 @@ from typing import Any
 
 from noodle.errors import NoodleError
 
-__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "LINE_COST", "STRING_CHAR_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
+__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "LINE_COST", "STRING_PIECE_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
            "delete_cost", "edit_cost"]
 
 #: log-odds paid per token edit (an indentation change of one line counts as one edit)
@@ -46,11 +46,12 @@ DELETE_PUNCT_COST = 1.0
 #: an opening bracket typed by mistake is rarer than a closing one forgotten (a tenth as often
 #: in the studies behind noodle.fixer.corrupt's mix), so deleting an unclosed opener costs more
 DELETE_OPENER_COST = 3.0
-DELETE_KEYWORD_COST = 3.0
+DELETE_KEYWORD_COST = 5.0
 DELETE_CONTENT_COST = 8.0
-#: paid per character of string content a repair creates (closing a string later swallows more
-#: text into it; the token model sees only <STR> and would not charge for it)
-STRING_CHAR_COST = 1.5
+#: paid per piece (word or punctuation mark) of string content a repair creates: closing a
+#: string later swallows more text into it, which the token model, seeing one <STR>, would not
+#: charge for (about what a token costs the model in code)
+STRING_PIECE_COST = 2.5
 #: paid per letter a keyword repair changes beyond the first
 TYPO_COST = 2.0
 
