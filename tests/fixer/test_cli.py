@@ -176,10 +176,10 @@ def test_exit_1_when_a_file_cannot_be_repaired(tmp_path, env):
 
 
 def test_a_failed_write_is_exit_2_and_leaves_the_original(tmp_path, monkeypatch, capsys):
+    from test_files_chunks import standin_fix
+
     import noodle.fixer.batch as batch
     from noodle.cli import main
-
-    from test_files_chunks import standin_fix
 
     monkeypatch.setattr(batch, "_default_fix", lambda: standin_fix)
     path = tmp_path / "broken.py"
