@@ -300,3 +300,11 @@ def test_the_real_engine_end_to_end(tmp_path, env):
     compile((tmp_path / "broken.py").read_bytes(), "broken.py", "exec")
     assert (tmp_path / "ok.py").read_bytes() == b"x = 1\n"
     assert noodle("--write", "broken.py", "ok.py", cwd=tmp_path, env=env, real=True).returncode == 0
+
+
+def test_the_example_runs(tmp_path, env):
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "fixer_quickstart.py")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "bad.py now: b'for i in range(3):\\r\\n    print(i)\\r\\n'" in r.stdout
+    assert "second run, cached: {'good.py': True, '<stdin>': True, 'bad.py': False}" in r.stdout

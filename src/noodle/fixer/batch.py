@@ -43,8 +43,8 @@ from noodle.fixer.chunks import fix_large, is_large
 from noodle.fixer.files import FixerFileError, SourceFile, read_bytes
 from noodle.fixer.result import FixResult
 
-__all__ = ["SKIP_DIRS", "FileOutcome", "FixerUsageError", "SourceRef", "cache_key", "discover", "fix_payload",
-           "from_jsonable", "model_version", "open_cache", "parse_target_version", "process", "publish", "record", "run", "to_jsonable"]
+__all__ = ["SKIP_DIRS", "FileOutcome", "FixerUsageError", "SourceRef", "cache_key", "discover", "model_version",
+           "open_cache", "parse_target_version", "publish", "record", "run"]
 
 #: directory names never entered when walking a directory (hidden ones are skipped too)
 SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "node_modules", "build", "dist"})

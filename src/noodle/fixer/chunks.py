@@ -54,8 +54,7 @@ from typing import Any
 from noodle.fixer.files import SourceFile
 from noodle.fixer.result import Candidate, Edit, FixResult, SyntaxErrorInfo
 
-__all__ = ["CHUNK_BYTES", "LARGE_FILE_BYTES", "Unit", "check_large", "fix_large", "is_large",
-           "statement_starts"]
+__all__ = ["LARGE_FILE_BYTES", "Unit", "check_large", "fix_large", "is_large", "statement_starts"]
 
 #: files above this size take the piece-by-piece path (the engine gets the whole text below it)
 LARGE_FILE_BYTES = 10 * 2**20
