@@ -107,6 +107,30 @@ CLASSIC = {
                        "def f(x):\n    if x:\n        return 1\n    return 2\n"),
 }
 
+#: errors people paste into questions that the corruption mix does not make
+REAL = {
+    "curly quotes": ("x = \u201chello\u201d\nprint(x)\n", 'x = "hello"\nprint(x)\n'),
+    "en dash": ("x = 1 \u2013 2\n", "x = 1 - 2\n"),
+    "no-break space": ("x = 1\u00a0+ 2\n", "x = 1 + 2\n"),
+    "else if": ("if x:\n    pass\nelse if y:\n    pass\n", "if x:\n    pass\nelif y:\n    pass\n"),
+    "python 2 except": ("try:\n    pass\nexcept Exception, e:\n    pass\n",
+                        "try:\n    pass\nexcept Exception as e:\n    pass\n"),
+    "python 2 print with %": ('print "hello %s" % name\n', 'print("hello %s" % name)\n'),
+    "unterminated docstring": ('def f():\n    """Say one.\n    return 1\n',
+                               'def f():\n    """Say one."""\n    return 1\n'),
+    "missing comma across lines": ("data = [\n    1,\n    2\n    3,\n]\n", "data = [\n    1,\n    2,\n    3,\n]\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_pasted_errors_are_repaired(name):
+    broken, original = REAL[name]
+    r = fix(broken)
+    _check(r, broken)
+    assert r.changed, f"{name}: not repaired ({r.notes})"
+    assert _tokens(original) in [_tokens(c.source) for c in r.candidates], \
+        f"{name}: {[c.source for c in r.candidates]}"
+
 
 @pytest.mark.parametrize("name", sorted(CLASSIC))
 def test_classic_single_errors_come_back_as_they_were(name):

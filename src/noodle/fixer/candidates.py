@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from noodle.fixer.lexer import Tok, lex, symbol_of
 from noodle.fixer.localize import ParseError, Region
-from noodle.fixer.rank import STRING_PIECE_COST, Scorer, delete_cost, edit_cost
+from noodle.fixer.rank import LINE_COST, STRING_PIECE_COST, Scorer, delete_cost, edit_cost
 
 __all__ = ["Change", "Context", "Proposal", "apply_changes", "propose"]
 
@@ -51,7 +51,7 @@ CONFUSED: dict[str, tuple[tuple[str, int], ...]] = {
     ":=": (("=", 1),),
     ":": ((";", 1), (",", 2), (".", 2), ("=", 2)),
     ";": ((":", 1), (",", 2)),
-    ",": ((".", 1), (":", 2), (";", 2)),
+    ",": ((".", 1), (":", 2), (";", 2), ("as", 2)),       # except E, e: (Python 2)
     ".": ((",", 1), (":", 2)),
     "!=": (("==", 2), ("=", 2)),
     "->": (("=", 2), (":", 2)),
@@ -265,6 +265,11 @@ def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
         out.extend(_indent_edits(ctx))
     if msg.startswith("Missing parentheses in call to"):
         out.extend(_print_edit(ctx))
+    if msg.startswith(("invalid character", "invalid non-printable character")):
+        out.extend(_lookalike_edits(ctx))
+    if msg.startswith("unterminated triple-quoted string"):
+        out.extend(_triple_quote_edits(ctx))
+    out.extend(_pair_edits(ctx))
     out.sort(key=lambda p: (-p.score, p.key))
     return out[:limit]
 
@@ -315,9 +320,9 @@ def _insert_change(ctx: Context, i: int, sym: str) -> Change:
     (so a ':' lands before a trailing comment), else right before token i."""
     t = ctx.toks[i]
     p = ctx.prev_sig(i)
-    if p >= 0 and (t.kind in ("NEWLINE", "NL", "ENDMARKER") or sym in _ATTACH_LEFT) \
-            and ctx.toks[p].end[0] == t.start[0] and ctx.toks[p].kind != "NEWLINE":
-        line, col = ctx.toks[p].end[0] + ctx.off, ctx.toks[p].end[1]
+    if p >= 0 and ctx.toks[p].kind != "NEWLINE" and (
+            sym in _ATTACH_LEFT or (t.kind in ("NEWLINE", "NL", "ENDMARKER") and ctx.toks[p].end[0] == t.start[0])):
+        line, col = ctx.toks[p].end[0] + ctx.off, ctx.toks[p].end[1]   # after the previous token
     elif t.kind in ("NEWLINE", "NL", "ENDMARKER", "DEDENT") and p >= 0:
         pt = ctx.toks[p]
         end = pt.start if pt.kind == "NEWLINE" else pt.end      # never past a line's end
@@ -373,9 +378,10 @@ def _token_edits(ctx: Context) -> Iterator[Proposal]:
             continue
         cost = base + delete_cost(t.kind, t.text)
         delta = ctx.splice(si, si + 1, [])
-        if t.kind != "OP" and not keyword.iskeyword(t.text):
-            # a stray name, number or string is as likely as what it says is in that place, so
-            # its deletion gains nothing from its own improbability (see rank.delete_cost)
+        if t.kind != "OP":
+            # a stray word (name, keyword, number, string) is as likely as the model finds it in
+            # that place, so its deletion gains nothing from its own improbability
+            # (see rank.delete_cost)
             delta += ctx.scorer.span(ctx.ids, si, si + 1)
         yield Proposal(delta - cost, "delete", 1, (i, 1, ""), ("replace", i, ""))
         subs: list[tuple[str, int]] = []
@@ -712,10 +718,10 @@ def _indent_edits(ctx: Context) -> Iterator[Proposal]:
     for row in targets:
         ws = _lead(lines[row - 1])
         w0 = _width(ws)
-        for w in _levels(lines, rows, row, unit, body):
-            if w == w0:
-                continue
+        for w in _levels(lines, rows, row, unit, body) + [w0]:
             new_ws = _ws_for(lines, rows, w)
+            if w == w0 and (new_ws == ws or ctx.err.kind != "TabError"):
+                continue                   # same level: only to make tabs and spaces agree
             for span in _spans(lines, rows, row, w0):
                 changes = tuple(Change(r, 0, len(_lead(lines[r - 1])),
                                        _shift(lines[r - 1], w0, w, new_ws)) for r in span)
@@ -840,4 +846,93 @@ def _print_edit(ctx: Context) -> Iterator[Proposal]:
     new = ctx.syms[si:sj + 1]
     new = [new[0], "("] + new[1:] + [")"]
     delta = ctx.splice(si, sj + 1, new)
-    yield Proposal(delta - edit_cost(2), "print", 2, (i, 7), ("changes", (open_change, close_change)))
+    # one slip (Python 2's syntax), which CPython's message names, so one edit's cost
+    yield Proposal(delta - edit_cost(1), "print", 2, (i, 7), ("changes", (open_change, close_change)))
+
+
+# --------------------------------------------------------------------------- two tokens as one slip
+
+def _pair_edits(ctx: Context) -> Iterator[Proposal]:
+    """Slips that take two tokens but are one mistake: ``else if`` for ``elif`` (C, JavaScript),
+    and a missing ``()`` after a name (``def f:``, ``x.close:``)."""
+    toks = ctx.toks
+    for i in _positions(ctx):
+        t = toks[i]
+        si = ctx.sym_index[i]
+        lines, dist = _distance(ctx, i)
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.kind == "NAME" and t.text == "else" and nxt is not None and nxt.text == "if" \
+                and nxt.start[0] == t.start[0]:
+            ch = Change(ctx.fline(t), t.start[1], nxt.end[1], "elif")
+            delta = ctx.splice(si, si + 2, ["elif"])
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 8), ("changes", (ch,)))
+        p = ctx.prev_sig(i)
+        if p >= 0 and toks[p].kind == "NAME" and not keyword.iskeyword(toks[p].text) \
+                and toks[p].end[0] == t.start[0] and t.text not in ("(", "["):
+            pt = toks[p]
+            ch = Change(ctx.fline(pt), pt.end[1], pt.end[1], "()")
+            delta = ctx.splice(si, si, ["(", ")"])
+            yield Proposal(delta - edit_cost(2, lines, dist), "insert", 2, (i, 9), ("changes", (ch,)))
+
+
+# --------------------------------------------------------------------------- look-alike characters
+
+#: characters pasted from word processors, web pages and non-ASCII keyboards that CPython rejects,
+#: and the ASCII they stand for
+LOOKALIKES = {
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"', "\u2018": "'", "\u2019": "'",
+    "\u201a": "'", "\u2032": "'", "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " ",
+    "\u2009": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\u00d7": "*", "\u00f7": "/",
+    "\uff1a": ":", "\uff0c": ",", "\uff08": "(", "\uff09": ")", "\uff1b": ";", "\uff1d": "=",
+    "\u3000": " ", "\uff3b": "[", "\uff3d": "]", "\u2026": "...",
+}
+
+
+def _lookalike_edits(ctx: Context) -> Iterator[Proposal]:
+    """Replace the look-alike character CPython names, or every one on its line outside strings
+    (a pasted line has them all: both curly quotes of a string)."""
+    line = ctx.err.line
+    if not ctx.region.first <= line <= ctx.region.last:
+        return
+    row = ctx.line_text(line)
+    inside = set()
+    for t in ctx.toks:
+        if t.kind == "STRING" and ctx.fline(t) == line and t.start[0] == t.end[0]:
+            inside.update(range(t.start[1], t.end[1]))
+    cols = [c for c, ch in enumerate(row) if ch in LOOKALIKES and c not in inside]
+    if not cols:
+        return
+    first = _logical_start(ctx, ctx.e) if ctx.e < len(ctx.toks) else line
+    last = min(line + 1, ctx.region.last)
+    options = []
+    if ctx.err.col in cols:
+        options.append((ctx.err.col,))
+    options.append(tuple(cols))
+    for n, group in enumerate(dict.fromkeys(options)):
+        changes = tuple(Change(line, c, c + 1, LOOKALIKES[row[c]]) for c in group)
+        delta = ctx.relex_delta(min(first, line), last, changes)
+        yield Proposal(delta - edit_cost(1), "substitute", len(changes), (line, 10, n), ("changes", changes))
+
+
+# --------------------------------------------------------------------------- unterminated docstring
+
+def _triple_quote_edits(ctx: Context) -> Iterator[Proposal]:
+    """Close an unterminated triple-quoted string at the end of one of the lines after it opens."""
+    bad = next((i for i, t in enumerate(ctx.toks) if t.kind == "ERRORTOKEN" and len(t.text) >= 3
+                and t.text.lstrip("rRbBuUfF")[:3] in ('"""', "'''")), None)
+    if bad is None:
+        return
+    t = ctx.toks[bad]
+    quote = t.text.lstrip("rRbBuUfF")[:3]
+    start = ctx.fline(t)
+    last = min(start + 30, ctx.region.last)
+    first = _logical_start(ctx, bad)
+    for line in range(start, last + 1):
+        row = ctx.line_text(line)
+        col = len(row.rstrip("\r\n"))
+        if line == start and col <= t.start[1] + 3:
+            continue
+        ch = Change(line, col, col, quote)
+        delta = ctx.relex_delta(first, last, (ch,))
+        yield Proposal(delta - edit_cost(1, 0, 0) - LINE_COST * min(line - start, 8) * 0.25, "quote", 1,
+                       (bad, 11, line), ("changes", (ch,)))

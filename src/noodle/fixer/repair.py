@@ -112,9 +112,9 @@ class _Search:
         self.rounds = 0
 
     def round(self, start: _Node, err: ParseError) -> list[_Node]:
-        """Up to k nodes (start plus one proposal) that get past ``err``, best first: their block
-        parses (``err`` None) or its first error is later than ``err`` (a partial repair, which
-        the next round continues).
+        """Nodes (start plus one proposal) that get past ``err``, best first: up to k whose block
+        parses (``err`` None) and up to k whose first error is later than ``err`` (partial
+        repairs, which a next round continues).
 
         Proposals are parsed in score order, so the parse checks stop as soon as k got past;
         a proposal's text is only built when it is the best one left.
@@ -124,10 +124,11 @@ class _Search:
         region, rerr = find_region(lines, err, self.checker)
         ctx = Context(lines, region, rerr, self.scorer)
         goals: list[_Node] = []
+        complete = partial = 0
         seen: set[tuple[tuple[int, str], ...]] = {start.changed}
         checks = 0
         for p in propose(ctx, PROPOSALS):
-            if len(goals) >= self.k or checks >= MAX_CHECKS:
+            if complete >= self.k or checks >= MAX_CHECKS:
                 break
             if time.perf_counter() > self.deadline and (goals or checks > 40):
                 break
@@ -139,7 +140,11 @@ class _Search:
             checks += 1
             nerr = region.error(_lines_of(self.base, node), self.checker)
             node.at = min((c.line, c.col) for c in changes)
-            if nerr is None or _past(nerr, rerr, node.at):
+            if nerr is None:
+                complete += 1
+                goals.append(node)
+            elif partial < self.k and _past(nerr, rerr, node.at):
+                partial += 1          # partial repairs do not end the round: a complete one may follow
                 node.err = nerr
                 goals.append(node)
         self.checks += checks
