@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "placement": {"ir", "devices"},
     "backends": {"ir", "memory", "devices"},
     "exec": {"ir", "nbc", "passes", "backends", "memory", "devices"},
-    "array": {"ir", "devices", "placement"},
+    "array": {"ir", "devices", "placement", "memory"},   # eager outputs go to the current region
     "jit": {"ir", "trace", "passes", "nbc", "exec", "backends", "memory", "devices", "placement", "array"},
     "cache": {"ir"},
     "store": {"cache"},

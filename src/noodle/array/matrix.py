@@ -21,7 +21,7 @@ import numpy as np
 
 from noodle.array import dispatch as _d
 from noodle.array import ops as _ops
-from noodle.errors import DTypeError
+from noodle.errors import DTypeError, RegionError
 
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
 
@@ -32,7 +32,19 @@ class Matrix:
     __slots__ = ("_noodle_data",)
     __array_priority__ = 1000   # so ndarray @ Matrix defers to Matrix.__rmatmul__
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Any, *, allocator: Any = None) -> None:
+        """Wrap ``data`` (no copy), or, with ``allocator=`` (a region from ``noodle.region()``), copy
+        it into that region's memory and register the Matrix with the region.
+
+        Why the copy: a region ends its memory and objects together; data that
+        stayed on the heap would not follow the region's lifetime.
+
+            >>> import numpy as np, noodle as nd
+            >>> with nd.region() as alloc:
+            ...     m = nd.Matrix(np.ones((2, 2)), allocator=alloc)
+            ...     float(m.numpy().sum())
+            4.0
+        """
         if isinstance(data, Matrix):
             data = data._noodle_data
         elif not (isinstance(data, np.ndarray) or _devices.is_gpu_array(data)):
@@ -43,6 +55,13 @@ class Matrix:
         if data.dtype.kind not in "biufc":
             raise DTypeError(f"Matrix: dtype {data.dtype} is not numeric; expected bool, integer, float "
                              f"or complex data")
+        if allocator is not None:
+            if not hasattr(allocator, "asarray") or not hasattr(allocator, "create"):
+                raise RegionError(f"Matrix: allocator must be a region (from noodle.region() or "
+                                  f"RegionManager().create_region()), got {type(allocator).__name__}")
+            self._noodle_data = allocator.asarray(data)
+            allocator.create(self)
+            return
         self._noodle_data = data
 
     # where it lives ---------------------------------------------------------

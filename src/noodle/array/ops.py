@@ -28,6 +28,7 @@ from noodle.ir.shapes import result_shape, size
 from noodle.placement.decide import NUMBA_MIN_ELEMS, numba_eligible
 
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
+_rgn = importlib.import_module("noodle.memory.state")    # is a region current on this thread?
 
 _ndarray = np.ndarray
 _fp_enter, _fp_leave, _FP_CALL = _d.fp_enter, _d.fp_leave, _d.FP_CALL   # module globals: the fast paths' budget
@@ -91,6 +92,77 @@ def _call(op: OpDef, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], d
     return result
 
 
+# Ops whose host outputs go to the current region (module docstring of noodle.memory.region):
+# ufuncs called with out= of exactly the dtype and shape NumPy would allocate, so results are bit
+# for bit NumPy's. where, the reductions and astype keep using the heap.
+_REGION_UFUNCS = frozenset((np.add, np.subtract, np.multiply, np.divide, np.power, np.maximum, np.minimum,
+                            np.exp, np.log, np.sqrt, np.sin, np.cos, np.tanh, np.absolute, np.negative))
+_out_dtypes: dict[tuple[Any, ...], np.dtype | None] = {}
+
+
+def _out_dtype(fn: Any, key: tuple[Any, ...]) -> np.dtype | None:
+    """The dtype ``fn`` gives operands of these dtypes (Python scalar types: NEP 50 weak scalars);
+    None where NumPy refuses them (the plain call then raises NumPy's error)."""
+    dt = _out_dtypes.get(key, False)
+    if dt is False:
+        try:
+            dt = fn.resolve_dtypes((*key[1:], None))[-1]
+        except (TypeError, ValueError):
+            dt = None
+        if len(_out_dtypes) < 4096:
+            _out_dtypes[key] = dt
+    return dt
+
+
+def _operand_key(x: Any) -> Any:
+    return x.dtype if isinstance(x, (np.ndarray, np.generic)) else type(x)
+
+
+def _region_out(fn: Any, a: Any, b: Any) -> np.ndarray | None:
+    """An output buffer in this thread's current region for ``fn(a, b)``, or None (no region, a
+    small result, an op or operands the region leaves to NumPy)."""
+    region = _rgn.current()
+    if region is None:
+        return None
+    sa = a.shape if type(a) is _ndarray else ()
+    sb = b.shape if type(b) is _ndarray else ()
+    if fn is np.matmul:
+        if len(sa) != 2 or len(sb) != 2 or sa[1] != sb[0]:
+            return None
+        shape = (sa[0], sb[1])
+    elif fn not in _REGION_UFUNCS:
+        return None
+    elif sa == sb or not sb:
+        shape = sa
+    elif not sa:
+        shape = sb
+    else:
+        try:
+            shape = np.broadcast_shapes(sa, sb)
+        except ValueError:
+            return None
+    n = size(shape)
+    if n << 4 < region.eager_min_bytes:    # small even at 16 bytes an element: the heap's
+        return None
+    dt = _out_dtype(fn, (fn, _operand_key(a), _operand_key(b)))
+    if dt is None:
+        return None
+    nbytes = n * dt.itemsize
+    return region._take_large(shape, dt, nbytes) if nbytes >= region.eager_min_bytes else None
+
+
+def _region_out1(fn: Any, x: np.ndarray) -> np.ndarray | None:
+    """The same for a unary ufunc."""
+    region = _rgn.current()
+    if region is None or fn not in _REGION_UFUNCS or x.size << 4 < region.eager_min_bytes:
+        return None
+    dt = _out_dtype(fn, (fn, x.dtype))
+    if dt is None:
+        return None
+    nbytes = x.size * dt.itemsize
+    return region._take_large(x.shape, dt, nbytes) if nbytes >= region.eager_min_bytes else None
+
+
 def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
     # Fast path: host operands, CPU decided without a cost model (no GPU, or device='cpu').
     # (_is_host inlined: two calls cost as much as the floating-point error state this path sets)
@@ -106,13 +178,18 @@ def _binary(op: OpDef, name: str, fn: Any, a: Any, b: Any, device: str) -> Any:
                 and _numba_allowed()):
             kernel = _nk.ready_kernel(name, da.name)
             if kernel is not None:
-                out = np.empty_like(a)
+                out = _region_out(fn, a, b) if _rgn.ACTIVE_REGIONS else None
+                if out is None:
+                    out = np.empty_like(a)
                 if _nk.launch(kernel, a.reshape(-1), b.reshape(-1), out.reshape(-1)):
                     _d.record(op.name, "cpu", "numba", perf_counter() - t0, device == "auto")
                     return out
         token = _fp_enter(_FP_CALL)    # run_host inlined: this path's overhead is benchmarked
         try:
-            result = fn(a, b)
+            if _rgn.ACTIVE_REGIONS and (out := _region_out(fn, a, b)) is not None:
+                result = fn(a, b, out=out)
+            else:
+                result = fn(a, b)
         except (TypeError, ValueError, MemoryError) as exc:
             raise _d.translate(op, (a, b), exc) from None
         finally:
@@ -196,7 +273,10 @@ def _make_unary(name: str, numpy_name: str, doc: str) -> Any:
             t0 = perf_counter()
             token = _fp_enter(_FP_CALL)    # run_host inlined
             try:
-                result = fn(x)
+                if _rgn.ACTIVE_REGIONS and (out := _region_out1(fn, x)) is not None:
+                    result = fn(x, out=out)
+                else:
+                    result = fn(x)
             except (TypeError, ValueError, MemoryError) as exc:
                 raise _d.translate(op, (x,), exc) from None
             finally:

@@ -60,6 +60,8 @@ from noodle.errors import CompileError, DTypeError, ShapeError
 from noodle.ir.reduction import canonical_extreme, canonical_nan, combine_chunks
 from noodle.memory.pool import BufferPool, default_pool
 
+_rgn = importlib.import_module("noodle.memory.state")    # is a region current on this thread?
+
 _COMPILES = metrics.counter("noodle_jit_kernel_compiles_total", "fused kernels built by a backend",
                             ["backend", "source"])
 _COMPILE_SECONDS = metrics.histogram("noodle_jit_kernel_compile_seconds", "time to build a fused kernel",
@@ -199,6 +201,18 @@ def _from_cache(mod: Any) -> bool:
     return found
 
 
+def _out_buffer(pool: BufferPool, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A kernel output: from this thread's current region when one is active (it ends with the
+    region), else a tracked pool buffer (reused once the caller drops it)."""
+    if _rgn.ACTIVE_REGIONS:
+        region = _rgn.current()
+        if region is not None:
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes >= region.eager_min_bytes:
+                return region._take_large(shape, dtype, nbytes)
+    return pool.take(shape, dtype, track=True)
+
+
 class NumbaKernel(Kernel):
     """A compiled fused elementwise region (optionally ending in a reduction)."""
 
@@ -278,7 +292,7 @@ class NumbaKernel(Kernel):
         if self._small_out:  # a few KiB: malloc's free lists serve it without page faults
             outs = [np.empty(self._shape, dt) for dt in self._out_dtypes]
         else:
-            outs = [self.pool.take(self._shape, dt, track=True) for dt in self._out_dtypes]
+            outs = [_out_buffer(self.pool, self._shape, dt) for dt in self._out_dtypes]
         if self._direct:
             # fast path: the generated kernel checks the operand sizes itself and returns False
             # when they do not fit; Numba's dispatcher raises TypeError for a wrong dtype or a
@@ -460,7 +474,7 @@ class NumbaMatmulKernel(Kernel):
                 cls = ShapeError if x.shape != tuple(shp) else DTypeError
                 raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
                           f"{dt}{tuple(shp)}; compile a kernel for this signature")
-        out = self.pool.take(self._shape, self._dtype, track=True)
+        out = _out_buffer(self.pool, self._shape, self._dtype)
         if a.dtype != self._dtype or b.dtype != self._dtype:
             np.matmul(a.astype(self._dtype), b.astype(self._dtype), out=out)
         else:
