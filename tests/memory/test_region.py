@@ -478,6 +478,24 @@ def test_noodle_region_is_the_default_managers_region():
     assert nd.memory.default_manager().stats()["scopes"]["api"]["retained_bytes"] > 0
 
 
+def test_metrics_count_bytes_reuse_and_escapes():
+    from noodle import metrics
+
+    mgr = RegionManager()
+    escaped = metrics.registry.get("noodle_region_escaped_bytes")
+    before = escaped.value()
+    with mgr.create_region("metrics-scope") as r:
+        r.zeros(N)
+    with pytest.warns(RegionEscapeWarning), mgr.create_region("metrics-scope") as r:
+        KEEP.append(r.zeros(N))
+    assert metrics.registry.get("noodle_region_bytes_allocated_total").value("metrics-scope") == 2 * N * 8
+    assert metrics.registry.get("noodle_region_chunks_reused_total").value("metrics-scope") == 1
+    assert metrics.registry.get("noodle_region_peak_bytes").value("metrics-scope") == mgr.chunk_bytes
+    assert escaped.value() == before + mgr.chunk_bytes
+    KEEP.clear()
+    assert escaped.value() == before
+
+
 @pytest.mark.gpu
 def test_cuda_region_allocates_from_its_pool_and_frees_it_at_exit():
     import cupy
