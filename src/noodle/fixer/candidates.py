@@ -369,9 +369,10 @@ def _token_edits(ctx: Context) -> Iterator[Proposal]:
         si = ctx.sym_index[i]
         lines, dist = _distance(ctx, i)
         base = edit_cost(1, lines, dist)
+        glued = _after_bad_string(ctx, i)
         for sym in INSERTABLE:
-            if sym == "(" and t.kind in ("NEWLINE", "ENDMARKER"):
-                continue
+            if glued and (sym in _ATTACH_LEFT or t.kind in ("NEWLINE", "NL", "ENDMARKER")):
+                continue                   # the text would only lengthen the unterminated string
             delta = ctx.splice(si, si, [sym])
             yield Proposal(delta - base, "insert", 1, (i, 0, sym), ("insert", i, sym))
         if t.kind in _NO_EDIT or t.start[0] != t.end[0] or t.text in OPENERS or t.text in CLOSERS:
@@ -395,6 +396,11 @@ def _token_edits(ctx: Context) -> Iterator[Proposal]:
             cost = edit_cost(1, lines, dist, typo)
             delta = ctx.splice(si, si + 1, [sym])
             yield Proposal(delta - cost, "substitute", 1, (i, 2, sym), ("replace", i, sym))
+
+
+def _after_bad_string(ctx: Context, i: int) -> bool:
+    p = ctx.prev_sig(i)
+    return p >= 0 and ctx.toks[p].kind == "ERRORTOKEN" and ("'" in ctx.toks[p].text or '"' in ctx.toks[p].text)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -64,6 +64,7 @@ class _Node:
     depth: int
     err: ParseError | None = None
     at: tuple[int, int] | None = None       # where its last round's edit starts
+    edit: tuple[Change, ...] = ()           # its last round's changes
 
 
 def _lines_of(base: list[str], node: _Node) -> list[str]:
@@ -87,15 +88,31 @@ def _child(base: list[str], lines: list[str], node: _Node, changes: tuple[Change
     return _Node(tuple(sorted(changed.items())), node.score + score, node.depth + 1)
 
 
+def _back(err: ParseError, changes: tuple[Change, ...]) -> ParseError:
+    """The error's position in the text before the changes (an insertion before it on its line
+    moved it right; moved back, an error that only shifted is the same error)."""
+    col = err.col
+    shift = 0
+    for c in sorted((c for c in changes if c.line == err.line), key=lambda c: c.col):
+        start = c.col + shift
+        if err.col >= start + len(c.new):
+            col -= len(c.new) - (c.end - c.col)
+            shift += len(c.new) - (c.end - c.col)
+        elif err.col >= start:
+            col = c.col
+    return ParseError(err.message, err.line, col, err.end_line, err.end_col, err.kind)
+
+
 def _past(after: ParseError, before: ParseError, edited: tuple[int, int] | None = None) -> bool:
     """Whether a repair got past an error: the first error is now later in the text (for an
     unclosed bracket CPython points at the opener, so the opener must be later), or it is now
     before the first edit, where the edit cannot have caused it: an older error that CPython's
     tokenizer had reported second (an unterminated string or a bad indent is reported before a
     parse error above it)."""
-    if (after.line, after.col) > (before.line, before.col):
+    here, there = (after.line, after.col), (before.line, before.col)
+    if here > there:
         return True
-    return (edited is not None and (after.line, after.col) < edited
+    return (edited is not None and here < there and here < edited
             and "was never closed" not in after.message and "does not match" not in after.message)
 
 
@@ -140,10 +157,11 @@ class _Search:
             checks += 1
             nerr = region.error(_lines_of(self.base, node), self.checker)
             node.at = min((c.line, c.col) for c in changes)
+            node.edit = changes
             if nerr is None:
                 complete += 1
                 goals.append(node)
-            elif partial < self.k and _past(nerr, rerr, node.at):
+            elif partial < self.k and _past(_back(nerr, changes), rerr, node.at):
                 partial += 1          # partial repairs do not end the round: a complete one may follow
                 node.err = nerr
                 goals.append(node)
@@ -175,7 +193,7 @@ class _Search:
                     if e2 is None:
                         pool.append(g)
                         continue
-                    if not _past(e2, nerr, g.at):
+                    if not _past(_back(e2, g.edit), nerr, g.at):
                         continue
                     g.err = e2
                 heapq.heappush(frontier, (-g.score, counter, g, g.err))
