@@ -201,8 +201,13 @@ def main(args: argparse.Namespace) -> int:
         if cache is not None:
             cache.close()
     outcomes.sort(key=lambda o: o.index)
-    for o in missing + outcomes:
-        report.handle(o)
-        o.data = o.output = None
-    report.finish()
+    try:
+        for o in missing + outcomes:
+            report.handle(o)
+            o.data = o.output = None
+        report.finish()
+        sys.stdout.flush()
+    except BrokenPipeError:      # `noodle fix --diff . | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return report.status

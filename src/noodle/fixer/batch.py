@@ -331,7 +331,7 @@ def model_version() -> str:
     """
     import hashlib
 
-    from noodle import __version__
+    import noodle
     from noodle.fixer import lm
 
     here = Path(__file__).resolve().parent
@@ -358,7 +358,7 @@ def model_version() -> str:
                 break
         model = hashlib.sha256(raw).hexdigest()[:16]
         break
-    return f"noodle-{__version__}/code-{code.hexdigest()[:12]}/lm-{model}"
+    return f"noodle-{noodle.__version__}/code-{code.hexdigest()[:12]}/lm-{model}"
 
 
 def cache_key(data: bytes, k: int, target_version: tuple[int, int] | None, engine: str | None = None) -> str:
