@@ -104,16 +104,26 @@ def _back(err: ParseError, changes: tuple[Change, ...]) -> ParseError:
 
 
 def _past(after: ParseError, before: ParseError, edited: tuple[int, int] | None = None) -> bool:
-    """Whether a repair got past an error: the first error is now later in the text (for an
-    unclosed bracket CPython points at the opener, so the opener must be later), or it is now
-    before the first edit, where the edit cannot have caused it: an older error that CPython's
-    tokenizer had reported second (an unterminated string or a bad indent is reported before a
-    parse error above it)."""
+    """Whether a repair got past an error (both in the text before the edit).
+
+    A later first error is progress. So is an error above the old one and above the edit, which
+    the edit cannot have caused: an older error that CPython had reported second (its tokenizer
+    reports an unterminated string or a bad indent before a parse error above it). An unclosed
+    bracket is reported at its opener but found at the end of the text, so it counts as the
+    furthest error there is: reaching it is progress, and a different unclosed bracket too.
+    """
     here, there = (after.line, after.col), (before.line, before.col)
+    end_after = "was never closed" in after.message
+    end_before = "was never closed" in before.message
+    if end_after or end_before:
+        if end_after and end_before:
+            return here != there
+        if end_after:
+            return True
+        return edited is None or here < edited or after.line > edited[0]
     if here > there:
         return True
-    return (edited is not None and here < there and here < edited
-            and "was never closed" not in after.message and "does not match" not in after.message)
+    return edited is not None and here < there and here < edited
 
 
 class _Search:
