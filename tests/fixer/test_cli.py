@@ -308,3 +308,17 @@ def test_the_example_runs(tmp_path, env):
     assert r.returncode == 0, r.stderr
     assert "bad.py now: b'for i in range(3):\\r\\n    print(i)\\r\\n'" in r.stdout
     assert "second run, cached: {'good.py': True, '<stdin>': True, 'bad.py': False}" in r.stdout
+
+
+def test_a_directory_in_a_git_work_tree_skips_what_git_ignores(tmp_path, env):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("generated/\n*_pb2.py\n")
+    (tmp_path / "generated").mkdir()
+    (tmp_path / "generated" / "bad.py").write_bytes(BROKEN)
+    (tmp_path / "api_pb2.py").write_bytes(BROKEN)
+    (tmp_path / "mine.py").write_bytes(BROKEN)
+    r = noodle("--check", ".", cwd=tmp_path, env=env)
+    assert r.returncode == 1
+    assert r.stdout.decode().splitlines() == ["would fix: mine.py (1 edit)"]
+    named = noodle("--check", "api_pb2.py", cwd=tmp_path, env=env)      # named explicitly: taken
+    assert named.stdout.decode().splitlines() == ["would fix: api_pb2.py (1 edit)"]

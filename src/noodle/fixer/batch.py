@@ -165,9 +165,10 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceRef], 
     """The files named or found under directories (``*.py``, ``*.pyi``), and an error outcome per missing path.
 
     Directories are walked in sorted order, skipping hidden ones, ``__pycache__``, virtual
-    environments (``.venv``, ``venv``, ``site-packages``, any folder with a ``pyvenv.cfg``) and
-    build output. A file named explicitly is taken whatever its suffix. The same file named
-    twice is taken once.
+    environments (``.venv``, ``venv``, ``site-packages``, any folder with a ``pyvenv.cfg``),
+    build output, and what git ignores when the directory is in a git work tree (one
+    ``git check-ignore`` call per directory argument). A file named explicitly is taken whatever
+    its suffix and whatever git says. The same file named twice is taken once.
     """
     refs: list[SourceRef] = []
     errors: list[FileOutcome] = []
@@ -183,11 +184,15 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceRef], 
         name = os.fspath(raw)
         path = Path(name)
         if path.is_dir():
+            found = []
             for base, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not _skip_dir(d, os.path.join(base, d)))
-                for f in sorted(files):
-                    if f.endswith((".py", ".pyi")):
-                        add(os.path.join(base, f), Path(base, f))
+                found.extend(os.path.normpath(os.path.join(base, f)) for f in sorted(files)
+                             if f.endswith((".py", ".pyi")))
+            ignored = _git_ignored(path, found)
+            for f in found:
+                if f not in ignored:
+                    add(f, Path(f))
         elif path.exists():
             add(name, path)
         else:
@@ -195,6 +200,28 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[SourceRef], 
                                       message=f"{name}: no such file or directory; give Python files or "
                                               f"directories (or - for stdin)"))
     return refs, errors
+
+
+def _git_ignored(root: Path, files: list[str]) -> set[str]:
+    """The files git ignores (``.gitignore``, ``.git/info/exclude``...), asked once per directory with
+    ``git check-ignore --stdin``; none when git is missing or ``root`` is not in a work tree."""
+    if not files:
+        return set()
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    if git is None:
+        return set()
+    try:
+        p = subprocess.run([git, "check-ignore", "-z", "--stdin"], cwd=root, capture_output=True, timeout=30,
+                           input=b"\0".join(os.fsencode(os.path.relpath(f, root)) for f in files) + b"\0")
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    if p.returncode not in (0, 1):       # 128: not a git work tree (or git failed): ignore nothing
+        return set()
+    ignored = {os.path.normpath(os.path.join(root, os.fsdecode(x))) for x in p.stdout.split(b"\0") if x}
+    return {f for f in files if os.path.normpath(f) in ignored}
 
 
 # --------------------------------------------------------------------------- one file
