@@ -235,6 +235,8 @@ def test_k_and_target_version_are_checked_and_used(tmp_path, env):
     assert bad.returncode == 2 and b"not a Python version" in bad.stderr
     assert noodle("-k", "0", "m.py", cwd=tmp_path, env=env).returncode == 2
     assert noodle("--check", "--write", "m.py", cwd=tmp_path, env=env).returncode == 2   # argparse
+    many = noodle("--workers", "9", "m.py", cwd=tmp_path, env=dict(env, NOODLE_SYNTAX_FIXER_MAX_WORKERS="8"))
+    assert many.returncode == 2 and b"NOODLE_SYNTAX_FIXER_MAX_WORKERS=8" in many.stderr
 
 
 def test_a_second_run_over_a_directory_is_served_from_the_cache(tmp_path, env):

@@ -183,6 +183,10 @@ def main(args: argparse.Namespace) -> int:
         workers = min(batch.get_settings().max_workers, os.cpu_count() or 1)
     if workers < 0:
         raise batch.FixerUsageError(f"--workers must be >= 0 (0 = automatic), got {workers}")
+    if workers > 1 and workers > batch.get_settings().max_workers:
+        raise batch.FixerUsageError(
+            f"--workers {workers} is above NOODLE_SYNTAX_FIXER_MAX_WORKERS={batch.get_settings().max_workers}; "
+            f"ask for fewer workers or raise the setting")
     names = [p for p in args.paths if p != "-"]
     refs, missing = batch.discover(names)
     if "-" in args.paths:
