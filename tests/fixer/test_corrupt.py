@@ -160,6 +160,23 @@ def test_classes_do_what_they_say() -> None:
         assert c is not None and c.edits[0].old.strip() == "" and c.edits[0].new == ""
 
 
+def test_string_and_keyword_variants_appear() -> None:
+    rng = random.Random(6)
+    opening = closing = else_if = 0
+    for _ in range(60):
+        c = corrupt_classes(RICH, ["unclosed_string"], rng)
+        assert c is not None
+        line = c.original.split("\n")[c.edits[0].line - 1]
+        after = line[c.edits[0].col + 1:]
+        # the opening quote has the string's body after it on the line; the closing one does not
+        opening += after[:1] not in ("", ")", ",", ":", "]", "}", " ")
+        closing += after[:1] in ("", ")", ",", ":", "]", "}", " ")
+        c = corrupt_classes("if a:\n    x = 1\nelif b:\n    x = 2\n", ["keyword_typo"], rng)
+        assert c is not None
+        else_if += c.edits[0].new == "else if"
+    assert opening and closing > opening and else_if
+
+
 def test_a_dropped_comma_never_fuses_names() -> None:
     c = corrupt_classes("f(a,b)\n", ["missing_comma"], random.Random(0))
     assert c is not None and c.broken == "f(a b)\n"

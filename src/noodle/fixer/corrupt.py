@@ -21,9 +21,10 @@ report, not what is easy to generate:
 - Missing colons after ``if``/``def``/``for`` headers and indentation errors (unexpected
   indent, expected an indented block, unindent that matches no level) come next: 14% and 12%.
 - Missing commas in calls and literals (12%), unclosed strings (7%: Jeffries et al. find
-  unquoted and half-quoted strings even late in a course), Python 2 ``print x`` (7%: frequent
-  in Stack Overflow questions pasted from old answers), ``=`` for ``==`` in a condition (5%),
-  misspelled or capitalized keywords (``retrun``, ``improt``, ``If``; 6%), and a doubled
+  unquoted and half-quoted strings even late in a course, so a quarter of these lose the
+  opening quote instead), Python 2 ``print x`` (7%: frequent in Stack Overflow questions
+  pasted from old answers), ``=`` for ``==`` in a condition (5%), misspelled or capitalized
+  keywords (``retrun``, ``improt``, ``If``, and ``else if`` for ``elif``; 6%), and a doubled
   operator or separator (``..``, ``,,``; 4%) make up the rest.
 
 Every output is checked to fail ``compile`` (a corruption that happens to stay valid, like a
@@ -60,12 +61,12 @@ MIX: dict[str, float] = {
     "missing_open": 0.03,       # print x)
     "missing_colon": 0.14,      # if x
     "missing_comma": 0.12,      # f(a b)
-    "unclosed_string": 0.07,    # x = "abc
+    "unclosed_string": 0.07,    # x = "abc / x = abc"
     "stray_indent": 0.06,       # a line indented deeper than its block, or to no level at all
     "missing_indent": 0.06,     # the first line of a block body not indented
     "print2": 0.07,             # print x
     "eq_assign": 0.05,          # if x = 1:
-    "keyword_typo": 0.06,       # retrun x / improt os / If x:
+    "keyword_typo": 0.06,       # retrun x / improt os / If x: / else if x:
     "stray_token": 0.04,        # a..b / f(a,, b)
 }
 
@@ -375,6 +376,8 @@ def _missing_comma(s: _Stream, rng: random.Random) -> _Spans | None:
 
 
 def _unclosed_string(s: _Stream, rng: random.Random) -> _Spans | None:
+    """Drop a one-line string's closing quote, or one time in four its opening quote (the
+    half-quoted ``print(hello")`` novices write: Jeffries et al. 2022)."""
     cands = []
     for i, t in enumerate(s.toks):
         if t.type != tokenize.STRING or t.start[0] != t.end[0]:
@@ -387,6 +390,9 @@ def _unclosed_string(s: _Stream, rng: random.Random) -> _Spans | None:
         return None
     t = s.toks[rng.choice(cands)]
     e = s.off(t.end)
+    if rng.random() < 0.25 and t.string[0] in "'\"" and t.string[:2] not in ('""', "''"):
+        b = s.off(t.start)
+        return [(b, b + 1, "")]
     return [(e - 1, e, "")]
 
 
@@ -510,9 +516,15 @@ def _typo(word: str, rng: random.Random) -> str:
 
 
 def _keyword_typo(s: _Stream, rng: random.Random) -> _Spans | None:
+    """A misspelled keyword, or, one time in five where there is an ``elif``, the ``else if`` of
+    C and JavaScript."""
     cands = [i for i, t in enumerate(s.toks) if t.type == tokenize.NAME and t.string in _TYPO_KW]
     if not cands:
         return None
+    elifs = [i for i in cands if s.toks[i].string == "elif"]
+    if elifs and rng.random() < 0.2:
+        t = s.toks[rng.choice(elifs)]
+        return [(s.off(t.start), s.off(t.end), "else if")]
     t = s.toks[rng.choice(cands)]
     for _ in range(8):
         new = _typo(t.string, rng)
