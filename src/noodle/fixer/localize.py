@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from noodle.fixer.result import SyntaxErrorInfo
 
-__all__ = ["BIG_BLOCK", "Checker", "ParseError", "Region", "find_region", "split_lines", "string_lines"]
+__all__ = ["BIG_BLOCK", "Checker", "Layout", "ParseError", "Region", "find_region", "split_lines", "string_lines"]
 
 #: A top-level block longer than this is narrowed to the statement one level inside it (a
 #: method of a class) when that statement reproduces the error.
@@ -181,8 +181,11 @@ def string_lines(text: str, lines: list[str]) -> list[bool]:
 
 def _indent(line: str) -> int:
     """The indentation width with tabs to multiples of 8 (the tokenizer's rule)."""
+    ws = line[:len(line) - len(line.lstrip(" \t\f"))]
+    if "\t" not in ws and "\f" not in ws:
+        return len(ws)
     col = 0
-    for ch in line:
+    for ch in ws:
         if ch == " ":
             col += 1
         elif ch == "\t":
@@ -216,6 +219,8 @@ def _starts(lines: list[str], inside: list[bool], lo: int, hi: int, width: int) 
     decorated = False
     for i in range(lo, hi):
         line = lines[i]
+        if width == 0 and line[:1] in (" ", "\t", "\f", "\r", "\n", "#", ""):
+            continue
         if inside[i] or not _is_code(line) or _indent(line) != width:
             continue
         if i > 0 and lines[i - 1].rstrip("\r\n").endswith("\\"):
@@ -258,31 +263,48 @@ class Region:
         return None if err is None else err.shifted(self.shift)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Which lines start inside a multi-line string, and where the top-level statements start
+    (0-based), computed once per text: the edits of a repair rarely change either, and a block
+    that no longer fits is caught by its error no longer agreeing with the file's."""
+
+    inside: list[bool]
+    tops: list[int]
+
+    @classmethod
+    def of(cls, lines: list[str], text: str | None = None) -> Layout:
+        inside = string_lines("".join(lines) if text is None else text, lines)
+        return cls(inside, _starts(lines, inside, 0, len(lines), 0))
+
+
 def find_region(lines: list[str], err: ParseError, checker: Checker,
-                text: str | None = None) -> tuple[Region, ParseError]:
+                layout: Layout | None = None) -> tuple[Region, ParseError]:
     """The smallest block around ``err`` that reproduces it, and the error as the block reports it.
 
-    Tries the statement one level inside a big top-level block, then the top-level block, then
-    that block with the ones before it, then the whole text.
+    Tries the statements nested in a big top-level block, innermost first (while a block is
+    longer than :data:`BIG_BLOCK` lines), then the top-level block, then that block with the
+    ones before it, then the whole text.
     """
     n = len(lines)
     whole = Region(1, max(n, 1))
     if n == 0:
         return whole, err
-    if text is None:
-        text = "".join(lines)
-    inside = string_lines(text, lines)
+    if layout is None or len(layout.inside) != n:
+        layout = Layout.of(lines)
+    inside, tops = layout.inside, layout.tops
     row = min(max(err.line, 1), n) - 1
-    tops = _starts(lines, inside, 0, n, 0)
     k = bisect.bisect_right(tops, row) - 1
     first = tops[k] if k >= 0 else 0
     end = tops[k + 1] if k + 1 < len(tops) else n
-    tries: list[Region] = []
-    if checker.compile_stage is False and end - first > BIG_BLOCK:
-        sub = _inner(lines, inside, first, end, row)
-        if sub is not None:
-            tries.append(Region(sub[0] + 1, sub[1], "if 1:\n"))
-    tries.append(Region(first + 1, end))
+    tries: list[Region] = [Region(first + 1, end)]
+    lo, hi = first, end
+    while not checker.compile_stage and hi - lo > BIG_BLOCK:
+        sub = _inner(lines, inside, lo, hi, row)
+        if sub is None or sub == (lo, hi):
+            break
+        tries.insert(0, Region(sub[0] + 1, sub[1], "if 1:\n"))
+        lo, hi = sub
     for back in (1, 3):
         if k - back >= 0:
             tries.append(Region(tops[k - back] + 1, end))
@@ -297,9 +319,10 @@ def find_region(lines: list[str], err: ParseError, checker: Checker,
 
 def _inner(lines: list[str], inside: list[bool], first: int, end: int, row: int) -> tuple[int, int] | None:
     """The statement one level inside the block [first, end) holding 0-based line ``row``."""
+    own = _indent(lines[first])
     width = None
     for i in range(first + 1, end):
-        if not inside[i] and _is_code(lines[i]):
+        if not inside[i] and _is_code(lines[i]) and _indent(lines[i]) > own:
             width = _indent(lines[i])
             break
     if not width:

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import heapq
 import re
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 from noodle.errors import NoodleError
 from noodle.fixer.candidates import Change, Context, apply_changes, propose
-from noodle.fixer.localize import Checker, ParseError, find_region, split_lines
+from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
 from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
 from noodle.fixer.result import Candidate, Edit, FixResult
 
@@ -137,6 +138,22 @@ class _Search:
         self.deadline = deadline
         self.checks = 0
         self.rounds = 0
+        self.layout = Layout.of(self.base, source)
+
+    def note_stage(self, err: ParseError) -> None:
+        """Check blocks with the full compiler when only the compiler objects ('return' outside
+        a function): seen from the top-level block around the error, which the parser accepts.
+        (The whole text is not parsed again for this: on a large file that costs as much as the
+        first compile.)"""
+        if self.checker.feature >= 0:
+            return
+        tops = self.layout.tops
+        row = min(max(err.line, 1), len(self.base)) - 1
+        k = bisect.bisect_right(tops, row) - 1
+        first = tops[k] if k >= 0 else 0
+        end = tops[k + 1] if k + 1 < len(tops) else len(self.base)
+        if self.checker._parse("".join(self.base[first:end])) is None:
+            self.checker.compile_stage = True
 
     def round(self, start: _Node, err: ParseError) -> list[_Node]:
         """Nodes (start plus one proposal) that get past ``err``, best first: up to k whose block
@@ -148,7 +165,7 @@ class _Search:
         """
         self.rounds += 1
         lines = _lines_of(self.base, start)
-        region, rerr = find_region(lines, err, self.checker)
+        region, rerr = find_region(lines, err, self.checker, self.layout)
         ctx = Context(lines, region, rerr, self.scorer)
         goals: list[_Node] = []
         complete = partial = 0
@@ -246,12 +263,11 @@ def fix(source: str, *, k: int = 5, filename: str = "<string>",
     err = checker.file_error(source)
     if err is None:
         return FixResult(source, False, True, None, kind="valid", seconds=time.perf_counter() - t0)
-    if checker._parse(source) is None and checker.feature < 0:   # only the compiler objects
-        checker.compile_stage = True
     scorer = default_scorer()
     scorer.reset()
     search = _Search(source, k, checker, scorer, t0 + TIME_BUDGET)
     notes: list[str] = [scorer.note] if scorer.note else []
+    search.note_stage(err)
     pool = search.run(err)
     if not pool:
         notes.append(f"no repair compiled within {search.rounds} rounds and {search.checks} parse checks")
