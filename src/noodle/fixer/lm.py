@@ -246,162 +246,103 @@ class NGramLM:
         return i
 
     def logprob(self, context_ids: Sequence[int], sym_id: int) -> float:
-        """Natural log of P(sym | the last ``order - 1`` ids of ``context_ids``)."""
+        """Natural log of P(sym | the last ``order - 1`` ids of ``context_ids``).
+
+        Longest n-gram first: a hit ends the search (one probe when the whole n-gram is kept, the
+        common case), a miss adds the context's backoff and tries one id less of context.
+        """
         n = len(context_ids)
-        lp = self._uni_lp[sym_id]
         m = self.order - 1
         if n < m:
             m = n
         if m <= 0:
-            return lp
+            return self._uni_lp[sym_id]
         bits = self.bits
         mix = MIX
-        mid_fp, mid_bo, mid_mod = self._mid_fp, self._mid_bo, self._mid_mod
-        # the backoffs of the kept contexts, shortest first (a context longer than one that is not
-        # kept is not kept either: its suffix would be)
-        bos = [self._uni_bo[context_ids[n - 1]]]
-        ckey = context_ids[n - 1]
+        keys = [0] * (m + 1)
+        ckeys = [0] * (m + 1)
+        key = sym_id
+        ckey = 0
         shift = 0
-        for k in range(2, m + 1):
+        for k in range(1, m + 1):
+            c = context_ids[n - k]
+            ckey |= c << shift
             shift += bits
-            ckey |= context_ids[n - k] << shift
-            h = ckey * mix
-            s = h % mid_mod
+            key |= c << shift
+            keys[k] = key
+            ckeys[k] = ckey
+        mid_fp, mid_lp, mid_bo, mid_mod = self._mid_fp, self._mid_lp, self._mid_bo, self._mid_mod
+        acc = 0.0
+        k = m
+        if k == self.order - 1:                          # the highest order lives in its own table
+            h = key * mix
+            s = h % self._top_mod
             fp = ((h >> 32) & 0xFFFFFFFF) | 1
-            kept = False
+            top_fp = self._top_fp
             while True:
-                f = mid_fp[s]
+                f = top_fp[s]
                 if f == fp:
-                    bos.append(mid_bo[s] * BO_SCALE)
-                    kept = True
-                    break
+                    return self._top_lp[s] * LP_SCALE
                 if not f:
                     break
                 s += 1
-            if not kept:
-                break
-        key = sym_id
-        shift = 0
-        top_k = self.order - 1
-        for k in range(1, len(bos) + 1):
-            shift += bits
-            key |= context_ids[n - k] << shift
-            if k == top_k:
-                fps, lps, mod = self._top_fp, self._top_lp, self._top_mod
+            if k == 1:
+                acc = self._uni_bo[context_ids[n - 1]]
             else:
-                fps, lps, mod = mid_fp, self._mid_lp, mid_mod
-            h = key * mix
-            s = h % mod
-            fp = ((h >> 32) & 0xFFFFFFFF) | 1
-            while True:
-                f = fps[s]
-                if f == fp:
-                    lp = lps[s] * LP_SCALE
-                    break
-                if not f:                                # not kept: back off from here on
-                    return lp + sum(bos[k - 1:])
-                s += 1
-        return lp
-
-    def score_ids(self, ids: Sequence[int], start: int = 0, end: int | None = None) -> float:
-        """Sum of log P(ids[i] | what precedes it) for i in [start, end); a leading ``<s>`` is given
-        (probability 1). Scoring the edited positions and the ``order - 1`` after them compares two
-        candidates exactly: the terms further on are the same for both.
-
-        Why not a loop over :meth:`logprob`: position i's contexts are the n-grams that end at
-        i - 1, which position i - 1 just looked up, so their backoffs are carried forward and each
-        position costs one table probe per order it finds (about half the probes).
-        """
-        n = len(ids)
-        if end is None or end > n:
-            end = n
-        if start == 0 and n and ids[0] == self.bos_id:
-            start = 1
-        if start >= end:
-            return 0.0
-        order = self.order
-        if order == 1:
-            uni = self._uni_lp
-            return sum(uni[ids[i]] for i in range(start, end))
-        bits = self.bits
-        mix = MIX
-        uni_lp, uni_bo = self._uni_lp, self._uni_bo
-        mid_fp, mid_lp, mid_bo, mid_mod = self._mid_fp, self._mid_lp, self._mid_bo, self._mid_mod
-        top_fp, top_lp, top_mod = self._top_fp, self._top_lp, self._top_mod
-        top_k = order - 1                                  # the k whose n-gram (k context ids + w) is top
-        # backoffs of the n-grams ending at start - 1, by their order (index k = order k; None: not kept)
-        bos_prev: list[float | None] = [None] * order
-        if start > 0:
-            bos_prev[1] = uni_bo[ids[start - 1]]
-            key = ids[start - 1]
-            shift = 0
-            for k in range(1, order - 1):                  # n-grams ids[start-1-k .. start-1]
-                j = start - 1 - k
-                if j < 0:
-                    break
-                shift += bits
-                key |= ids[j] << shift
-                h = key * mix
+                h = ckey * mix
                 s = h % mid_mod
                 fp = ((h >> 32) & 0xFFFFFFFF) | 1
                 while True:
                     f = mid_fp[s]
                     if f == fp:
-                        bos_prev[k + 1] = mid_bo[s] * BO_SCALE
+                        acc = mid_bo[s] * BO_SCALE
                         break
                     if not f:
                         break
                     s += 1
-                if bos_prev[k + 1] is None:
+            k -= 1
+        while k >= 1:
+            h = keys[k] * mix
+            s = h % mid_mod
+            fp = ((h >> 32) & 0xFFFFFFFF) | 1
+            while True:
+                f = mid_fp[s]
+                if f == fp:
+                    return mid_lp[s] * LP_SCALE + acc
+                if not f:
                     break
+                s += 1
+            if k == 1:
+                acc += self._uni_bo[context_ids[n - 1]]
+            else:
+                h = ckeys[k] * mix
+                s = h % mid_mod
+                fp = ((h >> 32) & 0xFFFFFFFF) | 1
+                while True:
+                    f = mid_fp[s]
+                    if f == fp:
+                        acc += mid_bo[s] * BO_SCALE
+                        break
+                    if not f:
+                        break
+                    s += 1
+            k -= 1
+        return self._uni_lp[sym_id] + acc
+
+    def score_ids(self, ids: Sequence[int], start: int = 0, end: int | None = None) -> float:
+        """Sum of log P(ids[i] | what precedes it) for i in [start, end); a leading ``<s>`` is given
+        (probability 1). Scoring the edited positions and the ``order - 1`` after them compares two
+        candidates exactly: the terms further on are the same for both."""
+        n = len(ids)
+        if end is None or end > n:
+            end = n
+        if start == 0 and n and ids[0] == self.bos_id:
+            start = 1
+        m = self.order - 1
+        logprob = self.logprob
         total = 0.0
         for i in range(start, end):
-            w = ids[i]
-            lp = uni_lp[w]
-            cur: list[float | None] = [None] * order
-            cur[1] = uni_bo[w]
-            key = w
-            shift = 0
-            found = True
-            for k in range(1, order if i >= order - 1 else i + 1):
-                bo = bos_prev[k]
-                if bo is None:
-                    break
-                if not found:                              # a shorter n-gram missed: back off
-                    lp += bo
-                    continue
-                shift += bits
-                key |= ids[i - k] << shift
-                h = key * mix
-                if k == top_k:
-                    s = h % top_mod
-                    fp = ((h >> 32) & 0xFFFFFFFF) | 1
-                    while True:
-                        f = top_fp[s]
-                        if f == fp:
-                            lp = top_lp[s] * LP_SCALE
-                            break
-                        if not f:
-                            lp += bo
-                            found = False
-                            break
-                        s += 1
-                else:
-                    s = h % mid_mod
-                    fp = ((h >> 32) & 0xFFFFFFFF) | 1
-                    while True:
-                        f = mid_fp[s]
-                        if f == fp:
-                            lp = mid_lp[s] * LP_SCALE
-                            cur[k + 1] = mid_bo[s] * BO_SCALE
-                            break
-                        if not f:
-                            lp += bo
-                            found = False
-                            break
-                        s += 1
-            total += lp
-            bos_prev = cur
+            total += logprob(ids[i - m if i > m else 0:i], ids[i])
         return total
 
     def perplexity(self, ids: Sequence[int]) -> float:
