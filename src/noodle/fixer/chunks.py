@@ -35,7 +35,7 @@ is reported valid by the large-file path.
 Example::
 
     from noodle.fixer.chunks import fix_large
-    from noodle.fixer.files import SourceFile
+    from noodle.fixer.files import FixerFileError, SourceFile
     out, result = fix_large(SourceFile.read("big.py"))
     print(result.kind, len(result.edits), out is SourceFile.read("big.py").data or "changed")
 """
@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from noodle.fixer.files import SourceFile
+from noodle.fixer.files import FixerFileError, SourceFile
 from noodle.fixer.result import Candidate, Edit, FixResult, SyntaxErrorInfo
 
 __all__ = ["LARGE_FILE_BYTES", "Unit", "check_large", "fix_large", "is_large", "statement_starts"]
@@ -441,11 +441,16 @@ def fix_large(sf: SourceFile, *, k: int = 5, filename: str = "<string>",
         if not res.changed:
             left += 0 if res.parses else 1     # parses: the engine sees no error where the pieces did
             continue
-        if not res.parses:
+        try:
+            new = usf.encode(res.source) if res.parses else None
+        except FixerFileError as exc:       # the repair inserts what the file's encoding cannot hold
+            notes.append(f"line {u.line}: {exc}")
+            new = None
+        if new is None:
             left += 1
             continue
         parts.append(view[pos:u.start])
-        parts.append(usf.encode(res.source))
+        parts.append(new)
         pos = u.stop
         fixed += 1
         kinds.append(res.kind)
