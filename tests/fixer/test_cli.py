@@ -204,6 +204,8 @@ def test_stdin(tmp_path, env):
     assert r.returncode == 0 and r.stdout == b"x = 1\r\n"
     r = noodle("--diff", "--stdin-filename", "mod.py", "-", cwd=tmp_path, env=env, stdin=BROKEN)
     assert r.returncode == 1 and r.stdout.startswith(b"--- mod.py\n+++ mod.py\n")
+    r = noodle("--write", "--json", "-", cwd=tmp_path, env=env, stdin=BROKEN)
+    assert r.returncode == 1 and json.loads(r.stdout)["files"][0]["source"] == FIXED.decode()
 
 
 def test_json_lists_edits_and_scored_alternatives(tmp_path, env):

@@ -90,14 +90,14 @@ class _Report:
             print(text, file=sys.stderr if self.args.write or self.args.diff else sys.stdout)
 
     def handle(self, o: Any) -> None:
-        from noodle.fixer.files import FixerFileError, atomic_write, unified_diff
+        from noodle.fixer.files import FixerFileError, SourceFile, atomic_write, unified_diff
 
         args = self.args
         written = False
+        stdin_source: bytes | None = None
         if args.write and o.output is not None and o.status in ("fixed", "partial"):
             if o.path is None:
-                sys.stdout.buffer.write(o.output)
-                written = True
+                stdin_source, written = o.output, True
             else:
                 try:
                     atomic_write(o.path, o.output, expect=o.data)
@@ -105,7 +105,9 @@ class _Report:
                 except FixerFileError as exc:
                     o.status, o.message = "error", str(exc)
         elif args.write and o.path is None and o.data is not None:
-            sys.stdout.buffer.write(o.data)           # stdin: the source as it was
+            stdin_source = o.data                      # stdin: the source as it was
+        if stdin_source is not None and not args.json:
+            sys.stdout.buffer.write(stdin_source)
         self.written += written
         self.counts[o.status] = self.counts.get(o.status, 0) + 1
         self.status = max(self.status, o.exit_code)
@@ -113,6 +115,8 @@ class _Report:
             row = o.to_json()
             if args.write:
                 row["written"] = written
+            if stdin_source is not None:               # stdout carries the JSON: the source goes in it
+                row["source"] = SourceFile.from_bytes(stdin_source).raw_text
             self.json_rows.append(row)
             return
         if o.status == "error":
