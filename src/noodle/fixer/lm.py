@@ -61,7 +61,10 @@ from typing import Any
 
 from noodle.errors import NoodleError
 
-__all__ = ["BO_SCALE", "FORMAT_VERSION", "LP_SCALE", "MAGIC", "MIX", "fingerprint", "NGramLM", "default_path", "load_default"]
+__all__ = [
+    "BO_SCALE", "FORMAT_VERSION", "LP_SCALE", "MAGIC", "MIX", "NGramLM", "default_path", "fingerprint",
+    "load_default",
+]
 
 MAGIC = b"NOODLELM"
 FORMAT_VERSION = 1
