@@ -52,12 +52,15 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import struct
 import sys
 from array import array
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 from noodle.errors import NoodleError
 
@@ -74,7 +77,8 @@ BO_SCALE = 1.0 / 1024           # stored int16 * BO_SCALE = backoff (log)
 #: Keys are scattered over a table by ``key * MIX % P`` (P prime): packed ids are far from random, and
 #: ``key % P`` alone piles neighbouring n-grams into long probe runs.
 MIX = 0x9E3779B97F4A7C15
-_DATA = Path(__file__).resolve().parent / "data"
+# os.path, not pathlib, on the load path: pathlib's import alone costs a fresh process ~4 ms
+_DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "lm.bin")
 
 
 def fingerprint(key: int) -> tuple[int, int]:
@@ -85,7 +89,9 @@ def fingerprint(key: int) -> tuple[int, int]:
 
 def default_path() -> Path:
     """Where the shipped artifact lives (``noodle/fixer/data/lm.bin``)."""
-    return _DATA / "lm.bin"
+    from pathlib import Path
+
+    return Path(_DEFAULT_FILE)
 
 
 def _take(buf: memoryview, pos: int, typecode: str, count: int) -> tuple[array, int]:
@@ -99,7 +105,7 @@ def _take(buf: memoryview, pos: int, typecode: str, count: int) -> tuple[array, 
     return a, end
 
 
-def _corrupt(why: str, path: Path | str = "") -> NoodleError:
+def _corrupt(why: str, path: os.PathLike[str] | str = "") -> NoodleError:
     where = f" {path}" if path else ""
     return NoodleError(
         f"the language model file{where} cannot be read: {why}. Reinstall noodle, or rebuild the model "
@@ -118,7 +124,7 @@ class NGramLM:
 
     def __init__(self, order: int, bits: int, symbols: list[str], uni_lp: Sequence[float],
                  uni_bo: Sequence[float], mid: tuple[array, array, array, int],
-                 top: tuple[array, array, int], meta_path: Path | None = None) -> None:
+                 top: tuple[array, array, int], meta_path: str | None = None) -> None:
         from noodle.fixer.lexer import BOS, EOS, KEYWORDS, NAME_SYM, fixed_symbols
 
         if order < 1 or order * bits > 64:
@@ -154,7 +160,7 @@ class NGramLM:
         """The training metadata next to the artifact (``lm.json``), or {} when there is none."""
         if self._meta is None:
             self._meta = {}
-            if self._meta_path is not None and self._meta_path.is_file():
+            if self._meta_path is not None and os.path.isfile(self._meta_path):
                 import json
 
                 with open(self._meta_path, encoding="utf-8") as f:
@@ -164,18 +170,18 @@ class NGramLM:
     # -- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> NGramLM:
+    def load(cls, path: str | os.PathLike[str]) -> NGramLM:
         """Read an artifact written by :meth:`to_bytes` (plain reads into arrays; nothing is executed)."""
-        path = Path(path)
+        path = os.fspath(path)
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:
             raise _corrupt(f"{e.strerror or e}", path) from e
-        return cls.from_bytes(data, str(path), path.with_suffix(".json"))
+        return cls.from_bytes(data, path, os.path.splitext(path)[0] + ".json")
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str = "", meta_path: Path | None = None) -> NGramLM:
+    def from_bytes(cls, data: bytes, where: str = "", meta_path: str | None = None) -> NGramLM:
         """The model in ``data`` (the artifact's bytes)."""
         if data[:8] != MAGIC:
             raise _corrupt("it is not a noodle language model (bad magic)", where)
@@ -363,8 +369,8 @@ class NGramLM:
 @functools.lru_cache(maxsize=1)
 def load_default() -> NGramLM:
     """The model shipped with noodle (loaded once per process)."""
-    path = default_path()
-    if not path.is_file():
+    path = _DEFAULT_FILE
+    if not os.path.isfile(path):
         raise NoodleError(
             f"the syntax fixer's language model is missing ({path}). Reinstall noodle, or build it with "
             f"`python -m noodle.fixer.train`."
