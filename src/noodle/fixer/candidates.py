@@ -33,7 +33,15 @@ from dataclasses import dataclass
 
 from noodle.fixer.lexer import Tok, lex, symbol_of
 from noodle.fixer.localize import ParseError, Region
-from noodle.fixer.rank import LINE_COST, STRING_PIECE_COST, Scorer, delete_cost, edit_cost
+from noodle.fixer.rank import (
+    EOL_CLOSER_BONUS,
+    INDENT_LEVEL_COST,
+    LINE_COST,
+    STRING_PIECE_COST,
+    Scorer,
+    delete_cost,
+    edit_cost,
+)
 
 __all__ = ["Change", "Context", "Proposal", "apply_changes", "propose"]
 
@@ -538,7 +546,8 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
     for i, closer in spots:
         ch = _insert_change(ctx, i, closer)
         delta = ctx.relex_delta(first, last, (ch,))
-        yield Proposal(delta - _bracket_cost(ctx, i), "insert", 1, (i, 0, closer), ("changes", (ch,)))
+        cost = _bracket_cost(ctx, i) - (EOL_CLOSER_BONUS if toks[i].kind in ("NL", "NEWLINE", "COMMENT") else 0.0)
+        yield Proposal(delta - cost, "insert", 1, (i, 0, closer), ("changes", (ch,)))
     for i, closer in far:
         ch = _insert_change(ctx, i, closer)
         delta = ctx.relex_delta(first, min(ch.line + 1, ctx.region.last), (ch,))
@@ -733,7 +742,7 @@ def _indent_edits(ctx: Context) -> Iterator[Proposal]:
                                        _shift(lines[r - 1], w0, w, new_ws)) for r in span)
                 last = min(span[-1] + 2, reg.last)
                 delta = ctx.relex_delta(reg.first, last, changes)
-                cost = edit_cost(len(span), abs(row - ctx.err.line))
+                cost = edit_cost(len(span), abs(row - ctx.err.line)) + INDENT_LEVEL_COST * abs(w - w0) / unit
                 yield Proposal(delta - cost, "indent", len(span), (row, 6, w, len(span)), ("changes", changes))
 
 
@@ -872,6 +881,8 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
             ch = Change(ctx.fline(t), t.start[1], nxt.end[1], "elif")
             delta = ctx.splice(si, si + 2, ["elif"])
             yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 8), ("changes", (ch,)))
+        if t.kind == "NAME" and t.text == "raise":
+            yield from _raise_edit(ctx, i)
         p = ctx.prev_sig(i)
         if p >= 0 and toks[p].kind == "NAME" and not keyword.iskeyword(toks[p].text) \
                 and toks[p].end[0] == t.start[0] and t.text not in ("(", "["):
@@ -879,6 +890,32 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
             ch = Change(ctx.fline(pt), pt.end[1], pt.end[1], "()")
             delta = ctx.splice(si, si, ["(", ")"])
             yield Proposal(delta - edit_cost(2, lines, dist), "insert", 2, (i, 9), ("changes", (ch,)))
+
+
+def _raise_edit(ctx: Context, i: int) -> Iterator[Proposal]:
+    """Python 2's ``raise E, message`` -> ``raise E(message)`` (one slip, like ``print x``)."""
+    toks = ctx.toks
+    j = i + 1
+    while j < len(toks) and (toks[j].kind == "NAME" or toks[j].text == ".") and toks[j].start[0] == toks[i].start[0]:
+        j += 1
+    if j == i + 1 or j >= len(toks) or toks[j].text != ",":
+        return
+    end = j + 1
+    while end < len(toks) and toks[end].kind not in ("NEWLINE", "ENDMARKER"):
+        end += 1
+    last = ctx.prev_sig(end)
+    if last <= j or toks[last].end[0] != toks[j].start[0]:
+        return
+    line = ctx.fline(toks[j])
+    comma = toks[j]
+    row = ctx.line_text(line)
+    stop = comma.end[1] + (1 if row[comma.end[1]:comma.end[1] + 1] == " " else 0)
+    changes = (Change(line, comma.start[1], stop, "("),
+               Change(line, toks[last].end[1], toks[last].end[1], ")"))
+    si, sj = ctx.sym_index[j], ctx.sym_index[last]
+    new = ["("] + ctx.syms[si + 1:sj + 1] + [")"]
+    delta = ctx.splice(si, sj + 1, new)
+    yield Proposal(delta - edit_cost(1), "substitute", 2, (i, 12), ("changes", changes))
 
 
 # --------------------------------------------------------------------------- look-alike characters
