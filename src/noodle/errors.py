@@ -195,3 +195,22 @@ class RegionEscapeError(RegionError):
 
 
 __all__ += ["CryptoError", "CryptoValueError", "IntegrityError", "RegionError", "RegionEscapeError"]
+
+
+class FixerError(NoodleError):
+    """The syntax fixer was given something it cannot work on (an argument, a file)."""
+
+
+class FixerFileError(FixerError, OSError):
+    """A source file could not be read, decoded or written (an OSError: the file, not the code, is at fault)."""
+
+
+class FixerUsageError(FixerError, ValueError):
+    """An argument of ``noodle fix`` (or of ``noodle.fixer.batch.run``) that cannot be used."""
+
+
+class FixArgumentError(FixerError, ValueError):
+    """``noodle.fixer.fix`` was called with an argument it cannot use (a ValueError)."""
+
+
+__all__ += ["FixArgumentError", "FixerError", "FixerFileError", "FixerUsageError"]

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from noodle.errors import NoodleError
+from noodle.errors import FixerUsageError, NoodleError
 from noodle.fixer.chunks import fix_large, is_large
 from noodle.fixer.files import FixerFileError, SourceFile, read_bytes
 from noodle.fixer.result import FixResult
@@ -57,10 +57,6 @@ CACHE_LAYOUT = 1
 STATUSES = ("valid", "fixed", "partial", "unfixed", "error")
 
 FixFn = Callable[..., FixResult]
-
-
-class FixerUsageError(NoodleError, ValueError):
-    """An argument of ``noodle fix`` (or of :func:`run`) that cannot be used: says what was given and what works."""
 
 
 @dataclass(frozen=True)

@@ -31,17 +31,13 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from noodle.errors import NoodleError
+from noodle.errors import FixerFileError
 
 __all__ = ["FixerFileError", "SourceFile", "atomic_write", "read_bytes", "unified_diff"]
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 _ENDINGS = ("\n", "\r\n", "\r")
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+")
-
-
-class FixerFileError(NoodleError, OSError):
-    """A source file could not be read, decoded or written (an OSError: the file, not the code, is at fault)."""
 
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:

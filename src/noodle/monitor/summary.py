@@ -21,7 +21,7 @@ from noodle.metrics import registry as default_registry
 from noodle.monitor.bottlenecks import detect
 from noodle.monitor.sampler import runtime_counters
 
-_HISTS = ("noodle_op_seconds", "noodle_jit_program_seconds")
+_HISTS = ("noodle_op_seconds", "noodle_jit_program_seconds", "noodle_fixer_seconds")
 
 
 def capture(registry: Registry) -> dict[str, Any]:
@@ -63,7 +63,8 @@ def quantile(q: float, bounds: tuple[float, ...], counts: list[int]) -> float | 
 
 def _diff(now: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"seconds": now["t"] - base["t"] if base else None, "ops": {}, "programs": {},
-                           "counters": {}}
+                           "fixer": {}, "counters": {}}
+    targets = {"noodle_op_seconds": out["ops"], "noodle_fixer_seconds": out["fixer"]}
     for name, series in now["hists"].items():
         bounds = now["bounds"][name]
         before = (base or {}).get("hists", {}).get(name, {})
@@ -78,7 +79,7 @@ def _diff(now: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
                    "mean": (total - b_total) / d_count,
                    "p50": quantile(0.5, bounds, d_counts), "p95": quantile(0.95, bounds, d_counts),
                    "p99": quantile(0.99, bounds, d_counts)}
-            target = out["ops"] if name == "noodle_op_seconds" else out["programs"]
+            target = targets.get(name, out["programs"])
             ident = "/".join(key)
             target[ident] = row
     base_c = (base or {}).get("counters", {})
@@ -157,6 +158,7 @@ class Summarizer:
             "window_seconds": cur["seconds"] if cur["seconds"] is not None else window,
             "ops": cur["ops"],
             "hottest_programs": [{"program": k, **v} for k, v in programs],
+            "fixer": cur["fixer"],  # syntax fixes by result kind: count, p50/p95/p99 seconds
             "cache": cache,
             "jit": {k: cur["counters"].get(k, 0.0) for k in
                     ("jit_compiled", "jit_interpreted", "jit_compiles", "jit_compile_seconds", "fallbacks")},
