@@ -772,9 +772,9 @@ def notes(rows: list[Row]) -> list[str]:
     if "valid" in large:
         e = large["valid"]
         out.append(f"{e['mb']} MB valid ({e['via']}): --check {e['seconds']} s (rc {e['rc']}), --write {e['write_seconds']} s "
-                   f"(rc {e['write_rc']}), peak {e['peak_mib_above_python']} MiB above python "
-                   + (f"(ast.parse: {e['ast_seconds']} s, {e['ast_peak_mib_above_python']} MiB), "
-                      if e.get("ast_seconds") is not None else "")
+                   f"(rc {e['write_rc']}), peak {e['peak_mib_above_python']} MiB above python"
+                   + (f" (ast.parse: {e['ast_seconds']} s, {e['ast_peak_mib_above_python']} MiB)"
+                      if e.get("ast_seconds") is not None else "") + ", "
                    + f"byte-identical {e['byte_identical']}")
     if "broken" in large:
         e = large["broken"]
