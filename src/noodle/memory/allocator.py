@@ -417,7 +417,11 @@ class RegionAllocator:
     def create(self, obj: T) -> T:
         """Register ``obj`` (any math object): at exit, if nothing outside the region's objects
         holds it, its ``__dict__`` and slots are cleared so that its cycles die at once; if
-        something does, it is left intact. Returns ``obj``.
+        something does, it is left intact (and looked at again at later exits, when a loop has
+        rebound the variables that held it). Returns ``obj``.
+
+        The region holds ``obj`` until it ends: register the objects that form cycles, not every
+        short-lived temporary of a long region.
 
         Example::
 

@@ -23,7 +23,14 @@ them at once.
 Every count must come out exactly zero for an object to be cleared; anything
 the analysis cannot account for (a node it did not expand because the graph
 was too large, a count below zero) counts as held from outside. So a mistake
-can only leave an object alive, never clear one somebody uses.
+can only leave an object alive, never clear one somebody uses. (Weak
+references are not uses: an object reachable only through one, and kept alive
+a little longer by a cycle of unregistered garbage, may be seen emptied until
+the collector frees it.)
+
+Reading a running function's locals (``frame.f_locals``) before Python 3.13
+fills a snapshot dict on the frame that would pin their old values; it is
+emptied again right after the analysis.
 
 Example::
 

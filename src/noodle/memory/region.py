@@ -23,6 +23,12 @@ or jitted outputs below ``eager_min_bytes`` (1 MiB), use the heap too: malloc
 serves those from warm memory, and the region's bookkeeping (~2 us an array)
 would cost more than it saves.
 
+Objects: ``alloc.create(obj)``, ``alloc.alloc(noodle.Matrix, ...)`` and
+``noodle.Matrix(data, allocator=alloc)`` register an object with the region,
+which breaks it apart at exit if nothing outside holds it. The Matrix results
+of arithmetic inside a region keep their data in region memory but are not
+registered: the region would hold every temporary until it ends.
+
 Safety at exit, never a dangling view: an array (or anything holding one)
 that outlives its region keeps reading correct data. Each chunk's base array
 counts its views; a chunk with a live view is neither reused nor unmapped
