@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import keyword
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -79,6 +80,8 @@ TYPO_TARGETS = tuple(sorted(k for k in keyword.kwlist if k not in ("True", "Fals
 _ATTACH_LEFT = frozenset({")", "]", "}", ",", ":", "."})
 _NO_EDIT = frozenset({"NEWLINE", "NL", "COMMENT", "INDENT", "DEDENT", "ENDMARKER"})
 BACK, AHEAD = 5, 1
+#: closers proposed per unclosed bracket at most (a one-line literal of thousands of tokens)
+MAX_SPOTS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,9 @@ def _spaced(before: str, text: str, after: str) -> str:
 class Context:
     """The region's current tokens and symbols, the error in them, and the scorer."""
 
-    def __init__(self, lines: list[str], region: Region, err: ParseError, scorer: Scorer) -> None:
+    def __init__(self, lines: list[str], region: Region, err: ParseError, scorer: Scorer,
+                 deadline: float = float("inf")) -> None:
+        self.deadline = deadline
         self.lines = lines
         self.region = region
         self.err = err
@@ -263,21 +268,28 @@ class Context:
 def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
     """The ``limit`` best proposals for the context's error, scored, best first (ties broken by
     position; duplicates are left to the caller, who sees their texts)."""
-    out: list[Proposal] = []
     msg = ctx.err.message
-    out.extend(_token_edits(ctx))
-    out.extend(_bracket_edits(ctx))
-    if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in _near(ctx, 3)):
-        out.extend(_quote_edits(ctx))
-    if ctx.err.kind in ("IndentationError", "TabError") or _at_line_start(ctx) or "indent" in msg:
-        out.extend(_indent_edits(ctx))
+    sources: list[Iterator[Proposal]] = [_token_edits(ctx), _pair_edits(ctx)]
     if msg.startswith("Missing parentheses in call to"):
-        out.extend(_print_edit(ctx))
+        sources.append(_print_edit(ctx))
     if msg.startswith(("invalid character", "invalid non-printable character")):
-        out.extend(_lookalike_edits(ctx))
+        sources.append(_lookalike_edits(ctx))
+    sources.append(_bracket_edits(ctx))
+    if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in _near(ctx, 3)):
+        sources.append(_quote_edits(ctx))
+    if ctx.err.kind in ("IndentationError", "TabError") or _at_line_start(ctx) or "indent" in msg:
+        sources.append(_indent_edits(ctx))
     if msg.startswith("unterminated triple-quoted string"):
-        out.extend(_triple_quote_edits(ctx))
-    out.extend(_pair_edits(ctx))
+        sources.append(_triple_quote_edits(ctx))
+    out: list[Proposal] = []
+    clock = time.perf_counter
+    for source in sources:                 # cheapest first: past the deadline, what is scored so far
+        for p in source:
+            out.append(p)
+            if len(out) % 16 == 0 and clock() > ctx.deadline:
+                break
+        if clock() > ctx.deadline:
+            break
     out.sort(key=lambda p: (-p.score, p.key))
     return out[:limit]
 
@@ -542,6 +554,10 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
         spots.append((i, OPENERS[toks[top].text]))
     if not spots and not far:
         return
+    if len(spots) > MAX_SPOTS:             # a long line: line ends, then the spots nearest the error
+        ends = [x for x in spots if toks[x[0]].kind in ("NL", "NEWLINE", "COMMENT")]
+        rest = sorted((x for x in spots if x not in ends), key=lambda x: (abs(x[0] - ctx.e), x[0]))
+        spots = sorted((ends + rest)[:MAX_SPOTS])
     last = min(max(ctx.fline(toks[i]) for i, _ in spots) + 1 if spots else first, ctx.region.last)
     for i, closer in spots:
         ch = _insert_change(ctx, i, closer)

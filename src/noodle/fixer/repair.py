@@ -49,6 +49,8 @@ MAX_CHECKS = 120
 PROPOSALS = 80
 #: seconds after which the search returns what it has (a round always gets its first proposals)
 TIME_BUDGET = 0.8
+#: seconds one round may spend scoring proposals (the rest of its time goes to parse checks)
+ROUND_BUDGET = 0.25
 
 
 class FixArgumentError(NoodleError, ValueError):
@@ -166,7 +168,7 @@ class _Search:
         self.rounds += 1
         lines = _lines_of(self.base, start)
         region, rerr = find_region(lines, err, self.checker, self.layout)
-        ctx = Context(lines, region, rerr, self.scorer)
+        ctx = Context(lines, region, rerr, self.scorer, min(self.deadline, time.perf_counter() + ROUND_BUDGET))
         goals: list[_Node] = []
         complete = partial = 0
         seen: set[tuple[tuple[int, str], ...]] = {start.changed}
@@ -317,7 +319,15 @@ def _edits(base: list[str], node: _Node) -> tuple[Edit, ...]:
             out.append(Edit(line, 0, ow, nw))
         a = _PIECES.findall(old[len(ow):])
         b = _PIECES.findall(new[len(nw):])
-        cols = [len(ow)]
+        head = 0                    # the common ends first: a diff of a 28,000-character line's
+        while head < min(len(a), len(b)) and a[head] == b[head]:      # pieces takes seconds
+            head += 1
+        tail = 0
+        while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+            tail += 1
+        col = len(ow) + sum(len(piece) for piece in a[:head])
+        a, b = a[head:len(a) - tail], b[head:len(b) - tail]
+        cols = [col]
         for piece in a:
             cols.append(cols[-1] + len(piece))
         sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
