@@ -476,7 +476,7 @@ def _bracket_edits(ctx: Context) -> Iterator[Proposal]:
                 unmatched.append(i)
             elif toks[stack[-1]].text != CLOSERS[t.text]:
                 if _near_error(ctx, i):
-                    yield from _mismatch(ctx, stack[-1], i)
+                    yield from _mismatch(ctx, stack[-1], i, top_at)
                 stack.pop()
             else:
                 stack.pop()
@@ -582,14 +582,19 @@ def _first_on_line(ctx: Context, i: int) -> bool:
 
 
 def _open(ctx: Context, c: int) -> Iterator[Proposal]:
+    """Insert the opener an unmatched closer lost, at a position outside any other bracket of its
+    statement or of the lines just above it (``raise E`` then ``"msg".format(x))`` on the next
+    line), or delete the closer."""
     toks = ctx.toks
     opener = CLOSERS[toks[c].text]
-    first = _logical_start(ctx, c)
+    stmt = _logical_start(ctx, c)
+    first = max(ctx.region.first, stmt - 2)
     last = min(ctx.fline(toks[c]) + 1, ctx.region.last)
     depth = 0
+    spots = 0
     for i in range(c - 1, -1, -1):
         t = toks[i]
-        if ctx.fline(t) < first:
+        if ctx.fline(t) < first or spots >= MAX_SPOTS:
             break
         if t.kind == "OP" and t.text in CLOSERS:
             depth += 1
@@ -597,27 +602,35 @@ def _open(ctx: Context, c: int) -> Iterator[Proposal]:
             depth -= 1
         if depth != 0 or ctx.sym_index[i] < 0 or t.kind in ("INDENT", "DEDENT"):
             continue
+        spots += 1
         ch = _insert_change(ctx, i, opener)
-        yield Proposal(ctx.relex_delta(first, last, (ch,)) - _bracket_cost(ctx, i), "insert", 1,
-                       (i, 0, opener), ("changes", (ch,)))
+        cost = _bracket_cost(ctx, i) + (LINE_COST if ctx.fline(t) < stmt else 0.0)
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "insert", 1, (i, 0, opener), ("changes", (ch,)))
     ch = _replace_change(ctx, c, "")
     cost = _bracket_cost(ctx, c) + delete_cost("OP", toks[c].text)
     yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (c, 1, ""), ("changes", (ch,)))
 
 
-def _mismatch(ctx: Context, o: int, c: int) -> Iterator[Proposal]:
+def _mismatch(ctx: Context, o: int, c: int, top_at: dict[int, int]) -> Iterator[Proposal]:
+    """A closer of the wrong kind: make it the right kind, make the opener its kind, insert the
+    right closer before it, insert its own opener after the opener on top (``Union float, x]``),
+    or delete it."""
     toks = ctx.toks
     first = _logical_start(ctx, o)
     last = min(ctx.fline(toks[c]) + 1, ctx.region.last)
     want = OPENERS[toks[o].text]
+    own = CLOSERS[toks[c].text]
     options = [
         (c, "substitute", _replace_change(ctx, c, want)),
-        (o, "substitute", _replace_change(ctx, o, CLOSERS[toks[c].text])),
+        (o, "substitute", _replace_change(ctx, o, own)),
         (c, "insert", _insert_change(ctx, c, want)),
         (c, "delete", _replace_change(ctx, c, "")),
     ]
+    inner = [i for i in range(o + 1, c) if top_at.get(i) == o and ctx.sym_index[i] >= 0
+             and toks[i].kind not in ("NL", "COMMENT", "INDENT", "DEDENT")]
+    options += [(i, "insert", _insert_change(ctx, i, own)) for i in inner[-MAX_SPOTS:]]
     for i, kind, ch in options:
-        cost = _bracket_cost(ctx, i) + (delete_cost("OP", ch.new) if kind == "delete" else 0.0)
+        cost = _bracket_cost(ctx, i) + (delete_cost("OP", toks[c].text) if kind == "delete" else 0.0)
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, kind, 1, (i, 3, kind, ch.new),
                        ("changes", (ch,)))
 
