@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass
 
 from noodle.errors import NoodleError
-from noodle.fixer.candidates import Change, Context, apply_changes, propose
+from noodle.fixer.candidates import propose
+from noodle.fixer.context import Change, Context, apply_changes
 from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
 from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
 from noodle.fixer.result import Candidate, Edit, FixResult

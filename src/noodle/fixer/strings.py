@@ -1,0 +1,169 @@
+"""String and character repairs: a lost quote, an unterminated docstring, pasted look-alikes.
+
+Why their own edit class: an unterminated string is one bad token running to the end of its
+line (or file), so the place its quote belongs is inside that token, which a token edit cannot
+reach; and a pasted curly quote or no-break space is a character CPython rejects, not a token.
+These proposals are scored by lexing the line again; string content is priced per piece
+(``rank.STRING_PIECE_COST``) because the token model sees a whole string as one symbol.
+
+Example::
+
+    for p in quote_edits(ctx):
+        print(ctx.changes(p), p.score)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from noodle.fixer.context import NO_EDIT, Change, Context, Proposal, logical_start, word
+from noodle.fixer.lexer import lex
+from noodle.fixer.rank import LINE_COST, STRING_PIECE_COST, delete_cost, edit_cost
+
+__all__ = ["LOOKALIKES", "lookalike_edits", "quote_edits", "triple_quote_edits"]
+
+
+def quote_edits(ctx: Context) -> Iterator[Proposal]:
+    """Put back the quote an unterminated string lost: its closing quote at a boundary inside it,
+    or inside an earlier string on its line with the same quote (that string's closing quote was
+    then meant to open the next one, which is why CPython reports the wrong one), or its opening
+    quote before an earlier token; or delete its quote.
+
+    A token model cannot see inside strings, so a quote placed late would swallow code for free:
+    each piece (word or punctuation mark) a repair adds to the line's string content (the bad
+    string's text counted as string content before) pays :data:`STRING_PIECE_COST`, and each one
+    it moves out of strings, where the model then scores it as a token, gains as much.
+    """
+    for i, t in enumerate(ctx.toks):
+        if t.kind != "ERRORTOKEN" or abs(ctx.fline(t) - ctx.err.line) > 1:
+            continue
+        text = t.text
+        q = 0
+        while q < len(text) and text[q] not in "'\"":
+            q += 1
+        if q >= len(text) or text[q:q + 3] == text[q] * 3:
+            continue
+        quote = text[q]
+        line = ctx.fline(t)
+        first = logical_start(ctx, i)
+        last = min(line + 1, ctx.region.last)
+        row = ctx.line_text(line)
+        had = _string_chars(row) + _pieces(text[q + 1:])   # the bad string's text counts as string
+        base = t.start[1] + q + 1
+        spots: dict[int, int] = {col: 0 for col in _boundaries(row, base, t.end[1])[-40:]}
+        for j in range(i - 1, -1, -1):
+            u = ctx.toks[j]
+            if ctx.fline(u) != line or u.kind in NO_EDIT:
+                break
+            if u.kind == "STRING" and u.start[0] == u.end[0]:
+                body = u.text.lstrip("rRbBuUfF")
+                if body[:1] == quote and body[:3] != quote * 3:
+                    start = u.start[1] + len(u.text) - len(body) + 1
+                    for col in _boundaries(row, start, u.end[1] - 1):
+                        spots.setdefault(col, i - j)
+            elif u.kind in ("NAME", "NUMBER") or u.text in ("(", "[", "{", ",", "="):
+                spots.setdefault(u.start[1] if u.kind in ("NAME", "NUMBER") else u.end[1], i - j)
+        for col in sorted(spots):
+            ch = Change(line, col, col, quote)
+            grown = _string_chars(row[:col] + quote + row[col:]) - had
+            cost = edit_cost(1, abs(line - ctx.err.line), spots[col]) + STRING_PIECE_COST * grown
+            yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 4, col),
+                           ("changes", (ch,)))
+        ch = Change(line, base - 1, base, "")
+        grown = _string_chars(row[:base - 1] + row[base:]) - had
+        cost = edit_cost(1) + delete_cost("OP", "(") + STRING_PIECE_COST * grown     # a quote opens
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 5, 0), ("changes", (ch,)))
+
+
+def _boundaries(row: str, start: int, end: int) -> list[int]:
+    """Columns in [start, end] where a quote could end a string: word edges and the end. At the
+    end of a line the quote goes after any trailing blanks (code lines do not end in blanks, so
+    they were the string's)."""
+    stop = len(row.rstrip("\r\n"))
+    blanks = len(row[:stop].rstrip(" \t"))        # where trailing blanks start
+    out = []
+    for col in range(start, end + 1):
+        if end >= stop and blanks <= col < stop:
+            continue
+        if col == end or (col > start and (not word(row[col]) or not word(row[col - 1]))
+                          and row[col] != "\\" and row[col - 1] != "\\"):
+            out.append(col)
+    return out
+
+
+def _string_chars(row: str) -> int:
+    """Pieces (words and punctuation marks) of string content in the complete strings on one line."""
+    n = 0
+    for t in lex(row.lstrip(" \t")):
+        if t.kind == "STRING":
+            body = t.text.lstrip("rRbBuUfF")
+            q = 3 if body[:3] in ('"""', "'''") else 1
+            n += _pieces(body[q:-q])
+    return n
+
+
+_PIECE = re.compile(r"\w+|[^\w\s'\"]")  # quotes inside are not content: they may become delimiters
+
+
+def _pieces(text: str) -> int:
+    return len(_PIECE.findall(text))
+
+
+#: characters pasted from word processors, web pages and non-ASCII keyboards that CPython rejects,
+#: and the ASCII they stand for
+LOOKALIKES = {
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"', "\u2018": "'", "\u2019": "'",
+    "\u201a": "'", "\u2032": "'", "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " ",
+    "\u2009": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\u00d7": "*", "\u00f7": "/",
+    "\uff1a": ":", "\uff0c": ",", "\uff08": "(", "\uff09": ")", "\uff1b": ";", "\uff1d": "=",
+    "\u3000": " ", "\uff3b": "[", "\uff3d": "]", "\u2026": "...",
+}
+
+
+def lookalike_edits(ctx: Context) -> Iterator[Proposal]:
+    """Replace the look-alike character CPython names, or every one on its line outside strings
+    (a pasted line has them all: both curly quotes of a string)."""
+    line = ctx.err.line
+    if not ctx.region.first <= line <= ctx.region.last:
+        return
+    row = ctx.line_text(line)
+    inside = set()
+    for t in ctx.toks:
+        if t.kind == "STRING" and ctx.fline(t) == line and t.start[0] == t.end[0]:
+            inside.update(range(t.start[1], t.end[1]))
+    cols = [c for c, ch in enumerate(row) if ch in LOOKALIKES and c not in inside]
+    if not cols:
+        return
+    first = logical_start(ctx, ctx.e) if ctx.e < len(ctx.toks) else line
+    last = min(line + 1, ctx.region.last)
+    options = []
+    if ctx.err.col in cols:
+        options.append((ctx.err.col,))
+    options.append(tuple(cols))
+    for n, group in enumerate(dict.fromkeys(options)):
+        changes = tuple(Change(line, c, c + 1, LOOKALIKES[row[c]]) for c in group)
+        delta = ctx.relex_delta(min(first, line), last, changes)
+        yield Proposal(delta - edit_cost(1), "substitute", len(changes), (line, 10, n), ("changes", changes))
+
+
+def triple_quote_edits(ctx: Context) -> Iterator[Proposal]:
+    """Close an unterminated triple-quoted string at the end of one of the lines after it opens."""
+    bad = next((i for i, t in enumerate(ctx.toks) if t.kind == "ERRORTOKEN" and len(t.text) >= 3
+                and t.text.lstrip("rRbBuUfF")[:3] in ('"""', "'''")), None)
+    if bad is None:
+        return
+    t = ctx.toks[bad]
+    quote = t.text.lstrip("rRbBuUfF")[:3]
+    start = ctx.fline(t)
+    last = min(start + 30, ctx.region.last)
+    first = logical_start(ctx, bad)
+    for line in range(start, last + 1):
+        row = ctx.line_text(line)
+        col = len(row.rstrip("\r\n"))
+        if line == start and col <= t.start[1] + 3:
+            continue
+        ch = Change(line, col, col, quote)
+        delta = ctx.relex_delta(first, last, (ch,))
+        yield Proposal(delta - edit_cost(1, 0, 0) - LINE_COST * min(line - start, 8) * 0.25, "quote", 1,
+                       (bad, 11, line), ("changes", (ch,)))
