@@ -241,3 +241,27 @@ def test_crlf_and_no_trailing_newline():
 def test_result_round_trips_json():
     r = fix("def f(x):\n    return [x x]\n")
     assert FixResult.from_json(r.to_json(with_sources=True)).candidates == r.candidates
+
+
+def test_two_errors_in_one_function_are_repaired_in_rounds():
+    broken = "def f(a, b):\n    if a == b\n        return [a b]\n    return None\n"
+    r = fix(broken)
+    _check(r, broken)
+    assert r.kind == "complex"
+    assert "if a == b:" in r.source and "[a, b]" in r.source
+
+
+def test_a_line_of_thousands_of_tokens_stays_bounded():
+    # a generated table on one line, with a closer lost inside it: the search must not try
+    # every position on the line, and whatever it returns must compile
+    items = ", ".join(f"'k{i}': ({i}, {i + 1})" for i in range(3000))
+    broken = "TABLE = {" + items.replace("(1500, 1501)", "(1500, 1501", 1) + "}\n"
+    r = fix(broken, k=3)
+    _check(r, broken)
+
+
+def test_unfixed_says_why_and_leaves_the_text():
+    broken = "def f(x):\n    return x $$$ ??? @@@ !!! 1\n"
+    r = fix(broken)
+    if r.kind == "unfixed":
+        assert r.notes and not r.candidates and r.source == broken
