@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from noodle.crypto import _bigint_cpu as cpu
 from noodle.crypto import _bigint_cuda as cuda
-from noodle.errors import CryptoValueError, ShapeError
+from noodle.errors import CryptoValueError, DeviceUnavailableError, ShapeError
 
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 CXX = shutil.which("g++") or shutil.which("clang++")
@@ -441,6 +441,19 @@ def test_run_sends_only_odd_moduli_within_the_limit_to_the_launcher() -> None:
     assert seen == [1]
     assert cuda.run("modmul", (obj([3]), obj([5]), obj([8])), launch=spy).tolist() == [7]
     assert seen == [1]
+
+
+def test_gpu_entry_points_without_a_gpu_raise_or_fall_back() -> None:
+    ok, why = cuda.available()
+    if ok:
+        pytest.skip("a GPU is usable here")
+    assert why
+    with pytest.raises(DeviceUnavailableError, match="need a CUDA GPU"):
+        cuda.modpow(obj([3]), obj([5]), obj([7]))
+    with pytest.raises(DeviceUnavailableError):
+        cuda.modmul(obj([3]), obj([5]), obj([7]))
+    # even moduli never reach the kernels: the CPU answers
+    assert cuda.modpow(obj([3]), obj([5]), obj([8])).tolist() == [3]
 
 
 # ----------------------------------------------------------------------------- on a GPU

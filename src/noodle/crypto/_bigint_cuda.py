@@ -6,7 +6,11 @@ batch of 1e3-1e4 numbers is 1e3-1e4 threads, a few percent of what an H100/H200
 keeps in flight, and one thread holding a 2048-bit operand, its accumulator and
 a window table spills to local memory. With ``TPI`` threads per number each
 holds ``L = LIMBS / TPI`` 32-bit limbs of every operand, so 1e4 numbers of
-2048 bits fill 8e4 threads and the per-thread state stays in registers.
+2048 bits fill 8e4 threads; operands and accumulators stay in registers
+(ptxas for sm_90: 64-71 registers, no spills, every plan) and only the
+16-entry window table, ``16 * L`` words, is in local memory (512 bytes a
+thread). Not yet timed on a GPU: ``PLANS`` (threads per number) and the
+window size are reasoned, not tuned.
 
 The algorithm (one Montgomery multiply, ``r = a * b * 2^(-32 * LIMBS) mod n``)
 is CIOS with lazy carries, spread over the group:
@@ -50,7 +54,6 @@ width, same shuffles, same carry rounds) runs it for the real group sizes.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -523,11 +526,14 @@ def available() -> tuple[bool, str]:
 
 
 def _cupy() -> Any:
+    from noodle.devices import detect
+
     ok, why = available()
-    if not ok:
-        raise DeviceUnavailableError(f"big-integer GPU kernels need a CUDA GPU, but {why}. Use the CPU "
-                                     "path (device='cpu' or 'auto') or run on a machine with a GPU.")
-    return importlib.import_module("cupy")
+    cp = detect.cupy_module() if ok else None
+    if cp is None:
+        raise DeviceUnavailableError(f"big-integer GPU kernels need a CUDA GPU, but {why or 'CuPy sees none'}. "
+                                     "Use the CPU path (device='cpu' or 'auto') or run on a machine with a GPU.")
+    return cp
 
 
 def _functions(limbs: int, tpi: int) -> tuple[Any, Any]:
