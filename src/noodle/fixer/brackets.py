@@ -62,8 +62,39 @@ def bracket_edits(ctx: Context) -> Iterator[Proposal]:
     unclosed = stack
     for o in [o for o in unclosed if _near_error(ctx, o)][-2:]:
         yield from _close(ctx, o, top_at)
-    for c in [c for c in unmatched if _near_error(ctx, c)][:2]:
+    near = [c for c in unmatched if _near_error(ctx, c)][:2]
+    for c in near:
         yield from _open(ctx, c)
+    yield from _early_closers(ctx, near)
+
+
+def _early_closers(ctx: Context, unmatched: list[int]) -> Iterator[Proposal]:
+    """Delete a closer that matched, but too early: one too many closed the outer bracket, so
+    CPython complains later (at the closer left over, or at the next line's indent). Which
+    closers: the ones before an unmatched closer in its statement, and, when the error is at the
+    start of a line, the ones on the two lines above."""
+    toks = ctx.toks
+    err = ctx.err
+    picked: dict[int, int] = {}            # closer -> first line of the lines re-lexed
+    for c in unmatched:
+        stmt = logical_start(ctx, c)
+        for i in range(c - 1, -1, -1):
+            if ctx.fline(toks[i]) < stmt:
+                break
+            if toks[i].kind == "OP" and toks[i].text in CLOSERS:
+                picked.setdefault(i, stmt)
+    e = min(ctx.e, len(toks) - 1)
+    if err.kind == "IndentationError" or first_on_line(ctx, e):
+        for i in range(e - 1, -1, -1):
+            if ctx.fline(toks[i]) < err.line - 2:
+                break
+            if toks[i].kind == "OP" and toks[i].text in CLOSERS:
+                picked.setdefault(i, logical_start(ctx, i))
+    for i in sorted(picked, reverse=True)[:MAX_SPOTS]:
+        ch = replace_change(ctx, i, "")
+        last = min(max(err.line, ctx.fline(toks[i])) + 1, ctx.region.last)
+        cost = _bracket_cost(ctx, i) + delete_cost("OP", toks[i].text)
+        yield Proposal(ctx.relex_delta(picked[i], last, (ch,)) - cost, "delete", 1, (i, 13), ("changes", (ch,)))
 
 
 def _near_error(ctx: Context, i: int) -> bool:
