@@ -1,14 +1,15 @@
-"""``fix``: repair a text's syntax errors, one error at a time, by best-first search over token edits.
+"""``fix``: repair a text's syntax errors, one error per round, best first by model score.
 
-Why this shape: CPython reports only the first error, so a file is repaired in rounds: find the
-block that reproduces the first error (:mod:`noodle.fixer.localize`), search that block, apply
-the best repair, parse the file again, and go on with the next error (a bounded number of
-rounds). Inside a round the search is best-first on the model score: every proposal for the
-error (:mod:`noodle.fixer.candidates`) is scored first, which is cheap, and parsed (the block
-only) in score order until ``k`` parse, so the parse checks do not set the latency. A
-proposal that does not parse but lets the parser get further is expanded with the proposals
-for its own error, which finds repairs of two or three edits (``print x``, two errors in one
-function) without trying every pair.
+Why this shape: CPython reports only the first error, so a text is repaired in rounds. A round
+takes the block that reproduces the current first error (:mod:`noodle.fixer.localize`),
+scores every proposal for it (:mod:`noodle.fixer.candidates`; cheap: a few n-gram lookups
+each) and parses the block with the proposals in score order, keeping those that get past
+the error: the block parses (a complete repair, once the whole text compiles too), or its
+first error is now later (a partial repair: ``print x`` after its '(', or the first of two
+errors in one function). Parsing stops at k complete repairs, so the parse checks do not set
+the latency. Partial repairs wait in a best-first frontier and the best one gets the next
+round, until none can beat the best complete repair (every further edit costs at least
+``rank.EDIT_COST``), or the rounds or the time budget run out.
 
 Every returned candidate is checked once more on the whole text with ``compile``: the block
 parse is the filter, the whole-text compile the guarantee. Nothing here is random and nothing
@@ -65,7 +66,6 @@ class _Node:
 
     changed: tuple[tuple[int, str], ...]
     score: float
-    depth: int
     err: ParseError | None = None
     at: tuple[int, int] | None = None       # where its last round's edit starts
     edit: tuple[Change, ...] = ()           # its last round's changes
@@ -89,7 +89,7 @@ def _child(base: list[str], lines: list[str], node: _Node, changes: tuple[Change
             changed.pop(c.line, None)
         else:
             changed[c.line] = text
-    return _Node(tuple(sorted(changed.items())), node.score + score, node.depth + 1)
+    return _Node(tuple(sorted(changed.items())), node.score + score)
 
 
 def _back(err: ParseError, changes: tuple[Change, ...]) -> ParseError:
@@ -163,8 +163,8 @@ class _Search:
         parses (``err`` None) and up to k whose first error is later than ``err`` (partial
         repairs, which a next round continues).
 
-        Proposals are parsed in score order, so the parse checks stop as soon as k got past;
-        a proposal's text is only built when it is the best one left.
+        Proposals are parsed in score order and the round ends at k complete ones; a proposal's
+        text is only built when it is the best one left.
         """
         self.rounds += 1
         lines = _lines_of(self.base, start)
@@ -201,7 +201,7 @@ class _Search:
     def run(self, err: ParseError) -> list[_Node]:
         """Nodes whose whole text compiles, best first: best-first over partial repairs, one round
         (one error) at a time, until no partial repair can still beat the best complete one."""
-        frontier: list[tuple[float, int, _Node, ParseError]] = [(0.0, 0, _Node((), 0.0, 0), err)]
+        frontier: list[tuple[float, int, _Node, ParseError]] = [(0.0, 0, _Node((), 0.0), err)]
         counter = 1
         pool: list[_Node] = []
         seen: set[tuple[tuple[int, str], ...]] = set()
