@@ -47,6 +47,8 @@ MAX_ROUNDS = 12
 EXTRA_ROUNDS = 2
 #: parse checks one round may spend
 MAX_CHECKS = 120
+#: a round stops parsing proposals this much (log-odds) below its best complete repair
+MARGIN = 15.0
 #: proposals kept per round (the rest score too low to be parsed within the budget)
 PROPOSALS = 80
 #: seconds after which the search returns what it has (a round always gets its first proposals)
@@ -174,9 +176,12 @@ class _Search:
         complete = partial = 0
         seen: set[tuple[tuple[int, str], ...]] = {start.changed}
         checks = 0
+        best = None
         for p in propose(ctx, PROPOSALS):
             if complete >= self.k or checks >= MAX_CHECKS:
                 break
+            if best is not None and p.score < best - MARGIN:
+                break                 # e^-MARGIN as likely as a repair already found: not worth a parse
             if time.perf_counter() > self.deadline and (goals or checks > 40):
                 break
             changes = ctx.changes(p)
@@ -191,6 +196,7 @@ class _Search:
             if nerr is None:
                 complete += 1
                 goals.append(node)
+                best = p.score if best is None else best
             elif partial < self.k and _past(_back(nerr, changes), rerr, node.at):
                 partial += 1          # partial repairs do not end the round: a complete one may follow
                 node.err = nerr
