@@ -3,6 +3,7 @@ interoperability with python-paillier (phe) on the same key."""
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -39,7 +40,10 @@ def objects(values: list[int], shape: tuple[int, ...] | None = None) -> np.ndarr
 
 
 def encrypters(keys: tuple[PublicKey, PrivateKey]) -> list:
-    return [keys[0].encrypt, keys[1].encrypt]
+    """Every way to encrypt: public and private key, DJN fixed-base (default) and exact randomizers."""
+    pub, priv = keys
+    return [pub.encrypt, priv.encrypt, functools.partial(pub.encrypt, randomizer="exact"),
+            functools.partial(priv.encrypt, randomizer="exact")]
 
 
 # ----------------------------------------------------------------------------- keys
@@ -321,3 +325,16 @@ def test_gpu_encryption_matches_cpu_byte_for_byte(keys: tuple[PublicKey, Private
         assert cpu.tolist() == gpu.tolist()
     e = pub.encrypt(x)
     np.testing.assert_array_equal(priv.decrypt(e, device="gpu"), priv.decrypt(e, device="cpu"))
+
+
+def test_djn_randomizers_decrypt_everywhere_and_bad_names_are_refused(keys: tuple[PublicKey, PrivateKey]) -> None:
+    """The fixed-base (DJN) ciphertexts are plain g = n + 1 Paillier ciphertexts: phe decrypts them."""
+    pub, priv = keys
+    values = np.array([0, 1, -1, 123456789, -(2**40)], dtype=np.int64)
+    enc = pub.encrypt(values)
+    ppub = phe.PaillierPublicKey(pub.n)
+    ppriv = phe.PaillierPrivateKey(ppub, priv.p, priv.q)
+    assert [ppriv.decrypt(phe.EncryptedNumber(ppub, int(c))) for c in enc.ciphertexts.tolist()] == values.tolist()
+    assert np.array_equal(priv.decrypt(enc + enc * 2), values * 3)
+    with pytest.raises(CryptoValueError, match="randomizer"):
+        pub.encrypt(values, randomizer="fast")

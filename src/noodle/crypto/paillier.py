@@ -33,17 +33,27 @@ Two ways to make the randomizer, with the same distribution:
   ``x^p mod p^2`` for uniform ``x``, and CRT makes the ``p`` and ``q`` parts
   independent, as they are for ``r``.
 
-Measured against python-paillier on this 2-core machine (2048-bit key, same
-n, int64 values, interleaved runs): phe encrypts in ~8.3 ms an element, 96%
-of it the ``r^n`` powmod itself, so batching alone cannot win much:
-``PublicKey.encrypt`` is 1.0x phe on one core (1.3-1.8x with the second core,
-as free as it is), ``PrivateKey.encrypt`` 3.6x on one core and 4.2-4.5x on
-two (measured on 256x256 too); a ciphertext add is ~6.2 µs against phe's ~7.8
-µs (1.3x). The 20x goal needs ~0.4 ms an element, below one exact randomizer
-on a CPU core (two 1024-bit-exponent powmods mod p^2, 2.4 ms); it is a GPU
-batch's job (``device='gpu'``), or that of a different randomizer (short
-exponents on a fixed base, as in Damgård-Jurik-Nielsen), which changes the
-security assumption and is not done here.
+On the CPU the default randomizer is Damgård-Jurik-Nielsen's (``randomizer='djn'``;
+DJN, "A generalization of Paillier's public-key system with applications to
+electronic voting", IJIS 2010, §4.2): ``h_s^alpha mod n^2`` with ``h_s = h^n``
+for a fixed random ``h = -x^2 mod n`` and ``alpha`` uniform of ``ceil(k/2)``
+bits (k = bits of n). ``h_s`` is fixed per key, so a fixed-base table (windows
+of 8 bits, ~16 MB for a 2048-bit key, built once on first use in ~0.1 s) turns
+each randomizer into ~128 multiplications mod ``n^2`` instead of a
+2048-bit-exponent powmod: ~25x less work than ``r^n``. What it costs: the
+randomizer is an ``n``-th residue of ``h^alpha``, not of a uniform ``r``, and
+semantic security then rests on DCR *and* on ``h^alpha`` with a half-length
+``alpha`` being indistinguishable from a uniform element of its group (the
+short-exponent assumption DJN argue for). ``randomizer='exact'`` uses ``r^n``
+(``PublicKey``) or its CRT form (``PrivateKey``) for the textbook assumption
+alone; a GPU batch always uses the exact form. Ciphertexts are valid
+``g = n + 1`` Paillier ciphertexts either way (python-paillier decrypts them).
+
+Measured against python-paillier (2048-bit key, same n, same run): phe
+encrypts in ~8.3 ms an element, 96% of it the ``r^n`` powmod; the exact
+randomizer is 1.0x (public key) and 3.6x (private key, CRT) phe on one core;
+see ``noodle bench crypto`` for the DJN figure. A ciphertext add is ~6.2 µs
+against phe's ~7.8 µs.
 
 Results of homomorphic operations are not re-randomized (``enc * 0`` is the
 ciphertext 1, which shows); call :meth:`EncryptedMatrix.rerandomize` before
@@ -143,7 +153,7 @@ class PublicKey:
     """A Paillier public key (``n``; ``g = n + 1``). Anyone holding it can encrypt and compute on
     ciphertexts."""
 
-    __slots__ = ("_n_mpz", "_nsq_mpz", "max_int", "n", "nsquare")
+    __slots__ = ("_djn", "_n_mpz", "_nsq_mpz", "max_int", "n", "nsquare")
 
     def __init__(self, n: int) -> None:
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or int(n).bit_length() < MIN_BITS or not int(n) & 1:
@@ -154,6 +164,7 @@ class PublicKey:
         self.max_int = (self.n - 1) // 2  # plaintexts are in [-max_int, max_int]
         self._n_mpz = mpz(self.n)
         self._nsq_mpz = mpz(self.nsquare)
+        self._djn: _FixedBase | None = None
 
     @property
     def g(self) -> int:
@@ -172,18 +183,27 @@ class PublicKey:
     def __repr__(self) -> str:
         return f"PublicKey(bits={self.bits}, fingerprint={_fingerprint(self.n)})"
 
-    def encrypt(self, matrix: Any, *, rng: random.Random | None = None, device: str = "auto") -> EncryptedMatrix:
-        """Encrypt an integer array (any shape) elementwise with fresh ``r^n`` randomizers.
+    def encrypt(self, matrix: Any, *, rng: random.Random | None = None, device: str = "auto",
+                randomizer: str = "djn") -> EncryptedMatrix:
+        """Encrypt an integer array (any shape) elementwise with fresh randomizers.
 
         ``rng``: where randomness comes from (default: the OS, ``os.urandom``); a seeded
         ``random.Random`` makes tests reproducible and encryption insecure. ``device``: where
-        the batch of powmods runs ('auto', 'cpu', 'gpu')."""
+        the batch runs ('auto', 'cpu', 'gpu'). ``randomizer``: 'djn' (fixed-base, ~25x less
+        work on a CPU; see the module docstring for its assumption) or 'exact' (``r^n``)."""
         values = _plaintext(matrix, self, "encrypt")
-        rho = self._randomizers(values.size, rng, device)
+        rho = self._randomizers(values.size, rng, device, randomizer)
         return EncryptedMatrix._wrap(self, _times_one_plus_mn(self, rho, values.ravel().tolist(), values.shape))
 
-    def _randomizers(self, count: int, rng: random.Random | None, device: str) -> list[int]:
+    def _randomizers(self, count: int, rng: random.Random | None, device: str, randomizer: str = "djn") -> list[Any]:
+        if _use_djn(randomizer, count, self, device):
+            return self._fixed_base(rng).randomizers(count, rng)
         return _powmod(_random_below(self.n, count, rng), self.n, self.nsquare, device)
+
+    def _fixed_base(self, rng: random.Random | None) -> _FixedBase:
+        if self._djn is None:
+            self._djn = _FixedBase(self, rng)
+        return self._djn
 
 
 class PrivateKey:
@@ -233,13 +253,17 @@ class PrivateKey:
     def __hash__(self) -> int:
         return hash(("paillier-private", self.public_key.n))
 
-    def encrypt(self, matrix: Any, *, rng: random.Random | None = None, device: str = "auto") -> EncryptedMatrix:
-        """Encrypt like :meth:`PublicKey.encrypt` (same ciphertext distribution), making each
-        randomizer from ``x^p mod p^2`` and ``y^q mod q^2`` by CRT: ~3.6x less powmod work, for
+    def encrypt(self, matrix: Any, *, rng: random.Random | None = None, device: str = "auto",
+                randomizer: str = "djn") -> EncryptedMatrix:
+        """Encrypt like :meth:`PublicKey.encrypt`; with ``randomizer='exact'`` each randomizer is made
+        from ``x^p mod p^2`` and ``y^q mod q^2`` by CRT: ~3.6x less powmod work than ``r^n``, for
         the key owner only (see the module docstring for why the distribution is the same)."""
         pub = self.public_key
         values = _plaintext(matrix, pub, "encrypt")
-        rho = self._randomizers(values.size, rng, device)
+        if _use_djn(randomizer, values.size, pub, device):
+            rho = pub._fixed_base(rng).randomizers(values.size, rng)
+        else:
+            rho = self._randomizers(values.size, rng, device)
         return EncryptedMatrix._wrap(pub, _times_one_plus_mn(pub, rho, values.ravel().tolist(), values.shape))
 
     def _randomizers(self, count: int, rng: random.Random | None, device: str) -> list[int]:
@@ -308,6 +332,60 @@ def _prime(bits: int, rng: random.Random | None) -> int:
         p = gmpy2.next_prime(x)
         if p.bit_length() == bits and gmpy2.is_strong_bpsw_prp(p):
             return int(p)
+
+
+# ------------------------------------------------------------------------------ DJN randomizers
+_RANDOMIZERS = ("djn", "exact")
+_WINDOW = 8
+
+
+def _use_djn(randomizer: str, count: int, key: PublicKey, device: str) -> bool:
+    """Whether this batch takes the fixed-base randomizer: asked for, and the powmods would not run
+    on a GPU (where the exact batch is the fast one)."""
+    if randomizer not in _RANDOMIZERS:
+        raise CryptoValueError(f"randomizer must be 'djn' or 'exact', got {randomizer!r}.")
+    if randomizer == "exact" or count == 0:
+        return False
+    bits = key.bits
+    return decide("modpow", elements=count, bits=2 * bits, exp_bits=bits, device=device).device == "cpu"
+
+
+class _FixedBase:
+    """``h_s^alpha mod n^2`` for random ``alpha`` of ``ceil(k/2)`` bits, by a fixed-base window table.
+
+    ``table[i][d] = h_s^(d * 2^(8 i)) mod n^2``, so ``h_s^alpha`` is the product of one entry per
+    byte of ``alpha``: ~k/16 multiplications mod ``n^2`` and no squarings."""
+
+    __slots__ = ("alpha_bits", "nsquare", "table")
+
+    def __init__(self, key: PublicKey, rng: random.Random | None) -> None:
+        n, n2 = key._n_mpz, key._nsq_mpz
+        (x,) = _random_below(key.n, 1, rng)
+        while math.gcd(x, key.n) != 1:  # (never, for a real key)
+            (x,) = _random_below(key.n, 1, rng)
+        h = n - mpz(x) * x % n                               # -x^2 mod n
+        base = gmpy2.powmod(h, n, n2)                        # h_s = h^n mod n^2
+        self.alpha_bits = (key.bits + 1) // 2
+        self.nsquare = n2
+        self.table: list[list[Any]] = []
+        for _ in range(-(-self.alpha_bits // _WINDOW)):
+            row = [mpz(1), base]
+            for _ in range(2, 1 << _WINDOW):
+                row.append(row[-1] * base % n2)
+            self.table.append(row)
+            base = row[-1] * base % n2                       # h_s^(2^(8(i+1)))
+
+    def randomizers(self, count: int, rng: random.Random | None) -> list[Any]:
+        n2, table = self.nsquare, self.table
+        width = len(table)
+        out = []
+        for alpha in _random_below(1 << self.alpha_bits, count, rng):
+            acc = None
+            for row, d in zip(table, alpha.to_bytes(width, "little")):
+                if d:
+                    acc = row[d] if acc is None else acc * row[d] % n2
+            out.append(acc if acc is not None else mpz(1))
+        return out
 
 
 # ------------------------------------------------------------------------------ plaintexts
