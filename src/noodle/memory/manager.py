@@ -40,6 +40,12 @@ _ESCAPED = metrics.gauge("noodle_region_escaped_bytes",
 _REUSED = metrics.counter("noodle_region_chunks_reused_total",
                           "chunks served warm (from the scope's free list or reset inside a region)", ["scope"])
 _RETAINED = metrics.gauge("noodle_region_retained_bytes", "bytes kept warm in the regions' free lists")
+_REGIONS = metrics.counter("noodle_region_regions_total", "regions ended (bytes per region: bytes allocated / this)",
+                           ["scope"])
+_MAPPED = metrics.counter("noodle_region_chunks_mapped_total",
+                          "chunks mapped fresh because no warm chunk of the scope fitted", ["scope"])
+_CLEARED = metrics.counter("noodle_region_objects_cleared_total",
+                           "registered objects broken apart at region exits", ["scope"])
 
 _MAX_SCOPE_LABELS = 32      # scopes are user strings: past this many, they share the label "other"
 _scope_labels: dict[str, str] = {}
@@ -158,6 +164,7 @@ class RegionManager:
         _RETAINED.set(retained)
         if chunk is not None:
             return chunk, True
+        _MAPPED.labels(_scope_label(scope)).inc()
         try:
             return Chunk(size, dedicated, arena), False
         except OSError as exc:
@@ -295,6 +302,9 @@ class RegionManager:
 
     def _publish(self, region: RegionAllocator) -> None:
         label = _scope_label(region.scope)
+        _REGIONS.labels(label).inc()
+        if region._cleared:
+            _CLEARED.labels(label).inc(region._cleared)
         if region._allocated:
             _BYTES.labels(label).inc(region._allocated)
         if region._reused:
