@@ -114,7 +114,8 @@ class Context:
         self.sym_index = sym_index
         self.ids = scorer.ids(syms)
         self.e = self._error_token()
-        self._old_spans: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        self._old_spans: dict[tuple[int, int], tuple[list[int], str, list[int]]] = {}
+        self._before: dict[tuple[int, int], float] = {}
 
     # ---- positions
     def fline(self, t: Tok) -> int:
@@ -151,7 +152,13 @@ class Context:
 
     # ---- scoring
     def splice(self, i: int, j: int, new: list[str]) -> float:
-        return self.scorer.splice_delta(self.ids, i, j, self.scorer.ids(new))
+        """Model delta of replacing symbols [i, j) by ``new`` (the old window's score is shared
+        by every splice at i:j, so it is computed once)."""
+        sc = self.scorer
+        before = self._before.get((i, j))
+        if before is None:
+            before = self._before[(i, j)] = sc.span(self.ids, i, j + sc.order - 1)
+        return sc.splice_after(self.ids, i, j, sc.symbol_ids(tuple(new))) - before
 
     def relex_delta(self, first: int, last: int, changes: tuple[Change, ...]) -> float:
         """Model delta of the changes over file lines [first, last], both versions lexed again

@@ -116,6 +116,7 @@ class Scorer:
         self.vocab: frozenset[str] | None = getattr(lm, "vocab", None)
         self.note = note
         self._memo: dict[tuple[int, ...], float] = {}
+        self._ids: dict[tuple[str, ...], list[int]] = {}
 
     def reset(self) -> None:
         if len(self._memo) > 100_000:
@@ -143,13 +144,22 @@ class Scorer:
 
     def splice_delta(self, ids: Sequence[int], i: int, j: int, new: Sequence[int]) -> float:
         """log P(with ids[i:j] replaced by new) - log P(ids): only the changed window is scored."""
+        return self.splice_after(ids, i, j, new) - self.span(ids, i, j + self.order - 1)
+
+    def splice_after(self, ids: Sequence[int], i: int, j: int, new: Sequence[int]) -> float:
+        """The log-probability of the window a splice changes, after it (the part of
+        :meth:`splice_delta` that depends on ``new``; the rest is shared by every splice at i:j)."""
         back = self.order - 1
         lo = max(0, i - back)
         local = list(ids[lo:i]) + list(new) + list(ids[j:j + back])
-        k = i - lo
-        after = self.span(local, k, len(local))
-        before = self.span(ids, i, j + back)
-        return after - before
+        return self.span(local, i - lo, len(local))
+
+    def symbol_ids(self, symbols: tuple[str, ...]) -> list[int]:
+        """``ids`` of a few symbols, memoized (the same few are inserted everywhere)."""
+        got = self._ids.get(symbols)
+        if got is None:
+            got = self._ids[symbols] = self.ids(symbols)
+        return got
 
     def seq_delta(self, left: Sequence[int], old: Sequence[int], new: Sequence[int]) -> float:
         """log P(new) - log P(old) for two stretches after the same ``left`` context; their common
