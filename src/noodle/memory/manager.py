@@ -164,11 +164,12 @@ class RegionManager:
         _RETAINED.set(retained)
         if chunk is not None:
             return chunk, True
-        _MAPPED.labels(_scope_label(scope)).inc()
         try:
-            return Chunk(size, dedicated, arena), False
+            chunk = Chunk(size, dedicated, arena)
         except OSError as exc:
             raise MemoryError(f"region {scope!r}: cannot map {size} bytes of anonymous memory ({exc})") from None
+        _MAPPED.labels(_scope_label(scope)).inc()
+        return chunk, False
 
     def _give_back(self, chunks: list[Chunk]) -> None:
         with self._lock:
