@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from noodle.dist import tasks as worker_tasks
 from noodle.dist.chunks import OrderedResults, group
-from noodle.dist.progress import ACTIVE_MAPS, TASKS, MapProgress
+from noodle.dist.progress import ACTIVE_MAPS, REGIONS, TASKS, MapProgress
 from noodle.errors import DistError, TaskTimeoutError, WorkerCrashError
 
 if TYPE_CHECKING:
@@ -142,7 +142,10 @@ class MapRun:
                 for future, _ in batch:  # a reduction's combine tasks still hold theirs on the scheduler
                     if future is not keep:
                         future.release()
-                yield from batch
+                for future, result in batch:
+                    if len(result) > 2:  # the chunk ran in a region: (worker, value, its figures)
+                        REGIONS.record(result[0], result[2])
+                    yield future, result[:2]
         finally:
             self._finish()
 
@@ -180,7 +183,7 @@ class MapRun:
         for future, (worker, _) in self._completed(keep=final):
             self.progress.chunk_done(len(self.chunks[self.index[future.key]]), worker)
         try:
-            worker, value = final.result(timeout=self.stall)
+            value = final.result(timeout=self.stall)[1]
         except TimeoutError as exc:
             self.proc._timed_out([final], "reduction", self.stall)
             raise TaskTimeoutError(f"the final reduction did not finish within {self.stall:g} s") from exc

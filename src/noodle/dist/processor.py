@@ -177,6 +177,21 @@ def _check_priority(priority: Any) -> int:
     return priority
 
 
+DEFAULT_REGION_SCOPE = "dist-task"  # the region scope of region=True: its warm chunks serve every task
+
+
+def _check_region(region: Any) -> str | None:
+    """The region scope tasks run in (None: no region) from ``region=``."""
+    if region is None or region is False:
+        return None
+    if region is True:
+        return DEFAULT_REGION_SCOPE
+    if isinstance(region, str) and region:
+        return region
+    raise DistArgumentError(f"region must be True (a region of scope {DEFAULT_REGION_SCOPE!r} per task), False, or "
+                            f"a scope name (a non-empty string), got {region!r}")
+
+
 def _check_callable(fn: Any, what: str) -> None:
     if not callable(fn):
         raise DistTypeError(f"{what} must be a callable (a function), got {type(fn).__name__} {fn!r:.80}")
@@ -661,24 +676,30 @@ class Processor:
     # work ------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any, priority: int = 0, retries: int | None = None,
                timeout: float | None = None, resources: Mapping[str, float] | None = None,
-               **kwargs: Any) -> Task:
+               region: bool | str = False, **kwargs: Any) -> Task:
         """Run ``fn(*args, **kwargs)`` on a worker; returns a Task (``.result()``).
 
         Higher ``priority`` runs first when the cluster is busy. ``retries``
         re-runs a task that raised (Dask's retries; a task that kills its
         worker is governed by ``allowed_failures`` instead). ``timeout``
         (default NOODLE_SYNTAX_FIXER_WORKER_TIMEOUT) counts from submission.
+        ``region``: run the task in a memory region, as for :meth:`map`.
         """
         _check_callable(fn, "submit's first argument")
         priority, retries = _check_priority(priority), _check_retries(retries)
         timeout = _check_timeout(timeout)
+        scope = _check_region(region)
         res = self._require_resources(resources)
         from dask.utils import funcname
 
         key = f"{funcname(fn)}-{uuid.uuid4()}"
-        future = self._send("submit", lambda: self.client.submit(
-            worker_tasks.call_checked, fn, *args, key=key, priority=priority, retries=retries, resources=res,
-            pure=False, **kwargs), [fn, *args, *kwargs.values()])
+        common = dict(key=key, priority=priority, retries=retries, resources=res, pure=False)
+        if scope is None:
+            task, task_args, task_kwargs = worker_tasks.call_checked, (fn, *args), kwargs
+        else:
+            task, task_args, task_kwargs = worker_tasks.call_in_region, (scope, fn, args, kwargs), {}
+        future = self._send("submit", lambda: self.client.submit(task, *task_args, **common, **task_kwargs),
+                            [fn, *args, *kwargs.values()])
         TASKS.labels("submitted").inc()
         return Task(self, future, self.default_timeout if timeout is None else timeout)
 
@@ -771,7 +792,8 @@ class Processor:
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], chunk_size: int | None = None,
             priority: int = 0, ordered: bool = True, reduce: Callable[[Any, Any], Any] | None = None,
             *, retries: int | None = None, timeout: float | None = None,
-            resources: Mapping[str, float] | None = None, progress: bool | None = None) -> Any:
+            resources: Mapping[str, float] | None = None, progress: bool | None = None,
+            region: bool | str = False) -> Any:
         """Apply ``fn`` to every item on the workers, ``chunk_size`` items per task.
 
         Returns a list in input order (``ordered=True``), or an iterator of
@@ -784,13 +806,22 @@ class Processor:
         TaskTimeoutError is raised. A chunk whose function raises cancels the
         rest and re-raises that exception with a note naming the chunk.
         A ``@noodle.jit`` function is sent as NBC bytes (see ``map_program``).
+
+        ``region=True`` runs each chunk in its own memory region
+        (``noodle.region('dist-task')``; a string names another scope): the
+        chunk's temporaries go back to warm chunks when it ends, so a worker's
+        memory returns to its baseline between chunks, and registered cyclic
+        objects die without the garbage collector. Region arrays in the results
+        are copied to the heap first (see :mod:`noodle.dist.tasks`); the
+        regions' figures reach this process's metrics (``noodle_dist_region_*``).
         """
+        scope = _check_region(region)
         if _is_jit_function(fn):
             if reduce is not None:
                 raise DistError("reduce= is not supported with a @noodle.jit function: map it, then reduce "
                                 "the list (or reduce inside the jitted function)")
             return self.map_program(fn, items, chunk_size, priority, ordered, retries=retries,
-                                    timeout=timeout, resources=resources, progress=progress)
+                                    timeout=timeout, resources=resources, progress=progress, region=region)
         _check_callable(fn, "map's first argument")
         if reduce is not None:
             _check_callable(reduce, "reduce=")
@@ -806,18 +837,19 @@ class Processor:
         stall = self.default_timeout if timeout is None else timeout
         tag = uuid.uuid4().hex[:12]
         common = dict(priority=priority, retries=retries, resources=res, pure=False)
+        in_region = [] if scope is None else [[scope] * len(chunks)]   # unchanged tasks without a region
         if reduce is None:
             futures = self._send("map", lambda: client.map(
-                worker_tasks.run_chunk, [fn] * len(chunks), [items[c.start:c.stop] for c in chunks],
+                worker_tasks.run_chunk, [fn] * len(chunks), [items[c.start:c.stop] for c in chunks], *in_region,
                 key=[f"noodle-map-{tag}-{c.index}" for c in chunks], **common), [fn, *items])
         else:
             futures = self._send("map", lambda: client.map(
                 worker_tasks.reduce_chunk, [fn] * len(chunks), [items[c.start:c.stop] for c in chunks],
-                [reduce] * len(chunks), key=[f"noodle-reduce-{tag}-{c.index}" for c in chunks], **common),
-                [fn, *items])
+                [reduce] * len(chunks), *in_region, key=[f"noodle-reduce-{tag}-{c.index}" for c in chunks],
+                **common), [fn, *items])
         TASKS.labels("submitted").inc(len(futures))
         metrics.emit("dist_map", chunks=len(chunks), items=len(items), chunk_size=chunk_size, ordered=ordered,
-                     reduce=reduce is not None)
+                     reduce=reduce is not None, region=scope)
         run = MapRun(self, chunks, futures, stall, MapProgress(len(items), len(chunks), want_bar(progress)))
         if reduce is not None:
             return run.reduce(reduce, common)
@@ -828,7 +860,8 @@ class Processor:
     def map_program(self, program: Any, items: Iterable[Any], chunk_size: int | None = None,
                     priority: int = 0, ordered: bool = True, *, compile: bool = True,
                     retries: int | None = None, timeout: float | None = None,
-                    resources: Mapping[str, float] | None = None, progress: bool | None = None) -> Any:
+                    resources: Mapping[str, float] | None = None, progress: bool | None = None,
+                    region: bool | str = False) -> Any:
         """Run a noodle program over items on the workers: programs travel as NBC bytes, never as pickled code.
 
         ``program`` is NBC bytes, a traced ``noodle`` Program, or a ``@noodle.jit``
@@ -839,9 +872,11 @@ class Processor:
         once per worker first; compiled kernels go through the kernel cache
         under NOODLE_CACHE_DIR, so workers that share that path (all local
         workers do; on a cluster, point it at a shared filesystem) load a kernel
-        another worker already built. Results and errors are as for ``map``.
+        another worker already built. Results, errors and ``region`` are as for ``map``.
         """
         from noodle.nbc import dumps, loads
+
+        scope = _check_region(region)
 
         items = [item if isinstance(item, tuple) else (item,) for item in items]
         if isinstance(program, bytes | bytearray | memoryview):
@@ -870,9 +905,10 @@ class Processor:
         chunks = plan_chunks(len(items), self.default_chunk_size if chunk_size is None else chunk_size)
         res = self._require_resources(resources)
         tag = uuid.uuid4().hex[:12]
+        in_region = [] if scope is None else [[scope] * len(chunks)]
         futures = self.client.map(worker_tasks.run_program_chunk, [nbc] * len(chunks),
                                   [items[c.start:c.stop] for c in chunks], [bool(compile)] * len(chunks),
-                                  key=[f"noodle-program-{tag}-{c.index}" for c in chunks], priority=priority,
+                                  *in_region, key=[f"noodle-program-{tag}-{c.index}" for c in chunks], priority=priority,
                                   retries=retries, resources=res, pure=False)
         TASKS.labels("submitted").inc(len(futures))
         metrics.emit("dist_map", chunks=len(chunks), items=len(items), chunk_size=chunk_size, ordered=ordered,

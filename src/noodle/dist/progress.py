@@ -50,6 +50,52 @@ MAP_TIMEOUT = metrics.gauge(
     "is active)",
 )
 
+# Per-task regions (map(..., region=True)) run on the workers, whose registries this process never
+# reads; each such chunk sends its region's figures back with its results and they are kept here.
+REGION_TASKS = metrics.counter("noodle_dist_region_tasks_total", "map chunks run in a per-task region on a worker")
+REGION_BYTES = metrics.counter("noodle_dist_region_bytes_allocated_total",
+                               "region memory handed out to per-task regions on the workers")
+REGION_PEAK = metrics.gauge("noodle_dist_region_peak_bytes", "most chunk bytes one per-task region held at once")
+REGION_CHUNKS = metrics.counter("noodle_dist_region_chunks_total", "chunks per-task regions used on the workers")
+REGION_REUSED = metrics.counter("noodle_dist_region_chunks_reused_total",
+                                "of those, or of their reuses, chunks served warm")
+REGION_COPIED = metrics.counter("noodle_dist_region_copied_bytes_total",
+                                "result bytes copied out of per-task regions before they travelled back")
+REGION_CLEARED = metrics.counter("noodle_dist_region_objects_cleared_total",
+                                 "registered objects broken apart at per-task region exits")
+REGION_ESCAPED = metrics.gauge("noodle_dist_region_escaped_bytes",
+                               "region memory still referenced after the worker's last per-task region ended",
+                               ["worker"])
+WORKER_RSS = metrics.gauge("noodle_dist_worker_rss_bytes", "worker RSS after its last per-task region ended",
+                           ["worker"])
+
+
+class RegionFigures:
+    """Folds the figures per-task regions send back (one dict per chunk) into the metrics above."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def record(self, worker: str, stats: Any) -> None:
+        """One chunk's region figures from ``worker`` (ignored if they are not the expected dict)."""
+        if not isinstance(stats, dict):
+            return
+        REGION_TASKS.inc()
+        REGION_BYTES.inc(stats.get("bytes_allocated", 0))
+        REGION_CHUNKS.inc(stats.get("chunks", 0))
+        REGION_REUSED.inc(stats.get("chunks_reused", 0))
+        REGION_COPIED.inc(stats.get("copied_bytes", 0))
+        REGION_CLEARED.inc(stats.get("objects_cleared", 0))
+        REGION_ESCAPED.labels(worker).set(stats.get("escaped_bytes", 0))
+        if stats.get("rss"):
+            WORKER_RSS.labels(worker).set(stats["rss"])
+        with self._lock:
+            if stats.get("peak", 0) > REGION_PEAK.value():
+                REGION_PEAK.set(stats["peak"])
+
+
+REGIONS = RegionFigures()
+
 
 class ActiveMaps:
     """The maps in flight in this process, published as MAPS_ACTIVE, MAP_LAST_CHUNK, MAP_CHUNK_GAP, MAP_TIMEOUT.

@@ -4,11 +4,26 @@ They live in a real module (not closures) so Dask sends them by reference:
 the worker imports ``noodle.dist.tasks`` instead of unpickling code. Each
 chunk reports the worker it ran on so the client can count tasks per worker
 without asking the scheduler.
+
+Per-task regions (``Processor.map(..., region=True)``): a chunk runs inside
+``noodle.region(scope)``, so its temporaries (eager op outputs, ``alloc.*``
+arrays, registered cyclic objects) go back to the scope's warm chunks when it
+ends and the worker's memory returns to where it was between chunks. The
+region arrays in the results (also inside lists, tuples, dicts and Matrix
+objects) are copied to the heap before the region ends. Why copy rather than
+let them escape: a result waits on the worker until the client fetches it, and
+an escaped one would pin its whole chunk (8 MiB for a shared one) that long,
+out of reach of the next chunk; one copy of the result is cheap next to the
+pickling and transfer that follow. Anything the copy cannot reach (a region
+array inside your own object) stays valid by the region's escape rule, and
+counts as escaped. Such a chunk returns its region's figures as a third
+element, which the client folds into its metrics.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,26 +80,114 @@ def call_checked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return value
 
 
-def run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> tuple[str, list[Any]]:
-    """Apply ``fn`` to each item of one chunk; returns (worker address, results in order)."""
+def call_in_region(scope: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``call_checked`` inside a region of ``scope`` (``Processor.submit(..., region=True)``)."""
+    value, _ = in_region(scope, lambda: fn(*args, **kwargs))
+    check_picklable([value], "the result of the task")
+    return value
+
+
+def run_chunk(fn: Callable[[Any], Any], items: Sequence[Any], region: str | None = None) -> tuple[Any, ...]:
+    """Apply ``fn`` to each item of one chunk; returns (worker address, results in order), plus the
+    region's figures when the chunk ran in a region of scope ``region``."""
+    if region is not None:
+        values, stats = in_region(region, lambda: [fn(item) for item in items])
+        check_picklable(values, "the result of the chunk's item")
+        return _worker_address(), values, stats
     values = [fn(item) for item in items]
     check_picklable(values, "the result of the chunk's item")
     return _worker_address(), values
 
 
 def reduce_chunk(fn: Callable[[Any], Any], items: Sequence[Any],
-                 combine: Callable[[Any, Any], Any]) -> tuple[str, Any]:
+                 combine: Callable[[Any, Any], Any], region: str | None = None) -> tuple[Any, ...]:
     """Map then fold one chunk on the worker, left to right, so only one value travels back."""
+    if region is not None:
+        value, stats = in_region(region, lambda: functools.reduce(combine, (fn(item) for item in items)))
+        check_picklable([value], "the partial reduction of the chunk")
+        return _worker_address(), value, stats
     value = functools.reduce(combine, (fn(item) for item in items))
     check_picklable([value], "the partial reduction of the chunk")
     return _worker_address(), value
 
 
-def combine_partials(combine: Callable[[Any, Any], Any], partials: Sequence[tuple[str, Any]]) -> tuple[str, Any]:
+def combine_partials(combine: Callable[[Any, Any], Any], partials: Sequence[tuple[Any, ...]]) -> tuple[str, Any]:
     """Fold adjacent partial results (order kept: ``combine`` need not be commutative)."""
-    value = functools.reduce(combine, (value for _, value in partials))
+    value = functools.reduce(combine, (part[1] for part in partials))
     check_picklable([value], "the combined reduction")
     return _worker_address(), value
+
+
+# --- per-task regions ---------------------------------------------------------------------------
+_COPY_DEPTH = 16   # container levels searched for region arrays in a result
+
+
+def in_region(scope: str, compute: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """``compute()`` inside ``noodle.region(scope)``, its region arrays copied out before the region
+    ends; returns (value, the region's figures and this process's RSS after the exit)."""
+    from noodle.memory import region
+
+    with region(scope) as alloc:
+        value, copied = _copy_out(compute(), alloc, 0)
+    stats = alloc.stats()
+    return value, {"scope": scope, "bytes_allocated": stats["bytes_allocated"], "peak": stats["peak"],
+                   "chunks": stats["chunks"], "chunks_reused": stats["chunks_reused"],
+                   "escaped_bytes": stats["escaped_bytes"], "objects_cleared": stats["objects_cleared"],
+                   "copied_bytes": copied, "rss": rss_bytes()}
+
+
+def _copy_out(value: Any, alloc: Any, depth: int) -> tuple[Any, int]:
+    """``value`` with every region array it holds (directly, or in lists, tuples, dicts and Matrix
+    objects) replaced by a heap copy; containers are rebuilt only when something inside was copied.
+    Returns (value, bytes copied)."""
+    t = type(value)
+    if t in _LEAVES:
+        return value, 0
+    if hasattr(t, "_noodle_data") or hasattr(value, "__array_interface__") \
+            or hasattr(value, "__cuda_array_interface__"):
+        if alloc.owns(value):
+            out = alloc.export(value)
+            return out, int(getattr(getattr(out, "_noodle_data", out), "nbytes", 0))
+        return value, 0
+    if depth >= _COPY_DEPTH:
+        return value, 0
+    if t is list or t is tuple:
+        copied = 0
+        parts = []
+        for item in value:
+            new, n = _copy_out(item, alloc, depth + 1)
+            parts.append(new)
+            copied += n
+        return (value if not copied else parts if t is list else tuple(parts)), copied
+    if t is dict:
+        copied = 0
+        out = {}
+        for k, v in value.items():
+            out[k], n = _copy_out(v, alloc, depth + 1)
+            copied += n
+        return (out if copied else value), copied
+    return value, 0
+
+
+_LEAVES = (type(None), bool, int, float, complex, str, bytes)
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (``tracemalloc`` does not see region chunks: they are
+    ``mmap`` memory); 0 where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().rss)
+        except Exception:  # no /proc and no psutil answer: say nothing rather than fail the task
+            return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 # --- noodle programs on workers ---------------------------------------------------------------
@@ -103,8 +206,10 @@ def _executor() -> Any:
     return _EXECUTOR
 
 
-def run_program_chunk(nbc: bytes, items: Sequence[tuple[Any, ...]], compile_first: bool) -> tuple[str, list[Any]]:
-    """Run an NBC program on each item (a tuple of arrays) of one chunk, on this worker's Executor."""
+def run_program_chunk(nbc: bytes, items: Sequence[tuple[Any, ...]], compile_first: bool,
+                      region: str | None = None) -> tuple[Any, ...]:
+    """Run an NBC program on each item (a tuple of arrays) of one chunk, on this worker's Executor
+    (inside a region of scope ``region`` if given, as :func:`run_chunk`)."""
     executor = _executor()
     state = executor.state(bytes(nbc))  # decodes and verifies on first sight; raises NBCFormatError
     if compile_first and state.runner is None and state.status in ("interpreted", "failed"):
@@ -114,6 +219,9 @@ def run_program_chunk(nbc: bytes, items: Sequence[tuple[Any, ...]], compile_firs
             if state.status in ("interpreted", "failed"):
                 state.status = "queued"
         default_manager().compile_now(state)  # failure keeps it interpreted (same answers, slower)
+    if region is not None:
+        values, stats = in_region(region, lambda: [executor.execute(nbc, *args) for args in items])
+        return _worker_address(), values, stats
     return _worker_address(), [executor.execute(nbc, *args) for args in items]
 
 
