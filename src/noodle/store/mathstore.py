@@ -31,6 +31,8 @@ the backend: ``?`` for SQLite, ``%s`` for PostgreSQL.
 from __future__ import annotations
 
 import json
+import math
+import operator
 import os
 import re
 import sqlite3
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import xxhash
 
@@ -241,16 +244,40 @@ class MathStore:
             (name, arr.dtype.str, json.dumps(list(arr.shape)), data, meta, time.time()),
         )
 
-    def get(self, name: str) -> MathObject:
-        """The object stored under ``name``; raises ObjectNotFoundError if there is none."""
+    def get(self, name: str, *, allocator: Any = None) -> MathObject:
+        """The object stored under ``name``; raises ObjectNotFoundError if there is none.
+
+        ``allocator``: a region (``with noodle.region() as alloc``) to load the
+        array into: the stored bytes are copied once, straight into region
+        memory (a plain ``get`` copies them twice more on the heap), and the
+        memory goes back to the region's scope when it ends. The array follows
+        the region's rules: keep it past the region as a local of the block or
+        with ``alloc.export(obj.array)`` (anything else is reported as an
+        escape, and stays valid). Arrays below the region's ``small_bytes``
+        and of non-numeric dtypes (strings, datetimes) stay on the heap.
+
+        Example::
+
+            with noodle.region() as alloc:
+                w = store.get("weights", allocator=alloc).array   # in region memory
+        """
+        if allocator is not None and not callable(getattr(allocator, "asarray", None)):
+            raise StoreError(f"get({name!r}, allocator=...): expected a region from noodle.region() (or anything "
+                             f"with an asarray(array) method), got {type(allocator).__name__}; pass allocator=None "
+                             f"to load onto the heap.")
         rows = self._read(f"SELECT data, metadata, updated FROM {self.table} WHERE name = {self._ph}", (name,))
         if not rows:
             raise ObjectNotFoundError(f"no object named {name!r} in table {self.table} of {self.url}.")
         data, meta, updated = rows[0]
-        try:
-            arr = codec.decode(bytes(data))
-        except codec.DecodeError as exc:
-            raise StoreError(f"object {name!r} is corrupt in the database ({exc}).") from None
+        data = bytes(data)
+        view = _array_view(data) if allocator is not None else None
+        if view is not None:
+            arr = allocator.asarray(view)
+        else:
+            try:
+                arr = codec.decode(data)
+            except codec.DecodeError as exc:
+                raise StoreError(f"object {name!r} is corrupt in the database ({exc}).") from None
         return MathObject(name, arr, json.loads(meta), float(updated))
 
     def list(self) -> list[str]:
@@ -423,6 +450,53 @@ def _check_tables(tables: Any) -> tuple[str, ...]:
     if not all(isinstance(t, str) and t for t in names):
         raise StoreError(f"tables must be an iterable of table names (strings), got {tables!r}.")
     return tuple(sorted(set(names)))
+
+
+_EXT_HEADERS = {0xd4: (1, 5), 0xd5: (2, 5), 0xd6: (4, 5), 0xd7: (8, 5), 0xd8: (16, 5)}   # msgpack fixext
+
+
+def _array_view(data: bytes) -> np.ndarray | None:
+    """A read-only view of the numeric array a stored blob holds, without copying it; None when the blob
+    is anything else (a non-numeric dtype, not noodle's array framing, damaged), which ``codec.decode``
+    then decodes or refuses with its own checks.
+
+    Why not ``codec.decode``: it copies the body twice (msgpack's extension payload, then the array), and
+    ``get(allocator=)`` exists to land the data in region memory with one copy. The framing is the
+    codec's: ``ND\\x01``, one msgpack extension of type 1 = 4-byte little-endian header length, msgpack
+    ``[dtype, shape]``, the C-order bytes.
+    """
+    if len(data) < 9 or data[:3] != codec.MAGIC:
+        return None
+    fmt = data[3]
+    if fmt in _EXT_HEADERS:
+        size, start = _EXT_HEADERS[fmt]
+        code = data[4]
+    elif fmt == 0xc7:
+        size, code, start = data[4], data[5], 6
+    elif fmt == 0xc8:
+        size, code, start = int.from_bytes(data[4:6], "big"), data[6], 7
+    elif fmt == 0xc9:
+        size, code, start = int.from_bytes(data[4:8], "big"), data[8], 9
+    else:
+        return None
+    if code != 1 or start + size != len(data) or size < 4:
+        return None
+    hlen = int.from_bytes(data[start:start + 4], "little")
+    body = start + 4 + hlen
+    if body > len(data):
+        return None
+    try:
+        header = msgpack.unpackb(data[start + 4:body], raw=False)
+        dtype = np.dtype(header[0])
+        shape = tuple(operator.index(n) for n in header[1])
+    except Exception:   # anything malformed: codec.decode gives the verdict
+        return None
+    if dtype.kind not in "biufc" or dtype.hasobject or dtype.fields is not None or any(n < 0 for n in shape):
+        return None
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(data) - body:
+        return None
+    return np.frombuffer(data, dtype=dtype, count=count, offset=body).reshape(shape)
 
 
 def _as_array(name: str, array: Any) -> np.ndarray:
