@@ -12,6 +12,8 @@ Example::
     '250.00 ms'
     >>> duration(None)
     '-'
+    >>> nbytes(8 << 20)
+    '8.0 MiB'
 """
 
 from __future__ import annotations
@@ -33,4 +35,16 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.2f} s"
 
 
-__all__ = ["duration", "micros"]
+def nbytes(n: float | None) -> str:
+    """A byte count in binary units with one decimal (``-`` for None): 512 B, 8.0 MiB, 1.5 GiB."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"   # unreachable: the loop returns at GiB
+
+
+__all__ = ["duration", "micros", "nbytes"]
