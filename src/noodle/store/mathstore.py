@@ -249,7 +249,7 @@ class MathStore:
 
         ``allocator``: a region (``with noodle.region() as alloc``) to load the
         array into: the stored bytes are copied once, straight into region
-        memory (a plain ``get`` copies them twice more on the heap), and the
+        memory (a plain ``get`` copies them twice, on the heap), and the
         memory goes back to the region's scope when it ends. The array follows
         the region's rules: keep it past the region as a local of the block or
         with ``alloc.export(obj.array)`` (anything else is reported as an
