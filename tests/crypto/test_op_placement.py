@@ -74,7 +74,6 @@ def test_explain_is_reachable_from_nd_explain():
 
 
 def test_execute_equals_the_functions_and_python():
-    pytest.importorskip("noodle.crypto.modular")
     base = np.arange(1, 3001, dtype=np.uint64)
     got = CryptoOp("modular_pow", base, 65537, M61).execute(use_gpu=False)
     assert [int(v) for v in got] == [pow(int(b), 65537, M61) for b in base]
@@ -83,7 +82,6 @@ def test_execute_equals_the_functions_and_python():
 
 
 def test_aes_through_cryptoop_round_trips_and_hides_the_key():
-    pytest.importorskip("noodle.crypto.aes")
     key = bytes(range(32))
     m = np.arange(12, dtype=np.float32).reshape(3, 4)
     op = CryptoOp("aes_matrix_encrypt", m, key)
