@@ -118,6 +118,9 @@ REAL = {
     "python 2 print with %": ('print "hello %s" % name\n', 'print("hello %s" % name)\n'),
     "unterminated docstring": ('def f():\n    """Say one.\n    return 1\n',
                                'def f():\n    """Say one."""\n    return 1\n'),
+    "C's &&": ("if a && b:\n    pass\n", "if a and b:\n    pass\n"),
+    "C's !": ("if !done:\n    pass\n", "if not done:\n    pass\n"),
+    "text without quotes": ("name = input(Enter your name)\n", 'name = input("Enter your name")\n'),
     "missing comma across lines": ("data = [\n    1,\n    2\n    3,\n]\n", "data = [\n    1,\n    2,\n    3,\n]\n"),
 }
 

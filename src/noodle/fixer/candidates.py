@@ -38,10 +38,11 @@ from noodle.fixer.context import (
     Proposal,
     distance,
     near,
+    replace_change,
 )
 from noodle.fixer.indent import indent_edits
 from noodle.fixer.rank import delete_cost, edit_cost
-from noodle.fixer.strings import lookalike_edits, quote_edits, triple_quote_edits
+from noodle.fixer.strings import lookalike_edits, quote_edits, triple_quote_edits, unquoted_edits
 
 __all__ = ["CONFUSED", "INSERTABLE", "KEYWORD_SUBS", "propose"]
 
@@ -88,6 +89,8 @@ def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
         sources.append(_print_edit(ctx))
     if msg.startswith(("invalid character", "invalid non-printable character")):
         sources.append(lookalike_edits(ctx))
+    if msg.startswith("invalid syntax"):
+        sources.append(unquoted_edits(ctx))
     sources.append(bracket_edits(ctx))
     if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in near(ctx, 3)):
         sources.append(quote_edits(ctx))
@@ -240,8 +243,9 @@ def _print_edit(ctx: Context) -> Iterator[Proposal]:
 # --------------------------------------------------------------------------- two tokens as one slip
 
 def _pair_edits(ctx: Context) -> Iterator[Proposal]:
-    """Slips that take two tokens but are one mistake: ``else if`` for ``elif`` (C, JavaScript),
-    and a missing ``()`` after a name (``def f:``, ``x.close:``)."""
+    """Slips that take two tokens but are one mistake: ``else if`` for ``elif``, ``&&``/``||``/``!``
+    for ``and``/``or``/``not`` (C, JavaScript), ``raise E, msg`` (Python 2), and a missing ``()``
+    after a name (``def f:``, ``x.close:``)."""
     toks = ctx.toks
     for i in _positions(ctx):
         t = toks[i]
@@ -253,6 +257,17 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
             ch = Change(ctx.fline(t), t.start[1], nxt.end[1], "elif")
             delta = ctx.splice(si, si + 2, ["elif"])
             yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 8), ("changes", (ch,)))
+        if nxt is not None and t.kind == "OP" and t.text in ("&", "|") and nxt.text == t.text \
+                and nxt.start == t.end:
+            word = "and" if t.text == "&" else "or"        # C's && and ||
+            ch = replace_change(ctx, i, word)
+            ch = Change(ch.line, ch.col, nxt.end[1], ch.new)
+            delta = ctx.splice(si, si + 2, [word])
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 14), ("changes", (ch,)))
+        if t.kind == "ERRORTOKEN" and t.text == "!" and nxt is not None and nxt.start == t.end:
+            ch = Change(ctx.fline(t), t.start[1], t.end[1], "not ")     # C's !x
+            delta = ctx.splice(si, si + 1, ["not"])
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 15), ("changes", (ch,)))
         if t.kind == "NAME" and t.text == "raise":
             yield from _raise_edit(ctx, i)
         p = ctx.prev_sig(i)

@@ -21,7 +21,7 @@ from noodle.fixer.context import NO_EDIT, Change, Context, Proposal, logical_sta
 from noodle.fixer.lexer import lex
 from noodle.fixer.rank import LINE_COST, STRING_PIECE_COST, delete_cost, edit_cost
 
-__all__ = ["LOOKALIKES", "lookalike_edits", "quote_edits", "triple_quote_edits"]
+__all__ = ["LOOKALIKES", "lookalike_edits", "quote_edits", "triple_quote_edits", "unquoted_edits"]
 
 
 def quote_edits(ctx: Context) -> Iterator[Proposal]:
@@ -167,3 +167,29 @@ def triple_quote_edits(ctx: Context) -> Iterator[Proposal]:
         delta = ctx.relex_delta(first, last, (ch,))
         yield Proposal(delta - edit_cost(1, 0, 0) - LINE_COST * min(line - start, 8) * 0.25, "quote", 1,
                        (bad, 11, line), ("changes", (ch,)))
+
+
+# --------------------------------------------------------------------------- text without quotes
+
+def unquoted_edits(ctx: Context) -> Iterator[Proposal]:
+    """Quote words someone meant as text (``print(Hello world)``): each run of two or more words
+    on the error's line, between brackets or separators, wrapped in quotes. Two edits, and every
+    word put into the string pays :data:`STRING_PIECE_COST`, so a missing comma between two
+    names stays likelier unless the model finds a string there much likelier."""
+    toks = ctx.toks
+    line = ctx.err.line
+    run: list[int] = []
+    for i, t in enumerate(toks + [toks[-1]]):
+        adjacent = (run and i < len(toks) and t.kind in ("NAME", "NUMBER") and ctx.fline(t) == line
+                    and t.start[0] == toks[run[-1]].end[0] and t.start[1] == toks[run[-1]].end[1] + 1)
+        if adjacent:
+            run.append(i)
+            continue
+        if len(run) >= 2:
+            a, b = toks[run[0]], toks[run[-1]]
+            changes = (Change(line, a.start[1], a.start[1], '"'), Change(line, b.end[1], b.end[1], '"'))
+            first = logical_start(ctx, run[0])
+            delta = ctx.relex_delta(first, min(line + 1, ctx.region.last), changes)
+            cost = edit_cost(2) + STRING_PIECE_COST * len(run)
+            yield Proposal(delta - cost, "quote", 2, (run[0], 16), ("changes", changes))
+        run = [i] if i < len(toks) and t.kind in ("NAME", "NUMBER") and ctx.fline(t) == line else []
