@@ -157,7 +157,7 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
     for i, closer in spots:
         ch = insert_change(ctx, i, closer)
         delta = ctx.relex_delta(first, last, (ch,))
-        cost = _bracket_cost(ctx, i) - (EOL_CLOSER_BONUS if toks[i].kind in ("NL", "NEWLINE", "COMMENT") else 0.0)
+        cost = _bracket_cost(ctx, i) - (EOL_CLOSER_BONUS if _line_end(ctx, i) else 0.0)
         yield Proposal(delta - cost, "insert", 1, (i, 0, closer), ("changes", (ch,)))
     for i, closer in far:
         ch = insert_change(ctx, i, closer)
@@ -166,6 +166,16 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
     ch = replace_change(ctx, o, "")
     cost = _bracket_cost(ctx, o) + delete_cost("OP", toks[o].text)
     yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (o, 1, ""), ("changes", (ch,)))
+
+
+def _line_end(ctx: Context, i: int) -> bool:
+    """Whether inserting before token i puts a closer at the end of its line (before a
+    compound statement's final ':' counts: ``if f(x:``)."""
+    toks = ctx.toks
+    if toks[i].kind in ("NL", "NEWLINE", "COMMENT"):
+        return True
+    return (toks[i].text == ":" and i + 1 < len(toks)
+            and toks[i + 1].kind in ("NL", "NEWLINE", "COMMENT"))
 
 
 def _open(ctx: Context, c: int) -> Iterator[Proposal]:

@@ -54,9 +54,10 @@ DELETE_CONTENT_COST = 8.0
 STRING_PIECE_COST = 2.5
 #: paid per indentation level a line moves (people are off by a space or a level, rarely by three)
 INDENT_LEVEL_COST = 1.0
-#: taken off the cost of a closing bracket put at the end of a line: forgotten closers sit there
-#: (the last of several closers at the end of a call is the one lost count of)
-EOL_CLOSER_BONUS = 1.0
+#: taken off the cost of a closing bracket put at the end of a line (or before its final ':'):
+#: forgotten closers sit there, the last of several at the end of a call being the one people
+#: lose count of (about 4 to 1 against a place inside the line)
+EOL_CLOSER_BONUS = 1.5
 #: paid per letter a keyword repair changes beyond the first
 TYPO_COST = 2.0
 
