@@ -42,7 +42,7 @@ from noodle.fixer.result import Candidate, Edit, FixResult
 __all__ = ["FixArgumentError", "fix"]
 
 #: rounds (one error each, on some partial repair) before giving up
-MAX_ROUNDS = 12
+MAX_ROUNDS = 30
 #: rounds spent on partial repairs that score better than the best complete one
 EXTRA_ROUNDS = 2
 #: parse checks one round may spend
