@@ -336,3 +336,17 @@ def test_noodle_run_report_has_a_regions_section(tmp_path):
     out = subprocess.run([sys.executable, "-m", "noodle.cli", "run", str(plain)], capture_output=True, text=True,
                          timeout=300, env=env)
     assert out.returncode == 0 and "Regions" not in out.stdout
+
+
+# --------------------------------------------------------------------------- example
+def test_the_example_runs_as_written(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "memory_regions.py")
+    env = {**os.environ, "NOODLE_SYNTAX_FIXER_COORDINATOR_PORT": "0"}
+    out = subprocess.run([sys.executable, example], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "step 0: 2 objects cleared, 0 chunk(s) served warm" in out.stdout
+    assert "step 3: 2 objects cleared, 3 chunk(s) served warm" in out.stdout
+    assert "store.get into the region: True" in out.stdout
+    assert "strict region:" in out.stdout and "the escaped array is still valid: 3.0" in out.stdout
+    assert "dist map in per-task regions: 20 results, first 2.0 last 40.0" in out.stdout
+    assert "tasks that ran in a region: 10.0" in out.stdout
