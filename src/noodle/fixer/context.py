@@ -22,8 +22,13 @@ from noodle.fixer.lexer import Tok, lex, symbol_of
 from noodle.fixer.localize import ParseError, Region
 from noodle.fixer.rank import Scorer
 
+#: what the block's symbols are scored after: a block is rarely a file's first statement, and
+#: a snippet's first line is not what files start with either, so the model sees the block as
+#: following a statement (the commonest first line, an import) instead of the start of a file
+LEAD = ("<s>", "import", "<NAME>", "<NL>")
+
 __all__ = [
-    "ATTACH_LEFT", "CLOSERS", "MAX_SPOTS", "NO_EDIT", "OPENERS", "Change", "Context", "Proposal", "apply_changes",
+    "ATTACH_LEFT", "CLOSERS", "LEAD", "MAX_SPOTS", "NO_EDIT", "OPENERS", "Change", "Context", "Proposal", "apply_changes",
     "distance", "first_on_line", "insert_change", "logical_start", "near", "replace_change", "spaced", "word",
 ]
 
@@ -101,7 +106,7 @@ class Context:
         self.off = region.first - 1
         self.toks: list[Tok] = lex("".join(lines[region.first - 1:region.last]))
         vocab = scorer.vocab
-        syms = ["<s>"]
+        syms = list(LEAD)
         sym_index = []
         for t in self.toks:
             s = symbol_of(t, vocab)

@@ -173,7 +173,7 @@ def triple_quote_edits(ctx: Context) -> Iterator[Proposal]:
 
 def unquoted_edits(ctx: Context) -> Iterator[Proposal]:
     """Quote words someone meant as text (``print(Hello world)``): each run of two or more words
-    on the error's line, between brackets or separators, wrapped in quotes. Two edits, and every
+    on the error's line that is a whole argument or element, wrapped in quotes. Two edits, and every
     word put into the string pays :data:`STRING_PIECE_COST`, so a missing comma between two
     names stays likelier unless the model finds a string there much likelier."""
     toks = ctx.toks
@@ -185,7 +185,9 @@ def unquoted_edits(ctx: Context) -> Iterator[Proposal]:
         if adjacent:
             run.append(i)
             continue
-        if len(run) >= 2:
+        before = toks[run[0] - 1].text if run and run[0] > 0 else ""
+        after = toks[run[-1] + 1].text if run and run[-1] + 1 < len(toks) else ""
+        if len(run) >= 2 and before in ("(", "[", ",") and after in (")", "]", ","):
             a, b = toks[run[0]], toks[run[-1]]
             changes = (Change(line, a.start[1], a.start[1], '"'), Change(line, b.end[1], b.end[1], '"'))
             first = logical_start(ctx, run[0])
