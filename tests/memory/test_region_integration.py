@@ -165,6 +165,20 @@ def test_a_region_array_inside_an_object_escapes_stays_valid_and_comes_back(proc
     assert all(s["escaped"] == 0 for s in state.values()), state
 
 
+def fail_after_allocating(i):
+    y = nd.add(np.ones(BIG), float(i))          # region memory, held by this frame when it raises
+    if i == 3:
+        raise ValueError(f"item {i} failed at {float(y[0])}")
+    return float(y[0])
+
+
+def test_a_failing_task_raises_its_error_and_its_region_memory_is_not_left_escaped(proc):
+    scope = f"itest-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ValueError, match=r"item 3 failed at 4\.0"):
+        proc.map(fail_after_allocating, range(6), chunk_size=1, region=scope)
+    assert all(s["escaped"] == 0 for s in _state(proc, scope).values())
+
+
 def test_submit_in_a_region(proc):
     a, b = np.arange(MID, dtype=np.float64), np.ones(MID)
     got = proc.submit(add_in_region, a, b, region=True, scale=3.0).result()

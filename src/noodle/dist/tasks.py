@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -128,7 +129,14 @@ def in_region(scope: str, compute: Callable[[], Any]) -> tuple[Any, dict[str, An
     from noodle.memory import region
 
     with region(scope) as alloc:
-        value, copied = _copy_out(compute(), alloc, 0)
+        try:
+            value = compute()
+        except BaseException as exc:
+            # the failed task's frames (kept by the traceback as long as Dask keeps the error) would hold
+            # its region arrays: clear their locals, so the memory goes back and is not reported as escaped
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        value, copied = _copy_out(value, alloc, 0)
     stats = alloc.stats()
     return value, {"scope": scope, "bytes_allocated": stats["bytes_allocated"], "peak": stats["peak"],
                    "chunks": stats["chunks"], "chunks_reused": stats["chunks_reused"],
