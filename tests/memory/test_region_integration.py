@@ -298,6 +298,21 @@ def test_store_get_bad_allocator_and_missing_names(store):
         store.get("nope", allocator=r)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_store_get_into_a_cuda_region(store):
+    import cupy
+
+    data = np.random.default_rng(12).standard_normal((256, 512)).astype(np.float32)
+    store.put("w", data)
+    with nd.region(device="cuda") as r:
+        got = store.get("w", allocator=r).array
+        assert isinstance(got, cupy.ndarray) and r.owns(got)
+        kept = r.export(got)
+        del got
+    np.testing.assert_array_equal(cupy.asnumpy(kept), data)
+
+
 # --------------------------------------------------------------------------- report
 def test_report_section_shows_regions_of_this_process_and_of_workers(proc):
     from rich.console import Console
