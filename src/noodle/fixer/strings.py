@@ -28,7 +28,8 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
     """Put back the quote an unterminated string lost: its closing quote at a boundary inside it,
     or inside an earlier string on its line with the same quote (that string's closing quote was
     then meant to open the next one, which is why CPython reports the wrong one), or its opening
-    quote before an earlier token; or delete its quote.
+    quote before an earlier token; or close it with its own quote where it was closed with the
+    other kind (``"abc'``); or delete its quote.
 
     A token model cannot see inside strings, so a quote placed late would swallow code for free:
     each piece (word or punctuation mark) a repair adds to the line's string content (the bad
@@ -74,6 +75,14 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
         grown = _string_chars(row[:base - 1] + row[base:]) - had
         cost = edit_cost(1) + delete_cost("OP", "(") + STRING_PIECE_COST * grown     # a quote opens
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 5, 0), ("changes", (ch,)))
+        other = "'" if quote == '"' else '"'
+        for col in range(base, t.end[1]):            # closed with the other quote: "abc'
+            if row[col] == other:
+                ch = Change(line, col, col + 1, quote)
+                grown = _string_chars(row[:col] + quote + row[col + 1:]) - had
+                cost = edit_cost(1, 0, 1) + STRING_PIECE_COST * grown
+                yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 17, col),
+                               ("changes", (ch,)))
 
 
 def _boundaries(row: str, start: int, end: int) -> list[int]:
