@@ -32,7 +32,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from noodle.errors import NoodleError
+from noodle.errors import FixArgumentError
 from noodle.fixer.candidates import propose
 from noodle.fixer.context import Change, Context, apply_changes
 from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
@@ -55,10 +55,6 @@ PROPOSALS = 80
 TIME_BUDGET = 0.8
 #: seconds one round may spend scoring proposals (the rest of its time goes to parse checks)
 ROUND_BUDGET = 0.25
-
-
-class FixArgumentError(NoodleError, ValueError):
-    """``fix`` was called with an argument it cannot use (a ValueError)."""
 
 
 @dataclass(slots=True)
