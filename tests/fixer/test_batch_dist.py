@@ -242,3 +242,18 @@ def test_cli_workers_fan_out_and_the_distributed_switch_is_read(tmp_path):
         return [{k: v for k, v in f.items() if k != "seconds"} for f in json.loads(out)["files"]]
 
     assert plain(on.stdout) == plain(off.stdout)
+
+
+def test_a_mid_size_file_with_many_errors_is_repaired_piece_by_piece():
+    """Many errors spread over a file below the large-file size: the whole-file search runs out of rounds,
+    so each failing statement gets its own search (before: nothing was repaired)."""
+    funcs = [f"def f{i}(x, y):\n    if x > {i}:\n        return [x, y, {i}]\n    return {{'k': x}}\n" for i in range(1500)]
+    original = "\n\n".join(funcs)
+    broken_funcs = list(funcs)
+    for i in range(0, 1500, 30):  # 50 missing colons: more than one search has rounds for
+        broken_funcs[i] = broken_funcs[i].replace("(x, y):", "(x, y)", 1)
+    broken = "\n\n".join(broken_funcs)
+    assert len(broken.encode()) > 16 * 1024
+    out = batch.fix_payload(broken.encode(), name="many.py")
+    assert out["status"] == "fixed" and out["result"]["parses"], out["message"]
+    assert out["output"].decode() == original

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from noodle.errors import FixerUsageError, NoodleError
-from noodle.fixer.chunks import fix_large, is_large
+from noodle.fixer.chunks import CHUNK_BYTES, fix_large, is_large
 from noodle.fixer.files import FixerFileError, SourceFile, read_bytes
 from noodle.fixer.result import FixResult
 
@@ -258,6 +258,14 @@ def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
         else:
             res = fn(sf.text, k=k, filename=name, target_version=target_version)
             out = sf.encode(res.source) if res.changed else data
+            if not res.parses and len(data) > CHUNK_BYTES:
+                # many errors spread over a file: the whole-file search spends its rounds and time
+                # budget on the first ones; piece by piece, each error gets a search of its own
+                out2, res2 = fix_large(sf, k=k, filename=name, target_version=target_version, fix_fn=fn,
+                                       with_source=False)
+                if res2.parses or (res2.changed and not res.changed):
+                    out, res = out2, res2
+                    base["chunked"] = True
     except FixerFileError as exc:
         base.update(message=str(exc), seconds=time.perf_counter() - t0)
         return base
