@@ -409,6 +409,7 @@ def notes(rows: list[Row]) -> list[str]:
                 grew = f["after_rss"] - f["base_rss"]
                 out.append(f"  RSS after exit, {label}: +{_mib(grew)} over the start, live {_mib(f['live'])}, "
                            f"kept warm {_mib(f.get('retained', 0))}")
+            out.append("  (this row's times are one cold run each, in fresh processes: not a speed comparison)")
             f = e["trim"]
             grew = f["after_rss"] - f["base_rss"]
             check("RSS after region exit (default manager, trim()) <= live bytes + one chunk",
