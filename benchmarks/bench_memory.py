@@ -20,10 +20,10 @@ region chunks (``mmap`` memory) and would flatter the region.
 - RSS after exit: a region holding 256 MiB of temporaries at once, keeping
   24 MiB (two exported copies, one escaped array). Target: RSS after the exit,
   above the process's starting RSS, <= live bytes + one chunk, with the
-  default manager after ``trim()``. Shown too: a manager keeping one chunk
-  warm (live + that chunk + the interpreter's own few hundred KiB), and the
-  default manager without ``trim()``, which keeps up to 512 MiB per scope warm
-  by design (that is what makes the next region fast).
+  default manager (a scope that ran once keeps at most one chunk warm; only a
+  scope that repeats keeps up to 512 MiB warm, which is what makes the next
+  region of a loop fast). Shown too: a manager bounded to one chunk, and the
+  default manager after ``trim()``.
 - ``make run``: ``examples/dense_layers.py`` (what ``make run`` runs) inside one
   region against outside (time and peak RSS). No target.
 - dist map: 200 chunks (60 with --quick) on 2 workers, each building cyclic
@@ -404,15 +404,15 @@ def notes(rows: list[Row]) -> list[str]:
         elif r.case.startswith("RSS after exit"):
             for mode, label in (("heap", "heap"), ("bounded", "region, manager keeping 1 chunk warm"),
                                 ("trim", "region, default manager + trim()"),
-                                ("default", "region, default manager (keeps up to 512 MiB warm per scope)")):
+                                ("default", "region, default manager (one region of the scope)")):
                 f = e[mode]
                 grew = f["after_rss"] - f["base_rss"]
                 out.append(f"  RSS after exit, {label}: +{_mib(grew)} over the start, live {_mib(f['live'])}, "
                            f"kept warm {_mib(f.get('retained', 0))}")
             out.append("  (this row's times are one cold run each, in fresh processes: not a speed comparison)")
-            f = e["trim"]
+            f = e["default"]
             grew = f["after_rss"] - f["base_rss"]
-            check("RSS after region exit (default manager, trim()) <= live bytes + one chunk",
+            check("RSS after region exit (default manager) <= live bytes + one chunk",
                   grew <= f["live"] + f["chunk"], f"+{_mib(grew)} vs {_mib(f['live'])} + {_mib(f['chunk'])}")
         elif r.case.startswith("make run"):
             out.append(f"  {r.case}: {r.ratio:.2f}x; peak RSS one region {_mib(e['peak_rss_region'])} vs heap "

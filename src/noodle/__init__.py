@@ -50,6 +50,8 @@ _LAZY = {
     "metrics": "noodle.metrics:",
     "monitor": "noodle.monitor:",
     "crypto": "noodle.crypto:",
+    "memory": "noodle.memory:",
+    "fixer": "noodle.fixer:",
     "region": "noodle.memory.region:region",
 }
 

@@ -518,3 +518,26 @@ def test_cuda_region_allocates_from_its_pool_and_frees_it_at_exit():
     pool = None
     assert float(KEEP[0].sum()) == 768.0
     assert nd.memory.default_manager().stats()["gpu_pools_held"] >= 1
+
+
+def test_a_scope_is_kept_warm_only_once_it_repeats():
+    """A region that runs once leaves at most one chunk mapped (RSS back to live + one chunk); from the
+    second region of a scope on, its chunks stay warm for the next one."""
+    from noodle.memory import RegionManager
+
+    mgr = RegionManager()
+    big = (mgr.chunk_bytes * 2) // 8
+
+    def one_region() -> None:
+        with mgr.create_region("warm-test") as r:
+            parts = [r.empty(big) for _ in range(4)]  # 4 chunks of 2 x chunk_bytes
+            assert all(p.size == big for p in parts)
+            del parts
+
+    one_region()
+    assert mgr.stats()["scopes"]["warm-test"]["retained_bytes"] <= mgr.chunk_bytes
+    one_region()
+    assert mgr.stats()["scopes"]["warm-test"]["retained_bytes"] >= 4 * 2 * mgr.chunk_bytes
+    one_region()  # the third region finds them warm
+    assert mgr.stats()["scopes"]["warm-test"]["retained_bytes"] >= 4 * 2 * mgr.chunk_bytes
+    assert mgr.trim() > 0

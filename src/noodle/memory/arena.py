@@ -128,11 +128,21 @@ class ScopeArena:
     calls it under its lock.
     """
 
-    def __init__(self, scope: str, max_retained: int) -> None:
+    def __init__(self, scope: str, max_retained: int, first_keep: int = 0) -> None:
         self.scope = scope
         self.max_retained = max_retained
+        # Why a scope is kept warm only once it repeats: warmth pays off for the next region of the
+        # scope (a loop); a region that runs once would leave its peak resident for nothing. Until
+        # a second region of the scope ends, at most ``first_keep`` bytes (one chunk) stay warm.
+        self.first_keep = first_keep
+        self.exits = 0
         self.free: list[Chunk] = []
         self.retained = 0
+
+    @property
+    def bound(self) -> int:
+        """The warm bytes this scope may keep now."""
+        return self.max_retained if self.exits >= 2 else min(self.max_retained, self.first_keep)
 
     def get(self, size: int, dedicated: bool) -> Chunk | None:
         """The smallest free chunk of the kind asked for that holds ``size`` bytes without wasting
@@ -151,7 +161,7 @@ class ScopeArena:
 
     def put(self, chunk: Chunk) -> bool:
         """Keep ``chunk`` warm if the bound allows; otherwise unmap it. True if kept."""
-        if self.retained + chunk.size <= self.max_retained:
+        if self.retained + chunk.size <= self.bound:
             chunk.reset()
             self.free.append(chunk)
             self.retained += chunk.size

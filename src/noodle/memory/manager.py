@@ -96,7 +96,10 @@ class RegionManager:
     it serves eager op and jitted outputs (there malloc hands back warm memory
     and the region's ~2 us of bookkeeping per array would cost more than it
     saves); ``max_retained_bytes`` bounds the warm bytes
-    kept per scope (beyond, chunks are unmapped: RSS goes down).
+    kept per scope (beyond, chunks are unmapped: RSS goes down). A scope is
+    kept warm only once a second region of it has ended (a loop): after a
+    region that runs once, at most one chunk stays mapped, so RSS returns to
+    the live bytes plus one chunk.
     ``noodle.region()`` uses one process-wide manager (:func:`default_manager`).
 
     Example::
@@ -151,7 +154,7 @@ class RegionManager:
     def _arena(self, scope: str) -> ScopeArena:
         arena = self._arenas.get(scope)
         if arena is None:
-            arena = self._arenas[scope] = ScopeArena(scope, self.max_retained_bytes)
+            arena = self._arenas[scope] = ScopeArena(scope, self.max_retained_bytes, self.chunk_bytes)
         return arena
 
     def _take_chunk(self, scope: str, size: int, dedicated: bool) -> tuple[Chunk, bool]:
@@ -173,6 +176,8 @@ class RegionManager:
 
     def _give_back(self, chunks: list[Chunk]) -> None:
         with self._lock:
+            for arena in {id(c.arena): c.arena for c in chunks if c.arena is not None}.values():
+                arena.exits += 1
             for c in chunks:
                 c.arena.put(c)
             self._drain()
