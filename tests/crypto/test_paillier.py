@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import random
 
 import numpy as np
@@ -338,3 +339,29 @@ def test_djn_randomizers_decrypt_everywhere_and_bad_names_are_refused(keys: tupl
     assert np.array_equal(priv.decrypt(enc + enc * 2), values * 3)
     with pytest.raises(CryptoValueError, match="randomizer"):
         pub.encrypt(values, randomizer="fast")
+
+
+def test_forked_batches_give_the_same_results_and_survive_a_failing_child() -> None:
+    """Large DJN batches are split over forked processes (results through a shared mapping, never pickled);
+    a child that fails has its share computed by the parent."""
+    from noodle.crypto.paillier import _forked
+
+    items = list(range(1000))
+    parent = os.getpid()
+
+    def square(xs: list[int]) -> list[int]:
+        return [x * x for x in xs]
+
+    def fails_in_children(xs: list[int]) -> list[int]:
+        if os.getpid() != parent:
+            raise RuntimeError("a child failing")
+        return [x + 1 for x in xs]
+
+    assert [int(v) for v in _forked(square, items, 3, 8)] == [x * x for x in items]
+    assert [int(v) for v in _forked(fails_in_children, items, 3, 8)] == [x + 1 for x in items]
+
+
+def test_a_batch_large_enough_to_fork_round_trips(small_keys: tuple[PublicKey, PrivateKey]) -> None:
+    pub, priv = small_keys
+    values = np.arange(-700, 700, dtype=np.int64)
+    assert np.array_equal(priv.decrypt(pub.encrypt(values)), values)
