@@ -56,6 +56,7 @@ import os
 import re
 import struct
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -305,11 +306,65 @@ def _encrypt_cpu(data: Any, key: bytes, nonce: bytes, ad: bytes, out: memoryview
     enc = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     enc.authenticate_additional_data(ad)
     n = src.size
-    for o in range(0, n, CHUNK_BYTES):
-        k = min(CHUNK_BYTES, n - o)
-        enc.update_into(src[o:o + k], out[o:o + k])
+    ahead = _prefault(out) if n >= _PREFAULT_MIN else None
+    try:
+        for o in range(0, n, CHUNK_BYTES):
+            k = min(CHUNK_BYTES, n - o)
+            enc.update_into(src[o:o + k], out[o:o + k])
+    finally:
+        if ahead is not None:
+            ahead.join()
     enc.finalize()
     return enc.tag
+
+
+_PREFAULT_MIN = 16 << 20
+_MADV_POPULATE_WRITE = 23   # Linux >= 5.14: fault pages in (zero-filled) without touching present ones
+
+
+def _prefault(out: memoryview) -> threading.Thread | None:
+    """Fault the output's fresh pages in on another core while OpenSSL encrypts the first chunks.
+
+    Why: a fresh 64 MB output costs the kernel ~4 ms of page faults and zeroing, a quarter of
+    the encryption; ``MADV_POPULATE_WRITE`` does that work ahead of the writer (ctypes drops
+    the GIL during the call). It never changes the contents of a page already written, so the
+    race with the encryptor is harmless; the thread is joined before the buffer is returned.
+    """
+    madvise = _MADVISE
+    if madvise is None:
+        return None
+    try:
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(out))
+    except (TypeError, ValueError):
+        return None
+    n = out.nbytes
+
+    def run() -> None:
+        start = (addr + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+        end = addr + n
+        step = 4 << 20
+        for a in range(start, end, step):
+            if madvise(a, min(step, end - a) & ~4095, _MADV_POPULATE_WRITE) != 0:
+                return  # not supported here (older kernel): the writer faults the pages itself
+
+    thread = threading.Thread(target=run, name="noodle-aes-prefault", daemon=True)
+    thread.start()
+    return thread
+
+
+def _libc_madvise() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+        fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_MADVISE = _libc_madvise()
 
 
 def _encrypt_gpu(data: Any, key: bytes, nonce: bytes, ad: bytes, out: memoryview, *,
