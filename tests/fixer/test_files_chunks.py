@@ -163,17 +163,46 @@ def test_a_symlink_stays_a_link_and_its_target_is_replaced(tmp_path):
     assert link.is_symlink() and target.read_bytes() == b"new\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_a_read_only_directory_fails_cleanly(tmp_path):
-    path = tmp_path / "m.py"
-    path.write_bytes(b"original\n")
-    os.chmod(tmp_path, 0o555)
+def test_a_read_only_directory_fails_cleanly():
+    """Nothing may be written into a directory the writer cannot write: a FixerFileError, the original
+    intact, no temp file left. Root writes anywhere, so as root the write runs in a forked child that
+    has dropped to the 'nobody' user."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="noodle-ro-"))
     try:
-        with pytest.raises(FixerFileError):
-            atomic_write(path, b"new\n")
+        path = root / "m.py"
+        path.write_bytes(b"original\n")
+        os.chmod(root, 0o555)
+        if os.geteuid() != 0:
+            with pytest.raises(FixerFileError):
+                atomic_write(path, b"new\n")
+        else:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: drop privileges, try, report one byte, leave
+                answer = b"?"
+                try:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    atomic_write(path, b"new\n")
+                    answer = b"w"
+                except FixerFileError:
+                    answer = b"r"
+                finally:
+                    os.write(write_end, answer)
+                    os._exit(0)
+            os.close(write_end)
+            answer = os.read(read_end, 1)
+            os.close(read_end)
+            os.waitpid(pid, 0)
+            assert answer == b"r", answer  # refused with a FixerFileError (w: it wrote; ?: another error)
+        assert path.read_bytes() == b"original\n" and _leftovers(root) == []
     finally:
-        os.chmod(tmp_path, 0o755)
-    assert path.read_bytes() == b"original\n" and _leftovers(tmp_path) == []
+        os.chmod(root, 0o755)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("name", ["lf", "crlf", "no-final-newline", "bom", "latin-1"])
