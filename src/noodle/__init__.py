@@ -13,9 +13,7 @@ first use so that ``import noodle`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
 # Numba's parallel loops run on GNU OpenMP, whose idle workers spin for milliseconds after each
 # loop by default. On small machines (2 vCPUs, often SMT siblings) that spinning took the core
@@ -25,6 +23,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from noodle import errors
+from noodle._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -56,19 +55,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'noodle' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    value = getattr(module, attr) if attr else module
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["errors", *_LAZY]
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

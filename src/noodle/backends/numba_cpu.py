@@ -56,6 +56,7 @@ from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.config import get_settings
+from noodle.devices.detect import cpu_threads as n_threads
 from noodle.errors import CompileError, DTypeError, ShapeError
 from noodle.ir.reduction import canonical_extreme, canonical_nan, combine_chunks
 from noodle.memory.pool import BufferPool, default_pool
@@ -88,14 +89,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def n_threads() -> int:
-    """CPU threads this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _warm_numba() -> None:

@@ -14,8 +14,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from noodle._lazy import lazy_attributes
 
 _LAZY = {
     "modmul": "noodle.crypto.modular:modmul",
@@ -28,15 +27,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'noodle.crypto' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    value = getattr(module, attr) if attr else module
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

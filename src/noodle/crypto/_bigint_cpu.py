@@ -40,6 +40,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from noodle.devices.detect import cpu_threads as n_threads
 from noodle.errors import ShapeError
 
 # Below this many estimated seconds of powmod work a batch runs on the calling thread: waking
@@ -64,14 +65,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def n_threads() -> int:
-    """CPU threads this process may use (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _release_gil() -> None:

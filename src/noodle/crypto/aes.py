@@ -95,6 +95,21 @@ _HUGE_MIN = 4 << 20
 _HUGE_PAGE = 2 << 20
 
 
+def _libc_madvise() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+        fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_MADVISE = _libc_madvise()
+
+
 def _hugepage_advice() -> Any:
     """A function (address, length) asking Linux for transparent huge pages, or None.
 
@@ -103,13 +118,8 @@ def _hugepage_advice() -> Any:
     does the same for its large arrays (so decryption output already has it).
     Only advice: where it is refused nothing changes.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        madvise.restype = ctypes.c_int
-    except (OSError, AttributeError):
+    madvise = _MADVISE
+    if madvise is None:
         return None
     madv_hugepage = 14
 
@@ -352,19 +362,6 @@ def _prefault(out: memoryview) -> threading.Thread | None:
     return thread
 
 
-def _libc_madvise() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-        fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        fn.restype = ctypes.c_int
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_MADVISE = _libc_madvise()
 
 
 def _encrypt_gpu(data: Any, key: bytes, nonce: bytes, ad: bytes, out: memoryview, *,

@@ -268,6 +268,15 @@ def _nvml_handle(pynvml: ModuleType, cupy: ModuleType, index: int) -> Any:
 
 
 # ---------------------------------------------------------------- devices()
+def cpu_threads() -> int:
+    """CPU threads this process may use: its affinity mask where the OS has one (a container's or
+    taskset's limit), else the machine's count. What thread pools should size themselves to."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:

@@ -13,8 +13,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from noodle._lazy import lazy_attributes
 
 _LAZY = {
     "fix": "noodle.fixer.repair:fix",
@@ -25,14 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'noodle.fixer' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)
