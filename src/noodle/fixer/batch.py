@@ -42,6 +42,7 @@ from noodle.errors import FixerUsageError, NoodleError
 from noodle.fixer.chunks import CHUNK_BYTES, fix_large, is_large
 from noodle.fixer.files import FixerFileError, SourceFile, read_bytes
 from noodle.fixer.result import FixResult
+from noodle.fixer.telemetry import publish, quiet, record
 
 __all__ = ["SKIP_DIRS", "FileOutcome", "FixerUsageError", "SourceRef", "cache_key", "discover", "model_version",
            "open_cache", "parse_target_version", "publish", "record", "run"]
@@ -50,8 +51,6 @@ __all__ = ["SKIP_DIRS", "FileOutcome", "FixerUsageError", "SourceRef", "cache_ke
 SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "node_modules", "build", "dist"})
 #: fewer files than this to fix are fixed in this process even when workers were asked for
 MIN_CLUSTER_FILES = 16
-#: observations kept before they are published to the metrics registry (see :func:`record`)
-PENDING_LIMIT = 4096
 #: version of the cached value's layout (part of every key)
 CACHE_LAYOUT = 1
 STATUSES = ("valid", "fixed", "partial", "unfixed", "error")
@@ -248,6 +247,12 @@ def fix_payload(data: bytes, *, name: str = "<string>", k: int = 5,
     base: dict[str, Any] = {"v": CACHE_LAYOUT, "status": "error", "result": None, "output": None,
                             "encoding": None, "chunked": is_large(len(data)), "kind": None, "seconds": 0.0,
                             "message": ""}
+    with quiet():  # the run counts one fix per file (see noodle.fixer.telemetry)
+        return _fix_payload(data, name, k, target_version, fix_fn, base, t0)
+
+
+def _fix_payload(data: bytes, name: str, k: int, target_version: tuple[int, int] | None, fix_fn: FixFn | None,
+                 base: dict[str, Any], t0: float) -> dict[str, Any]:
     try:
         sf = SourceFile.from_bytes(data, name)
         base["encoding"] = sf.encoding
@@ -415,49 +420,6 @@ def open_cache() -> Any:
     settings = get_settings()
     return CacheManager(policy=settings.cache_strategy, max_entries=settings.cache_size, ttl=settings.cache_ttl,
                         namespace="fixer", snapshot=settings.cache_warming, snapshot_entries=settings.cache_size)
-
-
-_METRICS: tuple[Any, Any] | None = None
-_PENDING: list[tuple[str, float]] = []
-
-
-def record(kind: str, seconds: float) -> None:
-    """Report one fix (its kind and latency) to the metrics registry.
-
-    Why it may wait: the registry's exporter (prometheus-client) costs ~60 ms to import, a
-    sixth of a one-file ``noodle fix``, whose process ends before anyone could read it. So
-    while nothing has imported :mod:`noodle.metrics`, observations wait here (plain tuples,
-    at most PENDING_LIMIT) and :func:`publish` moves them over; once the registry is loaded
-    (``noodle run``, ``noodle serve``, a program that reads it) every fix goes straight in.
-    """
-    _PENDING.append((kind, seconds))
-    if "noodle.metrics" in sys.modules or len(_PENDING) >= PENDING_LIMIT:
-        publish()
-
-
-def publish() -> None:
-    """Move waiting observations into ``noodle_fixer_seconds{kind}`` and ``noodle_fixer_fixes_total{kind}``
-    (nothing is kept when NOODLE_SYNTAX_FIXER_PERFORMANCE_MONITORING is off)."""
-    global _METRICS
-    if not _PENDING:
-        return
-    pending = _PENDING[:]
-    del _PENDING[:len(pending)]
-    if not get_settings().performance_monitoring:
-        return
-    if _METRICS is None:
-        from noodle import metrics
-
-        _METRICS = (
-            metrics.histogram("noodle_fixer_seconds", "latency of one syntax fix (one file), by result kind",
-                              ["kind"], buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1,
-                                                 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)),
-            metrics.counter("noodle_fixer_fixes_total", "syntax fixes run (one per file), by result kind", ["kind"]),
-        )
-    hist, count = _METRICS
-    for kind, seconds in pending:
-        hist.labels(kind).observe(seconds)
-        count.labels(kind).inc()
 
 
 # --------------------------------------------------------------------------- the run

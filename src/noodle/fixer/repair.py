@@ -38,6 +38,7 @@ from noodle.fixer.context import Change, Context, apply_changes
 from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
 from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
 from noodle.fixer.result import Candidate, Edit, FixResult
+from noodle.fixer.telemetry import record_fix
 
 __all__ = ["FixArgumentError", "fix"]
 
@@ -263,6 +264,12 @@ def fix(source: str, *, k: int = 5, filename: str = "<string>",
     :class:`FixArgumentError` (a ValueError) on unusable arguments.
     """
     _check_args(source, k, filename, target_version)
+    result = _fix(source, k, filename, target_version)
+    record_fix(result.kind, result.seconds)
+    return result
+
+
+def _fix(source: str, k: int, filename: str, target_version: tuple[int, int] | None) -> FixResult:
     t0 = time.perf_counter()
     checker = Checker(filename, target_version)
     err = checker.file_error(source)

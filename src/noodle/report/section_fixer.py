@@ -2,7 +2,7 @@
 
 Reads the registry (``noodle_fixer_seconds{kind}``). The fixer holds its
 observations until asked (importing the metrics machinery would slow a
-one-file ``noodle fix``), so if ``noodle.fixer.batch`` is loaded this section
+one-file ``noodle fix``), so if ``noodle.fixer.telemetry`` is loaded this section
 asks it to publish first; it never imports the fixer otherwise.
 """
 
@@ -18,9 +18,9 @@ ORDER = 75
 
 def render(registry: Any) -> Any:
     """A rich table, or None when nothing was fixed."""
-    batch = sys.modules.get("noodle.fixer.batch")
-    if batch is not None:
-        batch.publish()
+    telemetry = sys.modules.get("noodle.fixer.telemetry")
+    if telemetry is not None:
+        telemetry.publish()
     seconds = registry.get("noodle_fixer_seconds")
     if seconds is None or not seconds.children():
         return None
