@@ -22,7 +22,7 @@ region chunks (``mmap`` memory) and would flatter the region.
   above the process's starting RSS, <= live data + one chunk (live data: the
   live bytes, or the heap run's RSS growth when larger, which adds the
   interpreter's own allocations), with the
-  default manager (a scope that ran once keeps at most one chunk warm; only a
+  default manager (a scope that ran once keeps no free chunk mapped; only a
   scope that repeats keeps up to 512 MiB warm, which is what makes the next
   region of a loop fast). Shown too: a manager bounded to one chunk, and the
   default manager after ``trim()``.
@@ -291,7 +291,7 @@ def run(quick: bool) -> list[Row]:
 
     held = 32
     exits = {mode: _child("exit", mode, held) for mode in ("heap", "bounded", "trim", "default")}
-    rows.append(Row("memory", f"RSS after exit ({held} x 8 MiB held, 24 MiB kept)", "region, 1 chunk kept warm",
+    rows.append(Row("memory", f"RSS after exit ({held} x 8 MiB held, 24 MiB kept)", "region, manager bounded to 1 chunk",
                     "heap", _timing([exits["bounded"]["seconds"]]), _timing([exits["heap"]["seconds"]]),
                     {mode: {k: v for k, v in e.items() if k != "seconds"} for mode, e in exits.items()}))
 
@@ -404,7 +404,7 @@ def notes(rows: list[Row]) -> list[str]:
                   r.ratio >= 1.3 and e["peak_rss_region"] <= e["peak_rss_heap"] + slack,
                   f"{r.ratio:.2f}x, peak {_mib(e['peak_rss_region'])} vs {_mib(e['peak_rss_heap'])}")
         elif r.case.startswith("RSS after exit"):
-            for mode, label in (("heap", "heap"), ("bounded", "region, manager keeping 1 chunk warm"),
+            for mode, label in (("heap", "heap"), ("bounded", "region, manager bounded to 1 chunk"),
                                 ("trim", "region, default manager + trim()"),
                                 ("default", "region, default manager (one region of the scope)")):
                 f = e[mode]

@@ -133,7 +133,7 @@ class ScopeArena:
         self.max_retained = max_retained
         # Why a scope is kept warm only once it repeats: warmth pays off for the next region of the
         # scope (a loop); a region that runs once would leave its peak resident for nothing. Until
-        # a second region of the scope ends, at most ``first_keep`` bytes (one chunk) stay warm.
+        # a second region of the scope ends, at most ``first_keep`` bytes stay warm (the manager: 0).
         self.first_keep = first_keep
         self.exits = 0
         self.free: list[Chunk] = []

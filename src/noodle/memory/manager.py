@@ -98,16 +98,17 @@ class RegionManager:
     saves); ``max_retained_bytes`` bounds the warm bytes
     kept per scope (beyond, chunks are unmapped: RSS goes down). A scope is
     kept warm only once a second region of it has ended (a loop): after a
-    region that runs once, at most one chunk stays mapped, so RSS returns to
-    the live bytes plus one chunk.
+    region that runs once, no free chunk stays mapped, so RSS returns to the
+    live bytes.
     ``noodle.region()`` uses one process-wide manager (:func:`default_manager`).
 
     Example::
 
         mgr = RegionManager(max_retained_bytes=256 << 20)
-        with mgr.create_region("batch") as alloc:
-            total = float(alloc.full((1 << 20,), 2.0).sum())   # nothing holds the array at exit
-        mgr.stats()["scopes"]["batch"]["retained_bytes"]       # its 8 MiB chunk is kept warm
+        for step in range(3):
+            with mgr.create_region("batch") as alloc:
+                total = float(alloc.full((1 << 20,), 2.0).sum())   # nothing holds the array at exit
+        mgr.stats()["scopes"]["batch"]["retained_bytes"]           # its 8 MiB chunk is kept warm
     """
 
     def __init__(self, *, chunk_bytes: int = 8 << 20, small_bytes: int = 64 << 10,
@@ -154,7 +155,7 @@ class RegionManager:
     def _arena(self, scope: str) -> ScopeArena:
         arena = self._arenas.get(scope)
         if arena is None:
-            arena = self._arenas[scope] = ScopeArena(scope, self.max_retained_bytes, self.chunk_bytes)
+            arena = self._arenas[scope] = ScopeArena(scope, self.max_retained_bytes, 0)
         return arena
 
     def _take_chunk(self, scope: str, size: int, dedicated: bool) -> tuple[Chunk, bool]:
