@@ -285,60 +285,59 @@ def test_processes_opening_a_new_store_at_once_all_succeed(db_url, table):
                 conn.execute(f"DROP TABLE IF EXISTS {table}_{n}")
 
 
-def test_postgres_dropped_and_recreated_table_is_not_served_from_cache(pg_url):
-    """DROP and CREATE fire no trigger: the listener's trigger fingerprint must forget the old table."""
-    t = f"drop_{uuid.uuid4().hex[:10]}"
+@pytest.fixture
+def one_value_table(pg_url):
+    """A PostgreSQL table ``(v INTEGER)`` holding 1, a raw autocommit connection to change it, and its name."""
+    t = f"one_{uuid.uuid4().hex[:10]}"
     raw = _raw(pg_url)
     raw.execute(f"CREATE TABLE {t} (v INTEGER)")
     raw.execute(f"INSERT INTO {t} VALUES (1)")
     try:
-        with MathStore(pg_url, table=f"objs_{t}", redis_url=None) as store:
-            sql = f"SELECT v FROM {t}"
-            assert store.query(sql) == [(1,)] and store.query(sql) == [(1,)]
-            assert store.served_from_cache == 1
-            raw.execute(f"DROP TABLE {t}")
-            raw.execute(f"CREATE TABLE {t} (v INTEGER)")
-            raw.execute(f"INSERT INTO {t} VALUES (2)")  # no trigger of ours on the new table yet
-            import time
-
-            time.sleep(store.max_staleness + 0.02)
-            assert store.query(sql) == [(2,)]
-            raw.execute(f"UPDATE {t} SET v = 3")
-            time.sleep(store.max_staleness + 0.02)
-            assert store.query(sql) == [(3,)]
+        yield raw, t
     finally:
         raw.execute(f"DROP TABLE IF EXISTS {t}")
         raw.execute(f"DROP TABLE IF EXISTS objs_{t}")
         raw.close()
 
 
-def test_postgres_lost_listener_falls_back_to_checking_every_hit(pg_url):
+def test_postgres_dropped_and_recreated_table_is_not_served_from_cache(pg_url, one_value_table):
+    """DROP and CREATE fire no trigger: the listener's trigger fingerprint must forget the old table."""
+    import time
+
+    raw, t = one_value_table
+    with MathStore(pg_url, table=f"objs_{t}", redis_url=None) as store:
+        sql = f"SELECT v FROM {t}"
+        assert store.query(sql) == [(1,)] and store.query(sql) == [(1,)]
+        assert store.served_from_cache == 1
+        raw.execute(f"DROP TABLE {t}")
+        raw.execute(f"CREATE TABLE {t} (v INTEGER)")
+        raw.execute(f"INSERT INTO {t} VALUES (2)")  # no trigger of ours on the new table yet
+        time.sleep(store.max_staleness + 0.02)
+        assert store.query(sql) == [(2,)]
+        raw.execute(f"UPDATE {t} SET v = 3")
+        time.sleep(store.max_staleness + 0.02)
+        assert store.query(sql) == [(3,)]
+
+
+def test_postgres_lost_listener_falls_back_to_checking_every_hit(pg_url, one_value_table):
     """The listening connection is killed: hits must check the database (never trust stale knowledge),
     and the store reconnects its listener."""
     import time
 
-    t = f"lost_{uuid.uuid4().hex[:10]}"
-    raw = _raw(pg_url)
-    raw.execute(f"CREATE TABLE {t} (v INTEGER)")
-    raw.execute(f"INSERT INTO {t} VALUES (1)")
-    try:
-        with MathStore(pg_url, table=f"objs_{t}", redis_url=None) as store:
-            sql = f"SELECT v FROM {t}"
-            assert store.query(sql) == [(1,)] and store.query(sql) == [(1,)]
-            pid = store._tracker._listener.info.backend_pid
-            raw.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            raw.execute(f"UPDATE {t} SET v = 2")  # its notification goes nowhere
-            time.sleep(store.max_staleness + 0.02)
-            assert store.query(sql) == [(2,)]
-            hits = store.served_from_cache
-            assert store.query(sql) == [(2,)] and store.served_from_cache == hits + 1
-            time.sleep(1.1)
-            assert store.query(sql) == [(2,)]
-            assert store._tracker._listener is not None  # listening again
-            raw.execute(f"UPDATE {t} SET v = 3")
-            time.sleep(store.max_staleness + 0.02)
-            assert store.query(sql) == [(3,)]
-    finally:
-        raw.execute(f"DROP TABLE IF EXISTS {t}")
-        raw.execute(f"DROP TABLE IF EXISTS objs_{t}")
-        raw.close()
+    raw, t = one_value_table
+    with MathStore(pg_url, table=f"objs_{t}", redis_url=None) as store:
+        sql = f"SELECT v FROM {t}"
+        assert store.query(sql) == [(1,)] and store.query(sql) == [(1,)]
+        pid = store._tracker._listener.info.backend_pid
+        raw.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        raw.execute(f"UPDATE {t} SET v = 2")  # its notification goes nowhere
+        time.sleep(store.max_staleness + 0.02)
+        assert store.query(sql) == [(2,)]
+        hits = store.served_from_cache
+        assert store.query(sql) == [(2,)] and store.served_from_cache == hits + 1
+        time.sleep(1.1)
+        assert store.query(sql) == [(2,)]
+        assert store._tracker._listener is not None  # listening again
+        raw.execute(f"UPDATE {t} SET v = 3")
+        time.sleep(store.max_staleness + 0.02)
+        assert store.query(sql) == [(3,)]
