@@ -257,3 +257,43 @@ def test_a_mid_size_file_with_many_errors_is_repaired_piece_by_piece():
     out = batch.fix_payload(broken.encode(), name="many.py")
     assert out["status"] == "fixed" and out["result"]["parses"], out["message"]
     assert out["output"].decode() == original
+
+
+def _slow_counting_fix(source, *, k=5, filename="<string>", target_version=None, count_dir=""):
+    import time
+
+    time.sleep(0.3)
+    return counting_fix(source, k=k, filename=filename, target_version=target_version, count_dir=count_dir)
+
+
+def test_two_runners_of_one_chunk_fix_each_file_once(tmp_path):
+    """Dask may run a chunk twice at once after a worker death (rescheduled and retried): the claim makes
+    the second runner wait for the first one's outcome instead of fixing again; a claim left by a dead
+    process is taken over."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    count_dir = tmp_path / "count"
+    count_dir.mkdir()
+    item = ("key-1", "f.py", b"def f(x)\n    return x\n")
+    fn = functools.partial(_slow_counting_fix, count_dir=str(count_dir))
+    pids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                out = batch.process(item, fix_fn=fn, journal=str(journal))
+                code = 0 if out["status"] == "fixed" else 3
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    assert [os.waitpid(pid, 0)[1] for pid in pids] == [0, 0]
+    assert _counts(count_dir) == {"f.py": 1}
+    # a claimant that died before journaling: the next runner takes the file over
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    (journal / "key-2.json.claim").write_text(str(dead))
+    out = batch.process(("key-2", "g.py", b"x = (1,\n"), fix_fn=fn, journal=str(journal))
+    assert out["status"] == "fixed" and _counts(count_dir) == {"f.py": 1, "g.py": 1}

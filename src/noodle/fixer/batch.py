@@ -323,19 +323,21 @@ def process(item: tuple[str, str, bytes], *, k: int = 5, target_version: tuple[i
     """Fix one ``(key, name, data)`` item (on a worker or here); with ``journal``, never twice per run.
 
     A rerun of a chunk (its worker died) finds the files the dead worker finished in the
-    journal directory and returns those outcomes without fixing again. A journal the
-    worker cannot reach (a cluster without the client's filesystem) is simply not used.
+    journal directory and returns those outcomes without fixing again. Why a claim too: when a
+    worker dies, Dask may run a chunk again while another copy of it is still running (a
+    rescheduled task and a retried one), so a file is claimed (an exclusive create) before it
+    is fixed; a second runner waits for the claimant's outcome, and takes the file over only
+    if the claimant's process is gone. A journal the worker cannot reach (a cluster without
+    the client's filesystem) is simply not used.
     """
     key, name, data = item
     path = _journal_path(journal, key) if journal and os.path.isdir(journal) else None
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                done = from_jsonable(json.load(f))
-            if done is not None:
-                return dict(done, journaled=True)
-        except (OSError, ValueError):
-            pass
+        done = _journaled(path)
+        if done is None and not _claim(path):
+            done = _wait_for_claimant(path)
+        if done is not None:
+            return dict(done, journaled=True)
     value = fix_payload(data, name=name, k=k, target_version=target_version, fix_fn=fix_fn)
     plain = to_jsonable(value) if path is not None else None
     if path is not None and plain is not None:
@@ -347,6 +349,55 @@ def process(item: tuple[str, str, bytes], *, k: int = 5, target_version: tuple[i
         except OSError:
             pass
     return value
+
+
+def _journaled(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return from_jsonable(json.load(f))
+    except (OSError, ValueError):
+        return None
+
+
+def _claim(path: str) -> bool:
+    """Claim the file for this process (True), or find it claimed by another (False)."""
+    try:
+        fd = os.open(path + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # no claims possible here: fix it (at worst twice, as without a journal)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def _wait_for_claimant(path: str) -> dict[str, Any] | None:
+    """The outcome the claimant journals, or None once it is gone (then this process fixes the file)."""
+    deadline = time.monotonic() + float(get_settings().worker_timeout)
+    while time.monotonic() < deadline:
+        done = _journaled(path)
+        if done is not None:
+            return done
+        try:
+            with open(path + ".claim", encoding="utf-8") as f:
+                owner = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            owner = 0
+        if owner and not _alive(owner):
+            return _journaled(path)
+        time.sleep(0.01)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- cache and metrics
