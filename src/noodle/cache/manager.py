@@ -132,7 +132,8 @@ class CacheManager(LoadingMixin):
         self._snapshot_on = settings.cache_warming if snapshot is None else bool(snapshot)
         self.snapshot_entries = snapshot_entries
         self.get = self._build_get()  # type: ignore[method-assign]
-        self.get_local = self._build_get(local_only=True)  # type: ignore[method-assign]
+        # without a Redis tier every read is local: get_local is get itself
+        self.get_local = self.get if self._redis is None else self._build_get(local_only=True)  # type: ignore[method-assign]
         fast_set = self._build_set()
         if fast_set is not None:
             self.set = fast_set  # type: ignore[method-assign]
@@ -235,29 +236,14 @@ class CacheManager(LoadingMixin):
         if local_only:
             if not self.local_tier:
                 return self._no_local_get
-            if self._redis is not None:
-                # the local tier holds canonical keys: str keys are their own canonical form
-                path = self._policy.hit_path()
-                if path is None or path[2] is not None:
-                    return self._slow_get_local
-                lookup_, touch_ = path[0], path[1]
-                slow_local, mono_, count = self._slow_get_local, _monotonic, self._hit_counter.__next__
-
-                def get_local(key: Hashable, default: Any = None) -> Any:
-                    if type(key) is str:
-                        entry = lookup_(key, MISSING)
-                        if entry is not MISSING:
-                            expires = entry.expires
-                            if entry.limits is None and (not expires or expires > mono_()):
-                                try:
-                                    touch_(key)
-                                except KeyError:
-                                    pass
-                                count()
-                                return entry.value
-                    return slow_local(key, default)
-
-                return get_local
+            path = self._policy.hit_path()
+            if path is None or path[2] is not None:
+                return self._slow_get_local
+            # (a Redis-backed manager:) the local tier holds canonical keys, and only a str key is its
+            # own canonical form; others take the slow path, which canonicalizes them
+            raw, touch = path[0], path[1]
+            return self._lru_get(lambda key, default: raw(key, default) if type(key) is str else default,
+                                 touch, self._slow_get_local)
         if not self.local_tier:
             return self._slow_get
         path = self._policy.hit_path() if self._redis is None else None
@@ -269,28 +255,7 @@ class CacheManager(LoadingMixin):
         lookup, touch, buffer, buffer_max, flush = path
         if buffer is None:
             assert touch is not None
-            slow = self._slow_get
-
-            # LRU/TTL: under the GIL each OrderedDict call is atomic, and a key evicted between the
-            # lookup and move_to_end raises KeyError, which is harmless (the value read was current
-            # when read). Hits are counted by itertools.count (atomic).
-            def get(key: Hashable, default: Any = None) -> Any:
-                try:
-                    entry = lookup(key, MISSING)
-                except TypeError:
-                    raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
-                if entry is not MISSING:
-                    expires = entry.expires
-                    if entry.limits is None and (not expires or expires > mono()):
-                        try:
-                            touch(key)
-                        except KeyError:
-                            pass
-                        count_hit()
-                        return entry.value
-                return slow(key, default)
-
-            return get
+            return self._lru_get(lookup, touch, self._slow_get)
         append = buffer.append
         locked = self._locked_get
         if touch is None:
@@ -335,6 +300,34 @@ class CacheManager(LoadingMixin):
                     count_hit()
                     return entry.value
             return locked(key, default)
+
+        return get
+
+    def _lru_get(self, lookup: Callable[[Hashable, Any], Any], touch: Callable[[Hashable], Any],
+                 slow: Callable[[Hashable, Any], Any]) -> Callable[[Hashable, Any], Any]:
+        """The lock-free hit path of LRU/TTL policies; anything but a plain hit goes to ``slow``.
+
+        Under the GIL each OrderedDict call is atomic, and a key evicted between the lookup and
+        move_to_end raises KeyError, which is harmless (the value read was current when read).
+        Hits are counted by itertools.count (atomic).
+        """
+        mono, count_hit = _monotonic, self._hit_counter.__next__
+
+        def get(key: Hashable, default: Any = None) -> Any:
+            try:
+                entry = lookup(key, MISSING)
+            except TypeError:
+                raise CacheError(f"cache keys must be hashable; got {type(key).__name__}.") from None
+            if entry is not MISSING:
+                expires = entry.expires
+                if entry.limits is None and (not expires or expires > mono()):
+                    try:
+                        touch(key)
+                    except KeyError:
+                        pass
+                    count_hit()
+                    return entry.value
+            return slow(key, default)
 
         return get
 
