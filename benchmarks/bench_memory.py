@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -56,6 +55,8 @@ import numpy as np
 
 import noodle as nd
 from noodle.benchtools import Row, Timing, time_pair
+from noodle.metrics.process import peak_rss_bytes as _peak_rss
+from noodle.metrics.process import rss_bytes as _rss
 
 TITLE = "noodle bench memory (regions vs the heap; RSS from fresh processes)"
 MiB = 1 << 20
@@ -74,13 +75,6 @@ class Node:
 
 
 # --------------------------------------------------------------------------- measurements
-def _rss() -> int:
-    with open("/proc/self/statm", "rb") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss() -> int:
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _rss())
 
 
 def _faults() -> int:

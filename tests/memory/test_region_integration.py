@@ -72,7 +72,7 @@ def held_in_object(i):
 
 def worker_state(scope):
     """This worker's region counts for ``scope`` and its RSS."""
-    from noodle.dist.tasks import rss_bytes
+    from noodle.metrics.process import rss_bytes
     from noodle.memory import default_manager
 
     def value(name, *labels):

@@ -23,10 +23,11 @@ element, which the client folds into its metrics.
 from __future__ import annotations
 
 import functools
-import os
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from noodle.metrics.process import rss_bytes
 
 
 def _worker_address() -> str:
@@ -180,22 +181,6 @@ def _copy_out(value: Any, alloc: Any, depth: int) -> tuple[Any, int]:
 _LEAVES = (type(None), bool, int, float, complex, str, bytes)
 
 
-def rss_bytes() -> int:
-    """This process's resident set size now (``tracemalloc`` does not see region chunks: they are
-    ``mmap`` memory); 0 where it cannot be read."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        try:
-            import psutil
-
-            return int(psutil.Process().memory_info().rss)
-        except Exception:  # no /proc and no psutil answer: say nothing rather than fail the task
-            return 0
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 # --- noodle programs on workers ---------------------------------------------------------------

@@ -10,10 +10,9 @@ is read from the operating system: region chunks are ``mmap`` memory, which
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
+from noodle.metrics.process import peak_rss_bytes, rss_bytes
 from noodle.report.format import nbytes
 
 ORDER = 65
@@ -38,7 +37,7 @@ def render(registry: Any) -> Any:
                      f"it stays valid)" + f", kept warm for reuse {nbytes(retained)}")
     if remote:
         parts.append(_workers(registry))
-    rss, peak = _rss()
+    rss, peak = rss_bytes(), peak_rss_bytes()
     if rss or peak:
         parts.append(f"process RSS now {nbytes(rss)}, peak {nbytes(peak)} (region chunks are mmap memory: "
                      f"tracemalloc does not count them)")
@@ -89,18 +88,3 @@ def _workers(registry: Any) -> str:
     return line
 
 
-def _rss() -> tuple[int, int]:
-    """(RSS now, peak RSS) of this process in bytes; 0 where the system does not say."""
-    now = 0
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-    except ImportError:   # Windows
-        return now, 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak = peak if sys.platform == "darwin" else peak * 1024   # macOS: bytes; Linux: KiB
-    return now, max(now, peak)   # the kernel updates its high-water mark lazily
