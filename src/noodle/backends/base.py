@@ -27,12 +27,28 @@ Example::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.errors import DTypeError, ShapeError
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A backend's op-table entry for an op it cannot translate; placement routes such regions elsewhere."""
+
+    reason: str
+
+
+def table_ops() -> frozenset[str]:
+    """The ops every backend's ``op_table`` must have an entry for (all but program inputs/constants)."""
+    from noodle.ir.ops import OPS, OpKind
+
+    return frozenset(name for name, row in OPS.items() if row.kind not in (OpKind.INPUT, OpKind.CONST))
 
 
 class Kernel(ABC):
@@ -55,6 +71,18 @@ class Backend(ABC):
     """A code generator for one target (CPU via Numba, GPU via CUDA, ...)."""
 
     name: str = "abstract"
+    #: op name -> this backend's translation of it (a template, a callable, ...) or Unsupported(why);
+    #: one entry per op of :func:`table_ops` (a coverage test checks every registered backend)
+    op_table: ClassVar[Mapping[str, Any]] = {}
+
+    def supports(self, op: str) -> tuple[bool, str]:
+        """(True, "") when ``op`` has a translation here, else (False, why not)."""
+        entry = self.op_table.get(op)
+        if entry is None:
+            return False, f"backend {self.name!r} has no translation of op {op!r}"
+        if isinstance(entry, Unsupported):
+            return False, entry.reason
+        return True, ""
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -91,4 +119,4 @@ def check_inputs(spec: KernelSpec, inputs: tuple[Any, ...]) -> None:
             )
 
 
-__all__ = ["Backend", "Kernel", "check_inputs"]
+__all__ = ["Backend", "Kernel", "Unsupported", "check_inputs", "table_ops"]
