@@ -35,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "dist": {"ir", "nbc", "exec", "jit", "devices", "backends", "trace", "passes", "memory", "array"},
     "report": {"devices", "monitor"},
     "crypto": {"devices", "backends", "memory", "array"},
-    "fixer": {"cache", "dist", "monitor"},
+    "inference": {"devices", "placement", "cache", "monitor"},
+    "fixer": {"cache", "dist", "monitor", "inference"},
     "benchtools": set(),
 }
 TOP = {"__init__", "cli", "commands"}   # the facade and the command line may import anything
