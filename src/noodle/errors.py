@@ -214,3 +214,27 @@ class FixArgumentError(FixerError, ValueError):
 
 
 __all__ += ["FixArgumentError", "FixerError", "FixerFileError", "FixerUsageError"]
+
+
+class InferenceError(NoodleError):
+    """The inference engine was given something it cannot serve, or could not serve a request."""
+
+
+class ModelLoadError(InferenceError, ValueError):
+    """A model (path or bytes) is not a loadable ONNX model, or a variant of it could not be built."""
+
+
+class InferenceInputError(InferenceError, ValueError):
+    """Inputs do not match the model: an unknown or missing input name, a wrong dtype or rank."""
+
+
+class InferenceShutdownError(InferenceError, RuntimeError):
+    """The engine was closed before (or while) a request was served; the request was not run."""
+
+
+class InferenceOverloadError(InferenceError, RuntimeError):
+    """The engine's request queue stayed full past the submit timeout (backpressure), or load was shed."""
+
+
+__all__ += ["InferenceError", "InferenceInputError", "InferenceOverloadError", "InferenceShutdownError",
+            "ModelLoadError"]
