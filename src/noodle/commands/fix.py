@@ -14,6 +14,10 @@ Modes (files are never touched except by ``--write``):
 
 ``-`` reads the source from stdin; with ``--write`` the repaired source goes to stdout.
 
+``--lsp`` (no PATH) serves an editor instead: a Language Server on stdin/stdout that keeps the
+model loaded, publishes a diagnostic per syntax error and offers the top ``-k`` repairs as quick
+fixes (:mod:`noodle.fixer.lsp`; pygls is imported only then).
+
 Exit status, as ruff's: 0 when every file parses (nothing to fix, nothing written); 1 when
 repairs were found (or, with ``--write``, applied), or when a file has a syntax error no
 repair fixes (a violation that remains, as ruff exits 1 for unfixable violations); 2 on an
@@ -36,8 +40,11 @@ HELP = "repair Python syntax errors (--diff shows, --check lists, --write applie
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="PATH",
+    p.add_argument("paths", nargs="*", metavar="PATH",
                    help="Python files or directories (recursing into *.py and *.pyi); - reads stdin")
+    p.add_argument("--lsp", action="store_true",
+                   help="run as a Language Server on stdin/stdout (diagnostics and quick fixes for an editor); "
+                        "takes no PATH")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="print the repairs as a unified diff; change nothing")
     mode.add_argument("--check", action="store_true", help="list files that would be fixed; change nothing")
@@ -175,6 +182,31 @@ class _Report:
         print(", ".join(parts) + hint, file=sys.stderr)
 
 
+def _serve_lsp(args: argparse.Namespace, k: int, target: tuple[int, int] | None) -> int:
+    """``--lsp``: hand stdin/stdout to the Language Server (pygls is imported only here)."""
+    from noodle.fixer.batch import FixerUsageError
+
+    if args.paths:
+        raise FixerUsageError(
+            f"noodle fix --lsp takes no PATH (the editor sends the files over the protocol), got "
+            f"{' '.join(args.paths)}; run 'noodle fix --lsp' alone, or drop --lsp to fix these files")
+    used = [flag for flag, on in (("--diff", args.diff), ("--check", args.check), ("--write", args.write),
+                                  ("--json", args.json), ("--workers", args.workers != 1),
+                                  ("--stdin-filename", args.stdin_filename is not None)) if on]
+    if used:
+        raise FixerUsageError(f"noodle fix --lsp cannot be combined with {', '.join(used)}: the editor "
+                              f"applies the repairs; only -k and --target-version apply to the server")
+    try:
+        from noodle.fixer.lsp import serve
+    except ImportError as exc:
+        from noodle.errors import FixerError
+
+        raise FixerError(f"noodle fix --lsp needs pygls and lsprotocol, which are not installed ({exc}); "
+                         f"install them with: pip install 'noodle[lsp]'") from exc
+    serve(k=k, target_version=target)
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     import os
 
@@ -182,6 +214,11 @@ def main(args: argparse.Namespace) -> int:
 
     k = batch.check_k(args.k)
     target = batch.parse_target_version(args.target_version)
+    if args.lsp:
+        return _serve_lsp(args, k, target)
+    if not args.paths:
+        raise batch.FixerUsageError("noodle fix needs at least one PATH (a file, a directory, or - for stdin), "
+                                    "or --lsp to serve an editor")
     workers = args.workers
     if workers == 0:
         workers = min(batch.get_settings().max_workers, os.cpu_count() or 1)
