@@ -19,10 +19,12 @@ from noodle.passes.fuse import fuse
 from noodle.passes.memplan import plan_memory
 from noodle.passes.schedule import Unit, units
 from noodle.passes.simplify import algebraic, cse, dce, fold_constants
+from noodle.passes.strength import strength_reduce
 
 PIPELINE: tuple[tuple[str, Callable[[Program], Program]], ...] = (
     ("fold", fold_constants),
     ("algebraic", algebraic),
+    ("strength", strength_reduce),
     ("cse", cse),
     ("fold2", fold_constants),
     ("dce", dce),
@@ -43,4 +45,4 @@ def optimize(program: Program, verify_each: bool = False) -> Program:
 
 
 __all__ = ["PIPELINE", "Unit", "algebraic", "cse", "dce", "fold_constants", "fuse", "optimize",
-           "plan_memory", "units"]
+           "plan_memory", "strength_reduce", "units"]
