@@ -69,6 +69,7 @@ class _Request:
     signature: tuple
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
+    on_result: Callable[[dict[str, np.ndarray]], None] | None = None
 
 
 _STOP = object()
@@ -114,16 +115,18 @@ class DynamicBatcher:
 
     # ---- client side -------------------------------------------------------------------------------
 
-    def submit(self, feeds: dict[str, np.ndarray], rows: int, timeout: float | None = None) -> Future:
+    def submit(self, feeds: dict[str, np.ndarray], rows: int, timeout: float | None = None,
+               on_result: Callable[[dict[str, np.ndarray]], None] | None = None) -> Future:
         """Queue one request of ``rows`` rows; returns its future. Blocks while the queue is full, for up
-        to ``timeout`` (default: the batcher's ``submit_timeout_s``), then raises InferenceOverloadError."""
+        to ``timeout`` (default: the batcher's ``submit_timeout_s``), then raises InferenceOverloadError.
+        ``on_result`` sees the request's own outputs (name -> array) before its future is resolved."""
         with self._lock:
             if self._closed:
                 raise InferenceShutdownError("the inference engine is closed; no new requests are accepted. "
                                              "Create a new engine to serve more requests.")
             self._entering += 1
         try:
-            req = _Request(feeds, int(rows), signature_of(feeds))
+            req = _Request(feeds, int(rows), signature_of(feeds), on_result=on_result)
             wait = self.submit_timeout_s if timeout is None else timeout
             try:
                 self._queue.put(req, timeout=wait)
@@ -268,7 +271,7 @@ class DynamicBatcher:
     def _run_one(self, req: _Request) -> None:
         try:
             out = self._run(req.feeds)
-            req.future.set_result(self._present(out))
+            _deliver(req, out, self._present)
         except BaseException as exc:  # noqa: BLE001 - every failure goes to the request's own future
             _fail(req.future, exc)
 
@@ -291,10 +294,19 @@ class DynamicBatcher:
             part = {k: v[offset:offset + r.rows].copy() for k, v in out.items()}
             offset += r.rows
             try:
-                r.future.set_result(self._present(part))
+                _deliver(r, part, self._present)
             except BaseException as exc:  # noqa: BLE001
                 _fail(r.future, exc)
         return True
+
+
+def _deliver(req: _Request, out: dict[str, np.ndarray], present: Callable[[dict[str, np.ndarray]], Any]) -> None:
+    if req.on_result is not None:
+        try:
+            req.on_result(out)
+        except Exception:   # a cache write must never fail the request
+            pass
+    req.future.set_result(present(out))
 
 
 def _fail(fut: Future, exc: BaseException) -> None:

@@ -37,12 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import InferenceShutdownError, ModelLoadError
+from noodle.errors import InferenceInputError, InferenceOverloadError, InferenceShutdownError, ModelLoadError
 from noodle.inference import session as _session
 from noodle.inference.batcher import BatchStats, DynamicBatcher
 
-DEFAULT_MAX_BATCH_SIZE = 64
-DEFAULT_MAX_QUEUE_DELAY_MS = 2.0
 DEFAULT_QUEUE_SIZE = 4096
 
 
@@ -70,14 +68,26 @@ class MLInferenceEngine:
     def __init__(self, model: Any, *, device: Any = "auto", optimizer: Any = None,
                  max_batch_size: int | None = None, max_queue_delay_ms: float | None = None,
                  queue_size: int = DEFAULT_QUEUE_SIZE, cache: Any = None, name: str | None = None) -> None:
+        from noodle.inference.settings import load_settings  # noqa: PLC0415
+
+        settings = load_settings()
+        delay_ms = settings.max_queue_delay_ms if max_queue_delay_ms is None else max_queue_delay_ms
+        if isinstance(delay_ms, bool) or not isinstance(delay_ms, (int, float)) or not 0 <= delay_ms <= 10_000:
+            raise InferenceInputError(f"max_queue_delay_ms must be a number of milliseconds in [0, 10000], "
+                                      f"got {delay_ms!r}.")
+        self._max_queue_delay_s = float(delay_ms) / 1000.0
+        self._queue_size = _positive_int("queue_size", queue_size)
+        if max_batch_size is not None:
+            _positive_int("max_batch_size", max_batch_size)
         self._data = _session.model_bytes(model)
         self.placement = _session.resolve_device(device)
         self.name = name or "model"
         self.variant = "fp32"
         self.decision: Any = None
+        self._gate: Any = None
         data = self._data
         if optimizer is not None:
-            from noodle.inference.optimizer import PerformanceOptimizer  # noqa: PLC0415
+            from noodle.inference.optimizer import LoadGate, PerformanceOptimizer  # noqa: PLC0415
 
             opt = PerformanceOptimizer() if optimizer is True else optimizer
             if not isinstance(opt, PerformanceOptimizer):
@@ -88,18 +98,22 @@ class MLInferenceEngine:
             data = self.decision.model_bytes
             if max_batch_size is None:
                 max_batch_size = self.decision.max_batch_size
+            self._gate = LoadGate(opt.settings.cpu_threshold, self._max_queue_delay_s)
         elif self.placement.kind == "cuda":
             from noodle.inference.quantize import to_fp16  # noqa: PLC0415
 
             data, self.variant = to_fp16(self._data), "fp16"
+        self._max_batch_size = _positive_int("max_batch_size", settings.max_batch_size
+                                             if max_batch_size is None else max_batch_size)
         self._session = _session.make_session(data, self.placement)
+        # CPU/GPU per batch size (AUTO_OPTIMIZATION with a GPU): one session per device, routed by rows.
+        self._routes: dict[str, Any] = {}
+        if self.decision is not None and self.decision.routes:
+            self._routes = {p.name: (self._session if p == self.placement else _session.make_session(b, p))
+                            for _, p, b in self.decision.routes}
         self.inputs = tuple(_session.TensorSpec.from_ort(a) for a in self._session.get_inputs())
         self.outputs = tuple(_session.TensorSpec.from_ort(a) for a in self._session.get_outputs())
         self._output_names = [o.name for o in self.outputs]
-        self._max_batch_size = int(max_batch_size or DEFAULT_MAX_BATCH_SIZE)
-        self._max_queue_delay_s = (DEFAULT_MAX_QUEUE_DELAY_MS if max_queue_delay_ms is None
-                                   else float(max_queue_delay_ms)) / 1000.0
-        self._queue_size = int(queue_size)
         self._preferred = tuple(getattr(self.decision, "preferred_batch_sizes", ()) or ())
         self._batcher: DynamicBatcher | None = None
         self._lock = threading.Lock()
@@ -109,7 +123,7 @@ class MLInferenceEngine:
             from noodle.inference.results_cache import ResultsCache  # noqa: PLC0415
 
             self._cache = ResultsCache(self._data, self.variant, cache)
-        self._metrics = _metrics_for(self)
+        self._metrics = _metrics_for(self, settings.performance_monitoring)
 
     # ---- serving -----------------------------------------------------------------------------------
 
@@ -145,10 +159,23 @@ class MLInferenceEngine:
                 return fut
             self._metrics.cache(False)
         batcher = self._batcher or self._start_batcher()
-        fut = batcher.submit(feeds, next(iter(feeds.values())).shape[0], timeout=timeout)
+        if self._gate is not None:
+            action = self._gate.action(batcher.pending(), self._queue_size)
+            if action == "shed":
+                self._metrics.load("shed")
+                raise InferenceOverloadError(
+                    f"request shed: CPU use is above NOODLE_SYNTAX_FIXER_CPU_THRESHOLD={self._gate.threshold} "
+                    f"and {batcher.pending()} requests are already queued. Retry later or lower the load.")
+            if action == "delay":
+                self._metrics.load("delay")
+                time.sleep(self._gate.delay_s)
+        on_result = None
         if self._cache is not None:
-            fut.add_done_callback(lambda f, feeds=feeds: self._cache_result(feeds, f))
-        return fut
+            cache = self._cache
+
+            def on_result(out: dict[str, np.ndarray], feeds: dict[str, np.ndarray] = feeds) -> None:
+                cache.put(feeds, out)
+        return batcher.submit(feeds, next(iter(feeds.values())).shape[0], timeout=timeout, on_result=on_result)
 
     def close(self, *, cancel_pending: bool = False, timeout: float | None = None) -> None:
         """Stop accepting requests and answer every accepted one (or fail it with InferenceShutdownError
@@ -190,19 +217,17 @@ class MLInferenceEngine:
     # ---- internals ---------------------------------------------------------------------------------
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._session.run(self._output_names, feeds)
+        sess = self._session
+        if self._routes:
+            rows = next(iter(feeds.values())).shape[0]
+            sess = self._routes.get(self.decision.route_for(rows), sess)
+        results = sess.run(self._output_names, feeds)
         return dict(zip(self._output_names, results))
 
     def _present(self, out: dict[str, np.ndarray]) -> Any:
         if len(self._output_names) == 1:
             return out[self._output_names[0]]
         return out
-
-    def _cache_result(self, feeds: dict[str, np.ndarray], fut: Future) -> None:
-        if fut.cancelled() or fut.exception() is not None or self._cache is None:
-            return
-        value = fut.result()
-        self._cache.put(feeds, value if isinstance(value, dict) else {self._output_names[0]: value})
 
     def _start_batcher(self) -> DynamicBatcher:
         with self._lock:
@@ -224,6 +249,9 @@ class _NoMetrics:
     def cache(self, hit: bool) -> None:
         pass
 
+    def load(self, action: str) -> None:
+        pass
+
     def latency(self, seconds: float, rows: int) -> None:
         pass
 
@@ -231,9 +259,15 @@ class _NoMetrics:
         pass
 
 
-def _metrics_for(engine: MLInferenceEngine) -> Any:
-    try:
-        from noodle.inference.metrics import EngineMetrics  # noqa: PLC0415
-    except ImportError:
+def _metrics_for(engine: MLInferenceEngine, enabled: bool) -> Any:
+    if not enabled:
         return _NoMetrics()
+    from noodle.inference.metrics import EngineMetrics  # noqa: PLC0415
+
     return EngineMetrics(engine.variant, engine.placement.name)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InferenceInputError(f"{name} must be an integer >= 1, got {value!r}.")
+    return int(value)
