@@ -31,7 +31,7 @@ from noodle.passes import optimize
 from noodle.trace import is_array
 from noodle.trace.tracer import Concretize, Tracer, trace_with_context
 
-_BACKENDS = (None, "numba", "cuda", "interpret")
+_BACKENDS = (None, "auto", "numba", "iree", "cuda", "interpret")
 _DEVICES = ("auto", "cpu", "cuda", "gpu")
 _ndarray = np.ndarray
 _SCALAR_TYPES = (float, int, bool)
@@ -68,7 +68,7 @@ class JitFunction:
                  hot_threshold: Any = None, static_argnums: Sequence[int] | int = (),
                  static_argnames: Sequence[str] | str = ()) -> None:
         if backend not in _BACKENDS:
-            raise ConfigError("backend", backend, "None, 'numba', 'cuda' or 'interpret'")
+            raise ConfigError("backend", backend, "None, 'auto', 'numba', 'iree', 'cuda' or 'interpret'")
         if device not in _DEVICES:
             raise ConfigError("device", device, "'auto', 'cpu' or 'cuda'")
         if not callable(fn) or not hasattr(fn, "__code__"):
@@ -89,7 +89,7 @@ class JitFunction:
         self._static = self._static_positions(static_argnums, static_argnames)
         self._states: dict[tuple, list[_Entry]] = {}
         functools.update_wrapper(self, fn)
-        if backend in (None, "numba") and device not in ("cuda", "gpu"):
+        if backend in (None, "numba", "auto") and device not in ("cuda", "gpu"):
             # Overlap Numba's import and set-up (most of a warm-cache first compile) with the
             # caller's own work between decoration and the first hot call.
             from noodle.backends.numba_cpu import prewarm
@@ -342,6 +342,28 @@ class JitFunction:
         arrays = [np.asarray(args[i]) if i in entry.params else args[i] for i in positions]
         return entry.state.nbc(), (*arrays, *implicit)
 
+    def explain(self, *args: Any, **kwargs: Any) -> Any:
+        """Where each fused region of this signature runs (or would run, once hot), and why.
+
+        A :class:`~noodle.placement.regions.Plan`: per region its ops, size and dtype, every
+        candidate backend with its estimated seconds (or why it was excluded) and the choice
+        with the reason; ``print()`` it. Under ``backend="auto"`` the first explain of a
+        machine may probe the backends (about a second each, then cached on disk).
+        """
+        from noodle.jit.manager import choose_backend
+        from noodle.jit.placing import plan_program
+
+        state = self.state(*args, **kwargs)
+        backend = "interpret" if state.status == "disabled" else choose_backend(state)
+        plan = plan_program(state.program, self.fn.__name__, backend, on_gpu=state.array_module == "cupy")
+        used = getattr(state.runner, "region_backends", None)
+        if used is not None and tuple(used) != tuple(r.backend for r in plan.regions):
+            from dataclasses import replace
+
+            plan = replace(plan, notes=(*plan.notes, f"compiled with: {', '.join(used)} (a choice that "
+                                        "failed to compile fell back to the next cheapest)"))
+        return plan
+
     def nir(self, *args: Any) -> str:
         """Readable text of the optimized NIR for this signature."""
         from noodle.ir.printer import format_program
@@ -460,7 +482,11 @@ def jit(fn: Callable[..., Any] | None = None, *, device: str = "auto", backend: 
     """Decorate ``fn`` for tracing and JIT compilation (usable as ``@jit`` or ``@jit(...)``).
 
     ``backend``: None picks from where inputs live (NumPy -> "numba", CuPy -> "cuda");
-    "interpret" never compiles. ``hot_threshold``: int calls, float seconds, or both as a
+    "auto" asks placement for each fused region (interpreter, Numba, IREE or CUDA, from the
+    calibrated cost model; ``f.explain(*args)`` shows the choices). "auto" is opt-in, not
+    the default: its first use on a machine probes every backend (seconds, then cached on
+    disk), which a fresh process with an empty cache would pay on its first compile.
+    "iree" compiles through MLIR/IREE (the ``noodle[mlir]`` extra); "interpret" never compiles. ``hot_threshold``: int calls, float seconds, or both as a
     tuple; default 10 calls or 50 ms of interpreted time, whichever comes first.
     ``static_argnums`` / ``static_argnames``: arguments whose *value* is part of the trace (as
     in JAX); other Python and NumPy scalars are runtime parameters, so a new value per call

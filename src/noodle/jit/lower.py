@@ -7,6 +7,9 @@ node (reshape, a reduction of an input, ...) runs through the interpreter's
 ``eval_node``. 0-d constants are inlined into the spec; larger constants are
 passed as kernel inputs.
 
+Which backend compiles each region is the caller's: one for all (``backend=``),
+or a chooser that placement (:mod:`noodle.jit.placing`) fills per region.
+
 Example::
 
     runner = build_runner(program, get_backend("numba"))
@@ -15,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +30,8 @@ from noodle.ir.graph import Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.semantics import eval_node
 from noodle.passes.schedule import Unit, units
+
+log = logging.getLogger("noodle.jit")
 
 
 def kernel_spec(program: Program, unit: Unit, first: int | None = None) -> tuple[KernelSpec, list[int], list[int]]:
@@ -101,23 +107,73 @@ def matmul_spec(program: Program, unit: Unit) -> tuple[MatmulSpec, list[int], li
 
 
 Step = tuple[Callable[..., tuple[Any, ...]], tuple[int, ...], tuple[int, ...]]
+#: region index -> the backends to try for it, best first (Backend objects, or "interpret")
+Chooser = Callable[[int], Sequence[Any]]
+Runner = Callable[[Sequence[Any]], tuple[Any, ...]]
 
 
-def build_runner(program: Program, backend: Any) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """Compile every unit with ``backend``; return ``runner(args) -> outputs``."""
+def is_region(program: Program, unit: Unit) -> bool:
+    """Whether ``unit`` is a fused region a backend compiles (else a lone node the interpreter runs)."""
+    nodes = program.nodes
+    if unit.group is None:
+        return False
+    return OPS[nodes[unit.members[0]].op].kind is OpKind.MATMUL or \
+        any(OPS[nodes[m].op].kind is not OpKind.REDUCE for m in unit.members)
+
+
+def _compile_unit(program: Program, unit: Unit, backend: Any) -> Step:
+    nodes = program.nodes
+    if backend == "interpret":
+        return _interp_unit(program, unit), unit.inputs, unit.outputs
+    if OPS[nodes[unit.members[0]].op].kind is OpKind.MATMUL:
+        spec, ins, outs = matmul_spec(program, unit)
+        return backend.compile_matmul(spec), tuple(ins), tuple(outs)
+    kspec, ins, outs = kernel_spec(program, unit)
+    return backend.compile_kernel(kspec), tuple(ins), tuple(outs)
+
+
+def build_runner(program: Program, backend: Any) -> Runner:
+    """Compile every fused region; return ``runner(args) -> outputs``.
+
+    ``backend``: one Backend for every region (an explicit ``backend=``), or a
+    :data:`Chooser` giving per region the backends to try, best first: a region whose
+    choice fails to compile takes the next (the interpreter never fails). The runner's
+    ``region_backends`` attribute names what each region got.
+    """
+    chooser: Chooser = backend if callable(backend) and not hasattr(backend, "compile_kernel") \
+        else (lambda k: (backend,))
     nodes = program.nodes
     steps: list[Step] = []
+    used: list[str] = []
     for unit in units(program):
-        head = nodes[unit.members[0]]
-        if unit.group is not None and OPS[head.op].kind is OpKind.MATMUL:
-            spec, ins, outs = matmul_spec(program, unit)
-            steps.append((backend.compile_matmul(spec), tuple(ins), tuple(outs)))
-        elif unit.group is not None and any(OPS[nodes[m].op].kind is not OpKind.REDUCE for m in unit.members):
-            spec, ins, outs = kernel_spec(program, unit)
-            steps.append((backend.compile_kernel(spec), tuple(ins), tuple(outs)))
-        else:
+        if not is_region(program, unit):
             (m,) = unit.members
             steps.append((_interp_step(nodes[m]), nodes[m].args, (m,)))
+            continue
+        tries = list(chooser(len(used)))
+        for i, b in enumerate(tries):
+            try:
+                steps.append(_compile_unit(program, unit, b))
+            except Exception as exc:  # noqa: BLE001 - the next choice (at worst the interpreter) runs it
+                if i == len(tries) - 1:
+                    raise
+                log.warning("noodle.jit: region %d failed to compile on %s, trying %s (results are "
+                            "unaffected): %s: %s", len(used), _name(b), _name(tries[i + 1]),
+                            type(exc).__name__, exc)
+                continue
+            used.append(_name(b))
+            break
+    runner = _runner(program, steps)
+    runner.region_backends = tuple(used)  # type: ignore[attr-defined]
+    return runner
+
+
+def _name(backend: Any) -> str:
+    return backend if isinstance(backend, str) else str(getattr(backend, "name", type(backend).__name__))
+
+
+def _runner(program: Program, steps: list[Step]) -> Runner:
+    nodes = program.nodes
     n = len(nodes)
     template: list[Any] = [None] * n
     input_slots: list[tuple[int, int]] = []
@@ -150,6 +206,24 @@ def build_runner(program: Program, backend: Any) -> Callable[[Sequence[Any]], tu
     return runner
 
 
+def _interp_unit(program: Program, unit: Unit) -> Callable[..., tuple[Any, ...]]:
+    """A region run by the interpreter's own ``eval_node``, member by member (placement chose it:
+    the interpreter is the spec, so this is exactly what the uncompiled program computes)."""
+    nodes = program.nodes
+    members = [(m, nodes[m]) for m in unit.members]
+    outs = unit.outputs
+
+    def step(*vals: Any) -> tuple[Any, ...]:
+        env = dict(zip(unit.inputs, vals, strict=True))
+        xp = array_module(vals)
+        with np.errstate(all="ignore"):
+            for m, node in members:
+                env[m] = eval_node(node, [env[a] for a in node.args], xp)
+        return tuple(env[o] for o in outs)
+
+    return step
+
+
 def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
     def step(*vals: Any) -> tuple[Any, ...]:
         with np.errstate(all="ignore"):
@@ -157,4 +231,4 @@ def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
     return step
 
 
-__all__ = ["build_runner", "kernel_spec", "matmul_spec"]
+__all__ = ["Chooser", "build_runner", "is_region", "kernel_spec", "matmul_spec"]

@@ -31,11 +31,16 @@ COMPILES = metrics.counter("noodle_jit_compiles_total", "JIT program compiles, b
                            ["backend", "status"])
 COMPILE_SECONDS = metrics.histogram("noodle_jit_compile_seconds", "Seconds to compile one JIT program",
                                     ["backend"])
+REGIONS = metrics.counter("noodle_jit_region_backend_total",
+                          "Fused regions of compiled JIT programs, by the backend that runs them", ["backend"])
 
 
 def choose_backend(state: ProgramState) -> str:
-    """Backend name for a program: the explicit request, else from where its inputs live
-    (CuPy arrays -> "cuda"; ``device="cuda"`` forces it; everything else -> "numba")."""
+    """Backend name for a program: the explicit request ("auto": placement picks per region),
+    else from where its inputs live (CuPy arrays -> "cuda"; ``device="cuda"`` forces it;
+    everything else -> "numba")."""
+    if state.backend_request == "auto" and state.device in ("cuda", "gpu"):
+        return "cuda"
     if state.backend_request:
         return state.backend_request
     if state.device in ("cuda", "gpu") or (state.device == "auto" and state.array_module == "cupy"):
@@ -98,15 +103,23 @@ class CompileManager:
             key = (state.key(), name)
             runner = self._runners.get(key)
             if runner is None:
-                backend = get_backend(name)
-                ok, why = backend.available()
-                if not ok:
-                    reason = "backend_unavailable"
-                    raise CompileError(f"backend {name!r} is not available here: {why}")
                 program = state.program
                 if not program.meta.get("optimized"):
                     program = optimize(program)   # NBC from elsewhere may be unfused
-                runner = build_runner(program, backend)
+                if name == "auto":
+                    from noodle.jit.placing import chooser, plan_program
+
+                    reason = "placement_error"
+                    plan = plan_program(program, state.name, "auto", on_gpu=state.array_module == "cupy")
+                    reason = "compile_error"
+                    runner = build_runner(program, chooser(plan))
+                else:
+                    backend = get_backend(name)
+                    ok, why = backend.available()
+                    if not ok:
+                        reason = "backend_unavailable"
+                        raise CompileError(f"backend {name!r} is not available here: {why}")
+                    runner = build_runner(program, backend)
                 self._runners[key] = runner
         except Exception as exc:  # noqa: BLE001 - any failure means: stay interpreted
             seconds = time.perf_counter() - t0
@@ -126,9 +139,11 @@ class CompileManager:
         state.status = "compiled"
         state.runner = runner
         COMPILES.labels(name, "ok").inc()
+        for used in getattr(runner, "region_backends", ()):   # per compiled program, cache hit or not
+            REGIONS.labels(used).inc()
         COMPILE_SECONDS.labels(name).observe(seconds)
         metrics.emit("jit_compile", program=state.name, key=state.key(), backend=name, status="ok",
-                     seconds=seconds)
+                     seconds=seconds, regions=list(getattr(runner, "region_backends", ())))
         return name
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from noodle.config import get_settings
+from noodle.placement.costs import BackendRates
 from noodle.placement.model import DeviceRates
 
 log = logging.getLogger("noodle.placement")
@@ -33,19 +34,23 @@ CALIBRATION_VERSION = 2
 
 @dataclass
 class Calibration:
-    """Rates per device plus the measured Numba-vs-NumPy ratio for binary elementwise ops."""
+    """Rates per device, the measured Numba-vs-NumPy ratio for binary elementwise ops, and the
+    per-backend region rates (``backends``, probed lazily the first time placement considers
+    a backend: see :func:`backend_rates`)."""
 
     fingerprint: str
     cpu: DeviceRates
     gpus: dict[int, DeviceRates] = field(default_factory=dict)
     numba_binary_speedup: float | None = None   # >1: Numba's parallel loop beats NumPy at >= 1e5
     measured_at: float = 0.0
+    backends: dict[str, BackendRates] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": CALIBRATION_VERSION, "fingerprint": self.fingerprint, "cpu": asdict(self.cpu),
             "gpus": {str(k): asdict(v) for k, v in self.gpus.items()},
             "numba_binary_speedup": self.numba_binary_speedup, "measured_at": self.measured_at,
+            "backends": {k: v.to_json() for k, v in self.backends.items()},
         }
 
     @classmethod
@@ -56,6 +61,7 @@ class Calibration:
             fingerprint=str(data["fingerprint"]), cpu=DeviceRates(**data["cpu"]),
             gpus={int(k): DeviceRates(**v) for k, v in data.get("gpus", {}).items()},
             numba_binary_speedup=data.get("numba_binary_speedup"), measured_at=float(data["measured_at"]),
+            backends={str(k): BackendRates.from_json(v) for k, v in data.get("backends", {}).items()},
         )
 
 
@@ -233,7 +239,8 @@ def update_numba_speedup(value: float | None) -> None:
     with _lock:
         if _current is not None:
             _current.numba_binary_speedup = value
-            _save(_current)
+            if not _injected:
+                _save(_current)
 
 
 def _save(cal: Calibration) -> None:
@@ -247,9 +254,46 @@ def _save(cal: Calibration) -> None:
         log.warning("could not save calibration to %s (%s); it will be measured again next time", path, exc)
 
 
+def backend_rates(name: str, measure: Callable[[], BackendRates], toolchain: str = "") -> BackendRates:
+    """The region rates of backend ``name``, probing them with ``measure`` only when this machine's
+    calibration has none for ``toolchain`` (then saved with the rest, under the same fingerprint).
+
+    Why lazy: a probe compiles a few kernels (a second or two for Numba or IREE the first time);
+    a program that never asks for ``backend="auto"`` must not pay it.
+    """
+    cal = load_or_measure()
+    rates = cal.backends.get(name)
+    if rates is not None and rates.toolchain == toolchain:
+        return rates
+    t0 = time.perf_counter()
+    rates = measure()
+    log.info("calibrated backend %s in %.2f s", name, time.perf_counter() - t0)
+    with _lock:
+        cal.backends[name] = rates
+        if cal is _current and not _injected:
+            _save(cal)
+    return rates
+
+
+_injected = False
+
+
+def install(cal: Calibration | None) -> None:
+    """Use ``cal`` as this process's calibration (never saved; None: forget it and read the file again).
+
+    Why: tests and what-if studies give placement known rates instead of this machine's.
+    """
+    global _current, _tried_saved, _injected
+    with _lock:
+        _current = cal
+        _tried_saved = cal is not None
+        _injected = cal is not None
+
+
 def reset() -> None:
     """Forget the in-process calibration (tests)."""
-    global _current, _tried_saved
+    global _current, _tried_saved, _injected
     with _lock:
         _current = None
         _tried_saved = False
+        _injected = False

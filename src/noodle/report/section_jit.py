@@ -1,4 +1,5 @@
-"""Report section: the JIT (calls interpreted vs compiled, compiles by backend, fallbacks).
+"""Report section: the JIT (calls interpreted vs compiled, compiles by backend, fused regions by
+the backend placement chose for them, fallbacks).
 
 Reads the registry (``noodle_jit_*`` metrics and ``jit_compile`` events). The one
 exception: if the JIT was used in this process, its batched compiled-call counts
@@ -42,6 +43,11 @@ def render(registry: Any) -> Any:
                 p50 = seconds.labels(backend).percentile(50)
             t.add_row(backend, status, f"{child.value:g}", "" if p50 is None else f"{p50:.3f}")
         parts.append(t)
+    regions = registry.get("noodle_jit_region_backend_total")
+    if regions is not None and regions.children():
+        # where the fused regions of compiled programs run (backend="auto" chooses per region)
+        parts.append("fused regions by backend: " + ", ".join(
+            f"{key[0]} {child.value:g}" for key, child in sorted(regions.children())))
     fallbacks = registry.get("noodle_jit_fallbacks_total")
     if fallbacks is not None and fallbacks.children():
         parts.append("[yellow]stayed interpreted[/yellow]: " + ", ".join(
