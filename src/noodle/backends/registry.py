@@ -24,6 +24,7 @@ from noodle.errors import CompileError
 _FACTORIES: dict[str, str] = {
     "numba": "noodle.backends.numba_cpu:NumbaBackend",
     "cuda": "noodle.backends.cuda_gpu:CudaBackend",
+    "iree": "noodle.backends.iree_mlir:IreeBackend",
 }
 
 _instances: dict[str, Backend] = {}

@@ -1,0 +1,311 @@
+"""KernelSpec / MatmulSpec -> MLIR text in upstream dialects (``linalg``, ``tensor``, ``arith``, ``math``).
+
+Why text and pure: the IREE compiler takes MLIR text, and text is what a test (and CI) can
+hand to the compiler and what a person reads when a result is wrong. Nothing here imports
+IREE; :mod:`noodle.backends.iree_compile` compiles what this writes.
+
+The module has one function ``@main``. Its arguments are the kernel's inputs with their
+size-1 dimensions dropped (the caller reshapes, a free view; broadcasting is then a
+projected-permutation indexing map); its results are the outputs at the full iteration
+shape, then the reduction's result over the kept dimensions (the caller reshapes to the
+spec's reduced shape). Bools travel as ``i8``.
+
+Example::
+
+    text = kernel_module(spec).text      # "func.func @main(%arg0: tensor<1000xf32>, ..."
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from noodle.backends.iree_ops import OP_TABLE, Body, ReduceRule, cast, elementwise, storage_type
+from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.errors import CompileError, ShapeError
+
+
+def tensor_type(shape: tuple[int, ...], dtype: str) -> str:
+    """``tensor<4x5xf32>`` (``tensor<f32>`` for a 0-d value)."""
+    dims = "".join(f"{d}x" for d in shape)
+    return f"tensor<{dims}{storage_type(dtype)}>"
+
+
+def squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """An input's shape as ``@main`` takes it: size-1 dimensions dropped."""
+    return tuple(d for d in shape if d != 1)
+
+
+def _map(n: int, dims: list[int]) -> str:
+    ds = ", ".join(f"d{i}" for i in range(n))
+    return f"affine_map<({ds}) -> ({', '.join(f'd{i}' for i in dims)})>"
+
+
+def _input_dims(in_shape: tuple[int, ...], ndim: int) -> list[int]:
+    """The iteration dims an input (right-aligned, size-1 dims dropped) is indexed by."""
+    off = ndim - len(in_shape)
+    if off < 0:
+        raise ShapeError(f"kernel input of shape {in_shape} has more dimensions than the iteration space")
+    return [off + j for j, d in enumerate(in_shape) if d != 1]
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """A module's text and what the caller needs to call it."""
+
+    text: str
+    in_shapes: tuple[tuple[int, ...], ...]     # @main's argument shapes (squeezed)
+    reduce_in_mlir: bool                        # the last result is the reduction over kept dims
+
+
+def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out: tuple[int, str] | None) -> list[str]:
+    """A ``linalg.generic`` computing ``spec``'s outputs (and the values to reduce); returns the
+    SSA names of its results. ``extra_out``: (value, dtype) yielded as one more result."""
+    shape = tuple(spec.shape)
+    n = len(shape)
+    n_in = len(spec.inputs)
+    maps, in_types = [], []
+    for (dt, s) in spec.inputs:
+        maps.append(_map(n, _input_dims(tuple(s), n)))
+        in_types.append(tensor_type(squeezed(tuple(s)), dt))
+    outs: list[tuple[int, str]] = [(v, spec.dtype_of(v)) for v in spec.outputs]
+    if extra_out is not None:
+        outs.append(extra_out)
+    identity = _map(n, list(range(n)))
+    out_types = [tensor_type(shape, dt) for _, dt in outs]
+    inits = []
+    for k, ty in enumerate(out_types):
+        name = f"%init{len(lines)}_{k}"
+        lines.append(f"{name} = tensor.empty() : {ty}")
+        inits.append(name)
+    body = Body()
+    values: list[tuple[str, str]] = []
+    block_args = [f"%in{k}" for k in range(n_in)]
+    for k, (dt, _) in enumerate(spec.inputs):
+        values.append((body.arg(block_args[k], dt), dt))
+    for dt, v in spec.consts:
+        values.append((body.const(v, dt), dt))
+    for ins in spec.body:
+        fn = elementwise(ins.op)
+        values.append((fn(body, [values[a] for a in ins.args], ins.dtype, dict(ins.attrs)), ins.dtype))
+    yields = []
+    for v, dt in outs:
+        name, vdt = values[v]
+        yields.append(body.store(cast(body, name, vdt, dt), dt))
+    results = [f"%r{len(lines)}_{k}" for k in range(len(outs))]
+    block = ", ".join([f"{a}: {storage_type(dt)}" for a, (dt, _) in zip(block_args, spec.inputs, strict=True)]
+                      + [f"%out{k}: {storage_type(dt)}" for k, (_, dt) in enumerate(outs)])
+    iters = ", ".join(['"parallel"'] * n)
+    lhs = ", ".join(results)
+    ins_txt = f"ins({', '.join(operands)} : {', '.join(in_types)}) " if operands else ""
+    lines.append(f"{lhs} = linalg.generic {{indexing_maps = [{', '.join(maps + [identity] * len(outs))}], "
+                 f"iterator_types = [{iters}]}} {ins_txt}"
+                 f"outs({', '.join(inits)} : {', '.join(out_types)}) {{")
+    lines.append(f"^bb0({block}):")
+    lines += [f"  {line}" for line in body.lines]
+    ytypes = ", ".join(storage_type(dt) for _, dt in outs)
+    lines.append(f"  linalg.yield {', '.join(yields)} : {ytypes}")
+    lines.append(f"}} -> {', '.join(out_types)}" if len(out_types) == 1 else f"}} -> ({', '.join(out_types)})")
+    return results
+
+
+def _reduce(lines: list[str], values: str, spec: KernelSpec, acc: str) -> tuple[str, str]:
+    """``linalg.reduce`` of the full-shape ``values`` (of dtype ``acc``); returns (name, type)."""
+    red = spec.reduce
+    assert red is not None
+    shape = tuple(spec.shape)
+    axes = tuple(range(len(shape))) if red.axes is None else tuple(red.axes)
+    kept = tuple(d for i, d in enumerate(shape) if i not in axes)
+    rule: ReduceRule = OP_TABLE[red.op]
+    ty = tensor_type(kept, acc)
+    st = storage_type(acc)
+    body = Body("c")
+    ident = body.const(rule.identity(acc), acc)
+    lines += body.lines                     # the identity, at function level
+    k = len(lines)
+    lines.append(f"%rinit{k} = tensor.empty() : {ty}")
+    lines.append(f"%rfill{k} = linalg.fill ins({ident} : {st}) outs(%rinit{k} : {ty}) -> {ty}")
+    lines.append(f"%red{k} = linalg.reduce ins({values} : {tensor_type(shape, acc)}) outs(%rfill{k} : {ty}) "
+                 f"dimensions = [{', '.join(str(a) for a in axes)}]")
+    lines.append(f"  (%x{k}: {st}, %a{k}: {st}) {{")
+    lines.append(f"    %s{k} = {rule.combiner(acc)} %x{k}, %a{k} : {st}")
+    lines.append(f"    linalg.yield %s{k} : {st}")
+    lines.append("  }")
+    return f"%red{k}", ty
+
+
+def kernel_module(spec: KernelSpec) -> Emitted:
+    """The MLIR module of a fused elementwise (+ reduction) region."""
+    if spec.version != 1:
+        raise CompileError(f"KernelSpec version {spec.version} is newer than the IREE emitter (1)")
+    if any(d == 0 for d in spec.shape):
+        raise CompileError("a zero-size iteration space has nothing to compile")
+    args = [f"%arg{k}" for k in range(len(spec.inputs))]
+    in_shapes = tuple(squeezed(tuple(s)) for _, s in spec.inputs)
+    lines: list[str] = []
+    red = spec.reduce
+    extra = None
+    if red is not None:
+        rule: ReduceRule = OP_TABLE[red.op]
+        vdt = spec.dtype_of(red.value)
+        if not rule.exact_in_mlir(vdt):
+            raise CompileError(f"a {red.op} of {vdt} has one defined order that linalg.reduce does not "
+                               "follow: compile values_spec(spec) and reduce its values instead")
+        extra = (red.value, rule.acc_dtype(vdt))
+    results = _generic(lines, spec, args, extra)
+    res_types = [tensor_type(tuple(spec.shape), spec.dtype_of(v)) for v in spec.outputs]
+    if extra is not None:
+        name, ty = _reduce(lines, results[-1], spec, extra[1])
+        results = [*results[:-1], name]
+        res_types.append(ty)
+    if not results:
+        raise CompileError("a kernel with no outputs and no reduction computes nothing")
+    sig = ", ".join(f"{a}: {tensor_type(s, dt)}" for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True))
+    text = _function(sig, lines, results, res_types)
+    return Emitted(text, in_shapes, extra is not None)
+
+
+def _function(sig: str, lines: list[str], results: list[str], res_types: list[str]) -> str:
+    rt = res_types[0] if len(res_types) == 1 else f"({', '.join(res_types)})"
+    body = "\n".join(f"  {line}" for line in lines)
+    return (f"func.func @main({sig}) -> {rt} {{\n{body}\n"
+            f"  return {', '.join(results)} : {', '.join(res_types)}\n}}\n")
+
+
+def matmul_shapes(spec: MatmulSpec) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The (a, b, product) shapes the module computes with: 1-D operands as 1xK / Kx1 (the caller
+    reshapes), 2-D or equally batched 3-D; CompileError for other NumPy broadcasting forms."""
+    a, b = tuple(spec.a[1]), tuple(spec.b[1])
+    if len(a) == 1:
+        a = (1, *a)
+    if len(b) == 1:
+        b = (*b, 1)
+    if len(a) != len(b) or len(a) not in (2, 3) or (len(a) == 3 and a[0] != b[0]):
+        raise CompileError(f"the IREE backend translates 2-D and equally batched 3-D matmuls; got "
+                           f"{spec.a[1]} @ {spec.b[1]}")
+    if a[-1] != b[-2]:
+        raise ShapeError(f"matmul shapes {spec.a[1]} and {spec.b[1]} do not agree on the inner dimension")
+    return a, b, (*a[:-1], b[-1])
+
+
+def matmul_module(spec: MatmulSpec) -> Emitted:
+    """``a @ b`` (operands cast to the product dtype) and its epilogue, as one module."""
+    dt = spec.out_dtype
+    if np.dtype(dt).kind == "b":
+        raise CompileError("a bool matmul (an OR of ANDs in NumPy) is not translated by the IREE backend")
+    a_shape, b_shape, p_shape = matmul_shapes(spec)
+    lines: list[str] = []
+    names = []
+    for k, ((odt, _), shp) in enumerate(((spec.a, a_shape), (spec.b, b_shape))):
+        name = f"%arg{k}"
+        if np.dtype(odt) != np.dtype(dt):     # the cast NumPy's matmul makes, as a generic
+            body = Body()
+            x = cast(body, body.arg("%i", odt), odt, dt)
+            y = body.store(x, dt)
+            n = len(shp)
+            idm = _map(n, list(range(n)))
+            iters = ", ".join(['"parallel"'] * n)
+            lines.append(f"%ce{k} = tensor.empty() : {tensor_type(shp, dt)}")
+            lines.append(f"%cast{k} = linalg.generic {{indexing_maps = [{idm}, {idm}], iterator_types = "
+                         f"[{iters}]}} ins({name} : {tensor_type(shp, odt)}) "
+                         f"outs(%ce{k} : {tensor_type(shp, dt)}) {{")
+            lines.append(f"^bb0(%i: {storage_type(odt)}, %o: {storage_type(dt)}):")
+            lines += [f"  {line}" for line in body.lines]
+            lines.append(f"  linalg.yield {y} : {storage_type(dt)}")
+            lines.append(f"}} -> {tensor_type(shp, dt)}")
+            name = f"%cast{k}"
+        names.append(name)
+    pt = tensor_type(p_shape, dt)
+    zero = Body("z")
+    z = zero.const(0, dt)
+    lines += zero.lines
+    lines.append(f"%pe = tensor.empty() : {pt}")
+    lines.append(f"%pz = linalg.fill ins({z} : {storage_type(dt)}) outs(%pe : {pt}) -> {pt}")
+    named = OP_TABLE["matmul"].named_op if len(p_shape) == 2 else OP_TABLE["matmul"].batched
+    lines.append(f"%prod = {named} ins({names[0]}, {names[1]} : {tensor_type(a_shape, dt)}, "
+                 f"{tensor_type(b_shape, dt)}) outs(%pz : {pt}) -> {pt}")
+    out_shape = tuple(spec.out_shape)
+    prod = "%prod"
+    if p_shape != out_shape:      # a 1-D operand: drop its unit dimension (a collapse of 1-dims)
+        if squeezed(p_shape) != squeezed(out_shape) or len(out_shape) > len(p_shape):
+            raise CompileError(f"matmul product shape {p_shape} does not fold to {out_shape}")
+        lines.append(f"%prodc = tensor.collapse_shape %prod {_collapse(p_shape, out_shape)} : {pt} into "
+                     f"{tensor_type(out_shape, dt)}")
+        prod = "%prodc"
+    extras = []
+    results, res_types = [prod], [tensor_type(out_shape, dt)]
+    if spec.epilogue is not None:
+        ep = spec.epilogue
+        if tuple(ep.inputs[0][1]) != out_shape or np.dtype(ep.inputs[0][0]) != np.dtype(dt):
+            raise ShapeError("the epilogue's input 0 must be the product (out_dtype, out_shape)")
+        if len(ep.outputs) != 1 or ep.reduce is not None or tuple(ep.shape) != out_shape:
+            raise ShapeError("a matmul epilogue must write one output of the product's shape")
+        extras = [f"%arg{k + 2}" for k in range(len(ep.inputs) - 1)]
+        if squeezed(out_shape) != out_shape:
+            raise CompileError("a matmul epilogue on a product with unit dimensions is not translated")
+        results = _generic(lines, ep, [prod, *extras], None)
+        res_types = [tensor_type(out_shape, ep.dtype_of(ep.outputs[0]))]
+    in_shapes = [a_shape, b_shape]
+    sig = [f"%arg0: {tensor_type(a_shape, spec.a[0])}", f"%arg1: {tensor_type(b_shape, spec.b[0])}"]
+    if spec.epilogue is not None:
+        for k, (edt, es) in enumerate(spec.epilogue.inputs[1:]):
+            in_shapes.append(squeezed(tuple(es)))
+            sig.append(f"%arg{k + 2}: {tensor_type(squeezed(tuple(es)), edt)}")
+    return Emitted(_function(", ".join(sig), lines, results, res_types), tuple(in_shapes), False)
+
+
+def _collapse(src: tuple[int, ...], dst: tuple[int, ...]) -> str:
+    """The reassociation of ``src`` into ``dst`` (the same dims, some unit dims dropped)."""
+    if not dst:
+        return "[]"
+    groups: list[list[int]] = [[] for _ in dst]
+    j = 0
+    for i, d in enumerate(src):
+        if j < len(dst) and d == dst[j]:
+            groups[j].append(i)
+            j += 1
+        elif d == 1:
+            groups[max(j - 1, 0)].append(i)
+        else:
+            raise CompileError(f"cannot collapse {src} into {dst}")
+    if j != len(dst):
+        raise CompileError(f"cannot collapse {src} into {dst}")
+    return "[" + ", ".join("[" + ", ".join(str(i) for i in g) + "]" for g in groups) + "]"
+
+
+def shape_module(op: str, dtype: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 axes: tuple[int, ...] | None = None) -> str:
+    """A module applying one shape op (reshape, transpose, broadcast_to) to one argument.
+
+    The JIT runs a lone shape op through the interpreter (it is a view there); this is the
+    op table's MLIR translation, used when a shape op sits inside a region compiled here."""
+    it, ot = tensor_type(in_shape, dtype), tensor_type(out_shape, dtype)
+    if op == "reshape":
+        n = int(np.prod(in_shape))
+        flat = tensor_type((n,), dtype)
+        lines = [f"%f = tensor.collapse_shape %arg0 [[{', '.join(str(i) for i in range(len(in_shape)))}]] "
+                 f": {it} into {flat}" if in_shape else f"%f = tensor.expand_shape %arg0 [] output_shape [1] "
+                 f": {it} into {flat}"]
+        if out_shape:
+            lines.append(f"%r = tensor.expand_shape %f [[{', '.join(str(i) for i in range(len(out_shape)))}]] "
+                         f"output_shape [{', '.join(str(d) for d in out_shape)}] : {flat} into {ot}")
+        else:
+            lines.append(f"%r = tensor.collapse_shape %f [] : {flat} into {ot}")
+    elif op == "transpose":
+        perm = tuple(reversed(range(len(in_shape)))) if axes is None else axes
+        lines = [f"%e = tensor.empty() : {ot}",
+                 f"%r = linalg.transpose ins(%arg0 : {it}) outs(%e : {ot}) permutation = [{', '.join(map(str, perm))}]"]
+    elif op == "broadcast_to":
+        if squeezed(in_shape) != in_shape:
+            raise CompileError("broadcast_to from unit dimensions: squeeze the input first")
+        off = len(out_shape) - len(in_shape)
+        added = [d for d in range(len(out_shape)) if d < off]
+        lines = [f"%e = tensor.empty() : {ot}",
+                 f"%r = linalg.broadcast ins(%arg0 : {it}) outs(%e : {ot}) dimensions = [{', '.join(map(str, added))}]"]
+    else:
+        raise CompileError(f"{op!r} is not a shape op")
+    return _function(f"%arg0: {it}", lines, ["%r"], [ot])
+
+
+__all__ = ["Emitted", "kernel_module", "matmul_module", "matmul_shapes", "shape_module", "squeezed", "tensor_type"]

@@ -1,0 +1,319 @@
+"""The MLIR backend: each fused region as MLIR (linalg/arith/math), compiled and run by IREE.
+
+Why IREE: its ``llvm-cpu`` code generator vectorizes ``exp`` and ``log`` (PyPI's llvmlite does
+not), so an exp-heavy float32 chain runs several times faster than NumPy; the same MLIR
+compiles for CUDA (sm_80 PTX) where a GPU exists. ``pip install 'noodle[mlir]'`` brings the
+compiler and runtime (~400 MB), so this backend is optional and reports itself unavailable
+without them.
+
+What it guarantees (tests/backends/test_iree.py checks it against NumPy): bit-exact results for
+arithmetic, comparisons, ``where``, casts, ``sqrt``, ``maximum``/``minimum``, integer and
+bool ops, integer sums and ``max``/``min`` reductions; ``exp``/``log`` within 2 ulp; float
+sums and means in the one defined order of :mod:`noodle.ir.reduction` (the kernel writes the
+values, the defined-order sum reduces them). Ops IREE cannot do exactly (``power``, ``sin``,
+``cos``, ``tanh``) are :class:`~noodle.backends.base.Unsupported` in the op table, so such a
+region runs elsewhere. One known limit: IREE's CPU runtime flushes subnormal floats to zero
+in every dispatch (no switch exists in 3.13), so values below the smallest normal float
+(~1.2e-38 float32, ~2.2e-308 float64) become zero, where NumPy keeps them.
+
+Example::
+
+    from noodle.backends import get_backend
+    backend = get_backend("iree")
+    kernel = backend.compile_kernel(spec)      # ~0.5 s, or a file read when cached
+    (out,) = kernel(a, b)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noodle import metrics
+from noodle.backends.base import Backend, Kernel, check_inputs
+from noodle.backends.iree_compile import compile_cached
+from noodle.backends.iree_emit import Emitted, kernel_module, matmul_module, squeezed
+from noodle.backends.iree_ops import OP_TABLE, ReduceRule
+from noodle.backends.reference import evaluate, evaluate_matmul
+from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.backends.split_reduce import SplitReduceKernel, values_spec
+from noodle.errors import CompileError, DTypeError, ShapeError
+from noodle.ir.reduction import canonical_nan
+
+log = logging.getLogger("noodle.backends.iree")
+_KERNELS = metrics.counter("noodle_iree_kernels_total", "IREE kernels made ready", ["target", "source"])
+
+_DRIVERS = {"llvm-cpu": "local-task", "cuda": "cuda"}
+_configs: dict[str, Any] = {}
+_config_lock = threading.Lock()
+
+#: a NumPy dtype as the signless MLIR tensor holds it (bools as bytes, unsigned as signed)
+_VIEW = {"bool": np.int8, "uint8": np.int8, "uint16": np.int16, "uint32": np.int32, "uint64": np.int64}
+
+
+def _runtime() -> Any:
+    import iree.runtime as rt  # noqa: PLC0415 - optional dependency
+
+    return rt
+
+
+def runtime_config(target: str = "llvm-cpu") -> Any:
+    """One IREE runtime config (instance + device) per process and target: devices are heavy,
+    and kernels sharing one device share its thread pool."""
+    cfg = _configs.get(target)
+    if cfg is None:
+        with _config_lock:
+            cfg = _configs.get(target)
+            if cfg is None:
+                cfg = _configs[target] = _runtime().Config(_DRIVERS[target])
+    return cfg
+
+
+def _as_storage(x: np.ndarray) -> np.ndarray:
+    view = _VIEW.get(x.dtype.name)
+    return x.view(view) if view is not None else x
+
+
+class _Module:
+    """A loaded VM module's ``main``, called with NumPy arrays, returning NumPy arrays."""
+
+    def __init__(self, vmfb: bytes, target: str) -> None:
+        rt = _runtime()
+        cfg = runtime_config(target)
+        self.context = rt.SystemContext(config=cfg)
+        self.context.add_vm_module(rt.VmModule.copy_buffer(self.context.instance, vmfb))
+        self.main = self.context.modules.module["main"]
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        res = self.main(*arrays)
+        if not isinstance(res, tuple | list):
+            res = (res,)
+        return [r.to_host() if hasattr(r, "to_host") else np.asarray(r) for r in res]
+
+
+class IreeKernel(Kernel):
+    """A compiled fused elementwise region, optionally ending in an exact (integer/extreme) reduction."""
+
+    backend = "iree"
+
+    def __init__(self, spec: KernelSpec, emitted: Emitted, module: _Module, from_cache: bool) -> None:
+        self.spec = spec
+        self.emitted = emitted
+        self.module = module
+        self.from_cache = from_cache
+        self._in = [(np.dtype(d), tuple(s)) for d, s in spec.inputs]
+        self._squeezed = list(emitted.in_shapes)
+        self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
+        self._shape = tuple(spec.shape)
+
+    def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        if len(inputs) != len(self._in):
+            check_inputs(self.spec, inputs)
+        out = []
+        for x, (dt, shp), sq in zip(inputs, self._in, self._squeezed, strict=True):
+            if type(x) is not np.ndarray or x.dtype != dt or x.shape != shp:
+                check_inputs(self.spec, inputs)      # names the problem, or passes a size-1 scalar
+                x = np.asarray(x, dtype=dt).reshape(shp)
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            out.append(_as_storage(x.reshape(sq)))
+        return out
+
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        res = self.module(self._prepare(inputs))
+        outs: list[Any] = [r.view(dt).reshape(self._shape) for r, dt in zip(res, self._out_dtypes, strict=False)]
+        red = self.spec.reduce
+        if red is not None:
+            r = res[-1]
+            acc = OP_TABLE[red.op].acc_dtype(self.spec.dtype_of(red.value))
+            r = r.view(acc)
+            if r.dtype.kind == "f":
+                r = canonical_nan(r)
+            r = np.asarray(r).astype(red.dtype, copy=False).reshape(red.shape)
+            outs.append(r[()] if r.shape == () else r)
+        return tuple(outs)
+
+
+class IreeMatmulKernel(Kernel):
+    """``a @ b`` (``linalg.matmul``) with its epilogue fused into the same module."""
+
+    backend = "iree"
+
+    def __init__(self, spec: MatmulSpec, emitted: Emitted, module: _Module, from_cache: bool) -> None:
+        self.spec = spec
+        self.emitted = emitted
+        self.module = module
+        self.from_cache = from_cache
+        ep = spec.epilogue
+        self._extra = [(np.dtype(d), tuple(s)) for d, s in ep.inputs[1:]] if ep is not None else []
+        self._out_dtype = np.dtype(ep.dtype_of(ep.outputs[0]) if ep is not None else spec.out_dtype)
+
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        spec = self.spec
+        if len(inputs) != 2 + len(self._extra):
+            raise ShapeError(f"this matmul kernel takes a, b and {len(self._extra)} epilogue operand(s); "
+                             f"got {len(inputs)} inputs")
+        arrays = []
+        for k, (name, x, (dt, shp)) in enumerate((("a", inputs[0], spec.a), ("b", inputs[1], spec.b))):
+            x = np.asarray(x)
+            if x.shape != tuple(shp) or x.dtype != np.dtype(dt):
+                cls = ShapeError if x.shape != tuple(shp) else DTypeError
+                raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
+                          f"{dt}{tuple(shp)}; compile a kernel for this signature")
+            arrays.append(_as_storage(np.ascontiguousarray(x).reshape(self.emitted.in_shapes[k])))
+        if self._extra:
+            assert spec.epilogue is not None
+            for i, (x, (dt, shp)) in enumerate(zip(inputs[2:], self._extra, strict=True)):
+                arr = np.asarray(x)
+                if arr.shape != shp and not (arr.size == 1 and math.prod(shp) == 1):
+                    raise ShapeError(f"matmul epilogue operand {i} has shape {arr.shape}, but the kernel was "
+                                     f"compiled for {shp}; compile a kernel for this signature")
+                if arr.dtype != dt:
+                    raise DTypeError(f"matmul epilogue operand {i} has dtype {arr.dtype}, but the kernel was "
+                                     f"compiled for {dt}; pass .astype({dt.name!r})")
+                arr = np.ascontiguousarray(np.asarray(arr, dtype=dt).reshape(shp))
+                arrays.append(_as_storage(arr.reshape(squeezed(shp))))
+        if math.prod(spec.out_shape) == 0 or math.prod(spec.a[1]) == 0 or math.prod(spec.b[1]) == 0:
+            return evaluate_matmul(spec, *inputs)
+        (res,) = self.module(arrays)
+        return (res.view(self._out_dtype).reshape(spec.out_shape),)
+
+
+class IreeBackend(Backend):
+    """MLIR via IREE for one target: "llvm-cpu" (this CPU) or "cuda" (sm_80 PTX)."""
+
+    name = "iree"
+    op_table = OP_TABLE
+
+    def __init__(self, target: str = "llvm-cpu", cache_dir: str | Path | None = None) -> None:
+        if target not in _DRIVERS:
+            raise CompileError(f"unknown IREE target {target!r}; expected one of {', '.join(_DRIVERS)}")
+        self.target = target
+        # None: <settings.cache_dir>/iree, read at each compile (settings may be reloaded)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._kernels: dict[str, Kernel] = {}
+        self._lock = threading.Lock()
+
+    def available(self) -> tuple[bool, str]:
+        return _available(self.target)
+
+    def _require(self) -> None:
+        ok, why = self.available()
+        if not ok:
+            raise CompileError(f"the IREE backend is unavailable: {why}")
+
+    def _load(self, emitted: Emitted, key: str) -> tuple[_Module, bool]:
+        t0 = time.perf_counter()
+        vmfb, hit = compile_cached(emitted.text, self.target, self.cache_dir)
+        try:
+            module = _Module(vmfb, self.target)
+        except Exception as exc:
+            raise CompileError(f"the IREE runtime could not load kernel {key}: {type(exc).__name__}: {exc}") from exc
+        _KERNELS.labels(self.target, "disk" if hit else "compiled").inc()
+        metrics.emit("jit.compile", backend="iree", key=key, seconds=time.perf_counter() - t0, from_cache=hit)
+        return module, hit
+
+    def compile_kernel(self, spec: KernelSpec) -> Kernel:
+        key = spec.key()
+        cached = self._kernels.get(key)
+        if cached is not None:
+            return cached
+        self._require()
+        _validate(self, spec)
+        red = spec.reduce
+        kernel: Kernel
+        if red is not None and not _rule(red.op).exact_in_mlir(spec.dtype_of(red.value)):
+            # a float sum/mean: the kernel writes the values, the defined-order sum reduces them
+            kernel = SplitReduceKernel(spec, self.compile_kernel(values_spec(spec)))
+        elif math.prod(spec.shape) == 0:
+            kernel = _EmptyKernel(spec)
+        else:
+            emitted = kernel_module(spec)
+            module, hit = self._load(emitted, key)
+            kernel = IreeKernel(spec, emitted, module, hit)
+        with self._lock:
+            return self._kernels.setdefault(key, kernel)
+
+    def compile_matmul(self, spec: MatmulSpec) -> Kernel:
+        key = spec.key()
+        cached = self._kernels.get(key)
+        if cached is not None:
+            return cached
+        self._require()
+        if spec.epilogue is not None:
+            _validate(self, spec.epilogue)
+        emitted = matmul_module(spec)
+        module, hit = self._load(emitted, key)
+        kernel = IreeMatmulKernel(spec, emitted, module, hit)
+        with self._lock:
+            return self._kernels.setdefault(key, kernel)
+
+    def mlir(self, spec: KernelSpec | MatmulSpec) -> str:
+        """The MLIR text this backend compiles for ``spec`` (what the cache's ``.mlir`` file holds)."""
+        return matmul_module(spec).text if isinstance(spec, MatmulSpec) else kernel_module(spec).text
+
+
+class _EmptyKernel(Kernel):
+    """A zero-size iteration space: NumPy defines the (empty or identity) results."""
+
+    backend = "iree"
+
+    def __init__(self, spec: KernelSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        check_inputs(self.spec, inputs)
+        return evaluate(self.spec, *inputs)
+
+
+def _rule(op: str) -> ReduceRule:
+    rule = OP_TABLE.get(op)
+    if not isinstance(rule, ReduceRule):
+        raise CompileError(f"{op!r} is not a reduction the IREE backend knows")
+    return rule
+
+
+def _validate(backend: Backend, spec: KernelSpec) -> None:
+    n_in, n_c = len(spec.inputs), len(spec.consts)
+    for i, ins in enumerate(spec.body):
+        for a in ins.args:
+            if not 0 <= a < n_in + n_c + i:
+                raise CompileError(f"spec instruction {i} ({ins.op}) reads value {a}, which is not defined before it")
+        ok, why = backend.supports(ins.op)
+        if not ok:
+            raise CompileError(f"the IREE backend cannot compile {ins.op}: {why}")
+    for v in spec.outputs:
+        if not 0 <= v < spec.n_values:
+            raise CompileError(f"spec output {v} is not a value of the spec (0..{spec.n_values - 1})")
+
+
+@functools.lru_cache(maxsize=4)
+def _available(target: str) -> tuple[bool, str]:
+    try:
+        importlib.import_module("iree.compiler")
+        rt = importlib.import_module("iree.runtime")
+    except Exception as exc:  # ImportError, or a broken native library
+        return False, f"IREE is not installed ({exc}); pip install 'noodle[mlir]'"
+    if target == "cuda":
+        try:
+            drivers = rt.query_available_drivers()
+        except Exception as exc:  # noqa: BLE001 - a runtime without drivers
+            return False, f"the IREE runtime lists no drivers: {exc}"
+        if "cuda" not in drivers:
+            return False, "this IREE runtime has no CUDA driver"
+        try:
+            runtime_config("cuda")
+        except Exception as exc:  # noqa: BLE001 - no GPU, no libcuda
+            return False, f"no CUDA device for IREE: {exc}"
+    return True, ""
+
+
+__all__ = ["IreeBackend", "IreeKernel", "IreeMatmulKernel", "runtime_config"]
