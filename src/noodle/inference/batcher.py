@@ -218,6 +218,8 @@ class DynamicBatcher:
         # from the queue, so a request of another signature waits at most one batch.
         carry_scan = len(self._carry)
         while rows < self.max_batch_size:
+            if rows in self.preferred_batch_sizes and self._queue.empty() and not carry_scan:
+                break      # a size measured fast, and nothing else waiting: do not wait out the delay
             if carry_scan:
                 carry_scan -= 1
                 item: Any = self._carry.popleft()
@@ -237,8 +239,6 @@ class DynamicBatcher:
                 continue
             batch.append(item)
             rows += item.rows
-            if rows in self.preferred_batch_sizes and self._queue.empty() and not carry_scan:
-                break
         # Deferred requests go first next time, in arrival order.
         self._carry.extendleft(reversed(deferred))
         return batch, stopping
