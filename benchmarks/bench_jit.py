@@ -10,7 +10,13 @@ Rows (candidate: ``@noodle.jit`` compiled by the Numba backend):
 * call overhead on 16-element inputs against the NumPy chain;
 * first call in a fresh process (subprocess), warm kernel cache vs cold;
 * peak traced memory of the chain at 1e7 f64 (subprocess, tracemalloc) against
-  NumPy eager, reported in ``extra`` and in the notes.
+  NumPy eager, reported in ``extra`` and in the notes;
+* placement per region: the chain, a trigonometric chain ``sin(a)*cos(b) + a``
+  and GELU (tanh form) at 1e5-1e7 in f32 and f64, each compiled by every
+  single backend (Numba; IREE where ``get_backend("iree").available()``) and by
+  ``backend="auto"`` (placement's choice, listed in the row's ``extra``), each
+  against NumPy eager, plus auto against the best single backend of the row;
+  where IREE is here, its cold compile and cached kernel load in a fresh process.
 
 Targets from the issue are checked in ``notes`` (printed after the table).
 """
@@ -29,7 +35,7 @@ import numpy as np
 import noodle as nd
 from noodle.benchtools import Row, Timing, time_pair
 
-TITLE = "noodle bench jit: @noodle.jit (Numba backend) vs NumPy / numexpr / Numba, same run"
+TITLE = "noodle bench jit: @noodle.jit (Numba, IREE, auto placement) vs NumPy / numexpr / Numba, same run"
 
 
 def _chain_np(a, b, c, d, e):
@@ -143,6 +149,111 @@ _PEAK = textwrap.dedent("""
 """)
 
 
+def _trig_np(a, b):
+    return np.sin(a) * np.cos(b) + a
+
+
+def _trig(a, b):
+    return nd.sin(a) * nd.cos(b) + a
+
+
+def _gelu_np(x):
+    return 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + nd.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+
+def _chain(a, b, c, d, e):
+    return a * b + c * d - 0.5 * nd.exp(-e)
+
+
+# (name, jitted body, NumPy version, number of inputs)
+PLACEMENT_CASES = (("chain", _chain, _chain_np, 5), ("trig", _trig, _trig_np, 2), ("gelu", _gelu, _gelu_np, 1))
+
+
+def iree_available() -> bool:
+    """Whether the IREE backend is registered and usable here (its rows appear only then)."""
+    try:
+        from noodle.backends.registry import get_backend
+
+        return bool(get_backend("iree").available()[0])
+    except Exception:  # not registered yet, or its toolchain is missing
+        return False
+
+
+def placement_rows(quick: bool = False, min_time: float = 0.4) -> list[Row]:
+    """Each single backend and ``backend="auto"`` against NumPy, and auto against the best single one."""
+    singles = ["numba", *(["iree"] if iree_available() else [])]
+    rows: list[Row] = []
+    for name, body, ref, k in PLACEMENT_CASES:
+        jitted = {b: nd.jit(body, backend=b) for b in [*singles, "auto"]}
+        for n in ([100_000, 1_000_000] if quick else [100_000, 1_000_000, 10_000_000]):
+            for dtype in ("float32", "float64"):
+                xs = _inputs(n, dtype, k, seed=7)
+                want = ref(*xs)
+                case = f"place: {name} {n:.0e} {dtype}"
+                times: dict[str, Timing] = {}
+                for b, f in jitted.items():
+                    got = f.compile(*xs)
+                    np.testing.assert_allclose(f(*xs), want, rtol=1e-5 if dtype == "float32" else 1e-12,
+                                               atol=1e-6 if dtype == "float32" else 1e-14)
+                    extra: dict = {"compiled": got}
+                    label = b
+                    if b == "auto":
+                        used = list(getattr(f.state(*xs).runner, "region_backends", ()))
+                        extra["backends"] = used
+                        label = f"auto({'+'.join(dict.fromkeys(used)) or 'interpret'})"
+                    t_ours, t_np = time_pair(lambda f=f, xs=xs: f(*xs), lambda ref=ref, xs=xs: ref(*xs), min_time=min_time)
+                    times[b] = t_ours
+                    rows.append(Row("jit", case, f"@nd.jit:{label}", "numpy eager", t_ours, t_np, extra=extra))
+                best = min(singles, key=lambda b: times[b].min)
+                t_auto, t_best = time_pair(lambda f=jitted["auto"], xs=xs: f(*xs),
+                                           lambda f=jitted[best], xs=xs: f(*xs), min_time=min_time)
+                rows.append(Row("jit", case, "@nd.jit:auto", f"@nd.jit:{best} (best single)", t_auto, t_best,
+                                extra={"best_single": best}))
+                if "iree" in singles and name == "chain" and n == 10_000_000:
+                    t_iree, t_numba = time_pair(lambda f=jitted["iree"], xs=xs: f(*xs),
+                                                lambda f=jitted["numba"], xs=xs: f(*xs), min_time=min_time)
+                    rows.append(Row("jit", case, "@nd.jit:iree", "@nd.jit:numba", t_iree, t_numba))
+    if "iree" in singles:
+        rows += _iree_compile_rows()
+    return rows
+
+
+_IREE_COMPILE = textwrap.dedent("""
+    import json, time
+    import numpy as np
+    import noodle as nd
+
+    @nd.jit(backend="iree")
+    def chain(a, b, c, d, e):
+        return a * b + c * d - 0.5 * nd.exp(-e)
+
+    x = np.full(1_000_000, 0.5, dtype=np.float32)
+    chain.state(x, x, x, x, x)           # trace outside the timing: the compile (or cache load) only
+    t0 = time.perf_counter()
+    backend = chain.compile(x, x, x, x, x)
+    t1 = time.perf_counter()
+    print(json.dumps({"seconds": t1 - t0, "backend": backend}))
+""")
+
+
+def _iree_compile_rows() -> list[Row]:
+    """IREE's cold compile and cached kernel load of the chain, each in a fresh process."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NOODLE_CACHE_DIR=cache)
+        cold = _subprocess(_IREE_COMPILE, env)
+        warm = [_subprocess(_IREE_COMPILE, env) for _ in range(3)]
+    if cold["backend"] != "iree":
+        return []
+    warm_s = sorted(w["seconds"] for w in warm)
+    return [Row("jit", "iree compile chain 1e+06 float32, fresh process", "cached kernel load", "cold compile",
+                Timing(warm_s[0], warm_s[1], len(warm_s)), Timing(cold["seconds"], cold["seconds"], 1),
+                extra={"cold_compile_s": cold["seconds"], "cached_load_s": warm_s[0]})]
+
+
 def run(quick: bool = False) -> list[Row]:
     import numexpr as ne
 
@@ -242,6 +353,9 @@ def run(quick: bool = False) -> list[Row]:
                                  "array_bytes": peak["array"],
                                  "peak_noodle_arrays": peak["noodle"] / peak["array"],
                                  "peak_numpy_arrays": peak["numpy"] / peak["array"]}))
+
+    # 7. placement per region: single backends and auto on the chain, trig and GELU chains
+    rows += placement_rows(quick, min_time)
     return rows
 
 
@@ -256,12 +370,18 @@ def notes(rows: list[Row]) -> list[str]:
     for r in rows:
         by_case.setdefault(r.case, []).append(r)
     for case, rs in by_case.items():
-        if case.startswith("chain "):
+        if case.startswith("place: "):
+            _placement_notes(case, rs, check)
+        elif case.startswith("chain "):
             np_row = next(r for r in rs if r.baseline == "numpy eager")
             ratio_best = min(r.ratio for r in rs if r.baseline in ("numexpr", "numba parallel (hand-written)"))
             check(f"{case} >= better of numexpr/numba", ratio_best >= 1.0, f"{ratio_best:.2f}x (worse of the two rows)")
             if "1e+07 float64" in case:
                 check(f"{case} >= 2.5x numpy", np_row.ratio >= 2.5, f"{np_row.ratio:.2f}x")
+        elif case.startswith("iree compile"):
+            x = rs[0].extra
+            check("iree cold compile <= 1 s", x["cold_compile_s"] <= 1.0, f"{x['cold_compile_s']:.2f} s")
+            check("iree cached kernel load <= 50 ms", x["cached_load_s"] <= 0.05, f"{x['cached_load_s'] * 1e3:.0f} ms")
         elif case.startswith("sum("):
             check(f"{case} >= 2x numpy", rs[0].ratio >= 2.0, f"{rs[0].ratio:.2f}x")
         elif case.startswith("relu("):
@@ -281,3 +401,22 @@ def notes(rows: list[Row]) -> list[str]:
             check("peak memory <= 1.1x one output array", x["peak_noodle_arrays"] <= 1.1,
                   f"noodle {x['peak_noodle_arrays']:.2f}x, numpy eager {x['peak_numpy_arrays']:.2f}x one array")
     return out
+
+
+def _placement_notes(case: str, rs: list[Row], check) -> None:
+    """The issue's targets for the auto column and the IREE backend on one case."""
+    vs_best = next((r for r in rs if r.baseline.endswith("(best single)")), None)
+    if vs_best is not None:
+        check(f"{case} auto within 5% of the best single backend ({vs_best.extra['best_single']})",
+              vs_best.ratio >= 1 / 1.05, f"{vs_best.ratio:.2f}x")
+    auto = next(r for r in rs if r.candidate.startswith("@nd.jit:auto("))
+    check(f"{case} auto ({'+'.join(auto.extra['backends'])}) no slower than numpy", auto.ratio >= 1.0,
+          f"{auto.ratio:.2f}x")
+    iree = next((r for r in rs if r.candidate == "@nd.jit:iree" and r.baseline == "numpy eager"), None)
+    if iree is not None and case == "place: chain 1e+07 float32":
+        check(f"{case} iree >= 4x numpy", iree.ratio >= 4.0, f"{iree.ratio:.2f}x")
+        vs_numba = next((r for r in rs if r.baseline == "@nd.jit:numba"), None)
+        if vs_numba is not None:
+            check(f"{case} iree >= 2x numba", vs_numba.ratio >= 2.0, f"{vs_numba.ratio:.2f}x")
+    if iree is not None and case == "place: chain 1e+07 float64":
+        check(f"{case} iree >= 1.8x numpy", iree.ratio >= 1.8, f"{iree.ratio:.2f}x")

@@ -11,6 +11,7 @@ import noodle as nd
 from noodle import metrics
 from noodle.exec.interpreter import run_program
 from noodle.ir.graph import Builder
+from noodle.ir.ops import OPS
 from noodle.jit.placing import toolchain
 from noodle.passes import optimize
 from noodle.passes.schedule import units
@@ -35,7 +36,7 @@ def _region(ops: list[str], n: int, dtype: str):
     b = Builder()
     y = b.input(0, (n,), dtype)
     for op in ops:
-        y = b.add(op, y) if op in ("exp", "negative", "sin", "tanh") else b.add(op, y, b.const(1.5, dtype))
+        y = b.add(op, y) if OPS[op].arity == 1 else b.add(op, y, b.const(1.5, dtype))
     prog = optimize(b.finish([y]))
     (u,) = units(prog)
     return region_of(prog, 0, u.members, u.inputs, u.outputs)
@@ -66,6 +67,23 @@ def test_interpreter_wins_a_one_op_region_when_its_call_is_cheapest() -> None:
     interp = BackendRates("interpret", fused=False, call_overhead=0.2e-6, bandwidth=10e9, flops=2e9)
     choice = choose_region(_region(["add"], 16, "float64"), _opts(interpret=Option("interpret", rates=interp)))
     assert choice.backend == "interpret"
+
+
+def test_a_fused_backend_within_the_margin_is_preferred_to_the_interpreter() -> None:
+    from noodle.placement.regions import FUSED_MARGIN
+
+    region = _region(["sin", "cos", "add"], 1_000_000, "float64")
+    interp = BackendRates("interpret", fused=False, call_overhead=1e-6, bandwidth=1e12, flops=1e12,
+                          transcendental={"float64": 1e8})
+    est_interp = choose_region(region, [Option("interpret", rates=interp)]).candidates[0].seconds
+    for factor, want in ((FUSED_MARGIN * 0.95, "numba"), (FUSED_MARGIN * 1.1, "interpret")):
+        # a fused backend whose estimate is `factor` times the interpreter's
+        rate = 3 * 1_000_000 / (est_interp * factor - 1e-6)
+        numba = BackendRates("numba", call_overhead=1e-6, bandwidth=1e12, flops=1e12,
+                             transcendental={"float64": rate * 2 / 3})
+        choice = choose_region(_region(["sin", "cos", "add"], 1_000_000, "float64"),
+                               [Option("interpret", rates=interp), Option("numba", rates=numba)])
+        assert choice.backend == want, (factor, str(choice))
 
 
 def test_backend_lacking_an_op_is_never_chosen_and_the_reason_is_given() -> None:

@@ -42,6 +42,9 @@ from noodle.placement.costs import (
 )
 
 SupportsFn = Callable[[str], tuple[bool, str]]
+#: a fused backend within this factor of a cheaper per-op one (the interpreter) is preferred: the
+#: estimates are that uncertain on a busy machine, and one pass makes no temporaries (less memory)
+FUSED_MARGIN = 1.15
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ def choose_region(region: Region, options: Sequence[Option], forced: str | None 
         candidates.append(Candidate(opt.backend, opt.device, sec))
         usable.append((sec, opt))
     usable.sort(key=lambda t: t[0])
+    usable = _prefer_fused(usable)
     order = tuple(o.backend for _, o in usable)
     if forced not in (None, "auto"):
         device = next((o.device for o in options if o.backend == forced), "cpu")
@@ -196,6 +200,19 @@ def choose_region(region: Region, options: Sequence[Option], forced: str | None 
                             + "; ".join(str(c) for c in candidates), tuple(candidates))
     best_sec, best = usable[0]
     return RegionChoice(region, best.backend, best.device, _why(region, usable), tuple(candidates), order[1:])
+
+
+def _prefer_fused(usable: list[tuple[float, Option]]) -> list[tuple[float, Option]]:
+    """``usable`` (cheapest first) with the cheapest fused option first when it is within FUSED_MARGIN
+    of a cheaper per-op one."""
+    if not usable or usable[0][1].rates is None or usable[0][1].rates.fused:
+        return usable
+    for i, (sec, opt) in enumerate(usable):
+        if opt.rates is not None and opt.rates.fused:
+            if sec <= usable[0][0] * FUSED_MARGIN:
+                return [usable[i], *usable[:i], *usable[i + 1:]]
+            break
+    return usable
 
 
 def _excluded(region: Region, opt: Option) -> str:
@@ -220,7 +237,10 @@ def _why(region: Region, usable: list[tuple[float, Option]]) -> str:
     sec, best = usable[0]
     assert best.rates is not None and region.cost is not None
     parts = [f"cheapest estimate ({_fmt(sec)})"]
-    if len(usable) > 1:
+    if len(usable) > 1 and usable[1][0] < sec:
+        parts = [f"estimate {_fmt(sec)}, within {FUSED_MARGIN:.2f}x of {usable[1][1].backend} "
+                 f"({_fmt(usable[1][0])}): one fused pass is preferred (no temporaries)"]
+    elif len(usable) > 1:
         parts.append(f"next {usable[1][1].backend} {_fmt(usable[1][0])}")
     if overhead_share(best.rates, region.cost) > 0.5:
         parts.append(f"small region: call overhead dominates and {best.backend}'s is the lowest")
