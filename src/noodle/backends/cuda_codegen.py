@@ -24,21 +24,22 @@ import math
 
 import numpy as np
 
+from noodle.backends.emit_rules import Elementwise, Library, Reduction, lookup, views
 from noodle.backends.layout import spec_layout
 from noodle.backends.op_text import (
-    COMPARE,
-    MATH,
     cast_pair,
     check_integer_power,
     check_portable_casts,
     compare_dtype,
     infix,
     is_float,
+    symbol,
     truth,
 )
 from noodle.backends.spec import KernelSpec
-from noodle.errors import CompileError, DTypeError
-from noodle.ir.reduction import acc_dtype
+from noodle.errors import DTypeError
+from noodle.ir.ops import OPS
+from noodle.ir.reduction import acc_dtype, identity
 
 C_TYPES = {
     "float32": "float", "float64": "double", "int8": "signed char", "int16": "short", "int32": "int",
@@ -63,9 +64,6 @@ template <typename T> __device__ __forceinline__ T nd_ipow(T base, T e) {
 }
 #endif
 """
-
-ARITH = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-
 
 def c_type(dtype: str) -> str:
     try:
@@ -104,33 +102,81 @@ def _cast(x: str, have: str, want: str) -> str:
     return f"(({c_type(want)}){x})"
 
 
+# ------------------------------------------------------------------------------ the op table
+def _arith(op: str) -> Elementwise:
+    sym = symbol(op)
+    return Elementwise(lambda args, dts, out: infix(sym, args, dts, out, _cast))
+
+
+def _compare(op: str) -> Elementwise:
+    sym = symbol(op)
+    return Elementwise(lambda args, dts, out: infix(sym, args, dts, compare_dtype(dts), _cast))
+
+
+def _power(args: list[str], dts: list[str], out: str) -> str:
+    a, b = cast_pair(args, dts, out, _cast)
+    return f"pow({a}, {b})" if is_float(out) else f"nd_ipow<{c_type(out)}>({a}, {b})"
+
+
+def _extreme(op: str) -> Elementwise:
+    def emit(args: list[str], dts: list[str], out: str) -> str:
+        a, b = cast_pair(args, dts, out, _cast)
+        return f"{_extreme_fn(op, out)}<{c_type(out)}>({a}, {b})"
+    return Elementwise(emit)
+
+
+def _extreme_fn(op: str, dtype: str) -> str:
+    """The helper for maximum/max (minimum/min): NaN-propagating for floats."""
+    big = op in ("maximum", "max")
+    if is_float(dtype):
+        return "nd_max" if big else "nd_min"
+    return "nd_imax" if big else "nd_imin"
+
+
+def _abs(args: list[str], dts: list[str], out: str) -> str:
+    a = _cast(args[0], dts[0], out)
+    return f"fabs({a})" if is_float(out) else f"nd_iabs<{c_type(out)}>({a})"
+
+
+def _math(op: str) -> Elementwise:
+    fn = OPS[op].numpy   # CUDA's math library has NumPy's names (overloaded for float and double)
+    return Elementwise(lambda args, dts, out: f"{fn}({_cast(args[0], dts[0], out)})")
+
+
+def _where(args: list[str], dts: list[str], out: str) -> str:
+    c = truth(args[0], dts[0])
+    return f"({c} ? {_cast(args[1], dts[1], out)} : {_cast(args[2], dts[2], out)})"
+
+
+def _extreme_update(op: str) -> Reduction:
+    return Reduction(lambda acc, x, acc_dt: f"{acc} = {_extreme_fn(op, acc_dt)}<{c_type(acc_dt)}>({acc}, {x});")
+
+
+#: op name -> its translation in generated CUDA C (elementwise expressions, accumulator updates,
+#: cuBLAS for products, views for shape ops)
+CUDA_OPS = {
+    "add": _arith("add"), "subtract": _arith("subtract"), "multiply": _arith("multiply"),
+    "divide": _arith("divide"), "power": Elementwise(_power),
+    "maximum": _extreme("maximum"), "minimum": _extreme("minimum"),
+    "less": _compare("less"), "less_equal": _compare("less_equal"), "greater": _compare("greater"),
+    "greater_equal": _compare("greater_equal"), "equal": _compare("equal"), "not_equal": _compare("not_equal"),
+    "negative": Elementwise(lambda args, dts, out: f"(-{_cast(args[0], dts[0], out)})"),
+    "abs": Elementwise(_abs),
+    "exp": _math("exp"), "log": _math("log"), "sqrt": _math("sqrt"), "sin": _math("sin"), "cos": _math("cos"),
+    "tanh": _math("tanh"),
+    "where": Elementwise(_where),
+    "astype": Elementwise(lambda args, dts, out: _cast(args[0], dts[0], out)),
+    "sum": Reduction(lambda acc, x, acc_dt: f"{acc} += {x};"),
+    "mean": Reduction(lambda acc, x, acc_dt: f"{acc} += {x};"),
+    "max": _extreme_update("max"), "min": _extreme_update("min"),
+    "matmul": Library("cupy.matmul"),
+    **views("cupy"),
+}
+
+
 def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
     """One elementwise op as a CUDA C expression (NumPy semantics)."""
-    if op in ARITH:
-        return infix(ARITH[op], args, dts, out, _cast)
-    if op == "power":
-        a, b = cast_pair(args, dts, out, _cast)
-        return f"pow({a}, {b})" if is_float(out) else f"nd_ipow<{c_type(out)}>({a}, {b})"
-    if op in COMPARE:
-        return infix(COMPARE[op], args, dts, compare_dtype(dts), _cast)
-    if op in ("maximum", "minimum"):
-        a, b = cast_pair(args, dts, out, _cast)
-        fn = ("nd_max" if op == "maximum" else "nd_min") if is_float(out) else \
-             ("nd_imax" if op == "maximum" else "nd_imin")
-        return f"{fn}<{c_type(out)}>({a}, {b})"
-    if op == "negative":
-        return f"(-{_cast(args[0], dts[0], out)})"
-    if op == "abs":
-        a = _cast(args[0], dts[0], out)
-        return f"fabs({a})" if is_float(out) else f"nd_iabs<{c_type(out)}>({a})"
-    if op in MATH:
-        return f"{op}({_cast(args[0], dts[0], out)})"
-    if op == "where":
-        c = truth(args[0], dts[0])
-        return f"({c} ? {_cast(args[1], dts[1], out)} : {_cast(args[2], dts[2], out)})"
-    if op == "astype":
-        return _cast(args[0], dts[0], out)
-    raise CompileError(f"the CUDA backend cannot generate op {op!r} inside a fused kernel")
+    return lookup(CUDA_OPS, "cuda", op, Elementwise).expr(args, dts, out)
 
 
 def kernel_name(spec: KernelSpec) -> str:
@@ -138,19 +184,11 @@ def kernel_name(spec: KernelSpec) -> str:
 
 
 def _acc_update(op: str, acc: str, val: str, acc_dt: str) -> str:
-    if op in ("sum", "mean"):
-        return f"{acc} += {val};"
-    fn = ("nd_max" if op == "max" else "nd_min") if is_float(acc_dt) else ("nd_imax" if op == "max" else "nd_imin")
-    return f"{acc} = {fn}<{c_type(acc_dt)}>({acc}, {val});"
+    return lookup(CUDA_OPS, "cuda", op, Reduction).update(acc, val, acc_dt)
 
 
 def _acc_init(op: str, acc_dt: str) -> str:
-    if op in ("sum", "mean"):
-        return c_literal(acc_dt, 0)
-    if is_float(acc_dt):
-        return c_literal(acc_dt, -math.inf if op == "max" else math.inf)
-    info = np.iinfo(np.dtype(acc_dt))
-    return c_literal(acc_dt, info.min if op == "max" else info.max)
+    return c_literal(acc_dt, identity(op, acc_dt))
 
 
 def cuda_source(spec: KernelSpec, inplace: bool = False) -> str:
@@ -268,4 +306,4 @@ def launch_shape(spec: KernelSpec, sm_count: int = 132) -> tuple[int, int, int]:
     return blocks, BLOCK_THREADS, blocks
 
 
-__all__ = ["BLOCK_THREADS", "c_literal", "cuda_source", "kernel_name", "launch_shape"]
+__all__ = ["BLOCK_THREADS", "CUDA_OPS", "c_literal", "cuda_source", "kernel_name", "launch_shape", "op_expr"]

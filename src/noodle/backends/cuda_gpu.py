@@ -29,7 +29,7 @@ import numpy as np
 
 from noodle import metrics
 from noodle.backends.base import Backend, Kernel
-from noodle.backends.cuda_codegen import cuda_source, kernel_name, launch_shape
+from noodle.backends.cuda_codegen import CUDA_OPS, cuda_source, kernel_name, launch_shape
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.config import get_settings
@@ -140,6 +140,7 @@ class CudaBackend(Backend):
     """CUDA code generation through CuPy (see the module docstring)."""
 
     name = "cuda"
+    op_table = CUDA_OPS
 
     def __init__(self) -> None:
         self._kernels: dict[str, Kernel] = {}

@@ -34,28 +34,34 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
-import logging
+import importlib
 import math
-import os
-import sys
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from noodle import metrics
+from noodle.backends import numba_threads
 from noodle.backends.base import Backend, Kernel, check_inputs
-from noodle.backends.numba_codegen import BLOCK, PARALLEL_MIN, Plan, generate, n_partials, plan
-from noodle.backends.numba_stages import unstaged_inputs
+from noodle.backends.numba_cache import from_cache, kernel_dir, load_module
+from noodle.backends.numba_codegen import generate
+from noodle.backends.numba_emit import NUMBA_OPS
+from noodle.backends.numba_plan import (
+    BLOCK,
+    PARALLEL_MIN,
+    NumbaStep,
+    Plan,
+    UfuncStep,
+    n_partials,
+    plan,
+    unstaged_inputs,
+)
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
-from noodle.config import get_settings
 from noodle.devices.detect import cpu_threads as n_threads
 from noodle.errors import CompileError, DTypeError, ShapeError
 from noodle.ir.reduction import canonical_extreme, canonical_nan, combine_chunks
@@ -70,25 +76,16 @@ _COMPILE_SECONDS = metrics.histogram("noodle_jit_kernel_compile_seconds", "time 
 _SERIAL_FALLBACK = metrics.counter("noodle_jit_parallel_busy_total",
                                    "parallel launches run serially because another thread held the lock")
 
-_par_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-_local = threading.local()
-_import_lock = threading.Lock()
-_warned_dirs: dict[str, bool] = {}
-log = logging.getLogger("noodle.backends.numba")
+_prewarm_lock = threading.Lock()
+_local = threading.local()   # per-thread scratch buffers of the staged kernels
 
 
-def _after_fork_in_child() -> None:
-    """A forked child inherits the executor object but not its threads: start afresh."""
-    global _executor, _par_lock, _executor_lock
-    _executor = None
-    _par_lock = threading.Lock()
-    _executor_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def __getattr__(name: str) -> Any:
+    # ``numba_cpu._par_lock`` (read by the modular-arithmetic kernels): the lock now lives in
+    # noodle.backends.numba_threads, shared by every parallel Numba launch
+    if name == "_par_lock":
+        return numba_threads.parallel_lock()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _warm_numba() -> None:
@@ -117,81 +114,11 @@ def prewarm() -> threading.Thread:
     """
     global _prewarm_thread
     if _prewarm_thread is None:
-        with _executor_lock:
+        with _prewarm_lock:
             if _prewarm_thread is None:
                 _prewarm_thread = threading.Thread(target=_warm_numba, name="noodle-numba-warm", daemon=True)
                 _prewarm_thread.start()
     return _prewarm_thread
-
-
-def _workers() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=max(1, n_threads() - 1),
-                                               thread_name_prefix="noodle-block")
-    return _executor
-
-
-def kernel_dir() -> Path:
-    """Where generated kernel sources (and Numba's cache next to them) live."""
-    return Path(get_settings().cache_dir) / "kernels"
-
-
-def _load_module(key: str, source: str, directory: Path | None = None) -> Any:
-    """Write ``source`` to the kernel cache (atomically, if changed) and import it."""
-    directory = kernel_dir() if directory is None else directory
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".probe.{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:  # read-only or missing home: keep compiling, cache per machine in /tmp
-        fallback = Path(tempfile.gettempdir()) / f"noodle-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        if not _warned_dirs.get(str(directory)):
-            _warned_dirs[str(directory)] = True
-            log.warning("kernel cache %s is not writable (%s); using %s", directory, exc, fallback)
-        directory = fallback
-        directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"k_{key}.py"
-    try:
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-    except OSError:
-        current = None
-    if current != source:
-        tmp = directory / f".k_{key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(source, encoding="utf-8")
-        os.replace(tmp, path)
-    name = f"noodle_kernel_{key}"  # importable by this name while loaded: Numba's cache re-imports it
-    with _import_lock:
-        mod = sys.modules.get(name)
-        if mod is not None:
-            return mod
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise CompileError(f"cannot import generated kernel {path}")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-    return mod
-
-
-def _from_cache(mod: Any) -> bool:
-    """True when every dispatcher of ``mod`` was loaded from Numba's disk cache (no compile)."""
-    found = False
-    for value in vars(mod).values():
-        stats = getattr(value, "stats", None)
-        if stats is None or not hasattr(stats, "cache_hits") or not getattr(value, "signatures", None):
-            continue  # not a dispatcher, or one compiled lazily on first use
-        found = True
-        if not stats.cache_hits or stats.cache_misses:
-            return False
-    return found
 
 
 def _out_buffer(pool: BufferPool, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -237,12 +164,7 @@ class NumbaKernel(Kernel):
         # dims dropped, neighbours merged: the product is the same), computed once, not per call
         self._mean_count = math.prod(s for s, r in zip(p.shape, p.reduced, strict=True) if r)
         if p.mode == "stages":
-            self._steps = [dict(s, fn=(getattr(np, s["fn"]) if s["kind"] == "ufunc"
-                                       else getattr(module, f"s{s['index']}"))) for s in p.stages]
-            for step in self._steps:   # constants made once, not per block
-                if step["kind"] == "ufunc":
-                    step["srcs"] = [("k", np.asarray(src[2], dtype=src[1])) if src[0] == "c" else src
-                                    for src in step["srcs"]]
+            self._steps = [_runnable(step, module) for step in p.stages]
             self._scratch_dtypes = [np.dtype(d) for d in p.scratch_dtypes]
             self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
         # the generated one-block driver (spaces of at most one block): no per-step lookups
@@ -346,11 +268,12 @@ class NumbaKernel(Kernel):
         return result
 
     def _launch(self, args: tuple[Any, ...]) -> bool:
-        if self._par is not None and _par_lock.acquire(blocking=False):
+        lock = numba_threads.parallel_lock()
+        if self._par is not None and lock.acquire(blocking=False):
             try:
                 return self._par(*args)
             finally:
-                _par_lock.release()
+                lock.release()
         if self._par is not None:
             _SERIAL_FALLBACK.inc()
         return self._ser(*args)
@@ -424,12 +347,22 @@ class NumbaKernel(Kernel):
             self._blocks(ins, outs, range(nb), partials)
             return partials
         shared = iter(range(nb))  # next() on a range iterator is atomic under the GIL
-        pool = _workers()
+        pool = numba_threads.workers()
         futures = [pool.submit(self._blocks, ins, outs, shared, partials) for _ in range(1, workers)]
         self._blocks(ins, outs, shared, partials)
         for f in futures:
             f.result()
         return partials
+
+
+def _runnable(step: UfuncStep | NumbaStep, module: Any) -> dict[str, Any]:
+    """A planned stage bound to what runs it: NumPy's ufunc (constants made once, not per block)
+    or the generated Numba function."""
+    if isinstance(step, UfuncStep):
+        srcs = [("k", np.asarray(src[2], dtype=src[1])) if src[0] == "c" else src for src in step.srcs]
+        return {"kind": "ufunc", "fn": getattr(np, step.fn), "srcs": srcs, "dst": step.dst, "cast": step.cast,
+                "dtype": step.dtype}
+    return {"kind": "numba", "fn": getattr(module, f"s{step.index}"), "args": step.args}
 
 
 def _ufunc_operand(src: tuple, ins: list[np.ndarray], t: list[np.ndarray], lo: int, hi: int, m: int) -> Any:
@@ -483,6 +416,7 @@ class NumbaBackend(Backend):
     """Numba CPU code generation (see the module docstring)."""
 
     name = "numba"
+    op_table = NUMBA_OPS
 
     def __init__(self, pool: BufferPool | None = None, cache_dir: str | Path | None = None) -> None:
         self.pool = pool if pool is not None else default_pool()
@@ -514,18 +448,18 @@ class NumbaBackend(Backend):
         t0 = time.perf_counter()
         p = plan(spec)
         if p.mode == "split":
-            kernel: Kernel = SplitReduceKernel(spec, self.compile_kernel(values_spec(spec)))
+            kernel: Kernel = SplitReduceKernel(spec, self.compile_kernel(values_spec(spec)), float_sum=_ordered_sum)
             with self._lock:
                 self._kernels.setdefault(key, kernel)
             return self._kernels[key]  # type: ignore[return-value]
         source = generate(spec, p)
         try:
-            module = _load_module(key, source, self.cache_dir)
+            module = load_module(key, source, self.cache_dir)
         except (DTypeError, ShapeError):
             raise
         except Exception as exc:
             raise CompileError(f"numba failed to compile kernel {key}: {type(exc).__name__}: {exc}") from exc
-        hit = _from_cache(module)
+        hit = from_cache(module)
         kernel = NumbaKernel(spec, module, p, self.pool, hit)
         dt = time.perf_counter() - t0
         _COMPILES.labels("numba", "disk" if hit else "compiled").inc()
@@ -548,6 +482,13 @@ class NumbaBackend(Backend):
                 raise ShapeError("a matmul epilogue must write one output of the product's dtype and shape")
             ep = self.compile_kernel(e)
         return NumbaMatmulKernel(spec, ep, self.pool)
+
+
+def _ordered_sum(x: np.ndarray, axes: tuple[int, ...]) -> Any:
+    """The Numba kernels of the defined-order sum (imported at first use: they compile on import)."""
+    from noodle.backends.numba_reduce import ordered_sum_fast  # noqa: PLC0415 - compiles Numba code
+
+    return ordered_sum_fast(x, axes)
 
 
 def _validate(spec: KernelSpec) -> None:

@@ -7,7 +7,7 @@ give the same bits, at about the speed of a plain loop:
 
 * ``inner``: values as (M, R) with the reduced axis contiguous. An item is one chunk of one
   row: eight lanes (one ``<8 x double>`` vector in registers, see :func:`_lanes`; the order of
-  ``lane_reduce`` in :mod:`noodle.backends.numba_codegen`), element ``t`` of the chunk into
+  ``lane_reduce`` in :mod:`noodle.backends.numba_emit`), element ``t`` of the chunk into
   lane ``t % 8``, the tail of a short chunk into lanes ``0 .. tail-1``, then
   ``((lane0 + lane1) + ...) + lane7``;
 * ``outer``: values as (P, R, Q) with the kept axis Q contiguous. An item is one chunk of a
@@ -33,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from llvmlite import ir
 from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
+from noodle.backends.numba_threads import parallel_lock
 from noodle.ir.reduction import CHUNK, LANES, combine_chunks
 
 assert LANES == 8 and CHUNK % LANES == 0   # the kernels below spell the lane count out
@@ -50,7 +50,6 @@ BLOCK_MAX = 512          # columns per outer item: (8, 512) float64 lanes = 32 K
 NARROW = 16              # kept extents below this: copy to (M, R) and run inner instead
 
 _OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
-_fallback_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------------ the work
@@ -218,11 +217,7 @@ def _launch(par: Any, ser: Any, size: int) -> None:
     if size < PARALLEL_MIN or _threads() == 1:
         ser()
         return
-    try:
-        from noodle.backends import numba_cpu  # noqa: PLC0415 - numba_cpu imports split_reduce
-        lock = numba_cpu._par_lock
-    except Exception:  # pragma: no cover - the backend module failed to import
-        lock = _fallback_lock
+    lock = parallel_lock()
     if lock.acquire(blocking=False):
         try:
             par()

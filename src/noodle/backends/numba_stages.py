@@ -1,17 +1,24 @@
-"""The ``stages`` loop shape of the Numba code generator.
+"""Source of the ``stages`` loop shape of the Numba code generator (planned in
+:mod:`noodle.backends.numba_plan`).
 
 Why a separate step: Numba's ``exp`` (and ``log``, ``sin``, ``cos``, ``tanh``)
 is a scalar libm call (llvmlite from PyPI has no SVML), about 5x slower on this
-machine than NumPy's SIMD ufunc loops. A 1-D fused region that contains such
-ops on varying values is split into serial ``nogil`` Numba stages; between two
-stages NumPy's ufunc evaluates the transcendental op on a cache-sized block
-(``BLOCK`` elements) into a per-thread scratch buffer. The driver in
-:mod:`noodle.backends.numba_cpu` runs the blocks on a few threads.
+machine than NumPy's SIMD ufunc loops. A fused region that contains such ops on
+varying values is split into serial ``nogil`` Numba stages; between two stages
+NumPy's ufunc evaluates the transcendental op on a cache-sized block (``BLOCK``
+elements) into a per-thread scratch buffer. The driver in
+:mod:`noodle.backends.numba_cpu` runs the blocks on a few threads; spaces of one
+block get a generated driver (``run1``) with every step spelled out.
 
-Scheduling: a transcendental op runs in the phase right after its argument is
-available; every other value is sunk to the latest stage that still feeds its
-consumers (so the final stage reads inputs directly rather than scratch copies).
-A value crosses into a scratch buffer only when a later stage or a ufunc reads it.
+Example::
+
+    >>> from noodle.backends.spec import Instr, KernelSpec
+    >>> from noodle.backends.numba_plan import emitter, plan
+    >>> spec = KernelSpec((("float64", (8,)),), (), (Instr("exp", (0,), "float64"),), (1,), (8,))
+    >>> p = plan(spec)
+    >>> src = gen_stages(spec, p, emitter(spec, p), ["i0"], ["o0"], ["float64[::1]"], ["float64[::1]"])
+    >>> src[0]
+    '@njit("void(int64, int64, float64[::1], float64[::1])", **_OPTS)'
 """
 
 from __future__ import annotations
@@ -20,139 +27,31 @@ import re
 
 import numpy as np
 
-from noodle.backends.numba_codegen import (
-    BLOCK,
-    CHUNK,
-    UFUNC_OPS,
-    Plan,
-    _Emitter,
-    _indent,
-    _loads,
-    _sig_array,
-    _store_outputs,
-    _targets,
-    _uniform,
-    float_literal,
-    is_float,
-    lane_reduce,
-    n_partials,
-)
+from noodle.backends.numba_emit import Emitter, float_literal, indent, lane_reduce, sig_array
+from noodle.backends.numba_plan import BLOCK, NumbaStep, Plan, UfuncStep, n_partials, unstaged_inputs
+from noodle.backends.op_text import is_float
 from noodle.backends.spec import KernelSpec
-from noodle.errors import CompileError
+from noodle.ir.reduction import CHUNK
 
 
-def plan_stages(spec: KernelSpec, p: Plan) -> None:
-    """Split the body into Numba stages separated by NumPy ufunc calls on blocks."""
-    n_in, n_c = len(spec.inputs), len(spec.consts)
-    base = n_in + n_c
-    uni = _uniform(spec, p)
-    stage = [0] * (base + len(spec.body))
-    is_ufunc = [False] * len(stage)
-    for i, ins in enumerate(spec.body):
-        v = base + i
-        s = max((stage[a] for a in ins.args), default=0)
-        if ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[v]:
-            is_ufunc[v] = True
-            s = max(stage[a] for a in ins.args) + 1
-        stage[v] = s
-    last = max(stage) if stage else 0
-    # sink every other value to the latest stage that still feeds its consumers: the final
-    # stage then reads inputs directly instead of a scratch copy made in an earlier stage
-    finals_set = set(spec.outputs) | ({spec.reduce.value} if spec.reduce is not None else set())
-    latest = [last] * len(stage)
-    for i in range(len(spec.body) - 1, -1, -1):
-        v = base + i
-        if is_ufunc[v] or uni[v]:
-            continue
-        bound = last if v in finals_set else None
-        for j in range(i + 1, len(spec.body)):
-            c = base + j
-            if v in spec.body[j].args:
-                need = stage[c] - 1 if is_ufunc[c] else latest[c]
-                bound = need if bound is None else min(bound, need)
-        latest[v] = last if bound is None else bound
-        stage[v] = max(stage[v], latest[v])
-    # a value crosses into a scratch buffer when a later stage (or a ufunc) reads it; a ufunc
-    # reads a uniform operand as a one-element array (an input) or a scalar (a constant)
-    scratch: dict[int, int] = {}
-    for i, ins in enumerate(spec.body):
-        v = base + i
-        for a in ins.args:
-            if is_ufunc[v] and uni[a] and a >= base:
-                raise CompileError(f"kernel {spec.key()}: {ins.op} of a computed scalar is not staged; "
-                                   "it runs interpreted")
-            if a >= base and not uni[a] and (is_ufunc[v] or stage[a] < stage[v]) and a not in scratch:
-                scratch[a] = len(scratch)
-        if is_ufunc[v] and v not in scratch:
-            scratch[v] = len(scratch)
-    # an input read with another layout than the output's (broadcast) cannot be handed to a
-    # ufunc as a slice: stage 0 copies its block into scratch first
-    full = tuple(p.out_strides)
-    input_writes: list[int] = []
-    for i, ins in enumerate(spec.body):
-        if not is_ufunc[base + i]:
-            continue
-        for a in ins.args:
-            if a < n_in and not uni[a] and tuple(p.in_strides[a]) != full and a not in scratch:
-                scratch[a] = len(scratch)
-                input_writes.append(a)
-    finals = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
-    for v in finals:
-        if v >= base and not uni[v] and stage[v] < last and v not in scratch:
-            scratch[v] = len(scratch)
-    p.n_scratch = len(scratch)
-    p.scratch_dtypes = [spec.dtype_of(v) for v in sorted(scratch, key=scratch.get)]
-    steps: list[dict] = []
-    for s in range(last + 1):
-        if s > 0:
-            for i, ins in enumerate(spec.body):
-                v = base + i
-                if is_ufunc[v] and stage[v] == s:
-                    srcs = [_ufunc_source(spec, a, n_in, uni, scratch) for a in ins.args]
-                    steps.append({"kind": "ufunc", "fn": UFUNC_OPS[ins.op], "srcs": srcs, "dst": scratch[v],
-                                  "cast": any(spec.dtype_of(a) != ins.dtype for a in ins.args),
-                                  "dtype": ins.dtype})
-        compute = [base + i for i in range(len(spec.body))
-                   if stage[base + i] == s and not is_ufunc[base + i] and not uni[base + i]]
-        writes = [v for v in compute if v in scratch] + (input_writes if s == 0 else [])
-        final = s == last
-        if compute or writes or final:
-            steps.append({"kind": "numba", "index": s, "compute": compute, "writes": writes, "final": final})
-    p.stages = steps
-    p._scratch_map = scratch  # type: ignore[attr-defined]
-    p._stage_of = stage  # type: ignore[attr-defined]
-
-
-def _ufunc_source(spec: KernelSpec, a: int, n_in: int, uni: list[bool], scratch: dict[int, int]) -> tuple:
-    """Where a ufunc step reads operand ``a`` (see ``NumbaKernel._blocks``)."""
-    if a < n_in:
-        if a in scratch:
-            return ("t", scratch[a])
-        return ("u", a) if uni[a] else ("in", a)
-    if a < n_in + len(spec.consts):
-        dtype, value = spec.consts[a - n_in]
-        return ("c", dtype, value)
-    return ("t", scratch[a])
-
-
-def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_args: list[str],
+def gen_stages(spec: KernelSpec, p: Plan, e: Emitter, in_args: list[str], out_args: list[str],
                 in_sig: list[str], out_sig: list[str]) -> list[str]:
     """Serial nogil Numba stage functions over one block ``[lo, hi)``; the driver calls ufuncs between."""
-    scratch: dict[int, int] = p._scratch_map  # type: ignore[attr-defined]
+    scratch = p.scratch
     red = spec.reduce
     t_args = [f"t{j}" for j in range(p.n_scratch)]
-    t_sig = [_sig_array(d) for d in p.scratch_dtypes]
+    t_sig = [sig_array(d) for d in p.scratch_dtypes]
     src: list[str] = []
     for step in p.stages:
-        if step["kind"] != "numba":
+        if not isinstance(step, NumbaStep):
             continue
-        final = step["final"]
-        targets = set(step["writes"])
+        final = step.final
+        targets = set(step.writes)
         if final:
-            targets |= _targets(spec)
+            targets |= e.targets()
         nd = len(p.shape)
         if nd <= 1:
-            load = _loads(e, ["i"] * e.n_in)
+            load = e.loads(["i"] * e.n_in)
         else:  # per-row slices (stride 1), row-broadcast scalars (stride 0)
             load = {}
             for k in range(e.n_in):
@@ -161,29 +60,29 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
                     load[k] = f"w{k}[j]" if st == 1 else f"s{k}" if st == 0 else f"i{k}[b{k} + (rs + j) * {st}]"
         pos = "i" if nd <= 1 else "tb + j"
         for v, j in scratch.items():
-            if v not in step["compute"] and v >= e.n_in:
+            if v not in step.compute and v >= e.n_in:
                 load[v] = f"t{j}[{pos}]"
         reduces = final and red is not None
         lines = e.hoisted(targets)
         body = e.body(targets, load, "")
-        body += [f"t{scratch[v]}[{pos}] = v{v}" for v in step["writes"]]
+        body += [f"t{scratch[v]}[{pos}] = v{v}" for v in step.writes]
         if final:
-            body += _store_outputs(spec, e, "i" if nd <= 1 else "j", "", "o" if nd <= 1 else "y")
+            body += e.store_outputs("i" if nd <= 1 else "j", "", "o" if nd <= 1 else "y")
         if reduces:
             # 1-D only (see plan): the block's chunks in the defined order, one value per chunk
             lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
             lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
             lines.append(f"for c in range((hi - lo + {CHUNK - 1}) // {CHUNK}):")
             chunk = [f"cs = c * {CHUNK}", f"m = min({CHUNK}, hi - lo - cs)"]
-            computed = set(step["compute"])
+            computed = set(step.compute)
 
             def scratch_loads(ix: str, computed: set[int] = computed) -> dict[int, str]:
                 return {v: f"t{j}[{ix}]" for v, j in scratch.items() if v not in computed and v >= e.n_in}
 
-            chunk += lane_reduce(spec, e, p, targets, "cs", "m", lambda ix: _loads(e, [ix] * e.n_in), "o",
+            chunk += lane_reduce(e, p.acc_dtype, targets, "cs", "m", lambda ix: e.loads([ix] * e.n_in), "o",
                                  scratch_loads)
             chunk.append(f"part[lo // {CHUNK} + c] = acc0")
-            lines += _indent(chunk, 1)
+            lines += indent(chunk, 1)
         elif nd <= 1:
             # slice to the block inside Numba: the loop index then starts at 0, so LLVM drops
             # the negative-index (wraparound) checks that otherwise block vectorization
@@ -191,19 +90,19 @@ def gen_stages(spec: KernelSpec, p: Plan, e: _Emitter, in_args: list[str], out_a
             if final:
                 lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
             lines.append("for i in range(hi - lo):")
-            lines += _indent(body or ["pass"], 1)
+            lines += indent(body or ["pass"], 1)
         else:
             lines += _indent_rows(spec, p, e, body, final)
         # pass a stage only the arrays it reads or writes: Numba's dispatcher checks every
         # argument on every call (~70 ns each), which is most of a small call
         lines, used = _only_used(lines, e.n_in, p.n_scratch, len(spec.outputs) if final else 0)
-        step["args"] = used + ([("p", 0)] if reduces else [])
+        step.args = used + ([("p", 0)] if reduces else [])
         sigs = {"i": in_sig, "t": t_sig, "o": out_sig}
-        arg_sig = [sigs[kind][k] for kind, k in used] + ([_sig_array(p.acc_dtype)] if reduces else [])
+        arg_sig = [sigs[kind][k] for kind, k in used] + ([sig_array(p.acc_dtype)] if reduces else [])
         names = [f"{kind}{k}" for kind, k in used] + (["part"] if reduces else [])
         src.append(f'@njit("void(int64, int64, {", ".join(arg_sig)})", **_OPTS)')
-        src.append(f"def s{step['index']}({', '.join(['lo', 'hi', *names])}):")
-        src += _indent(lines, 1)
+        src.append(f"def s{step.index}({', '.join(['lo', 'hi', *names])}):")
+        src += indent(lines, 1)
         src.append("")
     if p.n <= BLOCK:
         src += _one_block_driver(spec, p, in_args, out_args, t_args)
@@ -229,13 +128,6 @@ def _only_used(lines: list[str], n_in: int, n_scratch: int, n_out: int) -> tuple
     return keep, used
 
 
-def unstaged_inputs(p: Plan, n_in: int) -> tuple[int, ...]:
-    """Inputs no Numba stage reads (only ufunc steps do): Numba's dispatcher never checks their
-    dtype, so the drivers must (after ``gen_stages`` has recorded each stage's arguments)."""
-    staged = {k for st in p.stages if st["kind"] == "numba" for kind, k in st["args"] if kind == "i"}
-    return tuple(k for k in range(n_in) if k not in staged)
-
-
 def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: list[str],
                       t_args: list[str]) -> list[str]:
     """``run1``: the whole space as one block, in plain Python with every step spelled out.
@@ -248,9 +140,9 @@ def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
     body = [f"t{j} = np.empty({n}, np.{d})" for j, d in enumerate(p.scratch_dtypes)]
     part = ["part"] if spec.reduce is not None else []
     for step in p.stages:
-        if step["kind"] == "ufunc":
+        if isinstance(step, UfuncStep):
             operands = []
-            for src in step["srcs"]:
+            for src in step.srcs:
                 if src[0] == "in":
                     operands.append(f"i{src[1]}")
                 elif src[0] == "t":
@@ -264,13 +156,13 @@ def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
                         float_literal(float(value)) if is_float(src[1]) else repr(int(value)))
                     consts.append(f"{name} = np.asarray({lit}, dtype=np.{src[1]})")
                     operands.append(name)
-            cast = f", dtype=np.{step['dtype']}" if step["cast"] else ""
-            body.append(f"np.{step['fn']}({', '.join(operands)}, out=t{step['dst']}{cast})")
+            cast = f", dtype=np.{step.dtype}" if step.cast else ""
+            body.append(f"np.{step.fn}({', '.join(operands)}, out=t{step.dst}{cast})")
         else:
-            args = ["0", str(n)] + [f"{kind}{k}" if kind != "p" else "part" for kind, k in step["args"]]
-            body.append(f"s{step['index']}({', '.join(args)})")
+            args = ["0", str(n)] + [f"{kind}{k}" if kind != "p" else "part" for kind, k in step.args]
+            body.append(f"s{step.index}({', '.join(args)})")
     lines = consts + [f"def run1({', '.join(in_args + out_args + part)}):"]
-    lines += _indent(body, 1)
+    lines += indent(body, 1)
     lines.append("")
     # run1a: checks the input sizes itself (a wrong one raises TypeError: the kernel's slow path
     # then names it) and allocates the outputs, for small 1-D calls; returns outputs (+ partials)
@@ -283,13 +175,13 @@ def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
     if spec.reduce is not None:
         alloc.append(f"part = np.empty({n_partials(p)}, np.{p.acc_dtype})")
     lines.append(f"def run1a({', '.join(in_args)}):")
-    lines += _indent([f"if {check}:", "    raise TypeError('input sizes do not match the kernel')", *alloc,
+    lines += indent([f"if {check}:", "    raise TypeError('input sizes do not match the kernel')", *alloc,
                       f"run1({', '.join(in_args + out_args + part)})",
                       f"return ({', '.join(out_args + part)},)"], 1)
     return lines + [""]
 
 
-def _indent_rows(spec: KernelSpec, p: Plan, e: _Emitter, body: list[str], final: bool) -> list[str]:
+def _indent_rows(spec: KernelSpec, p: Plan, e: Emitter, body: list[str], final: bool) -> list[str]:
     """The block ``[lo, hi)`` of an N-d space, walked row by row (a row may straddle blocks)."""
     shape = p.shape
     last = shape[-1]
@@ -313,8 +205,8 @@ def _indent_rows(spec: KernelSpec, p: Plan, e: _Emitter, body: list[str], final:
     if final:
         row += [f"y{j} = o{j}[r * {last} + rs:r * {last} + re]" for j in range(len(spec.outputs))]
     row.append("for j in range(re - rs):")
-    row += _indent(body or ["pass"], 1)
-    return lines + _indent(row, 1)
+    row += indent(body or ["pass"], 1)
+    return lines + indent(row, 1)
 
 
-__all__ = ["gen_stages", "plan_stages", "unstaged_inputs"]
+__all__ = ["gen_stages"]

@@ -12,6 +12,8 @@ Example::
     'float64'
     >>> infix("<", ["a", "b"], ["int32", "int32"], "int32", lambda x, have, want: x)
     '(a < b)'
+    >>> symbol("less_equal")
+    '<='
     >>> truth("v0", "int8")
     '(v0 != 0)'
 """
@@ -24,12 +26,17 @@ import numpy as np
 
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError
-
-COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
-           "not_equal": "!="}
-MATH = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
+from noodle.ir.ops import OPS
 
 Cast = Callable[[str, str, str], str]
+
+
+def symbol(op: str) -> str:
+    """The infix symbol of ``op`` from the op table (``+``, ``<=``...); the same in Python and C."""
+    sym = OPS[op].symbol
+    if sym is None:
+        raise CompileError(f"op {op!r} has no infix symbol in the op table")
+    return sym
 
 
 def is_float(dtype: str) -> bool:
@@ -81,5 +88,5 @@ def check_portable_casts(spec: KernelSpec) -> None:
                                "values in a kernel; it runs interpreted")
 
 
-__all__ = ["COMPARE", "MATH", "cast_pair", "check_integer_power", "check_portable_casts", "compare_dtype", "infix",
-           "is_float", "truth"]
+__all__ = ["cast_pair", "check_integer_power", "check_portable_casts", "compare_dtype", "infix",
+           "is_float", "symbol", "truth"]

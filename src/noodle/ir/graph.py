@@ -32,7 +32,7 @@ import numpy as np
 
 from noodle.errors import DTypeError, IRVerifyError, ShapeError
 from noodle.ir.ops import OPS, OpKind
-from noodle.ir.shapes import size
+from noodle.ir.shapes import matmul_shape, size
 
 # dtypes a program may use: fixed-size, no objects, no complex (backends cannot all do them)
 DTYPES: tuple[str, ...] = (
@@ -203,16 +203,10 @@ def infer(op_name: str, arg_types: list[tuple[tuple[int, ...], str]], attrs: dic
             out = tuple(d for i, d in enumerate(shape) if i not in red)
         return out, _dummy_dtype(op_name, dtypes, ())
     if kind is OpKind.MATMUL:
-        a, b = shapes
-        if len(a) < 1 or len(b) < 1:
-            raise ShapeError("matmul needs operands with at least one dimension")
-        if len(a) > 2 or len(b) > 2:
-            raise ShapeError(f"matmul supports 1-D and 2-D operands in the JIT, got {a} @ {b}")
-        k_a = a[-1]
-        k_b = b[0] if len(b) == 1 else b[-2]
-        if k_a != k_b:
-            raise ShapeError(f"matmul: inner dimensions differ ({a} @ {b})")
-        out = tuple(a[:-1]) + (tuple(b[-1:]) if len(b) == 2 else ())
+        try:
+            out = matmul_shape(*shapes)
+        except ValueError as exc:
+            raise ShapeError(str(exc)) from None
         return out, _dummy_dtype(op_name, dtypes, ())
     if kind is OpKind.SHAPE:
         (shape,) = shapes

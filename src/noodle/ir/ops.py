@@ -10,6 +10,15 @@ of an existing op never changes.
 ``numpy`` names the NumPy function that *defines* the op's semantics (the
 interpreter and the eager CPU path call it; other backends are tested against
 it). ``flops`` is a cost hint per output element used by placement.
+``ufuncs``/``functions`` name what the tracer records as the op, so its maps are
+read from here too.
+
+Example::
+
+    >>> op("divide").symbol, traced_ufuncs()["true_divide"], traced_functions()["amax"]
+    ('/', 'divide', 'max')
+    >>> "input" in computing_ops(), "astype" in computing_ops()
+    (False, True)
 """
 
 from __future__ import annotations
@@ -58,48 +67,55 @@ class OpDef:
     # float results depend on the math library (not fixed by IEEE 754 like + - * / sqrt): the
     # bits are NumPy's (its SIMD/SVML loops), so a CPU backend must call NumPy for them
     libm: bool = False
+    # what the tracer records as this op: NumPy ufunc names (``__array_ufunc__``) and NumPy
+    # function / array-method names (``__array_function__``, ``nd.<name>``)
+    ufuncs: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
 
 
 _ROWS: tuple[OpDef, ...] = (
     OpDef("input", 1, OpKind.INPUT, 0, DTypeRule.ATTR, None, 0.0),
     OpDef("const", 2, OpKind.CONST, 0, DTypeRule.ATTR, None, 0.0),
     # binary elementwise
-    OpDef("add", 10, OpKind.BINARY, 2, DTypeRule.PROMOTE, "add", 1.0, "+"),
-    OpDef("subtract", 11, OpKind.BINARY, 2, DTypeRule.PROMOTE, "subtract", 1.0, "-"),
-    OpDef("multiply", 12, OpKind.BINARY, 2, DTypeRule.PROMOTE, "multiply", 1.0, "*"),
-    OpDef("divide", 13, OpKind.BINARY, 2, DTypeRule.FLOAT, "true_divide", 4.0, "/"),
-    OpDef("power", 14, OpKind.BINARY, 2, DTypeRule.PROMOTE, "power", 20.0, "**", libm=True),
-    OpDef("maximum", 15, OpKind.BINARY, 2, DTypeRule.PROMOTE, "maximum", 1.0),
-    OpDef("minimum", 16, OpKind.BINARY, 2, DTypeRule.PROMOTE, "minimum", 1.0),
-    OpDef("less", 20, OpKind.BINARY, 2, DTypeRule.BOOL, "less", 1.0, "<"),
-    OpDef("less_equal", 21, OpKind.BINARY, 2, DTypeRule.BOOL, "less_equal", 1.0, "<="),
-    OpDef("greater", 22, OpKind.BINARY, 2, DTypeRule.BOOL, "greater", 1.0, ">"),
-    OpDef("greater_equal", 23, OpKind.BINARY, 2, DTypeRule.BOOL, "greater_equal", 1.0, ">="),
-    OpDef("equal", 24, OpKind.BINARY, 2, DTypeRule.BOOL, "equal", 1.0, "=="),
-    OpDef("not_equal", 25, OpKind.BINARY, 2, DTypeRule.BOOL, "not_equal", 1.0, "!="),
+    OpDef("add", 10, OpKind.BINARY, 2, DTypeRule.PROMOTE, "add", 1.0, "+", ufuncs=("add",)),
+    OpDef("subtract", 11, OpKind.BINARY, 2, DTypeRule.PROMOTE, "subtract", 1.0, "-", ufuncs=("subtract",)),
+    OpDef("multiply", 12, OpKind.BINARY, 2, DTypeRule.PROMOTE, "multiply", 1.0, "*", ufuncs=("multiply",)),
+    OpDef("divide", 13, OpKind.BINARY, 2, DTypeRule.FLOAT, "true_divide", 4.0, "/",
+          ufuncs=("true_divide", "divide")),
+    OpDef("power", 14, OpKind.BINARY, 2, DTypeRule.PROMOTE, "power", 20.0, "**", libm=True, ufuncs=("power",)),
+    OpDef("maximum", 15, OpKind.BINARY, 2, DTypeRule.PROMOTE, "maximum", 1.0, ufuncs=("maximum",)),
+    OpDef("minimum", 16, OpKind.BINARY, 2, DTypeRule.PROMOTE, "minimum", 1.0, ufuncs=("minimum",)),
+    OpDef("less", 20, OpKind.BINARY, 2, DTypeRule.BOOL, "less", 1.0, "<", ufuncs=("less",)),
+    OpDef("less_equal", 21, OpKind.BINARY, 2, DTypeRule.BOOL, "less_equal", 1.0, "<=", ufuncs=("less_equal",)),
+    OpDef("greater", 22, OpKind.BINARY, 2, DTypeRule.BOOL, "greater", 1.0, ">", ufuncs=("greater",)),
+    OpDef("greater_equal", 23, OpKind.BINARY, 2, DTypeRule.BOOL, "greater_equal", 1.0, ">=",
+          ufuncs=("greater_equal",)),
+    OpDef("equal", 24, OpKind.BINARY, 2, DTypeRule.BOOL, "equal", 1.0, "==", ufuncs=("equal",)),
+    OpDef("not_equal", 25, OpKind.BINARY, 2, DTypeRule.BOOL, "not_equal", 1.0, "!=", ufuncs=("not_equal",)),
     # unary elementwise
-    OpDef("negative", 30, OpKind.UNARY, 1, DTypeRule.SAME, "negative", 1.0, "-"),
-    OpDef("abs", 31, OpKind.UNARY, 1, DTypeRule.SAME, "absolute", 1.0),
-    OpDef("exp", 32, OpKind.UNARY, 1, DTypeRule.FLOAT, "exp", 20.0, libm=True),
-    OpDef("log", 33, OpKind.UNARY, 1, DTypeRule.FLOAT, "log", 20.0, libm=True),
-    OpDef("sqrt", 34, OpKind.UNARY, 1, DTypeRule.FLOAT, "sqrt", 4.0),
-    OpDef("sin", 35, OpKind.UNARY, 1, DTypeRule.FLOAT, "sin", 20.0, libm=True),
-    OpDef("cos", 36, OpKind.UNARY, 1, DTypeRule.FLOAT, "cos", 20.0, libm=True),
-    OpDef("tanh", 37, OpKind.UNARY, 1, DTypeRule.FLOAT, "tanh", 25.0, libm=True),
+    OpDef("negative", 30, OpKind.UNARY, 1, DTypeRule.SAME, "negative", 1.0, "-", ufuncs=("negative",)),
+    OpDef("abs", 31, OpKind.UNARY, 1, DTypeRule.SAME, "absolute", 1.0, ufuncs=("absolute",)),
+    OpDef("exp", 32, OpKind.UNARY, 1, DTypeRule.FLOAT, "exp", 20.0, libm=True, ufuncs=("exp",)),
+    OpDef("log", 33, OpKind.UNARY, 1, DTypeRule.FLOAT, "log", 20.0, libm=True, ufuncs=("log",)),
+    OpDef("sqrt", 34, OpKind.UNARY, 1, DTypeRule.FLOAT, "sqrt", 4.0, ufuncs=("sqrt",)),
+    OpDef("sin", 35, OpKind.UNARY, 1, DTypeRule.FLOAT, "sin", 20.0, libm=True, ufuncs=("sin",)),
+    OpDef("cos", 36, OpKind.UNARY, 1, DTypeRule.FLOAT, "cos", 20.0, libm=True, ufuncs=("cos",)),
+    OpDef("tanh", 37, OpKind.UNARY, 1, DTypeRule.FLOAT, "tanh", 25.0, libm=True, ufuncs=("tanh",)),
     # ternary
-    OpDef("where", 40, OpKind.TERNARY, 3, DTypeRule.WHERE, "where", 1.0),
+    OpDef("where", 40, OpKind.TERNARY, 3, DTypeRule.WHERE, "where", 1.0, functions=("where",)),
     # reductions (attribute: axis tuple or None; keepdims)
-    OpDef("sum", 50, OpKind.REDUCE, 1, DTypeRule.SAME, "sum", 1.0),
-    OpDef("mean", 51, OpKind.REDUCE, 1, DTypeRule.FLOAT, "mean", 1.0),
-    OpDef("max", 52, OpKind.REDUCE, 1, DTypeRule.SAME, "max", 1.0),
-    OpDef("min", 53, OpKind.REDUCE, 1, DTypeRule.SAME, "min", 1.0),
+    OpDef("sum", 50, OpKind.REDUCE, 1, DTypeRule.SAME, "sum", 1.0, functions=("sum",)),
+    OpDef("mean", 51, OpKind.REDUCE, 1, DTypeRule.FLOAT, "mean", 1.0, functions=("mean",)),
+    OpDef("max", 52, OpKind.REDUCE, 1, DTypeRule.SAME, "max", 1.0, functions=("max", "amax")),
+    OpDef("min", 53, OpKind.REDUCE, 1, DTypeRule.SAME, "min", 1.0, functions=("min", "amin")),
     # linear algebra
-    OpDef("matmul", 60, OpKind.MATMUL, 2, DTypeRule.PROMOTE, "matmul", 2.0, "@"),
+    OpDef("matmul", 60, OpKind.MATMUL, 2, DTypeRule.PROMOTE, "matmul", 2.0, "@", ufuncs=("matmul",),
+          functions=("matmul",)),
     # shape and dtype
-    OpDef("reshape", 70, OpKind.SHAPE, 1, DTypeRule.SAME, "reshape", 0.0),
-    OpDef("transpose", 71, OpKind.SHAPE, 1, DTypeRule.SAME, "transpose", 0.0),
-    OpDef("broadcast_to", 72, OpKind.SHAPE, 1, DTypeRule.SAME, "broadcast_to", 0.0),
-    OpDef("astype", 80, OpKind.CAST, 1, DTypeRule.ATTR, None, 1.0),
+    OpDef("reshape", 70, OpKind.SHAPE, 1, DTypeRule.SAME, "reshape", 0.0, functions=("reshape",)),
+    OpDef("transpose", 71, OpKind.SHAPE, 1, DTypeRule.SAME, "transpose", 0.0, functions=("transpose",)),
+    OpDef("broadcast_to", 72, OpKind.SHAPE, 1, DTypeRule.SAME, "broadcast_to", 0.0, functions=("broadcast_to",)),
+    OpDef("astype", 80, OpKind.CAST, 1, DTypeRule.ATTR, None, 1.0, functions=("astype",)),
 )
 
 OPS: dict[str, OpDef] = {row.name: row for row in _ROWS}
@@ -110,6 +126,21 @@ assert len(BY_CODE) == len(_ROWS), "duplicate opcode in the op table"
 
 ELEMENTWISE_KINDS = frozenset({OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY, OpKind.CAST})
 LIBM_OPS = frozenset(row.name for row in _ROWS if row.libm)
+
+
+def traced_ufuncs() -> dict[str, str]:
+    """NumPy ufunc name -> op name, for every row (what the tracer's ``__array_ufunc__`` records)."""
+    return {u: row.name for row in OPS.values() for u in row.ufuncs}
+
+
+def traced_functions() -> dict[str, str]:
+    """NumPy function / method name -> op name, for every row (``__array_function__``, ``nd.<name>``)."""
+    return {f: row.name for row in OPS.values() for f in row.functions}
+
+
+def computing_ops() -> tuple[str, ...]:
+    """Every op a program computes with (all but ``input`` and ``const``), in table order."""
+    return tuple(row.name for row in OPS.values() if row.kind not in (OpKind.INPUT, OpKind.CONST))
 
 
 def op(name: str) -> OpDef:

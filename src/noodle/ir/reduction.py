@@ -52,6 +52,22 @@ def acc_dtype(op: str, value_dtype: str) -> str:
     return "int64" if kind == "b" else value_dtype
 
 
+def identity(op: str, acc: str) -> float | int:
+    """The value an accumulator of dtype ``acc`` starts from (every backend's kernels use it).
+
+    ``-0.0`` for float sums (so a sum of ``-0.0`` stays ``-0.0``), ``0`` for integer ones; the
+    lowest (highest) value of ``acc`` for ``max`` (``min``): ``-inf``/``inf`` for floats.
+    """
+    if op in ("sum", "mean"):
+        return -0.0 if np.dtype(acc).kind == "f" else 0
+    if op not in ("max", "min"):
+        raise ValueError(f"{op!r} is not a reduction; known: sum, mean, max, min")
+    if np.dtype(acc).kind == "f":
+        return -math.inf if op == "max" else math.inf
+    info = np.iinfo(np.dtype(acc))
+    return int(info.min) if op == "max" else int(info.max)
+
+
 def _module(x: Any) -> Any:
     if type(x).__module__.startswith("cupy"):
         import cupy  # noqa: PLC0415 - only for CuPy arrays

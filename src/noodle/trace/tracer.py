@@ -30,31 +30,22 @@ import numpy as np
 
 from noodle.errors import NoodleError, OpOverflowError, TraceAttributeError, TraceError
 from noodle.ir.graph import DTYPE_SET, Builder, Program
+from noodle.ir.ops import computing_ops, traced_functions, traced_ufuncs
 
 _NOODLE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
 
-# NumPy ufunc / function names -> op-table names
-_UFUNCS = {
-    "add": "add", "subtract": "subtract", "multiply": "multiply", "true_divide": "divide",
-    "divide": "divide", "power": "power", "maximum": "maximum", "minimum": "minimum",
-    "less": "less", "less_equal": "less_equal", "greater": "greater", "greater_equal": "greater_equal",
-    "equal": "equal", "not_equal": "not_equal", "negative": "negative", "absolute": "abs",
-    "exp": "exp", "log": "log", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
-    "matmul": "matmul",
-}
-_FUNCS = {
-    "where": "where", "sum": "sum", "mean": "mean", "max": "max", "amax": "max", "min": "min",
-    "amin": "min", "reshape": "reshape", "transpose": "transpose", "broadcast_to": "broadcast_to",
-    "matmul": "matmul", "astype": "astype", "any": "any", "all": "all", "ravel": "ravel", "copy": "copy",
-    "clip": "clip",
-}
+# NumPy ufunc / function names -> op-table names: read from the op table (ir/ops.py), plus the
+# functions the tracer composes from several ops (any, all, ravel, copy, clip)
+_UFUNCS = traced_ufuncs()
+_COMPOSITES = {"any": "any", "all": "all", "ravel": "ravel", "copy": "copy", "clip": "clip"}
+_FUNCS = {**traced_functions(), **_COMPOSITES}
 _LOGICAL_UFUNCS = {"logical_and": "and", "logical_or": "or", "logical_xor": "xor", "logical_not": "not"}
 # ndarray methods and properties a traced array has (named in the error for the others)
 TRACED_METHODS = ("T", "all", "any", "astype", "clip", "copy", "dot", "dtype", "flatten", "max", "mean", "min",
                   "ndim", "ravel", "reshape", "shape", "size", "sum", "transpose")
 # eager-op names accepted by __noodle_op__ (op-table names plus NumPy spellings)
-_ALIASES = {**_UFUNCS, **_FUNCS, "abs": "abs", "divide": "divide"}
+_ALIASES = {**{name: name for name in computing_ops()}, **_UFUNCS, **_FUNCS}
 
 
 def user_location() -> str:

@@ -1,0 +1,338 @@
+"""The Numba backend's op table and the emitter that writes Python/Numba source from it.
+
+Why one table (``NUMBA_OPS``): the code generator spells every op through its
+entry here (an expression template for elementwise ops, an accumulator update for
+reductions, a library call for matmul, a view for shape ops), so a new row in
+:mod:`noodle.ir.ops` without an entry here is caught by the coverage test
+(:func:`noodle.backends.coverage.missing_ops`), not by a user's program.
+
+:class:`Emitter` turns the values of one spec into source lines: which values are
+uniform over the iteration space (hoisted out of the loop), which are computed
+per element, and how a value is loaded or stored. The loop shapes
+(:mod:`noodle.backends.numba_loops`) and the stages (:mod:`noodle.backends.numba_stages`)
+arrange those lines.
+
+Example::
+
+    >>> op_expr("add", ["a", "b"], ["int8", "int8"], "int8")
+    'np.int8((a + b))'
+    >>> op_expr("exp", ["x"], ["float32"], "float32")
+    'np.exp(x)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from noodle.backends.emit_rules import Elementwise, Library, Reduction, lookup, views
+from noodle.backends.op_text import cast_pair, compare_dtype, infix, is_float, symbol, truth
+from noodle.backends.reference import eval_instr
+from noodle.backends.spec import KernelSpec
+from noodle.errors import CompileError, DTypeError
+from noodle.ir.ops import OPS
+from noodle.ir.reduction import LANES, identity
+
+SUPPORTED_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                    "uint32", "uint64", "bool"}
+# Numba computes int8 * int8 in int64; NumPy wraps to int8, and so must every use of the value
+_NARROW_INTS = frozenset({"int8", "int16", "int32", "uint8", "uint16", "uint32"})
+
+
+def nb_type(dtype: str) -> str:
+    """Numba type name of a dtype string."""
+    if dtype not in SUPPORTED_DTYPES:
+        raise DTypeError(f"the Numba backend does not support dtype {dtype!r}; "
+                         f"supported: {', '.join(sorted(SUPPORTED_DTYPES))}")
+    return "boolean" if dtype == "bool" else dtype
+
+
+def np_ctor(dtype: str) -> str:
+    """The NumPy scalar constructor of ``dtype`` in generated source."""
+    return "np.bool_" if dtype == "bool" else f"np.{dtype}"
+
+
+def cast(name: str, have: str, want: str) -> str:
+    """``name`` (of dtype ``have``) converted to ``want`` as NumPy's ``astype`` does."""
+    if have == want:
+        return name
+    if want == "bool":
+        return f"({name} != 0)"
+    return f"{np_ctor(want)}({name})"
+
+
+def float_literal(x: float) -> str:
+    """Source text for ``x`` that Numba compiles (repr gives 'nan'/'inf', which it does not)."""
+    if x != x:
+        return "np.nan"
+    if x in (float("inf"), float("-inf")):
+        return "np.inf" if x > 0 else "-np.inf"
+    return repr(x)
+
+
+def literal(dtype: str, value: float | int | bool) -> str:
+    """A scalar of ``dtype`` in generated source."""
+    if dtype == "bool":
+        return f"np.bool_({bool(value)!r})"
+    text = float_literal(float(value)) if is_float(dtype) else repr(int(value))
+    return f"{np_ctor(dtype)}({text})"
+
+
+# ------------------------------------------------------------------------------ the op table
+def _wrapping(expr: Callable[[list[str], list[str], str], str]) -> Elementwise:
+    """An integer-arithmetic entry: narrow ints wrap as NumPy's do, in every use of the value."""
+    def emit(args: list[str], dts: list[str], out: str) -> str:
+        text = expr(args, dts, out)
+        return f"{np_ctor(out)}({text})" if out in _NARROW_INTS else text
+    return Elementwise(emit)
+
+
+def _arith(op: str) -> Elementwise:
+    sym = symbol(op)
+    return _wrapping(lambda args, dts, out: infix(sym, args, dts, out, cast))
+
+
+def _compare(op: str) -> Elementwise:
+    sym = symbol(op)
+    return Elementwise(lambda args, dts, out: infix(sym, args, dts, compare_dtype(dts), cast))
+
+
+def _extreme(rel: str) -> Elementwise:
+    def emit(args: list[str], dts: list[str], out: str) -> str:
+        a, b = cast_pair(args, dts, out, cast)
+        if is_float(out):  # NumPy: NaN from either side (a's if both), and b when they are equal (±0)
+            return f"({a} if ({a} {rel} {b} or {a} != {a}) else {b})"
+        return f"({a} if {a} {rel} {b} else {b})"
+    return Elementwise(emit)
+
+
+def _math(op: str) -> Elementwise:
+    fn = OPS[op].numpy
+    return Elementwise(lambda args, dts, out: f"np.{fn}({cast(args[0], dts[0], out)})")
+
+
+def _where(args: list[str], dts: list[str], out: str) -> str:
+    return f"({cast(args[1], dts[1], out)} if {truth(args[0], dts[0])} else {cast(args[2], dts[2], out)})"
+
+
+def _sum(acc: str, x: str, acc_dt: str) -> str:
+    return f"{acc} += {x}"
+
+
+def _extreme_update(op: str) -> Reduction:
+    rel = ">" if op == "max" else "<"
+
+    def update(acc: str, x: str, acc_dt: str) -> str:
+        if is_float(acc_dt):
+            # NaN wins; between zeros max takes +0.0 and min -0.0 (the defined order's rule)
+            zero = f"math.copysign(1.0, {acc}) < 0" if op == "max" else f"math.copysign(1.0, {x}) < 0"
+            return (f"{acc} = {x} if ({x} {rel} {acc} or {x} != {x} or ({x} == {acc} and {acc} == 0 "
+                    f"and {zero})) else {acc}")
+        return f"{acc} = {x} if {x} {rel} {acc} else {acc}"
+    return Reduction(update)
+
+
+#: op name -> its translation in generated Numba source (see the module docstring)
+NUMBA_OPS = {
+    "add": _arith("add"), "subtract": _arith("subtract"), "multiply": _arith("multiply"),
+    "divide": _arith("divide"), "power": _arith("power"),
+    "maximum": _extreme(">"), "minimum": _extreme("<"),
+    "less": _compare("less"), "less_equal": _compare("less_equal"), "greater": _compare("greater"),
+    "greater_equal": _compare("greater_equal"), "equal": _compare("equal"), "not_equal": _compare("not_equal"),
+    "negative": _wrapping(lambda args, dts, out: f"(-{cast(args[0], dts[0], out)})"),
+    "abs": _wrapping(lambda args, dts, out: f"abs({cast(args[0], dts[0], out)})"),
+    # exp, log, sin, cos, tanh (``libm`` rows) run as NumPy ufuncs between stages at every size
+    # (numba_plan.UFUNC_OPS); these expressions serve constants folded at compile time only
+    "exp": _math("exp"), "log": _math("log"), "sqrt": _math("sqrt"), "sin": _math("sin"),
+    "cos": _math("cos"), "tanh": _math("tanh"),
+    "where": Elementwise(_where),
+    "astype": Elementwise(lambda args, dts, out: cast(args[0], dts[0], out)),
+    "sum": Reduction(_sum), "mean": Reduction(_sum), "max": _extreme_update("max"), "min": _extreme_update("min"),
+    "matmul": Library("np.matmul"),
+    **views("np"),
+}
+
+
+def op_expr(op: str, args: list[str], dts: list[str], out: str) -> str:
+    """One elementwise op as a Numba expression over scalar names (NumPy semantics)."""
+    return lookup(NUMBA_OPS, "numba", op, Elementwise).expr(args, dts, out)
+
+
+def acc_update(op: str, acc: str, val: str, acc_dt: str, val_dt: str) -> str:
+    """The statement folding ``val`` (of ``val_dt``) into accumulator ``acc`` of reduction ``op``."""
+    return lookup(NUMBA_OPS, "numba", op, Reduction).update(acc, cast(val, val_dt, acc_dt), acc_dt)
+
+
+def acc_init(op: str, acc_dt: str) -> str:
+    """The accumulator's starting value in source (:func:`noodle.ir.reduction.identity`)."""
+    return literal(acc_dt, identity(op, acc_dt))
+
+
+# ------------------------------------------------------------------------------ the emitter
+def uniform(spec: KernelSpec, n: int, in_strides: list[tuple[int, ...]]) -> list[bool]:
+    """Per value: True when it is the same at every point (constants, size-1 inputs). In a
+    one-point space inputs count as varying: their exp/pow... then run as NumPy stages."""
+    n_in = len(spec.inputs)
+    uni = [n > 1 and all(s == 0 for s in in_strides[k]) for k in range(n_in)]
+    uni += [True] * len(spec.consts)
+    for ins in spec.body:
+        uni.append(all(uni[a] for a in ins.args))
+    return uni
+
+
+class Emitter:
+    """Source lines for the values of one spec (names, hoisting, per-element bodies)."""
+
+    def __init__(self, spec: KernelSpec, n: int, in_strides: list[tuple[int, ...]],
+                 ufunc_ops: frozenset[str] = frozenset()) -> None:
+        self.spec = spec
+        self.n_in = len(spec.inputs)
+        self.base = self.n_in + len(spec.consts)
+        self.uni = uniform(spec, n, in_strides)
+        self.ufunc_ops = ufunc_ops   # ops whose bits must be NumPy's: folded, never emitted
+
+    def name(self, v: int, sfx: str = "") -> str:
+        """The variable holding value ``v`` (uniform values have one name for the whole kernel)."""
+        return f"v{v}" if self.uni[v] else f"v{v}{sfx}"
+
+    def hoisted(self, needed: set[int]) -> list[str]:
+        """Lines computing the uniform values among ``needed`` once, before the loop."""
+        lines = []
+        for v in sorted(self._closure(needed)):
+            if not self.uni[v]:
+                continue
+            if v < self.n_in:
+                lines.append(f"v{v} = i{v}[0]")
+            elif v < self.base:
+                d, val = self.spec.consts[v - self.n_in]
+                lines.append(f"v{v} = {literal(d, val)}")
+            elif self.spec.body[v - self.base].op in self.ufunc_ops and self.const_only(v):
+                lines.append(f"v{v} = {self._folded(v)}")   # NumPy's bits, folded here
+            else:
+                lines.append(f"v{v} = {self._expr(v, '')}")
+        return lines
+
+    def const_only(self, v: int) -> bool:
+        """True when ``v`` depends on constants alone (it can be computed at compile time)."""
+        if v < self.n_in:
+            return False
+        return v < self.base or all(self.const_only(a) for a in self.spec.body[v - self.base].args)
+
+    def _value(self, v: int) -> np.ndarray:
+        """A constant-only value computed as the interpreter computes it (0-d array)."""
+        if v < self.base:
+            d, val = self.spec.consts[v - self.n_in]
+            return np.asarray(val, dtype=d)
+        ins = self.spec.body[v - self.base]
+        return np.asarray(eval_instr(ins, [self._value(a) for a in ins.args]))
+
+    def _folded(self, v: int) -> str:
+        val = self._value(v)
+        return literal(val.dtype.name, val.item())
+
+    def _closure(self, values: set[int]) -> set[int]:
+        seen: set[int] = set()
+        stack = list(values)
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v >= self.base:
+                stack.extend(self.spec.body[v - self.base].args)
+        return seen
+
+    def _expr(self, v: int, sfx: str) -> str:
+        ins = self.spec.body[v - self.base]
+        return op_expr(ins.op, [self.name(a, sfx) for a in ins.args],
+                       [self.spec.dtype_of(a) for a in ins.args], ins.dtype)
+
+    def body(self, targets: set[int], load: dict[int, str], sfx: str) -> list[str]:
+        """Lines computing every varying value ``targets`` needs; ``load`` gives array reads."""
+        lines = []
+        need = set()
+        stack = list(targets)
+        while stack:
+            v = stack.pop()
+            if v in need or self.uni[v]:
+                continue
+            need.add(v)
+            if v in load:
+                continue
+            if v < self.n_in:
+                raise CompileError(f"internal: no load for input {v}")
+            stack.extend(self.spec.body[v - self.base].args)
+        for v in sorted(need):
+            lines.append(f"v{v}{sfx} = {load[v] if v in load else self._expr(v, sfx)}")
+        return lines
+
+    def loads(self, idx: list[str], prefix: str = "i") -> dict[int, str]:
+        """Reads of every varying input at its index expression."""
+        return {k: f"{prefix}{k}[{idx[k]}]" for k in range(self.n_in) if not self.uni[k]}
+
+    def store_outputs(self, oidx: str, sfx: str, prefix: str = "o") -> list[str]:
+        """Lines writing every output value at index ``oidx``."""
+        return [f"{prefix}{j}[{oidx}] = {self.name(v, sfx)}" for j, v in enumerate(self.spec.outputs)]
+
+    def targets(self) -> set[int]:
+        """The values a kernel must produce: its outputs and the value it reduces."""
+        t = set(self.spec.outputs)
+        if self.spec.reduce is not None:
+            t.add(self.spec.reduce.value)
+        return t
+
+
+def lane_reduce(e: Emitter, acc_dt: str, targets: set[int], start: str, m: str,
+                loads: Callable[[str], dict[int, str]], out_prefix: str | None,
+                extra: Callable[[str], dict[int, str]] | None = None) -> list[str]:
+    """Lines reducing the ``m`` values at positions ``start .. start+m`` of one chunk into
+    ``acc0``, in the defined order (:mod:`noodle.ir.reduction`): element ``t`` of the chunk goes
+    to lane ``t % LANES``, each lane adds in order, then the lanes are added in order.
+
+    The lanes are a small array updated in an inner loop of ``LANES`` steps (eight scalar
+    accumulators measured 2.6x slower in float64 here; LLVM does not vectorize either form, since
+    Numba turns off its SLP vectorizer: ``backends/numba_reduce.py`` shows a vector form).
+    ``loads(index) -> {value: expression}`` reads the arrays at a position; ``extra(index)`` adds
+    loads (scratch buffers); outputs (if ``out_prefix``) are stored at the same positions.
+    """
+    red = e.spec.reduce
+    assert red is not None
+    vdt = e.spec.dtype_of(red.value)
+
+    def element(idx: str) -> list[str]:
+        load = dict(loads(idx))
+        if extra is not None:
+            load.update(extra(idx))
+        out = e.body(targets, load, "")
+        if out_prefix is not None:
+            out += e.store_outputs(idx, "", out_prefix)
+        out.append(acc_update(red.op, "lane[u]", e.name(red.value, ""), acc_dt, vdt))
+        return out
+
+    lines = [f"lane = np.full({LANES}, {acc_init(red.op, acc_dt)}, {np_ctor(acc_dt)})"]
+    lines.append(f"for q in range({m} // {LANES}):")
+    lines.append(f"    j = {start} + q * {LANES}")
+    lines.append(f"    for u in range({LANES}):")
+    lines += indent(element("j + u"), 2)
+    lines.append(f"jt = {start} + ({m} // {LANES}) * {LANES}")
+    lines.append(f"for u in range({m} - ({m} // {LANES}) * {LANES}):")
+    lines += indent(element("jt + u"), 1)
+    lines.append("acc0 = lane[0]")
+    lines.append(f"for u in range(1, {LANES}):")
+    lines.append("    " + acc_update(red.op, "acc0", "lane[u]", acc_dt, acc_dt))
+    return lines
+
+
+def indent(lines: list[str], n: int) -> list[str]:
+    """``lines`` indented ``n`` levels (four spaces each)."""
+    return [" " * (4 * n) + ln for ln in lines]
+
+
+def sig_array(dtype: str) -> str:
+    """Numba signature of a contiguous 1-D array of ``dtype``."""
+    return f"{nb_type(dtype)}[::1]"
+
+
+__all__ = ["Emitter", "NUMBA_OPS", "SUPPORTED_DTYPES", "acc_init", "acc_update", "cast", "float_literal", "indent",
+           "lane_reduce", "literal", "nb_type", "np_ctor", "op_expr", "sig_array", "uniform"]
