@@ -80,16 +80,19 @@ def _uri(name: str) -> str:
     return (ROOT / "lsp-test" / f"{next(_n)}_{name}").as_uri()
 
 
-async def _published(client: LanguageClient, uri: str, version: int, timeout: float = 60.0
+async def _published(client: LanguageClient, uri: str, version: int, until=None, timeout: float = 60.0
                      ) -> tuple[float, list[lsp.Diagnostic]]:
-    """The diagnostics published for ``uri`` at ``version`` (and when they arrived)."""
+    """The first diagnostics published for ``uri`` at ``version`` (that satisfy ``until``), and
+    when they arrived. (The server publishes CPython's first error at once and again once its
+    repairs find more errors.)"""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         for at, p in client.published:
-            if p.uri == uri and p.version == version:
+            if p.uri == uri and p.version == version and (until is None or until(p.diagnostics)):
                 return at, list(p.diagnostics)
         await asyncio.sleep(0.002)
-    raise AssertionError(f"no diagnostics for {uri} version {version} within {timeout} s: {client.published[-3:]}")
+    raise AssertionError(f"no diagnostics for {uri} version {version} within {timeout} s: "
+                         f"{[p for _, p in client.published if p.uri == uri][-3:]}")
 
 
 def _open(client: LanguageClient, uri: str, text: str, version: int = 1, language: str = "python") -> None:
@@ -221,7 +224,9 @@ async def test_two_errors_get_two_diagnostics_and_one_repair_for_both(client: La
     text = ORIGINAL.replace("for v in values:", "for v in values").replace(
         "print(total([1, 2, 3]), os.sep)", "print(total([1, 2, 3], os.sep)")
     _open(client, uri, text)
-    _, diags = await _published(client, uri, 1)
+    _, first = await _published(client, uri, 1)
+    assert [d.range.start.line for d in first] == [5]     # CPython's first error, before any repair
+    _, diags = await _published(client, uri, 1, until=lambda d: len(d) > 1)
     assert [d.range.start.line for d in diags] == [5, 10], diags
     actions = await _actions(client, uri, diags)
     assert actions

@@ -7,12 +7,18 @@ Python document publishes one diagnostic per syntax error (source ``noodle-fix``
 the top repairs as quick fixes, best first, each a minimal set of text edits (computed by
 :mod:`noodle.fixer.lsp_edits`) that makes the file parse.
 
-How edits are coalesced without losing the last state: repairs run one at a time on one worker
-thread (the fixer's scorer is shared state), at most one repair per document is in flight, and
-when it finishes the document's text is compared with the text it repaired: if the user typed
-meanwhile, the newest text is repaired next and the stale result is never published. A burst
-of ``didChange`` notifications therefore costs one repair for the text at the burst's start
-and one for its end, and the last diagnostics published always belong to the current text.
+Why two steps per edit: the repair search of a long file costs a few full compiles (about
+30 ms each for 2,600 lines here), while finding CPython's first error costs one parse. The
+server publishes that first error at once, then runs the fixer, and publishes again only if
+the repairs found more errors (or placed one differently); code actions wait for the repairs.
+
+How edits are coalesced without losing the last state: checks and repairs run one at a time on
+one worker thread (the fixer's scorer is shared state), at most one run per document is in
+flight, and after each step the document's text is compared with the text it worked on: if the
+user typed meanwhile, the run starts over on the newest text and the stale result is never
+published. A burst of ``didChange`` notifications therefore costs one run for the text at the
+burst's start and one for its end, and the last diagnostics published always belong to the
+current text.
 
 Example (what an editor runs; see the README's "Editor integration (LSP)")::
 
@@ -67,7 +73,8 @@ def _first_error(text: str, target_version: tuple[int, int] | None) -> SyntaxErr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ast.parse(text, feature_version=target_version)
+            if target_version is not None:      # compile() parses too, but only with this Python's grammar
+                ast.parse(text, feature_version=target_version)
             compile(text, "<lsp>", "exec", dont_inherit=True)
         except SyntaxError as exc:
             return exc
@@ -203,8 +210,25 @@ class FixerServer(LanguageServer):
         self.analyses: dict[str, _Analysis] = {}
         self.open_uris: set[str] = set()
         self.tasks: dict[str, asyncio.Task] = {}
+        self.pending: dict[str, tuple[str, asyncio.Future]] = {}
 
     # -- the fixer, on its one worker thread --
+
+    def _diagnostics(self, text: str, spots: list[ErrorSpot], encoding: str) -> list[lsp.Diagnostic]:
+        index = LineIndex(text, encoding)
+        return [lsp.Diagnostic(range=_range(index, s.start, s.end), message=s.message, source=SOURCE,
+                               severity=lsp.DiagnosticSeverity.Error, code=s.kind) for s in spots]
+
+    def _check(self, text: str, encoding: str) -> _Analysis | list[lsp.Diagnostic]:
+        """CPython's first error alone (one parse, what any linter pays): a valid text's final
+        analysis, or the broken text's first diagnostic to publish before the repairs are known."""
+        t0 = time.perf_counter()
+        err = _first_error(text, self.target_version)
+        if err is None:
+            return _Analysis(text, FixResult(text, False, True, None, kind="valid"), [], time.perf_counter() - t0)
+        spot = _spot(LineIndex(text, "utf-32"), err.lineno or 1, max(0, (err.offset or 1) - 1), err.msg,
+                     type(err).__name__)
+        return self._diagnostics(text, [spot], encoding)
 
     def _repair(self, text: str, filename: str, encoding: str) -> _Analysis:
         from noodle.fixer import fix
@@ -220,29 +244,36 @@ class FixerServer(LanguageServer):
             spots = [] if err is None else [
                 _spot(LineIndex(text, "utf-32"), err.lineno or 1, max(0, (err.offset or 1) - 1), err.msg,
                       type(err).__name__)]
-        index = LineIndex(text, encoding)
-        diags = [lsp.Diagnostic(range=_range(index, s.start, s.end), message=s.message, source=SOURCE,
-                                severity=lsp.DiagnosticSeverity.Error, code=s.kind) for s in spots]
-        return _Analysis(text, result, diags, time.perf_counter() - t0)
+        return _Analysis(text, result, self._diagnostics(text, spots, encoding), time.perf_counter() - t0)
 
     async def analyze(self, uri: str) -> _Analysis:
-        """The analysis of the document's current text (the cached one when the text is unchanged)."""
+        """The repairs of the document's current text: cached when the text is unchanged, shared
+        with a repair of the same text already running (the publisher's or another request's)."""
         doc = self.workspace.get_text_document(uri)
         text = doc.source
         cached = self.analyses.get(uri)
         if cached is not None and cached.text == text:
             return cached
+        pending = self.pending.get(uri)
+        if pending is not None and pending[0] == text:
+            return await pending[1]
         loop = asyncio.get_running_loop()
-        analysis = await loop.run_in_executor(self.executor, self._repair, text, doc.path or uri, _encoding(self))
+        future = loop.run_in_executor(self.executor, self._repair, text, doc.path or uri, _encoding(self))
+        self.pending[uri] = (text, future)
+        try:
+            analysis = await future
+        finally:
+            if self.pending.get(uri, (None, None))[1] is future:
+                del self.pending[uri]
         if uri in self.open_uris:
             self.analyses[uri] = analysis
         return analysis
 
-    # -- publishing, one repair in flight per document --
+    # -- publishing, one run in flight per document --
 
     def schedule(self, uri: str) -> None:
-        """Publish diagnostics for the document's newest text (a no-op while a repair of it runs:
-        that run notices the newer text when it ends and repairs it next)."""
+        """Publish diagnostics for the document's newest text (a no-op while a run for it is in
+        flight: that run notices the newer text when its step ends and starts over on it)."""
         if uri not in self.open_uris:
             return
         task = self.tasks.get(uri)
@@ -250,18 +281,40 @@ class FixerServer(LanguageServer):
             return
         self.tasks[uri] = asyncio.get_running_loop().create_task(self._publish_latest(uri))
 
+    def _publish(self, uri: str, diagnostics: list[lsp.Diagnostic], version: int | None) -> None:
+        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+            uri=uri, diagnostics=diagnostics, version=version))
+
     async def _publish_latest(self, uri: str) -> None:
+        """Two steps per text: CPython's first error is published at once (one parse), then the
+        fixer's repairs, which may find more errors (published only if they add or change one)."""
+        loop = asyncio.get_running_loop()
         try:
             while uri in self.open_uris:
+                doc = self.workspace.get_text_document(uri)
+                text, version = doc.source, doc.version
+                cached = self.analyses.get(uri)
+                if cached is not None and cached.text == text:
+                    self._publish(uri, cached.diagnostics, version)
+                    return
+                first = await loop.run_in_executor(self.executor, self._check, text, _encoding(self))
+                if uri not in self.open_uris:
+                    return
+                if self.workspace.get_text_document(uri).source != text:
+                    continue                    # typed meanwhile: check the newest text instead
+                if isinstance(first, _Analysis):
+                    self.analyses[uri] = first
+                    self._publish(uri, first.diagnostics, version)
+                    return
+                self._publish(uri, first, version)
                 analysis = await self.analyze(uri)
                 if uri not in self.open_uris:
                     return
-                doc = self.workspace.get_text_document(uri)
-                if doc.source != analysis.text:
-                    continue                    # typed meanwhile: this result is stale, repair the new text
-                self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-                    uri=uri, diagnostics=analysis.diagnostics, version=doc.version))
-                log.debug("noodle-fix: %s: %d diagnostics in %.1f ms", uri, len(analysis.diagnostics),
+                if self.workspace.get_text_document(uri).source != text:
+                    continue
+                if analysis.diagnostics != first:
+                    self._publish(uri, analysis.diagnostics, version)
+                log.debug("noodle-fix: %s: %d diagnostics, repairs in %.1f ms", uri, len(analysis.diagnostics),
                           analysis.seconds * 1e3)
                 return
         except Exception:
