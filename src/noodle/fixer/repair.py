@@ -11,6 +11,14 @@ the latency. Partial repairs wait in a best-first frontier and the best one gets
 round, until none can beat the best complete repair (every further edit costs at least
 ``rank.EDIT_COST``), or the rounds or the time budget run out.
 
+With the learned reranker on (the default where its artifact loads; ``rerank=False`` or
+``NOODLE_FIXER_RERANK=0`` turns it off), a round's goals are scored again as one batch by
+:mod:`noodle.fixer.rerank`: a node's score becomes the sum over its path of the log of the
+reranker's calibrated probability that each step is a true repair, so a second edit pays what
+the evidence says it costs instead of a fixed penalty, and the best-first search over errors
+(fix, re-parse, next error) follows those sums. The reranker only reorders what the parser
+accepted, so it never changes which texts compile.
+
 Every returned candidate is checked once more on the whole text with ``compile``: the block
 parse is the filter, the whole-text compile the guarantee. Nothing here is random and nothing
 iterates a set or a dict keyed by strings in an order that matters, so results do not depend
@@ -31,12 +39,14 @@ import heapq
 import re
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from noodle.errors import FixArgumentError
 from noodle.fixer.candidates import propose
 from noodle.fixer.context import Change, Context, apply_changes
 from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
 from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
+from noodle.fixer.rerank_features import RoundInfo, Step
 from noodle.fixer.result import Candidate, Edit, FixResult
 from noodle.fixer.telemetry import record_fix
 
@@ -58,6 +68,13 @@ TIME_BUDGET = 0.8
 ROUND_BUDGET = 0.25
 
 
+class StepScorer(Protocol):
+    """What rescores a round's goals: log-scores for the steps (one batch), or None to keep the
+    n-gram scores (the reranker did not load)."""
+
+    def score_steps(self, info: RoundInfo, steps: list[Step]) -> list[float] | None: ...
+
+
 @dataclass(slots=True)
 class _Node:
     """A state of the search: the lines changed so far (against the input), its score, and the
@@ -68,6 +85,7 @@ class _Node:
     err: ParseError | None = None
     at: tuple[int, int] | None = None       # where its last round's edit starts
     edit: tuple[Change, ...] = ()           # its last round's changes
+    depth: int = 0                          # rounds on its path
 
 
 def _lines_of(base: list[str], node: _Node) -> list[str]:
@@ -88,7 +106,7 @@ def _child(base: list[str], lines: list[str], node: _Node, changes: tuple[Change
             changed.pop(c.line, None)
         else:
             changed[c.line] = text
-    return _Node(tuple(sorted(changed.items())), node.score + score)
+    return _Node(tuple(sorted(changed.items())), node.score + score, depth=node.depth + 1)
 
 
 def _back(err: ParseError, changes: tuple[Change, ...]) -> ParseError:
@@ -132,8 +150,11 @@ def _past(after: ParseError, before: ParseError, edited: tuple[int, int] | None 
 class _Search:
     """One call's search: shared caches, deadline and counters."""
 
-    def __init__(self, source: str, k: int, checker: Checker, scorer: Scorer, deadline: float) -> None:
+    def __init__(self, source: str, k: int, checker: Checker, scorer: Scorer, deadline: float,
+                 steps: StepScorer | None = None) -> None:
         self.base = split_lines(source)
+        self.steps = steps
+        self.reranked = False         # scores are the reranker's log-probabilities
         self.k = k
         self.checker = checker
         self.scorer = scorer
@@ -170,11 +191,13 @@ class _Search:
         region, rerr = find_region(lines, err, self.checker, self.layout)
         ctx = Context(lines, region, rerr, self.scorer, min(self.deadline, time.perf_counter() + ROUND_BUDGET))
         goals: list[_Node] = []
+        stepped: list[Step] = []
         complete = partial = 0
         seen: set[tuple[tuple[int, str], ...]] = {start.changed}
         checks = 0
         best = None
-        for p in propose(ctx, PROPOSALS):
+        proposals = propose(ctx, PROPOSALS)
+        for rank, p in enumerate(proposals):
             if complete >= self.k or checks >= MAX_CHECKS:
                 break
             if best is not None and p.score < best - MARGIN:
@@ -193,12 +216,21 @@ class _Search:
             if nerr is None:
                 complete += 1
                 goals.append(node)
+                stepped.append(Step(p, rank, changes, None))
                 best = p.score if best is None else best
             elif partial < self.k and _past(_back(nerr, changes), rerr, node.at):
                 partial += 1          # partial repairs do not end the round: a complete one may follow
                 node.err = nerr
                 goals.append(node)
+                stepped.append(Step(p, rank, changes, nerr))
         self.checks += checks
+        if self.steps is not None and goals:
+            info = RoundInfo(lines, rerr, region.last - region.first + 1, [p.score for p in proposals], start.depth)
+            logp = self.steps.score_steps(info, stepped)
+            if logp is not None:
+                self.reranked = True
+                for node, lp in zip(goals, logp):
+                    node.score = start.score + lp
         return goals
 
     def run(self, err: ParseError) -> list[_Node]:
@@ -213,7 +245,9 @@ class _Search:
             neg, _, node, nerr = heapq.heappop(frontier)
             if pool:
                 extra += 1
-                if -neg - EDIT_COST < pool[0].score or len(pool) >= self.k or extra > EXTRA_ROUNDS:
+                # a further step costs at least EDIT_COST (n-gram), or at least nothing (log p <= 0)
+                floor = 0.0 if self.reranked else EDIT_COST
+                if -neg - floor < pool[0].score or len(pool) >= self.k or extra > EXTRA_ROUNDS:
                     break
             if time.perf_counter() > self.deadline and (pool or self.rounds >= 2):
                 break
@@ -235,7 +269,11 @@ class _Search:
         return pool
 
 
-def _check_args(source: object, k: object, filename: object, target_version: object) -> None:
+def _check_args(source: object, k: object, filename: object, target_version: object,
+                rerank: object = None) -> None:
+    if rerank is not None and not isinstance(rerank, bool):
+        raise FixArgumentError(f"fix() needs rerank as True, False or None (the default: on where the "
+                               f"reranker's artifact loads, unless NOODLE_FIXER_RERANK=0), got {rerank!r}.")
     if not isinstance(source, str):
         raise FixArgumentError(
             f"fix() needs the source as a str, got {type(source).__name__}; decode bytes first "
@@ -255,21 +293,24 @@ def _check_args(source: object, k: object, filename: object, target_version: obj
 
 
 def fix(source: str, *, k: int = 5, filename: str = "<string>",
-        target_version: tuple[int, int] | None = None) -> FixResult:
+        target_version: tuple[int, int] | None = None, rerank: bool | None = None) -> FixResult:
     """Repair the syntax errors of ``source``; up to ``k`` candidates that all compile, best first.
 
     ``source`` comes back unchanged when it already compiles (kind 'valid') or when no repair
     compiles within the search budget (kind 'unfixed'). ``target_version`` (3, minor) parses as
-    that version would (a ``match`` statement is an error under (3, 9)). Raises
+    that version would (a ``match`` statement is an error under (3, 9)). ``rerank`` turns the
+    learned reranker on or off (None: on unless ``NOODLE_FIXER_RERANK=0``; where its artifact
+    cannot be loaded the n-gram ranking is used and ``notes`` says so). Raises
     :class:`FixArgumentError` (a ValueError) on unusable arguments.
     """
-    _check_args(source, k, filename, target_version)
-    result = _fix(source, k, filename, target_version)
+    _check_args(source, k, filename, target_version, rerank)
+    result = _fix(source, k, filename, target_version, rerank)
     record_fix(result.kind, result.seconds)
     return result
 
 
-def _fix(source: str, k: int, filename: str, target_version: tuple[int, int] | None) -> FixResult:
+def _fix(source: str, k: int, filename: str, target_version: tuple[int, int] | None,
+         rerank: bool | None = None, steps: StepScorer | None = None) -> FixResult:
     t0 = time.perf_counter()
     checker = Checker(filename, target_version)
     err = checker.file_error(source)
@@ -277,10 +318,18 @@ def _fix(source: str, k: int, filename: str, target_version: tuple[int, int] | N
         return FixResult(source, False, True, None, kind="valid", seconds=time.perf_counter() - t0)
     scorer = default_scorer()
     scorer.reset()
-    search = _Search(source, k, checker, scorer, t0 + TIME_BUDGET)
+    if steps is None and rerank is not False:
+        from noodle.fixer import rerank as rerank_module
+
+        if rerank or rerank_module.enabled():
+            steps = rerank_module.default_reranker()    # loads once per process: not the search's time
+    search = _Search(source, k, checker, scorer, time.perf_counter() + TIME_BUDGET, steps)
     notes: list[str] = [scorer.note] if scorer.note else []
     search.note_stage(err)
     pool = search.run(err)
+    note = getattr(steps, "note", "")
+    if note:
+        notes.append(note)
     if not pool:
         notes.append(f"no repair compiled within {search.rounds} rounds and {search.checks} parse checks")
         return FixResult(source, False, False, err.info(), kind="unfixed", seconds=time.perf_counter() - t0,

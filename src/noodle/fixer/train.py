@@ -15,6 +15,7 @@ Example::
 
     python -m noodle.fixer.train --max-files 200 --out /tmp/lm   # a quick one
     python -m noodle.fixer.train                                 # the shipped one (a few minutes)
+    python -m noodle.fixer.train --reranker                      # the reranker (noodle.fixer.rerank_train)
 """
 
 from __future__ import annotations
@@ -419,7 +420,14 @@ def train(out: Path | None = None, order: int = DEFAULT_ORDER, max_files: int | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m noodle.fixer.train``: see the module docstring."""
+    """``python -m noodle.fixer.train``: see the module docstring (``--reranker`` trains the
+    reranker instead: :mod:`noodle.fixer.rerank_train`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--reranker" in argv:
+        from noodle.fixer import rerank_train
+
+        argv.remove("--reranker")
+        return rerank_train.main(argv)
     ap = argparse.ArgumentParser(prog="python -m noodle.fixer.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="folder for lm.bin and lm.json (default: the package's)")
     ap.add_argument("--order", type=int, default=DEFAULT_ORDER, help="n-gram order (default %(default)s)")
