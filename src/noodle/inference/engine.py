@@ -119,7 +119,7 @@ class MLInferenceEngine:
         self._lock = threading.Lock()
         self._closed = False
         self._cache = None
-        if cache:
+        if cache is not None and cache is not False:   # an empty CacheManager is falsy (len 0)
             from noodle.inference.results_cache import ResultsCache  # noqa: PLC0415
 
             self._cache = ResultsCache(self._data, self.variant, cache)

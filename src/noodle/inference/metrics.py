@@ -17,7 +17,7 @@ Metrics: ``noodle_inference_requests_total{variant,device}``,
 Example::
 
     from noodle import metrics
-    print(metrics.registry().get("noodle_inference_batch_rows"))
+    print(metrics.registry.get("noodle_inference_batch_rows"))
 """
 
 from __future__ import annotations
