@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -280,6 +282,78 @@ async def test_a_2000_line_file_with_one_error(client: LanguageClient):
     broken = "".join(lines[:target] + [lines[target].replace(":\n", "\n")] + lines[target + 1:])
     actions = await _actions(client, uri, diags)
     assert _apply(broken, _edits_of(actions[0], uri)) == text
+
+
+# The server with a fixer that prints to stdout (as a careless library might) on every call.
+NOISY = [sys.executable, "-c",
+         "import os, noodle.fixer.repair as r; real = r.fix\n"
+         "def noisy(*a, **k):\n    print('stray print', flush=True); os.write(1, b'stray write\\n')\n"
+         "    return real(*a, **k)\n"
+         "r.fix = noisy\n"
+         "from noodle.cli import main; raise SystemExit(main(['fix', '--lsp']))"]
+
+
+def _frame(message: dict) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _read_frame(out) -> dict:
+    """One message, read strictly: headers, a blank line, exactly Content-Length bytes of JSON
+    (what VS Code's client insists on; pygls' own reader skips lines it does not understand)."""
+    length = None
+    while True:
+        line = out.readline()
+        assert line, "the server closed stdout"
+        if line == b"\r\n":
+            break
+        name, _, value = line.decode("ascii").partition(":")
+        assert name in ("Content-Length", "Content-Type") and line.endswith(b"\r\n"), f"not a header: {line!r}"
+        if name == "Content-Length":
+            length = int(value)
+    assert length is not None
+    return json.loads(out.read(length))
+
+
+def test_stray_stdout_output_does_not_corrupt_the_protocol(tmp_path):
+    proc = subprocess.Popen(NOISY, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            cwd=tmp_path)
+    watchdog = threading.Timer(90, proc.kill)
+    watchdog.start()
+    uri = (tmp_path / "noisy.py").as_uri()
+    try:
+        def send(msg: dict) -> None:
+            proc.stdin.write(_frame({"jsonrpc": "2.0", **msg}))
+            proc.stdin.flush()
+
+        def until(pred) -> dict:
+            while True:
+                m = _read_frame(proc.stdout)
+                if pred(m):
+                    return m
+
+        send({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+        until(lambda m: m.get("id") == 1)
+        send({"method": "initialized", "params": {}})
+        send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": BROKEN}}})
+        diags = until(lambda m: m.get("method") == "textDocument/publishDiagnostics")["params"]["diagnostics"]
+        assert [d["range"]["start"]["line"] for d in diags] == [3]
+        send({"id": 2, "method": "textDocument/codeAction", "params": {
+            "textDocument": {"uri": uri}, "range": diags[0]["range"], "context": {"diagnostics": diags}}})
+        actions = until(lambda m: m.get("id") == 2)["result"]      # the fixer has run (and printed) by now
+        edits = [lsp.TextEdit(range=lsp.Range(start=lsp.Position(**e["range"]["start"]),
+                                              end=lsp.Position(**e["range"]["end"])), new_text=e["newText"])
+                 for e in actions[0]["edit"]["changes"][uri]]
+        assert _apply(BROKEN, edits) == ORIGINAL
+        send({"id": 3, "method": "shutdown", "params": None})
+        until(lambda m: m.get("id") == 3)
+        send({"method": "exit", "params": None})
+        assert proc.wait(30) == 0
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
 
 
 # -- the diff-to-edits function, on its own --

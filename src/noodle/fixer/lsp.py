@@ -33,6 +33,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import logging
+import os
+import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -431,6 +433,17 @@ def make_server(k: int = 5, target_version: tuple[int, int] | None = None) -> Fi
 
 
 def serve(k: int = 5, target_version: tuple[int, int] | None = None) -> None:
-    """Serve LSP on this process's stdin/stdout until the client sends ``exit``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    make_server(k, target_version).start_io()
+    """Serve LSP on this process's stdin/stdout until the client sends ``exit``.
+
+    Why stdout is moved first: the protocol owns it, and one stray ``print`` (from any library,
+    or native code writing to file descriptor 1) would corrupt a message. The protocol gets a
+    private copy of the descriptor; descriptor 1 and ``sys.stdout`` then point at stderr, which
+    editors show as the server's log.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    sys.stdout.flush()
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    make_server(k, target_version).start_io(sys.stdin.buffer, protocol_out)
