@@ -3,10 +3,11 @@
 Why these flags (measured on this machine, see the issue):
 
 * ``--iree-input-demote-f64-to-f32=false``: IREE otherwise turns every f64 into f32;
-* ``--iree-llvmcpu-target-cpu-features=<host features>,-fma``: with the host's FMA, LLVM
-  contracts ``a*b + c*d`` into a fused multiply-add, and 17% of results differ from NumPy's
-  separately rounded ``*`` and ``+``; the feature list is the host's SIMD set (from
-  ``/proc/cpuinfo``) minus FMA, so vectorization stays;
+* ``--iree-llvmcpu-target-cpu=host``: this CPU's vector width and FMA. IREE marks every float
+  op ``contract``, so LLVM would fuse ``a*b + c*d`` into an FMA (17% of results differ from
+  NumPy's separately rounded ``*`` and ``+``); the emitter puts an opaque AND after each float
+  multiply instead (see ``iree_ops.Body.fence``). Turning FMA off (``-fma``) also kept the
+  products exact, but made IREE's own ``exp`` call a software ``fmaf``: 7x slower;
 * ``--iree-llvmcpu-reassociate-fp-reductions=false``: a product's sums keep their order;
 * CUDA: ``--iree-cuda-target=sm_80`` (IREE 3.13 refuses ``sm_90``; the driver JIT-compiles
   sm_80 PTX on newer GPUs).
@@ -57,7 +58,8 @@ _lock = threading.Lock()
 
 @functools.lru_cache(maxsize=1)
 def host_cpu_features() -> str:
-    """The host's SIMD features as an LLVM feature string, FMA explicitly off (exact ``a*b + c``)."""
+    """The host's SIMD features as an LLVM feature string (part of the cache key: a module compiled
+    for ``host`` here must not load on a CPU without them)."""
     flags: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -68,7 +70,9 @@ def host_cpu_features() -> str:
     except OSError:
         pass
     feats = [f"+{llvm}" for flag, llvm in _X86_FEATURES.items() if flag in flags]
-    return ",".join([*feats, "-fma", "-fma4"])
+    if "fma" in flags:
+        feats.append("+fma")
+    return ",".join(feats)
 
 
 def compile_flags(target: str = "llvm-cpu") -> list[str]:
@@ -76,7 +80,7 @@ def compile_flags(target: str = "llvm-cpu") -> list[str]:
     common = ["--iree-input-demote-f64-to-f32=false", "--iree-opt-level=O3"]
     if target == "llvm-cpu":
         return [*common, "--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
-                f"--iree-llvmcpu-target-cpu-features={host_cpu_features()}",
+                "--iree-llvmcpu-target-cpu=host",
                 "--iree-llvmcpu-reassociate-fp-reductions=false"]
     if target == "cuda":
         return [*common, "--iree-hal-target-device=cuda", "--iree-cuda-target=sm_80"]
@@ -99,7 +103,9 @@ def cache_dir() -> Path:
 def module_key(text: str, target: str) -> str:
     """The digest naming a module's cache file: text + flags + compiler + emitter version."""
     h = hashlib.sha256()
-    for part in (text, "\0".join(compile_flags(target)), compiler_version(), str(EMITTER_VERSION)):
+    # "host" in the flags means this CPU: its features are part of the key (a shared cache dir)
+    for part in (text, "\0".join(compile_flags(target)), host_cpu_features(), compiler_version(),
+                 str(EMITTER_VERSION)):
         h.update(part.encode("utf-8"))
         h.update(b"\1")
     return h.hexdigest()[:40]

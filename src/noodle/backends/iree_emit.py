@@ -57,11 +57,18 @@ class Emitted:
     text: str
     in_shapes: tuple[tuple[int, ...], ...]     # @main's argument shapes (squeezed)
     reduce_in_mlir: bool                        # the last result is the reduction over kept dims
+    fences: tuple[int, ...] = ()                # trailing arguments: an all-ones int<bits> each
+
+    def fence_arrays(self) -> list[np.ndarray]:
+        """The values of the trailing fence arguments (all bits set; see ``Body.fence``)."""
+        return [np.array(-1, dtype=np.int32 if b == 32 else np.int64) for b in self.fences]
 
 
-def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out: tuple[int, str] | None) -> list[str]:
+def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out: tuple[int, str] | None,
+             fences: set[int]) -> list[str]:
     """A ``linalg.generic`` computing ``spec``'s outputs (and the values to reduce); returns the
-    SSA names of its results. ``extra_out``: (value, dtype) yielded as one more result."""
+    SSA names of its results. ``extra_out``: (value, dtype) yielded as one more result;
+    ``fences`` collects the widths of the ``%fence<bits>`` mask arguments the body reads."""
     shape = tuple(spec.shape)
     n = len(shape)
     n_in = len(spec.inputs)
@@ -94,8 +101,14 @@ def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out:
         name, vdt = values[v]
         yields.append(body.store(cast(body, name, vdt, dt), dt))
     results = [f"%r{len(lines)}_{k}" for k in range(len(outs))]
+    used = sorted(body.fences)
+    fences.update(used)
+    operands = [*operands, *(f"%fence{b}" for b in used)]
+    in_types = [*in_types, *(f"tensor<i{b}>" for b in used)]
+    maps = [*maps, *([_map(n, [])] * len(used))]
+    fence_args = [f"%fm{b}: i{b}" for b in used]
     block = ", ".join([f"{a}: {storage_type(dt)}" for a, (dt, _) in zip(block_args, spec.inputs, strict=True)]
-                      + [f"%out{k}: {storage_type(dt)}" for k, (_, dt) in enumerate(outs)])
+                      + fence_args + [f"%out{k}: {storage_type(dt)}" for k, (_, dt) in enumerate(outs)])
     iters = ", ".join(['"parallel"'] * n)
     lhs = ", ".join(results)
     ins_txt = f"ins({', '.join(operands)} : {', '.join(in_types)}) " if operands else ""
@@ -153,7 +166,8 @@ def kernel_module(spec: KernelSpec) -> Emitted:
             raise CompileError(f"a {red.op} of {vdt} has one defined order that linalg.reduce does not "
                                "follow: compile values_spec(spec) and reduce its values instead")
         extra = (red.value, rule.acc_dtype(vdt))
-    results = _generic(lines, spec, args, extra)
+    fences: set[int] = set()
+    results = _generic(lines, spec, args, extra, fences)
     res_types = [tensor_type(tuple(spec.shape), spec.dtype_of(v)) for v in spec.outputs]
     if extra is not None:
         name, ty = _reduce(lines, results[-1], spec, extra[1])
@@ -161,9 +175,14 @@ def kernel_module(spec: KernelSpec) -> Emitted:
         res_types.append(ty)
     if not results:
         raise CompileError("a kernel with no outputs and no reduction computes nothing")
-    sig = ", ".join(f"{a}: {tensor_type(s, dt)}" for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True))
+    sig = ", ".join([f"{a}: {tensor_type(s, dt)}" for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True)]
+                    + _fence_sig(fences))
     text = _function(sig, lines, results, res_types)
-    return Emitted(text, in_shapes, extra is not None)
+    return Emitted(text, in_shapes, extra is not None, tuple(sorted(fences)))
+
+
+def _fence_sig(fences: set[int]) -> list[str]:
+    return [f"%fence{b}: tensor<i{b}>" for b in sorted(fences)]
 
 
 def _function(sig: str, lines: list[str], results: list[str], res_types: list[str]) -> str:
@@ -234,6 +253,7 @@ def matmul_module(spec: MatmulSpec) -> Emitted:
                      f"{tensor_type(out_shape, dt)}")
         prod = "%prodc"
     extras = []
+    fences: set[int] = set()
     results, res_types = [prod], [tensor_type(out_shape, dt)]
     if spec.epilogue is not None:
         ep = spec.epilogue
@@ -244,7 +264,7 @@ def matmul_module(spec: MatmulSpec) -> Emitted:
         extras = [f"%arg{k + 2}" for k in range(len(ep.inputs) - 1)]
         if squeezed(out_shape) != out_shape:
             raise CompileError("a matmul epilogue on a product with unit dimensions is not translated")
-        results = _generic(lines, ep, [prod, *extras], None)
+        results = _generic(lines, ep, [prod, *extras], None, fences)
         res_types = [tensor_type(out_shape, ep.dtype_of(ep.outputs[0]))]
     in_shapes = [a_shape, b_shape]
     sig = [f"%arg0: {tensor_type(a_shape, spec.a[0])}", f"%arg1: {tensor_type(b_shape, spec.b[0])}"]
@@ -252,7 +272,8 @@ def matmul_module(spec: MatmulSpec) -> Emitted:
         for k, (edt, es) in enumerate(spec.epilogue.inputs[1:]):
             in_shapes.append(squeezed(tuple(es)))
             sig.append(f"%arg{k + 2}: {tensor_type(squeezed(tuple(es)), edt)}")
-    return Emitted(_function(", ".join(sig), lines, results, res_types), tuple(in_shapes), False)
+    sig += _fence_sig(fences)
+    return Emitted(_function(", ".join(sig), lines, results, res_types), tuple(in_shapes), False, tuple(sorted(fences)))
 
 
 def _collapse(src: tuple[int, ...], dst: tuple[int, ...]) -> str:

@@ -52,6 +52,7 @@ log = logging.getLogger("noodle.backends.iree")
 _KERNELS = metrics.counter("noodle_iree_kernels_total", "IREE kernels made ready", ["target", "source"])
 
 _DRIVERS = {"llvm-cpu": "local-task", "cuda": "cuda"}
+_ALIGN = 64          # IREE imports host memory aligned to 64 bytes
 _configs: dict[str, Any] = {}
 _config_lock = threading.Lock()
 
@@ -82,8 +83,20 @@ def _as_storage(x: np.ndarray) -> np.ndarray:
     return x.view(view) if view is not None else x
 
 
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    off = (-raw.ctypes.data) % _ALIGN
+    return raw[off:off + nbytes].view(dtype).reshape(shape)
+
+
 class _Module:
-    """A loaded VM module's ``main``, called with NumPy arrays, returning NumPy arrays."""
+    """A loaded VM module's ``main``, called with NumPy arrays, returning NumPy arrays.
+
+    Inputs reach IREE without its own copy: a 64-byte aligned contiguous array is imported as
+    is (DLPack; the array stays alive until IREE releases it), any other is copied into a
+    staging buffer this module keeps (IREE's own host-to-device path was ~8x slower than a
+    plain copy, measured on the fused chain at 1e7 float32)."""
 
     def __init__(self, vmfb: bytes, target: str) -> None:
         rt = _runtime()
@@ -91,9 +104,35 @@ class _Module:
         self.context = rt.SystemContext(config=cfg)
         self.context.add_vm_module(rt.VmModule.copy_buffer(self.context.instance, vmfb))
         self.main = self.context.modules.module["main"]
+        self._device = cfg.device
+        self._import = target == "llvm-cpu"          # host memory is device memory there
+        self._staging: dict[int, np.ndarray] = {}
+        self._stage_lock = threading.Lock()
+
+    def _imported(self, arrays: list[np.ndarray], staging: dict[int, np.ndarray] | None) -> list[Any]:
+        out = []
+        for k, x in enumerate(arrays):
+            if x.ctypes.data % _ALIGN or not x.flags.c_contiguous:
+                buf = staging.get(k) if staging is not None else None
+                if buf is None or buf.shape != x.shape or buf.dtype != x.dtype:
+                    buf = _aligned_empty(x.shape, x.dtype)
+                    if staging is not None:
+                        staging[k] = buf
+                np.copyto(buf, x)
+                x = buf
+            out.append(self._device.from_dlpack_capsule(x.__dlpack__()))
+        return out
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        res = self.main(*arrays)
+        if not self._import:
+            res = self.main(*arrays)
+        elif self._stage_lock.acquire(blocking=False):
+            try:     # the staging buffers are reused: the call is synchronous, results are new buffers
+                res = self.main(*self._imported(arrays, self._staging))
+            finally:
+                self._stage_lock.release()
+        else:        # another thread is in this kernel: stage into fresh buffers
+            res = self.main(*self._imported(arrays, None))
         if not isinstance(res, tuple | list):
             res = (res,)
         return [r.to_host() if hasattr(r, "to_host") else np.asarray(r) for r in res]
@@ -113,6 +152,9 @@ class IreeKernel(Kernel):
         self._squeezed = list(emitted.in_shapes)
         self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
         self._shape = tuple(spec.shape)
+        self._fences = emitted.fence_arrays()
+        # an output that is an input value may come back as the (staging) input buffer itself
+        self._copy_out = [v < len(spec.inputs) for v in spec.outputs]
 
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):
@@ -125,11 +167,14 @@ class IreeKernel(Kernel):
             if not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)
             out.append(_as_storage(x.reshape(sq)))
-        return out
+        return out + self._fences
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         res = self.module(self._prepare(inputs))
         outs: list[Any] = [r.view(dt).reshape(self._shape) for r, dt in zip(res, self._out_dtypes, strict=False)]
+        for k, copy in enumerate(self._copy_out):
+            if copy:
+                outs[k] = outs[k].copy()
         red = self.spec.reduce
         if red is not None:
             r = res[-1]
@@ -183,7 +228,7 @@ class IreeMatmulKernel(Kernel):
                 arrays.append(_as_storage(arr.reshape(squeezed(shp))))
         if math.prod(spec.out_shape) == 0 or math.prod(spec.a[1]) == 0 or math.prod(spec.b[1]) == 0:
             return evaluate_matmul(spec, *inputs)
-        (res,) = self.module(arrays)
+        (res,) = self.module(arrays + self.emitted.fence_arrays())
         return (res.view(self._out_dtype).reshape(spec.out_shape),)
 
 

@@ -70,6 +70,22 @@ class Body:
         self.lines: list[str] = []
         self._n = 0
         self._prefix = prefix
+        self.fences: set[int] = set()     # widths of the opaque all-ones masks the body reads
+
+    def fence(self, value: str, dtype: str) -> str:
+        """``value`` through an AND with an all-ones mask the compiler cannot see (a kernel argument).
+
+        Why: IREE marks every float op ``contract``, so LLVM fuses ``a*b + c`` into one FMA (one
+        rounding instead of NumPy's two: 17% of a chain's results differed). Turning the FMA
+        feature off stops that but also turns the FMAs inside IREE's own ``exp`` into library
+        calls (7x slower); an opaque integer AND between the multiply and its use keeps the
+        product rounded on its own and costs one vector AND."""
+        ty = scalar_type(dtype)
+        bits = 32 if ty == "f32" else 64
+        self.fences.add(bits)
+        as_int = self.emit(f"arith.bitcast {value} : {ty} to i{bits}")
+        masked = self.emit(f"arith.andi {as_int}, %fm{bits} : i{bits}")
+        return self.emit(f"arith.bitcast {masked} : i{bits} to {ty}")
 
     def fresh(self) -> str:
         name = f"%{self._prefix}{self._n}"
@@ -169,7 +185,8 @@ def _binary(float_op: str | None, signed: str | None, unsigned: str | None, bool
             raise CompileError(f"the IREE backend does not translate {name} on {dtype} "
                                "(NumPy rejects it or its result cannot be reproduced exactly)")
         a, b = _casted(body, args, dtype)
-        return body.emit(f"{op} {a}, {b} : {scalar_type(dtype)}")
+        out = body.emit(f"{op} {a}, {b} : {scalar_type(dtype)}")
+        return body.fence(out, dtype) if op == "arith.mulf" else out
     return emit
 
 
