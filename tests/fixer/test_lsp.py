@@ -249,6 +249,19 @@ async def test_columns_are_utf16_units(client: LanguageClient):
 
 
 @_on_server
+async def test_closing_a_document_clears_its_diagnostics(client: LanguageClient):
+    uri = _uri("closed.py")
+    _open(client, uri, BROKEN)
+    _, diags = await _published(client, uri, 1)
+    assert diags
+    client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    deadline = time.perf_counter() + 30
+    while client.diagnostics.get(uri) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+    assert list(client.diagnostics.get(uri, [None])) == []
+
+
+@_on_server
 async def test_non_python_documents_get_no_diagnostics(client: LanguageClient):
     text_uri = _uri("notes.txt")
     _open(client, text_uri, "def f(:\n", language="plaintext")

@@ -353,6 +353,8 @@ class FixerServer(LanguageServer):
         if not ours:
             return []
         doc = self.workspace.get_text_document(uri)
+        if uri not in self.open_uris or doc.source != analysis.text:
+            return []                           # edited while the repairs ran: these edits fit no text now
         encoding = _encoding(self)
         caps = self.client_capabilities
         versioned = bool(getattr(getattr(getattr(caps, "workspace", None), "workspace_edit", None),
@@ -442,6 +444,7 @@ def serve(k: int = 5, target_version: tuple[int, int] | None = None) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("pygls").setLevel(logging.WARNING)     # at INFO it logs every message it sends
     sys.stdout.flush()
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
