@@ -21,12 +21,15 @@ float64 differs by an ulp of float32), with NaN == NaN and inf required to match
   reductions accumulate float32 in float64, which is the more accurate side).
 
 The interpreter is checked on hundreds of programs per run; the compiled path on fewer
-(each distinct fused region is a Numba compile, ~0.3-1 s, cached on disk afterwards).
+(each distinct fused region is a Numba compile, ~0.3-1 s, cached on disk afterwards); every
+other registered backend (IREE, CUDA on a GPU) on a few. Fused regions one by one, against the
+interpreter's semantics with bit-exact rules: tests/backends/test_differential_backends.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,3 +107,35 @@ def test_numba_jit_matches_numpy(case, seed):
 def test_numba_jit_matches_numpy_on_large_arrays(case, seed):
     """Same check above the backends' parallel threshold (threaded and blocked code paths)."""
     test_numba_jit_matches_numpy.hypothesis.inner_test(case, seed)
+
+
+def _other_backends() -> list:
+    """Every registered backend but Numba (checked above), CUDA marked for GPU machines."""
+    from noodle.backends.registry import backend_names
+
+    names = [n for n in backend_names() if n != "numba"]
+    return [pytest.param(n, marks=pytest.mark.gpu) if n == "cuda" else n for n in names]
+
+
+@pytest.mark.parametrize("name", _other_backends())
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(max_steps=3), seed=st.integers(0, 2**16))
+def test_every_backend_jit_matches_numpy(name, case, seed):
+    """The same programs through ``nd.jit(backend=name)`` for the other backends (few examples:
+    an IREE module compiles in ~0.5 s). A region a backend refuses runs interpreted: still
+    NumPy's answer, which is what is checked."""
+    from noodle.backends.registry import get_backend
+
+    ok, why = get_backend(name).available()
+    if not ok:
+        pytest.skip(f"backend {name!r} is unavailable here: {why}")
+    xs = case.inputs(seed)
+    fn = case.fn()
+    with np.errstate(all="ignore"):
+        want = outputs_of(fn(*xs))
+        f = nd.jit(fn, backend=name, hot_threshold=10**9)
+        f.compile(*xs)
+        got = outputs_of(f(*xs))
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        g = g.get() if hasattr(g, "get") and not isinstance(g, np.ndarray) else g
+        assert_close(g, w, f"{name} output {k} of {case}", case)
