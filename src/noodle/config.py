@@ -127,9 +127,10 @@ FIELDS: tuple[Field, ...] = (
           "CPU use fraction above which the optimizer backs off"),
     Field("inference_max_batch_size", "NOODLE_INFERENCE_MAX_BATCH_SIZE", 64, _int_range(1, 65536),
           "an integer in 1..65536 (rows)", "most rows the inference engine's dynamic batcher puts in one run"),
-    Field("inference_max_queue_delay_ms", "NOODLE_INFERENCE_MAX_QUEUE_DELAY_MS", 2.0, _float_range(0.0, 10000.0),
+    Field("inference_max_queue_delay_ms", "NOODLE_INFERENCE_MAX_QUEUE_DELAY_MS", 0.0, _float_range(0.0, 10000.0),
           "a number of milliseconds in [0, 10000]",
-          "longest a queued request waits for others to join its batch"),
+          "longest a queued request waits for others to join its batch (0: a batch is what queued while "
+          "the previous one ran)"),
     # cache
     Field("cache_strategy", _FX + "CACHE_STRATEGY", "advanced",
           _choice("lru", "lfu", "ttl", "adaptive", "advanced"), "lru, lfu, ttl, adaptive or advanced",

@@ -68,7 +68,7 @@ def test_settings_defaults_and_env():
     s = load_settings({})
     assert (s.batch_size_auto, s.quantization_enabled, s.auto_optimization, s.performance_monitoring) == (
         True, True, True, True)
-    assert (s.memory_threshold, s.cpu_threshold, s.max_batch_size, s.max_queue_delay_ms) == (0.8, 0.9, 64, 2.0)
+    assert (s.memory_threshold, s.cpu_threshold, s.max_batch_size, s.max_queue_delay_ms) == (0.8, 0.9, 64, 0.0)
     s = load_settings({"NOODLE_SYNTAX_FIXER_CPU_THRESHOLD": "0.5", "NOODLE_INFERENCE_MAX_BATCH_SIZE": "16",
                        "NOODLE_SYNTAX_FIXER_QUANTIZATION_ENABLED": "false"})
     assert (s.cpu_threshold, s.max_batch_size, s.quantization_enabled) == (0.5, 16, False)

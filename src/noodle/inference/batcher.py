@@ -89,7 +89,7 @@ class DynamicBatcher:
     """
 
     def __init__(self, run: RunFn, present: Callable[[dict[str, np.ndarray]], Any], *,
-                 max_batch_size: int = 64, max_queue_delay_s: float = 0.002, queue_size: int = 1024,
+                 max_batch_size: int = 64, max_queue_delay_s: float = 0.0, queue_size: int = 1024,
                  preferred_batch_sizes: tuple[int, ...] = (), submit_timeout_s: float = 30.0,
                  observer: Callable[[BatchStats], None] | None = None, name: str = "noodle-batcher") -> None:
         if max_batch_size < 1:

@@ -9,14 +9,18 @@ concurrent requests (:mod:`noodle.inference.batcher`), runs the variant the
 serves repeated inputs from a content-hash cache, and reports what it did to
 the metrics registry.
 
-Defaults, measured here (2 shared cores, ORT 1.32, MLP 64-512-512-256-10; see
-``noodle bench inference``): ``max_batch_size=64`` and
-``max_queue_delay_ms=2``. Past 64 rows the per-row time stopped falling (the
-run is compute bound), and with 8 closed-loop clients a 2 ms delay already
-fills batches to the client count, while Ray Serve's 10 ms would add 10 ms to
-a lone client's latency for no throughput gain. Both are settings
-(``max_batch_size=``, ``max_queue_delay_ms=``) and the optimizer lowers
-``max_batch_size`` when free memory is short.
+Defaults, measured here with ``noodle bench inference`` (2 shared cores, ORT
+1.32, MLPs of width 512 and 1024): ``max_batch_size=64`` and
+``max_queue_delay_ms=0``. Past 64 rows the per-row time stopped falling (the
+run is compute bound). A delay of 0 means a batch is whatever queued while
+the previous batch ran ("batch while busy"): with 8 closed-loop clients the
+batches fill to the client count by themselves, while waiting 0.5 / 2 ms
+(Ray Serve's default is 10 ms, Triton's knob the same) lowered throughput
+(4.9k -> 4.5k -> 2.5k req/s) and gave a lone client 4-10 ms of p95 for
+nothing. Open-loop traffic that arrives in bursts may want a delay: both are
+settings (``NOODLE_INFERENCE_MAX_BATCH_SIZE``,
+``NOODLE_INFERENCE_MAX_QUEUE_DELAY_MS``, or the arguments), and the optimizer
+lowers ``max_batch_size`` when free memory is short.
 
 Example::
 

@@ -17,7 +17,7 @@ defaults were measured: see :mod:`noodle.inference.engine`):
 ``NOODLE_SYNTAX_FIXER_CPU_THRESHOLD``            0.9     CPU use above which load is delayed or shed
 ``NOODLE_SYNTAX_FIXER_PERFORMANCE_MONITORING``   true    report engine metrics to the registry
 ``NOODLE_INFERENCE_MAX_BATCH_SIZE``              64      most rows in one batched run
-``NOODLE_INFERENCE_MAX_QUEUE_DELAY_MS``          2       longest a request waits for its batch to fill
+``NOODLE_INFERENCE_MAX_QUEUE_DELAY_MS``          0       longest a request waits for its batch to fill
 =============================================== ======= ==========================================
 
 Example::
@@ -45,7 +45,7 @@ class InferenceSettings:
     cpu_threshold: float = 0.9
     performance_monitoring: bool = True
     max_batch_size: int = 64
-    max_queue_delay_ms: float = 2.0
+    max_queue_delay_ms: float = 0.0
 
 
 def load_settings(environ: dict[str, str] | None = None) -> InferenceSettings:

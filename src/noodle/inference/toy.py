@@ -21,21 +21,29 @@ from __future__ import annotations
 import numpy as np
 
 
-def mlp_model(sizes: list[int], *, seed: int = 0, input_name: str = "x",
-              output_name: str = "logits") -> tuple[bytes, list[tuple[np.ndarray, np.ndarray]]]:
-    """An MLP ``sizes[0] -> ... -> sizes[-1]`` (ReLU between layers, He-scaled random weights) as ONNX
-    bytes with a symbolic batch axis, and its ``(W, b)`` per layer for :func:`mlp_numpy`."""
+def mlp_model(sizes: list[int], *, seed: int = 0, input_name: str = "x", output_name: str = "logits",
+              weights: list[tuple[np.ndarray, np.ndarray]] | None = None,
+              ) -> tuple[bytes, list[tuple[np.ndarray, np.ndarray]]]:
+    """An MLP ``sizes[0] -> ... -> sizes[-1]`` (ReLU between layers, He-scaled random weights unless
+    ``weights`` gives each layer's float32 ``(W, b)``) as ONNX bytes with a symbolic batch axis, and its
+    ``(W, b)`` per layer for :func:`mlp_numpy`."""
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ValueError(f"sizes must list at least two positive layer widths, got {sizes}")
     rng = np.random.default_rng(seed)
-    weights: list[tuple[np.ndarray, np.ndarray]] = []
+    given = weights
+    if given is not None and len(given) != len(sizes) - 1:
+        raise ValueError(f"weights must give {len(sizes) - 1} (W, b) pairs for sizes {sizes}, got {len(given)}")
+    weights = []
     nodes, inits = [], []
     current = input_name
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-        b = (rng.standard_normal(fan_out) * 0.1).astype(np.float32)
+        if given is not None:
+            w, b = (np.asarray(a, np.float32) for a in given[i])
+        else:
+            w = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            b = (rng.standard_normal(fan_out) * 0.1).astype(np.float32)
         weights.append((w, b))
         inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(b, f"b{i}")]
         last = i == len(sizes) - 2
