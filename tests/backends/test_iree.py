@@ -330,3 +330,24 @@ def test_cuda_target_runs_the_chain() -> None:
     (got,) = backend.compile_kernel(spec)(x, x, x, x, x)
     (want,) = evaluate(spec, x, x, x, x, x)
     assert max_ulp(got, want) <= 2
+
+
+def test_seed_aliases_compile_through_iree_and_fall_back_to_the_interpreter(iree_dir: Path) -> None:
+    from noodle.jit import JITCompiler, jit_compile_hotpath
+    from noodle.trace import trace
+
+    x = np.linspace(-1, 1, 300)
+    program = trace(lambda a, b: a * b + 1.0, [x, x])
+    kernel = jit_compile_hotpath(program, target="cpu")
+    assert kernel.backend == "iree"
+    assert same_bits(kernel(x, x), x * x + 1.0)
+    # sin has no exact IREE translation: compilation fails, the interpreter answers
+    slow = jit_compile_hotpath(trace(lambda a: np.sin(a) * 2.0, [x]), target="cpu")
+    assert slow.backend == "interpret" and "sin" in (slow.fallback_reason or "")
+    assert same_bits(slow(x), np.sin(x) * 2.0)
+
+    f = JITCompiler(hot_threshold=1).compile(lambda a, b: a * b - b)
+    for _ in range(3):
+        out = f(x, x)
+    assert same_bits(out, x * x - x)
+    assert f.compile(x, x) == "iree"

@@ -26,12 +26,14 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import logging
 import math
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,16 @@ def runtime_config(target: str = "llvm-cpu") -> Any:
     return cfg
 
 
+_live: weakref.WeakSet[_Module] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_all() -> None:
+    for module in list(_live):
+        module.release()
+    _configs.clear()
+
+
 def _as_storage(x: np.ndarray) -> np.ndarray:
     view = _VIEW.get(x.dtype.name)
     return x.view(view) if view is not None else x
@@ -108,6 +120,11 @@ class _Module:
         self._import = target == "llvm-cpu"          # host memory is device memory there
         self._staging: dict[int, np.ndarray] = {}
         self._stage_lock = threading.Lock()
+        _live.add(self)
+
+    def release(self) -> None:
+        """Drop the IREE objects (at exit: nanobind reports runtime objects alive at shutdown as leaks)."""
+        self.main = self.context = self._device = None
 
     def _imported(self, arrays: list[np.ndarray], staging: dict[int, np.ndarray] | None) -> list[Any]:
         out = []

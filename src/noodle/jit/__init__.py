@@ -17,6 +17,7 @@ import types
 from typing import Any
 
 from noodle.jit.api import JitFunction, jit
+from noodle.jit.hotpath import CompiledKernel, JITCompiler, jit_compile_hotpath
 
 
 class _CallableModule(types.ModuleType):
@@ -26,4 +27,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["JitFunction", "jit"]
+__all__ = ["CompiledKernel", "JITCompiler", "JitFunction", "jit", "jit_compile_hotpath"]
