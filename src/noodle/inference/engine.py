@@ -102,7 +102,7 @@ class MLInferenceEngine:
             data = self.decision.model_bytes
             if max_batch_size is None:
                 max_batch_size = self.decision.max_batch_size
-            self._gate = LoadGate(opt.settings.cpu_threshold, self._max_queue_delay_s)
+            self._gate = LoadGate(opt.settings.cpu_threshold, max(self._max_queue_delay_s, 0.001))
         elif self.placement.kind == "cuda":
             from noodle.inference.quantize import to_fp16  # noqa: PLC0415
 
