@@ -61,7 +61,7 @@ def _walk(program: Program, steps: list[tuple[tuple[int, ...], tuple[int, ...]]]
     for members, _ in steps:
         for m in members:
             if nodes[m].op in _VIEWS and len(members) == 1:
-                root[m] = nodes[m].args[0]
+                root[m] = owner(nodes[m].args[0])   # (steps are in order: chains stay one link long)
     for k, (members, _) in enumerate(steps):
         mset = set(members)
         for m in members:

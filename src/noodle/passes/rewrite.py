@@ -7,8 +7,6 @@ renumbered in order); doing it once keeps each pass a few lines of *what*.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from noodle.ir.graph import Node, Program
@@ -32,8 +30,10 @@ def rebuild(program: Program, subst: dict[int, int] | None = None,
     nodes = []
     for i, node in enumerate(program.nodes):
         node = new_nodes.get(i, node)
-        if node.args:
-            node = replace(node, args=tuple(resolve(a) for a in node.args))
+        if node.args and subst:
+            args = tuple(resolve(a) for a in node.args)
+            if args != node.args:
+                node = Node(node.op, args, node.shape, node.dtype, node.attrs)
         nodes.append(node)
     outputs = tuple(resolve(o) for o in program.outputs)
     live = [False] * len(nodes)
@@ -59,7 +59,9 @@ def rebuild(program: Program, subst: dict[int, int] | None = None,
                 new_pool.append(consts[old])
             node = node.with_attr("index", used_consts[old])
         elif node.args:
-            node = replace(node, args=tuple(renumber[a] for a in node.args))
+            args = tuple(renumber[a] for a in node.args)
+            if args != node.args:
+                node = Node(node.op, args, node.shape, node.dtype, node.attrs)
         renumber[i] = len(kept)
         kept.append(node)
     meta = {k: v for k, v in program.meta.items() if not k.startswith("_")}

@@ -65,10 +65,12 @@ def units(program: Program) -> list[Unit]:
     for g, members in raw:
         mset = set(members)
         ins: list[int] = []
+        seen: set[int] = set()
         d: set[int] = set()
         for m in members:
             for a in nodes[m].args:
-                if a not in mset and a not in ins:
+                if a not in mset and a not in seen:
+                    seen.add(a)
                     ins.append(a)
                     if a in unit_of:
                         d.add(unit_of[a])
