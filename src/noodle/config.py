@@ -169,6 +169,10 @@ FIELDS: tuple[Field, ...] = (
     Field("nbc_max_nodes", "NOODLE_NBC_MAX_NODES", 200_000, _int_range(1, 1_000_000),
           "an integer in 1..1000000 (instructions)",
           "most instructions nbc.loads accepts (checked before decoding, ~4 s per million)"),
+    Field("jit_cache_size", "NOODLE_JIT_CACHE_SIZE", 256, _int_range(1, 1_000_000),
+          "an integer in 1..1000000 (entries)",
+          "most programs one cache of the JIT keeps (an Executor's programs, compiled runners, a jitted "
+          "function's signatures); the least recently used goes first, so a long-running process stays bounded"),
     # monitoring
     Field("performance_monitoring", _FX + "PERFORMANCE_MONITORING", True, _parse_bool, "true or false",
           "run the resource sampler"),
