@@ -409,13 +409,13 @@ def precision_rows(quick: bool, paths: Sequence[Path] | None = None,
     fix, also the same cases ranked by the n-gram alone (``ngram_*`` figures, for the reranker rows)."""
     if paths is None:
         paths = heldout_paths()
+    compare_rerank = compare_rerank and fix is None
     if fix is None:
         from noodle.fixer import fix as default_fix
 
         def fix(text: str) -> Any:
             return default_fix(text, k=K)
 
-    compare_rerank = compare_rerank and fix is None
     from noodle.fixer import fix as fixer_fix
 
     def ngram_fix(text: str) -> Any:

@@ -33,6 +33,9 @@ BROKEN = [
     "for i in range(10):\n    if i = 3:\n        print(i)\n",
 ]
 
+#: a text whose n-gram answer is not a clear one-step winner (the reranker is consulted)
+UNSURE = "x = foo(a b, c d)\nif x\n    print(x\n"
+
 
 class _Capture:
     """A StepScorer that keeps the rounds it sees and leaves the n-gram scores alone."""
@@ -138,15 +141,22 @@ def test_rerank_off_is_the_ngram_ranking(monkeypatch):
     assert all(r.parses for r in off)
 
 
-def test_rerank_on_scores_steps_and_every_candidate_compiles():
+def test_rerank_on_scores_UNSURE_texts_and_every_candidate_compiles():
+    """A text whose n-gram answer is not a clear one-step winner is searched again with the
+    reranker (scores become sums of log-probabilities); every candidate still compiles."""
+    from noodle.fixer.repair import CONFIDENT
+
     before = rerank.stats()["rows"]
-    on = [fix(t, k=5, rerank=True) for t in BROKEN]
+    r = fix(UNSURE, k=5, rerank=True)
+    plain = fix(UNSURE, k=5, rerank=False)
+    assert plain.candidates and (len(plain.candidates[0].edits) > 1
+                                 or plain.candidates[0].score - plain.candidates[1].score < CONFIDENT)
     assert rerank.stats()["rows"] > before
-    for r in on:
-        assert r.parses and r.candidates
-        for c in r.candidates:
+    assert r.parses and all(c.score <= 0.0 for c in r.candidates)
+    for res in [r] + [fix(t, k=5, rerank=True) for t in BROKEN]:
+        assert res.parses and res.candidates
+        for c in res.candidates:
             compile(c.source, "<c>", "exec")
-            assert c.score <= 0.0            # a sum of log-probabilities
 
 
 def test_missing_or_corrupt_artifact(monkeypatch, tmp_path):
@@ -161,10 +171,10 @@ def test_missing_or_corrupt_artifact(monkeypatch, tmp_path):
     rerank.reset_default()
     try:
         failures = rerank.stats()["load_failures"]
-        r = fix(BROKEN[1], k=5, rerank=True)
+        r = fix(UNSURE, k=5, rerank=True)
         assert rerank.stats()["load_failures"] == failures + 1
         assert any("reranker unavailable" in n for n in r.notes)
-        plain = fix(BROKEN[1], k=5, rerank=False)
+        plain = fix(UNSURE, k=5, rerank=False)
         assert [c.source for c in r.candidates] == [c.source for c in plain.candidates]
     finally:
         rerank.reset_default()

@@ -43,7 +43,7 @@ from noodle.fixer.rerank_features import FEATURES, N_FEATURES, RoundInfo, Step, 
 __all__ = ["collect", "export_onnx", "fit", "main", "snippets_from", "train"]
 
 SEED = 1207
-DEFAULT_SNIPPETS = 700
+DEFAULT_SNIPPETS = 600
 EVAL_SHARE = 0.2
 #: cases per snippet: one-edit and multi-edit (2-3 errors)
 ONE_PER_SNIPPET, MULTI_PER_SNIPPET = 2, 1
