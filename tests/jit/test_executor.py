@@ -187,3 +187,89 @@ def test_hot_threshold_tuple_halves_are_checked():
     for bad in ((10.0, 0.05), ("10", None), (3, "fast"), (True, None)):
         with pytest.raises(ConfigError, match="hot_threshold"):
             parse_hot_threshold(bad)
+
+
+# ---------------------------------------------------------------- the bounded program cache
+
+
+def _programs(n: int):
+    x = np.arange(6.0)
+    fns = [lambda a, k=k: a * float(k) + 1.0 for k in range(n)]
+    return x, [nd.nbc.dumps(trace(f, (x,))) for f in fns], [x * float(k) + 1.0 for k in range(n)]
+
+
+def test_program_cache_evicts_the_least_recently_used_and_reruns_it_correctly():
+    x, data, want = _programs(3)
+    ex = nd.Executor(backend="interpret", cache_size=2)
+    a, b, c = data
+    for d, w in ((a, want[0]), (b, want[1]), (a, want[0])):   # a is now the most recent
+        np.testing.assert_array_equal(ex.execute(d, x), w)
+    state_a = ex.state(a)
+    np.testing.assert_array_equal(ex.execute(c, x), want[2])   # b goes
+    assert ex.evictions == 1 and len(ex.stats()) == 2
+    assert ex.state(a) is state_a and state_a.calls == 2
+    # b comes back as a new program (decoded, checked, counted afresh) with the right result
+    np.testing.assert_array_equal(ex.execute(b, x), want[1])
+    assert ex.evictions == 2 and ex.state(b).calls == 1
+    assert ex.state(a) is state_a   # a was touched after c: c went
+    assert sorted(st["calls"] for st in ex.stats().values()) == [1, 2]
+
+
+def test_program_cache_counts_nir_programs_and_bytes_together():
+    x = np.arange(4.0)
+    progs = [trace(lambda a, k=k: a - float(k), (x,)) for k in range(4)]
+    ex = nd.Executor(backend="interpret", cache_size=3)
+    for k, p in enumerate(progs):
+        np.testing.assert_array_equal(ex.execute(p, x), x - float(k))
+    np.testing.assert_array_equal(ex.execute(nd.nbc.dumps(progs[0]), x), x)
+    assert len(ex.stats()) == 3 and ex.evictions == 2
+    # an evicted NIR program runs again as a new entry, and results stay right
+    np.testing.assert_array_equal(ex.execute(progs[0], x), x)
+    np.testing.assert_array_equal(ex.execute(progs[1], x), x - 1.0)
+    assert ex.evictions == 4
+    # (stats are keyed by program hash: progs[0] as NIR and as bytes share one row)
+    assert {st["calls"] for st in ex.stats().values()} == {1}
+
+
+def test_program_cache_size_comes_from_the_setting_and_is_checked(monkeypatch):
+    from noodle import config
+    from noodle.errors import ConfigError
+
+    monkeypatch.setenv("NOODLE_JIT_CACHE_SIZE", "1")
+    config.reload()
+    try:
+        x, data, want = _programs(2)
+        ex = nd.Executor(backend="interpret")
+        assert ex.cache_size == 1
+        for d, w in zip(data, want, strict=True):
+            np.testing.assert_array_equal(ex.execute(d, x), w)
+        assert len(ex.stats()) == 1 and ex.evictions == 1
+        monkeypatch.setenv("NOODLE_JIT_CACHE_SIZE", "0")
+        with pytest.raises(ConfigError, match="NOODLE_JIT_CACHE_SIZE"):
+            config.reload()
+    finally:
+        monkeypatch.delenv("NOODLE_JIT_CACHE_SIZE")
+        config.reload()
+    assert nd.Executor().cache_size == 256
+    for bad in (0, -3, 2.5, True, "8"):
+        with pytest.raises(ExecutionError, match="cache_size"):
+            nd.Executor(cache_size=bad)
+
+
+def test_a_compiled_program_evicted_and_run_again_is_still_right():
+    pytest.importorskip("numba")
+    x = np.random.default_rng(3).random(500)
+    prog = trace(lambda a: np.exp(-a) * a + 0.25, (x,))
+    other = trace(lambda a: a * 3.0, (x,))
+    ex = nd.Executor(hot_threshold=10**9, cache_size=1)
+    assert default_manager().compile_now(ex.state(prog)) == "numba"
+    np.testing.assert_allclose(ex.execute(prog, x), np.exp(-x) * x + 0.25, rtol=1e-14)
+    assert ex.state(prog).compiled_calls == 1
+    np.testing.assert_array_equal(ex.execute(other, x), x * 3.0)   # prog goes
+    assert ex.evictions == 1
+    st = ex.state(prog)   # a fresh state: interpreted until compiled again (the runner is reused)
+    assert st.compiled_calls == 0
+    np.testing.assert_allclose(ex.execute(prog, x), np.exp(-x) * x + 0.25, rtol=1e-14)
+    assert default_manager().compile_now(st) == "numba"
+    np.testing.assert_allclose(ex.execute(prog, x), np.exp(-x) * x + 0.25, rtol=1e-14)
+    assert st.compiled_calls == 1

@@ -239,3 +239,12 @@ def test_jit_integer_powers_match_numpy_bits(dtype, name, fn):
     got = nd.jit(fn, backend="interpret")(x)
     assert_bits(got, want, f"{name} ({dtype}), interpreted")
     assert_bits(_run_numba(fn, x), want, f"{name} ({dtype}), numba")
+
+
+def test_the_module_example_runs():
+    import doctest
+    import importlib
+
+    module = importlib.import_module("noodle.passes.strength")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
