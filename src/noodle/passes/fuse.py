@@ -338,9 +338,15 @@ def _knots(nodes: list, region: dict[int, int], only: set[int] | None) -> tuple[
 
 
 def _with_group(node: Node, group: int | None) -> Node:
-    attrs = tuple((k, v) for k, v in node.attrs if k != "group")
+    attrs = node.attrs
+    for k, _ in attrs:
+        if k == "group":
+            attrs = tuple(item for item in attrs if item[0] != "group")
+            break
     if group is not None:
-        attrs = tuple(sorted((*attrs, ("group", group))))
+        # attributes stay sorted by name (equal nodes compare equal)
+        attrs = (*attrs, ("group", group)) if not attrs or attrs[-1][0] < "group" \
+            else tuple(sorted((*attrs, ("group", group)), key=lambda item: item[0]))
     return node if attrs == node.attrs else Node(node.op, node.args, node.shape, node.dtype, attrs)
 
 
