@@ -325,3 +325,19 @@ def test_the_interpreter_semantics_match_plain_numpy(spec: KernelSpec, seed: int
         extreme = red and spec.reduce.op in ("max", "min")
         assert_same(np.asarray(g), np.asarray(w), f"interpreter output {k} of {spec}",
                     exact=not red or np.asarray(w).dtype.kind != "f", ulp=0 if extreme else None)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in backend_names()])
+def test_results_stay_valid_after_the_next_call(backend_of, name: str) -> None:
+    """A returned array is the caller's: the next call of the same kernel must not write into it
+    (``f(a); f(b)`` in a jitted function calls one cached kernel twice, and the first result is
+    still in use)."""
+    f4 = "float32"
+    spec = KernelSpec(((f4, (4, 5)),), (), (Instr("abs", (0,), f4),), (1,), (4, 5))
+    rng = np.random.default_rng(0)
+    x0, x1 = (rng.standard_normal((4, 5)).astype(f4) for _ in range(2))
+    kernel = backend_of(name).compile_kernel(spec)
+    (first,) = kernel(x1)
+    first_copy = host(first).copy()
+    kernel(x0)
+    np.testing.assert_array_equal(host(first), first_copy, err_msg=f"{name}: the next call overwrote a result")
