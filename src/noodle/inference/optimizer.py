@@ -62,6 +62,7 @@ CACHE_VERSION = 1
 MIN_AGREEMENT = 0.99
 REGRESSION_TOLERANCE = 0.01
 MIN_SPEEDUP = 1.05
+TIMING_ROUNDS = 3
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 
 
@@ -313,10 +314,14 @@ class PerformanceOptimizer:
             names = [o.name for o in ref_session.get_outputs()]
             ref_out = dict(zip(names, ref_session.run(names, held)))
             device_results = []
+            timed: list[tuple[VariantResult, Any]] = []
             for variant in self._variants_for(placement):
-                r = self._measure_variant(variant, data, placement, calib, held, ref_out, names, sizes)
+                r, sess = self._build_variant(variant, data, placement, calib, held, ref_out, names)
                 results.append(r)
                 device_results.append(r)
+                if sess is not None:
+                    timed.append((r, sess))
+            self._time_interleaved(timed, held, sizes)
             best = self._pick(device_results, placement, lines)
             best_per_device[placement.name] = best
         chosen_device = devices[0].name
@@ -341,16 +346,17 @@ class PerformanceOptimizer:
         return Decision(chosen.variant, placement, max_bs, preferred, device_by_batch, results, lines, fp,
                         {d: r.variant for d, r in best_per_device.items()})
 
-    def _measure_variant(self, variant: str, data: bytes, placement: _session.Placement,
-                         calib: dict[str, np.ndarray], held: dict[str, np.ndarray], ref_out: dict[str, np.ndarray],
-                         names: list[str], sizes: list[int]) -> VariantResult:
+    def _build_variant(self, variant: str, data: bytes, placement: _session.Placement,
+                       calib: dict[str, np.ndarray], held: dict[str, np.ndarray], ref_out: dict[str, np.ndarray],
+                       names: list[str]) -> tuple[VariantResult, Any]:
+        """Build one variant's session and judge its agreement with FP32 (no timing yet)."""
         r = VariantResult(variant, placement.name)
         try:
             vdata = quantize.build(variant, data, self._calibration_feeds(calib))
             sess = _session.make_session(vdata, placement, intra_op_threads=self.intra_op_threads)
         except ModelLoadError as exc:
             r.ok, r.reason = False, f"could not be built ({exc})"
-            return r
+            return r, None
         r.size_bytes = len(vdata)
         if variant != "fp32":
             got = dict(zip(names, sess.run(names, held)))
@@ -360,11 +366,26 @@ class PerformanceOptimizer:
                 r.ok, r.reason = False, f"error {ag.max_rel_err:.2%} of the range > {REGRESSION_TOLERANCE:.0%}"
             elif ag.kind != "tolerance" and ag.fraction < MIN_AGREEMENT:
                 r.ok, r.reason = False, f"agreement {ag.fraction:.2%} < {MIN_AGREEMENT:.0%}"
+        return r, sess
+
+    def _time_interleaved(self, timed: list[tuple[VariantResult, Any]], held: dict[str, np.ndarray],
+                          sizes: list[int]) -> None:
+        """Latency per batch size of every variant, in ``TIMING_ROUNDS`` rounds that alternate the variants.
+
+        Why interleaved: variants timed one after another each see a different
+        slice of the machine's background load, and two variants within 20% of
+        each other (small models) swapped places from one run to the next; timed
+        in alternation, each variant's minimum comes from the same quiet moments."""
+        if not timed:
+            return
         rows = next(iter(held.values())).shape[0]
-        for b in sizes:
-            feeds = {k: _rows(v, b, rows) for k, v in held.items()}
-            r.latency_s[b] = measure.time_batch(sess, feeds, budget_s=self.budget_s)
-        return r
+        feeds_by_size = {b: {k: _rows(v, b, rows) for k, v in held.items()} for b in sizes}
+        per_round = self.budget_s / TIMING_ROUNDS
+        for _ in range(TIMING_ROUNDS):
+            for b in sizes:
+                for r, sess in timed:
+                    t = measure.time_batch(sess, feeds_by_size[b], budget_s=per_round, min_runs=3)
+                    r.latency_s[b] = min(t, r.latency_s.get(b, math.inf))
 
     def _pick(self, results: list[VariantResult], placement: _session.Placement, lines: list[str]) -> VariantResult:
         fp32 = results[0]
