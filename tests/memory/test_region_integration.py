@@ -72,8 +72,8 @@ def held_in_object(i):
 
 def worker_state(scope):
     """This worker's region counts for ``scope`` and its RSS."""
-    from noodle.metrics.process import rss_bytes
     from noodle.memory import default_manager
+    from noodle.metrics.process import rss_bytes
 
     def value(name, *labels):
         m = metrics.registry.get(name)
