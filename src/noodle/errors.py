@@ -65,6 +65,14 @@ class OpValueError(NoodleError, ValueError):
     """
 
 
+class OpIndexError(NoodleError, IndexError):
+    """An index is outside the array it reads (a gather ``x[idx]``, ``nd.take``, ``x[5]`` of 3 elements).
+
+    Why an ``IndexError`` too: NumPy raises ``IndexError`` there, so code catching it keeps working
+    when the function is jitted.
+    """
+
+
 class OpOverflowError(NoodleError, OverflowError):
     """A Python integer does not fit the array's dtype (300 beside an int8 array): NumPy raises
     OverflowError, and so does noodle, with advice."""

@@ -172,7 +172,7 @@ def _structured_nbc(draw):
         opcode = 1 if i < n_inputs else draw(st.sampled_from(_OPCODES))
         if i < n_inputs:
             attrs_in = [struct.pack("<B", 5) + b"index" + struct.pack("<Bq", 2, i)]
-        arity = _BY_CODE[opcode].arity if opcode in _BY_CODE else 1
+        arity = max(_BY_CODE[opcode].arity, 1) if opcode in _BY_CODE else 1  # variadic: -1
         earlier = st.integers(0, max(i - 1, 0))
         args = draw(st.lists(earlier, min_size=arity, max_size=arity) | st.lists(st.integers(0, i + 1), max_size=3))
         attrs = attrs_in if i < n_inputs else draw(st.lists(_attr(), max_size=3))

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from noodle.backends.base import Unsupported
 from noodle.backends.emit_rules import Elementwise, Library, Reduction, lookup, views
 from noodle.backends.layout import spec_layout
 from noodle.backends.op_text import (
@@ -171,6 +172,12 @@ CUDA_OPS = {
     "max": _extreme_update("max"), "min": _extreme_update("min"),
     "matmul": Library("cupy.matmul"),
     **views("cupy"),
+    # indexing and loops: lone nodes, never inside a fused region (ir.ops OpKind.INDEX / LOOP)
+    "slice": Unsupported("slice runs as a lone node through the interpreter (a view: nothing to compute)"),
+    "gather": Unsupported("gather runs as a lone node through the interpreter (np.take, bounds checked)"),
+    "concatenate": Unsupported("concatenate runs as a lone node through the interpreter (one copy)"),
+    "while_loop": Unsupported("while_loop runs as a lone node: the runner loops around its body's kernels"),
+    "loop_result": Unsupported("loop_result runs as a lone node through the interpreter (picks a carried value)"),
 }
 
 

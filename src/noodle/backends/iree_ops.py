@@ -352,6 +352,12 @@ OP_TABLE: dict[str, Any] = {
     "reshape": ShapeRule("tensor.collapse_shape/tensor.expand_shape"),
     "transpose": ShapeRule("linalg.transpose"),
     "broadcast_to": ShapeRule("linalg.broadcast"),
+    # indexing and loops: lone nodes, never inside a fused region (ir.ops OpKind.INDEX / LOOP)
+    "slice": Unsupported("slice runs as a lone node through the interpreter (a view: nothing to compute)"),
+    "gather": Unsupported("gather runs as a lone node through the interpreter (np.take, bounds checked)"),
+    "concatenate": Unsupported("concatenate runs as a lone node through the interpreter (one copy)"),
+    "while_loop": Unsupported("while_loop runs as a lone node: the runner loops around its body's kernels"),
+    "loop_result": Unsupported("loop_result runs as a lone node through the interpreter (picks a carried value)"),
 }
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from noodle.backends.base import Unsupported
 from noodle.backends.emit_rules import Elementwise, Library, Reduction, lookup, views
 from noodle.backends.op_text import cast_pair, compare_dtype, infix, is_float, symbol, truth
 from noodle.backends.reference import eval_instr
@@ -151,6 +152,12 @@ NUMBA_OPS = {
     "sum": Reduction(_sum), "mean": Reduction(_sum), "max": _extreme_update("max"), "min": _extreme_update("min"),
     "matmul": Library("np.matmul"),
     **views("np"),
+    # indexing and loops: lone nodes, never inside a fused region (ir.ops OpKind.INDEX / LOOP)
+    "slice": Unsupported("slice runs as a lone node through the interpreter (a view: nothing to compute)"),
+    "gather": Unsupported("gather runs as a lone node through the interpreter (np.take, bounds checked)"),
+    "concatenate": Unsupported("concatenate runs as a lone node through the interpreter (one copy)"),
+    "while_loop": Unsupported("while_loop runs as a lone node: the runner loops around its body's kernels"),
+    "loop_result": Unsupported("loop_result runs as a lone node through the interpreter (picks a carried value)"),
 }
 
 

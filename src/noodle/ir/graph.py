@@ -53,6 +53,11 @@ ATTRS: dict[str, frozenset[str]] = {
     "transpose": frozenset({"axes"}),
     "broadcast_to": frozenset({"shape"}),
     "astype": frozenset({"dtype"}),
+    "slice": frozenset({"starts", "stops", "steps"}),
+    "gather": frozenset({"axis"}),
+    "concatenate": frozenset({"axis"}),
+    "while_loop": frozenset({"body", "carry", "cond"}),
+    "loop_result": frozenset({"item"}),
 }
 MAX_NDIM = 32
 
@@ -114,6 +119,36 @@ class Program:
     def copy(self) -> Program:
         return Program(list(self.nodes), list(self.consts), tuple(self.outputs), self.n_inputs,
                        dict(self.meta))
+
+
+class SubProgram:
+    """A program held as an attribute of a loop node (its cond or its body).
+
+    Why a wrapper: node attributes must be hashable and compare by value (CSE keys on them, NBC
+    round trips compare them), which a :class:`Program` with NumPy constants is not. Equality is
+    structural: same nodes, constants (by bytes), outputs and inputs.
+    """
+
+    __slots__ = ("program",)
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+
+    def _key(self) -> tuple:
+        p = self.program
+        return (tuple(p.nodes), tuple((c.dtype.name, c.shape, c.tobytes()) for c in p.consts), tuple(p.outputs),
+                p.n_inputs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SubProgram) and (other is self or self._key() == other._key())
+
+    def __hash__(self) -> int:
+        p = self.program
+        return hash((len(p.nodes), tuple(p.outputs), p.n_inputs))
+
+    def __repr__(self) -> str:
+        p = self.program
+        return f"<program: {p.n_inputs} inputs, {len(p.nodes)} nodes, {len(p.outputs)} outputs>"
 
 
 def value_nbytes(node: Node) -> int:
@@ -178,6 +213,10 @@ def infer(op_name: str, arg_types: list[tuple[tuple[int, ...], str]], attrs: dic
     row = OPS.get(op_name)
     if row is None:
         raise IRVerifyError(f"unknown op {op_name!r}")
+    if row.kind in (OpKind.INDEX, OpKind.LOOP):
+        from noodle.ir.shapes import index_type  # noqa: PLC0415 - shapes imports this module's names lazily
+
+        return index_type(op_name, arg_types, attrs)
     if len(arg_types) != row.arity:
         raise IRVerifyError(f"op {op_name} takes {row.arity} operands, got {len(arg_types)}")
     shapes = [s for s, _ in arg_types]
@@ -275,6 +314,9 @@ class Builder:
     def add(self, op_name: str, *args: int, **attrs: Any) -> int:
         """Append ``op_name(*args)`` with inferred type; returns the new value."""
         types = [(self.nodes[a].shape, self.nodes[a].dtype) for a in args]
+        if op_name == "loop_result":
+            shape, dtype = loop_result_type(self.nodes[args[0]], attrs.get("item"))
+            return self._push(Node(op_name, tuple(args), shape, dtype, (("item", int(attrs["item"])),)))
         shape, dtype = infer(op_name, types, attrs)
         if dtype not in DTYPE_SET:
             # e.g. NumPy computes exp of an int8 array in float16, which no backend has
@@ -288,7 +330,26 @@ class Builder:
         return Program(list(self.nodes), list(self.consts), tuple(outputs), self.n_inputs)
 
 
+def loop_result_type(loop: Node, item: Any) -> tuple[tuple[int, ...], str]:
+    """Shape and dtype of carried value ``item`` of ``loop`` (a ``while_loop`` node): its body's output.
+
+    Why here and not in :func:`infer`: the type comes from the loop's body, not from the operand's
+    own (placeholder) type, so both the builder and the verifier look at the loop node itself.
+    """
+    if loop.op != "while_loop":
+        raise IRVerifyError(f"loop_result reads a while_loop node, not {loop.op}")
+    body = loop.attr("body")
+    carry = loop.attr("carry")
+    if not isinstance(body, SubProgram) or not isinstance(carry, int) or isinstance(item, bool) \
+            or not isinstance(item, int) or not 0 <= item < carry or carry > len(body.program.outputs):
+        raise IRVerifyError(f"loop_result item {item!r} is not one of the loop's {carry!r} carried values")
+    out = body.program.nodes[body.program.outputs[item]]
+    return out.shape, out.dtype
+
+
 def _freeze(value: Any) -> Any:
+    if isinstance(value, SubProgram | Program):
+        return value if isinstance(value, SubProgram) else SubProgram(value)
     if isinstance(value, list | tuple):
         return tuple(int(v) for v in value)
     if isinstance(value, np.dtype):
@@ -296,4 +357,5 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-__all__ = ["ATTRS", "Builder", "DTYPES", "Node", "Program", "infer", "value_nbytes"]
+__all__ = ["ATTRS", "Builder", "DTYPES", "Node", "Program", "SubProgram", "infer", "loop_result_type",
+           "value_nbytes"]

@@ -19,6 +19,8 @@ Example::
     ('/', 'divide', 'max')
     >>> "input" in computing_ops(), "astype" in computing_ops()
     (False, True)
+    >>> op("concatenate").arity == VARIADIC
+    True
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class OpKind(str, Enum):
     MATMUL = "matmul"        # matrix product
     SHAPE = "shape"          # reshape / transpose / broadcast: no arithmetic
     CAST = "cast"            # dtype conversion
+    INDEX = "index"          # slice / gather / concatenate: data movement, run as lone steps (views where NumPy's are)
+    LOOP = "loop"            # a loop over sub-programs, and the pick of one carried value
 
 
 class DTypeRule(str, Enum):
@@ -59,7 +63,7 @@ class OpDef:
     name: str
     code: int               # stable NBC opcode: never reuse or renumber
     kind: OpKind
-    arity: int
+    arity: int              # operand count; VARIADIC for concatenate / while_loop
     dtype_rule: DTypeRule
     numpy: str | None       # NumPy function defining the semantics
     flops: float = 1.0      # cost hint per output element
@@ -116,7 +120,16 @@ _ROWS: tuple[OpDef, ...] = (
     OpDef("transpose", 71, OpKind.SHAPE, 1, DTypeRule.SAME, "transpose", 0.0, functions=("transpose",)),
     OpDef("broadcast_to", 72, OpKind.SHAPE, 1, DTypeRule.SAME, "broadcast_to", 0.0, functions=("broadcast_to",)),
     OpDef("astype", 80, OpKind.CAST, 1, DTypeRule.ATTR, None, 1.0, functions=("astype",)),
+    # indexing (attributes normalized by the tracer: static ints only)
+    OpDef("slice", 90, OpKind.INDEX, 1, DTypeRule.SAME, None, 0.0),
+    OpDef("gather", 91, OpKind.INDEX, 2, DTypeRule.SAME, "take", 1.0),
+    OpDef("concatenate", 92, OpKind.INDEX, -1, DTypeRule.PROMOTE, "concatenate", 1.0),
+    # loops: the node holds its cond and body sub-programs; its value is the carried tuple,
+    # which loop_result nodes pick from
+    OpDef("while_loop", 100, OpKind.LOOP, -1, DTypeRule.ATTR, None, 0.0),
+    OpDef("loop_result", 101, OpKind.LOOP, 1, DTypeRule.ATTR, None, 0.0),
 )
+VARIADIC = -1
 
 OPS: dict[str, OpDef] = {row.name: row for row in _ROWS}
 BY_CODE: dict[int, OpDef] = {row.code: row for row in _ROWS}

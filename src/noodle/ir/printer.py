@@ -54,13 +54,18 @@ def format_node(i: int, node: Node, program: Program) -> str:
     return f"  %{i} = {body} : {ty}{tag}"
 
 
-def format_program(program: Program) -> str:
-    """The whole program as text."""
+def format_program(program: Program, indent: str = "") -> str:
+    """The whole program as text (a loop's cond and body follow its line, indented)."""
     inputs = sorted((n.attr("index"), i, n) for i, n in enumerate(program.nodes) if n.op == "input")
     sig = ", ".join(f"%{i}: {format_type(n.shape, n.dtype)}" for _, i, n in inputs)
     outs = ", ".join(f"%{o}" for o in program.outputs)
-    lines = [f"program({sig}) -> ({outs})"]
-    lines += [format_node(i, n, program) for i, n in enumerate(program.nodes)]
+    lines = [f"{indent}program({sig}) -> ({outs})"]
+    for i, n in enumerate(program.nodes):
+        lines.append(indent + format_node(i, n, program))
+        if n.op == "while_loop":
+            for name in ("cond", "body"):
+                lines.append(f"{indent}    {name}:")
+                lines.append(format_program(n.attr(name).program, indent + "      "))
     return "\n".join(lines)
 
 

@@ -14,12 +14,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from noodle.ir.graph import Node
+from noodle.errors import OpIndexError
+from noodle.ir.graph import Node, Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.reduction import reduce_values
 
@@ -28,6 +29,10 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
     """Evaluate one computing node on already computed operand values."""
     row = OPS[node.op]
     kind = row.kind
+    if kind is OpKind.LOOP:
+        if node.op == "loop_result":
+            return vals[0][node.attr("item")]
+        return run_loop(node, vals, lambda sub, args: run_subprogram(sub, args, xp))
     if kind in (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY):
         out = getattr(xp, row.numpy)(*vals)
     elif kind is OpKind.REDUCE:
@@ -43,6 +48,12 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
         out = xp.broadcast_to(vals[0], node.attr("shape"))
     elif node.op == "astype":
         out = vals[0].astype(node.attr("dtype"))
+    elif node.op == "slice":
+        out = vals[0][slices(node)]   # a view, as NumPy's basic slicing gives
+    elif node.op == "gather":
+        out = gather(vals[0], vals[1], node.attr("axis"), xp)
+    elif node.op == "concatenate":
+        out = xp.concatenate([v.astype(node.dtype, copy=False) for v in vals], axis=node.attr("axis"))
     else:  # pragma: no cover - verify() rejects anything else
         raise AssertionError(f"cannot evaluate {node.op}")
     if not isinstance(out, xp.ndarray):
@@ -53,4 +64,51 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
     return out
 
 
-__all__ = ["eval_node"]
+def slices(node: Node) -> tuple[slice, ...]:
+    """The Python slices of a ``slice`` node (a stop of -1 under a negative step means: through 0)."""
+    return tuple(slice(a, None if (s < 0 and b < 0) else b, s)
+                 for a, b, s in zip(node.attr("starts"), node.attr("stops"), node.attr("steps"), strict=True))
+
+
+def gather(x: Any, idx: Any, axis: int, xp: Any = np) -> Any:
+    """``take(x, idx, axis)`` with NumPy's bounds rule (negative indices count from the end; outside
+    ``-n..n-1`` is an error): an :class:`OpIndexError`, which is an ``IndexError`` as NumPy's is."""
+    n = x.shape[axis]
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < -n or hi >= n:
+            bad = lo if lo < -n else hi
+            raise OpIndexError(f"index {bad} is out of bounds for axis {axis} with size {n} (a gather, x[idx] "
+                               f"or nd.take); NumPy raises IndexError too: keep indices within -{n}..{n - 1}")
+    return xp.take(x, idx, axis=axis)
+
+
+def run_subprogram(program: Program, args: Sequence[Any], xp: Any = np) -> tuple[Any, ...]:
+    """Evaluate a loop's cond or body: the interpreter's walk, kept here so that loops have one
+    definition that constant folding and the interpreter share (``ir`` may not import ``exec``)."""
+    values: list[Any] = [None] * len(program.nodes)
+    for i, node in enumerate(program.nodes):
+        if node.op == "input":
+            values[i] = args[node.attr("index")]
+        elif node.op == "const":
+            c = program.consts[node.attr("index")]
+            values[i] = c if xp is np else xp.asarray(c)
+        else:
+            values[i] = eval_node(node, [values[a] for a in node.args], xp)
+    return tuple(values[o] for o in program.outputs)
+
+
+def run_loop(node: Node, vals: Sequence[Any], run: Callable[[Program, tuple], tuple[Any, ...]]) -> tuple[Any, ...]:
+    """JAX's ``while_loop``: ``carry = body(carry)`` while ``cond(carry)``; the outer values the
+    sub-programs read follow the carry in ``vals``. ``run(sub_program, args)`` evaluates one
+    sub-program (the interpreter's walk, or a compiled runner). Returns the final carry."""
+    k = node.attr("carry")
+    cond, body = node.attr("cond").program, node.attr("body").program
+    carry = tuple(vals[:k])
+    extra = tuple(vals[k:])
+    while bool(run(cond, carry + extra)[0]):
+        carry = tuple(run(body, carry + extra))
+    return carry
+
+
+__all__ = ["eval_node", "gather", "run_loop", "run_subprogram", "slices"]

@@ -18,14 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from noodle.errors import IRVerifyError, NoodleError
-from noodle.ir.graph import ATTRS, DTYPE_SET, MAX_NDIM, Node, Program, infer
-from noodle.ir.ops import OPS, OpKind
+from noodle.ir.graph import ATTRS, DTYPE_SET, MAX_NDIM, Node, Program, SubProgram, infer, loop_result_type
+from noodle.ir.ops import OPS, VARIADIC, OpKind
 
 MAX_DIM = 2**40
 MAX_ELEMENTS = 2**48
+MAX_LOOP_DEPTH = 8   # loops nested in loops: bounds the recursion hostile bytecode can ask for
 
 
-def verify(program: Program) -> None:
+def verify(program: Program, _depth: int = 0) -> None:
     """Raise :class:`IRVerifyError` naming the first broken invariant of ``program``.
 
     Linear in the number of nodes: ``nbc.loads`` runs it on untrusted programs of up to
@@ -58,6 +59,9 @@ def verify(program: Program) -> None:
             continue
         if row.kind is OpKind.CONST:
             _check_const(i, node, program)
+            continue
+        if row.kind is OpKind.LOOP:
+            _check_loop(i, node, nodes, _depth)
             continue
         _check_inferred(i, node, nodes, inferred)
     if len(seen_inputs) != program.n_inputs:
@@ -113,8 +117,39 @@ def _check_operands(i: int, node: Node, arity: int) -> None:
     for a in node.args:
         if not isinstance(a, int) or not 0 <= a < i:
             raise IRVerifyError(f"node %{i} ({node.op}): operand {a!r} does not name an earlier value (SSA)")
-    if len(node.args) != arity:
+    if len(node.args) != arity and not (arity == VARIADIC and 1 <= len(node.args) <= 255):
         raise IRVerifyError(f"node %{i} ({node.op}): expects {arity} operands, has {len(node.args)}")
+
+
+def _check_loop(i: int, node: Node, nodes: list[Node], depth: int) -> None:
+    """A while_loop's sub-programs verify on their own (nesting bounded); a loop_result reads a
+    while_loop and has its body's type for the item."""
+    where = f"node %{i} ({node.op})"
+    if node.op == "loop_result":
+        try:
+            got = loop_result_type(nodes[node.args[0]], node.attr("item"))
+        except NoodleError as exc:
+            raise IRVerifyError(f"{where}: {exc}") from None
+        if got != (node.shape, node.dtype):
+            raise IRVerifyError(f"{where}: declared {node.shape} {node.dtype}, the loop gives {got[0]} {got[1]}")
+        return
+    if depth >= MAX_LOOP_DEPTH:
+        raise IRVerifyError(f"{where}: loops nested more than {MAX_LOOP_DEPTH} deep")
+    for name in ("cond", "body"):
+        sub = node.attr(name)
+        if not isinstance(sub, SubProgram):
+            raise IRVerifyError(f"{where}: {name} must be a sub-program")
+        try:
+            verify(sub.program, depth + 1)
+        except IRVerifyError as exc:
+            raise IRVerifyError(f"{where}: in its {name}: {exc}") from None
+    types = [(nodes[a].shape, nodes[a].dtype) for a in node.args]
+    try:
+        got = infer(node.op, types, dict(node.attrs))
+    except NoodleError as exc:
+        raise IRVerifyError(f"{where}: {exc}") from None
+    if got != (node.shape, node.dtype):
+        raise IRVerifyError(f"{where}: declared {node.shape} {node.dtype}, operands give {got[0]} {got[1]}")
 
 
 def _check_const(i: int, node: Node, program: Program) -> None:
@@ -164,7 +199,7 @@ def _check_attr_types(where: str, op: str, attrs: dict) -> None:
             raise IRVerifyError(f"{where}: axis must be None or a tuple of ints")
         if not isinstance(attrs.get("keepdims", False), bool):
             raise IRVerifyError(f"{where}: keepdims must be a bool")
-    for name in ("shape", "axes"):
+    for name in ("shape", "axes", "starts", "stops", "steps"):
         if name in attrs:
             v = attrs[name]
             if not (isinstance(v, tuple) and len(v) <= MAX_NDIM and all(_is_int(a) for a in v)):

@@ -14,7 +14,10 @@ Layout (little endian)::
 
 An attribute is ``key`` (u8 length + ASCII) and a tagged value: 0 None,
 1 bool (u8), 2 int (i64), 3 str (u8 length + ASCII), 4 tuple of ints (u8 count
-+ i64 each). Opcodes are the op table's ``code`` column.
++ i64 each), 5 a sub-program (a loop's cond or body: u32 length + a complete
+NBC program, read by the same strict reader; nesting is bounded by the
+verifier). Opcodes are the op table's ``code`` column; a variadic op
+(concatenate, while_loop) takes 1 to 255 operands.
 
 Why so strict a reader: NBC files travel (kernel caches, other processes), so
 ``loads`` treats every byte as hostile. Every count and size is checked
@@ -42,9 +45,9 @@ from typing import Any
 import numpy as np
 
 from noodle.errors import IRVerifyError, NBCFormatError, NBCResourceError
-from noodle.ir.graph import DTYPES, MAX_NDIM, Node, Program
-from noodle.ir.ops import BY_CODE, OPS
-from noodle.ir.verify import MAX_DIM, MAX_ELEMENTS, verify  # the verifier's limits, checked early
+from noodle.ir.graph import DTYPES, MAX_NDIM, Node, Program, SubProgram
+from noodle.ir.ops import BY_CODE, OPS, VARIADIC
+from noodle.ir.verify import MAX_DIM, MAX_ELEMENTS, MAX_LOOP_DEPTH, verify  # limits checked early
 
 MAGIC = b"NBC1"
 VERSION = 1
@@ -99,6 +102,9 @@ def _pack_value(v: Any) -> bytes:
         return b"\x03" + _pack_str(v)
     if isinstance(v, tuple):
         return struct.pack(f"<BB{len(v)}q", 4, len(v), *v)
+    if isinstance(v, SubProgram):
+        raw = dumps(v.program)
+        return struct.pack("<BI", 5, len(raw)) + raw
     raise NBCFormatError(f"attribute value {v!r} cannot be encoded")
 
 
@@ -119,10 +125,11 @@ class _Reader:
     ``NOODLE_NBC_MAX_NODES`` instructions, so the per-read cost is what bounds ``loads``.
     """
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, depth: int = 0) -> None:
         self.data = data
         self.size = len(data)
         self.pos = 0
+        self.depth = depth   # how many loop sub-programs this one is nested in
 
     def remaining(self) -> int:
         return self.size - self.pos
@@ -196,6 +203,13 @@ class _Reader:
             if n > MAX_NDIM:
                 raise NBCFormatError(f"{what}: tuple of {n} entries (at most {MAX_NDIM})")
             return tuple(int(x) for x in self.unpack(f"<{n}q", what))
+        if tag == 5:
+            (n,) = self.unpack("<I", what)
+            if n > self.remaining():
+                raise NBCFormatError(f"{what}: sub-program of {n} bytes, only {self.remaining()} remain")
+            if self.depth >= MAX_LOOP_DEPTH:
+                raise NBCFormatError(f"{what}: loops nested more than {MAX_LOOP_DEPTH} deep")
+            return SubProgram(_loads(bytes(self.take(n, what)), verified=False, depth=self.depth + 1))
         raise NBCFormatError(f"{what}: unknown attribute tag {tag}")
 
 
@@ -222,13 +236,19 @@ def loads(data: bytes) -> Program:
     Raises :class:`NBCFormatError` on anything malformed, and :class:`NBCResourceError` when a
     well-formed program has more instructions than ``NOODLE_NBC_MAX_NODES``.
     """
+    return _loads(data, verified=True)
+
+
+def _loads(data: bytes, verified: bool, depth: int = 0) -> Program:
+    """:func:`loads`; a loop's sub-program is decoded with ``verified=False`` (the outer program's
+    verification checks it, with the nesting bound, once the whole program is read)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise NBCFormatError(f"NBC must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < _HEADER.size + 1 + DIGEST_BYTES:
         raise NBCFormatError(f"NBC too short ({len(data)} bytes); not an NBC program")
     body, digest = data[:-DIGEST_BYTES], data[-DIGEST_BYTES:]
-    r = _Reader(body)
+    r = _Reader(body, depth)
     magic, version, flags, n_inputs, n_consts, n_nodes, n_outputs = r.unpack(_HEADER.format, "header")
     if magic != MAGIC:
         raise NBCFormatError(f"bad magic {bytes(magic)!r}: not an NBC program (expected {MAGIC!r})")
@@ -272,6 +292,8 @@ def loads(data: bytes) -> Program:
     if r.remaining():
         raise NBCFormatError(f"{r.remaining()} unexpected trailing bytes after the program")
     program = Program(nodes, consts, outputs, n_inputs, {"single_output": bool(meta & 1)})
+    if not verified:
+        return program
     try:
         verify(program)
     except IRVerifyError as exc:
@@ -306,7 +328,7 @@ def _read_node(r: _Reader, i: int) -> Node:
         raise NBCFormatError(f"{what}: unknown dtype code {dtype_code}")
     shape = r.shape(what, ndim)
     (nargs,) = r.unpack("<B", what)
-    if nargs != row.arity:
+    if nargs != row.arity and not (row.arity == VARIADIC and nargs >= 1):
         raise NBCFormatError(f"{what}: {row.name} takes {row.arity} operands, NBC gives {nargs}")
     args = r.unpack(f"<{nargs}I", what) if nargs else ()
     for a in args:

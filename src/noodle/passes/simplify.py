@@ -44,6 +44,8 @@ def fold_constants(program: Program) -> Program:
             continue
         if node.op == "input" or not node.args or any(a not in values for a in node.args):
             continue
+        if OPS[node.op].kind is OpKind.LOOP:   # its value is the carried tuple, not one array
+            continue
         if int(np.prod(node.shape, dtype=np.int64)) > FOLD_LIMIT:
             continue
         with np.errstate(all="ignore"):
