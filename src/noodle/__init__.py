@@ -52,6 +52,8 @@ _LAZY = {
     "memory": "noodle.memory:",
     "fixer": "noodle.fixer:",
     "region": "noodle.memory.region:region",
+    **{name: f"noodle.trace.indexing:{name}" for name in ("concatenate", "stack", "take")},
+    **{name: f"noodle.trace.loops:{name}" for name in ("fori_loop", "while_loop")},
 }
 
 

@@ -38,7 +38,8 @@ _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
 # NumPy ufunc / function names -> op-table names: read from the op table (ir/ops.py), plus the
 # functions the tracer composes from several ops (any, all, ravel, copy, clip)
 _UFUNCS = traced_ufuncs()
-_COMPOSITES = {"any": "any", "all": "all", "ravel": "ravel", "copy": "copy", "clip": "clip"}
+_COMPOSITES = {"any": "any", "all": "all", "ravel": "ravel", "copy": "copy", "clip": "clip",
+               "concatenate": "concatenate", "stack": "stack", "take": "take"}
 _FUNCS = {**traced_functions(), **_COMPOSITES}
 _LOGICAL_UFUNCS = {"logical_and": "and", "logical_or": "or", "logical_xor": "xor", "logical_not": "not"}
 # ndarray methods and properties a traced array has (named in the error for the others)
@@ -283,9 +284,10 @@ class Tracer:
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         return self._no_concrete("converting to a NumPy array")
 
-    def __getitem__(self, key: Any) -> Any:
-        raise TraceError(f"indexing a traced value at {user_location()} is not supported by the JIT yet; "
-                         "slice the input before calling the jitted function")
+    def __getitem__(self, key: Any) -> Tracer:
+        from noodle.trace.indexing import getitem  # noqa: PLC0415 - indexing builds on this module
+
+        return getitem(self.ctx.lift(self, None), key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise TraceError(f"assigning into a traced array (a[...] = ...) at {user_location()} is not supported "
@@ -654,6 +656,12 @@ def _apply(ctx: TraceContext, name: str, args: tuple, kwargs: dict) -> Tracer:
     kwargs = dict(kwargs)
     if not args:
         raise TraceError(f"{name}() needs an array argument (at {user_location()})")
+    if name in ("concatenate", "stack", "take"):
+        from noodle.trace import indexing  # noqa: PLC0415 - indexing builds on this module
+
+        spec = (("indices", _REQUIRED), ("axis", None)) if name == "take" else (("axis", 0),)
+        p = _params(name, args[1:], kwargs, spec)
+        return getattr(indexing, name)(args[0], *p.values())
     if name in ("sum", "mean", "max", "min", "any", "all", "ravel", "copy", "clip", "transpose", "astype"):
         x = ctx.lift(args[0], None)
         if name == "transpose":
