@@ -56,8 +56,11 @@ class Emitted:
 
     text: str
     in_shapes: tuple[tuple[int, ...], ...]     # @main's argument shapes (squeezed)
-    reduce_in_mlir: bool                        # the last result is the reduction over kept dims
+    reduce_in_mlir: bool                        # a result after the outputs is the reduction over kept dims
     fences: tuple[int, ...] = ()                # trailing arguments: an all-ones int<bits> each
+    guarded: bool = False                       # the last result: an i8 per element, 1 where flush-to-zero may have hit
+    results: tuple[tuple[tuple[int, ...], str], ...] = ()   # (shape, NumPy dtype) of each result, in order
+    outputs_as_args: bool = False               # @main also takes one caller-owned array per result
 
     def fence_arrays(self) -> list[np.ndarray]:
         """The values of the trailing fence arguments (all bits set; see ``Body.fence``)."""
@@ -65,10 +68,12 @@ class Emitted:
 
 
 def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out: tuple[int, str] | None,
-             fences: set[int]) -> list[str]:
+             fences: set[int], guard: bool = False) -> list[str]:
     """A ``linalg.generic`` computing ``spec``'s outputs (and the values to reduce); returns the
     SSA names of its results. ``extra_out``: (value, dtype) yielded as one more result;
-    ``fences`` collects the widths of the ``%fence<bits>`` mask arguments the body reads."""
+    ``fences`` collects the widths of the ``%fence<bits>`` mask arguments the body reads;
+    ``guard``: one more (last) result, an i8 per element, nonzero where flush-to-zero may have
+    changed it (see ``iree_ops.Body.hazard``)."""
     shape = tuple(spec.shape)
     n = len(shape)
     n_in = len(spec.inputs)
@@ -81,18 +86,21 @@ def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out:
         outs.append(extra_out)
     identity = _map(n, list(range(n)))
     out_types = [tensor_type(shape, dt) for _, dt in outs]
+    if guard:
+        out_types.append(tensor_type(shape, "bool"))
     inits = []
     for k, ty in enumerate(out_types):
         name = f"%init{len(lines)}_{k}"
         lines.append(f"{name} = tensor.empty() : {ty}")
         inits.append(name)
-    body = Body()
+    body = Body(guard=guard)
     values: list[tuple[str, str]] = []
     block_args = [f"%in{k}" for k in range(n_in)]
     for k, (dt, _) in enumerate(spec.inputs):
         values.append((body.arg(block_args[k], dt), dt))
+        body.check_subnormal(block_args[k], dt)
     for dt, v in spec.consts:
-        values.append((body.const(v, dt), dt))
+        values.append((_guarded_const(body, v, dt), dt))
     for ins in spec.body:
         fn = elementwise(ins.op)
         values.append((fn(body, [values[a] for a in ins.args], ins.dtype, dict(ins.attrs)), ins.dtype))
@@ -100,27 +108,44 @@ def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out:
     for v, dt in outs:
         name, vdt = values[v]
         yields.append(body.store(cast(body, name, vdt, dt), dt))
-    results = [f"%r{len(lines)}_{k}" for k in range(len(outs))]
+    if guard:
+        yields.append(body.store(body.any_hazard(), "bool"))
+    results = [f"%r{len(lines)}_{k}" for k in range(len(out_types))]
     used = sorted(body.fences)
     fences.update(used)
     operands = [*operands, *(f"%fence{b}" for b in used)]
     in_types = [*in_types, *(f"tensor<i{b}>" for b in used)]
     maps = [*maps, *([_map(n, [])] * len(used))]
     fence_args = [f"%fm{b}: i{b}" for b in used]
+    out_dts = [dt for _, dt in outs] + (["bool"] if guard else [])
     block = ", ".join([f"{a}: {storage_type(dt)}" for a, (dt, _) in zip(block_args, spec.inputs, strict=True)]
-                      + fence_args + [f"%out{k}: {storage_type(dt)}" for k, (_, dt) in enumerate(outs)])
+                      + fence_args + [f"%out{k}: {storage_type(dt)}" for k, dt in enumerate(out_dts)])
     iters = ", ".join(['"parallel"'] * n)
     lhs = ", ".join(results)
     ins_txt = f"ins({', '.join(operands)} : {', '.join(in_types)}) " if operands else ""
-    lines.append(f"{lhs} = linalg.generic {{indexing_maps = [{', '.join(maps + [identity] * len(outs))}], "
+    lines.append(f"{lhs} = linalg.generic {{indexing_maps = [{', '.join(maps + [identity] * len(out_types))}], "
                  f"iterator_types = [{iters}]}} {ins_txt}"
                  f"outs({', '.join(inits)} : {', '.join(out_types)}) {{")
     lines.append(f"^bb0({block}):")
     lines += [f"  {line}" for line in body.lines]
-    ytypes = ", ".join(storage_type(dt) for _, dt in outs)
+    ytypes = ", ".join(storage_type(dt) for dt in out_dts)
     lines.append(f"  linalg.yield {', '.join(yields)} : {ytypes}")
     lines.append(f"}} -> {', '.join(out_types)}" if len(out_types) == 1 else f"}} -> ({', '.join(out_types)})")
     return results
+
+
+def _guarded_const(body: Body, value: object, dtype: str) -> str:
+    """A spec constant; in a guarded body a float one goes through the opaque mask, so LLVM cannot
+    fold a constant-only subexpression with IEEE gradual underflow (the runtime computes it, with
+    the same flush-to-zero check as any other value)."""
+    name = body.const(value, dtype)
+    if not body.guard or np.dtype(dtype).kind != "f":
+        return name
+    v = np.asarray(value, dtype=dtype)
+    if v != 0 and np.abs(v) < np.finfo(v.dtype).tiny:
+        raise CompileError(f"the constant {float(v)!r} ({dtype}) is subnormal: IREE's CPU runtime reads "
+                           "subnormals as zero in every dispatch; the region runs on another backend")
+    return body.fence(name, dtype)
 
 
 def _reduce(lines: list[str], values: str, spec: KernelSpec, acc: str) -> tuple[str, str]:
@@ -148,8 +173,12 @@ def _reduce(lines: list[str], values: str, spec: KernelSpec, acc: str) -> tuple[
     return f"%red{k}", ty
 
 
-def kernel_module(spec: KernelSpec) -> Emitted:
-    """The MLIR module of a fused elementwise (+ reduction) region."""
+def kernel_module(spec: KernelSpec, guard: bool = True, outputs_as_args: bool = False) -> Emitted:
+    """The MLIR module of a fused elementwise (+ reduction) region.
+
+    ``guard``: its last result says, per element, whether flush-to-zero may have changed it;
+    ``outputs_as_args``: each result is written into a trailing argument the caller allocates
+    (``iree.abi.output``), so a returned array is the caller's own memory (see ``_function``)."""
     if spec.version != 1:
         raise CompileError(f"KernelSpec version {spec.version} is newer than the IREE emitter (1)")
     if any(d == 0 for d in spec.shape):
@@ -166,26 +195,52 @@ def kernel_module(spec: KernelSpec) -> Emitted:
             raise CompileError(f"a {red.op} of {vdt} has one defined order that linalg.reduce does not "
                                "follow: compile values_spec(spec) and reduce its values instead")
         extra = (red.value, rule.acc_dtype(vdt))
-    fences: set[int] = set()
-    results = _generic(lines, spec, args, extra, fences)
-    res_types = [tensor_type(tuple(spec.shape), spec.dtype_of(v)) for v in spec.outputs]
-    if extra is not None:
-        name, ty = _reduce(lines, results[-1], spec, extra[1])
-        results = [*results[:-1], name]
-        res_types.append(ty)
-    if not results:
+    if not spec.outputs and extra is None:
         raise CompileError("a kernel with no outputs and no reduction computes nothing")
+    guard = guard and _has_floats(spec)
+    fences: set[int] = set()
+    results = _generic(lines, spec, args, extra, fences, guard)
+    flag = results.pop() if guard else None
+    shape = tuple(spec.shape)
+    outs = [(shape, spec.dtype_of(v)) for v in spec.outputs]
+    if extra is not None:
+        name, _ = _reduce(lines, results[-1], spec, extra[1])
+        results = [*results[:-1], name]
+        axes = range(len(shape)) if red.axes is None else red.axes
+        outs.append((tuple(d for i, d in enumerate(shape) if i not in axes), extra[1]))
+    if flag is not None:
+        results.append(flag)
+        outs.append((shape, "bool"))
     sig = ", ".join([f"{a}: {tensor_type(s, dt)}" for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True)]
                     + _fence_sig(fences))
-    text = _function(sig, lines, results, res_types)
-    return Emitted(text, in_shapes, extra is not None, tuple(sorted(fences)))
+    text = _function(sig, lines, results, outs, outputs_as_args)
+    return Emitted(text, in_shapes, extra is not None, tuple(sorted(fences)), guard, _names(outs), outputs_as_args)
+
+
+def _names(outs: list[tuple[tuple[int, ...], str]]) -> tuple[tuple[tuple[int, ...], str], ...]:
+    return tuple((tuple(s), np.dtype(dt).name) for s, dt in outs)
+
+
+def _has_floats(spec: KernelSpec) -> bool:
+    """Whether any value of ``spec`` is a float (otherwise flush-to-zero cannot touch it)."""
+    dts = [dt for dt, _ in spec.inputs] + [dt for dt, _ in spec.consts] + [ins.dtype for ins in spec.body]
+    return any(np.dtype(dt).kind == "f" for dt in dts)
 
 
 def _fence_sig(fences: set[int]) -> list[str]:
     return [f"%fence{b}: tensor<i{b}>" for b in sorted(fences)]
 
 
-def _function(sig: str, lines: list[str], results: list[str], res_types: list[str]) -> str:
+def _function(sig: str, lines: list[str], results: list[str], outs: list[tuple[tuple[int, ...], str]],
+              outputs_as_args: bool = False) -> str:
+    """``@main``; with ``outputs_as_args`` one more argument per result, marked ``iree.abi.output``:
+    IREE writes the result into that (caller-owned) buffer. Why: a result IREE allocates comes
+    back as a view of memory its allocator reuses for a later call's results (a returned array
+    changed under its owner), and copying it out would cost one more pass over memory."""
+    res_types = [tensor_type(s, dt) for s, dt in outs]
+    if outputs_as_args:
+        sig = ", ".join([*([sig] if sig else []),
+                         *(f"%result{k}: {t} {{iree.abi.output = {k} : index}}" for k, t in enumerate(res_types))])
     rt = res_types[0] if len(res_types) == 1 else f"({', '.join(res_types)})"
     body = "\n".join(f"  {line}" for line in lines)
     return (f"func.func @main({sig}) -> {rt} {{\n{body}\n"
@@ -208,8 +263,10 @@ def matmul_shapes(spec: MatmulSpec) -> tuple[tuple[int, ...], tuple[int, ...], t
     return a, b, (*a[:-1], b[-1])
 
 
-def matmul_module(spec: MatmulSpec) -> Emitted:
-    """``a @ b`` (operands cast to the product dtype) and its epilogue, as one module."""
+def matmul_module(spec: MatmulSpec, guard: bool = True, outputs_as_args: bool = False) -> Emitted:
+    """``a @ b`` (operands cast to the product dtype) and its epilogue, as one module; ``guard``:
+    a float epilogue's last result flags flush-to-zero (the product itself is checked by the
+    caller from its operands, see ``iree_mlir.IreeMatmulKernel``)."""
     dt = spec.out_dtype
     if np.dtype(dt).kind == "b":
         raise CompileError("a bool matmul (an OR of ANDs in NumPy) is not translated by the IREE backend")
@@ -254,7 +311,7 @@ def matmul_module(spec: MatmulSpec) -> Emitted:
         prod = "%prodc"
     extras = []
     fences: set[int] = set()
-    results, res_types = [prod], [tensor_type(out_shape, dt)]
+    results, outs = [prod], [(out_shape, dt)]
     if spec.epilogue is not None:
         ep = spec.epilogue
         if tuple(ep.inputs[0][1]) != out_shape or np.dtype(ep.inputs[0][0]) != np.dtype(dt):
@@ -264,8 +321,13 @@ def matmul_module(spec: MatmulSpec) -> Emitted:
         extras = [f"%arg{k + 2}" for k in range(len(ep.inputs) - 1)]
         if squeezed(out_shape) != out_shape:
             raise CompileError("a matmul epilogue on a product with unit dimensions is not translated")
-        results = _generic(lines, ep, [prod, *extras], None, fences)
-        res_types = [tensor_type(out_shape, ep.dtype_of(ep.outputs[0]))]
+        guard = guard and _has_floats(ep)
+        results = _generic(lines, ep, [prod, *extras], None, fences, guard)
+        outs = [(out_shape, ep.dtype_of(ep.outputs[0]))]
+        if guard:
+            outs.append((out_shape, "bool"))
+    else:
+        guard = False
     in_shapes = [a_shape, b_shape]
     sig = [f"%arg0: {tensor_type(a_shape, spec.a[0])}", f"%arg1: {tensor_type(b_shape, spec.b[0])}"]
     if spec.epilogue is not None:
@@ -273,7 +335,8 @@ def matmul_module(spec: MatmulSpec) -> Emitted:
             in_shapes.append(squeezed(tuple(es)))
             sig.append(f"%arg{k + 2}: {tensor_type(squeezed(tuple(es)), edt)}")
     sig += _fence_sig(fences)
-    return Emitted(_function(", ".join(sig), lines, results, res_types), tuple(in_shapes), False, tuple(sorted(fences)))
+    return Emitted(_function(", ".join(sig), lines, results, outs, outputs_as_args), tuple(in_shapes), False,
+                   tuple(sorted(fences)), guard, _names(outs), outputs_as_args)
 
 
 def _collapse(src: tuple[int, ...], dst: tuple[int, ...]) -> str:
@@ -326,7 +389,7 @@ def shape_module(op: str, dtype: str, in_shape: tuple[int, ...], out_shape: tupl
                  f"%r = linalg.broadcast ins(%arg0 : {it}) outs(%e : {ot}) dimensions = [{', '.join(map(str, added))}]"]
     else:
         raise CompileError(f"{op!r} is not a shape op")
-    return _function(f"%arg0: {it}", lines, ["%r"], [ot])
+    return _function(f"%arg0: {it}", lines, ["%r"], [(out_shape, dtype)])
 
 
 __all__ = ["Emitted", "kernel_module", "matmul_module", "matmul_shapes", "shape_module", "squeezed", "tensor_type"]

@@ -12,9 +12,12 @@ bool ops, integer sums and ``max``/``min`` reductions; ``exp``/``log`` within 2 
 sums and means in the one defined order of :mod:`noodle.ir.reduction` (the kernel writes the
 values, the defined-order sum reduces them). Ops IREE cannot do exactly (``power``, ``sin``,
 ``cos``, ``tanh``) are :class:`~noodle.backends.base.Unsupported` in the op table, so such a
-region runs elsewhere. One known limit: IREE's CPU runtime flushes subnormal floats to zero
-in every dispatch (no switch exists in 3.13), so values below the smallest normal float
-(~1.2e-38 float32, ~2.2e-308 float64) become zero, where NumPy keeps them.
+region runs elsewhere. Subnormals: IREE's CPU runtime flushes subnormal floats to zero in
+every dispatch (no switch exists in 3.13), so each kernel also returns a flag, computed in the
+same dispatch, that is set when any subnormal input was read or any float op may have
+underflowed to zero (:meth:`noodle.backends.iree_ops.Body.hazard`); such a call is recomputed
+by the reference evaluation and counted in ``noodle_iree_subnormal_fallbacks_total``. A float
+matmul falls back when its operands could make a product term underflow.
 
 Example::
 
@@ -52,6 +55,9 @@ from noodle.ir.reduction import canonical_nan
 
 log = logging.getLogger("noodle.backends.iree")
 _KERNELS = metrics.counter("noodle_iree_kernels_total", "IREE kernels made ready", ["target", "source"])
+_FALLBACKS = metrics.counter("noodle_iree_subnormal_fallbacks_total",
+                             "IREE kernel calls recomputed exactly because flush-to-zero may have changed "
+                             "a subnormal result", ["kind"])
 
 _DRIVERS = {"llvm-cpu": "local-task", "cuda": "cuda"}
 _ALIGN = 64          # IREE imports host memory aligned to 64 bytes
@@ -108,7 +114,9 @@ class _Module:
     Inputs reach IREE without its own copy: a 64-byte aligned contiguous array is imported as
     is (DLPack; the array stays alive until IREE releases it), any other is copied into a
     staging buffer this module keeps (IREE's own host-to-device path was ~8x slower than a
-    plain copy, measured on the fused chain at 1e7 float32)."""
+    plain copy, measured on the fused chain at 1e7 float32). On the CPU the results are
+    written into new aligned NumPy arrays passed as ``iree.abi.output`` arguments: each call's
+    results are the caller's own arrays (IREE's own result buffers are reused by later calls)."""
 
     def __init__(self, vmfb: bytes, target: str) -> None:
         rt = _runtime()
@@ -117,7 +125,6 @@ class _Module:
         self.context.add_vm_module(rt.VmModule.copy_buffer(self.context.instance, vmfb))
         self.main = self.context.modules.module["main"]
         self._device = cfg.device
-        self._import = target == "llvm-cpu"          # host memory is device memory there
         self._staging: dict[int, np.ndarray] = {}
         self._stage_lock = threading.Lock()
         _live.add(self)
@@ -140,19 +147,22 @@ class _Module:
             out.append(self._device.from_dlpack_capsule(x.__dlpack__()))
         return out
 
-    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        if not self._import:
+    def __call__(self, arrays: list[np.ndarray], emitted: Emitted) -> list[np.ndarray]:
+        if not emitted.outputs_as_args:
             res = self.main(*arrays)
-        elif self._stage_lock.acquire(blocking=False):
-            try:     # the staging buffers are reused: the call is synchronous, results are new buffers
-                res = self.main(*self._imported(arrays, self._staging))
+            if not isinstance(res, tuple | list):
+                res = (res,)
+            return [np.array(r.to_host() if hasattr(r, "to_host") else r) for r in res]   # copies
+        outs = [_aligned_empty(shape, np.dtype(dt)) for shape, dt in emitted.results]
+        args = arrays + [_as_storage(o) for o in outs]
+        if self._stage_lock.acquire(blocking=False):
+            try:     # the staging buffers are reused: the call is synchronous
+                self.main(*self._imported(args, self._staging))
             finally:
                 self._stage_lock.release()
         else:        # another thread is in this kernel: stage into fresh buffers
-            res = self.main(*self._imported(arrays, None))
-        if not isinstance(res, tuple | list):
-            res = (res,)
-        return [r.to_host() if hasattr(r, "to_host") else np.asarray(r) for r in res]
+            self.main(*self._imported(args, None))
+        return outs
 
 
 class IreeKernel(Kernel):
@@ -170,8 +180,7 @@ class IreeKernel(Kernel):
         self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
         self._shape = tuple(spec.shape)
         self._fences = emitted.fence_arrays()
-        # an output that is an input value may come back as the (staging) input buffer itself
-        self._copy_out = [v < len(spec.inputs) for v in spec.outputs]
+        self._n_out = len(spec.outputs)
 
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):
@@ -187,14 +196,15 @@ class IreeKernel(Kernel):
         return out + self._fences
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
-        res = self.module(self._prepare(inputs))
+        res = self.module(self._prepare(inputs), self.emitted)
+        if self.emitted.guarded and _any_set(res.pop()):
+            _FALLBACKS.labels("elementwise").inc()
+            with np.errstate(all="ignore"):          # as the kernel: NumPy's warnings are not raised
+                return tuple(evaluate(self.spec, *inputs))
         outs: list[Any] = [r.view(dt).reshape(self._shape) for r, dt in zip(res, self._out_dtypes, strict=False)]
-        for k, copy in enumerate(self._copy_out):
-            if copy:
-                outs[k] = outs[k].copy()
         red = self.spec.reduce
         if red is not None:
-            r = res[-1]
+            r = res[self._n_out]
             acc = OP_TABLE[red.op].acc_dtype(self.spec.dtype_of(red.value))
             r = r.view(acc)
             if r.dtype.kind == "f":
@@ -217,6 +227,8 @@ class IreeMatmulKernel(Kernel):
         ep = spec.epilogue
         self._extra = [(np.dtype(d), tuple(s)) for d, s in ep.inputs[1:]] if ep is not None else []
         self._out_dtype = np.dtype(ep.dtype_of(ep.outputs[0]) if ep is not None else spec.out_dtype)
+        self._product_dtype = np.dtype(spec.out_dtype)
+        self._float = self._product_dtype.kind == "f"
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         spec = self.spec
@@ -245,8 +257,63 @@ class IreeMatmulKernel(Kernel):
                 arrays.append(_as_storage(arr.reshape(squeezed(shp))))
         if math.prod(spec.out_shape) == 0 or math.prod(spec.a[1]) == 0 or math.prod(spec.b[1]) == 0:
             return evaluate_matmul(spec, *inputs)
-        (res,) = self.module(arrays + self.emitted.fence_arrays())
-        return (res.view(self._out_dtype).reshape(spec.out_shape),)
+        if self._float and not _products_stay_normal(arrays[0], arrays[1], self._product_dtype):
+            _FALLBACKS.labels("matmul").inc()
+            return _exact_matmul(spec, inputs)
+        res = self.module(arrays + self.emitted.fence_arrays(), self.emitted)
+        if self.emitted.guarded and _any_set(res.pop()):
+            _FALLBACKS.labels("matmul").inc()
+            return _exact_matmul(spec, inputs)
+        return (res[0].view(self._out_dtype).reshape(spec.out_shape),)
+
+
+def _any_set(flags: np.ndarray) -> bool:
+    """Whether any per-element hazard flag (0 or 1 bytes) is set.
+
+    Why here and not an OR-reduction in the module: IREE fuses that reduction with the kernel's
+    generic and then allocates the whole flag tensor on the stack (refused past 32 KiB);
+    counting bytes in NumPy reads 1 byte per element, a few percent of the kernel's traffic."""
+    return bool(np.count_nonzero(flags.view(np.bool_)))
+
+
+def _exact_matmul(spec: MatmulSpec, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    with np.errstate(all="ignore"):
+        return tuple(evaluate_matmul(spec, *inputs))
+
+
+def _min_nonzero_magnitude(x: np.ndarray) -> float:
+    """The smallest nonzero ``|x|`` (inf when all are zero; NaN sorts above inf), from the bit
+    patterns: positive floats order as their bits, and ``bits - 1`` sends zero to the top."""
+    if x.dtype.kind != "f":
+        return 1.0            # a nonzero integer is at least 1
+    bits = 32 if x.dtype.itemsize == 4 else 64
+    uint = np.uint32 if bits == 32 else np.uint64
+    mag = (x.view(uint) & uint((1 << (bits - 1)) - 1)) - uint(1)
+    lowest = int(mag.min())
+    if lowest == (1 << bits) - 1:             # every element is a zero
+        return math.inf
+    return float(np.array(lowest + 1, uint).view(x.dtype))
+
+
+def _products_stay_normal(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether flush-to-zero cannot move ``a @ b`` beyond a dot product's own rounding error.
+
+    With every nonzero ``|a_ik * b_kj| >= tiny / eps``, no product underflows, and a partial sum
+    flushed to zero loses less than ``tiny <= eps * sum |a_ik * b_kj|``: within the error bound
+    any summation order already has. Otherwise (subnormal operands, tiny products) the call is
+    recomputed exactly. One pass over each operand: cheap beside the O(m*k*n) product."""
+    info = np.finfo(dtype)
+    lo_a, lo_b = _min_nonzero_magnitude(a), _min_nonzero_magnitude(b)
+    if math.isinf(lo_a) or math.isinf(lo_b):
+        return True                           # an all-zero operand: every product is an exact zero
+    # lo_a * lo_b >= tiny / eps, compared as mantissas and exponents: the float64 product of two
+    # small float64s would underflow itself
+    (ma, ea), (mb, eb) = math.frexp(lo_a), math.frexp(lo_b)
+    mc, ec = math.frexp(float(info.tiny) / float(info.eps))
+    shift = ea + eb - ec
+    if shift > 2 or shift < -2:
+        return shift > 0
+    return math.ldexp(ma * mb, shift) >= mc
 
 
 class IreeBackend(Backend):
@@ -259,6 +326,7 @@ class IreeBackend(Backend):
         if target not in _DRIVERS:
             raise CompileError(f"unknown IREE target {target!r}; expected one of {', '.join(_DRIVERS)}")
         self.target = target
+        self._outputs_as_args = target == "llvm-cpu"      # host memory is device memory there
         # None: <settings.cache_dir>/iree, read at each compile (settings may be reloaded)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._kernels: dict[str, Kernel] = {}
@@ -298,7 +366,7 @@ class IreeBackend(Backend):
         elif math.prod(spec.shape) == 0:
             kernel = _EmptyKernel(spec)
         else:
-            emitted = kernel_module(spec)
+            emitted = kernel_module(spec, outputs_as_args=self._outputs_as_args)
             module, hit = self._load(emitted, key)
             kernel = IreeKernel(spec, emitted, module, hit)
         with self._lock:
@@ -312,7 +380,7 @@ class IreeBackend(Backend):
         self._require()
         if spec.epilogue is not None:
             _validate(self, spec.epilogue)
-        emitted = matmul_module(spec)
+        emitted = matmul_module(spec, outputs_as_args=self._outputs_as_args)
         module, hit = self._load(emitted, key)
         kernel = IreeMatmulKernel(spec, emitted, module, hit)
         with self._lock:
@@ -320,7 +388,9 @@ class IreeBackend(Backend):
 
     def mlir(self, spec: KernelSpec | MatmulSpec) -> str:
         """The MLIR text this backend compiles for ``spec`` (what the cache's ``.mlir`` file holds)."""
-        return matmul_module(spec).text if isinstance(spec, MatmulSpec) else kernel_module(spec).text
+        if isinstance(spec, MatmulSpec):
+            return matmul_module(spec, outputs_as_args=self._outputs_as_args).text
+        return kernel_module(spec, outputs_as_args=self._outputs_as_args).text
 
 
 class _EmptyKernel(Kernel):

@@ -66,11 +66,71 @@ def _bits(dtype: str) -> int:
 class Body:
     """MLIR lines of one region (a ``linalg.generic`` body), with fresh SSA names."""
 
-    def __init__(self, prefix: str = "v") -> None:
+    def __init__(self, prefix: str = "v", guard: bool = False) -> None:
         self.lines: list[str] = []
         self._n = 0
         self._prefix = prefix
         self.fences: set[int] = set()     # widths of the opaque all-ones masks the body reads
+        self.guard = guard                # record where flush-to-zero may have changed a result
+        self.hazards: list[str] = []      # i1 names: "this element's result may differ from NumPy's"
+
+    # IREE's CPU runtime runs every dispatch with flush-to-zero and denormals-are-zero set (no
+    # switch in 3.13): a float result NumPy gives as a subnormal comes out as a zero of its sign,
+    # and a subnormal operand reads as zero. Zero is the only symptom, so each float op that can
+    # underflow records "result is zero although the exact result is not", each float read from
+    # memory records "is subnormal" (an integer test: float compares read it as zero), and the
+    # kernel returns the OR of them; the caller then recomputes that call exactly.
+
+    def hazard(self, cond: str) -> None:
+        """Record an i1 that is true where this element's result may be a flushed subnormal."""
+        if self.guard:
+            self.hazards.append(cond)
+
+    def check_subnormal(self, value: str, dtype: str) -> None:
+        """Record ``value`` (a float read from memory) being subnormal, by its bit pattern."""
+        if not self.guard or _kind(dtype) != "f":
+            return
+        ty = scalar_type(dtype)
+        bits = 32 if ty == "f32" else 64
+        mag_mask = (1 << (bits - 1)) - 1
+        smallest_normal = 1 << (23 if bits == 32 else 52)
+        as_int = self.emit(f"arith.bitcast {value} : {ty} to i{bits}")
+        mask = self.emit(f"arith.constant {mag_mask} : i{bits}")
+        mag = self.emit(f"arith.andi {as_int}, {mask} : i{bits}")
+        one = self.emit(f"arith.constant 1 : i{bits}")
+        below = self.emit(f"arith.constant {smallest_normal - 1} : i{bits}")
+        shifted = self.emit(f"arith.subi {mag}, {one} : i{bits}")     # 0 wraps to the largest
+        self.hazard(self.emit(f"arith.cmpi ult, {shifted}, {below} : i{bits}"))
+
+    def check_flushed(self, result: str, dtype: str, exact_nonzero: list[str]) -> None:
+        """Record ``result == 0`` while the i1s ``exact_nonzero`` (all true) say the exact result is not.
+
+        The zero test reads ``result`` through the opaque mask: LLVM assumes IEEE gradual underflow
+        and could otherwise prove e.g. ``a + b == 0 and a != -b`` false and drop the check."""
+        if not self.guard:
+            return
+        ty = scalar_type(dtype)
+        seen = self.fence(result, dtype)
+        zero = self.emit(f"arith.constant 0.0 : {ty}")
+        cond = self.emit(f"arith.cmpf oeq, {seen}, {zero} : {ty}")
+        for c in exact_nonzero:
+            cond = self.emit(f"arith.andi {cond}, {c} : i1")
+        self.hazard(cond)
+
+    def nonzero(self, value: str, dtype: str) -> str:
+        """i1: ``value != 0`` (true for NaN; a NaN operand makes the result NaN, never zero)."""
+        ty = scalar_type(dtype)
+        zero = self.emit(f"arith.constant 0.0 : {ty}")
+        return self.emit(f"arith.cmpf une, {value}, {zero} : {ty}")
+
+    def any_hazard(self) -> str:
+        """i1: the OR of every recorded hazard (false when none)."""
+        if not self.hazards:
+            return self.emit("arith.constant false")
+        acc = self.hazards[0]
+        for h in self.hazards[1:]:
+            acc = self.emit(f"arith.ori {acc}, {h} : i1")
+        return acc
 
     def fence(self, value: str, dtype: str) -> str:
         """``value`` through an AND with an all-ones mask the compiler cannot see (a kernel argument).
@@ -147,8 +207,11 @@ def cast(body: Body, x: str, src: str, dst: str) -> str:
     if ks == "b":
         return body.emit(f"arith.uitofp {x} : i1 to {td}" if kd == "f" else f"arith.extui {x} : i1 to {td}")
     if ks == "f" and kd == "f":
-        op = "arith.extf" if _bits(dst) > _bits(src) else "arith.truncf"
-        return body.emit(f"{op} {x} : {ts} to {td}")
+        if _bits(dst) > _bits(src):
+            return body.emit(f"arith.extf {x} : {ts} to {td}")      # exact: never subnormal
+        out = body.emit(f"arith.truncf {x} : {ts} to {td}")
+        body.check_flushed(out, dst, [body.nonzero(x, src)])
+        return out
     if kd == "f":
         return body.emit(f"arith.{'sitofp' if ks == 'i' else 'uitofp'} {x} : {ts} to {td}")
     if ks == "f":
@@ -185,9 +248,34 @@ def _binary(float_op: str | None, signed: str | None, unsigned: str | None, bool
             raise CompileError(f"the IREE backend does not translate {name} on {dtype} "
                                "(NumPy rejects it or its result cannot be reproduced exactly)")
         a, b = _casted(body, args, dtype)
-        out = body.emit(f"{op} {a}, {b} : {scalar_type(dtype)}")
-        return body.fence(out, dtype) if op == "arith.mulf" else out
+        ty = scalar_type(dtype)
+        out = body.emit(f"{op} {a}, {b} : {ty}")
+        if op == "arith.mulf":
+            out = body.fence(out, dtype)
+        if kind == "f" and body.guard:
+            _check_underflow(body, op, a, b, out, dtype)
+        return out
     return emit
+
+
+def _check_underflow(body: Body, op: str, a: str, b: str, out: str, dtype: str) -> None:
+    """Record where ``a op b`` may have underflowed to zero (see ``Body.check_flushed``).
+
+    The exact result of ``a*b`` is nonzero when both are; ``a/b`` when ``a`` is and ``b`` is
+    finite; ``a+b`` unless ``a == -b``; ``a-b`` unless ``a == b``. ``maximum``/``minimum`` pick
+    an operand and cannot underflow."""
+    ty = scalar_type(dtype)
+    if op == "arith.mulf":
+        body.check_flushed(out, dtype, [body.nonzero(a, dtype), body.nonzero(b, dtype)])
+    elif op == "arith.divf":
+        mag = body.emit(f"math.absf {b} : {ty}")
+        inf = body.const(np.inf, dtype)
+        body.check_flushed(out, dtype, [body.nonzero(a, dtype), body.emit(f"arith.cmpf une, {mag}, {inf} : {ty}")])
+    elif op == "arith.addf":
+        neg = body.emit(f"arith.negf {b} : {ty}")
+        body.check_flushed(out, dtype, [body.emit(f"arith.cmpf une, {a}, {neg} : {ty}")])
+    elif op == "arith.subf":
+        body.check_flushed(out, dtype, [body.emit(f"arith.cmpf une, {a}, {b} : {ty}")])
 
 
 _PREDICATES = {
@@ -222,8 +310,19 @@ def _math(name: str) -> OpFn:
         if _kind(dtype) != "f":
             raise CompileError(f"{name} gives {dtype}, expected a float dtype")
         (a,) = _casted(body, args, dtype)
-        return body.emit(f"math.{name} {a} : {scalar_type(dtype)}")
+        ty = scalar_type(dtype)
+        out = body.emit(f"math.{name} {a} : {ty}")
+        if name == "exp" and body.guard:
+            # NumPy's exp is nonzero (subnormal) down to ~-103.97 (float32) / ~-745.13 (float64);
+            # IREE's is zero below the normal range: a zero above the threshold is a flushed one
+            floor = body.const(_EXP_ZERO_BELOW[ty], dtype)
+            body.check_flushed(out, dtype, [body.emit(f"arith.cmpf oge, {a}, {floor} : {ty}")])
+        return out     # log and sqrt of a normal number are normal
     return emit
+
+
+#: below these, NumPy's exp is zero too (a little below the exact bound: a spare fallback is harmless)
+_EXP_ZERO_BELOW = {"f32": -104.0, "f64": -746.0}
 
 
 def _negative(body: Body, args: list[Arg], dtype: str, attrs: dict[str, Any]) -> str:
