@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from noodle.config import get_settings
 from noodle.errors import ConfigError, TraceError
 from noodle.exec.state import ProgramState, parse_hot_threshold
 from noodle.ir.graph import DTYPE_SET
+from noodle.jit.fastpath import MISS, arg_specs, build_fast_path, no_fast_path
 from noodle.passes import optimize
 from noodle.trace import is_array
 from noodle.trace.tracer import Concretize, Tracer, trace_with_context
@@ -35,7 +37,6 @@ _BACKENDS = (None, "auto", "numba", "iree", "cuda", "interpret")
 _DEVICES = ("auto", "cpu", "cuda", "gpu")
 _ndarray = np.ndarray
 _SCALAR_TYPES = (float, int, bool)
-MAX_SIGNATURES = 64     # traced signatures kept per function (least recently traced dropped)
 MAX_VARIANTS = 8        # guard variants kept per signature (captured values seen)
 _SHAPE_OPS = frozenset({"input", "reshape", "transpose", "broadcast_to"})
 log = logging.getLogger("noodle.jit")
@@ -44,11 +45,14 @@ log = logging.getLogger("noodle.jit")
 class _Entry:
     """One traced program for one signature and one set of captured values."""
 
-    __slots__ = ("check", "out_actions", "params", "positions", "state")
+    __slots__ = ("check", "fast", "key", "out_actions", "params", "positions", "specs", "state")
 
     def __init__(self, state: ProgramState, positions: tuple[int, ...] | None, params: frozenset[int],
                  check: Callable[[tuple], tuple | None] | None, actions: tuple[Any, ...] = ()) -> None:
         self.state = state
+        self.key: tuple = ()            # the signature key it is cached under
+        self.specs: tuple | None = None  # per argument what the fast path checks (None: no fast path)
+        self.fast: Callable[[tuple], Any] | None = None   # built once, at its first compiled call
         self.positions = positions      # argument positions of the program's inputs (None: all)
         self.params = params            # those of them that are scalar parameters (0-d inputs)
         self.check = check              # guards; returns the implicit inputs, None when stale
@@ -87,7 +91,14 @@ class JitFunction:
         self._npositional = sum(p.kind in positional for p in params)
         self._names = [p.name for p in params if p.kind in positional]
         self._static = self._static_positions(static_argnums, static_argnames)
+        # signature key -> guard variants; least recently used first, at most ``cache_size`` keys
+        # (the NOODLE_JIT_CACHE_SIZE setting, read once here, never per call)
+        self.cache_size: int = get_settings().jit_cache_size
+        self.evictions = 0
         self._states: dict[tuple, list[_Entry]] = {}
+        # the compiled entry the last general call ran: its generated check-and-run function
+        # (see noodle.jit.fastpath); one that always misses until a signature is compiled
+        self._fast: Callable[[tuple], Any] = no_fast_path
         functools.update_wrapper(self, fn)
         if backend in (None, "numba", "auto") and device not in ("cuda", "gpu"):
             # Overlap Numba's import and set-up (most of a warm-cache first compile) with the
@@ -121,6 +132,16 @@ class JitFunction:
 
     # ---- the hot path
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs:
+            # the last compiled signature: one generated function checks the arguments' types,
+            # dtypes and shapes and the guards, then runs the kernel (MISS: anything else)
+            out = self._fast(args)
+            if out is not MISS:
+                return out
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
+        """The general call: bind, key, look up (trace if new or stale), run, switch the fast path."""
         if kwargs or (len(args) != self._nparams):
             args = self._bind(args, kwargs)
         if self._static:
@@ -144,11 +165,14 @@ class JitFunction:
                     key.append((t, a.dtype))
                 else:
                     key.append((t, a))
+        key = tuple(key)
         try:
-            bucket = self._states.get(tuple(key))
+            bucket = self._states.pop(key, None)
         except TypeError:
             raise TraceError(f"{self.fn.__name__}: a non-array argument is not hashable; pass arrays or "
                              "hashable constants (numbers, strings, tuples)") from None
+        if bucket is not None:
+            self._states[key] = bucket   # most recently used last
         entry = None
         implicit: tuple = ()
         if bucket is not None:
@@ -161,7 +185,7 @@ class JitFunction:
                     entry, implicit = e, got
                     break
         if entry is None:
-            entry, implicit = self._prepare(args, tuple(key))
+            entry, implicit = self._prepare(args, key)
         state = entry.state
         positions = entry.positions
         if positions is None:
@@ -184,6 +208,11 @@ class JitFunction:
                 n = state.compiled_calls = state.compiled_calls + 1
                 if not n & 255:  # publish to the metrics registry in batches: a locked inc costs
                     state.flush_metrics()
+                if entry.specs is not None:
+                    fast = entry.fast
+                    if fast is None:
+                        fast = entry.fast = build_fast_path(entry, self.fn.__name__, _finish_outputs)
+                    self._fast = fast
         else:
             out = state.run(arrays)
         if entry.out_actions is not None:
@@ -268,16 +297,28 @@ class JitFunction:
                        if k == "static" and i not in self._static and isinstance(args[i], (*_SCALAR_TYPES, np.generic))]
         if made_static:   # the key has only their types: this program holds for these values only
             entry.check = _with_values(check, made_static)
+        entry.key = key
+        entry.specs = arg_specs(args, self._static)
         bucket = self._states.pop(key, None) or []
         bucket.insert(0, entry)
+        for dropped in bucket[MAX_VARIANTS:]:
+            self._forget(dropped)
         del bucket[MAX_VARIANTS:]
         self._states[key] = bucket
-        while len(self._states) > MAX_SIGNATURES:
-            self._states.pop(next(iter(self._states)))
+        while len(self._states) > self.cache_size:   # the least recently used signature goes
+            for dropped in self._states.pop(next(iter(self._states))):
+                self._forget(dropped)
+            self.evictions += 1
         implicit = check(args) if check is not None else ()
         if implicit is None:  # pragma: no cover - the guards were just built from these values
             raise TraceError(f"{self.fn.__name__}: captured state changed while it was traced; call again")
         return entry, implicit
+
+    def _forget(self, entry: _Entry) -> None:
+        """An entry left the cache: the fast path must not keep running it (nor keep it alive)."""
+        if entry.fast is not None and self._fast is entry.fast:
+            self._fast = no_fast_path
+        entry.fast = None
 
     def _key(self, args: tuple) -> list[Any] | None:
         """The signature key of a call (what ``__call__`` builds inline when nothing is static):
@@ -308,11 +349,15 @@ class JitFunction:
         key = self._key(args)
         if key is None:
             raise TraceError(f"{self.fn.__name__}: called with a traced value outside a trace")
-        for e in self._states.get(tuple(key), ()):
-            got = () if e.check is None else e.check(args)
-            if got is not None:
-                return e, got
-        return self._prepare(args, tuple(key))
+        key = tuple(key)
+        bucket = self._states.pop(key, None)
+        if bucket is not None:
+            self._states[key] = bucket   # most recently used last
+            for e in bucket:
+                got = () if e.check is None else e.check(args)
+                if got is not None:
+                    return e, got
+        return self._prepare(args, key)
 
     def state(self, *args: Any, **kwargs: Any) -> ProgramState:
         """The run state for this signature (traced now if new)."""
