@@ -8,8 +8,12 @@ Why this shape (measured on this machine, see ANCHORS.md):
   SIMD ufuncs on 32 Ki-element blocks between serial ``nogil`` Numba stages,
   two Python threads splitting the blocks: Numba's ``exp`` is a scalar libm
   call (NumPy's was ~5x faster here), and a block stays in L2 between stages;
-* never two threads below ``PARALLEL_MIN`` elements (thread start-up is
-  microseconds and unbounded under contention);
+* never two threads below :func:`~noodle.backends.numba_threads.parallel_min`
+  elements (thread start-up is microseconds and unbounded under contention);
+* one compiled module per layout class, not per shape
+  (:func:`~noodle.backends.numba_plan.generic_key`): a :class:`NumbaKernel` is the
+  module plus this spec's sizes (its collapsed extents, passed as ``dims`` where
+  the code needs them), so a function called with 50 lengths compiles once;
 * Numba's default ``workqueue`` threading layer aborts when two threads launch
   parallel kernels at once: a lock guards parallel launches, and a caller that
   finds it busy runs the serial variant (same result: the chunking of
@@ -55,12 +59,13 @@ from noodle.backends.numba_plan import (
     NumbaStep,
     Plan,
     UfuncStep,
+    generic_key,
     n_partials,
     plan,
     unstaged_inputs,
 )
 from noodle.backends.reference import evaluate
-from noodle.backends.spec import KernelSpec, MatmulSpec
+from noodle.backends.spec import KernelSpec, MatmulSpec, RowSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.devices.detect import cpu_threads as n_threads
 from noodle.errors import CompileError, DTypeError, ShapeError
@@ -76,6 +81,7 @@ _COMPILE_SECONDS = metrics.histogram("noodle_jit_kernel_compile_seconds", "time 
 _SERIAL_FALLBACK = metrics.counter("noodle_jit_parallel_busy_total",
                                    "parallel launches run serially because another thread held the lock")
 
+MAX_KERNELS = 4096      # exact-shape kernels remembered per backend (each is a module plus its sizes)
 _prewarm_lock = threading.Lock()
 _local = threading.local()   # per-thread scratch buffers of the staged kernels
 
@@ -141,11 +147,16 @@ class NumbaKernel(Kernel):
     def __init__(self, spec: KernelSpec, module: Any, p: Plan, pool: BufferPool, from_cache: bool) -> None:
         self.spec = spec
         self.plan = p
-        self.module = module
+        self.module = module    # None for an empty space (NumPy defines its results)
         self.pool = pool
         self.from_cache = from_cache
-        self.source_path = Path(module.__file__)
-        self._n = p.n
+        self.source_path = Path(module.__file__) if module is not None else None
+        self._n = n = int(p.n)
+        # this spec's collapsed extents: the generic module reads its sizes from them (or from
+        # the arrays themselves); a kernel built later reads a changed threshold
+        self._dims = np.array(p.shape, np.int64)
+        self._dims_arg = (self._dims,) if getattr(module, "DIMS", False) else ()
+        self._parallel = n >= numba_threads.parallel_min() and n_threads() > 1
         self._in_dtypes = [np.dtype(d) for d, _ in spec.inputs]
         self._in_shapes = [tuple(s) for _, s in spec.inputs]
         self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
@@ -153,24 +164,29 @@ class NumbaKernel(Kernel):
         self._all_1d = all(len(s) == 1 for s in self._in_shapes) and len(self._shape) == 1
         # only small kernels: their k_ser has an explicit signature, so a wrong dtype is a
         # TypeError; a large kernel's lazily compiled k_ser would compile for any dtype
-        self._direct = self._all_1d and p.mode != "stages" and 0 < p.n < PARALLEL_MIN
+        self._direct = self._all_1d and p.mode != "stages" and 0 < n and not self._parallel
         self._n_part = n_partials(p) if spec.reduce is not None and p.n > 0 else 0
         self._small_out = all(p.n * dt.itemsize < pool.min_bytes for dt in self._out_dtypes)
-        self._par = getattr(module, "k_par", None)
+        self._par = getattr(module, "k_par", None) if self._parallel else None
         self._ser = getattr(module, "k_ser", None)
         red = spec.reduce
         self._acc = np.dtype(p.acc_dtype) if red is not None else None
         # elements a mean divides by: the reduced dims of the shared collapsed layout (size-1
         # dims dropped, neighbours merged: the product is the same), computed once, not per call
         self._mean_count = math.prod(s for s, r in zip(p.shape, p.reduced, strict=True) if r)
-        if p.mode == "stages":
+        if p.mode == "stages" and module is not None:
+            step_args = module.STEP_ARGS
+            for step in p.stages:
+                if isinstance(step, NumbaStep):
+                    step.args = list(step_args[step.index])
             self._steps = [_runnable(step, module) for step in p.stages]
             self._scratch_dtypes = [np.dtype(d) for d in p.scratch_dtypes]
             self._block = BLOCK  # fixed per kernel: the per-thread scratch is sized by it
         # the generated one-block driver (spaces of at most one block): no per-step lookups
-        self._run1 = getattr(module, "run1", None) if p.mode == "stages" else None
+        one_block = p.mode == "stages" and 0 < n <= BLOCK
+        self._run1 = getattr(module, "run1", None) if one_block else None
         self._unstaged_inputs = unstaged_inputs(p, len(spec.inputs)) if p.mode == "stages" else ()
-        self._run1a = (getattr(module, "run1a", None) if p.mode == "stages" and self._all_1d and self._small_out
+        self._run1a = (getattr(module, "run1a", None) if one_block and self._all_1d and self._small_out
                        else None)
 
     # ----------------------------------------------------------------- inputs
@@ -197,7 +213,7 @@ class NumbaKernel(Kernel):
             # a small 1-D staged kernel: the generated driver checks sizes and allocates outputs;
             # a wrong dtype or layout is a TypeError from Numba's dispatcher before anything runs
             try:
-                res = run1a(*inputs)
+                res = run1a(self._n, self._dims, *inputs)
             except (TypeError, AttributeError, ValueError, IndexError):
                 # the slow path converts what it can (a one-element input of another shape) and
                 # names what does not fit; never the unchecked one-block driver
@@ -214,6 +230,7 @@ class NumbaKernel(Kernel):
             # non-contiguous array before running anything. Either way the slow path names why.
             part = np.empty(self._n_part, self._acc) if self._acc is not None else None
             args = (*inputs, *outs) if part is None else (*inputs, *outs, part)
+            args += self._dims_arg
             try:
                 ok = self._launch(args)
             except TypeError:
@@ -234,10 +251,10 @@ class NumbaKernel(Kernel):
                 if self._run1 is None:
                     return self.run(inputs, outs)  # type: ignore[arg-type]
                 if self._acc is None:
-                    self._run1(*inputs, *outs)
+                    self._run1(self._n, self._dims, *inputs, *outs)
                     return tuple(outs)
                 part = np.empty(self._n_part, self._acc)
-                self._run1(*inputs, *outs, part)
+                self._run1(self._n, self._dims, *inputs, *outs, part)
                 return (*outs, self._finish(part))
             except (TypeError, AttributeError, ValueError):
                 pass
@@ -256,9 +273,9 @@ class NumbaKernel(Kernel):
             part = None
             if red is not None:
                 part = np.empty(self._n_part, self._acc)
-                args = (*ins, *flat_outs, part)
+                args = (*ins, *flat_outs, part, *self._dims_arg)
             else:
-                args = (*ins, *flat_outs)
+                args = (*ins, *flat_outs, *self._dims_arg)
             if not self._launch(args):
                 raise ShapeError(f"kernel {self.spec.key()}: operand sizes do not match the compiled spec")
             partial = part
@@ -271,6 +288,8 @@ class NumbaKernel(Kernel):
         lock = numba_threads.parallel_lock()
         if self._par is not None and lock.acquire(blocking=False):
             try:
+                if not self._par.signatures:   # compiled on first use (or loaded from disk): count it
+                    return _first_parallel(self._par, args)
                 return self._par(*args)
             finally:
                 lock.release()
@@ -331,18 +350,18 @@ class NumbaKernel(Kernel):
                     else:
                         step["fn"](*srcs, out=t[step["dst"]][:m])
                 else:
-                    arrays = {"i": ins, "t": t, "o": outs, "p": (partials,)}
+                    arrays = {"i": ins, "t": t, "o": outs, "p": (partials,), "d": (self._dims,)}
                     step["fn"](lo, hi, *[arrays[kind][k] for kind, k in step["args"]])
 
     def _run_stages(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray | None:
         n = self._n
         if self._run1 is not None:
             part = np.empty(self._n_part, self._acc) if self._acc is not None else None
-            self._run1(*ins, *outs, *(() if part is None else (part,)))
+            self._run1(n, self._dims, *ins, *outs, *(() if part is None else (part,)))
             return part
         nb = (n + self._block - 1) // self._block
         partials = np.empty(self._n_part, self._acc) if self.spec.reduce is not None else None
-        workers = 1 if n < PARALLEL_MIN else min(n_threads(), nb)
+        workers = min(n_threads(), nb) if self._parallel else 1
         if workers == 1:
             self._blocks(ins, outs, range(nb), partials)
             return partials
@@ -353,6 +372,17 @@ class NumbaKernel(Kernel):
         for f in futures:
             f.result()
         return partials
+
+
+def _first_parallel(par: Any, args: tuple[Any, ...]) -> bool:
+    """The first launch of a module's parallel variant: Numba compiles it (or loads it from its
+    disk cache) now; counted like a module build."""
+    t0 = time.perf_counter()
+    ok = par(*args)
+    hit = bool(getattr(par.stats, "cache_hits", None))
+    _COMPILES.labels("numba", "disk" if hit else "compiled").inc()
+    _COMPILE_SECONDS.labels("numba").observe(time.perf_counter() - t0)
+    return ok
 
 
 def _runnable(step: UfuncStep | NumbaStep, module: Any) -> dict[str, Any]:
@@ -422,7 +452,8 @@ class NumbaBackend(Backend):
         self.pool = pool if pool is not None else default_pool()
         # None: <settings.cache_dir>/kernels, read at each compile (settings may be reloaded)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._kernels: dict[str, Kernel] = {}
+        self._kernels: dict[str, Kernel] = {}     # spec key -> kernel (cheap: sizes + a module)
+        self._modules: dict[str, tuple[Any, bool]] = {}   # generic key -> (module, from disk)
         self._lock = threading.Lock()
 
     def available(self) -> tuple[bool, str]:
@@ -433,8 +464,12 @@ class NumbaBackend(Backend):
         return True, ""
 
     def source(self, spec: KernelSpec) -> str:
-        """The generated module source for ``spec`` (what the cache file holds)."""
+        """The generated module source for ``spec``'s layout class (what the cache file holds)."""
         return generate(spec, plan(spec))
+
+    def module_count(self) -> int:
+        """Generated modules built or loaded by this backend (one per layout class)."""
+        return len(self._modules)
 
     def compile_kernel(self, spec: KernelSpec) -> NumbaKernel:
         key = spec.key()
@@ -452,22 +487,50 @@ class NumbaBackend(Backend):
             with self._lock:
                 self._kernels.setdefault(key, kernel)
             return self._kernels[key]  # type: ignore[return-value]
-        source = generate(spec, p)
-        try:
-            module = load_module(key, source, self.cache_dir)
-        except (DTypeError, ShapeError):
-            raise
-        except Exception as exc:
-            raise CompileError(f"numba failed to compile kernel {key}: {type(exc).__name__}: {exc}") from exc
-        hit = from_cache(module)
-        kernel = NumbaKernel(spec, module, p, self.pool, hit)
-        dt = time.perf_counter() - t0
-        _COMPILES.labels("numba", "disk" if hit else "compiled").inc()
-        _COMPILE_SECONDS.labels("numba").observe(dt)
-        metrics.emit("jit.compile", backend="numba", key=key, mode=p.mode, seconds=dt, from_cache=hit)
+        if p.n == 0:   # nothing to run: NumPy defines the (empty or identity) results
+            return self._keep(key, NumbaKernel(spec, None, p, self.pool, False))
+        gkey = generic_key(spec, p)
+        built = self._modules.get(gkey)
+        if built is None:
+            source = generate(spec, p)
+            try:
+                module = load_module(gkey, source, self.cache_dir)
+            except (DTypeError, ShapeError):
+                raise
+            except Exception as exc:
+                raise CompileError(f"numba failed to compile kernel {key}: {type(exc).__name__}: {exc}") from exc
+            built = (module, from_cache(module))
+            dt = time.perf_counter() - t0
+            _COMPILES.labels("numba", "disk" if built[1] else "compiled").inc()
+            _COMPILE_SECONDS.labels("numba").observe(dt)
+            metrics.emit("jit.compile", backend="numba", key=gkey, mode=p.mode, seconds=dt, from_cache=built[1])
+            with self._lock:
+                built = self._modules.setdefault(gkey, built)
+        return self._keep(key, NumbaKernel(spec, built[0], p, self.pool, built[1]))
+
+    def _keep(self, key: str, kernel: Kernel) -> Any:
+        """Remember ``kernel`` for its exact spec (bounded: a kernel is cheap to rebuild from its
+        module, and a process that sees many shapes must not grow without limit)."""
+        with self._lock:
+            if len(self._kernels) >= MAX_KERNELS:
+                self._kernels.pop(next(iter(self._kernels)))
+            return self._kernels.setdefault(key, kernel)
+
+    def compile_rowwise(self, spec: RowSpec) -> Kernel:
+        """A row-wise region (softmax, layernorm) as one kernel (:mod:`noodle.backends.numba_rowwise`)."""
+        key = "row_" + spec.key()
+        cached = self._kernels.get(key)
+        if cached is not None:
+            return cached
+        ok, why = self.available()
+        if not ok:
+            raise CompileError(f"the numba backend is unavailable: {why}")
+        from noodle.backends.numba_rowwise import compile_rowwise  # noqa: PLC0415 - compiles Numba code
+
+        kernel = compile_rowwise(spec, self.cache_dir)
         with self._lock:
             self._kernels.setdefault(key, kernel)
-        return self._kernels[key]  # type: ignore[return-value]
+        return self._kernels[key]
 
     def compile_matmul(self, spec: MatmulSpec) -> NumbaMatmulKernel:
         if len(spec.a[1]) < 1 or len(spec.b[1]) < 1:

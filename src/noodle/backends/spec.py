@@ -92,9 +92,57 @@ class MatmulSpec:
         return _hash(self)
 
 
+@dataclass(frozen=True)
+class RowSpec:
+    """A row-wise region: reductions over the last axis broadcast back into elementwise work over
+    the same rows (softmax, layernorm, normalizations), compiled as one kernel that walks each row
+    from cache instead of one pass over the whole array per op.
+
+    The iteration space is ``rows + (length,)``. Value numbering is :class:`KernelSpec`'s (inputs,
+    then constants, then ``body``). ``levels[i]`` says where body value ``i`` lives: ``"full"``
+    (one value per element of a row) or ``"row"`` (one per row, shape ``rows + (1,)``). A body
+    instruction whose op is a reduction (``sum``/``mean``/``max``/``min``) is a row value reducing
+    a full value over the row, in the defined order of :mod:`noodle.ir.reduction`. Inputs keep
+    their own shape; a backend broadcasts them to the level of each use. ``outputs`` are
+    (value, shape) pairs: a row value may leave as ``rows + (1,)`` or as ``rows``.
+
+    Example::
+
+        >>> spec = RowSpec((("float64", (2, 8)),), (), (Instr("max", (0,), "float64"),), ("row",),
+        ...                ((1, (2, 1)),), (2,), 8)
+        >>> len(spec.key())
+        32
+    """
+
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]
+    consts: tuple[tuple[str, float | int | bool], ...]
+    body: tuple[Instr, ...]
+    levels: tuple[str, ...]
+    outputs: tuple[tuple[int, tuple[int, ...]], ...]
+    rows: tuple[int, ...]
+    length: int
+    version: int = field(default=SPEC_VERSION)
+
+    @property
+    def n_values(self) -> int:
+        return len(self.inputs) + len(self.consts) + len(self.body)
+
+    def dtype_of(self, value: int) -> str:
+        n_in, n_c = len(self.inputs), len(self.consts)
+        if value < n_in:
+            return self.inputs[value][0]
+        if value < n_in + n_c:
+            return self.consts[value - n_in][0]
+        return self.body[value - n_in - n_c].dtype
+
+    def key(self) -> str:
+        """Stable content hash (same in every process): the kernel-cache key."""
+        return _hash(self)
+
+
 def _hash(spec: Any) -> str:
     payload = json.dumps({"type": type(spec).__name__, **asdict(spec)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
-__all__ = ["Instr", "KernelSpec", "MatmulSpec", "Reduce", "SPEC_VERSION"]
+__all__ = ["Instr", "KernelSpec", "MatmulSpec", "Reduce", "RowSpec", "SPEC_VERSION"]

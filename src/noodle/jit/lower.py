@@ -1,7 +1,9 @@
 """Lower a fused NIR program to backend kernels and a runner that calls them.
 
 Each unit (see :mod:`noodle.passes.schedule`) becomes one step: an elementwise
-or map-reduce region -> :class:`KernelSpec`; a matmul region -> :class:`MatmulSpec`
+or map-reduce region -> :class:`KernelSpec`; a row-wise region (softmax, layernorm)
+-> :class:`RowSpec` for a backend with ``compile_rowwise``, else its parts as the
+other kinds (:func:`row_parts`); a matmul region -> :class:`MatmulSpec`
 (the product's epilogue as a KernelSpec whose input 0 is the product); a lone
 node (reshape, a reduction of an input, ...) runs through the interpreter's
 ``eval_node``. 0-d constants are inlined into the spec; larger constants are
@@ -24,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce
+from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce, RowSpec
 from noodle.exec.interpreter import array_module
 from noodle.ir.graph import Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.semantics import eval_node
+from noodle.passes.rowwise import is_rowwise
 from noodle.passes.schedule import Unit, units
 
 log = logging.getLogger("noodle.jit")
@@ -121,10 +124,112 @@ def is_region(program: Program, unit: Unit) -> bool:
         any(OPS[nodes[m].op].kind is not OpKind.REDUCE for m in unit.members)
 
 
+def row_spec(program: Program, unit: Unit) -> tuple[RowSpec, list[int], list[int]]:
+    """The RowSpec of a row-wise unit (:func:`noodle.passes.rowwise.is_rowwise`), its input values
+    and output values (``unit.outputs``). A ``reshape`` member (a reduction without keepdims
+    brought back to the rows) is its operand under another shape: no instruction."""
+    nodes = program.nodes
+    red = next(m for m in unit.members if OPS[nodes[m].op].kind is OpKind.REDUCE)
+    src_shape = nodes[nodes[red].args[0]].shape
+    rows, length = tuple(src_shape[:-1]), src_shape[-1]
+    full = (*rows, length)
+    index: dict[int, int] = {}
+    inputs: list[int] = []
+    const_vals: list[int] = []
+    for v in unit.inputs:
+        node = nodes[v]
+        (const_vals if node.op == "const" and node.shape == () else inputs).append(v)
+    for k, v in enumerate(inputs):
+        index[v] = k
+    consts: list[tuple[str, Any]] = []
+    for v in const_vals:
+        index[v] = len(inputs) + len(consts)
+        c = program.consts[nodes[v].attr("index")]
+        consts.append((c.dtype.name, c.item()))
+    body: list[Instr] = []
+    levels: list[str] = []
+    base = len(inputs) + len(consts)
+    for m in unit.members:
+        node = nodes[m]
+        if node.op == "reshape":
+            index[m] = index[node.args[0]]
+            continue
+        attrs = (("dtype", node.attr("dtype")),) if node.op == "astype" else ()
+        body.append(Instr(node.op, tuple(index[a] for a in node.args), node.dtype, attrs))
+        is_full = OPS[node.op].kind is not OpKind.REDUCE and tuple(node.shape) == full
+        levels.append("full" if is_full else "row")
+        index[m] = base + len(body) - 1
+    outs = list(unit.outputs)
+    spec = RowSpec(inputs=tuple((nodes[v].dtype, nodes[v].shape) for v in inputs), consts=tuple(consts),
+                   body=tuple(body), levels=tuple(levels),
+                   outputs=tuple((index[v], tuple(nodes[v].shape)) for v in outs), rows=rows, length=length)
+    return spec, inputs, outs
+
+
+def row_parts(program: Program, unit: Unit) -> list[Unit]:
+    """A row-wise unit as the units the other fusion rules make (for a backend without
+    ``compile_rowwise``): runs of same-shape elementwise members, each reading the one before;
+    reductions and reshapes alone. Parts follow the members' order, so each needs only earlier ones."""
+    nodes = program.nodes
+    parts: list[list[int]] = []
+    open_part: list[int] | None = None
+    for m in unit.members:
+        node = nodes[m]
+        ew = OPS[node.op].kind not in (OpKind.REDUCE, OpKind.SHAPE)
+        if ew and open_part is not None and nodes[open_part[-1]].shape == node.shape \
+                and any(a in open_part for a in node.args):
+            open_part.append(m)
+            continue
+        open_part = [m] if ew else None
+        parts.append(open_part if open_part is not None else [m])
+    users = program.users()
+    outputs = set(program.outputs)
+    out: list[Unit] = []
+    for k, members in enumerate(parts):
+        mset = set(members)
+        ins: list[int] = []
+        for m in members:
+            for a in nodes[m].args:
+                if a not in mset and a not in ins:
+                    ins.append(a)
+        outs = tuple(m for m in members if m in outputs or any(u not in mset for u in users[m]))
+        lone = len(members) == 1 and OPS[nodes[members[0]].op].kind in (OpKind.REDUCE, OpKind.SHAPE)
+        out.append(Unit(None if lone else k, tuple(members),
+                        tuple(ins), outs))
+    return out
+
+
+def _parts_step(program: Program, unit: Unit, backend: Any) -> Step:
+    """A row-wise unit run as its parts on ``backend`` (one step over the unit's inputs and outputs)."""
+    nodes = program.nodes
+    steps: list[Step] = []
+    for part in row_parts(program, unit):
+        if part.group is None:
+            (m,) = part.members
+            steps.append((_interp_step(nodes[m]), nodes[m].args, (m,)))
+        else:
+            kspec, ins, outs = kernel_spec(program, part)
+            steps.append((backend.compile_kernel(kspec), tuple(ins), tuple(outs)))
+
+    def step(*vals: Any) -> tuple[Any, ...]:
+        env = dict(zip(unit.inputs, vals, strict=True))
+        for fn, ins, outs in steps:
+            for v, r in zip(outs, fn(*[env[a] for a in ins]), strict=True):
+                env[v] = r
+        return tuple(env[o] for o in unit.outputs)
+
+    return step, unit.inputs, unit.outputs
+
+
 def _compile_unit(program: Program, unit: Unit, backend: Any) -> Step:
     nodes = program.nodes
     if backend == "interpret":
         return _interp_unit(program, unit), unit.inputs, unit.outputs
+    if is_rowwise(program, unit.members):
+        if hasattr(backend, "compile_rowwise"):
+            rspec, ins, outs = row_spec(program, unit)
+            return backend.compile_rowwise(rspec), tuple(ins), tuple(outs)
+        return _parts_step(program, unit, backend)
     if OPS[nodes[unit.members[0]].op].kind is OpKind.MATMUL:
         spec, ins, outs = matmul_spec(program, unit)
         return backend.compile_matmul(spec), tuple(ins), tuple(outs)
@@ -148,6 +253,9 @@ def build_runner(program: Program, backend: Any) -> Runner:
     for unit in units(program):
         if not is_region(program, unit):
             (m,) = unit.members
+            if nodes[m].op == "while_loop":
+                steps.append((loop_step(nodes[m], backend), nodes[m].args, (m,)))
+                continue
             steps.append((_interp_step(nodes[m]), nodes[m].args, (m,)))
             continue
         tries = list(chooser(len(used)))
@@ -224,6 +332,37 @@ def _interp_unit(program: Program, unit: Unit) -> Callable[..., tuple[Any, ...]]
     return step
 
 
+def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
+    """A ``while_loop`` node as a Python loop around its cond's and body's own runners: each
+    sub-program is optimized and compiled once here (its fused regions become kernels), then every
+    iteration calls them with the carried values (the semantics of :func:`noodle.ir.semantics.run_loop`).
+
+    ``backend``: as for :func:`build_runner`; a per-region chooser of the outer program says nothing
+    about the sub-programs' regions, so they are placed on their own ("auto")."""
+    from noodle.ir.semantics import run_loop  # noqa: PLC0415
+    from noodle.passes import optimize  # noqa: PLC0415
+
+    runners: dict[int, Runner] = {}
+    for name in ("cond", "body"):
+        sub = node.attr(name).program
+        opt = optimize(sub.copy())
+        if backend == "interpret" or hasattr(backend, "compile_kernel"):
+            runners[id(sub)] = build_runner(opt, backend)
+        else:
+            from noodle.jit.placing import chooser, plan_program  # noqa: PLC0415 - placing imports this module
+
+            runners[id(sub)] = build_runner(opt, chooser(plan_program(opt, f"loop {name}", "auto")))
+
+    def run(sub: Program, args: tuple) -> tuple[Any, ...]:
+        return runners[id(sub)](args)
+
+    def step(*vals: Any) -> tuple[Any, ...]:
+        with np.errstate(all="ignore"):
+            return (run_loop(node, vals, run),)
+
+    return step
+
+
 def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
     def step(*vals: Any) -> tuple[Any, ...]:
         with np.errstate(all="ignore"):
@@ -231,4 +370,4 @@ def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
     return step
 
 
-__all__ = ["Chooser", "build_runner", "is_region", "kernel_spec", "matmul_spec"]
+__all__ = ["Chooser", "build_runner", "is_region", "kernel_spec", "matmul_spec", "row_parts", "row_spec"]

@@ -8,7 +8,9 @@ Three kinds of region, matching what backends compile (``backends/spec.py``):
   the region's full shape (``sum(a*b + c)`` never materializes ``a*b + c``);
 * **matmul + epilogue**: a product followed by elementwise nodes of the
   product's shape that consume it and nothing else does (bias, activation,
-  scaling applied in the product's buffer).
+  scaling applied in the product's buffer);
+* **row-wise**: reductions over the last axis broadcast back into elementwise
+  work on the same rows (softmax, layernorm; :mod:`noodle.passes.rowwise`).
 
 Why an annotation and not new nodes: the fused program stays an ordinary
 program, so the interpreter, the verifier and NBC need nothing new, and the
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from noodle.ir.graph import Node, Program
 from noodle.ir.ops import ELEMENTWISE_KINDS, OPS, OpKind
 from noodle.ir.shapes import size
+from noodle.passes.rowwise import rowwise_regions
 
 
 @dataclass
@@ -219,6 +222,9 @@ def _assign(program: Program) -> tuple[dict[int, int], int]:
         elif kind is OpKind.MATMUL and size(node.shape) > 0:
             rs.new("mm", i, node.shape)
     region = {i: rs.find(g) for i, g in rs.gid.items()}
+    # row-wise regions (softmax, layernorm) take their members from the regions above
+    blocked = frozenset(i for i, r in region.items() if groups[r].kind == "mm")
+    rs.work += rowwise_regions(program, region, len(rs.parent), blocked)
     rs.work += _break_region_cycles(program, region)
     # number regions in order of first member, so text and bytecode are stable
     first: dict[int, int] = {}

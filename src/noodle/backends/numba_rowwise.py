@@ -1,0 +1,540 @@
+"""Row-wise regions (:class:`~noodle.backends.spec.RowSpec`: softmax, layernorm, normalizations) as
+one Numba kernel that walks blocks of rows from cache.
+
+Why this shape: a row that fits in L2 is read two or three times from cache instead of the whole
+array once per op. Per block of rows (``BLOCK`` elements), the kernel runs *stages*: generated
+serial ``nogil`` Numba functions that, row by row, run *passes* over the row (a reduction's
+result is available to the pass after the one that produced its operand), and between stages
+NumPy's ufuncs compute ``exp``/``log``/... on the whole block (their bits are NumPy's, and
+Numba's libm calls differ in the last bit: the rule of :mod:`noodle.backends.numba_plan`). A
+value that crosses a pass or a stage, or is reduced, is kept in a per-thread block scratch
+(or in its output). Sums follow the defined order of :mod:`noodle.ir.reduction` per row
+(chunks of ``CHUNK``, eight lanes in one vector, :func:`noodle.backends.numba_reduce._lanes`),
+``max``/``min`` its NaN and signed-zero rules: the bits are the interpreter's. Blocks run on
+the shared worker threads (dynamic scheduling) when the array is large, else in the caller.
+
+Example::
+
+    from noodle.backends import get_backend
+    kernel = get_backend("numba").compile_rowwise(row_spec)
+    (out,) = kernel(x)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from noodle import metrics
+from noodle.backends import numba_threads
+from noodle.backends.base import Kernel, check_inputs
+from noodle.backends.numba_cache import from_cache, load_module
+from noodle.backends.numba_emit import cast, float_literal, indent, literal, nb_type, op_expr, sig_array
+from noodle.backends.numba_plan import PARALLEL_MIN, UFUNC_OPS
+from noodle.backends.numba_reduce import _lanes
+from noodle.backends.op_text import check_integer_power, check_portable_casts, is_float
+from noodle.backends.spec import RowSpec
+from noodle.devices.detect import cpu_threads
+from noodle.errors import CompileError, ShapeError
+from noodle.ir.reduction import CHUNK
+
+BLOCK = 1 << 15          # elements per block of rows (a scratch buffer: 128-256 KiB, in L2)
+_REDUCE = ("sum", "mean", "max", "min")
+_OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
+
+_COMPILES = metrics.counter("noodle_jit_rowwise_compiles_total", "row-wise kernels built by the Numba backend",
+                            ["source"])
+_local = threading.local()
+
+
+# ----------------------------------------------------------------------- row reductions
+@njit(**_OPTS)
+def _rsum(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
+    """The defined-order sum of ``buf[off:off+n]`` (float64; NaN as ``np.nan``)."""
+    lane = np.empty(8, np.float64)
+    total = 0.0
+    for c in range((n + CHUNK - 1) // CHUNK):
+        s = off + c * CHUNK
+        m = min(CHUNK, n - c * CHUNK)
+        nq = m // 8
+        full = _lanes(buf, s, nq)
+        for u in range(8):
+            lane[u] = full[u]
+        jt = s + nq * 8
+        for u in range(m - nq * 8):
+            lane[u] += np.float64(buf[jt + u])
+        acc = lane[0]
+        for u in range(1, 8):
+            acc += lane[u]
+        total = acc if c == 0 else total + acc
+    if total != total:
+        return np.nan
+    return total
+
+
+@njit(**_OPTS)
+def _rmax(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
+    """``max`` of ``buf[off:off+n]`` by the defined rules: NaN wins (as ``np.nan``), +0.0 over -0.0."""
+    m = buf[off]
+    nan = m != m
+    for j in range(off + 1, off + n):
+        x = buf[j]
+        if x > m:
+            m = x
+        elif x != x:
+            nan = True
+    if nan:
+        return np.nan
+    if m == 0:
+        for j in range(off, off + n):
+            if buf[j] == 0 and math.copysign(1.0, buf[j]) > 0:
+                return 0.0
+        return -0.0
+    return np.float64(m)
+
+
+@njit(**_OPTS)
+def _rmin(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
+    """``min`` of ``buf[off:off+n]`` by the defined rules: NaN wins (as ``np.nan``), -0.0 over +0.0."""
+    m = buf[off]
+    nan = m != m
+    for j in range(off + 1, off + n):
+        x = buf[j]
+        if x < m:
+            m = x
+        elif x != x:
+            nan = True
+    if nan:
+        return np.nan
+    if m == 0:
+        for j in range(off, off + n):
+            if buf[j] == 0 and math.copysign(1.0, buf[j]) < 0:
+                return -0.0
+        return 0.0
+    return np.float64(m)
+
+
+# ---------------------------------------------------------------------------- the plan
+class RowPlan:
+    """What the generator decided for one spec: input views, stages, passes and homes."""
+
+    def __init__(self, spec: RowSpec) -> None:
+        self.spec = spec
+        n_in, n_c = len(spec.inputs), len(spec.consts)
+        self.n_in, self.base = n_in, n_in + n_c
+        self.L = int(spec.length)
+        self.R = math.prod(spec.rows)
+        self.full = (*spec.rows, self.L)
+        nv = spec.n_values
+        body = spec.body
+        if len(spec.levels) != len(body):
+            raise CompileError("a RowSpec needs one level per body instruction")
+        self.level = ["?"] * self.base + list(spec.levels)
+        # uniform: constants, one-element inputs, and what only they feed
+        self.uni = [math.prod(shape) == 1 for _, shape in spec.inputs] + [True] * n_c
+        for ins in body:
+            self.uni.append(ins.op not in _REDUCE and all(self.uni[a] for a in ins.args))
+        # input views: (input, kind) with kind mat | col | rowv | one
+        self.views: list[tuple[int, str]] = []
+        self.view_of: dict[tuple[int, str], int] = {}
+        for i, ins in enumerate(body):
+            lvl = spec.levels[i]
+            for a in ins.args:
+                if a < n_in:
+                    self._view(a, "full" if ins.op in _REDUCE else lvl)
+        self.ufunc = [False] * nv
+        self.stage = [0] * nv
+        for i, ins in enumerate(body):
+            v = self.base + i
+            s = max((self.stage[a] for a in ins.args), default=0)
+            if ins.op in _REDUCE:
+                if not is_float(spec.dtype_of(ins.args[0])):
+                    raise CompileError(f"row-wise {ins.op} of {spec.dtype_of(ins.args[0])} values: only float rows")
+            elif ins.op in UFUNC_OPS and is_float(ins.dtype):
+                if self.uni[v]:
+                    raise CompileError(f"row-wise {ins.op} of scalars would not give NumPy's bits; it runs interpreted")
+                self.ufunc[v] = True
+                s += 1
+            self.stage[v] = s
+        self.n_stages = max(self.stage[self.base:], default=0) + 1
+        self.passes = self._passes()
+        self.out_index: dict[int, int] = {}
+        for j, (v, _shape) in enumerate(spec.outputs):
+            if v < self.base or self.uni[v]:
+                raise CompileError("a row-wise output must be computed per element or per row")
+            self.out_index.setdefault(v, j)
+        self.home = self._homes()
+        self.rows_per_block = max(1, BLOCK // self.L)
+
+    def _view(self, k: int, level: str) -> int:
+        shape = self.spec.inputs[k][1]
+        if math.prod(shape) == 1:
+            kind = "one"
+        else:
+            padded = (1,) * (len(self.full) - len(shape)) + tuple(shape)
+            rows_vary = any(d > 1 for d in padded[:-1])
+            cols_vary = padded[-1] > 1 and level == "full"
+            kind = "mat" if rows_vary and cols_vary else "col" if cols_vary else "rowv"
+        key = (k, kind)
+        if key not in self.view_of:
+            self.view_of[key] = len(self.views)
+            self.views.append(key)
+        self.view_of[(k, level)] = self.view_of[key]
+        return self.view_of[key]
+
+    def _passes(self) -> list[int]:
+        p = [0] * self.spec.n_values
+        for i, ins in enumerate(self.spec.body):
+            v = self.base + i
+            if self.ufunc[v] or self.uni[v]:
+                continue
+            same = [a for a in ins.args if a >= self.base and self.stage[a] == self.stage[v]
+                    and not self.ufunc[a] and not self.uni[a]]
+            if ins.op in _REDUCE:
+                p[v] = p[same[0]] + 1 if same else 0
+            else:
+                p[v] = max((p[a] for a in same), default=0)
+        return p
+
+    def _homes(self) -> dict[int, tuple[str, int]]:
+        """Where each value that crosses a pass or stage, or is reduced, is kept per block."""
+        spec, base = self.spec, self.base
+        need: set[int] = set()
+        for i, ins in enumerate(spec.body):
+            u = base + i
+            for a in ins.args:
+                if a < base or self.uni[a]:
+                    continue
+                if self.ufunc[u] or self.stage[u] > self.stage[a] or ins.op in _REDUCE:
+                    need.add(a)
+                elif self.level[a] == "full" and self.passes[u] > self.passes[a]:
+                    need.add(a)
+            if self.ufunc[u]:
+                need.add(u)
+        home: dict[int, tuple[str, int]] = {}
+        self.t_dtypes: list[str] = []
+        self.u_dtypes: list[str] = []
+        for v in sorted(need | set(self.out_index)):
+            if v in self.out_index:
+                home[v] = ("o", self.out_index[v])
+            elif self.level[v] == "full":
+                home[v] = ("t", len(self.t_dtypes))
+                self.t_dtypes.append(spec.dtype_of(v))
+            else:
+                home[v] = ("u", len(self.u_dtypes))
+                self.u_dtypes.append(spec.dtype_of(v))
+        return home
+
+    def steps(self) -> list[tuple[str, int]]:
+        """("numba", stage) and ("ufunc", value) in the order a block runs them."""
+        out: list[tuple[str, int]] = []
+        for s in range(self.n_stages):
+            if s > 0:
+                out += [("ufunc", v) for v in range(self.base, self.spec.n_values)
+                        if self.ufunc[v] and self.stage[v] == s]
+            out.append(("numba", s))
+        return out
+
+
+# --------------------------------------------------------------------------- the source
+class _Gen:
+    def __init__(self, p: RowPlan) -> None:
+        self.p = p
+        self.spec = p.spec
+        self.args = ([f"i{k}" for k in range(len(p.views))] + [f"t{j}" for j in range(len(p.t_dtypes))]
+                     + [f"u{j}" for j in range(len(p.u_dtypes))] + [f"o{j}" for j in range(len(self.spec.outputs))])
+        sigs = ([sig_array(self.spec.inputs[k][0]) for k, _ in p.views] + [sig_array(d) for d in p.t_dtypes]
+                + [sig_array(d) for d in p.u_dtypes] + [sig_array(self.spec.dtype_of(v)) for v, _ in self.spec.outputs])
+        self.sig = f'"void(int64, int64, {", ".join(sigs)})"'
+
+    def module(self) -> str:
+        p = self.p
+        src = ["# generated by noodle.backends.numba_rowwise: one row-wise region",
+               "import math", "import numpy as np", "from numba import njit",
+               "from noodle.backends.numba_rowwise import _rmax, _rmin, _rsum", "",
+               "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)", ""]
+        for s in range(p.n_stages):
+            src += self.stage(s)
+        return "\n".join(src) + "\n"
+
+    def name(self, a: int, level: str) -> str:
+        """The variable holding value ``a`` where a value of ``level`` is computed."""
+        if a < self.p.n_in:
+            return f"x{a}" if level == "full" else f"y{a}"
+        return f"v{a}"
+
+    def expr(self, v: int) -> str:
+        ins = self.spec.body[v - self.p.base]
+        lvl = self.p.level[v]
+        return op_expr(ins.op, [self.name(a, lvl) for a in ins.args], [self.spec.dtype_of(a) for a in ins.args],
+                       ins.dtype)
+
+    def _at(self, v: int, row: bool) -> str:
+        kind, j = self.p.home[v]
+        if self.p.level[v] == "full":
+            return f"{kind}{j}[{'ro' if kind == 'o' else 'bo'} + j]"
+        return f"{kind}{j}[{'r' if kind == 'o' else 'rb'}]"
+
+    def _reduce(self, v: int) -> str:
+        p, spec = self.p, self.spec
+        ins = spec.body[v - p.base]
+        a = ins.args[0]
+        if a < p.n_in:
+            buf, off = f"i{p.view_of[(a, 'full')]}", "ro"
+        else:
+            kind, j = p.home[a]
+            buf, off = f"{kind}{j}", "ro" if kind == "o" else "bo"
+        fn = {"sum": "_rsum", "mean": "_rsum", "max": "_rmax", "min": "_rmin"}[ins.op]
+        val = f"{fn}({buf}, {off}, {p.L})"
+        if ins.op == "mean":
+            val = f"({val} / {float_literal(float(p.L))})"
+        return f"v{v} = {cast(val, 'float64', ins.dtype)}"
+
+    def stage(self, s: int) -> list[str]:
+        p, spec = self.p, self.spec
+        base = p.base
+        mine = [v for v in range(base, spec.n_values) if p.stage[v] == s and not p.ufunc[v] and not p.uni[v]]
+        used: set[int] = set()   # values read by this stage's instructions
+        for v in mine:
+            used.update(spec.body[v - base].args)
+        top: list[str] = []
+        for v in sorted(self._uniform_closure(used)):
+            if v < p.n_in:
+                top.append(f"y{v} = i{p.view_of[(v, 'row')] if (v, 'row') in p.view_of else p.view_of[(v, 'full')]}[0]")
+                top.append(f"x{v} = y{v}")
+            elif v < base:
+                d, val = spec.consts[v - p.n_in]
+                top.append(f"v{v} = {literal(d, val)}")
+            else:
+                top.append(f"v{v} = {self.expr(v)}")
+        row = ["ro = r * " + str(p.L), f"bo = (r - r0) * {p.L}", "rb = r - r0"]
+        for k in range(p.n_in):
+            if p.uni[k] or k not in used:
+                continue
+            for lvl, var in (("full", "x"), ("row", "y")):
+                if (k, lvl) in p.view_of and p.views[p.view_of[(k, lvl)]][1] == "rowv":
+                    row.append(f"{var}{k} = i{p.view_of[(k, lvl)]}[r]")
+        # row values from earlier stages (or ufuncs) read here
+        for a in sorted(used):
+            if a >= base and not p.uni[a] and p.level[a] == "row" and (p.stage[a] < s or p.ufunc[a]):
+                row.append(f"v{a} = {self._at(a, True)}")
+        n_pass = max((p.passes[v] for v in mine), default=0) + 1
+        for q in range(n_pass):
+            for v in mine:
+                if p.passes[v] != q or p.level[v] != "row":
+                    continue
+                ins = spec.body[v - base]
+                row.append(self._reduce(v) if ins.op in _REDUCE else f"v{v} = {self.expr(v)}")
+                if v in p.home:
+                    row.append(f"{self._at(v, True)} = v{v}")
+            loop = [v for v in mine if p.passes[v] == q and p.level[v] == "full"]
+            if not loop:
+                continue
+            body: list[str] = []
+            loaded: set[int] = set()
+            for v in loop:
+                for a in spec.body[v - base].args:
+                    if a in loaded or p.uni[a]:
+                        continue
+                    if a < p.n_in:
+                        kind = p.views[p.view_of[(a, "full")]][1]
+                        if kind in ("mat", "col"):
+                            body.append(f"x{a} = i{p.view_of[(a, 'full')]}[{'ro + j' if kind == 'mat' else 'j'}]")
+                            loaded.add(a)
+                    elif a >= base and p.level[a] == "full" and (a not in loop):
+                        body.append(f"v{a} = {self._at(a, False)}")
+                        loaded.add(a)
+            for v in loop:
+                body.append(f"v{v} = {self.expr(v)}")
+                if v in p.home:
+                    body.append(f"{self._at(v, False)} = v{v}")
+            row.append(f"for j in range({p.L}):")
+            row += indent(body, 1)
+        src = [f"@njit({self.sig}, **_OPTS)", f"def s{s}({', '.join(['r0', 'r1', *self.args])}):"]
+        src += indent(top + ["for r in range(r0, r1):"] + indent(row or ["pass"], 1), 1)
+        return src + [""]
+
+    def _uniform_closure(self, values: set[int]) -> set[int]:
+        p = self.p
+        seen: set[int] = set()
+        stack = [v for v in values if p.uni[v]]
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v >= p.base:
+                stack.extend(self.spec.body[v - p.base].args)
+        return seen
+
+
+# ---------------------------------------------------------------------------- the kernel
+class RowKernel(Kernel):
+    """A compiled row-wise region: ``kernel(*inputs)`` -> one array per ``spec.outputs`` entry."""
+
+    backend = "numba"
+
+    def __init__(self, spec: RowSpec, p: RowPlan, module: Any, hit: bool) -> None:
+        self.spec = spec  # type: ignore[assignment]
+        self.plan = p
+        self.module = module
+        self.from_cache = hit
+        self._in = [(np.dtype(d), tuple(s)) for d, s in spec.inputs]
+        self._out = [(np.dtype(spec.dtype_of(v)), tuple(shape)) for v, shape in spec.outputs]
+        self._steps = []
+        for kind, x in p.steps():
+            if kind == "numba":
+                self._steps.append(("numba", getattr(module, f"s{x}")))
+            else:
+                ins = spec.body[x - p.base]
+                fn = getattr(np, UFUNC_OPS[ins.op])
+                cast_to = ins.dtype if any(spec.dtype_of(a) != ins.dtype for a in ins.args) else None
+                self._steps.append(("ufunc", (fn, x, ins.args, cast_to)))
+        self._consts = {p.n_in + c: np.asarray(val, dtype=d) for c, (d, val) in enumerate(spec.consts)}
+
+    def _views(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        if len(inputs) != len(self._in):
+            check_inputs(self.spec, inputs)   # type: ignore[arg-type]
+        p = self.plan
+        arrays = []
+        for k, x in enumerate(inputs):
+            dt, shape = self._in[k]
+            if type(x) is not np.ndarray or x.dtype != dt or x.shape != shape:
+                arr = np.asarray(x)
+                if arr.dtype != dt or (arr.shape != shape and not (arr.size == 1 and math.prod(shape) == 1)):
+                    check_inputs(self.spec, inputs)   # type: ignore[arg-type]
+                    raise ShapeError(f"kernel inputs do not match the compiled spec (input shape {arr.shape})")
+                inputs = (*inputs[:k], arr.reshape(shape), *inputs[k + 1:])
+        for k, kind in p.views:
+            x = inputs[k]
+            # (never a broadcast view itself: it is read-only, and the stages take writable arrays)
+            if kind == "one":
+                v = np.ascontiguousarray(x).reshape(1)
+            elif kind == "mat":
+                v = np.ascontiguousarray(x if x.shape == p.full else np.broadcast_to(x, p.full)).reshape(-1)
+            elif kind == "col":
+                v = np.ascontiguousarray(x).reshape(p.L)
+            else:
+                v = np.ascontiguousarray(x if x.size == p.R else np.broadcast_to(x, (*self.spec.rows, 1))).reshape(p.R)
+            if not v.flags.writeable:
+                v = v.copy()
+            arrays.append(v)
+        return arrays
+
+    def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        p = self.plan
+        views = self._views(inputs)
+        outs = [np.empty(math.prod(shape), dt) for dt, shape in self._out]
+        for j, (v, _shape) in enumerate(self.spec.outputs):
+            first = p.out_index[v]
+            if first != j:
+                outs[j] = outs[first]
+        n_blocks = -(-p.R // p.rows_per_block)
+        if n_blocks == 1 or p.R * p.L < PARALLEL_MIN or cpu_threads() < 2:
+            t, u = self._scratch()
+            for b in range(n_blocks):
+                self._block(b, views, outs, t, u)
+        else:
+            shared = iter(range(n_blocks))   # next() on a range iterator is atomic under the GIL
+            workers = min(cpu_threads(), n_blocks)
+            pool = numba_threads.workers()
+            futures = [pool.submit(self._blocks, shared, views, outs) for _ in range(1, workers)]
+            self._blocks(shared, views, outs)
+            for f in futures:
+                f.result()
+        return tuple(o.reshape(shape) for o, (_dt, shape) in zip(outs, self._out, strict=True))
+
+    def _scratch(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        cache = getattr(_local, "scratch", None)
+        if cache is None:
+            cache = _local.scratch = {}
+        p = self.plan
+        rb = p.rows_per_block
+        key = (rb * p.L, rb, tuple(p.t_dtypes), tuple(p.u_dtypes))
+        bufs = cache.get(key)
+        if bufs is None:
+            bufs = cache[key] = ([np.empty(rb * p.L, d) for d in p.t_dtypes], [np.empty(rb, d) for d in p.u_dtypes])
+        return bufs
+
+    def _blocks(self, shared: Any, views: list[np.ndarray], outs: list[np.ndarray]) -> None:
+        t, u = self._scratch()
+        for b in shared:
+            self._block(b, views, outs, t, u)
+
+    def _block(self, b: int, views: list[np.ndarray], outs: list[np.ndarray], t: list[np.ndarray],
+               u: list[np.ndarray]) -> None:
+        p = self.plan
+        r0 = b * p.rows_per_block
+        r1 = min(p.R, r0 + p.rows_per_block)
+        for kind, what in self._steps:
+            if kind == "numba":
+                what(r0, r1, *views, *t, *u, *outs)
+                continue
+            fn, v, args, cast_to = what
+            lvl = p.level[v]
+            srcs = [self._operand(a, lvl, r0, r1, views, outs, t, u) for a in args]
+            dst = self._operand(v, lvl, r0, r1, views, outs, t, u)
+            if cast_to is None:
+                fn(*srcs, out=dst)
+            else:
+                fn(*srcs, out=dst, dtype=cast_to)
+
+    def _operand(self, a: int, lvl: str, r0: int, r1: int, views: list[np.ndarray], outs: list[np.ndarray],
+                 t: list[np.ndarray], u: list[np.ndarray]) -> Any:
+        """Value ``a`` over rows ``r0 .. r1`` as an array a ufunc of level ``lvl`` broadcasts."""
+        p = self.plan
+        nb, L = r1 - r0, p.L
+        if a in self._consts:
+            return self._consts[a]
+        if a < p.n_in:
+            vi = p.view_of[(a, lvl)]
+            kind = p.views[vi][1]
+            x = views[vi]
+            if kind == "mat":
+                return x[r0 * L:r1 * L].reshape(nb, L)
+            if kind == "rowv":
+                return x[r0:r1].reshape(nb, 1) if lvl == "full" else x[r0:r1]
+            return x
+        kind, j = p.home[a]
+        if p.level[a] == "full":
+            return (outs[j][r0 * L:r1 * L] if kind == "o" else t[j][:nb * L]).reshape(nb, L)
+        col = outs[j][r0:r1] if kind == "o" else u[j][:nb]
+        return col.reshape(nb, 1) if lvl == "full" else col
+
+
+def source(spec: RowSpec) -> str:
+    """The generated module source for ``spec`` (what the kernel cache holds)."""
+    return _Gen(RowPlan(spec)).module()
+
+
+def compile_rowwise(spec: RowSpec, cache_dir: Any = None) -> RowKernel:
+    """Plan, generate and load the kernel of ``spec`` (CompileError when it cannot be built here)."""
+    for dt, _ in spec.inputs:
+        nb_type(dt)
+    for ins in spec.body:
+        nb_type(ins.dtype)
+    t0 = time.perf_counter()
+    p = RowPlan(spec)
+    check_portable_casts(spec)   # type: ignore[arg-type]
+    check_integer_power(spec)    # type: ignore[arg-type]
+    src = _Gen(p).module()
+    key = "row_" + spec.key()
+    try:
+        module = load_module(key, src, cache_dir)
+    except CompileError:
+        raise
+    except Exception as exc:
+        raise CompileError(f"numba failed to compile row-wise kernel {key}: {type(exc).__name__}: {exc}") from exc
+    hit = from_cache(module)
+    _COMPILES.labels("disk" if hit else "compiled").inc()
+    metrics.emit("jit.compile", backend="numba", key=key, mode="rowwise", seconds=time.perf_counter() - t0,
+                 from_cache=hit)
+    return RowKernel(spec, p, module, hit)
+
+
+__all__ = ["BLOCK", "RowKernel", "RowPlan", "compile_rowwise", "source"]
