@@ -13,8 +13,16 @@ emitter), :mod:`~noodle.backends.numba_plan` (loop shape and typed stages),
 header and the size checks and picks the shape. Imports point one way: emit <-
 plan <- loops/stages <- codegen.
 
-Each one-function shape is emitted twice, ``k_par`` (prange) and ``k_ser``
-(range): the runtime never uses threads below ``PARALLEL_MIN`` elements.
+The source is generic over lengths (see :mod:`~noodle.backends.numba_plan`): it is the
+same text for every shape of one layout class, and the file is named by
+:func:`~noodle.backends.numba_plan.generic_key`. Sizes come from the arrays (rank 1) or
+from a ``dims`` array of the collapsed extents (``DIMS = True``), and each
+function checks every operand's length against them before touching memory.
+
+Each one-function shape is emitted twice, ``k_ser`` (range, compiled now, with an
+explicit signature) and ``k_par`` (prange, compiled on its first use: only a
+call of at least :func:`noodle.backends.numba_threads.parallel_min` elements
+takes it, after the inputs were checked).
 
 Example::
 
@@ -26,37 +34,89 @@ Example::
 
 from __future__ import annotations
 
-import numpy as np
-
-from noodle.backends.numba_emit import indent, sig_array
+from noodle.backends.numba_emit import Emitter, indent, sig_array
 from noodle.backends.numba_loops import LOOP_SHAPES
-from noodle.backends.numba_plan import BLOCK, PARALLEL_MIN, Plan, emitter, n_partials, plan
+from noodle.backends.numba_plan import (
+    BLOCK,
+    PARALLEL_MIN,
+    Plan,
+    emitter,
+    generic,
+    generic_key,
+    n_partials,
+    plan,
+    stride_defs,
+)
 from noodle.backends.numba_stages import gen_stages
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError
+from noodle.ir.reduction import CHUNK
+
+
+def needs_dims(spec: KernelSpec, g: Plan, e: Emitter) -> bool:
+    """True when the kernel takes the collapsed extents as a ``dims`` array: N-d layouts, and
+    1-D ones with no array of the full length to read it from."""
+    if len(g.shape) != 1:
+        return True
+    return not spec.outputs and all(e.uni[k] for k in range(e.n_in))
+
+
+def size_lines(spec: KernelSpec, g: Plan, e: Emitter, dims: bool) -> list[str]:
+    """Lines defining ``d0``..., ``n`` (and ``nrows``, ``nch``, the strides) at run time."""
+    rank = len(g.shape)
+    if dims:
+        lines = [f"d{d} = dims[{d}]" for d in range(rank)]
+    else:
+        src = next((f"i{k}" for k in range(e.n_in) if not e.uni[k]), "o0")
+        lines = [f"d0 = {src}.shape[0]"]
+    lines.append(f"n = {' * '.join(f'd{d}' for d in range(rank))}")
+    if rank > 1:
+        lines.append(f"nrows = {' * '.join(f'd{d}' for d in range(rank - 1))}")
+    if spec.reduce is not None:
+        lines.append(f"nch = max(1, (n + {CHUNK - 1}) // {CHUNK})")
+    return lines + stride_defs(g)
+
+
+def size_check(spec: KernelSpec, g: Plan, e: Emitter, dims: bool) -> str:
+    """The condition under which the operands do not fit the run-time sizes (the kernel then
+    returns False without touching memory; the caller reports why)."""
+    rank = len(g.shape)
+    conds = [f"dims.shape[0] != {rank}"] if dims else []
+    conds += [f"d{d} < 0" for d in range(rank)] if dims else []
+    for k, strides in enumerate(g.in_strides):
+        varying = [f"d{d}" for d, st in enumerate(strides) if st != 0]
+        conds.append(f"i{k}.shape[0] != {' * '.join(varying) if varying and not e.uni[k] else 1}")
+    conds += [f"o{j}.shape[0] != n" for j in range(len(spec.outputs))]
+    if spec.reduce is not None:
+        conds.append("part.shape[0] < nch")
+    return " or ".join(conds) or "False"
 
 
 def generate(spec: KernelSpec, p: Plan) -> str:
-    """The full module source for ``spec`` under plan ``p``."""
+    """The full module source for ``spec``'s layout class under its (concrete) plan ``p``."""
+    if p.n == 0:
+        raise CompileError("internal: an empty iteration space has no kernel (NumPy defines its result)")
+    g = generic(p)
     fm = "True" if spec.fastmath else "False"
     src = [
-        f'"""noodle kernel {spec.key()} (mode {p.mode}); generated, do not edit."""',
+        f'"""noodle kernel {generic_key(spec, p)} (mode {p.mode}, rank {len(p.shape)}); generated, do not edit."""',
         "import math",
         "import numpy as np",
         "from numba import njit, prange",
+        "from noodle.backends.numba_reduce import lane_sums",
         "",
         f"_OPTS = dict(cache=True, error_model='numpy', fastmath={fm}, nogil=True)",
         f"MODE = {p.mode!r}",
-        f"N = {p.n}",
-        "",
     ]
-    e = emitter(spec, p)
+    e = emitter(spec, g)
+    dims = needs_dims(spec, g, e)
+    src += [f"DIMS = {dims}", ""]
     in_args = [f"i{k}" for k in range(e.n_in)]
     out_args = [f"o{j}" for j in range(len(spec.outputs))]
     in_sig = [sig_array(d) for d, _ in spec.inputs]
     out_sig = [sig_array(spec.dtype_of(v)) for v in spec.outputs]
     if p.mode == "stages":
-        src += gen_stages(spec, p, e, in_args, out_args, in_sig, out_sig)
+        src += gen_stages(spec, g, e, in_args, out_args, in_sig, out_sig)
         return "\n".join(src) + "\n"
     gen = LOOP_SHAPES.get(p.mode)
     if gen is None:
@@ -65,27 +125,26 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     extra_args, extra_sig = [], []
     if red is not None:
         extra_args, extra_sig = ["part"], [sig_array(p.acc_dtype)]
+    if dims:
+        extra_args, extra_sig = [*extra_args, "dims"], [*extra_sig, "int64[::1]"]
     args = in_args + out_args + extra_args
     sig = f'"boolean({", ".join(in_sig + out_sig + extra_sig)})"'
     # the kernel checks its own operand sizes (nanoseconds here, a microsecond in Python) and
     # returns False without touching memory when they do not fit; the caller then reports why
-    sizes = [int(np.prod(s)) if s else 1 for _, s in spec.inputs] + [p.n] * len(spec.outputs)
-    size_check = " or ".join(f"{a}.shape[0] != {z}" for a, z in zip(in_args + out_args, sizes, strict=True))
-    if red is not None:
-        size_check += f" or part.shape[0] < {n_partials(p)}"
-    # small spaces never run threaded: no parallel variant (it is the slow one to compile).
-    # Large ones compile the parallel variant now and the serial one (used only when another
-    # thread holds the parallel lock) lazily, on first use.
-    variants = [("k_ser", "range", "False", sig)]
-    if p.n >= PARALLEL_MIN:
-        variants = [("k_par", "prange", "True", sig), ("k_ser", "range", "False", "")]
-    for variant, loop, par, vsig in variants:
-        body = gen(spec, p, e, loop)
+    check = size_check(spec, g, e, dims)
+    sizes = size_lines(spec, g, e, dims)
+    # the serial variant is compiled now (every call below the parallel threshold runs it, and a
+    # call whose thread finds the parallel lock busy); the parallel one on first use
+    for variant, loop, par, vsig in (("k_ser", "range", "False", sig), ("k_par", "prange", "True", "")):
+        body = gen(spec, g, e, loop)
         src.append(f"@njit({vsig + ', ' if vsig else ''}parallel={par}, **_OPTS)")
         src.append(f"def {variant}({', '.join(args)}):")
-        src += indent([f"if {size_check}:", "    return False"] + body + ["return True"], 1)
+        if dims:   # the extents come from ``dims``: check its length before reading it
+            src += indent([f"if dims.shape[0] != {len(g.shape)}:", "    return False"], 1)
+        src += indent(sizes + [f"if {check}:", "    return False"] + body + ["return True"], 1)
         src.append("")
     return "\n".join(src) + "\n"
 
 
-__all__ = ["BLOCK", "PARALLEL_MIN", "Plan", "generate", "n_partials", "plan"]
+__all__ = ["BLOCK", "PARALLEL_MIN", "Plan", "generate", "n_partials", "needs_dims", "plan", "size_check",
+           "size_lines"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from noodle.backends.numba_emit import Emitter, indent, lane_reduce
+from noodle.backends.numba_emit import Emitter, indent, lane_reduce, uses_chunk_buffer
 from noodle.backends.numba_plan import Plan
 from noodle.backends.spec import KernelSpec
 from noodle.ir.reduction import CHUNK
@@ -63,7 +63,7 @@ def segment_loads(p: Plan, base: dict[int, str], lo: str, hi: str, col: str) -> 
 def gen_rows(spec: KernelSpec, p: Plan, e: Emitter, loop: str) -> list[str]:
     """(p)range over the outer dims, an inner loop over the last one."""
     shape = p.shape
-    rows = int(np.prod(shape[:-1]))
+    rows = "nrows" if isinstance(p.n, str) else int(np.prod(shape[:-1]))   # a generic plan's name
     last = shape[-1]
     lines = e.hoisted(e.targets())
     lines.append(f"for r in {loop}({rows}):")
@@ -88,19 +88,29 @@ def gen_rows(spec: KernelSpec, p: Plan, e: Emitter, loop: str) -> list[str]:
     return lines + indent(inner, 1)
 
 
+CHUNKS_PER_ITEM = 8   # chunks one parallel item reduces (one chunk buffer per item)
+
+
 def gen_chunks(spec: KernelSpec, p: Plan, e: Emitter, loop: str) -> list[str]:
-    """Full reduction of a 1-D space in the defined order: chunks of ``CHUNK`` elements (the
-    parallel loop), each sliced so its index starts at 0 (no negative-index checks), reduced in
-    ``LANES`` lanes; the driver adds the chunk values in order."""
-    nchunk = max(1, -(-p.n // CHUNK))
+    """Full reduction of a 1-D space in the defined order: chunks of ``CHUNK`` elements, each
+    sliced so its index starts at 0 (no negative-index checks), reduced in ``LANES`` lanes; the
+    parallel loop runs over items of ``CHUNKS_PER_ITEM`` chunks (a float sum's chunk buffer is
+    allocated once per item); the driver adds the chunk values in order."""
+    nchunk = "nch" if isinstance(p.n, str) else max(1, -(-p.n // CHUNK))
     lines = e.hoisted(e.targets())
-    lines.append(f"for c in {loop}({nchunk}):")
+    per = CHUNKS_PER_ITEM
+    lines.append(f"for it in {loop}(({nchunk} + {per - 1}) // {per}):")
+    item = []
+    if uses_chunk_buffer(spec, p.acc_dtype):
+        item.append(f"buf = np.empty({CHUNK}, np.float64)")
+    item.append(f"for c in range(it * {per}, min({nchunk}, it * {per} + {per})):")
     inner = [f"lo = c * {CHUNK}", f"hi = min(lo + {CHUNK}, {p.n})", "m = hi - lo"]
     inner += [f"x{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
     inner += [f"y{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
     inner += lane_reduce(e, p.acc_dtype, e.targets(), "0", "m", lambda ix: e.loads([ix] * e.n_in, "x"), "y")
     inner.append("part[c] = acc0")
-    return lines + indent(inner, 1)
+    item += indent(inner, 1)
+    return lines + indent(item, 1)
 
 
 #: plan mode -> the generator of its loop body
@@ -109,4 +119,4 @@ LOOP_SHAPES: dict[str, Callable[[KernelSpec, Plan, Emitter, str], list[str]]] = 
 }
 
 
-__all__ = ["LOOP_SHAPES", "gen_chunks", "gen_flat", "gen_rows", "segment_loads"]
+__all__ = ["CHUNKS_PER_ITEM", "LOOP_SHAPES", "gen_chunks", "gen_flat", "gen_rows", "segment_loads"]

@@ -1,7 +1,20 @@
 """What the Numba code generator decides for one spec before writing any source: the loop shape,
 the collapsed layout and, for the ``stages`` shape, the typed stages.
 
-Loop shapes (all sizes and strides are literal constants of the generated code):
+One kernel for every length: the generated code reads its sizes at run time (the length of
+an input or output, or a ``dims`` array of the collapsed extents for N-d layouts), and every
+stride is a product of those extents. What the code depends on is the *layout class*: the
+collapsed rank, which collapsed dims each input varies along (it is broadcast along the others),
+which dims a reduction covers, the dtypes and the body. :func:`generic_key` hashes exactly that;
+it is the compile-cache key, so a function called with 50 lengths compiles one module (two when
+a length-1 call makes a size-1 input look like a full one, which is a different class). A
+one-point space is planned as a length-1 flat space with every input varying (the uniform rule
+of :func:`noodle.backends.numba_emit.uniform`), so length 1 shares the class of the other lengths.
+Nothing is shape-specialized: literal sizes measured no faster here (``sum((a - b) ** 2)`` and
+the fused chain at 1e5 and 1e6 within run-to-run noise), since every inner loop already runs
+over a slice whose length LLVM does not need to know.
+
+Loop shapes:
 
 * ``flat``: one (p)range loop over the collapsed 1-D iteration space;
 * ``rows``: (p)range over the outer dims, inner loop over the last one
@@ -33,7 +46,9 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -45,7 +60,8 @@ from noodle.errors import CompileError
 from noodle.ir.ops import LIBM_OPS, OPS
 from noodle.ir.reduction import CHUNK, acc_dtype
 
-PARALLEL_MIN = 100_000          # elements; below this every kernel runs serially (no thread start-up)
+PARALLEL_MIN = 100_000          # the default of numba_threads.parallel_min(); kept for importers
+GENERIC_VERSION = 1             # bump when the generated code of a layout class changes meaning
 BLOCK = 1 << 15                  # elements per block in the ``stages`` shape (256 KiB of float64)
 assert BLOCK % CHUNK == 0, "a stages block must hold whole reduction chunks"
 # ops whose float bits are NumPy's (its SIMD/SVML loops; ir/ops.py ``libm``): evaluated by NumPy
@@ -81,11 +97,11 @@ class Plan:
     """What the generator decided: loop shape, collapsed layout, and the stages."""
 
     mode: str
-    shape: tuple[int, ...]
-    in_strides: list[tuple[int, ...]]
-    out_strides: tuple[int, ...]
+    shape: tuple                    # collapsed extents: ints, or names (``d0``...) in a generic plan
+    in_strides: list[tuple]         # per input: 0 (broadcast), 1, an int, or a name in a generic plan
+    out_strides: tuple
     reduced: list[bool]
-    n: int
+    n: int | str                    # elements; ``"n"`` in a generic plan
     acc_dtype: str = ""
     stages: list[UfuncStep | NumbaStep] = field(default_factory=list)
     scratch_dtypes: list[str] = field(default_factory=list)
@@ -108,7 +124,13 @@ def plan(spec: KernelSpec) -> Plan:
     lay = spec_layout(spec, nb_type)
     red = spec.reduce
     cshape, cred, n = lay.cshape, lay.reduced, lay.n
-    p = Plan("flat", cshape, lay.in_strides, lay.out_strides, cred, n)
+    in_strides, out_strides = lay.in_strides, lay.out_strides
+    if n == 1:
+        # one point: a length-1 flat space, every input read at 0 (none is uniform: see
+        # numba_emit.uniform), so a length-1 call shares the generic kernel of the other lengths
+        cshape, out_strides, cred = (1,), (1,), [red is not None]
+        in_strides = [(1,)] * len(spec.inputs)
+    p = Plan("flat", cshape, in_strides, out_strides, cred, n)
     if red is not None:
         p.acc_dtype = acc_dtype(red.op, spec.dtype_of(red.value))   # the defined order's
     full_1d = red is not None and all(cred) and len(cshape) <= 1
@@ -127,6 +149,47 @@ def plan(spec: KernelSpec) -> Plan:
     else:
         p.mode = "rows"
     return p
+
+
+def generic(p: Plan) -> Plan:
+    """``p`` with its sizes and strides as names the generated code defines at run time
+    (``n``, ``d0``..., ``st<input>_<dim>``); 0 and 1 stay literal (broadcast, contiguous)."""
+    rank = len(p.shape)
+    dims = tuple(f"d{d}" for d in range(rank))
+
+    def sym(strides: tuple, k: int | str) -> tuple:
+        out: list[int | str] = []
+        for d, st in enumerate(strides):
+            later = [e for e in range(d + 1, rank) if strides[e] != 0]
+            out.append(0 if st == 0 else 1 if not later else f"st{k}_{d}")
+        return tuple(out)
+
+    return replace(p, shape=dims, in_strides=[sym(st, k) for k, st in enumerate(p.in_strides)],
+                   out_strides=sym(p.out_strides, "o"), n="n")
+
+
+def stride_defs(p: Plan) -> list[str]:
+    """Source lines defining the stride names of a generic plan from the extents ``d0``..."""
+    lines = []
+    rank = len(p.shape)
+    for strides in [*p.in_strides, p.out_strides]:
+        for d, st in enumerate(strides):
+            if isinstance(st, str):
+                later = [f"d{e}" for e in range(d + 1, rank) if strides[e] != 0]
+                lines.append(f"{st} = {' * '.join(later)}")
+    return lines
+
+
+def generic_key(spec: KernelSpec, p: Plan) -> str:
+    """The compile-cache key of ``spec``'s layout class (see the module docstring): the same for
+    every shape that collapses to the same rank, broadcast pattern and reduced dims."""
+    masks = [[st != 0 for st in strides] for strides in p.in_strides]
+    red = spec.reduce
+    bare = replace(spec, inputs=tuple((d, ()) for d, _ in spec.inputs), shape=(),
+                   reduce=None if red is None else replace(red, axes=None, shape=()))
+    payload = json.dumps({"spec": asdict(bare), "mode": p.mode, "rank": len(p.shape), "masks": masks,
+                          "reduced": list(p.reduced), "generic": GENERIC_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
 def _has_ufunc_work(spec: KernelSpec, p: Plan) -> bool:
@@ -247,5 +310,5 @@ def unstaged_inputs(p: Plan, n_in: int) -> tuple[int, ...]:
     return tuple(k for k in range(n_in) if k not in staged)
 
 
-__all__ = ["BLOCK", "PARALLEL_MIN", "UFUNC_OPS", "NumbaStep", "Plan", "UfuncStep", "emitter", "n_partials", "plan",
-           "plan_stages", "unstaged_inputs"]
+__all__ = ["BLOCK", "GENERIC_VERSION", "PARALLEL_MIN", "UFUNC_OPS", "NumbaStep", "Plan", "UfuncStep", "emitter",
+           "generic", "generic_key", "n_partials", "plan", "plan_stages", "stride_defs", "unstaged_inputs"]

@@ -107,6 +107,10 @@ def _lanes(typingctx: Any, row: Any, start: Any, steps: Any) -> Any:  # pragma: 
     return sig, codegen
 
 
+#: the public name generated kernels import (:func:`noodle.backends.numba_emit.lane_reduce`)
+lane_sums = _lanes
+
+
 @njit(**_OPTS)
 def _inner_items(x: Any, part: Any, lo: int, hi: int) -> None:   # pragma: no cover - compiled
     """Items ``lo .. hi`` of (M, R) ``x``: item k is chunk ``k % nch`` of row ``k // nch``;
@@ -302,4 +306,4 @@ def _canonical_nan(out: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["ordered_sum_fast"]
+__all__ = ["lane_sums", "ordered_sum_fast"]

@@ -10,6 +10,9 @@ elements) into a per-thread scratch buffer. The driver in
 :mod:`noodle.backends.numba_cpu` runs the blocks on a few threads; spaces of one
 block get a generated driver (``run1``) with every step spelled out.
 
+Generic over lengths (a plan from :func:`noodle.backends.numba_plan.generic`): a 1-D stage
+needs only its block ``[lo, hi)``; an N-d one also takes the collapsed extents as ``dims``.
+
 Example::
 
     >>> from noodle.backends.spec import Instr, KernelSpec
@@ -25,10 +28,15 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
-from noodle.backends.numba_emit import Emitter, float_literal, indent, lane_reduce, sig_array
-from noodle.backends.numba_plan import BLOCK, NumbaStep, Plan, UfuncStep, n_partials, unstaged_inputs
+from noodle.backends.numba_emit import (
+    Emitter,
+    float_literal,
+    indent,
+    lane_reduce,
+    sig_array,
+    uses_chunk_buffer,
+)
+from noodle.backends.numba_plan import NumbaStep, Plan, UfuncStep, stride_defs, unstaged_inputs
 from noodle.backends.op_text import is_float
 from noodle.backends.spec import KernelSpec
 from noodle.ir.reduction import CHUNK
@@ -72,6 +80,8 @@ def gen_stages(spec: KernelSpec, p: Plan, e: Emitter, in_args: list[str], out_ar
             # 1-D only (see plan): the block's chunks in the defined order, one value per chunk
             lines += [f"i{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
             lines += [f"o{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
+            if uses_chunk_buffer(spec, p.acc_dtype):
+                lines.append(f"buf = np.empty({CHUNK}, np.float64)")
             lines.append(f"for c in range((hi - lo + {CHUNK - 1}) // {CHUNK}):")
             chunk = [f"cs = c * {CHUNK}", f"m = min({CHUNK}, hi - lo - cs)"]
             computed = set(step.compute)
@@ -96,16 +106,24 @@ def gen_stages(spec: KernelSpec, p: Plan, e: Emitter, in_args: list[str], out_ar
         # pass a stage only the arrays it reads or writes: Numba's dispatcher checks every
         # argument on every call (~70 ns each), which is most of a small call
         lines, used = _only_used(lines, e.n_in, p.n_scratch, len(spec.outputs) if final else 0)
-        step.args = used + ([("p", 0)] if reduces else [])
+        dims = nd > 1    # an N-d stage walks rows: the extents (and strides from them) at run time
+        if dims:
+            lines = [f"d{d} = dims[{d}]" for d in range(nd)] + stride_defs(p) + lines
+        step.args = used + ([("p", 0)] if reduces else []) + ([("d", 0)] if dims else [])
         sigs = {"i": in_sig, "t": t_sig, "o": out_sig}
         arg_sig = [sigs[kind][k] for kind, k in used] + ([sig_array(p.acc_dtype)] if reduces else [])
-        names = [f"{kind}{k}" for kind, k in used] + (["part"] if reduces else [])
+        arg_sig += ["int64[::1]"] if dims else []
+        names = [f"{kind}{k}" for kind, k in used] + (["part"] if reduces else []) + (["dims"] if dims else [])
         src.append(f'@njit("void(int64, int64, {", ".join(arg_sig)})", **_OPTS)')
         src.append(f"def s{step.index}({', '.join(['lo', 'hi', *names])}):")
         src += indent(lines, 1)
         src.append("")
-    if p.n <= BLOCK:
-        src += _one_block_driver(spec, p, in_args, out_args, t_args)
+    # what each stage takes: a kernel built from this module for another shape of the class
+    # binds its steps from here (its plan's stages were not the ones the source was written from)
+    args = {st.index: st.args for st in p.stages if isinstance(st, NumbaStep)}
+    src += [f"STEP_ARGS = {args!r}", ""]
+    # the drivers of spaces of at most one block (the kernel picks them by the run-time size)
+    src += _one_block_driver(spec, p, in_args, out_args, t_args)
     return src
 
 
@@ -130,14 +148,14 @@ def _only_used(lines: list[str], n_in: int, n_scratch: int, n_out: int) -> tuple
 
 def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: list[str],
                       t_args: list[str]) -> list[str]:
-    """``run1``: the whole space as one block, in plain Python with every step spelled out.
+    """``run1(n, dims, ...)``: the whole space of ``n`` elements as one block, in plain Python
+    with every step spelled out (the caller uses it for ``n <= BLOCK``).
 
     Why: a small call is dominated by the generic driver's per-step lookups (~4 µs of a 6 µs
     call on 16 elements); spelled out, what is left is the stage and ufunc calls themselves.
     """
-    n = p.n
     consts: list[str] = []
-    body = [f"t{j} = np.empty({n}, np.{d})" for j, d in enumerate(p.scratch_dtypes)]
+    body = [f"t{j} = np.empty(n, np.{d})" for j, d in enumerate(p.scratch_dtypes)]
     part = ["part"] if spec.reduce is not None else []
     for step in p.stages:
         if isinstance(step, UfuncStep):
@@ -159,25 +177,29 @@ def _one_block_driver(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
             cast = f", dtype=np.{step.dtype}" if step.cast else ""
             body.append(f"np.{step.fn}({', '.join(operands)}, out=t{step.dst}{cast})")
         else:
-            args = ["0", str(n)] + [f"{kind}{k}" if kind != "p" else "part" for kind, k in step.args]
+            names = {"p": "part", "d": "dims"}
+            args = ["0", "n"] + [names.get(kind, f"{kind}{k}") for kind, k in step.args]
             body.append(f"s{step.index}({', '.join(args)})")
-    lines = consts + [f"def run1({', '.join(in_args + out_args + part)}):"]
+    lines = consts + [f"def run1({', '.join(['n', 'dims', *in_args, *out_args, *part])}):"]
     lines += indent(body, 1)
     lines.append("")
-    # run1a: checks the input sizes itself (a wrong one raises TypeError: the kernel's slow path
-    # then names it) and allocates the outputs, for small 1-D calls; returns outputs (+ partials)
-    sizes = [int(np.prod(shape)) if shape else 1 for _, shape in spec.inputs]
-    check = " or ".join(f"i{k}.shape[0] != {z} or i{k}.ndim != 1" for k, z in enumerate(sizes))
+    if len(p.shape) != 1:
+        return lines
+    # run1a (1-D layouts): checks the input sizes itself (a wrong one raises TypeError: the
+    # kernel's slow path then names it) and allocates the outputs, for small calls; returns
+    # outputs (+ partials)
+    uni = [all(st == 0 for st in strides) for strides in p.in_strides]
+    check = " or ".join(f"i{k}.shape[0] != {1 if uni[k] else 'n'} or i{k}.ndim != 1" for k in range(len(in_args)))
     # Numba's dispatcher checks the dtype of what a stage reads; an input only a ufunc reads is
     # checked here (a float32 array where float64 is compiled must not be computed with)
     check += "".join(f" or i{k}.dtype != np.{spec.inputs[k][0]}" for k in unstaged_inputs(p, len(spec.inputs)))
-    alloc = [f"o{j} = np.empty({n}, np.{spec.dtype_of(v)})" for j, v in enumerate(spec.outputs)]
+    alloc = [f"o{j} = np.empty(n, np.{spec.dtype_of(v)})" for j, v in enumerate(spec.outputs)]
     if spec.reduce is not None:
-        alloc.append(f"part = np.empty({n_partials(p)}, np.{p.acc_dtype})")
-    lines.append(f"def run1a({', '.join(in_args)}):")
-    lines += indent([f"if {check}:", "    raise TypeError('input sizes do not match the kernel')", *alloc,
-                      f"run1({', '.join(in_args + out_args + part)})",
-                      f"return ({', '.join(out_args + part)},)"], 1)
+        alloc.append(f"part = np.empty(max(1, (n + {CHUNK - 1}) // {CHUNK}), np.{p.acc_dtype})")
+    lines.append(f"def run1a({', '.join(['n', 'dims', *in_args])}):")
+    lines += indent([f"if {check or 'False'}:", "    raise TypeError('input sizes do not match the kernel')",
+                     *alloc, f"run1({', '.join(['n', 'dims', *in_args, *out_args, *part])})",
+                     f"return ({', '.join(out_args + part)},)"], 1)
     return lines + [""]
 
 
