@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,34 @@ TRACED_METHODS = ("T", "all", "any", "astype", "clip", "copy", "dot", "dtype", "
                   "ndim", "ravel", "reshape", "shape", "size", "sum", "transpose")
 # eager-op names accepted by __noodle_op__ (op-table names plus NumPy spellings)
 _ALIASES = {**{name: name for name in computing_ops()}, **_UFUNCS, **_FUNCS}
+
+
+_ACTIVE = threading.local()
+
+
+class active:  # noqa: N801 - used as a context manager, reads like a function
+    """Marks ``ctx`` as the trace being recorded on this thread while the block runs.
+
+    Why: ``nd.while_loop`` / ``nd.fori_loop`` called inside a jitted function must record a loop
+    even when nothing they are given is traced (a constant initial carry, a body reading traced
+    values from its closure); outside any trace they are plain Python loops."""
+
+    def __init__(self, ctx: TraceContext) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> TraceContext:
+        stack = _ACTIVE.__dict__.setdefault("stack", [])
+        stack.append(self.ctx)
+        return self.ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.stack.pop()
+
+
+def active_context() -> TraceContext | None:
+    """The innermost trace being recorded on this thread (None outside ``nd.jit`` tracing)."""
+    stack = getattr(_ACTIVE, "stack", None)
+    return stack[-1] if stack else None
 
 
 def user_location() -> str:
@@ -96,10 +125,15 @@ class TraceContext:
         self.raised: list[TraceError] = []   # errors raised into the traced function
         self.scalar_inputs: set[int] = set()   # inputs standing for scalars (immutable in Python)
         self.raw_outputs: dict[int, Any] = {}  # results that are plain Python/NumPy scalars, not traced
+        # a loop's cond or body (noodle.trace.loops): values of the enclosing trace it reads become
+        # extra inputs of this sub-program, through the scope
+        self.scope: Any = None
 
     def lift(self, x: Any, like: Tracer | None) -> Tracer:
         """A Tracer for ``x``: Tracers pass through, Python scalars and arrays become constants."""
         if isinstance(x, Tracer):
+            if x.ctx is not self and self.scope is not None and self.scope.encloses(x.ctx):
+                return self.scope.capture(self, x)
             if x.ctx is not self:
                 raise TraceError(f"a value from another traced function was used at {user_location()}; "
                                  "pass it as an argument instead")
@@ -122,6 +156,9 @@ class TraceContext:
         make = self.captured.get(id(x)) if self.captured else None
         if make is not None:
             return make()
+        if self.scope is not None and isinstance(x, np.ndarray):
+            # an array read inside a loop body: the enclosing trace owns it (captured or baked there)
+            return self.scope.capture(self, self.scope.parent.lift(x, None))
         if isinstance(x, np.ndarray | np.generic | bool | int | float):
             arr = np.asarray(x)
             if arr.dtype.name not in DTYPE_SET:
@@ -136,12 +173,24 @@ class TraceContext:
         raise TraceError(f"cannot use a {type(x).__name__} in a traced function (at {user_location()}); "
                          "use arrays, Python numbers or noodle ops")
 
+    def innermost(self, values: Any) -> TraceContext:
+        """The context to record an op on ``values`` in: this one, or a loop body nested in it
+        that one of the values belongs to (see :mod:`noodle.trace.loops`)."""
+        ctx = self
+        for v in values:
+            if isinstance(v, Tracer) and v.ctx is not ctx and v.ctx.scope is not None and v.ctx.scope.encloses(ctx):
+                ctx = v.ctx
+        return ctx
+
     def op(self, name: str, *operands: Any, _py: bool = False, **attrs: Any) -> Tracer:
         """Record ``name(*operands)``; the first Tracer operand types scalar constants.
 
         ``_py``: the op comes from a Python operator (``a + b``), which matters for parameters
         standing for Python scalars (see :meth:`_weak_operands`).
         """
+        inner = self.innermost(operands)
+        if inner is not self:   # a loop body's value beside one of the enclosing trace: record it in the body
+            return inner.op(name, *operands, _py=_py, **attrs)
         if self.weak:
             operands, weak = self._weak_operands(name, operands, _py)
         else:
@@ -287,7 +336,8 @@ class Tracer:
     def __getitem__(self, key: Any) -> Tracer:
         from noodle.trace.indexing import getitem  # noqa: PLC0415 - indexing builds on this module
 
-        return getitem(self.ctx.lift(self, None), key)
+        ctx = self.ctx.innermost(key if isinstance(key, tuple) else (key,))
+        return getitem(ctx.lift(self, None), key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise TraceError(f"assigning into a traced array (a[...] = ...) at {user_location()} is not supported "
@@ -747,7 +797,8 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     target = fn
     if env is not None:
         target = env.bind(ctx, n, call_args)
-    result = target(*call_args)
+    with active(ctx):
+        result = target(*call_args)
     if ctx.raised:
         # the function caught the error and went on: plain Python would have taken another path
         raise TraceError(f"{getattr(fn, '__qualname__', fn)} caught an error noodle raised while tracing it "
@@ -797,5 +848,5 @@ def is_array(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic | type)
 
 
-__all__ = ["Concretize", "TraceContext", "Tracer", "is_array", "check_array_type", "trace", "trace_with_context",
+__all__ = ["Concretize", "TraceContext", "Tracer", "active", "active_context", "is_array", "check_array_type", "trace", "trace_with_context",
            "user_location"]
