@@ -101,7 +101,7 @@ def test_fusion_decisions_equal_the_former_all_pairs_fusion(case):
     xs = case.inputs(0)
     with np.errstate(all="ignore"):
         prog = before_fuse(trace(case.fn(), xs))
-    new, old = fuse(prog), old_fuse(prog)
+    new, old = fuse(prog, rowwise=False), old_fuse(prog)
     verify(new)
     assert groups_of(new) == groups_of(old), f"{case}"
     assert new.nodes == old.nodes
@@ -129,7 +129,7 @@ def refines(fine: Program, coarse: Program) -> bool:
 @pytest.mark.parametrize("make", [lambda: chain_program(300), *(lambda s=s: wide_program(900, s) for s in range(6))])
 def test_fusion_decisions_equal_on_the_generators_where_the_former_was_valid(make):
     prog = before_fuse(make())
-    new, old = fuse(prog), old_fuse(prog)
+    new, old = fuse(prog, rowwise=False), old_fuse(prog)
     verify(new)
     assert schedulable(new)
     if schedulable(old):
@@ -158,7 +158,7 @@ def test_two_regions_that_need_each_other_are_split():
     prog = b.finish([p, q])
     old = old_fuse(prog)
     assert not schedulable(old)   # the former fusion's result
-    new = fuse(prog)
+    new = fuse(prog, rowwise=False)
     assert schedulable(new)
     g = groups_of(new)
     assert g[a1] == g[a2] == g[p]            # A stays one region
@@ -180,7 +180,7 @@ def test_a_merge_refused_for_a_cycle_through_the_outside_is_still_refused():
     u = b.add("reshape", t, shape=(8,))
     z = b.add("multiply", y, u)
     prog = b.finish([z])
-    new, old = fuse(prog), old_fuse(prog)
+    new, old = fuse(prog, rowwise=False), old_fuse(prog)
     assert groups_of(new) == groups_of(old)
     assert new.nodes[z].attr("group") != new.nodes[y].attr("group")
 

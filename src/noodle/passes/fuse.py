@@ -157,8 +157,9 @@ class _Regions:
             grp.dep |= self.anc[a]
 
 
-def _assign(program: Program) -> tuple[dict[int, int], int]:
-    """Each fused node's region number (regions numbered by first member), and the work done."""
+def _assign(program: Program, rowwise: bool = True) -> tuple[dict[int, int], int]:
+    """Each fused node's region number (regions numbered by first member), and the work done
+    (``rowwise``: also form row-wise regions)."""
     nodes = program.nodes
     users = program.users()
     outputs = set(program.outputs)
@@ -223,8 +224,9 @@ def _assign(program: Program) -> tuple[dict[int, int], int]:
             rs.new("mm", i, node.shape)
     region = {i: rs.find(g) for i, g in rs.gid.items()}
     # row-wise regions (softmax, layernorm) take their members from the regions above
-    blocked = frozenset(i for i, r in region.items() if groups[r].kind == "mm")
-    rs.work += rowwise_regions(program, region, len(rs.parent), blocked)
+    if rowwise:
+        blocked = frozenset(i for i, r in region.items() if groups[r].kind == "mm")
+        rs.work += rowwise_regions(program, region, len(rs.parent), blocked)
     rs.work += _break_region_cycles(program, region)
     # number regions in order of first member, so text and bytecode are stable
     first: dict[int, int] = {}
@@ -356,9 +358,10 @@ def _with_group(node: Node, group: int | None) -> Node:
     return node if attrs == node.attrs else Node(node.op, node.args, node.shape, node.dtype, attrs)
 
 
-def fuse(program: Program) -> Program:
-    """Return a copy of ``program`` with ``group`` attributes marking fused regions."""
-    assigned, _work = _assign(program)
+def fuse(program: Program, rowwise: bool = True) -> Program:
+    """Return a copy of ``program`` with ``group`` attributes marking fused regions (``rowwise=False``:
+    without row-wise regions, as the elementwise/map-reduce/matmul rules alone decide)."""
+    assigned, _work = _assign(program, rowwise)
     out = program.copy()
     out.meta = {k: v for k, v in program.meta.items() if not k.startswith("_")}
     out.nodes = [_with_group(n, assigned.get(i)) for i, n in enumerate(program.nodes)]
