@@ -19,10 +19,12 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from noodle import metrics
-from noodle.errors import CompileError
+from noodle.config import get_settings
+from noodle.errors import CompileError, ConfigError
 from noodle.exec.state import FALLBACKS, ProgramState, set_compile_hook
 
 log = logging.getLogger("noodle.jit")
@@ -49,13 +51,46 @@ def choose_backend(state: ProgramState) -> str:
 
 
 class CompileManager:
-    """Compiles :class:`ProgramState` objects on one worker thread."""
+    """Compiles :class:`ProgramState` objects on one worker thread.
 
-    def __init__(self) -> None:
+    ``cache_size``: compiled runners kept for reuse (default: the ``jit_cache_size`` setting,
+    ``NOODLE_JIT_CACHE_SIZE``, read once here). Why bounded: a long-running process that
+    compiles a stream of distinct programs would otherwise keep every runner (and its kernels)
+    alive; the least recently used goes, and a program that needs it again compiles afresh
+    (from the backend's kernel caches where it has them). A runner in use by a program stays
+    alive through that program's state, evicted or not.
+    """
+
+    def __init__(self, cache_size: int | None = None) -> None:
+        if cache_size is None:
+            cache_size = get_settings().jit_cache_size
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+            raise ConfigError("cache_size", cache_size, "an integer >= 1 (compiled runners kept), or None for "
+                              "the NOODLE_JIT_CACHE_SIZE setting")
+        self.cache_size = cache_size
+        self.evictions = 0
         self._queue: queue.Queue[ProgramState | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._runners: dict[tuple[str, str], Any] = {}   # (program key, backend) -> runner
+        # (program key, backend) -> runner, least recently used first
+        self._runners: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+    def cached_runner(self, key: tuple[str, str]) -> Any:
+        """The runner compiled for ``(program key, backend)``, None if not kept (marks it recently used)."""
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is not None:
+                self._runners.move_to_end(key)
+            return runner
+
+    def keep_runner(self, key: tuple[str, str], runner: Any) -> None:
+        """Keep ``runner`` for reuse, dropping the least recently used beyond ``cache_size``."""
+        with self._lock:
+            self._runners[key] = runner
+            self._runners.move_to_end(key)
+            while len(self._runners) > self.cache_size:
+                self._runners.popitem(last=False)
+                self.evictions += 1
 
     def submit(self, state: ProgramState) -> None:
         """Queue ``state`` for a background compile (its status is already "queued")."""
@@ -101,7 +136,7 @@ class CompileManager:
             from noodle.passes import optimize
 
             key = (state.key(), name)
-            runner = self._runners.get(key)
+            runner = self.cached_runner(key)
             if runner is None:
                 program = state.program
                 if not program.meta.get("optimized"):
@@ -120,7 +155,7 @@ class CompileManager:
                         reason = "backend_unavailable"
                         raise CompileError(f"backend {name!r} is not available here: {why}")
                     runner = build_runner(program, backend)
-                self._runners[key] = runner
+                self.keep_runner(key, runner)
         except Exception as exc:  # noqa: BLE001 - any failure means: stay interpreted
             seconds = time.perf_counter() - t0
             state.status = "failed"
