@@ -1,0 +1,137 @@
+"""nd.fori_loop / nd.while_loop: eager and jitted (interpreter and compiled) against plain Python loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import noodle as nd
+from noodle.errors import TraceError
+from noodle.nbc import dumps, loads
+
+V = np.linspace(-1.0, 2.0, 7)
+
+
+def py_fori(lo, hi, body, init):
+    carry = init
+    for i in range(lo, hi):
+        carry = body(np.int64(i), carry)
+    return carry
+
+
+def py_while(cond, body, init):
+    carry = init
+    while cond(carry):
+        carry = body(carry)
+    return carry
+
+
+def _jits(fn):
+    yield nd.jit(fn, backend="interpret")
+    f = nd.jit(fn)
+    yield f
+
+
+def _same(got, want) -> None:
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _same(g, w)
+        return
+    assert np.shape(got) == np.shape(want) and np.asarray(got).dtype == np.asarray(want).dtype
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+FORI = {
+    "scale": (lambda x: nd.fori_loop(0, 5, lambda i, c: c * 1.5 + i, x),
+              lambda x: py_fori(0, 5, lambda i, c: c * 1.5 + i, x)),
+    "tuple_gather": (lambda x: nd.fori_loop(1, 6, lambda i, c: (c[0] + x[i], c[1] * 2.0), (x.sum(), x)),
+                     lambda x: py_fori(1, 6, lambda i, c: (c[0] + x[i], c[1] * 2.0), (x.sum(), x))),
+    "zero_trips": (lambda x: nd.fori_loop(3, 3, lambda i, c: c + 1.0, x), lambda x: x),
+    "nested": (lambda x: nd.fori_loop(0, 3, lambda i, c: nd.fori_loop(0, 2, lambda j, d: d + x * j, c), x),
+               lambda x: py_fori(0, 3, lambda i, c: py_fori(0, 2, lambda j, d: d + x * j, c), x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORI))
+def test_fori_loop_matches_python(name: str) -> None:
+    fn, ref = FORI[name]
+    want = ref(V)
+    _same(fn(V), want)   # eager
+    for f in _jits(fn):
+        f.compile(V)
+        _same(f(V), want)
+        _same(f(V * 2), ref(V * 2))
+
+
+def test_while_loop_matches_python_and_runs_a_data_dependent_count() -> None:
+    def fn(x, tol):
+        return nd.while_loop(lambda c: (c[1] < 100) & (nd.max(abs(c[0])) > tol),
+                             lambda c: (c[0] * 0.5, c[1] + 1), (x, np.int64(0)))
+
+    def ref(x, tol):
+        return py_while(lambda c: c[1] < 100 and np.max(abs(c[0])) > tol, lambda c: (c[0] * 0.5, c[1] + 1),
+                        (x, np.int64(0)))
+
+    for tol in (1e-3, 10.0):
+        want = ref(V, tol)
+        _same(fn(V, tol), want)
+        for f in _jits(fn):
+            f.compile(V, np.float64(tol))
+            _same(f(V, np.float64(tol)), want)
+
+
+def test_traced_bounds() -> None:
+    fn = nd.jit(lambda x, n: nd.fori_loop(0, n, lambda i, c: c + x[i], np.zeros(())))
+    for n in (0, 3, 7):
+        assert fn(V, np.int64(n)) == pytest.approx(V[:n].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("body", [lambda i, c: c[:-1], lambda i, c: c.astype(np.float32),
+                                  lambda i, c: (c, c)])
+def test_carry_change_raises_naming_it(body) -> None:
+    with pytest.raises(TraceError, match="carr"):
+        nd.fori_loop(0, 2, body, V)
+    with pytest.raises(TraceError, match="carr"):
+        nd.jit(lambda x: nd.fori_loop(0, 2, body, x))(V)
+
+
+def test_tuple_carry_error_names_the_element() -> None:
+    with pytest.raises(TraceError, match="carry element 1"):
+        nd.jit(lambda x: nd.fori_loop(0, 2, lambda i, c: (c[0], c[1].sum()), (x, x)))(V)
+
+
+def test_cond_must_be_a_boolean_scalar() -> None:
+    with pytest.raises(TraceError, match="boolean scalar"):
+        nd.jit(lambda x: nd.while_loop(lambda c: c, lambda c: c - 1.0, x))(V)
+
+
+def test_loops_round_trip_through_nbc() -> None:
+    f = nd.jit(lambda x: nd.fori_loop(0, 4, lambda i, c: nd.while_loop(lambda d: d.sum() > 1.0,
+                                                                        lambda d: d * 0.5, c + x), x))
+    data = f.bytecode(V)
+    prog = loads(data)
+    assert dumps(prog) == data and any(n.op == "while_loop" for n in prog.nodes)
+    from noodle.exec.interpreter import run_program
+    (out,) = run_program(prog, (V,))
+    np.testing.assert_allclose(out, f(V), rtol=0, atol=0)
+
+
+def test_conjugate_gradient_example_agrees_jitted() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "dense_layers.py"
+    spec = importlib.util.spec_from_file_location("dense_layers_ex", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(1)
+    m = rng.standard_normal((60, 60))
+    a, b = m @ m.T + 60 * np.eye(60), rng.standard_normal(60)
+    x, k = mod.conjugate_gradient(a, b)
+    solve = nd.jit(mod.conjugate_gradient)
+    solve.compile(a, b)
+    xj, kj = solve(a, b)
+    assert kj == k and 0 < k <= 50
+    np.testing.assert_allclose(xj, x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a @ x, b, atol=1e-4)

@@ -1,0 +1,102 @@
+"""Slicing, indexing, gathers, concatenate/stack in traced code: NumPy is the oracle, on the
+interpreter and the default compiled backend (compiled on first call)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import noodle as nd
+from noodle.errors import OpIndexError, TraceError
+from noodle.nbc import dumps, loads
+
+X = np.arange(24.0).reshape(4, 6) - 7.5
+
+CASES = {
+    "stencil": lambda x: x[1:] - x[:-1],
+    "cols": lambda x: x[:, :3],
+    "step2": lambda x: x[::2],
+    "reverse": lambda x: x[::-1],
+    "neg_step_cols": lambda x: x[:, ::-4],
+    "neg_bounds": lambda x: x[-3:-1, -5:],
+    "empty": lambda x: x[3:1],
+    "empty_neg": lambda x: x[1:3:-1],
+    "clipped": lambda x: x[2:99, -99:2],
+    "int_row": lambda x: x[2],
+    "int_neg": lambda x: x[-1],
+    "int_pair": lambda x: x[1, -2],
+    "newaxis": lambda x: x[None, :, None, 1:2],
+    "ellipsis": lambda x: x[..., 3],
+    "gather_rows": lambda x: x[[3, 0, -1, 0]],
+    "gather_cols": lambda x: x[:, np.array([5, -6, 2])],
+    "int_and_gather": lambda x: x[1, [0, 5]],
+    "gather_2d_index": lambda x: x[np.array([[0, 1], [3, 2]])],
+    "const_mask": lambda x: x[np.array([True, False, True, False])],
+    "take_flat": lambda x: nd.take(x, np.array([0, 23, -1])),
+    "take_axis": lambda x: nd.take(x, [1, 1], axis=1),
+    "np_take": lambda x: np.take(x, np.array([2]), axis=0),
+    "concat": lambda x: nd.concatenate([x, x[:1]]),
+    "concat_axis1_promote": lambda x: nd.concatenate([x, x.astype(np.float32), x.astype(np.int8)], axis=1),
+    "np_concat_none": lambda x: np.concatenate([x, x[0]], axis=None),
+    "stack": lambda x: nd.stack([x, 2 * x], axis=1),
+    "stack_last": lambda x: np.stack([x[0], x[1]], axis=-1),
+    "where_mask": lambda x: nd.where(x > 0, x, 0.0),
+    "fused_use": lambda x: ((x[:, 1:] - x[:, :-1]) ** 2).sum(axis=1),
+}
+
+
+@pytest.mark.parametrize("backend", ["interpret", None])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_indexing_matches_numpy(name: str, backend: str | None) -> None:
+    fn = CASES[name]
+    want = fn(X)
+    f = nd.jit(fn) if backend is None else nd.jit(fn, backend=backend)
+    if backend is None:
+        f.compile(X)
+    got = f(X)
+    assert np.asarray(got).dtype == np.asarray(want).dtype and np.shape(got) == np.shape(want)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_eager_functions_return_numpy_results() -> None:
+    a, b = np.ones((2, 3), np.float32), np.zeros((1, 3), np.int64)
+    for got, want in ((nd.concatenate([a, b]), np.concatenate([a, b])), (nd.stack([a, a], 2), np.stack([a, a], 2)),
+                      (nd.take(a, [0, -1], axis=1), np.take(a, [0, -1], axis=1))):
+        assert type(got) is type(want) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fn", [lambda x: x[4], lambda x: x[0, -7], lambda x: x[1, 2, 3]])
+def test_integer_index_out_of_range_is_an_index_error(fn) -> None:
+    with pytest.raises(IndexError):
+        fn(X)
+    with pytest.raises(OpIndexError):
+        nd.jit(fn)(X)
+
+
+@pytest.mark.parametrize("backend", ["interpret", None])
+def test_gather_out_of_range_is_an_index_error(backend: str | None) -> None:
+    f = nd.jit(lambda x, i: x[i]) if backend is None else nd.jit(lambda x, i: x[i], backend=backend)
+    np.testing.assert_array_equal(f(X, np.array([-4, 3])), X[[-4, 3]])
+    for bad in (np.array([4]), np.array([0, -5])):
+        with pytest.raises(IndexError):
+            X[bad]
+        with pytest.raises(OpIndexError, match="out of bounds"):
+            f(X, bad)
+
+
+def test_traced_mask_indexing_points_to_where() -> None:
+    with pytest.raises(TraceError, match=r"nd.where"):
+        nd.jit(lambda x: x[x > 0])(X)
+
+
+def test_slices_round_trip_through_nbc() -> None:
+    f = nd.jit(lambda x: nd.concatenate([x[::-1, 1:], x[[0], :-1]]))
+    data = f.bytecode(X)
+    prog = loads(data)
+    assert dumps(prog) == data and any(n.op == "slice" for n in prog.nodes)
+
+
+def test_slice_runs_outside_fused_regions() -> None:
+    prog = nd.jit(lambda x: (x[1:] - x[:-1]) * 2.0).state(X).program
+    assert all(n.attr("group") is None for n in prog.nodes if n.op in ("slice", "gather", "concatenate"))
