@@ -239,7 +239,7 @@ def test_returning_the_argument_itself_is_the_argument_as_in_python():
     ("a // b", "`//`"), ("a % b", "`%`"), ("divmod(a, b)", "divmod"), ("7.0 // a", "`//`"),
     ("a << 1", "`<<`"), ("a.prod()", "x.prod"), ("a.std()", "x.std"), ("a.argmax()", "x.argmax"),
     ("a.cumsum()", "x.cumsum"), ("ai & ai", "bool arrays only"), ("~ai", "`~`"),
-    ("np.floor_divide(a, b)", "np.floor_divide"), ("a[0]", "indexing"), ("np.sort(a)", "np.sort"),
+    ("np.floor_divide(a, b)", "np.floor_divide"), ("a[a > b]", "mask indexing"), ("np.sort(a)", "np.sort"),
 ])
 def test_unsupported_constructs_raise_trace_error_naming_them(code, what):
     env = {"np": np}
