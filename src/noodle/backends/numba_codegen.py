@@ -55,20 +55,16 @@ from noodle.ir.reduction import CHUNK
 
 def needs_dims(spec: KernelSpec, g: Plan, e: Emitter) -> bool:
     """True when the kernel takes the collapsed extents as a ``dims`` array: N-d layouts, and
-    1-D ones with no array of the full length to read it from."""
-    if len(g.shape) != 1:
-        return True
-    return not spec.outputs and all(e.uni[k] for k in range(e.n_in))
+    1-D ones with no output. The length comes from what the driver allocates for *this* spec
+    (its outputs, or ``dims``), never from the inputs: the module is shared by every length of
+    its class, and inputs of another length must be refused, not reduced."""
+    return len(g.shape) != 1 or not spec.outputs
 
 
 def size_lines(spec: KernelSpec, g: Plan, e: Emitter, dims: bool) -> list[str]:
     """Lines defining ``d0``..., ``n`` (and ``nrows``, ``nch``, the strides) at run time."""
     rank = len(g.shape)
-    if dims:
-        lines = [f"d{d} = dims[{d}]" for d in range(rank)]
-    else:
-        src = next((f"i{k}" for k in range(e.n_in) if not e.uni[k]), "o0")
-        lines = [f"d0 = {src}.shape[0]"]
+    lines = [f"d{d} = dims[{d}]" for d in range(rank)] if dims else ["d0 = o0.shape[0]"]
     lines.append(f"n = {' * '.join(f'd{d}' for d in range(rank))}")
     if rank > 1:
         lines.append(f"nrows = {' * '.join(f'd{d}' for d in range(rank - 1))}")

@@ -73,8 +73,8 @@ def parallel_min() -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"NOODLE_NUMBA_PARALLEL_MIN={raw!r} is not a count of elements; expected an integer "
-                          f">= 0 such as 250000 (0: always parallel); unset it for the default")
+        raise ConfigError("NOODLE_NUMBA_PARALLEL_MIN", raw, "a count of elements, an integer >= 0 such as 250000 "
+                          "(0: always parallel)", "the environment")
     return value
 
 
@@ -88,7 +88,7 @@ def set_parallel_min(value: int | None) -> None:
     """
     global _parallel_min
     if value is not None and (not isinstance(value, int) or value < 0):
-        raise ConfigError(f"parallel_min must be an integer >= 0 (elements), got {value!r}")
+        raise ConfigError("parallel_min", value, "an integer >= 0 (elements), or None for the setting")
     _parallel_min = value
 
 
