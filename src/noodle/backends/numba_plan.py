@@ -10,9 +10,9 @@ it is the compile-cache key, so a function called with 50 lengths compiles one m
 a length-1 call makes a size-1 input look like a full one, which is a different class). A
 one-point space is planned as a length-1 flat space with every input varying (the uniform rule
 of :func:`noodle.backends.numba_emit.uniform`), so length 1 shares the class of the other lengths.
-Nothing is shape-specialized: literal sizes measured no faster here (``sum((a - b) ** 2)`` and
-the fused chain at 1e5 and 1e6 within run-to-run noise), since every inner loop already runs
-over a slice whose length LLVM does not need to know.
+Nothing is shape-specialized: every inner loop runs over a slice starting at 0 whose length
+LLVM does not need to know to vectorize it, so literal sizes are not expected to pay (not
+measured separately on this noisy machine; a case that shows a gain should say so here).
 
 Loop shapes:
 

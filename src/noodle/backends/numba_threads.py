@@ -32,9 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from noodle.devices.detect import cpu_threads
 from noodle.errors import ConfigError
 
-#: measured on this 2-core machine (bench of sum((a - b) ** 2), the fused chain and GELU, f32/f64):
-#: at 1e5 elements the serial kernel was 1.1-1.6x faster than the parallel launch, at 1e6 the
-#: parallel one 1.5-1.9x faster; the crossover was near 2-4e5
+#: on this shared 2-core machine (sum((a - b) ** 2) and the fused chain, float64, best of 9x20
+#: calls, serial vs parallel alternated twice): at 1e5 elements the serial kernel was as fast or
+#: faster (sum: 0.99/1.22x NumPy serial, 0.86/0.47x parallel); at 3e5 the two were within the
+#: run-to-run noise, which was large (the same case read 0.78x and 3.10x): not a calibrated value
 DEFAULT_PARALLEL_MIN = 250_000
 _parallel_min: int | None = None
 
