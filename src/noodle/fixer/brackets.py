@@ -21,6 +21,7 @@ from noodle.fixer.context import (
     CLOSERS,
     MAX_SPOTS,
     OPENERS,
+    Change,
     Context,
     Proposal,
     distance,
@@ -63,9 +64,32 @@ def bracket_edits(ctx: Context) -> Iterator[Proposal]:
     for o in [o for o in unclosed if _near_error(ctx, o)][-2:]:
         yield from _close(ctx, o, top_at)
     near = [c for c in unmatched if _near_error(ctx, c)][:2]
+    late = _after_indent(ctx, unmatched)
     for c in near:
         yield from _open(ctx, c)
+    if late is not None and late not in near:
+        yield from _open(ctx, late, ctx.err.line - 1)
     yield from _early_closers(ctx, near)
+
+
+def _after_indent(ctx: Context, unmatched: list[int]) -> int | None:
+    """The first unmatched closer in the run of deeper lines an "unexpected indent" starts: a lost
+    opener at the end of the line before (``warnings.warn`` then the indented arguments) makes
+    those lines a stray block that CPython reports at its first line, far from the closer."""
+    err = ctx.err
+    if not err.message.startswith("unexpected indent") or not unmatched:
+        return None
+    base = width(lead(ctx.line_text(err.line)))
+    stop = err.line
+    while stop + 1 <= ctx.region.last:
+        row = ctx.line_text(stop + 1)
+        if row.strip() and not row.lstrip().startswith("#") and width(lead(row)) < base:
+            break
+        stop += 1
+    for c in unmatched:
+        if err.line <= ctx.fline(ctx.toks[c]) <= stop:
+            return c
+    return None
 
 
 def _early_closers(ctx: Context, unmatched: list[int]) -> Iterator[Proposal]:
@@ -127,11 +151,16 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
     stmt_width = width(lead(ctx.line_text(first)))
     spots: list[tuple[int, str]] = []
     far: list[tuple[int, str]] = []
+    arrow: tuple[int, str] | None = None
     last_code = o
     for i in range(o + 1, len(toks)):
         t = toks[i]
         line = ctx.fline(t)
         code = t.kind not in ("NL", "COMMENT", "INDENT", "DEDENT", "NEWLINE", "ENDMARKER")
+        if code and line > near_last and t.text == "->" and first_on_line(ctx, i) and top_at.get(i, -1) >= o:
+            # a signature's closing line lost its ')': ``    x: int,`` then ``-> None:``
+            arrow = (i, OPENERS[toks[top_at[i]].text])
+            continue
         if t.kind == "ENDMARKER" or (code and line > near_last and t.start[1] <= stmt_width
                                      and first_on_line(ctx, i)):
             # the end of the last line inside, and the start of the first line back out
@@ -147,6 +176,14 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
         if top < o or (t.kind == "NL" and toks[i - 1].kind == "NL"):
             continue                       # outside o, or a blank line (the line before offers its end)
         spots.append((i, OPENERS[toks[top].text]))
+    if arrow is not None:
+        i, closer = arrow
+        t = toks[i]
+        row = ctx.line_text(ctx.fline(t))
+        col = stmt_width if width(lead(row)) >= stmt_width and "\t" not in lead(row) else t.start[1]
+        ch = Change(ctx.fline(t), col, col, closer + ("" if col < t.start[1] else " "))
+        delta = ctx.relex_delta(first, min(ch.line + 1, ctx.region.last), (ch,))
+        yield Proposal(delta - _bracket_cost(ctx, i), "insert", 1, (i, 0, closer), ("changes", (ch,)))
     if not spots and not far:
         return
     if len(spots) > MAX_SPOTS:             # a long line: line ends, then the spots nearest the error
@@ -178,17 +215,23 @@ def _line_end(ctx: Context, i: int) -> bool:
             and toks[i + 1].kind in ("NL", "NEWLINE", "COMMENT"))
 
 
-def _open(ctx: Context, c: int) -> Iterator[Proposal]:
+def _open(ctx: Context, c: int, since: int | None = None) -> Iterator[Proposal]:
     """Insert the opener an unmatched closer lost, at a position outside any other bracket of its
     statement or of the lines just above it (``raise E`` then ``"msg".format(x))`` on the next
     line), or delete the closer."""
     toks = ctx.toks
     opener = CLOSERS[toks[c].text]
     stmt = logical_start(ctx, c)
-    first = max(ctx.region.first, stmt - 2)
+    first = max(ctx.region.first, stmt - 2 if since is None else min(since, stmt - 2))
     last = min(ctx.fline(toks[c]) + 1, ctx.region.last)
     depth = 0
     spots = 0
+    if c > 0 and ctx.sym_index[c - 1] >= 0 and toks[c - 1].kind not in ("NEWLINE", "NL", "INDENT", "DEDENT"):
+        # the opener right before its closer: ``x = ]``, ``self.prepare)`` (an empty pair)
+        ch = Change(ctx.fline(toks[c]), toks[c].start[1], toks[c].start[1], opener)
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - _bracket_cost(ctx, c), "insert", 1,
+                       (c, 0, opener), ("changes", (ch,)))
+    inner: list[int] = []                  # positions inside a bracket of the same kind, nearest first
     for i in range(c - 1, -1, -1):
         t = toks[i]
         if ctx.fline(t) < first or spots >= MAX_SPOTS:
@@ -197,12 +240,23 @@ def _open(ctx: Context, c: int) -> Iterator[Proposal]:
             depth += 1
         elif t.kind == "OP" and t.text in OPENERS:
             depth -= 1
-        if depth != 0 or ctx.sym_index[i] < 0 or t.kind in ("INDENT", "DEDENT"):
+        if ctx.sym_index[i] < 0 or t.kind in ("INDENT", "DEDENT"):
+            continue
+        if depth != 0:
+            # inside a bracket the closer's own opener was lost from: ``f(type x))``
+            if depth > 0 and t.kind != "OP" and len(inner) < MAX_SPOTS // 3:
+                inner.append(i)
             continue
         spots += 1
         ch = insert_change(ctx, i, opener)
         cost = _bracket_cost(ctx, i) + (LINE_COST if ctx.fline(t) < stmt else 0.0)
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "insert", 1, (i, 0, opener), ("changes", (ch,)))
+    for i in inner:
+        if ctx.fline(toks[i]) != ctx.fline(toks[c]):
+            continue
+        ch = insert_change(ctx, i, opener)
+        yield Proposal(ctx.relex_delta(first, last, (ch,)) - _bracket_cost(ctx, i), "insert", 1, (i, 0, opener),
+                       ("changes", (ch,)))
     ch = replace_change(ctx, c, "")
     cost = _bracket_cost(ctx, c) + delete_cost("OP", toks[c].text)
     yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (c, 1, ""), ("changes", (ch,)))
@@ -226,6 +280,8 @@ def _mismatch(ctx: Context, o: int, c: int, top_at: dict[int, int]) -> Iterator[
     inner = [i for i in range(o + 1, c) if top_at.get(i) == o and ctx.sym_index[i] >= 0
              and toks[i].kind not in ("NL", "COMMENT", "INDENT", "DEDENT")]
     options += [(i, "insert", insert_change(ctx, i, own)) for i in inner[-MAX_SPOTS:]]
+    # the closer the opener on top lost, inside it (a missing ']' in a multi-line call's arguments)
+    options += [(i, "insert", insert_change(ctx, i, want)) for i in inner[-MAX_SPOTS:]]
     for i, kind, ch in options:
         cost = _bracket_cost(ctx, i) + (delete_cost("OP", toks[c].text) if kind == "delete" else 0.0)
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, kind, 1, (i, 3, kind, ch.new),

@@ -128,13 +128,19 @@ def _positions(ctx: Context) -> list[int]:
         n = max((k for k, i in enumerate(code) if i < e), default=0)
     chosen = set(code[max(0, n - BACK):n + AHEAD + 1])
     err = ctx.err
+    ranged = err.end_line > err.line or err.end_col > err.col + 1
+    after = 0
     for i in code:
         line = ctx.fline(toks[i])
         if line == err.line and abs(where[i] - n) <= 12:
             chosen.add(i)
-        elif err.end_line > err.line or err.end_col > err.col + 1:
-            if (err.line, err.col) <= (line, toks[i].start[1]) <= (err.end_line, err.end_col):
-                chosen.add(i)
+        elif ranged and (err.line, err.col) <= (line, toks[i].start[1]) <= (err.end_line, err.end_col):
+            chosen.add(i)
+        if ranged and after < AHEAD + 1 and (line, toks[i].start[1]) >= (err.end_line, err.end_col):
+            # the token just past a named range: "expected 'else' after 'if' expression" spans
+            # the expression, and the misspelled 'else' follows it
+            chosen.add(i)
+            after += 1
     return sorted(chosen)
 
 

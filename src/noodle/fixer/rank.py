@@ -31,7 +31,7 @@ from typing import Any
 
 from noodle.errors import NoodleError
 
-__all__ = ["DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "EOL_CLOSER_BONUS", "INDENT_LEVEL_COST", "LINE_COST", "STRING_PIECE_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
+__all__ = ["BLANK_EDGE_COST", "DELETE_CONTENT_COST", "DELETE_KEYWORD_COST", "DELETE_OPENER_COST", "DELETE_PUNCT_COST", "EDIT_COST", "EOL_CLOSER_BONUS", "INDENT_LEVEL_COST", "LINE_COST", "STRING_PIECE_COST", "TOKEN_COST", "TYPO_COST", "FlatLM", "Scorer", "default_scorer",
            "delete_cost", "edit_cost"]
 
 #: log-odds paid per token edit (an indentation change of one line counts as one edit)
@@ -52,6 +52,9 @@ DELETE_CONTENT_COST = 8.0
 #: string later swallows more text into it, which the token model, seeing one <STR>, would not
 #: charge for (about what a token costs the model in code)
 STRING_PIECE_COST = 2.5
+#: paid when a quote a repair puts back bounds a string on its blank side (``"Gather "or`` for
+#: ``"Gather" or``): both read the same to the token model, and code keeps blanks outside strings
+BLANK_EDGE_COST = 1.0
 #: paid per indentation level a line moves (people are off by a space or a level, rarely by three)
 INDENT_LEVEL_COST = 1.0
 #: taken off the cost of a closing bracket put at the end of a line (or before its final ':'):

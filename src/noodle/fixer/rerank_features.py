@@ -58,9 +58,15 @@ FEATURES = (
     "next_symbol", "message", "error_kind", "balance_before", "balance_after", "next_error_lines",
     "depth", "at_line_end", "indent_delta", "on_error_line", "region_lines", "n_goals", "n_complete",
     "n_proposals", "new_len", "old_len",
+    # added with the second artifact: what separates the steps the first one tied or misordered
+    "name_uses", "string_code", "at_line_start", "tokens_after", "complete_rank", "gap_to_best_complete",
 )
 N_FEATURES = len(FEATURES)
 
+_WORD = re.compile(r"[^\W\d]\w*")
+#: what code looks like inside a string a quote repair made: operators and the keywords that join
+#: expressions (``"unknown and self.format(v) >= x"`` swallowed code; ``"a b c"`` is prose)
+_CODEISH = re.compile(r"(?<![\w])(?:and|or|not|in|is|if|else|for|lambda|None|self)(?![\w])|==|!=|>=|<=|[-+*/%=<>()\[\]{}.]")
 _TOKEN = re.compile(r"[ \t]+|[^\W\d]\w*|\d[\w.]*|'''|\"\"\"|\*\*=?|//=?|>>=?|<<=?|->|:=|[-+*/%&|^@=!<>]=|\S")
 
 
@@ -129,10 +135,37 @@ def _kind_index(p: Proposal) -> int:
         return 0
 
 
+def _string_code(line: str) -> int:
+    """Code-looking pieces inside the line's strings, an unterminated one included."""
+    from noodle.fixer.lexer import lex
+
+    n = 0
+    try:
+        toks = lex(line.strip(" \t\r\n") + "\n")
+    except (ValueError, IndexError):
+        return 0
+    for t in toks:
+        if t.kind == "STRING" or (t.kind == "ERRORTOKEN" and t.text[:1] in "'\"rRbBuUfF" and len(t.text) > 1):
+            body = t.text.lstrip("rRbBuUfF").strip("'\"")
+            n += len(_CODEISH.findall(body))
+    return n
+
+
+def _name_uses(lines: Sequence[str], name: str) -> int:
+    """How often a word occurs in the text (a misspelled keyword occurs once; a name in use, more)."""
+    if not name or not _WORD.fullmatch(name):
+        return 0
+    pattern = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)")
+    return min(sum(len(pattern.findall(line)) for line in lines if name in line), 10)
+
+
 def step_rows(info: RoundInfo, steps: Sequence[Step]) -> list[list[float]]:
     """The feature rows (order of :data:`FEATURES`) of a round's goals, in the order given."""
     best = info.scores[0] if info.scores else 0.0
     n_complete = sum(1 for s in steps if s.next_err is None)
+    complete = sorted((-s.proposal.score, k) for k, s in enumerate(steps) if s.next_err is None)
+    complete_rank = {k: r for r, (_, k) in enumerate(complete)}
+    best_complete = -complete[0][0] if complete else best
     err = info.err
     rows = []
     for goal_rank, s in enumerate(steps):
@@ -163,5 +196,11 @@ def step_rows(info: RoundInfo, steps: Sequence[Step]) -> list[list[float]]:
             1.0 if ch.col >= len(old_line.rstrip()) else 0.0, float(new_ws - old_ws),
             1.0 if ch.line == err.line else 0.0, float(info.region_lines), float(len(steps)),
             float(n_complete), float(len(info.scores)), float(len(ch.new.strip())), float(len(old_text.strip())),
+            float(_name_uses(info.lines, old_text.strip())),
+            float(_string_code(new_line) - _string_code(old_line)) if ("'" in old_line or '"' in old_line) else 0.0,
+            1.0 if ch.col <= old_ws else 0.0,
+            float(min(sum(1 for m in _TOKEN.finditer(old_line[ch.end:]) if not m.group().isspace()), 20)),
+            float(complete_rank.get(goal_rank, -1)),
+            float(best_complete - p.score),
         ])
     return rows

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from noodle.fixer.context import NO_EDIT, Change, Context, Proposal, logical_start, word
 from noodle.fixer.lexer import lex
-from noodle.fixer.rank import LINE_COST, STRING_PIECE_COST, delete_cost, edit_cost
+from noodle.fixer.rank import BLANK_EDGE_COST, LINE_COST, STRING_PIECE_COST, delete_cost, edit_cost
 
 __all__ = ["LOOKALIKES", "lookalike_edits", "quote_edits", "triple_quote_edits", "unquoted_edits"]
 
@@ -69,6 +69,8 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
             ch = Change(line, col, col, quote)
             grown = _string_chars(row[:col] + quote + row[col:]) - had
             cost = edit_cost(1, abs(line - ctx.err.line), spots[col]) + STRING_PIECE_COST * grown
+            if _blank_edged(row, col, quote):
+                cost += BLANK_EDGE_COST
             yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 4, col),
                            ("changes", (ch,)))
         ch = Change(line, base - 1, base, "")
@@ -83,6 +85,29 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
                 cost = edit_cost(1, 0, 1) + STRING_PIECE_COST * grown
                 yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 17, col),
                                ("changes", (ch,)))
+
+
+def _blank_edged(row: str, col: int, quote: str) -> bool:
+    """Whether a quote put at ``col`` bounds a string on its blank side: it closes a string whose
+    text ends in a blank, or opens one whose text starts with one. Between a word and a blank a
+    quote fits either way (``"Gather or`` closes as ``"Gather" or`` or ``"Gather "or``); code
+    keeps its blanks outside strings far more often than inside them."""
+    new = row[:col] + quote + row[col:]
+    off = len(new) - len(new.lstrip(" \t"))
+    for t in lex(new[off:].rstrip("\r\n")):
+        if t.kind != "STRING" or t.start[0] != t.end[0]:
+            continue
+        body = t.text.lstrip("rRbBuUfF")
+        a = t.start[1] + off + len(t.text) - len(body)
+        b = t.end[1] + off
+        inner = body[1:-1]
+        if not inner.strip() or body[:3] in ('"""', "'''"):
+            continue
+        if b == col + 1 and inner[-1] in " \t":
+            return True
+        if a == col and inner[0] in " \t":
+            return True
+    return False
 
 
 def _boundaries(row: str, start: int, end: int) -> list[int]:
