@@ -7,7 +7,8 @@ Rows (candidate: ``@noodle.jit`` compiled by the Numba backend):
   parallel kernel (``jax.jit`` too when jax is installed);
 * ``sum(a*b + c)`` at 1e7 (f64, f32) against NumPy;
 * ``relu(x @ w + b)`` at 1000² and 2000² against NumPy's unfused version;
-* call overhead on 16-element inputs against the NumPy chain;
+* the 16-element call against the NumPy chain, Numba's own dispatch of a hand-written
+  kernel, ``jax.jit`` and noodle's compiled runner called directly (the wrapper's cost);
 * first call in a fresh process (subprocess), warm kernel cache vs cold;
 * peak traced memory of the chain at 1e7 f64 (subprocess, tracemalloc) against
   NumPy eager, reported in ``extra`` and in the notes;
@@ -18,7 +19,13 @@ Rows (candidate: ``@noodle.jit`` compiled by the Numba backend):
   against NumPy eager, plus auto against the best single backend of the row;
   where IREE is here, its cold compile and cached kernel load in a fresh process.
 
-Targets from the issue are checked in ``notes`` (printed after the table).
+Issue 16's rows (``benchmarks/jit_issue16_rows.py``): ``sum((a - b) ** 2)`` at 1e5-1e7
+against Numba and ``jax.jit``, GELU at 1e5 float32, a stencil, a gather, the jitted CG solve
+of ``examples/dense_layers.py`` against the eager one, how many kernels 50 lengths build, and
+the row softmax/layernorm rows of ``benchmarks/jit_rowwise_rows.py`` where that file exists.
+
+Targets from the issues are checked in ``notes`` (printed after the table), which end with
+issue 16's table (NumPy eager time / variant time, per column).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ import numpy as np
 
 import noodle as nd
 from noodle.benchtools import Row, Timing, time_pair
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from jit_issue16_rows import issue16_notes, issue16_rows  # noqa: E402 - next to this file
 
 TITLE = "noodle bench jit: @noodle.jit (Numba, IREE, auto placement) vs NumPy / numexpr / Numba, same run"
 
@@ -84,6 +94,20 @@ def _numba_chain():
         return out
 
     return numba_chain
+
+
+def _numba_chain_serial():
+    """The chain as a plain (serial) Numba kernel: Numba's own dispatch cost at 16 elements."""
+    from numba import njit
+
+    @njit
+    def numba_chain_serial(a, b, c, d, e):
+        out = np.empty_like(a)
+        for i in range(a.size):
+            out[i] = a[i] * b[i] + c[i] * d[i] - 0.5 * np.exp(-e[i])
+        return out
+
+    return numba_chain_serial
 
 
 def _inputs(n: int, dtype: str, k: int, seed: int = 0) -> list[np.ndarray]:
@@ -272,25 +296,27 @@ def run(quick: bool = False) -> list[Row]:
         jax_chain = None
     ne.set_num_threads(os.cpu_count() or 1)
 
-    # 1. the fused chain
-    for n in ([1_000_000] if quick else [1_000_000, 10_000_000]):
-        for dtype in ("float64", "float32"):
-            a, b, c, d, e = xs = _inputs(n, dtype, 5)
-            backend = jit_chain.compile(*xs)
-            ours = lambda xs=xs: jit_chain(*xs)  # noqa: E731
-            np.testing.assert_allclose(ours(), _chain_np(*xs), rtol=1e-5)
-            case = f"chain {n:.0e} {dtype}"
-            baselines = [
-                ("numpy eager", lambda xs=xs: _chain_np(*xs)),
-                ("numexpr", lambda a=a, b=b, c=c, d=d, e=e: ne.evaluate("a*b + c*d - 0.5*exp(-e)")),
-                ("numba parallel (hand-written)", lambda xs=xs: numba_chain(*xs)),
-            ]
-            if jax_chain is not None:
-                jxs = [jnp.asarray(x) for x in xs]
-                baselines.append(("jax.jit", lambda jxs=jxs: jax_chain(*jxs).block_until_ready()))
-            for name, fn in baselines:
-                t_ours, t_base = time_pair(ours, fn, min_time=min_time)
-                rows.append(Row("jit", case, f"@nd.jit [{backend}]", name, t_ours, t_base))
+    # 1. the fused chain (1e5 float32 and 1e7 float64 are issue 16's rows)
+    chain_cases = [(100_000, "float32"), (1_000_000, "float64"), (1_000_000, "float32")]
+    if not quick:
+        chain_cases += [(10_000_000, "float64"), (10_000_000, "float32")]
+    for n, dtype in chain_cases:
+        a, b, c, d, e = xs = _inputs(n, dtype, 5)
+        backend = jit_chain.compile(*xs)
+        ours = lambda xs=xs: jit_chain(*xs)  # noqa: E731
+        np.testing.assert_allclose(ours(), _chain_np(*xs), rtol=1e-5)
+        case = f"chain {n:.0e} {dtype}"
+        baselines = [
+            ("numpy eager", lambda xs=xs: _chain_np(*xs)),
+            ("numexpr", lambda a=a, b=b, c=c, d=d, e=e: ne.evaluate("a*b + c*d - 0.5*exp(-e)")),
+            ("numba parallel (hand-written)", lambda xs=xs: numba_chain(*xs)),
+        ]
+        if jax_chain is not None:
+            jxs = [jnp.asarray(x) for x in xs]
+            baselines.append(("jax.jit", lambda jxs=jxs: jax_chain(*jxs).block_until_ready()))
+        for name, fn in baselines:
+            t_ours, t_base = time_pair(ours, fn, min_time=min_time)
+            rows.append(Row("jit", case, f"@nd.jit [{backend}]", name, t_ours, t_base))
 
     # 2. fused map-reduce
     for dtype in ("float64", "float32"):
@@ -314,12 +340,26 @@ def run(quick: bool = False) -> list[Row]:
                                  min_time=min_time, max_runs=50)
         rows.append(Row("jit", f"relu(x@w+b) {m}² f64", f"@nd.jit [{backend}]", "numpy unfused", t_ours, t_np))
 
-    # 4. call overhead on 16 elements
+    # 4. the call on 16 elements: against NumPy, Numba's own dispatch, jax.jit, and noodle's compiled
+    #    runner called directly (what the jitted call adds: arguments, guards, the cache lookup)
     xs = _inputs(16, "float64", 5, seed=4)
     backend = jit_chain.compile(*xs)
-    t_ours, t_np = time_pair(lambda: jit_chain(*xs), lambda: _chain_np(*xs), min_time=min_time)
+    jit_chain(*xs)
+    small = min_time * 2   # best of many short samples: what the call costs when nothing interferes
+    t_ours, t_np = time_pair(lambda: jit_chain(*xs), lambda: _chain_np(*xs), min_time=small)
     rows.append(Row("jit", "call overhead 16 f64", f"@nd.jit [{backend}]", "numpy eager chain", t_ours, t_np,
                     extra={"overhead_us": t_ours.min * 1e6}))
+    serial = _numba_chain_serial()
+    runner = jit_chain.state(*xs).runner
+    small_base = [("numba (hand-written, its own dispatch)", lambda: serial(*xs)),
+                  ("noodle's compiled runner, called directly", lambda: runner(xs))]
+    if jax_chain is not None:
+        jxs16 = [jnp.asarray(x) for x in xs]
+        small_base.append(("jax.jit", lambda: jax_chain(*jxs16).block_until_ready()))
+    for name, fn in small_base:
+        t_ours, t_base = time_pair(lambda: jit_chain(*xs), fn, min_time=small)
+        rows.append(Row("jit", "call overhead 16 f64", f"@nd.jit [{backend}]", name, t_ours, t_base,
+                        extra={"overhead_us": t_ours.min * 1e6, "baseline_us": t_base.min * 1e6}))
     # 4b. what guarding captured state costs per call: a global scalar and a global array read by
     #     the function, against the same program with the array passed as an argument
     backend = jit_chain_guarded.compile(*xs)
@@ -359,6 +399,8 @@ def run(quick: bool = False) -> list[Row]:
 
     # 7. placement per region: single backends and auto on the chain, trig and GELU chains
     rows += placement_rows(quick, min_time)
+    # 8. issue 16: sum of squared differences, GELU, stencil, gather, CG solve, 50 lengths, row-wise
+    rows += issue16_rows(quick, min_time)
     return rows
 
 
@@ -380,18 +422,27 @@ def notes(rows: list[Row]) -> list[str]:
             ratio_best = min(r.ratio for r in rs if r.baseline in ("numexpr", "numba parallel (hand-written)"))
             check(f"{case} >= better of numexpr/numba", ratio_best >= 1.0, f"{ratio_best:.2f}x (worse of the two rows)")
             if "1e+07 float64" in case:
-                check(f"{case} >= 2.5x numpy", np_row.ratio >= 2.5, f"{np_row.ratio:.2f}x")
+                check(f"{case} >= 3.5x numpy (issue 16)", np_row.ratio >= 3.5, f"{np_row.ratio:.2f}x")
         elif case.startswith("iree compile"):
             x = rs[0].extra
             check("iree cold compile <= 1 s", x["cold_compile_s"] <= 1.0, f"{x['cold_compile_s']:.2f} s")
             check("iree cached kernel load <= 50 ms", x["cached_load_s"] <= 0.05, f"{x['cached_load_s'] * 1e3:.0f} ms")
-        elif case.startswith("sum("):
+        elif case.startswith("sum(a*b"):
             check(f"{case} >= 2x numpy", rs[0].ratio >= 2.0, f"{rs[0].ratio:.2f}x")
         elif case.startswith("relu("):
             check(f"{case} no slower than numpy unfused", rs[0].ratio >= 1.0, f"{rs[0].ratio:.2f}x")
         elif case.startswith("call overhead"):
-            us = rs[0].extra["overhead_us"]
-            check("jitted call on 16 elements <= 5 µs", us <= 5.0, f"{us:.2f} µs")
+            us = min(r.extra["overhead_us"] for r in rs)
+            nb = next((r for r in rs if r.baseline.startswith("numba")), None)
+            own = next((r for r in rs if r.baseline.startswith("noodle's compiled runner")), None)
+            detail = f"{us:.2f} µs"
+            if nb is not None:
+                detail += (f"; Numba's own dispatch {nb.extra['baseline_us']:.2f} µs here (the issue's machine: "
+                           f"0.8 µs), noodle/numba {us / nb.extra['baseline_us']:.2f}x")
+            if own is not None:
+                detail += (f"; the compiled runner alone {own.extra['baseline_us']:.2f} µs, so the call adds "
+                           f"{us - own.extra['baseline_us']:.2f} µs")
+            check("jitted call on 16 elements <= 1 µs (issue 16)", us <= 1.0, detail)
         elif case.startswith("guards "):
             us = rs[0].extra["guard_us"]
             check("guards cost <= 0.2 µs per call", us <= 0.2, f"{us:.2f} µs")
@@ -403,6 +454,7 @@ def notes(rows: list[Row]) -> list[str]:
             x = rs[0].extra
             check("peak memory <= 1.1x one output array", x["peak_noodle_arrays"] <= 1.1,
                   f"noodle {x['peak_noodle_arrays']:.2f}x, numpy eager {x['peak_numpy_arrays']:.2f}x one array")
+    out += issue16_notes(rows)
     return out
 
 
