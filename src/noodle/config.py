@@ -166,6 +166,9 @@ FIELDS: tuple[Field, ...] = (
           "most memory one program may need at once; larger programs are refused before they run"),
     Field("exec_max_elements", "NOODLE_EXEC_MAX_ELEMENTS", 2**32, _int_range(1), "an integer >= 1 (elements)",
           "most elements one program may process in all (views and reductions included)"),
+    Field("exec_max_iterations", "NOODLE_EXEC_MAX_ITERATIONS", 10**6, _int_range(1), "an integer >= 1 (iterations)",
+          "most loop iterations one run of an untrusted program may take, all loops together (a loop's trip "
+          "count is data: it is counted as it runs, and the run stops past this)"),
     Field("nbc_max_nodes", "NOODLE_NBC_MAX_NODES", 200_000, _int_range(1, 1_000_000),
           "an integer in 1..1000000 (instructions)",
           "most instructions nbc.loads accepts (checked before decoding, ~4 s per million)"),

@@ -29,7 +29,7 @@ import numpy as np
 
 from noodle.config import get_settings
 from noodle.errors import ExecutionError
-from noodle.exec.limits import check_resources
+from noodle.exec.limits import bounded_loops, check_resources
 from noodle.exec.state import ProgramState, parse_hot_threshold
 from noodle.ir.graph import Program
 from noodle.ir.verify import verify
@@ -117,7 +117,8 @@ class Executor:
                 got = f"{getattr(a, 'dtype', type(a).__name__)}{list(getattr(a, 'shape', ()))}"
                 raise ExecutionError(f"argument {i} is {got}, the program expects {dtype}{list(shape)}; "
                                      "trace the function again for this signature")
-        out = st.run(args, use_jit=use_jit)
+        with bounded_loops(st.program):   # a loop's trip count is data: bounded as it runs
+            out = st.run(args, use_jit=use_jit)
         return out[0] if len(out) == 1 else out
 
     def stats(self) -> dict[str, Any]:

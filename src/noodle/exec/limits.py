@@ -9,6 +9,13 @@ bounds both and refuses a program over ``NOODLE_EXEC_MAX_BYTES`` or
 ``NOODLE_EXEC_MAX_ELEMENTS`` with :class:`~noodle.errors.NBCResourceError`,
 naming the instruction, instead of hanging or exhausting the machine.
 
+Loops are the exception: how often a ``while_loop`` runs is data. Its cond and
+body are checked like programs (one trip of each counts), and while an untrusted
+program runs (:func:`bounded_loops`, the Executor) every iteration is counted:
+the run stops with ``NBCResourceError`` past ``NOODLE_EXEC_MAX_ITERATIONS``
+iterations in all, or once the elements its iterations processed push the run
+past ``NOODLE_EXEC_MAX_ELEMENTS``.
+
 The estimate is an upper bound of what the interpreter does: every node
 except ``broadcast_to`` and ``transpose`` (always NumPy views) gets a buffer
 of its full size (``reshape`` is counted as a copy and also keeps its source
@@ -31,12 +38,15 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from noodle.errors import NBCResourceError
 from noodle.ir.graph import Node, Program
+from noodle.ir.semantics import LOOP_GUARD
 
 _VIEWS = frozenset({"broadcast_to", "transpose"})     # NumPy always returns views for these
 _KEEPS_SOURCE = _VIEWS | {"reshape"}                  # reshape may be a view of its source
@@ -54,6 +64,8 @@ class Limits:
     max_elements: int
     bytes_source: str
     elements_source: str
+    max_iterations: int = 10**6
+    iterations_source: str = "NOODLE_EXEC_MAX_ITERATIONS=1000000"
 
 
 @dataclass(frozen=True)
@@ -105,7 +117,9 @@ def current_limits() -> Limits:
         max_bytes = avail // 2
         bytes_source = f"half of the {human_bytes(avail)} available now; NOODLE_EXEC_MAX_BYTES is unset"
     max_elements = int(settings.exec_max_elements)
-    return Limits(max_bytes, max_elements, bytes_source, f"NOODLE_EXEC_MAX_ELEMENTS={max_elements}")
+    its = int(settings.exec_max_iterations)
+    return Limits(max_bytes, max_elements, bytes_source, f"NOODLE_EXEC_MAX_ELEMENTS={max_elements}",
+                  its, f"NOODLE_EXEC_MAX_ITERATIONS={its}")
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -130,6 +144,8 @@ def _work(node: Node, nodes: list[Node]) -> int:
     out = _size(node.shape)
     if op in _REDUCE:
         return max(out, _size(nodes[node.args[0]].shape))
+    if op == "while_loop":   # one trip of each; further trips are counted as they run (bounded_loops)
+        return _loop_trip(node)[0]
     if op == "matmul":
         # BLAS does ~32 multiply-adds in the time an elementwise op takes per element here, so
         # a 2000^3 product weighs like 2.5e8 elements of other work, not 8e9
@@ -163,12 +179,21 @@ def _transient(node: Node, nodes: list[Node]) -> int:
     """Temporary bytes an instruction allocates while it runs, beyond its result."""
     if node.op == "matmul":  # a view operand may be copied to contiguous memory
         return sum(_nbytes(nodes[a]) for a in node.args if nodes[a].op in _VIEWS)
+    if node.op == "while_loop":   # what its cond or body needs while running, whichever is more
+        return _loop_trip(node)[1]
     if node.op in _REDUCE:
         n = _size(nodes[node.args[0]].shape)
         # the defined-order sum (noodle.ir.reduction) reads its input as float64, laid out with the
         # reduced axes last (two copies of a broadcast view at most); max/min test for zeros
         return 16 * n if node.op in ("sum", "mean") else 2 * n
     return 0
+
+
+def _loop_trip(node: Node) -> tuple[int, int]:
+    """(elements, peak bytes) of one trip of a loop: its cond and its body, each estimated as a
+    program (nested loops recursively, at most 8 deep by verification)."""
+    cond, body = estimate(node.attr("cond").program), estimate(node.attr("body").program)
+    return cond.work_elements + body.work_elements, max(cond.peak_bytes, body.peak_bytes)
 
 
 def estimate(program: Program) -> Estimate:
@@ -214,6 +239,13 @@ def check_resources(program: Program, limits: Limits | None = None) -> Estimate:
     the culprit rather than wherever a running total happened to cross the line.
     """
     lim = current_limits() if limits is None else limits
+    for i, node in enumerate(program.nodes):
+        if node.op == "while_loop":   # a culprit inside a loop is named there, not as the whole loop
+            for part in ("cond", "body"):
+                try:
+                    check_resources(node.attr(part).program, lim)
+                except NBCResourceError as exc:
+                    raise NBCResourceError(f"in the {part} of loop {_text(program, i)}: {exc}") from None
     est = estimate(program)
     _check_bytes(program, est, lim)
     _check_work(program, est, lim)
@@ -254,5 +286,78 @@ def _check_work(program: Program, est: Estimate, lim: Limits) -> None:
             f"{_text(program, est.heaviest_node)} ({human_count(heaviest)} elements). {advice}")
 
 
-__all__ = ["Estimate", "Limits", "available_bytes", "check_resources", "current_limits", "estimate",
-           "human_bytes", "human_count"]
+class LoopBudget:
+    """The iterations and elements one run of an untrusted program may still spend on loops.
+
+    Why counted while running: a ``while_loop``'s trip count is data (an NBC loop whose cond is
+    always true is a hundred well-formed bytes), so shapes alone cannot bound it. Each iteration
+    costs one trip of its loop's cond and body (:func:`estimate`); the run starts with the work
+    of its own instructions already spent, so a loop can never take it past the element limit.
+    """
+
+    def __init__(self, static_work: int, max_elements: int, max_iterations: int) -> None:
+        self.work = static_work
+        self.iterations = 0
+        self.max_elements = max_elements
+        self.max_iterations = max_iterations
+        self._trip: dict[int, int] = {}
+
+    def __call__(self, node: Node) -> Callable[[], None]:
+        """The per-iteration check of loop ``node`` (:data:`noodle.ir.semantics.LOOP_GUARD`)."""
+        trip = self._trip.get(id(node))
+        if trip is None:
+            trip = self._trip[id(node)] = _loop_trip(node)[0]
+
+        def tick() -> None:
+            self.iterations += 1
+            self.work += trip
+            if self.iterations > self.max_iterations:
+                raise NBCResourceError(
+                    f"a while_loop ran past {self.max_iterations:,} iterations in one run, the most an untrusted "
+                    f"program may run (NOODLE_EXEC_MAX_ITERATIONS={self.max_iterations}); the loop may never end. "
+                    "The run was stopped. If you trust the program and it does end, raise "
+                    "NOODLE_EXEC_MAX_ITERATIONS (iterations per run, all loops together).")
+            if self.work > self.max_elements:
+                raise NBCResourceError(
+                    f"a while_loop's iterations (after {self.iterations:,}, {human_count(trip)} elements each) took "
+                    f"the run past {human_count(self.max_elements)} elements processed, the most an untrusted "
+                    f"program may process (NOODLE_EXEC_MAX_ELEMENTS={self.max_elements}). The run was stopped. "
+                    "If you trust the program and can wait, raise NOODLE_EXEC_MAX_ELEMENTS.")
+        return tick
+
+
+def has_loops(program: Program) -> bool:
+    """Whether ``program`` has a ``while_loop`` (cached: the Executor asks on every call)."""
+    found = program.meta.get("_has_loops")
+    if found is None:
+        found = program.meta["_has_loops"] = any(n.op == "while_loop" for n in program.nodes)
+    return bool(found)
+
+
+@contextmanager
+def bounded_loops(program: Program) -> Iterator[LoopBudget | None]:
+    """Run ``program``'s loops within the iteration and element limits of the settings (read now).
+
+    Example: ``with bounded_loops(program): run_program(program, args)``; a loop that never ends
+    raises :class:`NBCResourceError` naming ``NOODLE_EXEC_MAX_ITERATIONS``. A program without loops
+    costs one cached lookup.
+    """
+    if not has_loops(program):
+        yield None
+        return
+    from noodle.config import get_settings  # noqa: PLC0415  (config is read at run time)
+
+    settings = get_settings()
+    static = program.meta.get("_static_work")
+    if static is None:
+        static = program.meta["_static_work"] = estimate(program).work_elements
+    budget = LoopBudget(static, int(settings.exec_max_elements), int(settings.exec_max_iterations))
+    token = LOOP_GUARD.set(budget)
+    try:
+        yield budget
+    finally:
+        LOOP_GUARD.reset(token)
+
+
+__all__ = ["Estimate", "Limits", "LoopBudget", "available_bytes", "bounded_loops", "check_resources",
+           "current_limits", "estimate", "has_loops", "human_bytes", "human_count"]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from noodle import metrics
+from noodle.errors import NBCResourceError
 from noodle.ir.graph import Program
 
 _CALLS = metrics.counter("noodle_jit_calls_total", "Calls of JIT programs, by how they ran", ["mode"])
@@ -140,6 +141,8 @@ class ProgramState:
         if runner is not None and use_jit:
             try:
                 out = runner(args)
+            except NBCResourceError:
+                raise   # over the limits of an untrusted run (a loop that never ends): not a backend bug
             except Exception as exc:  # noqa: BLE001 - a backend bug must not cost the caller a result
                 self.runtime_failure(exc)
             else:

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,15 @@ def run_subprogram(program: Program, args: Sequence[Any], xp: Any = np) -> tuple
     return tuple(values[o] for o in program.outputs)
 
 
+#: Set while an untrusted program runs (:func:`noodle.exec.limits.bounded_loops`): called with a
+#: ``while_loop`` node as it starts, it returns a function called before every iteration that raises
+#: once the run is over its bounds. Why a context variable: the trip count of a loop is data, so it
+#: cannot be bounded before the run like shapes are, and ``ir`` may not import ``exec``'s limits; the
+#: interpreter's walk and the compiled runner's loop both reach this one function. Unset: unbounded
+#: (a user's own jitted code is trusted, and pays one lookup per loop, not per iteration).
+LOOP_GUARD: ContextVar[Callable[[Node], Callable[[], None]] | None] = ContextVar("noodle_loop_guard", default=None)
+
+
 def run_loop(node: Node, vals: Sequence[Any], run: Callable[[Program, tuple], tuple[Any, ...]]) -> tuple[Any, ...]:
     """JAX's ``while_loop``: ``carry = body(carry)`` while ``cond(carry)``; the outer values the
     sub-programs read follow the carry in ``vals``. ``run(sub_program, args)`` evaluates one
@@ -106,9 +116,13 @@ def run_loop(node: Node, vals: Sequence[Any], run: Callable[[Program, tuple], tu
     cond, body = node.attr("cond").program, node.attr("body").program
     carry = tuple(vals[:k])
     extra = tuple(vals[k:])
+    guard = LOOP_GUARD.get()
+    tick = guard(node) if guard is not None else None
     while bool(run(cond, carry + extra)[0]):
+        if tick is not None:
+            tick()
         carry = tuple(run(body, carry + extra))
     return carry
 
 
-__all__ = ["eval_node", "gather", "run_loop", "run_subprogram", "slices"]
+__all__ = ["LOOP_GUARD", "eval_node", "gather", "run_loop", "run_subprogram", "slices"]
