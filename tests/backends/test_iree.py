@@ -496,3 +496,17 @@ def test_seed_aliases_compile_through_iree_and_fall_back_to_the_interpreter(iree
         out = f(x, x)
     assert same_bits(out, x * x - x)
     assert f.compile(x, x) == "iree"
+
+
+def test_outputs_that_are_inputs_or_constants_are_the_callers_own(backend: IreeBackend) -> None:
+    """IREE folds such results into copies; they come back right and are not reused by the next call."""
+    dt = "float32"
+    spec = KernelSpec(((dt, (50,)),), ((dt, 3.0),),
+                      (Instr("negative", (1,), dt), Instr("multiply", (0, 0), dt)), (0, 2, 3), (50,))
+    kernel = backend.compile_kernel(spec)
+    x = np.linspace(-1, 1, 50, dtype=np.float32)
+    got = kernel(x)
+    kept = [g.copy() for g in got]
+    kernel(x * 2)
+    for g, k, w in zip(got, kept, evaluate(spec, x), strict=True):
+        assert same_bits(g, w) and same_bits(g, k)

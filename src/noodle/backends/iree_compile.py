@@ -9,6 +9,10 @@ Why these flags (measured on this machine, see the issue):
   multiply instead (see ``iree_ops.Body.fence``). Turning FMA off (``-fma``) also kept the
   products exact, but made IREE's own ``exp`` call a software ``fmaf``: 7x slower;
 * ``--iree-llvmcpu-reassociate-fp-reductions=false``: a product's sums keep their order;
+* ``--iree-llvmcpu-vector-pproc-strategy=peel``: whole vectors in the loop body and a separate
+  tail, instead of masking every iteration (masked loads/stores throughout, and a byte output
+  such as the subnormal flag stored one lane at a time): the guarded fused chain at 1e7 used
+  half the CPU time (float32 74 -> 38 ms, float64 144 -> 93 ms, measured here);
 * CUDA: ``--iree-cuda-target=sm_80`` (IREE 3.13 refuses ``sm_90``; the driver JIT-compiles
   sm_80 PTX on newer GPUs).
 
@@ -81,7 +85,8 @@ def compile_flags(target: str = "llvm-cpu") -> list[str]:
     if target == "llvm-cpu":
         return [*common, "--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
                 "--iree-llvmcpu-target-cpu=host",
-                "--iree-llvmcpu-reassociate-fp-reductions=false"]
+                "--iree-llvmcpu-reassociate-fp-reductions=false",
+                "--iree-llvmcpu-vector-pproc-strategy=peel"]
     if target == "cuda":
         return [*common, "--iree-hal-target-device=cuda", "--iree-cuda-target=sm_80"]
     raise CompileError(f"unknown IREE target {target!r}; expected 'llvm-cpu' or 'cuda'")

@@ -61,6 +61,7 @@ class Emitted:
     guarded: bool = False                       # the last result: an i8 per element, 1 where flush-to-zero may have hit
     results: tuple[tuple[tuple[int, ...], str], ...] = ()   # (shape, NumPy dtype) of each result, in order
     outputs_as_args: bool = False               # @main also takes one caller-owned array per result
+    offset_inputs: bool = False                 # inputs are flat, padded, each with an i64 element offset
 
     def fence_arrays(self) -> list[np.ndarray]:
         """The values of the trailing fence arguments (all bits set; see ``Body.fence``)."""
@@ -86,13 +87,6 @@ def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out:
         outs.append(extra_out)
     identity = _map(n, list(range(n)))
     out_types = [tensor_type(shape, dt) for _, dt in outs]
-    if guard:
-        out_types.append(tensor_type(shape, "bool"))
-    inits = []
-    for k, ty in enumerate(out_types):
-        name = f"%init{len(lines)}_{k}"
-        lines.append(f"{name} = tensor.empty() : {ty}")
-        inits.append(name)
     body = Body(guard=guard)
     values: list[tuple[str, str]] = []
     block_args = [f"%in{k}" for k in range(n_in)]
@@ -108,8 +102,15 @@ def _generic(lines: list[str], spec: KernelSpec, operands: list[str], extra_out:
     for v, dt in outs:
         name, vdt = values[v]
         yields.append(body.store(cast(body, name, vdt, dt), dt))
+    guard = bool(body.hazards)     # no float op that can underflow: no flag (it would be a constant)
     if guard:
         yields.append(body.store(body.any_hazard(), "bool"))
+        out_types.append(tensor_type(shape, "bool"))
+    inits = []
+    for k, ty in enumerate(out_types):
+        name = f"%init{len(lines)}_{k}"
+        lines.append(f"{name} = tensor.empty() : {ty}")
+        inits.append(name)
     results = [f"%r{len(lines)}_{k}" for k in range(len(out_types))]
     used = sorted(body.fences)
     fences.update(used)
@@ -173,12 +174,27 @@ def _reduce(lines: list[str], values: str, spec: KernelSpec, acc: str) -> tuple[
     return f"%red{k}", ty
 
 
-def kernel_module(spec: KernelSpec, guard: bool = True, outputs_as_args: bool = False) -> Emitted:
+#: elements of padding an offset input has past its data: any element-aligned start lies within
+#: that many elements of the 64-byte-aligned address IREE imports from
+ALIGN_BYTES = 64
+
+
+def input_padding(dtype: str) -> int:
+    """The largest element offset an input of ``dtype`` can have from its 64-byte-aligned base."""
+    return ALIGN_BYTES // np.dtype(dtype).itemsize - 1
+
+
+def kernel_module(spec: KernelSpec, guard: bool = True, outputs_as_args: bool = False,
+                  offset_inputs: bool = False) -> Emitted:
     """The MLIR module of a fused elementwise (+ reduction) region.
 
     ``guard``: its last result says, per element, whether flush-to-zero may have changed it;
     ``outputs_as_args``: each result is written into a trailing argument the caller allocates
-    (``iree.abi.output``), so a returned array is the caller's own memory (see ``_function``)."""
+    (``iree.abi.output``), so a returned array is the caller's own memory (see ``_function``);
+    ``offset_inputs``: each input is a flat tensor ``input_padding(dtype)`` elements longer than
+    its data, imported from the 64-byte-aligned address at or below the data, plus an i64 element
+    offset where the data starts. Why: IREE imports host memory only at 64-byte alignment and
+    NumPy's large arrays start 16 bytes past it; this reads them in place instead of copying."""
     if spec.version != 1:
         raise CompileError(f"KernelSpec version {spec.version} is newer than the IREE emitter (1)")
     if any(d == 0 for d in spec.shape):
@@ -199,8 +215,14 @@ def kernel_module(spec: KernelSpec, guard: bool = True, outputs_as_args: bool = 
         raise CompileError("a kernel with no outputs and no reduction computes nothing")
     guard = guard and _has_floats(spec)
     fences: set[int] = set()
-    results = _generic(lines, spec, args, extra, fences, guard)
+    operands = _sliced_inputs(lines, spec, in_shapes) if offset_inputs else args
+    results = _generic(lines, spec, operands, extra, fences, guard)
+    n_results = len(spec.outputs) + (extra is not None)
+    guard = len(results) > n_results
     flag = results.pop() if guard else None
+    # IREE folds a result that is an input or computed from constants alone into a copy, which an
+    # imported (caller-owned) output buffer refuses: such a kernel returns IREE's own, copied out
+    outputs_as_args = outputs_as_args and not _has_trivial_result(spec)
     shape = tuple(spec.shape)
     outs = [(shape, spec.dtype_of(v)) for v in spec.outputs]
     if extra is not None:
@@ -211,10 +233,55 @@ def kernel_module(spec: KernelSpec, guard: bool = True, outputs_as_args: bool = 
     if flag is not None:
         results.append(flag)
         outs.append((shape, "bool"))
-    sig = ", ".join([f"{a}: {tensor_type(s, dt)}" for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True)]
-                    + _fence_sig(fences))
+    if offset_inputs:
+        sig = ", ".join([f"{a}: {tensor_type((_size(s) + input_padding(dt),), dt)}"
+                         for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True)]
+                        + [f"%off{k}: i64" for k in range(len(args))] + _fence_sig(fences))
+    else:
+        sig = ", ".join([f"{a}: {tensor_type(s, dt)}" for a, s, (dt, _) in zip(args, in_shapes, spec.inputs, strict=True)]
+                        + _fence_sig(fences))
     text = _function(sig, lines, results, outs, outputs_as_args)
-    return Emitted(text, in_shapes, extra is not None, tuple(sorted(fences)), guard, _names(outs), outputs_as_args)
+    return Emitted(text, in_shapes, extra is not None, tuple(sorted(fences)), guard, _names(outs), outputs_as_args,
+                   offset_inputs)
+
+
+def _has_trivial_result(spec: KernelSpec) -> bool:
+    """Whether an output (or the reduced value) is an input, a constant, or reads no input."""
+    n_in = len(spec.inputs)
+    reads = [True] * n_in + [False] * len(spec.consts)
+    for ins in spec.body:
+        reads.append(any(reads[a] for a in ins.args))
+    values = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
+    return any(v < n_in + len(spec.consts) or not reads[v] for v in values)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _sliced_inputs(lines: list[str], spec: KernelSpec, in_shapes: tuple[tuple[int, ...], ...]) -> list[str]:
+    """Each padded flat input ``%argK`` cut at ``%offK`` to its data and shaped as ``in_shapes[K]``."""
+    names = []
+    for k, ((dt, _), shape) in enumerate(zip(spec.inputs, in_shapes, strict=True)):
+        n = _size(shape)
+        flat = tensor_type((n,), dt)
+        lines.append(f"%offi{k} = arith.index_cast %off{k} : i64 to index")
+        lines.append(f"%flat{k} = tensor.extract_slice %arg{k}[%offi{k}] [{n}] [1] : "
+                     f"{tensor_type((n + input_padding(dt),), dt)} to {flat}")
+        if len(shape) == 1:
+            names.append(f"%flat{k}")
+            continue
+        if not shape:
+            lines.append(f"%shaped{k} = tensor.collapse_shape %flat{k} [] : {flat} into {tensor_type((), dt)}")
+        else:
+            dims = ", ".join(str(i) for i in range(len(shape)))
+            lines.append(f"%shaped{k} = tensor.expand_shape %flat{k} [[{dims}]] output_shape "
+                         f"[{', '.join(str(d) for d in shape)}] : {flat} into {tensor_type(shape, dt)}")
+        names.append(f"%shaped{k}")
+    return names
 
 
 def _names(outs: list[tuple[tuple[int, ...], str]]) -> tuple[tuple[tuple[int, ...], str], ...]:
@@ -323,6 +390,7 @@ def matmul_module(spec: MatmulSpec, guard: bool = True, outputs_as_args: bool = 
             raise CompileError("a matmul epilogue on a product with unit dimensions is not translated")
         guard = guard and _has_floats(ep)
         results = _generic(lines, ep, [prod, *extras], None, fences, guard)
+        guard = len(results) > 1
         outs = [(out_shape, ep.dtype_of(ep.outputs[0]))]
         if guard:
             outs.append((out_shape, "bool"))

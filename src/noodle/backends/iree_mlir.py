@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import ctypes
 import functools
 import importlib
 import logging
@@ -45,7 +46,7 @@ import numpy as np
 from noodle import metrics
 from noodle.backends.base import Backend, Kernel, check_inputs
 from noodle.backends.iree_compile import compile_cached
-from noodle.backends.iree_emit import Emitted, kernel_module, matmul_module, squeezed
+from noodle.backends.iree_emit import Emitted, input_padding, kernel_module, matmul_module, squeezed
 from noodle.backends.iree_ops import OP_TABLE, ReduceRule
 from noodle.backends.reference import evaluate, evaluate_matmul
 from noodle.backends.spec import KernelSpec, MatmulSpec
@@ -101,6 +102,27 @@ def _as_storage(x: np.ndarray) -> np.ndarray:
     return x.view(view) if view is not None else x
 
 
+def _padded(x: np.ndarray, pad: int) -> tuple[np.ndarray, int]:
+    """``x`` (C-contiguous) as a flat array that starts at the 64-byte-aligned address at or below
+    it and runs ``pad`` elements past its end, and the element offset where ``x`` starts in it.
+
+    The kernel reads only ``x``'s own elements (``iree_emit.kernel_module(offset_inputs=True)``);
+    the few bytes around them are named, never touched. An array not aligned to its element size
+    (a view into raw bytes) is copied."""
+    addr = x.ctypes.data
+    skew = addr % _ALIGN
+    if skew % x.itemsize:
+        x = np.copy(x, order="C")         # rare: np.copy gives an element-aligned allocation
+        addr = x.ctypes.data
+        skew = addr % _ALIGN
+        if skew % x.itemsize:
+            raise DTypeError(f"could not place a {x.dtype} array on an element boundary for IREE")
+    nbytes = (x.size + pad) * x.itemsize
+    raw = (ctypes.c_byte * nbytes).from_address(addr - skew)
+    raw.owner = x         # the view keeps x (perhaps a temporary copy) alive through the call
+    return np.frombuffer(raw, dtype=x.dtype), skew // x.itemsize
+
+
 def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + _ALIGN, np.uint8)
@@ -133,9 +155,12 @@ class _Module:
         """Drop the IREE objects (at exit: nanobind reports runtime objects alive at shutdown as leaks)."""
         self.main = self.context = self._device = None
 
-    def _imported(self, arrays: list[np.ndarray], staging: dict[int, np.ndarray] | None) -> list[Any]:
+    def _imported(self, arrays: list[Any], staging: dict[int, np.ndarray] | None) -> list[Any]:
         out = []
         for k, x in enumerate(arrays):
+            if isinstance(x, int):              # a scalar argument (an input's element offset)
+                out.append(x)
+                continue
             if x.ctypes.data % _ALIGN or not x.flags.c_contiguous:
                 buf = staging.get(k) if staging is not None else None
                 if buf is None or buf.shape != x.shape or buf.dtype != x.dtype:
@@ -147,7 +172,7 @@ class _Module:
             out.append(self._device.from_dlpack_capsule(x.__dlpack__()))
         return out
 
-    def __call__(self, arrays: list[np.ndarray], emitted: Emitted) -> list[np.ndarray]:
+    def __call__(self, arrays: list[Any], emitted: Emitted) -> list[np.ndarray]:
         if not emitted.outputs_as_args:
             res = self.main(*arrays)
             if not isinstance(res, tuple | list):
@@ -192,7 +217,13 @@ class IreeKernel(Kernel):
                 x = np.asarray(x, dtype=dt).reshape(shp)
             if not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)
-            out.append(_as_storage(x.reshape(sq)))
+            x = _as_storage(x.reshape(sq))
+            out.append(x)
+        if self.emitted.offset_inputs:
+            views, offsets = zip(*(_padded(x, input_padding(dt.name)) for x, (dt, _) in zip(out, self._in,
+                                                                                             strict=True)),
+                                 strict=True)
+            return [*views, *offsets, *self._fences]
         return out + self._fences
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
@@ -366,7 +397,7 @@ class IreeBackend(Backend):
         elif math.prod(spec.shape) == 0:
             kernel = _EmptyKernel(spec)
         else:
-            emitted = kernel_module(spec, outputs_as_args=self._outputs_as_args)
+            emitted = kernel_module(spec, outputs_as_args=self._outputs_as_args, offset_inputs=self._outputs_as_args)
             module, hit = self._load(emitted, key)
             kernel = IreeKernel(spec, emitted, module, hit)
         with self._lock:
@@ -390,7 +421,7 @@ class IreeBackend(Backend):
         """The MLIR text this backend compiles for ``spec`` (what the cache's ``.mlir`` file holds)."""
         if isinstance(spec, MatmulSpec):
             return matmul_module(spec, outputs_as_args=self._outputs_as_args).text
-        return kernel_module(spec, outputs_as_args=self._outputs_as_args).text
+        return kernel_module(spec, outputs_as_args=self._outputs_as_args, offset_inputs=self._outputs_as_args).text
 
 
 class _EmptyKernel(Kernel):
