@@ -1,0 +1,251 @@
+"""Row-wise fusion (softmax, layernorm, normalizations): one region, one kernel, the interpreter's bits.
+
+The interpreter is the spec: the compiled result must equal it byte for byte (-0.0 and
+infinities included; NaN by position, as the differential suites compare it), and the interpreter must agree with plain NumPy (within rounding:
+its sums follow the defined order of ``noodle.ir.reduction``, not NumPy's pairwise one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import noodle as nd
+from noodle.backends.numba_rowwise import RowPlan
+from noodle.backends.registry import get_backend
+from noodle.exec.interpreter import run_program
+from noodle.jit.lower import build_runner, row_spec
+from noodle.passes import optimize, units
+from noodle.passes.rowwise import is_rowwise
+from noodle.trace import trace
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layernorm(x, g, b):
+    m = x.mean(axis=-1, keepdims=True)
+    d = x - m
+    v = (d * d).mean(axis=-1, keepdims=True)
+    return d / np.sqrt(v + 1e-5) * g + b
+
+
+def l2_normalize(x):
+    return x / np.sqrt((x * x).sum(axis=-1, keepdims=True))
+
+
+def log_softmax(x):
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def min_scaled(x):   # min, and a row value used by two later passes
+    lo = x.min(axis=-1, keepdims=True)
+    span = x.max(axis=-1, keepdims=True) - lo
+    return (x - lo) / (span + 1.0), span
+
+
+def sum_reshaped(x):   # keepdims=False brought back to the rows by a reshape
+    s = np.abs(x).sum(axis=-1)
+    return x / s.reshape(s.shape + (1,))
+
+
+FNS = {"softmax": softmax, "layernorm": layernorm, "l2": l2_normalize, "log_softmax": log_softmax,
+       "min_scaled": min_scaled, "sum_reshaped": sum_reshaped}
+
+
+def args_for(name, x, seed=1):
+    if name != "layernorm":
+        return (x,)
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(x.shape[-1]).astype(x.dtype)
+    b = rng.standard_normal(x.shape[-1]).astype(x.dtype)
+    return (x, g, b)
+
+
+def same_bits(a, b):
+    """Equal bytes, NaN compared by position (which NaN an op on two NaNs returns depends on its
+    operand order, which the compiler may swap: the project's differential rule)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    assert np.array_equal(nan_a, nan_b), "NaN positions differ"
+    assert np.array_equal(a[~nan_a].view(np.uint8), b[~nan_b].view(np.uint8)), \
+        f"max |diff| {np.max(np.abs(a[~nan_a] - b[~nan_b]), initial=0)}"
+
+
+def check(fn, args, fused=True):
+    """Compiled (Numba) == interpreter, byte for byte; interpreter close to plain NumPy."""
+    with np.errstate(all="ignore"):
+        prog = optimize(trace(fn, args))
+        want = run_program(prog, args)
+        got = build_runner(prog, get_backend("numba"))(args)
+        plain = fn(*args)
+    plain = plain if isinstance(plain, tuple) else (plain,)
+    for g, w, p in zip(got, want, plain, strict=True):
+        same_bits(g, w)
+        tol = 1e-5 if w.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(w, p, rtol=tol, atol=tol)
+    regions = [u for u in units(prog) if u.group is not None]
+    if fused:
+        assert len(regions) == 1 and is_rowwise(prog, regions[0].members), [u.members for u in regions]
+    return prog
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("length", [7, 1024, 4097])
+@pytest.mark.parametrize("name", sorted(FNS))
+def test_rowwise_equals_interpreter(name, length, dtype):
+    rows = 3 if length > 1024 else 5
+    x = np.random.default_rng(length).standard_normal((rows, length)).astype(dtype)
+    check(FNS[name], args_for(name, x))
+
+
+@pytest.mark.parametrize("name", ["softmax", "layernorm", "log_softmax"])
+def test_rows_of_length_one_stay_correct(name):
+    x = np.random.default_rng(0).standard_normal((6, 1))
+    check(FNS[name], args_for(name, x), fused=False)   # nothing to gain: the other kernels run it
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(FNS))
+def test_nan_inf_and_signed_zeros_in_rows(name, dtype):
+    x = np.random.default_rng(3).standard_normal((8, 33)).astype(dtype)
+    x[0, 5] = np.nan
+    x[1, :] = np.inf
+    x[2, 3] = -np.inf
+    x[3, :] = 0.0
+    x[4, :] = -0.0
+    x[5, ::2] = -0.0
+    x[6, 7] = np.inf
+    x[6, 8] = -np.inf
+    with np.errstate(all="ignore"):
+        prog = optimize(trace(FNS[name], args_for(name, x)))
+        want = run_program(prog, args_for(name, x))
+        got = build_runner(prog, get_backend("numba"))(args_for(name, x))
+    for g, w in zip(got, want, strict=True):
+        same_bits(g, w)
+
+
+def test_parallel_blocks_equal_serial():
+    # 300 x 1000 elements: above the parallel threshold, many blocks, a ragged last one
+    x = np.random.default_rng(5).standard_normal((300, 1000)).astype(np.float32)
+    check(softmax, (x,))
+    check(layernorm, args_for("layernorm", x))
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_axis_of_2d_and_3d_arrays(axis):
+    def f(x):
+        return x / x.sum(axis=axis, keepdims=True)
+
+    x2 = np.random.default_rng(1).random((6, 40)) + 0.5
+    check(f, (x2,))
+    x3 = np.random.default_rng(2).random((3, 5, 40)) + 0.5
+    check(f, (x3,), fused=axis == -1)   # a middle axis is not a row: the other kernels run it
+
+
+def test_row_values_and_broadcast_operands_of_every_kind():
+    def f(x, col, rowv, one):
+        s = (x * col).sum(axis=-1, keepdims=True) + rowv
+        return x * s - one, s * rowv
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 50))
+    check(f, (x, rng.standard_normal(50), rng.standard_normal((2, 3, 1)), rng.standard_normal((1, 1, 1))))
+    check(f, (x, rng.standard_normal((1, 50)), rng.standard_normal((3, 1)), np.full(1, 2.0)))
+
+
+def test_rowspec_is_planned_in_stages_and_keyed_by_content():
+    x = np.ones((4, 16), np.float32)
+    prog = optimize(trace(softmax, (x,)))
+    (unit,) = [u for u in units(prog) if u.group is not None]
+    spec, ins, outs = row_spec(prog, unit)
+    again, _, _ = row_spec(optimize(trace(softmax, (x,))), unit)
+    assert spec.key() == again.key() and spec.rows == (4,) and spec.length == 16
+    plan = RowPlan(spec)
+    assert [kind for kind, _ in plan.steps()] == ["numba", "ufunc", "numba"]   # exp by NumPy's ufunc
+
+
+def test_a_backend_without_compile_rowwise_runs_the_parts():
+    numba = get_backend("numba")
+
+    class KernelsOnly:   # what IREE and CUDA offer: fused elementwise/map-reduce kernels only
+        name = "kernels-only"
+
+        def compile_kernel(self, spec):
+            return numba.compile_kernel(spec)
+
+    x = np.random.default_rng(6).standard_normal((7, 300)).astype(np.float32)
+    for name in ("softmax", "layernorm", "sum_reshaped", "min_scaled"):
+        args = args_for(name, x)
+        with np.errstate(all="ignore"):
+            prog = optimize(trace(FNS[name], args))
+            want = run_program(prog, args)
+            got = build_runner(prog, KernelsOnly())(args)
+        for g, w in zip(got, want, strict=True):
+            same_bits(g, w)
+
+
+def test_through_nd_jit():
+    f = nd.jit(softmax, backend="numba", hot_threshold=0)
+    x = np.random.default_rng(7).standard_normal((64, 128)).astype(np.float32)
+    for _ in range(3):
+        got = f(x)
+    prog = optimize(trace(softmax, (x,)))
+    same_bits(got, run_program(prog, (x,))[0])
+
+
+# ------------------------------------------------------------------ random row-wise programs
+_UNARY = [lambda v: -v, np.abs, lambda v: v * 0.5, lambda v: v + 1.0, np.tanh]
+_REDUCE = ["sum", "mean", "max", "min"]
+
+
+@st.composite
+def programs(draw):
+    steps = draw(st.lists(st.tuples(st.integers(0, len(_UNARY) - 1), st.sampled_from(_REDUCE),
+                                    st.sampled_from(["sub", "div", "mul"]), st.booleans()),
+                          min_size=1, max_size=4))
+    shape = draw(st.sampled_from([(3, 9), (2, 2, 17), (4, 130), (1, 8)]))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    seed = draw(st.integers(0, 2 ** 16))
+    return steps, shape, dtype, seed
+
+
+def build(steps):
+    def fn(x):
+        v = x
+        for u, red, comb, keep in steps:
+            v = _UNARY[u](v)
+            r = getattr(v, red)(axis=-1, keepdims=keep)
+            if not keep:
+                r = r.reshape(r.shape + (1,))
+            if comb == "sub":
+                v = v - r
+            elif comb == "mul":
+                v = v * r
+            else:
+                v = v / (np.abs(r) + 1.0)
+        return v
+    return fn
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=programs())
+def test_random_rowwise_programs(case):
+    steps, shape, dtype, seed = case
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    x.reshape(-1)[seed % x.size] = [np.nan, np.inf, -0.0, 0.0][seed % 4]
+    fn = build(steps)
+    with np.errstate(all="ignore"):
+        prog = optimize(trace(fn, (x,)))
+        want = run_program(prog, (x,))
+        got = build_runner(prog, get_backend("numba"))((x,))
+    for g, w in zip(got, want, strict=True):
+        same_bits(g, w)
+    regions = [u for u in units(prog) if u.group is not None]
+    assert any(is_rowwise(prog, u.members) for u in regions)
