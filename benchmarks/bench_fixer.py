@@ -838,7 +838,8 @@ def notes(rows: list[Row]) -> list[str]:
         _check(out, "multi-edit precision at 1 >= 0.35", multi.extra["p@1"] >= 0.35, f"{multi.extra['p@1']:.3f}")
     if state is not None and one is not None and "ngram_p@1" in one.extra:
         ok = state["loaded"]
-        gain = one.extra["p@1"] - one.extra["ngram_p@1"]
+        # both shares are rounded to 4 places: 0.975 - 0.925 must read as the 0.05 it is, not 0.04999...
+        gain = round(one.extra["p@1"] - one.extra["ngram_p@1"], 4)
         _check(out, "reranker: one-edit P@1 >= n-gram's + 0.05", ok and gain >= 0.05,
                f"{one.extra['p@1']:.3f} vs {one.extra['ngram_p@1']:.3f} ({gain:+.3f}; the n-gram's P@10, which "
                f"caps any reordering, is {one.extra['ngram_p@10']:.3f})" + ("" if ok else "; reranker not loaded"))

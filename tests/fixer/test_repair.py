@@ -268,3 +268,16 @@ def test_unfixed_says_why_and_leaves_the_text():
     r = fix(broken)
     if r.kind == "unfixed":
         assert r.notes and not r.candidates and r.source == broken
+
+
+def test_candidates_are_distinct_programs():
+    """Two repairs that leave the same tokens (a ')' put before or after a blank) are one program:
+    the better-scored one stays and the other leaves its place to a different repair."""
+    from noodle.fixer.corrupt import token_signature
+
+    broken = "result = compute(value, other) \nprint(compute(value, (other) )\n"
+    r = fix(broken, k=10, rerank=False)
+    sigs = [token_signature(c.source) for c in r.candidates]
+    assert len(sigs) >= 3 and None not in sigs
+    assert len(set(sigs)) == len(sigs), [c.edits for c in r.candidates]
+    assert token_signature("result = compute(value, other) \nprint(compute(value, (other) ))\n") in sigs

@@ -192,3 +192,34 @@ def test_training_is_reproducible_on_a_tiny_corpus(tmp_path):
     assert da == db
     x = np.random.default_rng(0).normal(size=(16, N_FEATURES)).tolist()
     np.testing.assert_array_equal(rerank.load(da).probabilities(x), rerank.load(db).probabilities(x))
+
+
+def _row_of(text: str, line: int, col: int, new: str) -> dict[str, float]:
+    """The feature row (by name) of the first round's step that inserts or replaces at (line, col)."""
+    info, steps = _captured(text)[0]
+    rows = step_rows(info, steps)
+    for s, row in zip(steps, rows):
+        if any(c.line == line and c.col == col and c.new == new for c in s.changes):
+            return dict(zip(FEATURES, row))
+    raise AssertionError(f"no step {new!r} at {line}:{col} in {[s.changes for s in steps]}")
+
+
+def test_string_code_counts_the_code_a_quote_takes_out_of_strings():
+    text = 'def v(version, self):\n    return str(version) != "unknown and self.format(version) >= 2\n'
+    early = _row_of(text, 2, 35, '"')          # "unknown" and self.format(version) >= 2
+    late = _row_of(text, 2, len(text.split("\n")[1]), '"')     # the whole rest of the line a string
+    assert early["string_code"] < 0 == late["string_code"]
+    assert early["tokens_after"] > late["tokens_after"] == 0
+
+
+def test_name_uses_and_the_complete_steps_ranking():
+    text = "def t(level):\n    for i in range(level):\n        iyeld i\n"
+    typo = _row_of(text, 3, 8, "yield")
+    assert typo["name_uses"] == 1.0 and typo["at_line_start"] == 1.0
+    info, steps = _captured(text)[0]
+    rows = [dict(zip(FEATURES, r)) for r in step_rows(info, steps)]
+    complete = [r for r in rows if r["complete"] == 1.0]
+    assert sorted(r["complete_rank"] for r in complete) == list(range(len(complete)))
+    best = next(r for r in complete if r["complete_rank"] == 0)
+    assert best["gap_to_best_complete"] == 0.0 and all(r["gap_to_best_complete"] >= 0 for r in complete)
+    assert all(r["complete_rank"] == -1.0 for r in rows if r["complete"] == 0.0)

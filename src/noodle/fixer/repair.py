@@ -45,6 +45,7 @@ from typing import Protocol
 from noodle.errors import FixArgumentError
 from noodle.fixer.candidates import propose
 from noodle.fixer.context import Change, Context, apply_changes
+from noodle.fixer.lexer import lex
 from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
 from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
 from noodle.fixer.rerank_features import RoundInfo, Step
@@ -394,6 +395,8 @@ def _candidates(search: _Search, pool: list[_Node], k: int) -> list[Candidate]:
     pool.sort(key=lambda n: -n.score)
     out: list[Candidate] = []
     seen: set[str] = set()
+    same: set[tuple] = set()
+    rows = sorted({line for node in pool for line, _ in node.changed})
     source = "".join(search.base)
     for node in pool:
         if len(out) >= k:
@@ -402,10 +405,24 @@ def _candidates(search: _Search, pool: list[_Node], k: int) -> list[Candidate]:
         if text in seen or text == source:
             continue
         seen.add(text)
+        sig = _signature(search.base, node, rows)
+        if sig in same:
+            continue                  # the same tokens as a better repair, laid out otherwise
+        same.add(sig)
         if search.checker.file_error(text) is not None:
             continue
         out.append(Candidate(text, _edits(search.base, node), round(node.score, 4)))
     return out
+
+
+def _signature(base: list[str], node: _Node, rows: list[int]) -> tuple[tuple[str, str], ...]:
+    """The tokens of the lines any repair changed, as this one leaves them, blind to blanks inside
+    a line: two repairs with the same signature are one program (a doubled ')' removed from one
+    line or the next), and the second would only take a candidate's place from a different one."""
+    changed = dict(node.changed)
+    text = "".join(changed.get(r, base[r - 1]) for r in rows)
+    toks = lex(text if text.endswith("\n") else text + "\n")
+    return tuple((t.kind, t.text) for t in toks if t.kind not in ("NL", "COMMENT", "NEWLINE"))
 
 
 _PIECES = re.compile(r"[ \t]+|\w+|\*\*=|//=|>>=|<<=|\.\.\.|!=|==|<=|>=|->|:=|\*\*|//|<<|>>|[-+*/%&|^@]=|\r?\n|.")
