@@ -419,17 +419,23 @@ class NumbaMatmulKernel(Kernel):
         self.pool = pool
         self._dtype = np.dtype(spec.out_dtype)
         self._shape = tuple(spec.out_shape)
+        # checked on every call: kept as NumPy's own objects so the check is a few comparisons
+        # (a loop's body calls small products thousands of times: a CG step's dots)
+        self._a = (tuple(spec.a[1]), np.dtype(spec.a[0]))
+        self._b = (tuple(spec.b[1]), np.dtype(spec.b[0]))
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         if len(inputs) < 2:
             raise ShapeError(f"a matmul kernel takes a, b and the epilogue's extra operands; got {len(inputs)}")
-        a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
-        for name, x, (dt, shp) in (("a", a, self.spec.a), ("b", b, self.spec.b)):
-            if x.shape != tuple(shp) or x.dtype != np.dtype(dt):
+        a, b = inputs[0], inputs[1]
+        if type(a) is not np.ndarray or type(b) is not np.ndarray:
+            a, b = np.asarray(a), np.asarray(b)
+        for name, x, (shp, dt) in (("a", a, self._a), ("b", b, self._b)):
+            if x.shape != shp or x.dtype != dt:
                 # the same error classes as check_inputs gives a fused kernel's inputs
                 cls = ShapeError if x.shape != tuple(shp) else DTypeError
                 raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
-                          f"{dt}{tuple(shp)}; compile a kernel for this signature")
+                          f"{dt}{shp}; compile a kernel for this signature")
         out = _out_buffer(self.pool, self._shape, self._dtype)
         if a.dtype != self._dtype or b.dtype != self._dtype:
             np.matmul(a.astype(self._dtype), b.astype(self._dtype), out=out)

@@ -237,13 +237,14 @@ def _compile_unit(program: Program, unit: Unit, backend: Any) -> Step:
     return backend.compile_kernel(kspec), tuple(ins), tuple(outs)
 
 
-def build_runner(program: Program, backend: Any) -> Runner:
+def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
     """Compile every fused region; return ``runner(args) -> outputs``.
 
     ``backend``: one Backend for every region (an explicit ``backend=``), or a
     :data:`Chooser` giving per region the backends to try, best first: a region whose
     choice fails to compile takes the next (the interpreter never fails). The runner's
-    ``region_backends`` attribute names what each region got.
+    ``region_backends`` attribute names what each region got. ``quiet``: the caller already runs
+    under ``np.errstate(all="ignore")`` (a loop's sub-programs), so lone nodes skip their own.
     """
     chooser: Chooser = backend if callable(backend) and not hasattr(backend, "compile_kernel") \
         else (lambda k: (backend,))
@@ -256,7 +257,7 @@ def build_runner(program: Program, backend: Any) -> Runner:
             if nodes[m].op == "while_loop":
                 steps.append((loop_step(nodes[m], backend), nodes[m].args, (m,)))
                 continue
-            steps.append((_interp_step(nodes[m]), nodes[m].args, (m,)))
+            steps.append((_interp_step(nodes[m], quiet), nodes[m].args, (m,)))
             continue
         tries = list(chooser(len(used)))
         for i, b in enumerate(tries):
@@ -337,6 +338,10 @@ def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
     sub-program is optimized and compiled once here (its fused regions become kernels), then every
     iteration calls them with the carried values (the semantics of :func:`noodle.ir.semantics.run_loop`).
 
+    Why lean: an iteration is a dozen steps on small values (CG: a matvec, two dots, scalars), so
+    per-step Python costs as much as the work; the sub-runners' lone nodes call their ufunc directly
+    under the one ``errstate`` the loop holds.
+
     ``backend``: as for :func:`build_runner`; a per-region chooser of the outer program says nothing
     about the sub-programs' regions, so they are placed on their own ("auto")."""
     from noodle.ir.semantics import run_loop  # noqa: PLC0415
@@ -347,14 +352,15 @@ def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
         sub = node.attr(name).program
         opt = optimize(sub.copy())
         if backend == "interpret" or hasattr(backend, "compile_kernel"):
-            runners[id(sub)] = build_runner(opt, backend)
+            runners[id(sub)] = build_runner(opt, backend, quiet=True)
         else:
             from noodle.jit.placing import chooser, plan_program  # noqa: PLC0415 - placing imports this module
 
-            runners[id(sub)] = build_runner(opt, chooser(plan_program(opt, f"loop {name}", "auto")))
+            runners[id(sub)] = build_runner(opt, chooser(plan_program(opt, f"loop {name}", "auto")), quiet=True)
+    get = runners.__getitem__
 
     def run(sub: Program, args: tuple) -> tuple[Any, ...]:
-        return runners[id(sub)](args)
+        return get(id(sub))(args)
 
     def step(*vals: Any) -> tuple[Any, ...]:
         with np.errstate(all="ignore"):
@@ -363,11 +369,36 @@ def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
     return step
 
 
-def _interp_step(node: Any) -> Callable[..., tuple[Any, ...]]:
-    def step(*vals: Any) -> tuple[Any, ...]:
+def _interp_step(node: Any, quiet: bool = False) -> Callable[..., tuple[Any, ...]]:
+    """A lone node run as the interpreter runs it. An elementwise op on NumPy arrays calls its
+    NumPy function directly (what :func:`eval_node` does, without looking the op up on every call)."""
+    row = OPS[node.op]
+    if row.kind in (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY) and callable(getattr(np, row.numpy, None)):
+        ufunc = getattr(np, row.numpy)
+        dtype = np.dtype(node.dtype)
+        ndarray = np.ndarray
+
+        def fast(*vals: Any) -> tuple[Any, ...]:
+            for v in vals:
+                if type(v) is not ndarray:
+                    return general(*vals)
+            if quiet:
+                out = ufunc(*vals)
+            else:
+                with np.errstate(all="ignore"):
+                    out = ufunc(*vals)
+            if type(out) is not ndarray:   # a 0-d result comes back as a NumPy scalar
+                out = np.asarray(out)
+            if out.dtype != dtype:
+                out = out.astype(dtype)
+            return (out,)
+    else:
+        fast = None  # type: ignore[assignment]
+
+    def general(*vals: Any) -> tuple[Any, ...]:
         with np.errstate(all="ignore"):
             return (eval_node(node, vals, array_module(vals)),)
-    return step
+    return fast if fast is not None else general
 
 
 __all__ = ["Chooser", "build_runner", "is_region", "kernel_spec", "matmul_spec", "row_parts", "row_spec"]
