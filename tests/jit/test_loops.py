@@ -135,3 +135,42 @@ def test_conjugate_gradient_example_agrees_jitted() -> None:
     assert kj == k and 0 < k <= 50
     np.testing.assert_allclose(xj, x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a @ x, b, atol=1e-4)
+
+
+def _dead_loop_with_a_bad_gather():
+    """A loop whose body gathers index 5 of a 3-element constant, and whose cond is false at once."""
+    from noodle.ir.graph import Builder, SubProgram
+
+    body = Builder()
+    c = body.input(0, (1,), "float64")
+    bad = body.add("gather", body.const(np.arange(3.0)), body.const(np.array([5], dtype=np.int64)), axis=0)
+    body_prog = body.finish([body.add("add", c, bad)])
+    cond = Builder()
+    cond.input(0, (1,), "float64")
+    cond_prog = cond.finish([cond.const(np.array(False))])
+    b = Builder()
+    loop = b.add("while_loop", b.input(0, (1,), "float64"), cond=SubProgram(cond_prog), body=SubProgram(body_prog),
+                 carry=1)
+    return b.finish([b.add("loop_result", loop, item=0)])
+
+
+@pytest.mark.parametrize("backend", ["interpret", "numba"])
+def test_a_loop_that_never_runs_does_not_raise_for_its_body(backend: str) -> None:
+    """Folding evaluates constants ahead of time: it must leave an op that would raise to run time."""
+    from noodle.backends import get_backend
+    from noodle.exec.interpreter import run_program
+    from noodle.jit.lower import build_runner
+    from noodle.passes import optimize
+    from noodle.passes.simplify import fold_constants
+
+    program = _dead_loop_with_a_bad_gather()
+    x = np.array([1.5])
+    np.testing.assert_array_equal(run_program(program, (x,))[0], x)
+    body = program.nodes[1].attr("body").program
+    assert "gather" in [n.op for n in fold_constants(body).nodes]   # not folded: it would raise
+    runner = build_runner(optimize(program.copy()), "interpret" if backend == "interpret" else get_backend(backend))
+    np.testing.assert_array_equal(runner((x,))[0], x)
+    from noodle.errors import OpIndexError
+    from noodle.ir.semantics import run_subprogram
+    with pytest.raises(OpIndexError, match="index 5 is out of bounds"):   # where it does run, it raises
+        run_subprogram(body, (x,))
