@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
+import noodle as nd
+
 UNARY = {
     "neg": lambda x: -x, "abs": abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "sin": np.sin,
     "cos": np.cos, "tanh": np.tanh,
@@ -23,6 +25,11 @@ BINARY = {
 COMPARE = {"lt": lambda x, y: x < y, "ge": lambda x, y: x >= y, "eq": lambda x, y: x == y}
 SHAPES = [(4, 5), (5,), (4, 1)]
 LARGE_SHAPES = [(400, 300), (300,), (400, 1)]  # above the backends' parallel threshold
+# basic slices of one axis (each keeps a length >= 1 of an axis of length >= 2): stencils, steps, reversal
+SLICES = {"tail": slice(1, None), "head": slice(None, -1), "even": slice(None, None, 2),
+          "rev": slice(None, None, -1), "mid": slice(1, -1)}
+# dtype-preserving loop bodies (a carry keeps its dtype): c -> c op const
+LOOP_OPS = ("add", "mul", "max", "min", "sub")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,24 @@ class Case:
                     vals.append(vals[step[1]].T)
                 elif kind == "cast":
                     vals.append(vals[step[1]].astype(step[2]))
+                elif kind == "slice":   # x[:, sl] on axis 1, x[sl] on axis 0
+                    sl = SLICES[step[2]]
+                    vals.append(vals[step[1]][(slice(None),) * step[3] + (sl,)])
+                elif kind == "sdiff":   # the stencil x[1:] - x[:-1]
+                    x = vals[step[1]]
+                    vals.append(x[1:] - x[:-1])
+                elif kind == "take":    # an integer-array gather along axis 0
+                    vals.append(vals[step[1]][np.array(step[2], dtype=np.int64)])
+                elif kind == "cat":
+                    vals.append(nd.concatenate([vals[step[1]], vals[step[2]]], axis=0))
+                elif kind == "fori":
+                    op, c = BINARY[step[2]], step[4]
+                    vals.append(nd.fori_loop(0, step[3], lambda k, x, op=op, c=c: op(x, c), vals[step[1]]))
+                elif kind == "while":   # counted in the carry: (x, i) while i < trips
+                    op, c, trips = BINARY[step[2]], step[4], step[3]
+                    vals.append(nd.while_loop(lambda t, trips=trips: t[1] < trips,
+                                              lambda t, op=op, c=c: (op(t[0], c), t[1] + 1),
+                                              (vals[step[1]], np.int64(0)))[0])
             out = tuple(vals[k] for k in outputs)
             return out[0] if len(out) == 1 else out
 
@@ -86,7 +111,8 @@ def _broadcast(a, b):
 
 @st.composite
 def cases(draw, max_steps: int = 6, allow_matmul: bool = True, dtypes=("float32", "float64", "int64"),
-          shapes=tuple(SHAPES)):
+          shapes=tuple(SHAPES), indexing: bool = False):
+    """``indexing``: also slices, stencils, constant gathers, concatenation and loops."""
     dtype = draw(st.sampled_from(dtypes))
     n_in = draw(st.integers(1, 3))
     shapes = [draw(st.sampled_from(shapes)) for _ in range(n_in)]
@@ -96,7 +122,10 @@ def cases(draw, max_steps: int = 6, allow_matmul: bool = True, dtypes=("float32"
     for _ in range(draw(st.integers(1, max_steps))):
         i = draw(st.integers(0, len(vshapes) - 1))
         si = vshapes[i]
-        kind = draw(st.sampled_from(["un", "bin", "bin", "cbin", "where", "red", "mm", "T", "cast"]))
+        kinds = ["un", "bin", "bin", "cbin", "where", "red", "mm", "T", "cast"]
+        if indexing:
+            kinds += ["slice", "slice", "sdiff", "take", "cat", "fori", "while"]
+        kind = draw(st.sampled_from(kinds))
         if kind == "un":
             steps.append(("un", draw(st.sampled_from(sorted(UNARY))), i))
             vshapes.append(si)
@@ -149,6 +178,34 @@ def cases(draw, max_steps: int = 6, allow_matmul: bool = True, dtypes=("float32"
             steps.append(("cast", i, target))
             vshapes.append(si)
             vtypes.append("f" if target.startswith("float") else "i")
+        elif kind == "slice" and si:
+            axis = draw(st.integers(0, len(si) - 1))
+            if si[axis] >= 3:
+                name = draw(st.sampled_from(sorted(SLICES)))
+                steps.append(("slice", i, name, axis))
+                vshapes.append(tuple(len(range(n)[SLICES[name]]) if d == axis else n for d, n in enumerate(si)))
+                vtypes.append(vtypes[i])
+        elif kind == "sdiff" and si and si[0] >= 2:
+            steps.append(("sdiff", i))
+            vshapes.append((si[0] - 1, *si[1:]))
+            vtypes.append(vtypes[i])
+        elif kind == "take" and si:
+            n = si[0]
+            idx = tuple(draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=6)))
+            steps.append(("take", i, idx))
+            vshapes.append((len(idx), *si[1:]))
+            vtypes.append(vtypes[i])
+        elif kind == "cat" and si:
+            partners = [j for j, s in enumerate(vshapes) if len(s) == len(si) and s[1:] == si[1:]]
+            j = draw(st.sampled_from(partners))
+            steps.append(("cat", i, j))
+            vshapes.append((si[0] + vshapes[j][0], *si[1:]))
+            vtypes.append("f" if "f" in (vtypes[i], vtypes[j]) else "i")
+        elif kind in ("fori", "while"):
+            c = draw(st.sampled_from([0.5, 1.5, -0.25]) if vtypes[i] == "f" else st.sampled_from([2, -1, 3]))
+            steps.append((kind, i, draw(st.sampled_from(LOOP_OPS)), draw(st.integers(0, 4)), c))
+            vshapes.append(si)
+            vtypes.append(vtypes[i])
     if not steps:
         steps.append(("un", "neg", 0))
         vshapes.append(vshapes[0])

@@ -109,6 +109,24 @@ def test_numba_jit_matches_numpy_on_large_arrays(case, seed):
     test_numba_jit_matches_numpy.hypothesis.inner_test(case, seed)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(max_steps=5, indexing=True), seed=st.integers(0, 2**16))
+def test_programs_with_slices_gathers_and_loops_match_numpy(case, seed):
+    """Slices (stencils, steps, reversal), constant gathers, concatenation, fori/while loops among
+    the other steps: interpreted, through NBC, and compiled (the default placement), each against
+    NumPy running the same function eagerly."""
+    test_interpreter_matches_numpy.hypothesis.inner_test(case, seed)
+    xs = case.inputs(seed)
+    fn = case.fn()
+    with np.errstate(all="ignore"):
+        want = outputs_of(fn(*xs))
+        f = nd.jit(fn, hot_threshold=10**9)
+        f.compile(*xs)
+        got = outputs_of(f(*xs))
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert_close(g, w, f"compiled output {k} of {case}", case)
+
+
 def _other_backends() -> list:
     """Every registered backend but Numba (checked above), CUDA marked for GPU machines."""
     from noodle.backends.registry import backend_names
