@@ -42,6 +42,7 @@ from noodle.backends.spec import RowSpec
 from noodle.devices.detect import cpu_threads
 from noodle.errors import CompileError, ShapeError
 from noodle.ir.reduction import CHUNK
+from noodle.memory.pool import default_pool
 
 BLOCK = 1 << 15          # elements per block of rows (a scratch buffer: 128-256 KiB, in L2)
 _REDUCE = ("sum", "mean", "max", "min")
@@ -430,6 +431,7 @@ class RowKernel(Kernel):
                 cast_to = ins.dtype if any(spec.dtype_of(a) != ins.dtype for a in ins.args) else None
                 self._steps.append(("ufunc", (fn, x, ins.args, cast_to)))
         self._consts = {p.n_in + c: np.asarray(val, dtype=d) for c, (d, val) in enumerate(spec.consts)}
+        self._pool = default_pool()
 
     def _views(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):
@@ -463,7 +465,11 @@ class RowKernel(Kernel):
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         p = self.plan
         views = self._views(inputs)
-        outs = [np.empty(math.prod(shape), dt) for dt, shape in self._out]
+        # large outputs from the tracked pool (reused once the caller drops them): fresh memory
+        # costs a page fault per 4 KiB, as much as the kernel's own work here
+        pool = self._pool
+        outs = [np.empty(math.prod(shape), dt) if math.prod(shape) * dt.itemsize < pool.min_bytes
+                else pool.take((math.prod(shape),), dt, track=True) for dt, shape in self._out]
         for j, (v, _shape) in enumerate(self.spec.outputs):
             first = p.out_index[v]
             if first != j:
