@@ -183,7 +183,8 @@ def test_compiled_axis_reductions_match_the_interpreter(name, fn, shape, dtype, 
         assert f.compile(x) == "numba", f"compile failed: {f.state(x).error}"
         got = np.asarray(f(x))
     assert f.stats()["compiled_calls"] == 1
-    assert calls, "the compiled sum did not run the Numba defined-order sum"
+    if not name.startswith("softmax"):   # softmax is one row-wise kernel now (its own defined-order row sums)
+        assert calls, "the compiled sum did not run the Numba defined-order sum"
     nan_g, nan_w = np.isnan(got), np.isnan(want)
     assert np.array_equal(nan_g, nan_w) and nan_g.any()
     assert got.dtype == want.dtype and got.shape == want.shape
