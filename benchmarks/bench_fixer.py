@@ -431,6 +431,11 @@ def precision_rows(quick: bool, paths: Sequence[Path] | None = None,
     t0 = time.perf_counter()
     for c in warm:                      # load the model and fill the caches before timing
         fix(c.broken)
+    if compare_rerank:
+        from noodle.fixer import rerank
+
+        if rerank.enabled():           # warm = the reranker loaded too (the gate may not have needed it yet)
+            rerank.default_reranker()
     cold = time.perf_counter() - t0
 
     rows = []

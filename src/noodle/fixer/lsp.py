@@ -394,8 +394,12 @@ def make_server(k: int = 5, target_version: tuple[int, int] | None = None) -> Fi
         from noodle.fixer import fix
 
         def warm() -> None:
+            from noodle.fixer import rerank
+
             t0 = time.perf_counter()
             fix(WARM_SNIPPET, k=ls.k)
+            if rerank.enabled():            # a snippet the n-gram is sure of never loads the reranker
+                rerank.default_reranker()
             log.info("noodle-fix: the fixer is warm (%.0f ms)", (time.perf_counter() - t0) * 1e3)
 
         ls.executor.submit(warm)                # queued first: the first document waits for it, not for us
