@@ -43,18 +43,13 @@ class Reduce:
     shape: tuple[int, ...]           # result shape
 
 
-@dataclass(frozen=True)
-class KernelSpec:
-    """A fused elementwise region, optionally ending in one reduction."""
+class _ValueNumbering:
+    """Value numbering shared by :class:`KernelSpec` and :class:`RowSpec`: inputs, then
+    constants, then one value per body instruction."""
 
-    inputs: tuple[tuple[str, tuple[int, ...]], ...]     # (dtype, shape) per input
-    consts: tuple[tuple[str, float | int | bool], ...]  # (dtype, value) per scalar constant
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]
+    consts: tuple[tuple[str, float | int | bool], ...]
     body: tuple[Instr, ...]
-    outputs: tuple[int, ...]          # values written out at full ``shape`` (not reduced)
-    shape: tuple[int, ...]            # iteration space
-    reduce: Reduce | None = None
-    fastmath: bool = False
-    version: int = field(default=SPEC_VERSION)
 
     @property
     def n_values(self) -> int:
@@ -71,6 +66,20 @@ class KernelSpec:
     def key(self) -> str:
         """Stable content hash (same in every process): the kernel-cache key."""
         return _hash(self)
+
+
+@dataclass(frozen=True)
+class KernelSpec(_ValueNumbering):
+    """A fused elementwise region, optionally ending in one reduction."""
+
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]     # (dtype, shape) per input
+    consts: tuple[tuple[str, float | int | bool], ...]  # (dtype, value) per scalar constant
+    body: tuple[Instr, ...]
+    outputs: tuple[int, ...]          # values written out at full ``shape`` (not reduced)
+    shape: tuple[int, ...]            # iteration space
+    reduce: Reduce | None = None
+    fastmath: bool = False
+    version: int = field(default=SPEC_VERSION)
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ class MatmulSpec:
 
 
 @dataclass(frozen=True)
-class RowSpec:
+class RowSpec(_ValueNumbering):
     """A row-wise region: reductions over the last axis broadcast back into elementwise work over
     the same rows (softmax, layernorm, normalizations), compiled as one kernel that walks each row
     from cache instead of one pass over the whole array per op.
@@ -122,22 +131,6 @@ class RowSpec:
     rows: tuple[int, ...]
     length: int
     version: int = field(default=SPEC_VERSION)
-
-    @property
-    def n_values(self) -> int:
-        return len(self.inputs) + len(self.consts) + len(self.body)
-
-    def dtype_of(self, value: int) -> str:
-        n_in, n_c = len(self.inputs), len(self.consts)
-        if value < n_in:
-            return self.inputs[value][0]
-        if value < n_in + n_c:
-            return self.consts[value - n_in][0]
-        return self.body[value - n_in - n_c].dtype
-
-    def key(self) -> str:
-        """Stable content hash (same in every process): the kernel-cache key."""
-        return _hash(self)
 
 
 def _hash(spec: Any) -> str:
