@@ -24,14 +24,12 @@ import math
 
 import numpy as np
 
-from noodle.backends.base import Unsupported
-from noodle.backends.emit_rules import Elementwise, Library, Reduction, lookup, views
+from noodle.backends.emit_rules import Elementwise, Library, Reduction, comparisons, lone_nodes, lookup, views
 from noodle.backends.layout import spec_layout
 from noodle.backends.op_text import (
     cast_pair,
     check_integer_power,
     check_portable_casts,
-    compare_dtype,
     infix,
     is_float,
     symbol,
@@ -109,11 +107,6 @@ def _arith(op: str) -> Elementwise:
     return Elementwise(lambda args, dts, out: infix(sym, args, dts, out, _cast))
 
 
-def _compare(op: str) -> Elementwise:
-    sym = symbol(op)
-    return Elementwise(lambda args, dts, out: infix(sym, args, dts, compare_dtype(dts), _cast))
-
-
 def _power(args: list[str], dts: list[str], out: str) -> str:
     a, b = cast_pair(args, dts, out, _cast)
     return f"pow({a}, {b})" if is_float(out) else f"nd_ipow<{c_type(out)}>({a}, {b})"
@@ -159,8 +152,7 @@ CUDA_OPS = {
     "add": _arith("add"), "subtract": _arith("subtract"), "multiply": _arith("multiply"),
     "divide": _arith("divide"), "power": Elementwise(_power),
     "maximum": _extreme("maximum"), "minimum": _extreme("minimum"),
-    "less": _compare("less"), "less_equal": _compare("less_equal"), "greater": _compare("greater"),
-    "greater_equal": _compare("greater_equal"), "equal": _compare("equal"), "not_equal": _compare("not_equal"),
+    **comparisons(_cast),
     "negative": Elementwise(lambda args, dts, out: f"(-{_cast(args[0], dts[0], out)})"),
     "abs": Elementwise(_abs),
     "exp": _math("exp"), "log": _math("log"), "sqrt": _math("sqrt"), "sin": _math("sin"), "cos": _math("cos"),
@@ -172,12 +164,7 @@ CUDA_OPS = {
     "max": _extreme_update("max"), "min": _extreme_update("min"),
     "matmul": Library("cupy.matmul"),
     **views("cupy"),
-    # indexing and loops: lone nodes, never inside a fused region (ir.ops OpKind.INDEX / LOOP)
-    "slice": Unsupported("slice runs as a lone node through the interpreter (a view: nothing to compute)"),
-    "gather": Unsupported("gather runs as a lone node through the interpreter (np.take, bounds checked)"),
-    "concatenate": Unsupported("concatenate runs as a lone node through the interpreter (one copy)"),
-    "while_loop": Unsupported("while_loop runs as a lone node: the runner loops around its body's kernels"),
-    "loop_result": Unsupported("loop_result runs as a lone node through the interpreter (picks a carried value)"),
+    **lone_nodes(),
 }
 
 

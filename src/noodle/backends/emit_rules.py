@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from noodle.backends.base import Unsupported
+from noodle.backends.op_text import Cast, compare_dtype, infix, symbol
 from noodle.errors import CompileError
 
 #: (operand expressions, operand dtypes, result dtype) -> expression text
@@ -75,9 +76,30 @@ def lookup(table: Mapping[str, Any], backend: str, op: str, kind: type[Entry]) -
     return entry
 
 
+def comparisons(cast: Cast) -> dict[str, Elementwise]:
+    """The six comparisons, each made in the operands' result dtype (NumPy's rule); ``cast`` is the
+    generator's syntax for a conversion. Infix comparisons read the same in Python and C."""
+    def compare(op: str) -> Elementwise:
+        sym = symbol(op)
+        return Elementwise(lambda args, dts, out: infix(sym, args, dts, compare_dtype(dts), cast))
+    return {op: compare(op) for op in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal")}
+
+
+def lone_nodes() -> dict[str, Unsupported]:
+    """Indexing and loops: lone nodes, never inside a fused region (ir.ops OpKind.INDEX / LOOP)."""
+    return {
+        "slice": Unsupported("slice runs as a lone node through the interpreter (a view: nothing to compute)"),
+        "gather": Unsupported("gather runs as a lone node through the interpreter (np.take, bounds checked)"),
+        "concatenate": Unsupported("concatenate runs as a lone node through the interpreter (one copy)"),
+        "while_loop": Unsupported("while_loop runs as a lone node: the runner loops around its body's kernels"),
+        "loop_result": Unsupported("loop_result runs as a lone node through the interpreter "
+                                   "(picks a carried value)"),
+    }
+
+
 def views(module: str) -> dict[str, View]:
     """The shape ops as views of the array module named ``module`` (``np``, ``cupy``)."""
     return {name: View(f"{module}.{name}") for name in ("reshape", "transpose", "broadcast_to")}
 
 
-__all__ = ["Elementwise", "Expr", "Library", "Reduction", "View", "lookup", "views"]
+__all__ = ["Elementwise", "Expr", "Library", "Reduction", "View", "comparisons", "lone_nodes", "lookup", "views"]

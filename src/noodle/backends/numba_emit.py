@@ -26,9 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from noodle.backends.base import Unsupported
-from noodle.backends.emit_rules import Elementwise, Library, Reduction, lookup, views
-from noodle.backends.op_text import cast_pair, compare_dtype, infix, is_float, symbol, truth
+from noodle.backends.emit_rules import Elementwise, Library, Reduction, comparisons, lone_nodes, lookup, views
+from noodle.backends.op_text import cast_pair, infix, is_float, symbol, truth
 from noodle.backends.reference import eval_instr
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
@@ -94,11 +93,6 @@ def _arith(op: str) -> Elementwise:
     return _wrapping(lambda args, dts, out: infix(sym, args, dts, out, cast))
 
 
-def _compare(op: str) -> Elementwise:
-    sym = symbol(op)
-    return Elementwise(lambda args, dts, out: infix(sym, args, dts, compare_dtype(dts), cast))
-
-
 def _extreme(rel: str) -> Elementwise:
     def emit(args: list[str], dts: list[str], out: str) -> str:
         a, b = cast_pair(args, dts, out, cast)
@@ -139,8 +133,7 @@ NUMBA_OPS = {
     "add": _arith("add"), "subtract": _arith("subtract"), "multiply": _arith("multiply"),
     "divide": _arith("divide"), "power": _arith("power"),
     "maximum": _extreme(">"), "minimum": _extreme("<"),
-    "less": _compare("less"), "less_equal": _compare("less_equal"), "greater": _compare("greater"),
-    "greater_equal": _compare("greater_equal"), "equal": _compare("equal"), "not_equal": _compare("not_equal"),
+    **comparisons(cast),
     "negative": _wrapping(lambda args, dts, out: f"(-{cast(args[0], dts[0], out)})"),
     "abs": _wrapping(lambda args, dts, out: f"abs({cast(args[0], dts[0], out)})"),
     # exp, log, sin, cos, tanh (``libm`` rows) run as NumPy ufuncs between stages at every size
@@ -152,12 +145,7 @@ NUMBA_OPS = {
     "sum": Reduction(_sum), "mean": Reduction(_sum), "max": _extreme_update("max"), "min": _extreme_update("min"),
     "matmul": Library("np.matmul"),
     **views("np"),
-    # indexing and loops: lone nodes, never inside a fused region (ir.ops OpKind.INDEX / LOOP)
-    "slice": Unsupported("slice runs as a lone node through the interpreter (a view: nothing to compute)"),
-    "gather": Unsupported("gather runs as a lone node through the interpreter (np.take, bounds checked)"),
-    "concatenate": Unsupported("concatenate runs as a lone node through the interpreter (one copy)"),
-    "while_loop": Unsupported("while_loop runs as a lone node: the runner loops around its body's kernels"),
-    "loop_result": Unsupported("loop_result runs as a lone node through the interpreter (picks a carried value)"),
+    **lone_nodes(),
 }
 
 
