@@ -196,7 +196,7 @@ class Emitter:
     def hoisted(self, needed: set[int]) -> list[str]:
         """Lines computing the uniform values among ``needed`` once, before the loop."""
         lines = []
-        for v in sorted(self._closure(needed)):
+        for v in sorted(self.spec.closure(needed)):
             if not self.uni[v]:
                 continue
             if v < self.n_in:
@@ -227,18 +227,6 @@ class Emitter:
     def _folded(self, v: int) -> str:
         val = self._value(v)
         return literal(val.dtype.name, val.item())
-
-    def _closure(self, values: set[int]) -> set[int]:
-        seen: set[int] = set()
-        stack = list(values)
-        while stack:
-            v = stack.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            if v >= self.base:
-                stack.extend(self.spec.body[v - self.base].args)
-        return seen
 
     def _expr(self, v: int, sfx: str) -> str:
         ins = self.spec.body[v - self.base]

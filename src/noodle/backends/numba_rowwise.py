@@ -329,7 +329,7 @@ class _Gen:
         for v in mine:
             used.update(spec.body[v - base].args)
         top: list[str] = []
-        for v in sorted(self._uniform_closure(used)):
+        for v in sorted(spec.closure(u for u in used if p.uni[u])):
             if v < p.n_in:
                 top.append(f"y{v} = i{p.view_of[(v, 'row')] if (v, 'row') in p.view_of else p.view_of[(v, 'full')]}[0]")
                 top.append(f"x{v} = y{v}")
@@ -393,19 +393,6 @@ class _Gen:
         src = [f"@njit({self.sig}, **_OPTS)", f"def s{s}({', '.join(['r0', 'r1', *self.args])}):"]
         src += indent(top + ["for r in range(r0, r1):"] + indent(row or ["pass"], 1), 1)
         return src + [""]
-
-    def _uniform_closure(self, values: set[int]) -> set[int]:
-        p = self.p
-        seen: set[int] = set()
-        stack = [v for v in values if p.uni[v]]
-        while stack:
-            v = stack.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            if v >= p.base:
-                stack.extend(self.spec.body[v - p.base].args)
-        return seen
 
 
 # ---------------------------------------------------------------------------- the kernel

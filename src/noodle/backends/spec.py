@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,6 +63,20 @@ class _ValueNumbering:
         if value < n_in + n_c:
             return self.consts[value - n_in][0]
         return self.body[value - n_in - n_c].dtype
+
+    def closure(self, values: Iterable[int]) -> set[int]:
+        """``values`` and every value they are computed from (inputs and constants included)."""
+        base = len(self.inputs) + len(self.consts)
+        seen: set[int] = set()
+        stack = list(values)
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v >= base:
+                stack.extend(self.body[v - base].args)
+        return seen
 
     def key(self) -> str:
         """Stable content hash (same in every process): the kernel-cache key."""
