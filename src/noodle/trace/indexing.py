@@ -157,6 +157,13 @@ def _axis(axis: Any, ndim: int, fname: str) -> int:
     return int(axis) % ndim
 
 
+def _lift_all(ctx: Any, arrays: list[Any], verb: str) -> list[Any]:
+    """The operands of a join (``concatenate``/``stack``) as traced values; at least one is needed."""
+    if not arrays:
+        raise TraceError(f"need at least one array to {verb} (at {user_location()})")
+    return [ctx.lift(np.asarray(a) if isinstance(a, list) else a, None) for a in arrays]
+
+
 def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
     """``np.concatenate(arrays, axis)``: the arrays joined along an existing axis (``axis=None``:
     flattened first), dtypes promoted as NumPy does. On NumPy arrays it is NumPy's own result;
@@ -168,9 +175,7 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
     ctx = _tracer_ctx(arrays)
     if ctx is None:
         return np.concatenate(arrays, axis=axis)
-    if not arrays:
-        raise TraceError(f"need at least one array to concatenate (at {user_location()})")
-    ts = [ctx.lift(np.asarray(a) if isinstance(a, list) else a, None) for a in arrays]
+    ts = _lift_all(ctx, arrays, "concatenate")
     if axis is None:
         ts = [x.reshape(-1) for x in ts]
         axis = 0
@@ -194,9 +199,7 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     ctx = _tracer_ctx(arrays)
     if ctx is None:
         return np.stack(arrays, axis=axis)
-    if not arrays:
-        raise TraceError(f"need at least one array to stack (at {user_location()})")
-    ts = [ctx.lift(np.asarray(a) if isinstance(a, list) else a, None) for a in arrays]
+    ts = _lift_all(ctx, arrays, "stack")
     shape = ts[0].shape
     if any(x.shape != shape for x in ts):
         raise TraceError(f"all input arrays must have the same shape to stack, got {[x.shape for x in ts]} "
