@@ -31,12 +31,12 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from noodle import metrics
+from noodle.backends.cache_dir import writable_dir
 from noodle.config import get_settings
 from noodle.errors import CompileError
 
@@ -116,18 +116,13 @@ def module_key(text: str, target: str) -> str:
     return h.hexdigest()[:40]
 
 
+def _warn_unwritable(directory: Path, exc: OSError, fallback: Path) -> None:
+    log.warning("IREE module cache %s is not writable (%s); using %s", directory, exc, fallback)
+
+
 def _writable(directory: Path) -> Path:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".probe.{os.getpid()}.{threading.get_ident()}"
-        probe.touch()
-        probe.unlink()
-        return directory
-    except OSError as exc:
-        fallback = Path(tempfile.gettempdir()) / f"noodle-iree-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        log.warning("IREE module cache %s is not writable (%s); using %s", directory, exc, fallback)
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
+    return writable_dir(directory, f".probe.{os.getpid()}.{threading.get_ident()}", "noodle-iree",
+                        _warn_unwritable)
 
 
 def compile_text(text: str, target: str = "llvm-cpu") -> bytes:

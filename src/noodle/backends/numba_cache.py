@@ -19,11 +19,11 @@ import importlib.util
 import logging
 import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from noodle.backends.cache_dir import writable_dir
 from noodle.config import get_settings
 from noodle.errors import CompileError
 
@@ -37,20 +37,15 @@ def kernel_dir() -> Path:
     return Path(get_settings().cache_dir) / "kernels"
 
 
+def _warn_once(directory: Path, exc: OSError, fallback: Path) -> None:
+    if not _warned_dirs.get(str(directory)):
+        _warned_dirs[str(directory)] = True
+        log.warning("kernel cache %s is not writable (%s); using %s", directory, exc, fallback)
+
+
 def _writable(directory: Path) -> Path:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".probe.{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:  # read-only or missing home: keep compiling, cache per machine in /tmp
-        fallback = Path(tempfile.gettempdir()) / f"noodle-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        if not _warned_dirs.get(str(directory)):
-            _warned_dirs[str(directory)] = True
-            log.warning("kernel cache %s is not writable (%s); using %s", directory, exc, fallback)
-        directory = fallback
-        directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    # read-only or missing home: keep compiling, cache per machine in /tmp
+    return writable_dir(directory, f".probe.{os.getpid()}", "noodle-kernels", _warn_once)
 
 
 def load_module(key: str, source: str, directory: Path | None = None) -> Any:
