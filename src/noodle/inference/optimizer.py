@@ -465,12 +465,11 @@ class PerformanceOptimizer:
     def _save(self, key: str, decision: Decision) -> None:
         if not self.use_cache:
             return
+        from noodle.placement.calibrate import write_json  # noqa: PLC0415
+
         path = self._dir() / f"{key}.json"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(decision.to_json(), indent=1))
-            tmp.replace(path)
+            write_json(path, decision.to_json(), indent=1)
         except OSError as exc:
             log.warning("could not save the optimizer's measurements to %s (%s); they will be measured again",
                         path, exc)

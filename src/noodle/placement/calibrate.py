@@ -243,13 +243,19 @@ def update_numba_speedup(value: float | None) -> None:
                 _save(_current)
 
 
+def write_json(path: Path, payload: Any, indent: int) -> None:
+    """``payload`` as JSON at ``path``, atomically: written to a per-process temporary file that then
+    replaces ``path`` (a reader never sees half a file). OSError when it cannot be written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=indent))
+    tmp.replace(path)
+
+
 def _save(cal: Calibration) -> None:
     path = _path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cal.to_json(), indent=2))
-        tmp.replace(path)
+        write_json(path, cal.to_json(), indent=2)
     except OSError as exc:
         log.warning("could not save calibration to %s (%s); it will be measured again next time", path, exc)
 
