@@ -19,16 +19,20 @@ import noodle as nd
 from noodle.benchtools import Row, time_pair
 
 
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def row_fns(xp: Any) -> dict[str, Any]:
+    """Row softmax and row layernorm written once against the array module ``xp``: NumPy (eager and
+    ``@nd.jit``) or ``jax.numpy`` (``jax.jit``)."""
+    def softmax(x):
+        e = xp.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
+    def layernorm(x, g, b):
+        m = x.mean(axis=-1, keepdims=True)
+        d = x - m
+        v = (d * d).mean(axis=-1, keepdims=True)
+        return d / xp.sqrt(v + 1e-5) * g + b
 
-def layernorm(x, g, b):
-    m = x.mean(axis=-1, keepdims=True)
-    d = x - m
-    v = (d * d).mean(axis=-1, keepdims=True)
-    return d / np.sqrt(v + 1e-5) * g + b
+    return {"softmax": softmax, "layernorm": layernorm}
 
 
 def _jax(x64: bool) -> Any:
@@ -38,25 +42,14 @@ def _jax(x64: bool) -> Any:
     except Exception:  # noqa: BLE001 - no jax: no column
         return None
     jax.config.update("jax_enable_x64", x64)
-
-    def jsoftmax(x):
-        e = jnp.exp(x - x.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-
-    def jlayernorm(x, g, b):
-        m = x.mean(axis=-1, keepdims=True)
-        d = x - m
-        v = (d * d).mean(axis=-1, keepdims=True)
-        return d / jnp.sqrt(v + 1e-5) * g + b
-
-    return jax, {"softmax": jax.jit(jsoftmax), "layernorm": jax.jit(jlayernorm)}
+    return jax, {name: jax.jit(fn) for name, fn in row_fns(jnp).items()}
 
 
 def rowwise_rows(quick: bool = False) -> list[Row]:
     """The row softmax/layernorm rows: ``@nd.jit`` (Numba) vs NumPy eager and vs ``jax.jit``."""
     min_time = 0.1 if quick else 0.3
     rows: list[Row] = []
-    fns = {"softmax": softmax, "layernorm": layernorm}
+    fns = row_fns(np)
     jitted = {name: nd.jit(fn, backend="numba") for name, fn in fns.items()}
     rng = np.random.default_rng(0)
     for dtype in ("float32", "float64"):
