@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "noodle needs Python >= 3.11; set PYTHON=/path/to/python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-compile -e '.[dev]'   # --no-compile: modules compile on first import
 	@touch $(STAMP)
 
 run: install
@@ -29,6 +29,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
 bench: install
+	$(PY) -m pip install -q --no-compile -e '.[bench-jax]'
 	$(VENV)/bin/noodle bench
 
 services-start:

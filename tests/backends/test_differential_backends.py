@@ -218,7 +218,7 @@ def check_backend(name: str, backend: Backend, spec: KernelSpec, seed: int) -> N
 
 # ------------------------------------------------------------------------------ the suite
 @pytest.mark.parametrize("name", [_param(n) for n in FAST])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(spec=random_spec(), seed=st.integers(0, 2 ** 16))
 def test_random_regions_match_the_interpreter(backend_of, name: str, spec: KernelSpec, seed: int) -> None:

@@ -85,7 +85,7 @@ def test_interpreter_matches_numpy(case, seed):
         assert_close(g, w, f"NBC output {k} of {case}", case)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases(max_steps=4), seed=st.integers(0, 2**16))
 def test_numba_jit_matches_numpy(case, seed):
     xs = case.inputs(seed)

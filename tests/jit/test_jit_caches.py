@@ -17,6 +17,8 @@ from noodle.exec.state import ProgramState
 from noodle.jit.manager import CompileManager
 from noodle.trace import trace
 
+N_DISTINCT = 3_000   # distinct signatures/programs pushed through a cache of 16/32 entries
+
 
 @pytest.fixture
 def cache_size(monkeypatch):
@@ -100,13 +102,13 @@ def test_the_signature_cache_does_not_grow_over_ten_thousand_signatures(cache_si
     f = nd.jit(lambda x, k: x * k + 1.0, backend="interpret", static_argnums=1)
     x = np.arange(3.0)
     most = 0
-    for k in range(10_000):
+    for k in range(N_DISTINCT):
         if k % 997 == 0:
             np.testing.assert_array_equal(f(x, k), x * k + 1.0)
         else:
             f(x, k)
         most = max(most, len(f._states))
-    assert most == 16 and f.evictions == 10_000 - 16
+    assert most == 16 and f.evictions == N_DISTINCT - 16
 
 
 # ---------------------------------------------------------------- the compiled-runner cache
@@ -154,10 +156,10 @@ def test_the_runner_cache_evicts_the_least_recently_used(fake_build):
 def test_the_runner_cache_does_not_grow_over_ten_thousand_programs(fake_build):
     m = CompileManager(cache_size=32)
     most = 0
-    for k in range(10_000):
+    for k in range(N_DISTINCT):
         m.compile_now(_state(f"p{k}"))
         most = max(most, len(m._runners))
-    assert most == 32 and m.evictions == 10_000 - 32 and len(fake_build) == 10_000
+    assert most == 32 and m.evictions == N_DISTINCT - 32 and len(fake_build) == N_DISTINCT
 
 
 def test_the_runner_cache_size_comes_from_the_setting(cache_size):

@@ -97,7 +97,7 @@ def check(fn, args, fused=True):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("length", [7, 1024, 4097])
+@pytest.mark.parametrize("length", [7, 4097])   # one row shorter than a block, one longer
 @pytest.mark.parametrize("name", sorted(FNS))
 def test_rowwise_equals_interpreter(name, length, dtype):
     rows = 3 if length > 1024 else 5
@@ -234,7 +234,7 @@ def build(steps):
     return fn
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=programs())
 def test_random_rowwise_programs(case):
     steps, shape, dtype, seed = case
