@@ -92,24 +92,28 @@ def random_spec(draw, big: bool = False, compare: bool = True):
     unary, binary = (FLOAT_UNARY, FLOAT_BINARY) if dtype != "int64" else (INT_UNARY, INT_BINARY)
     body = []
     n_values = n_in + 1
+    # the comparison results are bools: only the values of the spec's dtype feed its arithmetic
+    # (a bool under `negative` is an ill-typed spec, which no trace produces)
+    typed = list(range(n_values))
+    arg = st.sampled_from(tuple(typed))
     for _ in range(draw(st.integers(1, 6))):
         pick = draw(st.integers(0, 5 if compare else 1))
         if pick == 0:
             op = draw(st.sampled_from(unary))
-            body.append(Instr(op, (draw(st.integers(0, n_values - 1)),), dtype))
+            body.append(Instr(op, (draw(arg),), dtype))
         elif pick == 1:
             op = draw(st.sampled_from(binary))
-            args = (draw(st.integers(0, n_values - 1)), draw(st.integers(0, n_values - 1)))
-            body.append(Instr(op, args, dtype))
+            body.append(Instr(op, (draw(arg), draw(arg)), dtype))
         elif pick == 2:  # where(a <op> b, c, d): a comparison feeding a select, as traced code makes
             op = draw(st.sampled_from(COMPARE))
-            a, b, c, d = (draw(st.integers(0, n_values - 1)) for _ in range(4))
+            a, b, c, d = (draw(arg) for _ in range(4))
             body.append(Instr(op, (a, b), "bool"))
             body.append(Instr("where", (n_values, c, d), dtype))
             n_values += 1
         else:
-            body.append(Instr(draw(st.sampled_from(binary)), (n_values - 1, draw(st.integers(0, n_values - 1))),
-                              dtype))
+            body.append(Instr(draw(st.sampled_from(binary)), (n_values - 1, draw(arg)), dtype))
+        typed.append(n_values)
+        arg = st.sampled_from(tuple(typed))
         n_values += 1
     last = n_values - 1
     reduce = None
