@@ -156,7 +156,7 @@ class NumbaKernel(Kernel):
         # the arrays themselves); a kernel built later reads a changed threshold
         self._dims = np.array(p.shape, np.int64)
         self._dims_arg = (self._dims,) if getattr(module, "DIMS", False) else ()
-        self._parallel = n >= numba_threads.parallel_min() and n_threads() > 1
+        self._parallel = n * numba_threads.work_weight(spec) >= numba_threads.parallel_min() and n_threads() > 1
         self._in_dtypes = [np.dtype(d) for d, _ in spec.inputs]
         self._in_shapes = [tuple(s) for _, s in spec.inputs]
         self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
