@@ -319,18 +319,51 @@ def _interp_unit(program: Program, unit: Unit) -> Callable[..., tuple[Any, ...]]
     """A region run by the interpreter's own ``eval_node``, member by member (placement chose it:
     the interpreter is the spec, so this is exactly what the uncompiled program computes)."""
     nodes = program.nodes
-    members = [(m, nodes[m]) for m in unit.members]
     outs = unit.outputs
+    # each temporary is dropped after its last use, as NumPy's own expression drops it: holding a
+    # region's every value to the end made 1e5-element chains 5x slower (each new temporary came
+    # from fresh, page-faulting memory instead of the block just freed)
+    last: dict[int, int] = {}
+    for m in unit.members:
+        for a in nodes[m].args:
+            last[a] = m
+    keep = set(outs)
+    members = []
+    for m in unit.members:
+        node = nodes[m]
+        dead = tuple(a for a in dict.fromkeys(node.args) if last[a] == m and a not in keep)
+        # a ufunc whose dead operand is a temporary of this region with the result's shape and dtype
+        # writes into it (NumPy elides such temporaries in ``a * b + c`` the same way)
+        # (only a ufunc's own result: a reshape or slice member may be a view of the caller's array)
+        reuse = next((a for a in dead if a in unit.members and _ufunc_of(nodes[a]) is not None
+                      and nodes[a].shape == node.shape and nodes[a].dtype == node.dtype), None) \
+            if _ufunc_of(node) is not None else None
+        members.append((m, node, dead, reuse, _ufunc_of(node)))
 
     def step(*vals: Any) -> tuple[Any, ...]:
         env = dict(zip(unit.inputs, vals, strict=True))
         xp = array_module(vals)
         with np.errstate(all="ignore"):
-            for m, node in members:
-                env[m] = eval_node(node, [env[a] for a in node.args], xp)
+            for m, node, dead, reuse, ufunc in members:
+                args = [env[a] for a in node.args]
+                if reuse is not None and xp is np and type(env[reuse]) is np.ndarray:
+                    env[m] = ufunc(*args, out=env[reuse])
+                else:
+                    env[m] = eval_node(node, args, xp)
+                for a in dead:
+                    del env[a]
         return tuple(env[o] for o in outs)
 
     return step
+
+
+def _ufunc_of(node: Any) -> Any:
+    """NumPy's ufunc for an elementwise node (None for ``where`` and the other non-ufunc ops)."""
+    row = OPS[node.op]
+    if row.kind not in (OpKind.UNARY, OpKind.BINARY):
+        return None
+    fn = getattr(np, row.numpy, None)
+    return fn if isinstance(fn, np.ufunc) else None
 
 
 def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
