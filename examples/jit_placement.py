@@ -5,6 +5,8 @@ the call overhead, an exp-heavy float32 one by how fast ``exp`` is). With
 ``backend="auto"`` the JIT asks placement for each fused region, from a cost model
 calibrated once on this machine (the first use probes each installed backend for
 a second or so, then the rates are cached on disk with the rest of the calibration).
+Where the estimates of two backends are close, the first compile times them on the
+region's shapes and keeps the fastest (``NOODLE_PLACE_MEASURE=0``: the model alone).
 
 Run: python examples/jit_placement.py   (then try: noodle run examples/jit_placement.py)
 """

@@ -112,6 +112,8 @@ FIELDS: tuple[Field, ...] = (
           "operations smaller than this never go to a GPU under device='auto'"),
     Field("cache_dir", "NOODLE_CACHE_DIR", str(Path.home() / ".cache" / "noodle"), _text, "a directory path",
           "where calibration, compiled kernels and snapshots are kept"),
+    Field("place_measure", "NOODLE_PLACE_MEASURE", True, _parse_bool, "true or false",
+          "under backend='auto', time the fused regions whose cost estimates are close and keep the fastest"),
     Field("log_level", "NOODLE_LOG_LEVEL", "warning", _choice("debug", "info", "warning", "error"),
           "debug, info, warning or error", "noodle's logging level"),
     # optimizer (inference)

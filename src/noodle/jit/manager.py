@@ -145,7 +145,8 @@ class CompileManager:
                     from noodle.jit.placing import chooser, plan_program
 
                     reason = "placement_error"
-                    plan = plan_program(program, state.name, "auto", on_gpu=state.array_module == "cupy")
+                    plan = plan_program(program, state.name, "auto", on_gpu=state.array_module == "cupy",
+                                        measure=True)
                     reason = "compile_error"
                     runner = build_runner(program, chooser(plan))
                 else:

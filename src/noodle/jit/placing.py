@@ -163,10 +163,13 @@ def _rates(name: str, probe: bool) -> BackendRates | None:
 
 
 def plan_program(program: Program, name: str, backend: str, on_gpu: bool = False,
-                 opts: Sequence[Option] | None = None) -> Plan:
+                 opts: Sequence[Option] | None = None, measure: bool = False) -> Plan:
     """The placement of every fused region of ``program`` under ``backend`` ("auto": placement chooses).
 
     ``opts``: the candidates (default: :func:`options`, probing only when placement chooses).
+    Under "auto", close calls take the measured decision saved for this machine
+    (:mod:`noodle.jit.tuning`); ``measure``: time those not decided yet (the compile does; explain
+    does not, it says so).
     """
     from noodle.jit.lower import is_region
     from noodle.passes.schedule import units
@@ -174,11 +177,17 @@ def plan_program(program: Program, name: str, backend: str, on_gpu: bool = False
     all_units = units(program)
     regions = [u for u in all_units if is_region(program, u)]
     forced = None if backend == "auto" else backend
+    given = opts is not None   # candidates passed in (what-if rates): the model's answer, not timed
     if opts is None:
         opts = options(on_gpu, probe=forced is None) if regions else []
     choices = tuple(choose_region(region_of(program, k, u.members, u.inputs, u.outputs, on_gpu), opts, forced)
                     for k, u in enumerate(regions))
-    return Plan(name, backend, choices, len(all_units) - len(regions))
+    plan = Plan(name, backend, choices, len(all_units) - len(regions))
+    if forced is None and not given:
+        from noodle.jit.tuning import tune  # noqa: PLC0415
+
+        plan = tune(program, plan, measure=measure)
+    return plan
 
 
 def chooser(plan: Plan) -> Callable[[int], list[Any]]:

@@ -296,6 +296,11 @@ def install(cal: Calibration | None) -> None:
         _injected = cal is not None
 
 
+def injected() -> bool:
+    """Whether this process's calibration was given with :func:`install` (not measured here)."""
+    return _injected
+
+
 def reset() -> None:
     """Forget the in-process calibration (tests)."""
     global _current, _tried_saved, _injected
