@@ -189,3 +189,12 @@ def test_docstring_example() -> None:
     import doctest
 
     assert doctest.testmod(tuning).failed == 0
+
+
+def test_a_near_tie_keeps_the_models_pick(machine, monkeypatch) -> None:
+    program, _ = _program()
+    monkeypatch.setattr(tuning, "measure_region",
+                        lambda p, u, names: {"numba": 1.05e-3, "interpret": 1.00e-3})   # within 10%: noise
+    choice = plan_program(program, "f", "auto", measure=True).regions[0]
+    assert choice.backend == "numba" and choice.fallbacks[0] == "interpret"
+    assert "measured on its shapes" in choice.reason

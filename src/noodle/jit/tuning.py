@@ -56,6 +56,10 @@ MIN_ROUNDS, MAX_ROUNDS = 3, 15
 BLOCK_S, BLOCK_CALLS = 0.01, 20
 #: a candidate this many times slower than the best after the warm-up round is not timed further
 DROP_FACTOR = 2.0
+#: the model's pick stays unless another candidate measured this much faster: a parallel kernel's
+#: best time on a shared 2-core machine moved by 30-50% from one timing to the next, a NumPy
+#: pass's by 5%, so a near tie is noise, not evidence
+KEEP_MARGIN = 0.10
 #: most decisions the file keeps (the oldest go first)
 MAX_DECISIONS = 4096
 FILE_VERSION = 1
@@ -226,6 +230,9 @@ def measure_region(program: Program, unit: Unit, names: Sequence[str]) -> dict[s
 
 def _measured_choice(choice: RegionChoice, seconds: dict[str, float]) -> RegionChoice:
     order = sorted(seconds, key=seconds.__getitem__)
+    model = choice.backend
+    if model in seconds and order[0] != model and seconds[model] <= seconds[order[0]] * (1 + KEEP_MARGIN):
+        order = [model, *(b for b in order if b != model)]   # within the noise: the model's pick stays
     rest = [b for b in (choice.backend, *choice.fallbacks) if b not in order]
     shown = ", ".join(f"{b} {_fmt(seconds[b])}" for b in order)
     reason = f"measured on its shapes: {shown}"
