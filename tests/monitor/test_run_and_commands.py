@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -100,7 +101,14 @@ def test_noodle_serve_and_summary(tmp_path):
         assert summary["resources"]["samples"] >= 2
     finally:
         proc.send_signal(2)  # SIGINT: the server saves its history and exits
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)   # the server dumps its threads' stacks to stderr
+            time.sleep(1)
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"noodle serve did not exit within 20 s of SIGINT; its stderr:\n{err[-6000:]}")
     hist = History.load(hist_file)
     assert len(hist) >= 2
     res = subprocess.run([*NOODLE, "summary", "--history", str(hist_file)], env=_env(tmp_path),

@@ -1,7 +1,9 @@
 """``noodle serve``: the monitoring HTTP API and live dashboard.
 
 Binds 127.0.0.1 unless told otherwise, because the API shows what this
-machine is doing; expose it on purpose with ``--host 0.0.0.0``.
+machine is doing; expose it on purpose with ``--host 0.0.0.0``. A server that does not
+stop on Ctrl-C can be asked where it is: ``kill -USR1 <pid>`` writes every thread's stack
+to its stderr.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import faulthandler
+    import signal
     from pathlib import Path
 
     from noodle.monitor.core import Monitor
     from noodle.monitor.history import History
     from noodle.monitor.server import MonitorServer
 
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     monitor = Monitor(interval=args.interval)
     if args.history and Path(args.history).exists():
         monitor.history = History.load(args.history)
