@@ -99,7 +99,7 @@ def test_a_new_toolchain_or_another_machine_measures_again(machine, monkeypatch)
     timed: list[int] = []
     monkeypatch.setattr(tuning, "measure_region", lambda p, u, names: timed.append(1) or {n: 1e-3 for n in names})
     plan_program(program, "f", "auto", measure=True)
-    monkeypatch.setattr("noodle.jit.placing.toolchain", lambda name: f"{name} 99")
+    monkeypatch.setattr(tuning, "_toolchains", lambda names: "numba 99")
     plan_program(program, "f", "auto", measure=True)
     assert len(timed) == 2
     path = machine / "placement_measured.json"
@@ -198,3 +198,43 @@ def test_a_near_tie_keeps_the_models_pick(machine, monkeypatch) -> None:
     choice = plan_program(program, "f", "auto", measure=True).regions[0]
     assert choice.backend == "numba" and choice.fallbacks[0] == "interpret"
     assert "measured on its shapes" in choice.reason
+
+
+@pytest.mark.parametrize("content", [
+    '{"version": 1, "fingerprint": "%s", "decisions": {"k": {"seconds": null}}}',
+    '{"version": 1, "fingerprint": "%s", "decisions": {"k": {"seconds": {"numba": "x", "interpret": 1}}}}',
+    '{"version": 1, "fingerprint": "%s", "decisions": []}',
+    "[" * 100_000 + "]" * 100_000,
+    "not json at all",
+])
+def test_a_corrupt_or_hostile_decision_file_is_ignored(machine, monkeypatch, content) -> None:
+    program, _ = _program()
+    if "%s" in content:
+        content = content % calibrate.fingerprint([])
+    (machine / "placement_measured.json").write_text(content)
+    tuning.forget()
+    timed: list[int] = []
+    monkeypatch.setattr(tuning, "measure_region",
+                        lambda p, u, names: timed.append(1) or {"numba": 1e-3, "interpret": 5e-3})
+    assert plan_program(program, "f", "auto", measure=True).regions[0].backend == "numba"
+    assert timed == [1]
+
+
+def test_a_candidate_that_raises_while_timed_is_dropped(monkeypatch) -> None:
+    from noodle.jit import lower
+
+    program, _ = _program(1000)
+    (unit,) = tuning.region_units(program)
+    real = lower._compile_unit
+
+    def numba_fails_on_call(prog, u, backend):
+        fn, ins, outs = real(prog, u, backend)
+        if backend == "interpret":
+            return fn, ins, outs
+
+        def boom(*args):
+            raise MemoryError("no room for the result")
+        return boom, ins, outs
+
+    monkeypatch.setattr(lower, "_compile_unit", numba_fails_on_call)
+    assert list(tuning.measure_region(program, unit, ["numba", "interpret"])) == ["interpret"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +53,15 @@ TUNE_FACTOR = 4.0
 #: seconds of timing one region may spend after the warm-up round (at least MIN_ROUNDS rounds)
 BUDGET_S = 0.3
 MIN_ROUNDS, MAX_ROUNDS = 3, 15
+#: timing stops after this many seconds whatever the rounds (a region of slow calls)
+HARD_BUDGET_S = 1.0
+#: regions whose cheapest estimate is above this, or whose inputs are above MAX_SAMPLE_BYTES, are
+#: left to the model: timing them would cost seconds at the first compile, and at that size the
+#: model's bandwidth and libm terms dominate and rank well
+MAX_ESTIMATE_S = 0.1
+MAX_SAMPLE_BYTES = 1 << 30
+#: one compile measures for at most this long over all its regions (the rest: the model, noted)
+PROGRAM_BUDGET_S = 3.0
 #: calls per candidate in one round: as many as take BLOCK_S, between 2 and BLOCK_CALLS
 BLOCK_S, BLOCK_CALLS = 0.01, 20
 #: a candidate this many times slower than the best after the warm-up round is not timed further
@@ -91,7 +101,7 @@ def region_key(program: Program, unit: Unit) -> str:
     for m in unit.members:
         node = nodes[m]
         parts.append([node.op, node.dtype, list(node.shape), [pos[a] for a in node.args],
-                      repr(node.attrs)])
+                      repr(tuple(kv for kv in node.attrs if kv[0] != "group"))])
     parts.append([pos[o] for o in unit.outputs])
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 
@@ -111,12 +121,28 @@ def _load() -> dict[str, dict[str, Any]]:
         try:
             raw = json.loads(_path().read_text())
             if raw.get("version") == FILE_VERSION and raw.get("fingerprint") == _fingerprint():
-                data = {k: v for k, v in raw.get("decisions", {}).items()
-                        if isinstance(v, dict) and isinstance(v.get("order"), list)}
-        except (OSError, ValueError, AttributeError):
-            pass   # none yet, or unreadable: decisions are measured again
+                data = {k: {"seconds": secs} for k, v in raw.get("decisions", {}).items()
+                        if isinstance(k, str) and (secs := _valid_seconds(v)) is not None}
+        except Exception:  # noqa: BLE001 - none yet, unreadable or hostile: decisions are measured again
+            data = {}
         _decisions = data
     return _decisions
+
+
+def _valid_seconds(entry: Any) -> dict[str, float] | None:
+    """The ``seconds`` of a saved decision if it is a map of backend names to finite positive
+    seconds (anything else in the file is ignored: it is data, never trusted)."""
+    secs = entry.get("seconds") if isinstance(entry, dict) else None
+    if not isinstance(secs, dict) or len(secs) < 2:
+        return None
+    out: dict[str, float] = {}
+    for name, sec in secs.items():
+        if not isinstance(name, str) or isinstance(sec, bool) or not isinstance(sec, (int, float)):
+            return None
+        if not math.isfinite(sec) or sec <= 0:
+            return None
+        out[name] = float(sec)
+    return out
 
 
 def _save(decisions: dict[str, dict[str, Any]]) -> None:
@@ -135,10 +161,15 @@ def forget() -> None:
         _decisions = None
 
 
-def _decision_key(region: str, names: Sequence[str]) -> str:
+def _toolchains(names: Sequence[str]) -> str:
+    """The candidates' compiler versions (a new one is timed again)."""
     from noodle.jit.placing import toolchain  # noqa: PLC0415 - placing imports this module
 
-    return region + "|" + ",".join(f"{n}={toolchain(n)}" for n in sorted(names))
+    return ",".join(f"{n}={toolchain(n)}" for n in sorted(names))
+
+
+def _decision_key(region: str, names: Sequence[str]) -> str:
+    return region + "|" + _toolchains(names)
 
 
 def _contenders(choice: RegionChoice) -> list[str]:
@@ -159,19 +190,20 @@ def _contenders(choice: RegionChoice) -> list[str]:
 
 def _sample(node: Any) -> np.ndarray:
     """Timing data of ``node``'s shape and dtype: positive, moderate values (every op is on its
-    fast path: no NaN from log/sqrt, no overflow in exp)."""
+    fast path: no NaN from log/sqrt, no overflow in exp), built in its own dtype."""
     dt = np.dtype(node.dtype)
     shape = tuple(node.shape)
     size = int(np.prod(shape, dtype=np.int64))
+    k = np.arange(1021)   # a pattern, tiled: no full-size float64 temporary
     if dt.kind == "b":
-        flat = (np.arange(size) % 3) == 0
+        pattern: np.ndarray = (k % 3) == 0
     elif dt.kind in "iu":
-        flat = (np.arange(size) % 97 + 1).astype(dt)
+        pattern = (k % 97 + 1).astype(dt)
     elif dt.kind == "c":
-        flat = (np.linspace(0.1, 1.0, size) + 0.5j).astype(dt)
+        pattern = (0.1 + 0.9 * k / 1021 + 0.5j).astype(dt)
     else:
-        flat = np.linspace(0.1, 1.0, size, dtype=np.float64).astype(dt)
-    return flat.reshape(shape)
+        pattern = (0.1 + 0.9 * k / 1021).astype(dt)
+    return np.resize(pattern, size).reshape(shape)
 
 
 def _inputs_of(program: Program, ins: Sequence[int]) -> list[Any]:
@@ -200,32 +232,55 @@ def measure_region(program: Program, unit: Unit, names: Sequence[str]) -> dict[s
             log.info("noodle.jit: %s cannot compile a region (%s: %s); not measured", name,
                      type(exc).__name__, exc)
             continue
-        args = _inputs_of(program, ins)
+        try:
+            args = _inputs_of(program, ins)
+        except MemoryError:
+            log.info("noodle.jit: no memory for sample inputs of a region; not measured")
+            return {}
         calls[name] = lambda fn=fn, args=args: fn(*args)
     best: dict[str, float] = {}
-    live = list(calls)
     with np.errstate(all="ignore"):
-        for name in live:              # warm-up: lazy variants compile, pages fault in
-            t0 = time.perf_counter()
-            calls[name]()
-            best[name] = time.perf_counter() - t0
+        for name in list(calls):       # warm-up: lazy variants compile, pages fault in
+            sec = _timed(name, calls[name])
+            if sec is None:
+                del calls[name]
+            else:
+                best[name] = sec
+        live = list(calls)
         # blocks of calls per candidate, the order alternating: a backend's worker threads may
         # spin on after its call (IREE's do), slowing whatever runs next on a small machine, so
         # each block's best call is one that follows a call of the same backend
-        block = {n: max(2, min(BLOCK_CALLS, int(BLOCK_S / max(best[n], 1e-7)))) for n in live}
+        block = {n: max(1, min(BLOCK_CALLS, int(BLOCK_S / max(best[n], 1e-7)))) for n in live}
         start = time.perf_counter()
         rounds = 0
         while live and rounds < MAX_ROUNDS and (rounds < MIN_ROUNDS or time.perf_counter() - start < BUDGET_S):
             for name in (live if rounds % 2 == 0 else live[::-1]):
-                fn = calls[name]
                 for _ in range(block[name]):
-                    t0 = time.perf_counter()
-                    fn()
-                    best[name] = min(best[name], time.perf_counter() - t0)
+                    sec = _timed(name, calls[name])
+                    if sec is None:
+                        best.pop(name, None)
+                        break
+                    best[name] = min(best[name], sec)
             rounds += 1
+            live = [n for n in live if n in best]
+            if not live or time.perf_counter() - start > HARD_BUDGET_S:
+                break
             fastest = min(best[n] for n in live)
             live = [n for n in live if best[n] <= fastest * DROP_FACTOR]
     return best
+
+
+def _timed(name: str, fn: Callable[[], Any]) -> float | None:
+    """Seconds of one call of ``fn``; None (and the reason logged) when it raises: a candidate that
+    fails on sample data is dropped, the others are still compared."""
+    t0 = time.perf_counter()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - MemoryError, a kernel's own check: not this candidate
+        log.info("noodle.jit: %s failed on sample data while being timed (%s: %s); not a candidate",
+                 name, type(exc).__name__, exc)
+        return None
+    return time.perf_counter() - t0
 
 
 def _measured_choice(choice: RegionChoice, seconds: dict[str, float]) -> RegionChoice:
@@ -243,6 +298,17 @@ def _fmt(sec: float) -> str:
     return f"{sec * 1e6:.1f} µs" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"
 
 
+def _worth_timing(program: Program, unit: Unit, choice: RegionChoice) -> bool:
+    """Small enough to time at a compile: cheapest estimate and sample inputs under the caps."""
+    est = [c.seconds for c in choice.candidates if c.seconds is not None]
+    if not est or min(est) > MAX_ESTIMATE_S:
+        return False
+    nodes = program.nodes
+    size = sum(int(np.prod(nodes[v].shape, dtype=np.int64)) * np.dtype(nodes[v].dtype).itemsize
+               for v in unit.inputs)
+    return size <= MAX_SAMPLE_BYTES
+
+
 def tune(program: Program, plan: Plan, measure: bool = True) -> Plan:
     """``plan`` with each close call replaced by the measured fastest backend (from the saved
     decisions, or timed now when ``measure``); unchanged when measuring is off."""
@@ -254,6 +320,7 @@ def tune(program: Program, plan: Plan, measure: bool = True) -> Plan:
     new: list[RegionChoice] = []
     notes: list[str] = []
     changed = False
+    started = time.perf_counter()
     for unit, choice in zip(regions, plan.regions, strict=True):
         names = _contenders(choice)
         if len(names) < 2:
@@ -262,11 +329,18 @@ def tune(program: Program, plan: Plan, measure: bool = True) -> Plan:
         key = _decision_key(region_key(program, unit), names)
         with _lock:
             saved = _load().get(key)
+        if saved is None and measure and not _worth_timing(program, unit, choice):
+            new.append(choice)
+            continue
+        if saved is None and measure and time.perf_counter() - started > PROGRAM_BUDGET_S:
+            notes.append(f"region {choice.region.index}: not timed (this compile's {PROGRAM_BUDGET_S:g} s of "
+                         "timing was spent); the model's pick")
+            new.append(choice)
+            continue
         if saved is None and measure:
             seconds = measure_region(program, unit, names)
             if len(seconds) >= 2:
-                saved = {"order": sorted(seconds, key=seconds.__getitem__), "seconds": seconds,
-                         "at": time.time()}
+                saved = {"seconds": seconds}
                 with _lock:
                     decisions = _load()
                     decisions[key] = saved
