@@ -86,12 +86,13 @@ def test_noodle_run_with_profile_and_dashboard(tmp_path):
 
 def test_noodle_serve_and_summary(tmp_path):
     hist_file = tmp_path / "h.json"
+    err_file = (tmp_path / "serve.err").open("w+")   # a file, not a pipe nobody drains: never blocks the server
     proc = subprocess.Popen([*NOODLE, "serve", "--port", "0", "--interval", "1", "--history", str(hist_file)],
-                            cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=err_file,
                             text=True)
     try:
         line = proc.stdout.readline()
-        assert "dashboard at http://127.0.0.1:" in line, proc.stderr.read() if proc.poll() is not None else line
+        assert "dashboard at http://127.0.0.1:" in line, (tmp_path / "serve.err").read_text() or line
         url = line.split("dashboard at ", 1)[1].split("/ ", 1)[0].rstrip("/")
         time.sleep(2.5)
         res = subprocess.run([*NOODLE, "summary", "--url", url, "--json", "--window", "30"],
@@ -107,8 +108,11 @@ def test_noodle_serve_and_summary(tmp_path):
             proc.send_signal(signal.SIGUSR1)   # the server dumps its threads' stacks to stderr
             time.sleep(1)
             proc.kill()
-            _, err = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
+            err = (tmp_path / "serve.err").read_text()
             pytest.fail(f"noodle serve did not exit within 20 s of SIGINT; its stderr:\n{err[-6000:]}")
+        finally:
+            err_file.close()
     hist = History.load(hist_file)
     assert len(hist) >= 2
     res = subprocess.run([*NOODLE, "summary", "--history", str(hist_file)], env=_env(tmp_path),

@@ -33,7 +33,10 @@ def main(args: argparse.Namespace) -> int:
     from noodle.monitor.server import MonitorServer
 
     if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (RuntimeError, ValueError, OSError):  # no usable stderr (a daemon): no dumps, still serve
+            pass
     monitor = Monitor(interval=args.interval)
     if args.history and Path(args.history).exists():
         monitor.history = History.load(args.history)
