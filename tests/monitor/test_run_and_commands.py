@@ -120,6 +120,27 @@ def test_noodle_serve_and_summary(tmp_path):
     assert res.returncode == 0 and "CPU mean" in res.stdout, res.stderr
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_noodle_serve_stops_on_a_signal_even_when_started_ignoring_sigint(tmp_path, sig):
+    """A server started with `&` from a script inherits SIGINT ignored (POSIX); it must still stop on
+    SIGINT (and SIGTERM) and save its history."""
+    hist_file = tmp_path / "h.json"
+    with (tmp_path / "serve.err").open("w+") as err:
+        proc = subprocess.Popen([*NOODLE, "serve", "--port", "0", "--interval", "1", "--history", str(hist_file)],
+                                cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=err, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            assert "dashboard at" in proc.stdout.readline()
+            time.sleep(1.5)
+            proc.send_signal(getattr(signal, sig))
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert hist_file.is_file() and len(History.load(hist_file)) >= 1
+
+
 @pytest.mark.parametrize("argv, words", [
     (["summary", "--url", "http://127.0.0.1:9"], "cannot reach the monitor API"),
     (["summary", "--history", "/nonexistent/h.json"], "does not exist"),

@@ -1,9 +1,9 @@
 """``noodle serve``: the monitoring HTTP API and live dashboard.
 
 Binds 127.0.0.1 unless told otherwise, because the API shows what this
-machine is doing; expose it on purpose with ``--host 0.0.0.0``. A server that does not
-stop on Ctrl-C can be asked where it is: ``kill -USR1 <pid>`` writes every thread's stack
-to its stderr.
+machine is doing; expose it on purpose with ``--host 0.0.0.0``. Ctrl-C, SIGINT or SIGTERM
+stop it and save the history (even when it was started with ``&``, which leaves SIGINT
+ignored); ``kill -USR1 <pid>`` writes every thread's stack to its stderr.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ def main(args: argparse.Namespace) -> int:
             faulthandler.register(signal.SIGUSR1, all_threads=True)
         except (RuntimeError, ValueError, OSError):  # no usable stderr (a daemon): no dumps, still serve
             pass
+    # SIGINT and SIGTERM stop the server and save the history, whatever this process inherited: a
+    # server started with `&` from a script inherits SIGINT *ignored* (POSIX), and asyncio then
+    # leaves it ignored, so Ctrl-C and `kill -INT` did nothing (CI's hang). SIGTERM takes the same path.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     monitor = Monitor(interval=args.interval)
     if args.history and Path(args.history).exists():
         monitor.history = History.load(args.history)
