@@ -238,3 +238,25 @@ def test_a_candidate_that_raises_while_timed_is_dropped(monkeypatch) -> None:
 
     monkeypatch.setattr(lower, "_compile_unit", numba_fails_on_call)
     assert list(tuning.measure_region(program, unit, ["numba", "interpret"])) == ["interpret"]
+
+
+def test_a_region_where_only_one_candidate_compiles_is_not_timed_again(machine, monkeypatch) -> None:
+    from noodle.jit import lower
+
+    program, _ = _program(2000)
+    real = lower._compile_unit
+    attempts: list[str] = []
+
+    def numba_cannot_compile(prog, u, backend):
+        attempts.append(getattr(backend, "name", backend))
+        if backend != "interpret":
+            raise nd.errors.CompileError("this region does not compile on numba here")
+        return real(prog, u, backend)
+
+    monkeypatch.setattr(lower, "_compile_unit", numba_cannot_compile)
+    choice = plan_program(program, "f", "auto", measure=True).regions[0]
+    assert choice.backend == "interpret" and choice.reason.startswith("measured on its shapes: interpret")
+    tried = len(attempts)
+    tuning.forget()                                    # a new process: the saved decision, no new attempt
+    assert plan_program(program, "f", "auto", measure=True).regions[0].backend == "interpret"
+    assert len(attempts) == tried == 2

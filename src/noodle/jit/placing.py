@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable, Sequence
@@ -39,8 +40,10 @@ CANDIDATES = ("numba", "iree", "cuda")
 _DISTRIBUTIONS = {"numba": "numba", "iree": "iree-base-compiler", "cuda": "cupy", "interpret": "numpy"}
 
 
+@functools.lru_cache(maxsize=64)
 def toolchain(name: str) -> str:
-    """The installed version of what backend ``name`` compiles with (a new one is re-probed)."""
+    """The installed version of what backend ``name`` compiles with (a new one is re-probed; read
+    once per process: placement asks per region and candidate at every compile)."""
     dist = _DISTRIBUTIONS.get(name, name)
     try:
         return f"{dist} {metadata.version(dist)}"

@@ -133,7 +133,7 @@ def _valid_seconds(entry: Any) -> dict[str, float] | None:
     """The ``seconds`` of a saved decision if it is a map of backend names to finite positive
     seconds (anything else in the file is ignored: it is data, never trusted)."""
     secs = entry.get("seconds") if isinstance(entry, dict) else None
-    if not isinstance(secs, dict) or len(secs) < 2:
+    if not isinstance(secs, dict) or not secs:
         return None
     out: dict[str, float] = {}
     for name, sec in secs.items():
@@ -339,7 +339,9 @@ def tune(program: Program, plan: Plan, measure: bool = True) -> Plan:
             continue
         if saved is None and measure:
             seconds = measure_region(program, unit, names)
-            if len(seconds) >= 2:
+            # kept even when only one candidate compiled: else every later compile would try the
+            # failing one again (an IREE compile is a second) and time the rest again
+            if seconds:
                 saved = {"seconds": seconds}
                 with _lock:
                     decisions = _load()
@@ -354,7 +356,7 @@ def tune(program: Program, plan: Plan, measure: bool = True) -> Plan:
             new.append(choice)
             continue
         seconds = {b: float(s) for b, s in saved.get("seconds", {}).items() if b in names}
-        if len(seconds) < 2:
+        if not seconds:
             new.append(choice)
             continue
         new.append(_measured_choice(choice, seconds))
