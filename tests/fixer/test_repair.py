@@ -17,9 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from noodle.fixer import rank
+from noodle.fixer import rank, repair
 from noodle.fixer.repair import FixArgumentError, fix
 from noodle.fixer.result import Edit, FixResult
+
+#: the shipped budgets (the bounding test below runs under them)
+SHIPPED_BUDGETS = (repair.TIME_BUDGET, repair.ROUND_BUDGET)
+
+
+@pytest.fixture(autouse=True)
+def no_wall_clock_budget(monkeypatch):
+    """These tests check what the search finds, not how fast: its wall-clock budget (0.8 s, a
+    latency bound the bench measures) is lifted, as the reranker's training lifts it, so a busy
+    machine cannot turn a repair into 'unfixed' (CI saw curly quotes come back unrepaired at 0.89 s).
+    The search still ends by its own bounds (rounds, parse checks per round, proposals)."""
+    monkeypatch.setattr(repair, "TIME_BUDGET", 1e9)
+    monkeypatch.setattr(repair, "ROUND_BUDGET", 1e9)
 
 
 def _compiles(text: str) -> bool:
@@ -179,7 +192,8 @@ def test_deterministic_within_a_process():
 
 def test_deterministic_across_hash_seeds():
     code = ("import sys\nfrom noodle.fixer import fix\n"
-            "from noodle.fixer import rank\n"
+            "from noodle.fixer import rank, repair\n"
+            "repair.TIME_BUDGET = repair.ROUND_BUDGET = 1e9\n"
             "r = fix(sys.stdin.read())\n"
             "print([(c.source, c.score) for c in r.candidates])\n")
     broken = "def f(a, b):\n    if a = b\n        print a\n    return [a b]\n"
@@ -254,9 +268,12 @@ def test_two_errors_in_one_function_are_repaired_in_rounds():
     assert "if a == b:" in r.source and "[a, b]" in r.source
 
 
-def test_a_line_of_thousands_of_tokens_stays_bounded():
+def test_a_line_of_thousands_of_tokens_stays_bounded(monkeypatch):
     # a generated table on one line, with a closer lost inside it: the search must not try
-    # every position on the line, and whatever it returns must compile
+    # every position on the line, and whatever it returns must compile (under the shipped budgets:
+    # the wall clock is part of what bounds it)
+    monkeypatch.setattr(repair, "TIME_BUDGET", SHIPPED_BUDGETS[0])
+    monkeypatch.setattr(repair, "ROUND_BUDGET", SHIPPED_BUDGETS[1])
     items = ", ".join(f"'k{i}': ({i}, {i + 1})" for i in range(3000))
     broken = "TABLE = {" + items.replace("(1500, 1501)", "(1500, 1501", 1) + "}\n"
     r = fix(broken, k=3)
