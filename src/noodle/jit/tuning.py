@@ -44,6 +44,7 @@ from noodle.config import get_settings
 from noodle.ir.graph import Program
 from noodle.passes.schedule import Unit, units
 from noodle.placement import calibrate
+from noodle.placement.model import format_seconds
 from noodle.placement.regions import Plan, RegionChoice
 
 log = logging.getLogger("noodle.jit")
@@ -289,13 +290,10 @@ def _measured_choice(choice: RegionChoice, seconds: dict[str, float]) -> RegionC
     if model in seconds and order[0] != model and seconds[model] <= seconds[order[0]] * (1 + KEEP_MARGIN):
         order = [model, *(b for b in order if b != model)]   # within the noise: the model's pick stays
     rest = [b for b in (choice.backend, *choice.fallbacks) if b not in order]
-    shown = ", ".join(f"{b} {_fmt(seconds[b])}" for b in order)
+    shown = ", ".join(f"{b} {format_seconds(seconds[b])}" for b in order)
     reason = f"measured on its shapes: {shown}"
     return replace(choice, backend=order[0], device="cpu", reason=reason, fallbacks=(*order[1:], *rest))
 
-
-def _fmt(sec: float) -> str:
-    return f"{sec * 1e6:.1f} µs" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"
 
 
 def _worth_timing(program: Program, unit: Unit, choice: RegionChoice) -> bool:
@@ -309,12 +307,14 @@ def _worth_timing(program: Program, unit: Unit, choice: RegionChoice) -> bool:
     return size <= MAX_SAMPLE_BYTES
 
 
-def tune(program: Program, plan: Plan, measure: bool = True) -> Plan:
+def tune(program: Program, plan: Plan, measure: bool = True, regions: Sequence[Unit] | None = None) -> Plan:
     """``plan`` with each close call replaced by the measured fastest backend (from the saved
-    decisions, or timed now when ``measure``); unchanged when measuring is off."""
+    decisions, or timed now when ``measure``); unchanged when measuring is off. ``regions``: the
+    plan's region units when the caller has them (else :func:`region_units`)."""
     if plan.requested not in (None, "auto") or not plan.regions or not enabled():
         return plan
-    regions = region_units(program)
+    if regions is None:
+        regions = region_units(program)
     if len(regions) != len(plan.regions):
         return plan
     new: list[RegionChoice] = []

@@ -22,7 +22,7 @@ from noodle.errors import ShapeError, UnknownOpError
 from noodle.ir.ops import OPS, OpDef, OpKind
 from noodle.ir.shapes import result_shape, size
 from noodle.placement import calibrate
-from noodle.placement.model import estimate, op_shape
+from noodle.placement.model import estimate, format_seconds, op_shape
 
 _devices = importlib.import_module("noodle.devices")  # the module, not the nd.devices() function
 
@@ -39,12 +39,9 @@ class Decision:
     index: int | None = None
 
     def __str__(self) -> str:
-        est = ", ".join(f"{dev} {_fmt(sec)}" for dev, sec in sorted(self.costs.items()))
+        est = ", ".join(f"{dev} {format_seconds(sec)}" for dev, sec in sorted(self.costs.items()))
         return f"{self.op} -> {self.device} ({self.backend}): {self.reason}" + (f"; estimated {est}" if est else "")
 
-
-def _fmt(sec: float) -> str:
-    return f"{sec * 1e6:.1f} µs" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"
 
 
 def _location(x: Any) -> bool:

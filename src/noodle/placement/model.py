@@ -96,3 +96,8 @@ def estimate(cpu: DeviceRates, gpu: DeviceRates | None, s: OpShape) -> dict[str,
     if gpu is not None:
         costs["gpu"] = compute_seconds(gpu, s) + (s.host_bytes / gpu.h2d if gpu.h2d else 0.0)
     return costs
+
+
+def format_seconds(sec: float) -> str:
+    """An estimate or a timing as explain prints it: µs below a millisecond, else ms."""
+    return f"{sec * 1e6:.1f} µs" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"

@@ -40,6 +40,7 @@ from noodle.placement.costs import (
     region_seconds,
     transcendental_share,
 )
+from noodle.placement.model import format_seconds
 
 SupportsFn = Callable[[str], tuple[bool, str]]
 #: a fused backend within this factor of a cheaper per-op one (the interpreter) is preferred: the
@@ -87,7 +88,7 @@ class Candidate:
     def __str__(self) -> str:
         if self.excluded:
             return f"{self.backend} excluded: {self.excluded}"
-        return f"{self.backend} ({self.device}) {_fmt(self.seconds or 0.0)}"
+        return f"{self.backend} ({self.device}) {format_seconds(self.seconds or 0.0)}"
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,6 @@ class Plan:
             head += f"; {self.interpreted_nodes} lone node(s) run by the interpreter"
         return "\n".join([head, *(str(r) for r in self.regions), *self.notes])
 
-
-def _fmt(sec: float) -> str:
-    return f"{sec * 1e6:.1f} µs" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
@@ -236,12 +234,12 @@ def _excluded(region: Region, opt: Option) -> str:
 def _why(region: Region, usable: list[tuple[float, Option]]) -> str:
     sec, best = usable[0]
     assert best.rates is not None and region.cost is not None
-    parts = [f"cheapest estimate ({_fmt(sec)})"]
+    parts = [f"cheapest estimate ({format_seconds(sec)})"]
     if len(usable) > 1 and usable[1][0] < sec:
-        parts = [f"estimate {_fmt(sec)}, within {FUSED_MARGIN:.2f}x of {usable[1][1].backend} "
-                 f"({_fmt(usable[1][0])}): one fused pass is preferred (no temporaries)"]
+        parts = [f"estimate {format_seconds(sec)}, within {FUSED_MARGIN:.2f}x of {usable[1][1].backend} "
+                 f"({format_seconds(usable[1][0])}): one fused pass is preferred (no temporaries)"]
     elif len(usable) > 1:
-        parts.append(f"next {usable[1][1].backend} {_fmt(usable[1][0])}")
+        parts.append(f"next {usable[1][1].backend} {format_seconds(usable[1][0])}")
     if overhead_share(best.rates, region.cost) > 0.5:
         parts.append(f"small region: call overhead dominates and {best.backend}'s is the lowest")
     elif any(o.rates is not None and transcendental_share(o.rates, region.cost) > 0.5 for _, o in usable) and \
