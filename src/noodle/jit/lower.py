@@ -329,16 +329,17 @@ def _interp_unit(program: Program, unit: Unit) -> Callable[..., tuple[Any, ...]]
             last[a] = m
     keep = set(outs)
     members = []
+    ufuncs = {m: _ufunc_of(nodes[m]) for m in unit.members}
     for m in unit.members:
-        node = nodes[m]
+        node, ufunc = nodes[m], ufuncs[m]
         dead = tuple(a for a in dict.fromkeys(node.args) if last[a] == m and a not in keep)
-        # a ufunc whose dead operand is a temporary of this region with the result's shape and dtype
-        # writes into it (NumPy elides such temporaries in ``a * b + c`` the same way)
-        # (only a ufunc's own result: a reshape or slice member may be a view of the caller's array)
-        reuse = next((a for a in dead if a in unit.members and _ufunc_of(nodes[a]) is not None
-                      and nodes[a].shape == node.shape and nodes[a].dtype == node.dtype), None) \
-            if _ufunc_of(node) is not None else None
-        members.append((m, node, dead, reuse, _ufunc_of(node)))
+        # a ufunc writes into a dead operand of the result's shape and dtype that is another ufunc's
+        # result in this region, so a fresh array of ours (NumPy elides temporaries in ``a * b + c``
+        # the same way; a reshape or slice member may be a view of the caller's array)
+        reuse = None if ufunc is None else next(
+            (a for a in dead if ufuncs.get(a) is not None and nodes[a].shape == node.shape
+             and nodes[a].dtype == node.dtype), None)
+        members.append((m, node, dead, reuse, ufunc))
 
     def step(*vals: Any) -> tuple[Any, ...]:
         env = dict(zip(unit.inputs, vals, strict=True))

@@ -189,7 +189,7 @@ def plan_program(program: Program, name: str, backend: str, on_gpu: bool = False
     if forced is None and not given:
         from noodle.jit.tuning import tune  # noqa: PLC0415
 
-        plan = tune(program, plan, measure=measure)
+        plan = tune(program, plan, measure=measure, regions=regions)
     return plan
 
 
