@@ -167,3 +167,60 @@ def test_preferred_size_dispatches_without_waiting_the_delay():
     assert fut.result(timeout=10).shape == (4, 1)     # a 30 s delay would time this out
     b.close()
     assert sizes == [4]
+
+
+def _closed_loop_batch_sizes(fraction: float, clients: int = 8, rounds: int = 40) -> list[int]:
+    """Requests per batch when ``clients`` threads each send, wait for the answer, and send again, against
+    a model run that takes 20 ms whatever the batch size (a memory-bound model's shape)."""
+    sizes: list[int] = []
+
+    def run(feeds):
+        time.sleep(0.02)
+        return {"y": feeds["x"] + 1}
+
+    b = DynamicBatcher(run, lambda out: out["y"], max_batch_size=64, max_queue_delay_s=0.0,
+                       return_wait_fraction=fraction, observer=lambda st: sizes.append(st.requests))
+    start = threading.Barrier(clients)
+
+    def client(i: int) -> None:
+        start.wait()
+        for k in range(rounds):
+            x = np.full((1, 2), i * 1000 + k, np.float32)
+            np.testing.assert_array_equal(b.submit({"x": x}, 1).result(timeout=30), x + 1)
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    b.close()
+    assert sum(sizes) == clients * rounds          # every request answered, each exactly once
+    return sizes
+
+
+def test_closed_loop_clients_are_batched_together_not_in_lockstep():
+    # Without waiting for the answered clients, the batches fall into 1, 7, 1, 7 (the one answered
+    # first returns while the other seven run): twice the runs the load needs.
+    sizes = _closed_loop_batch_sizes(0.25)
+    steady = sizes[2:]
+    assert sum(steady) / len(steady) >= 6.5, sizes
+
+
+def test_a_lone_client_is_never_held_for_others():
+    # One closed-loop client expects only itself back: every batch is its one request, sent at once
+    # (a 200 ms run with a fraction of 1.0 would otherwise hold each request up to 200 ms, which the
+    # queue delays below would show).
+    seen: list[float] = []
+
+    def run(feeds):
+        time.sleep(0.2)
+        return {"y": feeds["x"]}
+
+    b = DynamicBatcher(run, lambda out: out["y"], max_queue_delay_s=0.0, return_wait_fraction=1.0,
+                       observer=lambda st: seen.extend(st.queue_delays_s))
+    for k in range(5):
+        b.submit({"x": np.full((1, 1), k, np.float32)}, 1).result(timeout=30)
+    b.close()
+    assert len(seen) == 5 and max(seen) < 0.1, seen
+
+
+def test_return_wait_fraction_is_checked():
+    with pytest.raises(ValueError, match="return_wait_fraction"):
+        DynamicBatcher(lambda f: f, lambda o: o, return_wait_fraction=1.5)

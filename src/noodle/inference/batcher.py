@@ -9,6 +9,15 @@ by row offsets. A batch that reaches one of the ``preferred_batch_sizes`` (the
 sizes the optimizer measured fastest) with nothing else queued is sent at once
 instead of waiting out the delay.
 
+With no delay ("batch while busy"), closed-loop clients fall into a lockstep:
+the one request answered first comes back while the other seven run, so the
+batches alternate 1, 7, 1, 7 and run twice as often as needed. The batcher
+therefore counts the requests it expects back (those it just answered plus
+those still queued) and, when the queue runs dry short of that count, waits
+for them a little longer: at most ``return_wait_fraction`` of the last batch's
+run time (25% by default; 0 turns it off). A lone client is never held (it
+expects only itself), and the wait is bounded by a share of the run it saves.
+
 Correctness rules this module keeps:
 
 * a request's rows are never mixed with another's: requests are concatenated
@@ -91,17 +100,23 @@ class DynamicBatcher:
     def __init__(self, run: RunFn, present: Callable[[dict[str, np.ndarray]], Any], *,
                  max_batch_size: int = 64, max_queue_delay_s: float = 0.0, queue_size: int = 1024,
                  preferred_batch_sizes: tuple[int, ...] = (), submit_timeout_s: float = 30.0,
-                 observer: Callable[[BatchStats], None] | None = None, name: str = "noodle-batcher") -> None:
+                 observer: Callable[[BatchStats], None] | None = None, name: str = "noodle-batcher",
+                 return_wait_fraction: float = 0.25) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_queue_delay_s < 0:
             raise ValueError(f"max_queue_delay_s must be >= 0, got {max_queue_delay_s}")
+        if not 0 <= return_wait_fraction <= 1:
+            raise ValueError(f"return_wait_fraction must be in [0, 1], got {return_wait_fraction}")
         self._run = run
         self._present = present
         self.max_batch_size = int(max_batch_size)
         self.max_queue_delay_s = float(max_queue_delay_s)
         self.preferred_batch_sizes = frozenset(int(s) for s in preferred_batch_sizes)
         self.submit_timeout_s = float(submit_timeout_s)
+        self.return_wait_fraction = float(return_wait_fraction)
+        self._expected = 1          # requests expected in the next batch (see the module docstring)
+        self._last_run_s = 0.0
         self._observer = observer
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, int(queue_size)))
         self._lock = threading.Lock()
@@ -213,18 +228,23 @@ class DynamicBatcher:
         batch = [first]
         rows = first.rows
         deadline = first.enqueued + self.max_queue_delay_s
+        # How long to wait, past the delay, for the requests answered last time to come back.
+        return_deadline = time.perf_counter() + self.return_wait_fraction * self._last_run_s
+        expected = self._expected
         deferred: list[_Request] = []
         # Only the carried-over requests that were already waiting are scanned once; new ones come
         # from the queue, so a request of another signature waits at most one batch.
         carry_scan = len(self._carry)
         while rows < self.max_batch_size:
-            if rows in self.preferred_batch_sizes and self._queue.empty() and not carry_scan:
+            short = len(batch) < expected
+            if rows in self.preferred_batch_sizes and self._queue.empty() and not carry_scan and not short:
                 break      # a size measured fast, and nothing else waiting: do not wait out the delay
             if carry_scan:
                 carry_scan -= 1
                 item: Any = self._carry.popleft()
             else:
-                wait = 0.0 if stopping else deadline - time.perf_counter()
+                until = max(deadline, return_deadline) if short else deadline
+                wait = 0.0 if stopping else until - time.perf_counter()
                 try:
                     item = self._queue.get_nowait() if wait <= 0 else self._queue.get(timeout=wait)
                 except queue.Empty:
@@ -262,9 +282,13 @@ class DynamicBatcher:
             self._run_one(live[0])
         else:
             split_ok = self._run_batched(live, rows)
+        run_s = time.perf_counter() - t0
+        self._last_run_s = run_s
+        # The clients just answered may send again; those queued meanwhile are already here.
+        self._expected = len(live) + self.pending()
         if self._observer is not None:
             try:
-                self._observer(BatchStats(rows, len(live), delays, time.perf_counter() - t0, split_ok))
+                self._observer(BatchStats(rows, len(live), delays, run_s, split_ok))
             except Exception:   # metrics must never break serving
                 pass
 

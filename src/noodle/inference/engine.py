@@ -13,8 +13,10 @@ Defaults, measured here with ``noodle bench inference`` (2 shared cores, ORT
 1.32, MLPs of width 512 and 1024): ``max_batch_size=64`` and
 ``max_queue_delay_ms=0``. Past 64 rows the per-row time stopped falling (the
 run is compute bound). A delay of 0 means a batch is whatever queued while
-the previous batch ran ("batch while busy"): with 8 closed-loop clients the
-batches fill to the client count by themselves, while waiting 0.5 / 2 ms
+the previous batch ran ("batch while busy"), plus the requests just answered
+when they come back within a quarter of the last run (the batcher's
+``return_wait_fraction``): with 8 closed-loop clients the batches fill to the
+client count (without that wait they fell into 1, 7, 1, 7), while waiting 0.5 / 2 ms
 (Ray Serve's default is 10 ms, Triton's knob the same) lowered throughput
 (4.9k -> 4.5k -> 2.5k req/s) and gave a lone client 4-10 ms of p95 for
 nothing. Open-loop traffic that arrives in bursts may want a delay: both are
