@@ -223,3 +223,61 @@ def test_name_uses_and_the_complete_steps_ranking():
     best = next(r for r in complete if r["complete_rank"] == 0)
     assert best["gap_to_best_complete"] == 0.0 and all(r["gap_to_best_complete"] >= 0 for r in complete)
     assert all(r["complete_rank"] == -1.0 for r in rows if r["complete"] == 0.0)
+
+
+def test_an_opening_quote_is_told_apart_by_the_blank_it_sits_against():
+    text = "def f(self):\n    is_dyn = __name__' not in self.globals\n    return is_dyn\n"
+    right = _row_of(text, 2, 13, "'")        # is_dyn = '__name__'
+    glued = _row_of(text, 2, 12, "'")        # is_dyn =' __name__'
+    assert (right["blank_before"], right["blank_after"]) == (1.0, 0.0)
+    assert (glued["blank_before"], glued["blank_after"]) == (0.0, 1.0)
+
+
+def test_cpython_s_suggestion_and_the_replaced_word_are_features():
+    # CPython: 'expression cannot contain assignment, perhaps you meant "=="?'
+    rows = _rows_at("def f(mu, sigma):\n    g(mu.shape[0] = sigma.shape[0], 1)\n", 2)
+    assert max(r["message_names"] for r in rows if r["new"] == "==") == 1.0
+    assert all(r["message_names"] == 0.0 for r in rows if r["new"] == "!=")
+    # 'an' -> 'and' keeps most of the word; 'an' -> 'in' keeps less
+    rows = _rows_at("def f(a, b):\n    if a an b:\n        pass\n", 2)
+    sim = {r["new"]: r["similarity"] for r in rows if r["new"] in ("and", "in")}
+    assert sim.get("and", 0) > sim.get("in", 0) >= 0 and sim.get("and", 0) > 0.5, sim
+
+
+def test_local_trigrams_vouch_for_what_the_file_repeats():
+    text = ("def m(val, pow):\n    if (val, pow) in mat_cache:\n        return mat_cache[(val, pow)]\n"
+            "    mat_cache[(val, pow)] = 1\n    return mat_cache[(val, pow)\n")
+    rows = _rows_at(text, 5)
+    closing = [r for r in rows if r["new"] == "mat_cache[(val, pow)]"]
+    dropped = [r for r in rows if r["new"] == "mat_cache(val, pow)"]
+    assert closing and dropped, [r["new"] for r in rows]
+    assert max(r["local_new"] for r in closing) > max(r["local_new"] for r in dropped)
+
+
+def _rows_at(text: str, line: int) -> list[dict]:
+    """Every first-round step's features, with ``new``: the changed line's words around the edit."""
+    from noodle.fixer.rerank_features import _token_at
+
+    info, steps = _captured(text)[0]
+    out = []
+    for s, row in zip(steps, step_rows(info, steps)):
+        d = dict(zip(FEATURES, row))
+        ch = min(s.changes, key=lambda c: (c.line, c.col))
+        old = info.lines[ch.line - 1]
+        new_line = old[:ch.col] + ch.new + old[ch.end:]
+        d["new"] = _token_at(new_line, ch.col, ch.col + len(ch.new)) if ch.line == line else ""
+        if "mat_cache" in new_line:
+            d["new"] = new_line.strip().removeprefix("return ")
+        out.append(d)
+    return out
+
+
+def test_training_labels_keep_the_blanks_inside_strings():
+    from noodle.fixer.rerank_train import _norm
+
+    # blanks between tokens do not make another program; blanks inside a string literal do
+    assert _norm("    x = f( a,b )\n") == _norm("    x = f(a, b)\n")
+    assert _norm("    is_dyn =' __name__' not in g\n") != _norm("    is_dyn = '__name__' not in g\n")
+    assert _norm('    s = "a \\" b"  # note\n') == _norm('    s = "a \\" b" # note\n')
+    assert _norm("    s = 'a b\n") != _norm("    s = 'ab\n")          # a string left open at the end
+    assert _norm("  x = 1\n") != _norm("    x = 1\n")                # indentation counts

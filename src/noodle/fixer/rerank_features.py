@@ -60,6 +60,13 @@ FEATURES = (
     "n_proposals", "new_len", "old_len",
     # added with the second artifact: what separates the steps the first one tied or misordered
     "name_uses", "string_code", "at_line_start", "tokens_after", "complete_rank", "gap_to_best_complete",
+    # the third: how the edited spot reads against the rest of the file (code repeats itself locally:
+    # ``mat_cache[(val, pow)]`` two lines down says which bracket was lost)
+    "local_new", "local_old",
+    # the shape of the edit itself: which side of a blank it lands on (``= '<svg`` against
+    # ``=' <svg``), whether CPython's message names what it inserts (``perhaps you meant "=="``),
+    # and how close a replaced word is to the new one (``an`` -> ``and`` against ``an`` -> ``in``)
+    "blank_before", "blank_after", "message_names", "similarity",
 )
 N_FEATURES = len(FEATURES)
 
@@ -159,8 +166,84 @@ def _name_uses(lines: Sequence[str], name: str) -> int:
     return min(sum(len(pattern.findall(line)) for line in lines if name in line), 10)
 
 
+#: lines either side of the error whose token trigrams are the file's local context
+LOCAL_LINES = 100
+
+
+def _line_tokens(line: str) -> list[str]:
+    return [m.group() for m in _TOKEN.finditer(line) if not m.group().isspace()]
+
+
+def _local_trigrams(lines: Sequence[str], skip: int, around: int) -> set[tuple[str, str, str]]:
+    """The token trigrams (within lines) of the lines near ``around``, line ``skip`` left out
+    (1-based): the edited line must not vouch for itself."""
+    lo, hi = max(1, around - LOCAL_LINES), min(len(lines), around + LOCAL_LINES)
+    grams: set[tuple[str, str, str]] = set()
+    for n in range(lo, hi + 1):
+        if n == skip:
+            continue
+        toks = _line_tokens(lines[n - 1])
+        grams.update(zip(toks, toks[1:], toks[2:]))
+    return grams
+
+
+def _local_hits(line: str, col: int, end: int, grams: set[tuple[str, str, str]]) -> float:
+    """Of the line's token trigrams that touch the span ``[col, end)`` (or the point ``col``), how
+    many occur elsewhere nearby."""
+    spans = [(m.start(), m.end()) for m in _TOKEN.finditer(line) if not m.group().isspace()]
+    toks = [line[a:b] for a, b in spans]
+    touch = [k for k, (a, b) in enumerate(spans) if b >= col and a <= max(end, col)]
+    if not touch:
+        return 0.0
+    first, last = max(0, touch[0] - 2), min(len(toks) - 3, touch[-1])
+    return float(sum(1 for k in range(first, last + 1) if tuple(toks[k:k + 3]) in grams))
+
+
+_QUOTED = re.compile(r"""["']([^"']{1,4})["']""")
+#: what CPython's hints say in words
+_HINT_WORDS = (("forgot a comma", ","),)
+
+
+def _message_names(message: str, new: str) -> float:
+    """1 when CPython's message suggests the very text an edit inserts (``"=="``, a comma)."""
+    t = new.strip()
+    if not t:
+        return 0.0
+    if any(m == t for m in _QUOTED.findall(message)):
+        return 1.0
+    return 1.0 if any(words in message and t == text for words, text in _HINT_WORDS) else 0.0
+
+
+def _similarity(old: str, new: str) -> float:
+    """How alike a replaced token and its replacement are (0 when either is empty)."""
+    a, b = old.strip(), new.strip()
+    if not a or not b:
+        return 0.0
+    from difflib import SequenceMatcher
+
+    return SequenceMatcher(None, a, b).ratio()
+
+
+def _token_at(line: str, lo: int, hi: int) -> str:
+    """The first token of ``line`` that overlaps ``[lo, hi)``, or for a point (``lo == hi``) the one
+    that touches it: what an edit made of, or cut into, a whole token (``an`` + ``d`` is ``and``)."""
+    for m in _TOKEN.finditer(line):
+        if m.group().isspace():
+            continue
+        a, b = m.span()
+        if (a < hi and b > lo) if hi > lo else (a <= lo <= b):
+            return m.group()
+    return ""
+
+
+def _blank(line: str, k: int) -> float:
+    """1 when position ``k`` of the line is a blank (or off its ends), else 0."""
+    return 1.0 if k < 0 or k >= len(line) or line[k] in " \t\n" else 0.0
+
+
 def step_rows(info: RoundInfo, steps: Sequence[Step]) -> list[list[float]]:
     """The feature rows (order of :data:`FEATURES`) of a round's goals, in the order given."""
+    local: dict[int, set[tuple[str, str, str]]] = {}    # edited line -> the trigrams around it
     best = info.scores[0] if info.scores else 0.0
     n_complete = sum(1 for s in steps if s.next_err is None)
     complete = sorted((-s.proposal.score, k) for k, s in enumerate(steps) if s.next_err is None)
@@ -183,6 +266,10 @@ def step_rows(info: RoundInfo, steps: Sequence[Step]) -> list[list[float]]:
         else:
             moved = float(min(max(s.next_err.line - err.line, -50), 50))
         generator = p.key[1] if len(p.key) > 1 and isinstance(p.key[1], int) else -1
+        new_tok = _token_at(new_line, ch.col, ch.col + len(ch.new))
+        grams = local.get(ch.line)
+        if grams is None:
+            grams = local[ch.line] = _local_trigrams(info.lines, ch.line, err.line)
         rows.append([
             float(p.score), float(best - p.score), float(s.proposal_rank), float(goal_rank),
             1.0 if s.next_err is None else 0.0, float(p.edits), float(_kind_index(p)), float(generator),
@@ -202,5 +289,9 @@ def step_rows(info: RoundInfo, steps: Sequence[Step]) -> list[list[float]]:
             float(min(sum(1 for m in _TOKEN.finditer(old_line[ch.end:]) if not m.group().isspace()), 20)),
             float(complete_rank.get(goal_rank, -1)),
             float(best_complete - p.score),
+            _local_hits(new_line, ch.col, ch.col + len(ch.new), grams),
+            _local_hits(old_line, ch.col, ch.end, grams),
+            _blank(new_line, ch.col - 1), _blank(new_line, ch.col + len(ch.new)),
+            _message_names(err.message, new_tok), _similarity(_token_at(old_line, ch.col, ch.end), new_tok),
         ])
     return rows
