@@ -129,9 +129,12 @@ def _balance(text: str) -> int:
     return sum(text.count(c) for c in "([{") - sum(text.count(c) for c in ")]}")
 
 
+def _line_tokens(line: str) -> list[str]:
+    return [m.group() for m in _TOKEN.finditer(line) if not m.group().isspace()]
+
+
 def _neighbours(line: str, col: int, end: int) -> tuple[int, int]:
-    before = [m.group() for m in _TOKEN.finditer(line[:col]) if not m.group().isspace()]
-    after = [m.group() for m in _TOKEN.finditer(line[end:]) if not m.group().isspace()]
+    before, after = _line_tokens(line[:col]), _line_tokens(line[end:])
     return (symbol_class(before[-1]) if before else 0), (symbol_class(after[0]) if after else 0)
 
 
@@ -168,10 +171,6 @@ def _name_uses(lines: Sequence[str], name: str) -> int:
 
 #: lines either side of the error whose token trigrams are the file's local context
 LOCAL_LINES = 100
-
-
-def _line_tokens(line: str) -> list[str]:
-    return [m.group() for m in _TOKEN.finditer(line) if not m.group().isspace()]
 
 
 def _local_trigrams(lines: Sequence[str], skip: int, around: int) -> set[tuple[str, str, str]]:
@@ -286,7 +285,7 @@ def step_rows(info: RoundInfo, steps: Sequence[Step]) -> list[list[float]]:
             float(_name_uses(info.lines, old_text.strip())),
             float(_string_code(new_line) - _string_code(old_line)) if ("'" in old_line or '"' in old_line) else 0.0,
             1.0 if ch.col <= old_ws else 0.0,
-            float(min(sum(1 for m in _TOKEN.finditer(old_line[ch.end:]) if not m.group().isspace()), 20)),
+            float(min(len(_line_tokens(old_line[ch.end:])), 20)),
             float(complete_rank.get(goal_rank, -1)),
             float(best_complete - p.score),
             _local_hits(new_line, ch.col, ch.col + len(ch.new), grams),
