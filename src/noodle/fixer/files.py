@@ -79,14 +79,15 @@ class SourceFile:
     """One file's bytes and what it takes to write a repaired text back in the same shape.
 
     ``text`` is the decoded source with every line ending turned into ``\\n`` (what the engine
-    reads; line numbers are CPython's); ``raw_text`` is the decoded source as it was.
+    reads; line numbers are CPython's); ``raw_text`` is the decoded source as it was. Both are
+    decoded when asked for, not kept: one non-BMP character makes CPython store a 10 MB file's
+    text in 42 MB, and the piece-by-piece repair of a large file needs only the bytes.
     ``encoding`` is what :func:`tokenize.detect_encoding` found ('utf-8-sig' when the file
     starts with a BOM), ``newline`` the most common line ending and ``mixed`` whether there
     were several kinds.
     """
 
     data: bytes
-    raw_text: str
     encoding: str
     newline: str
     mixed: bool
@@ -98,22 +99,10 @@ class SourceFile:
         its own); FixerFileError when the cookie or the bytes are not decodable."""
         if encoding is None:
             encoding = detect_encoding(data, name)
-        try:
-            raw = data.decode(encoding)
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            raise FixerFileError(
-                f"{name}: line {line} is not valid {encoding} ({exc.reason} at byte {exc.start}); save the file "
-                f"as UTF-8 or declare its encoding in a '# -*- coding: ... -*-' comment on line 1 or 2"
-            ) from None
-        counts = {nl: 0 for nl in _ENDINGS}
-        crlf = raw.count("\r\n")
-        counts["\r\n"] = crlf
-        counts["\n"] = raw.count("\n") - crlf
-        counts["\r"] = raw.count("\r") - crlf
+        counts, last = _scan_endings(data, encoding, name)
         used = [nl for nl in _ENDINGS if counts[nl]]
         newline = max(_ENDINGS, key=lambda nl: counts[nl]) if used else "\n"
-        return cls(data, raw, encoding, newline, len(used) > 1, raw.endswith(("\n", "\r")))
+        return cls(data, encoding, newline, len(used) > 1, last in ("\n", "\r"))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> SourceFile:
@@ -124,6 +113,11 @@ class SourceFile:
     def bom(self) -> bool:
         """Whether the file starts with a UTF-8 byte order mark (kept on write)."""
         return self.encoding == "utf-8-sig"
+
+    @property
+    def raw_text(self) -> str:
+        """The decoded source as it was (decoded on each call; :meth:`from_bytes` checked it decodes)."""
+        return self.data.decode(self.encoding)
 
     @property
     def text(self) -> str:
@@ -175,6 +169,47 @@ class SourceFile:
             if self.trailing_newline and old_endings and old_endings[-1]:
                 new_endings[-1] = old_endings[-1]
         return "".join(b + e for b, e in zip(bodies, new_endings))
+
+
+#: bytes decoded at a time while checking a file and counting its line endings
+_SCAN_BYTES = 1 << 20
+
+
+def _scan_endings(data: bytes, encoding: str, name: str) -> tuple[dict[str, int], str]:
+    """How many of each line ending the decoded ``data`` has, and its last character; raises
+    FixerFileError where the bytes do not decode. Decodes a slice at a time so that a large
+    file's text is never held whole (see :class:`SourceFile`)."""
+    counts = dict.fromkeys(_ENDINGS, 0)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    prev = ""
+    try:
+        for a in range(0, len(data), _SCAN_BYTES):
+            chunk = decoder.decode(data[a:a + _SCAN_BYTES], final=a + _SCAN_BYTES >= len(data))
+            if not chunk:
+                continue
+            crlf = chunk.count("\r\n") + (prev == "\r" and chunk[0] == "\n")   # one split across slices
+            counts["\r\n"] += crlf
+            counts["\n"] += chunk.count("\n") - crlf
+            counts["\r"] += chunk.count("\r") - crlf
+            prev = chunk[-1]
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        _raise_undecodable(data, encoding, name)
+    return counts, prev
+
+
+def _raise_undecodable(data: bytes, encoding: str, name: str) -> None:
+    """FixerFileError naming the first line that does not decode (the whole file is decoded
+    once here, on the error path, for the exact position)."""
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise FixerFileError(
+            f"{name}: line {line} is not valid {encoding} ({exc.reason} at byte {exc.start}); save the file "
+            f"as UTF-8 or declare its encoding in a '# -*- coding: ... -*-' comment on line 1 or 2"
+        ) from None
+    raise FixerFileError(f"{name}: the bytes are not valid {encoding}; save the file as UTF-8")
 
 
 def detect_encoding(data: bytes, name: str = "<bytes>") -> str:
