@@ -288,3 +288,26 @@ def test_candidates_are_distinct_programs():
     assert len(sigs) >= 3 and None not in sigs
     assert len(set(sigs)) == len(sigs), [c.edits for c in r.candidates]
     assert token_signature("result = compute(value, other) \nprint(compute(value, (other) ))\n") in sigs
+
+
+CONTINUED = '''\
+def describe(self, obj):
+    if obj is None:
+        return '<%s object at %#x; dead>' % (type(self).__name__, id(self))
+    return '<%s object at %#x; for %r>' % \\
+        (type(self).__name__, id(self), type(obj).__name__)
+'''
+
+
+@pytest.mark.parametrize("quote", range(CONTINUED.count("'")))
+def test_an_unclosed_string_carried_on_by_a_backslash(quote):
+    """A string left unclosed before a line-ending backslash lexes as one error token over two
+    lines; the quote repairs took its end column for one on the first line and raised IndexError
+    (found by the reranker's training on an installed weakref module). Every quote of a text
+    whose strings end in a backslash continuation is dropped in turn: each result compiles."""
+    at = [i for i, ch in enumerate(CONTINUED) if ch == "'"][quote]
+    broken = CONTINUED[:at] + CONTINUED[at + 1:]
+    assert not _compiles(broken)
+    r = fix(broken, k=5)
+    _check(r, broken)
+    assert r.changed, r.notes

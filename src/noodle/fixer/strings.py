@@ -50,9 +50,12 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
         first = logical_start(ctx, i)
         last = min(line + 1, ctx.region.last)
         row = ctx.line_text(line)
-        had = _string_chars(row) + _pieces(text[q + 1:])   # the bad string's text counts as string
+        # a backslash at the line's end carries an unclosed string onto the next line: the token
+        # then ends there, and only its first line's part is this row's
+        end = t.end[1] if t.end[0] == t.start[0] else len(row.rstrip("\r\n"))
+        had = _string_chars(row) + _pieces(text[q + 1:end - t.start[1]])   # the bad string's text counts as string
         base = t.start[1] + q + 1
-        spots: dict[int, int] = {col: 0 for col in _boundaries(row, base, t.end[1])[-40:]}
+        spots: dict[int, int] = {col: 0 for col in _boundaries(row, base, end)[-40:]}
         for j in range(i - 1, -1, -1):
             u = ctx.toks[j]
             if ctx.fline(u) != line or u.kind in NO_EDIT:
@@ -78,7 +81,7 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
         cost = edit_cost(1) + delete_cost("OP", "(") + STRING_PIECE_COST * grown     # a quote opens
         yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "quote", 1, (i, 5, 0), ("changes", (ch,)))
         other = "'" if quote == '"' else '"'
-        for col in range(base, t.end[1]):            # closed with the other quote: "abc'
+        for col in range(base, end):                 # closed with the other quote: "abc'
             if row[col] == other:
                 ch = Change(line, col, col + 1, quote)
                 grown = _string_chars(row[:col] + quote + row[col + 1:]) - had
