@@ -1,6 +1,6 @@
 """The repairs the bench's one-edit misses asked for: an opener lost right before its closer or
 inside another bracket, an opener lost before a run of indented arguments, a signature's ')'
-lost before ``->``, a ']' lost inside multi-line arguments, a keyword misspelled just past the
+lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a keyword misspelled just past the
 range CPython names, and a quote put back on the word's side of a blank.
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
@@ -34,6 +34,11 @@ CASES = {
     "signature closer before '->'": (
         "def verify(\n    self,\n    data: bytes,\n -> None:\n    return None\n",
         "def verify(\n    self,\n    data: bytes,\n) -> None:\n    return None\n"),
+    "signature closer before ':'": (
+        "class T:\n    def __init__(\n        self,\n        key: bytes,\n        strict: bool = True,\n    :\n"
+        "        self.key = key\n",
+        "class T:\n    def __init__(\n        self,\n        key: bytes,\n        strict: bool = True,\n    ):\n"
+        "        self.key = key\n"),
     "']' inside multi-line arguments": (
         "def f(\n    self,\n    style: Optional[Style = None,\n    mode: bool = False,\n) -> None:\n"
         "    self.style = style\n",

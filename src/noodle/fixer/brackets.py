@@ -157,8 +157,8 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
         t = toks[i]
         line = ctx.fline(t)
         code = t.kind not in ("NL", "COMMENT", "INDENT", "DEDENT", "NEWLINE", "ENDMARKER")
-        if code and line > near_last and t.text == "->" and first_on_line(ctx, i) and top_at.get(i, -1) >= o:
-            # a signature's closing line lost its ')': ``    x: int,`` then ``-> None:``
+        if code and line > near_last and t.text in ("->", ":") and first_on_line(ctx, i) and top_at.get(i, -1) >= o:
+            # a signature's closing line lost its ')': ``    x: int,`` then ``-> None:`` or ``:``
             arrow = (i, OPENERS[toks[top_at[i]].text])
             continue
         if t.kind == "ENDMARKER" or (code and line > near_last and t.start[1] <= stmt_width
@@ -181,7 +181,7 @@ def _close(ctx: Context, o: int, top_at: dict[int, int]) -> Iterator[Proposal]:
         t = toks[i]
         row = ctx.line_text(ctx.fline(t))
         col = stmt_width if width(lead(row)) >= stmt_width and "\t" not in lead(row) else t.start[1]
-        ch = Change(ctx.fline(t), col, col, closer + ("" if col < t.start[1] else " "))
+        ch = Change(ctx.fline(t), col, col, closer + ("" if col < t.start[1] or t.text == ":" else " "))
         delta = ctx.relex_delta(first, min(ch.line + 1, ctx.region.last), (ch,))
         yield Proposal(delta - _bracket_cost(ctx, i), "insert", 1, (i, 0, closer), ("changes", (ch,)))
     if not spots and not far:
