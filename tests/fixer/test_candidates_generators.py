@@ -1,6 +1,7 @@
 """The repairs the bench's one-edit misses asked for: an opener lost right before its closer or
 inside another bracket, an opener lost before a run of indented arguments, a signature's ')'
-lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a keyword misspelled just past the
+lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a keyword argument's '='
+doubled lines before the call's end that CPython names, a keyword misspelled just past the
 range CPython names, and a quote put back on the word's side of a blank.
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
@@ -39,6 +40,11 @@ CASES = {
         "        self.key = key\n",
         "class T:\n    def __init__(\n        self,\n        key: bytes,\n        strict: bool = True,\n    ):\n"
         "        self.key = key\n"),
+    "'==' for a keyword argument's '='": (
+        "def g(d, a, b):\n    return d(\n        start=a,\n        stop==b,\n        size=b - a,\n        single=False\n"
+        "    )\n",
+        "def g(d, a, b):\n    return d(\n        start=a,\n        stop=b,\n        size=b - a,\n        single=False\n"
+        "    )\n"),
     "']' inside multi-line arguments": (
         "def f(\n    self,\n    style: Optional[Style = None,\n    mode: bool = False,\n) -> None:\n"
         "    self.style = style\n",

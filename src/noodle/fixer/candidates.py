@@ -91,6 +91,8 @@ def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
         sources.append(lookalike_edits(ctx))
     if msg.startswith("invalid syntax"):
         sources.append(unquoted_edits(ctx))
+    if msg.startswith("positional argument follows keyword argument"):
+        sources.append(_keyword_argument_edits(ctx))
     sources.append(bracket_edits(ctx))
     if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in near(ctx, 3)):
         sources.append(quote_edits(ctx))
@@ -186,6 +188,47 @@ def _after_bad_string(ctx: Context, i: int) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
+def _keyword_argument_edits(ctx: Context) -> Iterator[Proposal]:
+    """``f(a=1, b==2, c=3)``: CPython names the call's end, lines past the argument whose '='
+    became '=='; every ``name ==`` argument of the call the error is in becomes ``name =``."""
+    toks = ctx.toks
+    depth, o = 0, -1
+    for i in range(min(ctx.e, len(toks) - 1), -1, -1):     # the opener of the call around the error
+        text = toks[i].text if toks[i].kind == "OP" else ""
+        if text in CLOSERS and i != ctx.e:
+            depth += 1
+        elif text in OPENERS:
+            if depth == 0:
+                o = i
+                break
+            depth -= 1
+    if o < 0 or toks[o].text != "(":
+        return
+    depth = 0
+    for i in range(o + 1, len(toks) - 1):
+        t = toks[i]
+        if t.kind == "OP" and t.text in OPENERS:
+            depth += 1
+        elif t.kind == "OP" and t.text in CLOSERS:
+            if depth == 0:
+                break
+            depth -= 1
+        elif depth == 0 and t.kind == "OP" and t.text == "==" and _argument_name(ctx, i):
+            lines, dist = distance(ctx, i)
+            si = ctx.sym_index[i]
+            delta = ctx.splice(si, si + 1, ["="])
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 2, "="), ("replace", i, "="))
+
+
+def _argument_name(ctx: Context, i: int) -> bool:
+    """Whether the token before ``i`` is a name that starts an argument (after '(' or ',')."""
+    n = ctx.prev_sig(i)
+    if n < 0 or ctx.toks[n].kind != "NAME":
+        return False
+    p = ctx.prev_sig(n)
+    return p >= 0 and ctx.toks[p].text in ("(", ",")
+
+
 def _typo_keywords(name: str) -> list[tuple[str, int]]:
     """Keywords within a small edit distance of ``name`` (transpositions and case count once)."""
     out = []
