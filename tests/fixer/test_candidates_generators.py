@@ -1,8 +1,8 @@
 """The repairs the bench's one-edit misses asked for: an opener lost right before its closer or
-inside another bracket, an opener lost before a run of indented arguments, a signature's ')'
-lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a keyword argument's '='
-doubled lines before the call's end that CPython names, a keyword misspelled just past the
-range CPython names, and a quote put back on the word's side of a blank.
+inside another bracket, an opener lost before a run of indented arguments (or mid-line above
+them), a signature's ')' lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a
+keyword argument's '=' doubled lines before the call's end that CPython names, a keyword
+misspelled just past the range CPython names, and a quote put back on the word's side of a blank.
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
 each broken text must come back as the original with the n-gram ranking (deterministic, no
@@ -32,6 +32,13 @@ CASES = {
         "        DeprecationWarning, stacklevel=2)\n    return x\n",
         "def f(x):\n    warnings.warn(\n        'a long message '\n        'that goes on '\n        'and on.',\n"
         "        DeprecationWarning, stacklevel=2)\n    return x\n"),
+    "opener lost mid-line before indented arguments": (
+        "class D(E):\n    def __init__(self, stream, width=None):\n        E.__init__ self, stream,\n"
+        "                width=width,\n                canonical=None,\n                indent=4)\n"
+        "        self.ready = True\n",
+        "class D(E):\n    def __init__(self, stream, width=None):\n        E.__init__(self, stream,\n"
+        "                width=width,\n                canonical=None,\n                indent=4)\n"
+        "        self.ready = True\n"),
     "signature closer before '->'": (
         "def verify(\n    self,\n    data: bytes,\n -> None:\n    return None\n",
         "def verify(\n    self,\n    data: bytes,\n) -> None:\n    return None\n"),

@@ -67,6 +67,7 @@ def bracket_edits(ctx: Context) -> Iterator[Proposal]:
     late = _after_indent(ctx, unmatched)
     for c in near:
         yield from _open(ctx, c)
+        yield from _open_on_head_line(ctx, c)
     if late is not None and late not in near:
         yield from _open(ctx, late, ctx.err.line - 1)
     yield from _early_closers(ctx, near)
@@ -260,6 +261,40 @@ def _open(ctx: Context, c: int, since: int | None = None) -> Iterator[Proposal]:
     ch = replace_change(ctx, c, "")
     cost = _bracket_cost(ctx, c) + delete_cost("OP", toks[c].text)
     yield Proposal(ctx.relex_delta(first, last, (ch,)) - cost, "delete", 1, (c, 1, ""), ("changes", (ch,)))
+
+
+def _head_line(ctx: Context, c: int) -> int | None:
+    """The line a run of deeper lines ending at closer ``c``'s line hangs from, when it is further
+    up than :func:`_open` looks: ``f.__init__ self, a,`` then indented arguments then ``b)``."""
+    lc = ctx.fline(ctx.toks[c])
+    base = width(lead(ctx.line_text(lc)))
+    line = lc - 1
+    while line >= ctx.region.first:
+        row = ctx.line_text(line)
+        if row.strip() and not row.lstrip().startswith("#") and width(lead(row)) < base:
+            break
+        line -= 1
+    if line < ctx.region.first or line >= logical_start(ctx, c) - 2:
+        return None
+    return line
+
+
+def _open_on_head_line(ctx: Context, c: int) -> Iterator[Proposal]:
+    """The opener an unmatched closer lost on the line its run of indented arguments hangs from,
+    between any two of that line's tokens (the lines below are a stray block without it, so
+    CPython names only the closer)."""
+    head = _head_line(ctx, c)
+    if head is None:
+        return
+    toks = ctx.toks
+    opener = CLOSERS[toks[c].text]
+    last = min(ctx.fline(toks[c]) + 1, ctx.region.last)
+    on_line = [i for i, t in enumerate(toks) if ctx.fline(t) == head and ctx.sym_index[i] >= 0
+               and t.kind not in ("INDENT", "DEDENT")]
+    for i in on_line[1:MAX_SPOTS + 1]:
+        ch = insert_change(ctx, i, opener)
+        yield Proposal(ctx.relex_delta(logical_start(ctx, on_line[0]), last, (ch,)) - _bracket_cost(ctx, i),
+                       "insert", 1, (i, 0, opener), ("changes", (ch,)))
 
 
 def _mismatch(ctx: Context, o: int, c: int, top_at: dict[int, int]) -> Iterator[Proposal]:
