@@ -106,3 +106,15 @@ def test_the_original_is_a_candidate_with_the_reranker(name):
 ])
 def test_a_quote_on_the_blank_side_of_a_string_is_flagged(row, col, edged):
     assert _blank_edged(row, col, '"') is edged
+
+
+def test_an_opener_lost_first_inside_a_long_call_is_a_candidate():
+    """``m(a.f(x), a.f(y), ... d.f(y)])`` lost the '[' right after '(': the mismatch repairs
+    offered the wrong-kind opener only at the 24 spots nearest the closer, so on a long line the
+    first spot inside, where a list argument starts, was never tried."""
+    args = ", ".join(f"e{i}.expand().coeff({v})" for i in range(1, 4) for v in "xy")
+    original = f"def f(e1, e2, e3, x, y):\n    return M([{args}]).reshape(2, 3)\n"
+    broken = original.replace("M([", "M(", 1)
+    r = fix(broken, k=10)
+    assert all(_compiles(c.source) for c in r.candidates)
+    assert any(same_program(c.source, original) for c in r.candidates), [c.edits for c in r.candidates]

@@ -314,7 +314,9 @@ def _mismatch(ctx: Context, o: int, c: int, top_at: dict[int, int]) -> Iterator[
     ]
     inner = [i for i in range(o + 1, c) if top_at.get(i) == o and ctx.sym_index[i] >= 0
              and toks[i].kind not in ("NL", "COMMENT", "INDENT", "DEDENT")]
-    options += [(i, "insert", insert_change(ctx, i, own)) for i in inner[-MAX_SPOTS:]]
+    # the nearest spots, and the first one inside (``f([a, b, ... z])`` lost the '[' of a long list)
+    own_spots = inner[-MAX_SPOTS:] if len(inner) <= MAX_SPOTS else inner[:1] + inner[-MAX_SPOTS + 1:]
+    options += [(i, "insert", insert_change(ctx, i, own)) for i in own_spots]
     # the closer the opener on top lost, inside it (a missing ']' in a multi-line call's arguments)
     options += [(i, "insert", insert_change(ctx, i, want)) for i in inner[-MAX_SPOTS:]]
     for i, kind, ch in options:
