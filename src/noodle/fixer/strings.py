@@ -66,8 +66,12 @@ def quote_edits(ctx: Context) -> Iterator[Proposal]:
                     start = u.start[1] + len(u.text) - len(body) + 1
                     for col in _boundaries(row, start, u.end[1] - 1):
                         spots.setdefault(col, i - j)
-            elif u.kind in ("NAME", "NUMBER") or u.text in ("(", "[", "{", ",", "="):
-                spots.setdefault(u.start[1] if u.kind in ("NAME", "NUMBER") else u.end[1], i - j)
+            elif u.kind in ("NAME", "NUMBER"):
+                spots.setdefault(u.start[1], i - j)
+            elif u.text in ("(", "[", "{", ",", "="):
+                # a string opened after '=' or ',' starts where the next token does, past the blanks
+                v = ctx.toks[j + 1]
+                spots.setdefault(v.start[1] if v.start[0] == u.end[0] and v.start[1] < end else u.end[1], i - j)
         for col in sorted(spots):
             ch = Change(line, col, col, quote)
             grown = _string_chars(row[:col] + quote + row[col:]) - had
