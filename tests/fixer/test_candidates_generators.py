@@ -2,8 +2,8 @@
 inside another bracket, an opener lost before a run of indented arguments (or mid-line above
 them), a signature's ')' lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a
 keyword argument's '=' doubled lines before the call's end that CPython names, a keyword
-misspelled just past the range CPython names, a quote put back on the word's side of a blank,
-and an opening quote lost before punctuation after '='.
+misspelled just past the range CPython names or anywhere in the statement it spans, a quote
+put back on the word's side of a blank, and an opening quote lost before punctuation after '='.
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
 each broken text must come back as the original with the n-gram ranking (deterministic, no
@@ -66,6 +66,11 @@ CASES = {
     "quote lost before punctuation after '='": (
         "def svg(w, h):\n    header = <svg width=\"{}\" height=\"{}\">\\n'.format(\n        w, h)\n    return header\n",
         "def svg(w, h):\n    header = '<svg width=\"{}\" height=\"{}\">\\n'.format(\n        w, h)\n    return header\n"),
+    "keyword misspelt late in a multi-line condition": (
+        "def f(expr, q):\n    if (not expr.is_square or\n            ask(q.invertible(expr), expr.kind) Is False):\n"
+        "        return False\n    return True\n",
+        "def f(expr, q):\n    if (not expr.is_square or\n            ask(q.invertible(expr), expr.kind) is False):\n"
+        "        return False\n    return True\n"),
     "quote on the word's side of a blank": (
         'def w(ttype, value):\n    line = b"%r\\t%r\\n % (ttype, value)\n    return line\n',
         'def w(ttype, value):\n    line = b"%r\\t%r\\n" % (ttype, value)\n    return line\n'),

@@ -138,6 +138,9 @@ def _positions(ctx: Context) -> list[int]:
             chosen.add(i)
         elif ranged and (err.line, err.col) <= (line, toks[i].start[1]) <= (err.end_line, err.end_col):
             chosen.add(i)
+        if ranged and err.line <= line <= err.end_line + 1 and _misspelt_keyword(ctx, i):
+            # a word where a keyword belongs, anywhere in the statement the message spans
+            chosen.add(i)
         if ranged and after < AHEAD + 1 and (line, toks[i].start[1]) >= (err.end_line, err.end_col):
             # the token just past a named range: "expected 'else' after 'if' expression" spans
             # the expression, and the misspelled 'else' follows it
@@ -227,6 +230,20 @@ def _argument_name(ctx: Context, i: int) -> bool:
         return False
     p = ctx.prev_sig(n)
     return p >= 0 and ctx.toks[p].text in ("(", ",")
+
+
+def _misspelt_keyword(ctx: Context, i: int) -> bool:
+    """A name right after an operand (two operands in a row, where a keyword like 'is' or 'and'
+    belongs) that is a small edit away from a keyword: ``x) Is False``, ``a an b``."""
+    t = ctx.toks[i]
+    if t.kind != "NAME" or keyword.iskeyword(t.text) or not _typo_keywords(t.text):
+        return False
+    p = ctx.prev_sig(i)
+    if p < 0:
+        return False
+    u = ctx.toks[p]
+    return (u.kind in ("NUMBER", "STRING") or (u.kind == "NAME" and not keyword.iskeyword(u.text))
+            or (u.kind == "OP" and u.text in CLOSERS))
 
 
 def _typo_keywords(name: str) -> list[tuple[str, int]]:
