@@ -110,6 +110,36 @@ def test_encoding_cookie_and_bom_are_decoded_as_cpython_does():
         SourceFile.from_bytes(b"# -*- coding: no-such-codec -*-\nx = 1\n", "bad.py")
 
 
+@pytest.mark.parametrize("cut", [0, 1, 2, 3])
+def test_line_endings_are_counted_the_same_across_the_decoding_slices(monkeypatch, cut):
+    """The endings are counted a slice at a time (the text of a large file is not kept): a
+    '\\r\\n' split between two slices, or a multi-byte character split between them, counts as
+    the whole file decoded at once counts it."""
+    from noodle.fixer import files
+
+    monkeypatch.setattr(files, "_SCAN_BYTES", 8)
+    for data in (b"x = 1\r\n" * 5, b"a = 'h\xc3\xa9'\r\nb = 2\r\n\r\nc = 3\r", b"p = 1\rq = 2\r\nr = 3\n"):
+        data = b" " * cut + data.lstrip()
+        sf = SourceFile.from_bytes(data)
+        raw = data.decode()
+        crlf = raw.count("\r\n")
+        counts = {"\r\n": crlf, "\n": raw.count("\n") - crlf, "\r": raw.count("\r") - crlf}
+        used = [k for k, v in counts.items() if v]
+        assert sf.mixed == (len(used) > 1), data
+        assert sf.newline == max(("\n", "\r\n", "\r"), key=lambda k: counts[k]), data
+        assert sf.trailing_newline == raw.endswith(("\n", "\r"))
+        assert sf.raw_text == raw and sf.text == raw.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_bytes_that_do_not_decode_late_in_a_file_name_their_line(monkeypatch):
+    from noodle.fixer import files
+
+    monkeypatch.setattr(files, "_SCAN_BYTES", 16)
+    data = b"".join(b"x%d = %d\n" % (i, i) for i in range(40)) + b"y = '\xff'\n"
+    with pytest.raises(FixerFileError, match="big.py: line 41 is not valid utf-8"):
+        SourceFile.from_bytes(data, "big.py")
+
+
 def test_a_character_the_encoding_cannot_hold_is_refused():
     sf = SourceFile.from_bytes(SHAPES["latin-1"])
     with pytest.raises(FixerFileError, match="cannot hold"):
