@@ -50,9 +50,9 @@ ONE_PER_SNIPPET, MULTI_PER_SNIPPET = 2, 1
 SEARCH_K = 10
 #: Size is bounded by memory, not by accuracy. On ``noodle bench fixer``'s one-edit cases, with
 #: 3,000 snippets depth 4 / 200 trees gained +0.040 P@1 over the n-gram and depth 6 / 600 trees at
-#: rate 0.05 +0.050; with 6,000 snippets depth 6 / 600 +0.055 and this one (depth 5 / 800 at 0.05)
-#: +0.055. It takes 25 MiB inside ONNX Runtime (11 MiB for depth 4 / 200, 30 MiB for depth 6 /
-#: 600); the 10 MB file's repair stays under its 150 MB target since SourceFile stopped keeping
+#: rate 0.05 +0.050; with 6,000 snippets depth 6 / 600 gained +0.055 and this one (depth 5 / 800
+#: at 0.05) +0.055 to +0.058, in 25 MiB inside ONNX Runtime against 30 (11 for depth 4 / 200). The
+#: 10 MB file's repair has room for it under its 150 MB target since SourceFile stopped keeping
 #: the decoded text. Training takes about 20 minutes on 2 cores (10 for the search's rounds, 9 to fit).
 MODEL_PARAMS = {"n_estimators": 800, "learning_rate": 0.05, "max_depth": 5, "min_samples_leaf": 10,
                 "subsample": 1.0, "random_state": 0}
