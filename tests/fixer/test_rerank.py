@@ -226,9 +226,19 @@ def test_name_uses_and_the_complete_steps_ranking():
 
 
 def test_an_opening_quote_is_told_apart_by_the_blank_it_sits_against():
+    """The search no longer offers the quote right after '=' (it goes where the next token
+    starts), so the glued step is the offered one moved a column left: the feature must still
+    tell the two apart, for the quotes that other generators put against a blank."""
+    import dataclasses
+
+    from noodle.fixer.context import Change
+
     text = "def f(self):\n    is_dyn = __name__' not in self.globals\n    return is_dyn\n"
-    right = _row_of(text, 2, 13, "'")        # is_dyn = '__name__'
-    glued = _row_of(text, 2, 12, "'")        # is_dyn =' __name__'
+    info, steps = _captured(text)[0]
+    offered = next(s for s in steps if any((c.line, c.col, c.new) == (2, 13, "'") for c in s.changes))
+    moved = dataclasses.replace(offered, changes=(Change(2, 12, 12, "'"),))
+    right, glued = (dict(zip(FEATURES, r)) for r in step_rows(info, [offered, moved]))
+    # right: is_dyn = '__name__'    glued: is_dyn =' __name__'
     assert (right["blank_before"], right["blank_after"]) == (1.0, 0.0)
     assert (glued["blank_before"], glued["blank_after"]) == (0.0, 1.0)
 
