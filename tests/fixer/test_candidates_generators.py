@@ -127,3 +127,19 @@ def test_an_opener_lost_first_inside_a_long_call_is_a_candidate():
     r = fix(broken, k=10)
     assert all(_compiles(c.source) for c in r.candidates)
     assert any(same_program(c.source, original) for c in r.candidates), [c.edits for c in r.candidates]
+
+
+def test_a_repair_leaves_no_search_context_alive():
+    """A generator's caches must not hold the search's contexts (each holds the text's lines and
+    tokens): a cache decorator that slipped onto the keyword-argument generator kept up to 4,096
+    of them, one per repair, for the life of the process."""
+    import gc
+
+    from noodle.fixer.context import Context
+
+    broken, original = CASES["'==' for a keyword argument's '='"]
+    r = fix(broken, k=3, rerank=False)
+    assert same_program(r.source, original)
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Context)]
+    assert not alive, f"{len(alive)} search context(s) still referenced after fix() returned"

@@ -190,7 +190,6 @@ def _after_bad_string(ctx: Context, i: int) -> bool:
     return p >= 0 and ctx.toks[p].kind == "ERRORTOKEN" and ("'" in ctx.toks[p].text or '"' in ctx.toks[p].text)
 
 
-@functools.lru_cache(maxsize=4096)
 def _keyword_argument_edits(ctx: Context) -> Iterator[Proposal]:
     """``f(a=1, b==2, c=3)``: CPython names the call's end, lines past the argument whose '='
     became '=='; every ``name ==`` argument of the call the error is in becomes ``name =``."""
@@ -246,6 +245,7 @@ def _misspelt_keyword(ctx: Context, i: int) -> bool:
             or (u.kind == "OP" and u.text in CLOSERS))
 
 
+@functools.lru_cache(maxsize=4096)
 def _typo_keywords(name: str) -> list[tuple[str, int]]:
     """Keywords within a small edit distance of ``name`` (transpositions and case count once)."""
     out = []
