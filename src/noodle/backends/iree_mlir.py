@@ -180,14 +180,42 @@ class _Module:
             return [np.array(r.to_host() if hasattr(r, "to_host") else r) for r in res]   # copies
         outs = [_aligned_empty(shape, np.dtype(dt)) for shape, dt in emitted.results]
         args = arrays + [_as_storage(o) for o in outs]
-        if self._stage_lock.acquire(blocking=False):
-            try:     # the staging buffers are reused: the call is synchronous
-                self.main(*self._imported(args, self._staging))
-            finally:
-                self._stage_lock.release()
-        else:        # another thread is in this kernel: stage into fresh buffers
-            self.main(*self._imported(args, None))
+        try:
+            if self._stage_lock.acquire(blocking=False):
+                try:     # the staging buffers are reused: the call is synchronous
+                    self.main(*self._imported(args, self._staging))
+                finally:
+                    self._stage_lock.release()
+            else:        # another thread is in this kernel: stage into fresh buffers
+                self.main(*self._imported(args, None))
+        except RuntimeError as exc:
+            if "DISCARD_WRITE" in str(exc):
+                raise _FoldedToCopy(str(exc)) from exc
+            raise
         return outs
+
+
+class _FoldedToCopy(Exception):
+    """IREE folded a result to a copy or a fill (``x + 0``, ``x * 1``, ``x - x``, ...), which needs
+    discard-write access to its output; a caller-owned (DLPack-imported) array has only read and
+    write, so the call failed before writing anything. The kernel switches, once, to the module
+    variant that returns IREE's own results (copied), as :func:`_has_trivial_result` does for
+    the foldings it can see in the spec."""
+
+
+def _call_folding_safe(kernel: Any, args: list[Any]) -> list[np.ndarray]:
+    """``kernel.module(args, kernel.emitted)``; on :class:`_FoldedToCopy`, the kernel's module
+    becomes its own-results variant (``kernel._own_results()``) and the call runs again (inputs
+    are only read, and the failed call's outputs were never handed out)."""
+    try:
+        return kernel.module(args, kernel.emitted)
+    except _FoldedToCopy as exc:
+        with kernel._swap_lock:
+            if kernel.emitted.outputs_as_args:
+                log.info("noodle.iree: kernel %s folded a result to a copy; it now returns IREE's own "
+                         "results (one copy each): %s", kernel.spec.key()[:12], exc)
+                kernel.emitted, kernel.module = kernel._own_results()
+        return kernel.module(args, kernel.emitted)
 
 
 class IreeKernel(Kernel):
@@ -195,11 +223,14 @@ class IreeKernel(Kernel):
 
     backend = "iree"
 
-    def __init__(self, spec: KernelSpec, emitted: Emitted, module: _Module, from_cache: bool) -> None:
+    def __init__(self, spec: KernelSpec, emitted: Emitted, module: _Module, from_cache: bool,
+                 own_results: Any = None) -> None:
         self.spec = spec
         self.emitted = emitted
         self.module = module
         self.from_cache = from_cache
+        self._own_results = own_results       # () -> (Emitted, _Module) returning IREE's own results
+        self._swap_lock = threading.Lock()
         self._in = [(np.dtype(d), tuple(s)) for d, s in spec.inputs]
         self._squeezed = list(emitted.in_shapes)
         self._out_dtypes = [np.dtype(spec.dtype_of(v)) for v in spec.outputs]
@@ -227,7 +258,7 @@ class IreeKernel(Kernel):
         return out + self._fences
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
-        res = self.module(self._prepare(inputs), self.emitted)
+        res = _call_folding_safe(self, self._prepare(inputs))
         if self.emitted.guarded and _any_set(res.pop()):
             _FALLBACKS.labels("elementwise").inc()
             with np.errstate(all="ignore"):          # as the kernel: NumPy's warnings are not raised
@@ -250,11 +281,14 @@ class IreeMatmulKernel(Kernel):
 
     backend = "iree"
 
-    def __init__(self, spec: MatmulSpec, emitted: Emitted, module: _Module, from_cache: bool) -> None:
+    def __init__(self, spec: MatmulSpec, emitted: Emitted, module: _Module, from_cache: bool,
+                 own_results: Any = None) -> None:
         self.spec = spec
         self.emitted = emitted
         self.module = module
         self.from_cache = from_cache
+        self._own_results = own_results       # () -> (Emitted, _Module) returning IREE's own results
+        self._swap_lock = threading.Lock()
         ep = spec.epilogue
         self._extra = [(np.dtype(d), tuple(s)) for d, s in ep.inputs[1:]] if ep is not None else []
         self._out_dtype = np.dtype(ep.dtype_of(ep.outputs[0]) if ep is not None else spec.out_dtype)
@@ -291,7 +325,7 @@ class IreeMatmulKernel(Kernel):
         if self._float and not _products_stay_normal(arrays[0], arrays[1], self._product_dtype):
             _FALLBACKS.labels("matmul").inc()
             return _exact_matmul(spec, inputs)
-        res = self.module(arrays + self.emitted.fence_arrays(), self.emitted)
+        res = _call_folding_safe(self, arrays + self.emitted.fence_arrays())
         if self.emitted.guarded and _any_set(res.pop()):
             _FALLBACKS.labels("matmul").inc()
             return _exact_matmul(spec, inputs)
@@ -382,6 +416,12 @@ class IreeBackend(Backend):
         metrics.emit("jit.compile", backend="iree", key=key, seconds=time.perf_counter() - t0, from_cache=hit)
         return module, hit
 
+    def _own_results(self, emit: Any, key: str) -> tuple[Emitted, _Module]:
+        """The module variant whose results are IREE's own (see :class:`_FoldedToCopy`); ``emit()``
+        gives its MLIR, emitted only when a kernel needs it."""
+        emitted = emit()
+        return emitted, self._load(emitted, key)[0]
+
     def compile_kernel(self, spec: KernelSpec) -> Kernel:
         key = spec.key()
         cached = self._kernels.get(key)
@@ -399,7 +439,9 @@ class IreeBackend(Backend):
         else:
             emitted = kernel_module(spec, outputs_as_args=self._outputs_as_args, offset_inputs=self._outputs_as_args)
             module, hit = self._load(emitted, key)
-            kernel = IreeKernel(spec, emitted, module, hit)
+            kernel = IreeKernel(spec, emitted, module, hit, functools.partial(
+                self._own_results, functools.partial(kernel_module, spec, outputs_as_args=False,
+                                                     offset_inputs=self._outputs_as_args), key))
         with self._lock:
             return self._kernels.setdefault(key, kernel)
 
@@ -413,7 +455,8 @@ class IreeBackend(Backend):
             _validate(self, spec.epilogue)
         emitted = matmul_module(spec, outputs_as_args=self._outputs_as_args)
         module, hit = self._load(emitted, key)
-        kernel = IreeMatmulKernel(spec, emitted, module, hit)
+        kernel = IreeMatmulKernel(spec, emitted, module, hit, functools.partial(
+            self._own_results, functools.partial(matmul_module, spec, outputs_as_args=False), key))
         with self._lock:
             return self._kernels.setdefault(key, kernel)
 
