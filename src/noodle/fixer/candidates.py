@@ -40,6 +40,7 @@ from noodle.fixer.context import (
     near,
     replace_change,
 )
+from noodle.fixer.fstrings import fstring_edits, is_fstring
 from noodle.fixer.indent import indent_edits
 from noodle.fixer.rank import delete_cost, edit_cost
 from noodle.fixer.strings import lookalike_edits, quote_edits, triple_quote_edits, unquoted_edits
@@ -93,6 +94,8 @@ def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
         sources.append(unquoted_edits(ctx))
     if msg.startswith("positional argument follows keyword argument"):
         sources.append(_keyword_argument_edits(ctx))
+    if msg.startswith("f-string"):
+        sources.append(fstring_edits(ctx))
     sources.append(bracket_edits(ctx))
     if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in near(ctx, 3)):
         sources.append(quote_edits(ctx))
@@ -151,6 +154,7 @@ def _positions(ctx: Context) -> list[int]:
 
 def _token_edits(ctx: Context) -> Iterator[Proposal]:
     toks = ctx.toks
+    fstring_error = ctx.err.message.startswith("f-string")
     for i in _positions(ctx):
         t = toks[i]
         si = ctx.sym_index[i]
@@ -164,6 +168,8 @@ def _token_edits(ctx: Context) -> Iterator[Proposal]:
             yield Proposal(delta - base, "insert", 1, (i, 0, sym), ("insert", i, sym))
         if t.kind in NO_EDIT or t.start[0] != t.end[0] or t.text in OPENERS or t.text in CLOSERS:
             continue
+        if fstring_error and t.kind == "STRING" and is_fstring(t.text):
+            continue     # the error is inside it: fstring_edits repairs it, deleting it loses code
         cost = base + delete_cost(t.kind, t.text)
         delta = ctx.splice(si, si + 1, [])
         if t.kind != "OP":

@@ -389,6 +389,28 @@ def _fix(source: str, k: int, filename: str, target_version: tuple[int, int] | N
                      time.perf_counter() - t0, tuple(notes))
 
 
+def repair_expression(text: str, k: int = 3) -> list[str]:
+    """Up to ``k`` repairs of a broken expression (an f-string field's), best first: the search
+    run on ``(text)``, each result that is still one parenthesized expression, unwrapped.
+
+    Why the same search: an expression inside an f-string breaks the way code does (a lost
+    comma, a misspelt keyword), and is one STRING token to the outer search."""
+    result = _fix("(" + text + ")\n", k, "<f-string>", None, rerank=False)
+    out = []
+    for c in result.candidates:
+        fixed = c.source.rstrip("\n")
+        if not (fixed.startswith("(") and fixed.endswith(")")):
+            continue
+        inner = fixed[1:-1].strip()
+        try:
+            compile("(" + inner + ")", "<f-string>", "eval")
+        except (SyntaxError, ValueError):
+            continue
+        if inner and inner != text and "\\" not in inner and inner not in out:
+            out.append(inner)
+    return out
+
+
 def _candidates(search: _Search, pool: list[_Node], k: int) -> list[Candidate]:
     """The complete repairs as candidates, best first (each whole text compiled once more by
     the caller's checker; cached, so this costs nothing for the ones the search checked)."""
