@@ -3,7 +3,9 @@ inside another bracket, an opener lost before a run of indented arguments (or mi
 them), a signature's ')' lost before ``->`` or ``:``, a ']' lost inside multi-line arguments, a
 keyword argument's '=' doubled lines before the call's end that CPython names, a keyword
 misspelled just past the range CPython names or anywhere in the statement it spans, a quote
-put back on the word's side of a blank, and an opening quote lost before punctuation after '='.
+put back on the word's side of a blank, and an opening quote lost before punctuation after '=';
+and slips of other languages (``x++``), of Python 2 (``0755``, ``exec 'code'``) and a keyword
+used as a name (``class = ...`` then ``print(class)``: ``class_`` both times).
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
 each broken text must come back as the original with the n-gram ranking (deterministic, no
@@ -74,6 +76,21 @@ CASES = {
     "quote on the word's side of a blank": (
         'def w(ttype, value):\n    line = b"%r\\t%r\\n % (ttype, value)\n    return line\n',
         'def w(ttype, value):\n    line = b"%r\\t%r\\n" % (ttype, value)\n    return line\n'),
+    # slips of other languages and of Python 2, each one mistake
+    "Python 2's octal literal": ("import os\n\ndef f(p):\n    os.chmod(p, 0755)\n",
+                                 "import os\n\ndef f(p):\n    os.chmod(p, 0o755)\n"),
+    "C's x++": ("def f(n):\n    i = 0\n    while i < n:\n        i++\n    return i\n",
+                "def f(n):\n    i = 0\n    while i < n:\n        i += 1\n    return i\n"),
+    "C's x-- at the end of a one-line block": ("def f(n):\n    for _ in range(3): n--\n    return n\n",
+                                              "def f(n):\n    for _ in range(3): n -= 1\n    return n\n"),
+    "Python 2's exec statement": ("def run(code):\n    exec 'x = 1'\n    return code\n",
+                                  "def run(code):\n    exec('x = 1')\n    return code\n"),
+    "a keyword as a variable, assigned then read": ("def f(k):\n    class = k.kind\n    return print(class)\n",
+                                                    "def f(k):\n    class_ = k.kind\n    return print(class_)\n"),
+    "a keyword as a parameter, then returned": ("def f(in, out):\n    out.write(in)\n    return in\n",
+                                                "def f(in_, out):\n    out.write(in_)\n    return in_\n"),
+    "a keyword as an attribute": ("def f(msg):\n    return msg.from.lower()\n",
+                                  "def f(msg):\n    return msg.from_.lower()\n"),
 }
 
 

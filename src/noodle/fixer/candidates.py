@@ -7,8 +7,10 @@ syntax token (colons, commas, dots, operators, keywords, a keyword for a misspel
 the tokens around the error, and lets the model and the parser choose. Three structures get
 their own modules because a token view cannot see them: :mod:`noodle.fixer.brackets`,
 :mod:`noodle.fixer.strings` and :mod:`noodle.fixer.indent`. A few slips take two tokens but are
-one mistake, and are proposed whole: ``print x`` and ``raise E, msg`` (Python 2), ``else if``,
-a missing ``()``.
+one mistake, and are proposed whole: ``print x``, ``exec code``, ``raise E, msg`` and ``0777``
+(Python 2), ``else if``, ``x++`` (C), a missing ``()``, and a keyword used as a name
+(``class = 1`` becomes ``class_``, PEP 8's spelling). F-strings get their own module too
+(:mod:`noodle.fixer.fstrings`): on Python 3.11 one is a single token.
 
 CPython's message only adds positions (the range of "Perhaps you forgot a comma?", the opener
 of "'(' was never closed") and picks which structural generators run; it never picks the edit.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import keyword
+import re
 import time
 from collections.abc import Iterator
 
@@ -42,6 +45,7 @@ from noodle.fixer.context import (
 )
 from noodle.fixer.fstrings import fstring_edits, is_fstring
 from noodle.fixer.indent import indent_edits
+from noodle.fixer.lexer import NAME_SYM, NUM_SYM
 from noodle.fixer.rank import delete_cost, edit_cost
 from noodle.fixer.strings import lookalike_edits, quote_edits, triple_quote_edits, unquoted_edits
 
@@ -96,6 +100,8 @@ def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
         sources.append(_keyword_argument_edits(ctx))
     if msg.startswith("f-string"):
         sources.append(fstring_edits(ctx))
+    if msg.startswith("leading zeros in decimal integer literals"):
+        sources.append(_octal_edits(ctx))
     sources.append(bracket_edits(ctx))
     if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in near(ctx, 3)):
         sources.append(quote_edits(ctx))
@@ -285,10 +291,13 @@ def _damerau(a: str, b: str) -> int:
 # --------------------------------------------------------------------------- print x
 
 def _print_edit(ctx: Context) -> Iterator[Proposal]:
-    """``print x`` -> ``print(x)``: the message names this two-token edit exactly."""
+    """``print x`` -> ``print(x)`` (and ``exec code``): the message names this two-token edit
+    and the function exactly ("Missing parentheses in call to 'exec'")."""
     toks = ctx.toks
+    named = re.search(r"call to '(\w+)'", ctx.err.message)
+    name = named.group(1) if named else "print"
     i = ctx.e
-    while i < len(toks) and not (toks[i].kind == "NAME" and toks[i].text == "print"):
+    while i < len(toks) and not (toks[i].kind == "NAME" and toks[i].text == name):
         i += 1
     if i + 1 >= len(toks):
         return
@@ -310,6 +319,30 @@ def _print_edit(ctx: Context) -> Iterator[Proposal]:
     delta = ctx.splice(si, sj + 1, new)
     # one slip (Python 2's syntax), which CPython's message names, so one edit's cost
     yield Proposal(delta - edit_cost(1), "print", 2, (i, 7), ("changes", (open_change, close_change)))
+
+
+# --------------------------------------------------------------------------- 0777
+
+def _octal_edits(ctx: Context) -> Iterator[Proposal]:
+    """Python 2's octal ``0777`` -> ``0o777`` (its value), or the decimal without the zeros."""
+    toks = ctx.toks
+    for i in range(max(0, ctx.e - 1), min(len(toks), ctx.e + 2)):
+        t = toks[i]
+        if t.kind != "NUMBER" or not t.text.startswith("0"):
+            continue
+        j = i                               # the lexer reads 0777 as 0 then 777
+        while j + 1 < len(toks) and toks[j + 1].kind == "NUMBER" and toks[j + 1].start == toks[j].end:
+            j += 1
+        digits = "".join(u.text for u in toks[i:j + 1]).replace("_", "")
+        if len(digits) < 2 or not digits.isdigit():
+            continue
+        options = ["0o" + digits.lstrip("0")] if set(digits) <= set("01234567") else []
+        options.append(digits.lstrip("0") or "0")
+        for n, new in enumerate(options):
+            ch = Change(ctx.fline(t), t.start[1], toks[j].end[1], new)
+            delta = ctx.splice(ctx.sym_index[i], ctx.sym_index[j] + 1, [NUM_SYM])
+            yield Proposal(delta - edit_cost(1) - 0.5 * n, "substitute", 1, (i, 18, n), ("changes", (ch,)))
+        return
 
 
 # --------------------------------------------------------------------------- two tokens as one slip
@@ -342,6 +375,19 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
             yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 15), ("changes", (ch,)))
         if t.kind == "NAME" and t.text == "raise":
             yield from _raise_edit(ctx, i)
+        after = toks[i + 2] if i + 2 < len(toks) else None
+        if nxt is not None and t.kind == "OP" and t.text in ("+", "-") and nxt.text == t.text \
+                and nxt.start == t.end and (after is None or after.kind in ("NEWLINE", "ENDMARKER", "COMMENT")
+                                            or after.text == ";"):
+            ch = Change(ctx.fline(t), t.start[1], nxt.end[1], f"{' ' if t.start[1] and ctx.line_text(ctx.fline(t))[t.start[1] - 1] != ' ' else ''}{t.text}= 1")
+            delta = ctx.splice(si, si + 2, [t.text + "=", NUM_SYM])
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 16), ("changes", (ch,)))
+        if t.kind == "NAME" and _keyword_as_name(ctx, i):
+            # class = 1, f(lambda=2), obj.from, def f(in): a keyword where a name goes becomes
+            # the name PEP 8 gives it (a trailing underscore)
+            ch = Change(ctx.fline(t), t.start[1], t.end[1], t.text + "_")
+            delta = ctx.splice(si, si + 1, [NAME_SYM])
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 17), ("changes", (ch,)))
         p = ctx.prev_sig(i)
         if p >= 0 and toks[p].kind == "NAME" and not keyword.iskeyword(toks[p].text) \
                 and toks[p].end[0] == t.start[0] and t.text not in ("(", "["):
@@ -349,6 +395,55 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
             ch = Change(ctx.fline(pt), pt.end[1], pt.end[1], "()")
             delta = ctx.splice(si, si, ["(", ")"])
             yield Proposal(delta - edit_cost(2, lines, dist), "insert", 2, (i, 9), ("changes", (ch,)))
+
+
+#: keywords that never stand where a name does, so one there is a name that collides with one
+#: (the constants and soft keywords are names already)
+_RENAMEABLE = frozenset(k for k in keyword.kwlist if k not in ("True", "False", "None"))
+_STARTS_EXPRESSION = frozenset({"lambda", "not", "await", "yield"})
+_BEFORE_OPERAND = frozenset({"(", "[", "{", ",", "=", "return", "+", "-", "*", "/", "%", "==", "!=", "<", ">",
+                             "<=", ">=", "+=", "-=", "*=", "/="})
+
+
+def _keyword_as_name(ctx: Context, i: int) -> bool:
+    """Whether keyword token ``i`` stands where only a name can: assigned to (``class = 1``), a
+    keyword argument (``f(lambda=2)``), an attribute (``obj.from``), or a parameter."""
+    toks = ctx.toks
+    t = toks[i]
+    if t.text not in _RENAMEABLE:
+        return False
+    p = ctx.prev_sig(i)
+    prev = toks[p].text if p >= 0 and toks[p].kind != "NEWLINE" else ""
+    nxt = toks[i + 1].text if i + 1 < len(toks) else ""
+    if prev == ".":
+        return True
+    if nxt == "=" and prev in ("", ",", "(", ";"):
+        return True
+    if prev in ("(", ",") and nxt in (",", ")", ":") and _in_def(ctx, i):
+        return True
+    # an operand: print(class), return in, x = [from] (a keyword that starts an expression
+    # is left alone: lambda, not, await, yield)
+    nk = toks[i + 1].kind if i + 1 < len(toks) else "ENDMARKER"
+    return (t.text not in _STARTS_EXPRESSION and prev in _BEFORE_OPERAND
+            and (nxt in (")", "]", "}", ",") or nk in ("NEWLINE", "ENDMARKER", "COMMENT")))
+
+
+def _in_def(ctx: Context, i: int) -> bool:
+    """Whether token ``i`` is inside the parameter list of a ``def`` on its line."""
+    depth = 0
+    for j in range(i - 1, -1, -1):
+        u = ctx.toks[j]
+        if u.kind in ("NEWLINE", "INDENT", "DEDENT"):
+            return False
+        if u.text in CLOSERS:
+            depth += 1
+        elif u.text in OPENERS:
+            if depth == 0:
+                q = ctx.prev_sig(j)
+                r = ctx.prev_sig(q) if q >= 0 else -1
+                return q >= 0 and ctx.toks[q].kind == "NAME" and r >= 0 and ctx.toks[r].text == "def"
+            depth -= 1
+    return False
 
 
 def _raise_edit(ctx: Context, i: int) -> Iterator[Proposal]:
