@@ -17,6 +17,8 @@ import io
 import tokenize
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from noodle.fixer import fix
 from noodle.fixer.fstrings import scan
@@ -156,3 +158,16 @@ def test_fstrings_of_installed_modules_broken_come_back() -> None:
                 misses.append((how, broken, sources))
     assert tried >= 40, f"only {tried} broken f-strings were made from the corpus"
     assert back >= 0.9 * tried, f"{back} of {tried} came back; misses: {misses[:5]}"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.text(alphabet="{}!:'\"()[]xyr 0=.,\\", max_size=14), quote=st.sampled_from(['"', "'", '"""']),
+       prefix=st.sampled_from(["f", "rf", "F"]))
+def test_any_fstring_text_gives_compiling_candidates_or_none(body: str, quote: str, prefix: str) -> None:
+    """Whatever the f-string holds, fix() answers without raising, and every candidate compiles."""
+    source = f"s = {prefix}{quote}{body}{quote}\n"
+    r = fix(source, k=3, rerank=False)
+    for c in r.candidates:
+        compile(c.source, "<candidate>", "exec")
+    if r.kind == "valid":
+        compile(source, "<source>", "exec")
