@@ -4,8 +4,9 @@ them), a signature's ')' lost before ``->`` or ``:``, a ']' lost inside multi-li
 keyword argument's '=' doubled lines before the call's end that CPython names, a keyword
 misspelled just past the range CPython names or anywhere in the statement it spans, a quote
 put back on the word's side of a blank, and an opening quote lost before punctuation after '=';
-and slips of other languages (``x++``), of Python 2 (``0755``, ``exec 'code'``) and a keyword
-used as a name (``class = ...`` then ``print(class)``: ``class_`` both times).
+slips of other languages (``x++``), of Python 2 (``0755``, ``exec 'code'``) and a keyword
+used as a name (``class = ...`` then ``print(class)``: ``class_`` both times); and a string's own
+quote used inside it (``'Bob's book'``).
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
 each broken text must come back as the original with the n-gram ranking (deterministic, no
@@ -89,6 +90,12 @@ CASES = {
                                                     "def f(k):\n    class_ = k.kind\n    return print(class_)\n"),
     "a keyword as a parameter, then returned": ("def f(in, out):\n    out.write(in)\n    return in\n",
                                                 "def f(in_, out):\n    out.write(in_)\n    return in_\n"),
+    "an apostrophe inside a single-quoted string": ("def f():\n    print('don't do it')\n    return 'Bob's book'\n",
+                                                    "def f():\n    print(\"don't do it\")\n    return \"Bob's book\"\n"),
+    "quotes inside a double-quoted string": ('def f():\n    msg = "he said "hi" there"\n    return msg\n',
+                                             "def f():\n    msg = 'he said \"hi\" there'\n    return msg\n"),
+    "an apostrophe in each string of a list": ("names = ['Bob's', 'Ann's', 'Joe's']\n",
+                                               'names = ["Bob\'s", "Ann\'s", "Joe\'s"]\n'),
     "a keyword as an attribute": ("def f(msg):\n    return msg.from.lower()\n",
                                   "def f(msg):\n    return msg.from_.lower()\n"),
 }

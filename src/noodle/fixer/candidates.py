@@ -47,7 +47,13 @@ from noodle.fixer.fstrings import fstring_edits, is_fstring
 from noodle.fixer.indent import indent_edits
 from noodle.fixer.lexer import NAME_SYM, NUM_SYM
 from noodle.fixer.rank import delete_cost, edit_cost
-from noodle.fixer.strings import lookalike_edits, quote_edits, triple_quote_edits, unquoted_edits
+from noodle.fixer.strings import (
+    apostrophe_edits,
+    lookalike_edits,
+    quote_edits,
+    triple_quote_edits,
+    unquoted_edits,
+)
 
 __all__ = ["CONFUSED", "INSERTABLE", "KEYWORD_SUBS", "propose"]
 
@@ -105,6 +111,7 @@ def propose(ctx: Context, limit: int = 100) -> list[Proposal]:
     sources.append(bracket_edits(ctx))
     if any(t.kind == "ERRORTOKEN" and t.text[-1:] not in ("$", "?", "!", "\\") for t in near(ctx, 3)):
         sources.append(quote_edits(ctx))
+    sources.append(apostrophe_edits(ctx))
     if ctx.err.kind in ("IndentationError", "TabError") or _at_line_start(ctx) or "indent" in msg:
         sources.append(indent_edits(ctx))
     if msg.startswith("unterminated triple-quoted string"):

@@ -21,7 +21,8 @@ from noodle.fixer.context import NO_EDIT, Change, Context, Proposal, logical_sta
 from noodle.fixer.lexer import lex
 from noodle.fixer.rank import BLANK_EDGE_COST, LINE_COST, STRING_PIECE_COST, delete_cost, edit_cost
 
-__all__ = ["LOOKALIKES", "lookalike_edits", "quote_edits", "triple_quote_edits", "unquoted_edits"]
+__all__ = ["LOOKALIKES", "apostrophe_edits", "lookalike_edits", "quote_edits", "triple_quote_edits",
+           "unquoted_edits"]
 
 
 def quote_edits(ctx: Context) -> Iterator[Proposal]:
@@ -186,6 +187,72 @@ def lookalike_edits(ctx: Context) -> Iterator[Proposal]:
         changes = tuple(Change(line, c, c + 1, LOOKALIKES[row[c]]) for c in group)
         delta = ctx.relex_delta(min(first, line), last, changes)
         yield Proposal(delta - edit_cost(1), "substitute", len(changes), (line, 10, n), ("changes", changes))
+
+
+def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
+    """``'it's'``, ``"he said "hi" there"``: the string's own quote used inside it, so the string
+    ends early and a word follows it directly. The string's quotes, up to a later quote of the
+    same kind on the line, become the other kind (one mistake: the quote style)."""
+    line = ctx.err.line
+    if not ctx.region.first <= line <= ctx.region.last:
+        return
+    row = ctx.line_text(line)
+    last = min(line + 1, ctx.region.last)
+    for i, t in enumerate(ctx.toks[:-1]):
+        nxt = ctx.toks[i + 1]
+        if t.kind != "STRING" or ctx.fline(t) != line or t.start[0] != t.end[0] \
+                or nxt.kind != "NAME" or nxt.start != t.end:
+            continue
+        prefix = len(t.text) - len(t.text.lstrip("rRbBuUfF"))
+        quote = t.text[prefix]
+        if t.text[prefix:prefix + 3] == quote * 3:
+            continue
+        other = "'" if quote == '"' else '"'
+        opening = t.start[1] + prefix
+        first = min(logical_start(ctx, i), line)
+        for close in [j for j in range(t.end[1], len(row)) if row[j] == quote][:6]:
+            inner = row[opening + 1:close]
+            if other in inner or "\\" in inner:
+                break
+            changes = (Change(line, opening, opening + 1, other), Change(line, close, close + 1, other))
+            delta = ctx.relex_delta(first, last, changes)
+            # code moved into the string beyond the word after the apostrophe pays per piece, and
+            # each further quote swallowed is a string's edge the text had (the ', ' of 'a', 'b')
+            swallowed = STRING_PIECE_COST * (max(_pieces(row[t.end[1]:close]) - 1, 0) + inner.count(quote) - 1)
+            yield Proposal(delta - edit_cost(1) - swallowed, "quote", 1, (line, 13, i, close), ("changes", changes))
+        every = _every_apostrophe(row, line)
+        if len(every) > 2:     # 'can't', 'won't': the same slip in each string, one repair
+            delta = ctx.relex_delta(first, last, every)
+            yield Proposal(delta - edit_cost(1) - 1.0 * (len(every) // 2 - 1), "quote", 1, (line, 13, i, -1),
+                           ("changes", every))
+        return
+
+
+def _every_apostrophe(row: str, line: int) -> tuple[Change, ...]:
+    """Each string of the row that a word follows directly, closed at the next quote of its kind
+    with both quotes made the other kind, one after another (the row lexed again after each)."""
+    changes: list[Change] = []
+    for _ in range(6):
+        toks = lex(row)
+        for i, t in enumerate(toks[:-1]):
+            u = toks[i + 1]
+            if t.kind != "STRING" or u.kind != "NAME" or u.start != t.end or t.start[0] != 1 or t.end[0] != 1:
+                continue
+            prefix = len(t.text) - len(t.text.lstrip("rRbBuUfF"))
+            quote = t.text[prefix]
+            if t.text[prefix:prefix + 3] == quote * 3:
+                continue
+            other = "'" if quote == '"' else '"'
+            close = row.find(quote, t.end[1])
+            opening = t.start[1] + prefix
+            if close < 0 or other in row[opening + 1:close] or "\\" in row[opening + 1:close]:
+                continue
+            changes += [Change(line, opening, opening + 1, other), Change(line, close, close + 1, other)]
+            row = row[:opening] + other + row[opening + 1:close] + other + row[close + 1:]
+            break
+        else:
+            break
+    return tuple(changes)
 
 
 def triple_quote_edits(ctx: Context) -> Iterator[Proposal]:
