@@ -388,13 +388,13 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
                                             or after.text == ";"):
             ch = Change(ctx.fline(t), t.start[1], nxt.end[1], f"{' ' if t.start[1] and ctx.line_text(ctx.fline(t))[t.start[1] - 1] != ' ' else ''}{t.text}= 1")
             delta = ctx.splice(si, si + 2, [t.text + "=", NUM_SYM])
-            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 16), ("changes", (ch,)))
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 21), ("changes", (ch,)))
         if t.kind == "NAME" and _keyword_as_name(ctx, i):
             # class = 1, f(lambda=2), obj.from, def f(in): a keyword where a name goes becomes
             # the name PEP 8 gives it (a trailing underscore)
             ch = Change(ctx.fline(t), t.start[1], t.end[1], t.text + "_")
             delta = ctx.splice(si, si + 1, [NAME_SYM])
-            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 17), ("changes", (ch,)))
+            yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 22), ("changes", (ch,)))
         p = ctx.prev_sig(i)
         if p >= 0 and toks[p].kind == "NAME" and not keyword.iskeyword(toks[p].text) \
                 and toks[p].end[0] == t.start[0] and t.text not in ("(", "["):

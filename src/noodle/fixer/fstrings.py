@@ -209,7 +209,7 @@ def fstring_edits(ctx: Context) -> Iterator[Proposal]:
         n = 0
         for changes in _nested_quotes(ctx, t, prefix, quote):
             yield Proposal(-(edit_cost(1) + 0.5 * rank + 0.01 * n), "substitute", len(changes),
-                           (ctx.fline(t), 12, i, n), ("changes", changes))
+                           (ctx.fline(t), 19, i, n), ("changes", changes))
             n += 1
         for edits, kind, extra in _edits(body, fields[:MAX_FIELDS], singles, raw):
             key = (i, edits)
@@ -225,7 +225,7 @@ def fstring_edits(ctx: Context) -> Iterator[Proposal]:
                 changes.append(Change(line, col, end_col, new))
             else:
                 cost = edit_cost(len(edits)) + extra + 0.5 * rank + 0.01 * n
-                yield Proposal(-cost, kind, len(edits), (ctx.fline(t), 12, i, n), ("changes", tuple(changes)))
+                yield Proposal(-cost, kind, len(edits), (ctx.fline(t), 19, i, n), ("changes", tuple(changes)))
                 n += 1
 
 

@@ -219,11 +219,11 @@ def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
             # code moved into the string beyond the word after the apostrophe pays per piece, and
             # each further quote swallowed is a string's edge the text had (the ', ' of 'a', 'b')
             swallowed = STRING_PIECE_COST * (max(_pieces(row[t.end[1]:close]) - 1, 0) + inner.count(quote) - 1)
-            yield Proposal(delta - edit_cost(1) - swallowed, "quote", 1, (line, 13, i, close), ("changes", changes))
+            yield Proposal(delta - edit_cost(1) - swallowed, "quote", 1, (line, 20, i, close), ("changes", changes))
         every = _every_apostrophe(row, line)
         if len(every) > 2:     # 'can't', 'won't': the same slip in each string, one repair
             delta = ctx.relex_delta(first, last, every)
-            yield Proposal(delta - edit_cost(1) - 1.0 * (len(every) // 2 - 1), "quote", 1, (line, 13, i, -1),
+            yield Proposal(delta - edit_cost(1) - 1.0 * (len(every) // 2 - 1), "quote", 1, (line, 20, i, -1),
                            ("changes", every))
         return
 
