@@ -5,8 +5,9 @@ keyword argument's '=' doubled lines before the call's end that CPython names, a
 misspelled just past the range CPython names or anywhere in the statement it spans, a quote
 put back on the word's side of a blank, and an opening quote lost before punctuation after '=';
 slips of other languages (``x++``), of Python 2 (``0755``, ``exec 'code'``) and a keyword
-used as a name (``class = ...`` then ``print(class)``: ``class_`` both times); and a string's own
-quote used inside it (``'Bob's book'``).
+used as a name (``class = ...`` then ``print(class)``: ``class_`` both times); a string's own
+quote used inside it (``'Bob's book'``); and a keyword typed twice or run into the next name
+(``defdef``, ``forx in xs``).
 
 The oracle is the original text (the same token sequence, :func:`same_program`) and ``compile``:
 each broken text must come back as the original with the n-gram ranking (deterministic, no
@@ -96,6 +97,11 @@ CASES = {
                                              "def f():\n    msg = 'he said \"hi\" there'\n    return msg\n"),
     "an apostrophe in each string of a list": ("names = ['Bob's', 'Ann's', 'Joe's']\n",
                                                'names = ["Bob\'s", "Ann\'s", "Joe\'s"]\n'),
+    "a keyword typed twice": ("defdef read(fp):\n    return fp.read()\n", "def read(fp):\n    return fp.read()\n"),
+    "a keyword run into the name after it": ("classFoo:\n    def m(self, xs):\n        forx in xs:\n            print(x)\n",
+                                             "class Foo:\n    def m(self, xs):\n        for x in xs:\n            print(x)\n"),
+    "a keyword run into its condition": ("def f(x):\n    ifx > 0:\n        return x\n    return -x\n",
+                                         "def f(x):\n    if x > 0:\n        return x\n    return -x\n"),
     "a keyword as an attribute": ("def f(msg):\n    return msg.from.lower()\n",
                                   "def f(msg):\n    return msg.from_.lower()\n"),
 }

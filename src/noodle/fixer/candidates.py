@@ -389,6 +389,14 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
             ch = Change(ctx.fline(t), t.start[1], nxt.end[1], f"{' ' if t.start[1] and ctx.line_text(ctx.fline(t))[t.start[1] - 1] != ' ' else ''}{t.text}= 1")
             delta = ctx.splice(si, si + 2, [t.text + "=", NUM_SYM])
             yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 21), ("changes", (ch,)))
+        glued = _unglued(t.text) if t.kind == "NAME" and not keyword.iskeyword(t.text) \
+            and _starts_statement(ctx, i) else None
+        if glued is not None:
+            # defmain(), forx in xs, defdef: a keyword run into the name after it, or typed twice
+            ch = Change(ctx.fline(t), t.start[1], t.end[1], " ".join(glued))
+            delta = ctx.splice(si, si + 1, [glued[0]] + [NAME_SYM] * (len(glued) - 1))
+            yield Proposal(delta - edit_cost(1, lines, dist) - GLUE_COST, "substitute", 1, (i, 23),
+                           ("changes", (ch,)))
         if t.kind == "NAME" and _keyword_as_name(ctx, i):
             # class = 1, f(lambda=2), obj.from, def f(in): a keyword where a name goes becomes
             # the name PEP 8 gives it (a trailing underscore)
@@ -410,6 +418,38 @@ _RENAMEABLE = frozenset(k for k in keyword.kwlist if k not in ("True", "False", 
 _STARTS_EXPRESSION = frozenset({"lambda", "not", "await", "yield"})
 _BEFORE_OPERAND = frozenset({"(", "[", "{", ",", "=", "return", "+", "-", "*", "/", "%", "==", "!=", "<", ">",
                              "<=", ">=", "+=", "-=", "*=", "/="})
+
+
+#: keywords that start a statement and that a name follows, so one typed without its blank fuses
+#: with the name (the operators in, is, and, or, not are left out: split off a name inside an
+#: expression they parse too readily, ``type(ind) ind`` becoming ``type(ind) in d``)
+_GLUE = tuple(sorted(("def", "class", "return", "import", "from", "if", "elif", "while", "for", "del", "raise",
+                      "assert", "global", "nonlocal", "yield", "with", "await", "async", "except"),
+                     key=len, reverse=True))
+#: what a split of a glued keyword pays beyond one edit: less than nothing, since it is one
+#: blank typed where inserting the keyword before the name (``if ifx``) gives the model the same
+#: symbols for a whole token (a name such as ``format`` starts with a keyword too: the parser
+#: decides whether the split is needed)
+GLUE_COST = -1.0
+
+
+def _starts_statement(ctx: Context, i: int) -> bool:
+    p = ctx.prev_sig(i)
+    return p < 0 or ctx.toks[p].kind in ("NEWLINE", "INDENT", "DEDENT") or ctx.toks[p].text in (":", ";")
+
+
+@functools.lru_cache(maxsize=4096)
+def _unglued(name: str) -> tuple[str, ...] | None:
+    """``defmain`` -> ("def", "main"), ``defdef`` -> ("def",); None when ``name`` does not start
+    with a keyword followed by an identifier."""
+    for kw in _GLUE:
+        if name.startswith(kw) and len(name) > len(kw):
+            rest = name[len(kw):]
+            if rest == kw:
+                return (kw,)
+            if rest.isidentifier() and not keyword.iskeyword(rest):
+                return (kw, rest)
+    return None
 
 
 def _keyword_as_name(ctx: Context, i: int) -> bool:
