@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 
 from noodle.fixer.context import NO_EDIT, Change, Context, Proposal, logical_start, word
-from noodle.fixer.lexer import lex
+from noodle.fixer.lexer import Tok, lex
 from noodle.fixer.rank import BLANK_EDGE_COST, LINE_COST, STRING_PIECE_COST, delete_cost, edit_cost
 
 __all__ = ["LOOKALIKES", "apostrophe_edits", "lookalike_edits", "quote_edits", "triple_quote_edits",
@@ -199,16 +199,10 @@ def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
     row = ctx.line_text(line)
     last = min(line + 1, ctx.region.last)
     for i, t in enumerate(ctx.toks[:-1]):
-        nxt = ctx.toks[i + 1]
-        if t.kind != "STRING" or ctx.fline(t) != line or t.start[0] != t.end[0] \
-                or nxt.kind != "NAME" or nxt.start != t.end:
+        ended = _ended_early(t, ctx.toks[i + 1])
+        if ended is None or ctx.fline(t) != line:
             continue
-        prefix = len(t.text) - len(t.text.lstrip("rRbBuUfF"))
-        quote = t.text[prefix]
-        if t.text[prefix:prefix + 3] == quote * 3:
-            continue
-        other = "'" if quote == '"' else '"'
-        opening = t.start[1] + prefix
+        opening, quote, other = ended
         first = min(logical_start(ctx, i), line)
         for close in [j for j in range(t.end[1], len(row)) if row[j] == quote][:6]:
             inner = row[opening + 1:close]
@@ -228,6 +222,18 @@ def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
         return
 
 
+def _ended_early(t: Tok, nxt: Tok) -> tuple[int, str, str] | None:
+    """(column of its opening quote, its quote, the other quote) of a one-line, single-quoted
+    string that a word follows directly (its closing quote was an apostrophe), else None."""
+    if t.kind != "STRING" or t.start[0] != t.end[0] or nxt.kind != "NAME" or nxt.start != t.end:
+        return None
+    prefix = len(t.text) - len(t.text.lstrip("rRbBuUfF"))
+    quote = t.text[prefix]
+    if t.text[prefix:prefix + 3] == quote * 3:
+        return None
+    return t.start[1] + prefix, quote, "'" if quote == '"' else '"'
+
+
 def _every_apostrophe(row: str, line: int) -> tuple[Change, ...]:
     """Each string of the row that a word follows directly, closed at the next quote of its kind
     with both quotes made the other kind, one after another (the row lexed again after each)."""
@@ -235,16 +241,11 @@ def _every_apostrophe(row: str, line: int) -> tuple[Change, ...]:
     for _ in range(6):
         toks = lex(row)
         for i, t in enumerate(toks[:-1]):
-            u = toks[i + 1]
-            if t.kind != "STRING" or u.kind != "NAME" or u.start != t.end or t.start[0] != 1 or t.end[0] != 1:
+            ended = _ended_early(t, toks[i + 1])
+            if ended is None or t.start[0] != 1:
                 continue
-            prefix = len(t.text) - len(t.text.lstrip("rRbBuUfF"))
-            quote = t.text[prefix]
-            if t.text[prefix:prefix + 3] == quote * 3:
-                continue
-            other = "'" if quote == '"' else '"'
+            opening, quote, other = ended
             close = row.find(quote, t.end[1])
-            opening = t.start[1] + prefix
             if close < 0 or other in row[opening + 1:close] or "\\" in row[opening + 1:close]:
                 continue
             changes += [Change(line, opening, opening + 1, other), Change(line, close, close + 1, other)]
