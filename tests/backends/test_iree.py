@@ -545,3 +545,29 @@ def test_results_iree_folds_to_copies_or_fills_are_right(backend: IreeBackend, c
             if first is None:
                 first, kept = got, got.copy()
         assert same_bits(first, kept)       # a later call did not write into an earlier result
+
+
+def test_a_folded_kernel_called_from_threads_at_once_answers_each(backend: IreeBackend) -> None:
+    """The first calls of a kernel whose result IREE folds, from 8 threads together: one switches
+    it to the own-results variant while the others call; every call gets its own right answer."""
+    import threading
+
+    dt = "int64"
+    spec = KernelSpec(((dt, (300,)),), ((dt, 1),), (Instr("multiply", (0, 1), dt),), (2,), (300,))
+    kernel = backend.compile_kernel(spec)
+    xs = [np.arange(300, dtype=np.int64) * (k + 1) for k in range(8)]
+    got: list = [None] * 8
+    start = threading.Barrier(8)
+
+    def call(k: int) -> None:
+        start.wait()
+        got[k] = kernel(xs[k])[0]
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(8):
+        assert same_bits(got[k], xs[k]), k
+

@@ -81,6 +81,13 @@ CASES = {
     # slips of other languages and of Python 2, each one mistake
     "Python 2's octal literal": ("import os\n\ndef f(p):\n    os.chmod(p, 0755)\n",
                                  "import os\n\ndef f(p):\n    os.chmod(p, 0o755)\n"),
+    "Python 2's octal literal after another number": ("def f(p):\n    return g(0, 0777)\n",
+                                                      "def f(p):\n    return g(0, 0o777)\n"),
+    "Python 2's exec with a namespace": ("def run(code, g, l):\n    exec code in g, l\n    return g\n",
+                                         "def run(code, g, l):\n    exec(code, g, l)\n    return g\n"),
+    "an apostrophe after an if-expression's string on the line": (
+        "def f(c):\n    x = 'a'if c else 'b'; y = 'it's'\n    return x, y\n",
+        "def f(c):\n    x = 'a'if c else 'b'; y = \"it's\"\n    return x, y\n"),
     "C's x++": ("def f(n):\n    i = 0\n    while i < n:\n        i++\n    return i\n",
                 "def f(n):\n    i = 0\n    while i < n:\n        i += 1\n    return i\n"),
     "C's x-- at the end of a one-line block": ("def f(n):\n    for _ in range(3): n--\n    return n\n",

@@ -172,3 +172,24 @@ def test_any_fstring_text_gives_compiling_candidates_or_none(body: str, quote: s
         compile(c.source, "<candidate>", "exec")
     if r.kind == "valid":
         compile(source, "<source>", "exec")
+
+
+def test_valid_fstrings_beside_a_broken_one_are_left_alone() -> None:
+    """Only the broken field changes: the own-quote repair once offered ``f'{a}"`` for the valid
+    string before it (a quote of a later string taken as its close)."""
+    broken = "x = f'{a}' + f'{b if}' + f'{c if}'\n"
+    r = fix(broken, k=3, rerank=False)
+    assert r.candidates
+    for c in r.candidates:
+        assert c.source.startswith("x = f'{a}' + f'{"), c.source
+
+
+def test_probing_a_field_prints_no_syntax_warning() -> None:
+    """The generator compiles field texts to test them; their SyntaxWarnings are not the user's."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fix("x = f'{(1, 2)(3)'\n", k=3, rerank=False)
+    assert not [w for w in caught if issubclass(w.category, SyntaxWarning)], [str(w.message) for w in caught]
+

@@ -199,26 +199,47 @@ class _FoldedToCopy(Exception):
     """IREE folded a result to a copy or a fill (``x + 0``, ``x * 1``, ``x - x``, ...), which needs
     discard-write access to its output; a caller-owned (DLPack-imported) array has only read and
     write, so the call failed before writing anything. The kernel switches, once, to the module
-    variant that returns IREE's own results (copied), as :func:`_has_trivial_result` does for
-    the foldings it can see in the spec."""
+    variant that returns IREE's own results (copied), as ``iree_emit._has_trivial_result`` makes
+    it from the start for the foldings it can see in the spec."""
 
 
 def _call_folding_safe(kernel: Any, args: list[Any]) -> list[np.ndarray]:
-    """``kernel.module(args, kernel.emitted)``; on :class:`_FoldedToCopy`, the kernel's module
-    becomes its own-results variant (``kernel._own_results()``) and the call runs again (inputs
-    are only read, and the failed call's outputs were never handed out)."""
+    """The kernel's module called on ``args``; on :class:`_FoldedToCopy` the kernel's
+    ``(emitted, module)`` pair becomes its own-results variant (``kernel._own_results()``, made
+    once) and the call runs again (inputs are only read, and the failed call's outputs were never
+    handed out). The pair is read and replaced as one object, so a thread calling meanwhile
+    never pairs one variant's module with the other's calling convention."""
+    emitted, module = kernel._active
     try:
-        return kernel.module(args, kernel.emitted)
+        return module(args, emitted)
     except _FoldedToCopy as exc:
         with kernel._swap_lock:
-            if kernel.emitted.outputs_as_args:
+            if kernel._active[0].outputs_as_args:
+                if kernel._own_results is None:
+                    raise CompileError(f"IREE kernel {kernel.spec.key()[:12]} cannot write into caller-owned "
+                                       f"arrays and has no other variant: {exc}") from exc
                 log.info("noodle.iree: kernel %s folded a result to a copy; it now returns IREE's own "
                          "results (one copy each): %s", kernel.spec.key()[:12], exc)
-                kernel.emitted, kernel.module = kernel._own_results()
-        return kernel.module(args, kernel.emitted)
+                kernel._active = kernel._own_results()     # raises CompileError where it cannot be made
+        emitted, module = kernel._active
+        return module(args, emitted)
 
 
-class IreeKernel(Kernel):
+class _Variants:
+    """``emitted`` and ``module`` of the kernel's current variant (see :func:`_call_folding_safe`)."""
+
+    _active: tuple[Emitted, _Module]
+
+    @property
+    def emitted(self) -> Emitted:
+        return self._active[0]
+
+    @property
+    def module(self) -> _Module:
+        return self._active[1]
+
+
+class IreeKernel(_Variants, Kernel):
     """A compiled fused elementwise region, optionally ending in an exact (integer/extreme) reduction."""
 
     backend = "iree"
@@ -226,8 +247,7 @@ class IreeKernel(Kernel):
     def __init__(self, spec: KernelSpec, emitted: Emitted, module: _Module, from_cache: bool,
                  own_results: Any = None) -> None:
         self.spec = spec
-        self.emitted = emitted
-        self.module = module
+        self._active = (emitted, module)       # swapped as one by _call_folding_safe
         self.from_cache = from_cache
         self._own_results = own_results       # () -> (Emitted, _Module) returning IREE's own results
         self._swap_lock = threading.Lock()
@@ -276,7 +296,7 @@ class IreeKernel(Kernel):
         return tuple(outs)
 
 
-class IreeMatmulKernel(Kernel):
+class IreeMatmulKernel(_Variants, Kernel):
     """``a @ b`` (``linalg.matmul``) with its epilogue fused into the same module."""
 
     backend = "iree"
@@ -284,8 +304,7 @@ class IreeMatmulKernel(Kernel):
     def __init__(self, spec: MatmulSpec, emitted: Emitted, module: _Module, from_cache: bool,
                  own_results: Any = None) -> None:
         self.spec = spec
-        self.emitted = emitted
-        self.module = module
+        self._active = (emitted, module)       # swapped as one by _call_folding_safe
         self.from_cache = from_cache
         self._own_results = own_results       # () -> (Emitted, _Module) returning IREE's own results
         self._swap_lock = threading.Lock()

@@ -323,15 +323,41 @@ def _print_edit(ctx: Context) -> Iterator[Proposal]:
     si, sj = ctx.sym_index[i], ctx.sym_index[last]
     new = ctx.syms[si:sj + 1]
     new = [new[0], "("] + new[1:] + [")"]
+    extra: tuple[Change, ...] = ()
+    if name == "exec":       # exec code in g, l is exec(code, g, l): its 'in' names the namespaces
+        k = _top_level(ctx, i + 1, last, "in")
+        if k is not None:
+            p = ctx.prev_sig(k)
+            if ctx.fline(toks[p]) != ctx.fline(toks[k]):
+                return
+            extra = (Change(ctx.fline(toks[k]), toks[p].end[1], toks[k].end[1], ","),)
+            new[ctx.sym_index[k] - si + 1] = ","
     delta = ctx.splice(si, sj + 1, new)
     # one slip (Python 2's syntax), which CPython's message names, so one edit's cost
-    yield Proposal(delta - edit_cost(1), "print", 2, (i, 7), ("changes", (open_change, close_change)))
+    yield Proposal(delta - edit_cost(1), "print", 2, (i, 7), ("changes", (open_change, *extra, close_change)))
+
+
+def _top_level(ctx: Context, start: int, end: int, text: str) -> int | None:
+    """The first token ``text`` outside brackets in tokens [start, end], or None."""
+    depth = 0
+    for k in range(start, end + 1):
+        u = ctx.toks[k].text
+        if u in OPENERS:
+            depth += 1
+        elif u in CLOSERS:
+            depth -= 1
+        elif depth == 0 and u == text and ctx.toks[k].kind == "NAME":
+            return k
+    return None
 
 
 # --------------------------------------------------------------------------- 0777
 
+#: what a repair the error message itself names gains over another one-edit repair
+NAMED_BONUS = 3.0
+
 def _octal_edits(ctx: Context) -> Iterator[Proposal]:
-    """Python 2's octal ``0777`` -> ``0o777`` (its value), or the decimal without the zeros."""
+    """Python 2's octal ``0777`` -> ``0o777`` (the same value), ``0089`` (never octal) -> ``89``."""
     toks = ctx.toks
     for i in range(max(0, ctx.e - 1), min(len(toks), ctx.e + 2)):
         t = toks[i]
@@ -340,15 +366,18 @@ def _octal_edits(ctx: Context) -> Iterator[Proposal]:
         j = i                               # the lexer reads 0777 as 0 then 777
         while j + 1 < len(toks) and toks[j + 1].kind == "NUMBER" and toks[j + 1].start == toks[j].end:
             j += 1
-        digits = "".join(u.text for u in toks[i:j + 1]).replace("_", "")
+        digits = "".join(u.text for u in toks[i:j + 1])
         if len(digits) < 2 or not digits.isdigit():
             continue
-        options = ["0o" + digits.lstrip("0")] if set(digits) <= set("01234567") else []
-        options.append(digits.lstrip("0") or "0")
+        # Python 2 read 0777 as octal (511): the decimal only where it cannot be (0089)
+        options = ["0o" + digits.lstrip("0")] if set(digits) <= set("01234567") else [digits.lstrip("0") or "0"]
         for n, new in enumerate(options):
             ch = Change(ctx.fline(t), t.start[1], toks[j].end[1], new)
             delta = ctx.splice(ctx.sym_index[i], ctx.sym_index[j] + 1, [NUM_SYM])
-            yield Proposal(delta - edit_cost(1) - 0.5 * n, "substitute", 1, (i, 18, n), ("changes", (ch,)))
+            # CPython's message names this repair ("use an 0o prefix"): one edit, less the bonus
+            # that puts it before edits that only split the number (0, 777)
+            yield Proposal(delta - edit_cost(1) + NAMED_BONUS - 0.5 * n, "substitute", 1, (i, 18, n),
+                           ("changes", (ch,)))
         return
 
 

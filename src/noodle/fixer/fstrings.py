@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,9 @@ MAX_INNER = 200
 #: what an expression rewritten by its own search pays beyond its one edit: the inner search
 #: may have deleted a keyword or added an operator, which a brace or quote edit never does
 INNER_COST = 1.0
+#: broken fields repaired by a search of their own per call (each such search has the full
+#: time budget of a repair)
+INNER_SEARCHES = 2
 #: fields of one string given edits (a generated f-string can hold hundreds)
 MAX_FIELDS = 12
 
@@ -200,6 +204,7 @@ def _tokens(ctx: Context) -> list[int]:
 def fstring_edits(ctx: Context) -> Iterator[Proposal]:
     """Edits inside the f-strings near an ``f-string: ...`` error (see the module docstring)."""
     seen: set[tuple] = set()
+    budget = [INNER_SEARCHES]          # fields repaired by a search of their own, in this call
     for rank, i in enumerate(_tokens(ctx)[:4]):
         t = ctx.toks[i]
         prefix, quote, base = _parts(t.text)      # type: ignore[misc]
@@ -207,11 +212,12 @@ def fstring_edits(ctx: Context) -> Iterator[Proposal]:
         fields, singles = scan(body)
         raw = "r" in prefix.lower()
         n = 0
-        for changes in _nested_quotes(ctx, t, prefix, quote):
+        ends_in_field = bool(fields) and fields[-1].close is None
+        for changes in (_nested_quotes(ctx, t, prefix, quote) if ends_in_field else ()):
             yield Proposal(-(edit_cost(1) + 0.5 * rank + 0.01 * n), "substitute", len(changes),
                            (ctx.fline(t), 19, i, n), ("changes", changes))
             n += 1
-        for edits, kind, extra in _edits(body, fields[:MAX_FIELDS], singles, raw):
+        for edits, kind, extra in _edits(body, fields[:MAX_FIELDS], singles, raw, budget):
             key = (i, edits)
             if key in seen:
                 continue
@@ -255,7 +261,8 @@ def _nested_quotes(ctx: Context, t: Tok, prefix: str, quote: str) -> Iterator[tu
 Edit = tuple[int, int, str]
 
 
-def _edits(body: str, fields: list[Field], singles: list[int], raw: bool) -> Iterator[tuple[tuple[Edit, ...], str, float]]:
+def _edits(body: str, fields: list[Field], singles: list[int], raw: bool,
+           budget: list[int]) -> Iterator[tuple[tuple[Edit, ...], str, float]]:
     """(edits, kind) per proposal, most specific first; offsets into ``body``."""
     for f in fields:
         expr = body[f.open + 1:f.expr_end]
@@ -281,7 +288,9 @@ def _edits(body: str, fields: list[Field], singles: list[int], raw: bool) -> Ite
             if f.spec is not None and _parses(body[f.open + 1:f.close]):
                 # {lambda x: 1}: the colon is the expression's, not a format spec's
                 yield ((f.open + 1, f.close, "(" + body[f.open + 1:f.close].strip() + ")"),), "insert", 0.0
-            yield from _inner(expr, f)
+            if budget[0] > 0 and _parses(expr.strip()) is False:
+                budget[0] -= 1
+                yield from _inner(expr, f)
         if f.close is not None or raw:
             yield _escaped(f), "insert", 0.0                         # a regex's {\d} meant literally
     for s in singles:
@@ -305,7 +314,7 @@ def _close_field(body: str, f: Field) -> Iterator[tuple[tuple[Edit, ...], str, f
         spots = []
         for j in range(min(len(body), f.open + 1 + MAX_INNER), f.open + 1, -1):
             if (j == len(body) or not _word(body[j])) and (_word(body[j - 1]) or body[j - 1] in ")]}'\""):
-                if _parses(body[f.open + 1:j]) and j < len(body):
+                if j < len(body) and _parses(body[f.open + 1:j]):
                     spots.append(j)
                     if len(spots) == 2:
                         break
@@ -327,7 +336,9 @@ def _parses(text: str) -> bool | None:
     if len(text) > MAX_INNER or "\\" in text:
         return None
     try:
-        compile("(" + text + ")", "<f-string>", "eval")
+        with warnings.catch_warnings():      # SyntaxWarnings of a probe are not the user's
+            warnings.simplefilter("ignore")
+            compile("(" + text + ")", "<f-string>", "eval")
     except SyntaxError:
         return False
     except (ValueError, MemoryError, RecursionError):
@@ -338,7 +349,7 @@ def _parses(text: str) -> bool | None:
 def _inner(expr: str, f: Field) -> Iterator[tuple[tuple[Edit, ...], str, float]]:
     """A field whose expression does not parse: repaired as a program of its own."""
     text = expr.strip()
-    if not text or len(text) > MAX_INNER or "\\" in text or _parses(text) is not False:
+    if not text or len(text) > MAX_INNER or "\\" in text or "#" in text or _parses(text) is not False:
         return
     lead = len(expr) - len(expr.lstrip())
     start, end = f.open + 1 + lead, f.open + 1 + lead + len(text)

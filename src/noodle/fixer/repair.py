@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import heapq
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -395,20 +397,30 @@ def repair_expression(text: str, k: int = 3) -> list[str]:
 
     Why the same search: an expression inside an f-string breaks the way code does (a lost
     comma, a misspelt keyword), and is one STRING token to the outer search."""
+    return list(_repair_expression(text, k, default_scorer()))
+
+
+@functools.lru_cache(maxsize=256)
+def _repair_expression(text: str, k: int, scorer: Scorer) -> tuple[str, ...]:
+    # cached per scorer (the model it ranks with): the outer search proposes the same field's
+    # repairs in each of its rounds
     result = _fix("(" + text + ")\n", k, "<f-string>", None, rerank=False)
-    out = []
+    out: list[str] = []
     for c in result.candidates:
         fixed = c.source.rstrip("\n")
         if not (fixed.startswith("(") and fixed.endswith(")")):
             continue
         inner = fixed[1:-1].strip()
+        if not inner or inner == text or "\\" in inner or "#" in inner or inner in out:
+            continue             # (a comment would swallow the field's closing brace)
         try:
-            compile("(" + inner + ")", "<f-string>", "eval")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compile("(" + inner + ")", "<f-string>", "eval")
         except (SyntaxError, ValueError):
             continue
-        if inner and inner != text and "\\" not in inner and inner not in out:
-            out.append(inner)
-    return out
+        out.append(inner)
+    return tuple(out)
 
 
 def _candidates(search: _Search, pool: list[_Node], k: int) -> list[Candidate]:

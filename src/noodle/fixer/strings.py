@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Iterator
 
@@ -198,6 +199,7 @@ def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
         return
     row = ctx.line_text(line)
     last = min(line + 1, ctx.region.last)
+    every_tried = False
     for i, t in enumerate(ctx.toks[:-1]):
         ended = _ended_early(t, ctx.toks[i + 1])
         if ended is None or ctx.fline(t) != line:
@@ -214,18 +216,20 @@ def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
             # each further quote swallowed is a string's edge the text had (the ', ' of 'a', 'b')
             swallowed = STRING_PIECE_COST * (max(_pieces(row[t.end[1]:close]) - 1, 0) + inner.count(quote) - 1)
             yield Proposal(delta - edit_cost(1) - swallowed, "quote", 1, (line, 20, i, close), ("changes", changes))
-        every = _every_apostrophe(row, line)
-        if len(every) > 2:     # 'can't', 'won't': the same slip in each string, one repair
-            delta = ctx.relex_delta(first, last, every)
-            yield Proposal(delta - edit_cost(1) - 1.0 * (len(every) // 2 - 1), "quote", 1, (line, 20, i, -1),
-                           ("changes", every))
-        return
+        if not every_tried:
+            every_tried = True
+            every = _every_apostrophe(row, line)
+            if len(every) > 2:     # 'can't', 'won't': the same slip in each string, one repair
+                delta = ctx.relex_delta(first, last, every)
+                yield Proposal(delta - edit_cost(1) - 1.0 * (len(every) // 2 - 1), "quote", 1, (line, 20, i, -1),
+                               ("changes", every))
 
 
 def _ended_early(t: Tok, nxt: Tok) -> tuple[int, str, str] | None:
     """(column of its opening quote, its quote, the other quote) of a one-line, single-quoted
     string that a word follows directly (its closing quote was an apostrophe), else None."""
-    if t.kind != "STRING" or t.start[0] != t.end[0] or nxt.kind != "NAME" or nxt.start != t.end:
+    if t.kind != "STRING" or t.start[0] != t.end[0] or nxt.kind != "NAME" or nxt.start != t.end \
+            or keyword.iskeyword(nxt.text):      # 'a'if c else 'b' is code
         return None
     prefix = len(t.text) - len(t.text.lstrip("rRbBuUfF"))
     quote = t.text[prefix]
@@ -246,6 +250,8 @@ def _every_apostrophe(row: str, line: int) -> tuple[Change, ...]:
                 continue
             opening, quote, other = ended
             close = row.find(quote, t.end[1])
+            if {opening, close} & {c.col for c in changes}:
+                return ()          # a quote already made the other kind: the lexer went back on it
             if close < 0 or other in row[opening + 1:close] or "\\" in row[opening + 1:close]:
                 continue
             changes += [Change(line, opening, opening + 1, other), Change(line, close, close + 1, other)]
