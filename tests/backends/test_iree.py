@@ -571,3 +571,23 @@ def test_a_folded_kernel_called_from_threads_at_once_answers_each(backend: IreeB
     for k in range(8):
         assert same_bits(got[k], xs[k]), k
 
+
+
+@pytest.mark.parametrize("n", [2, 5, 100])
+@pytest.mark.parametrize("case", ["a + (1 - a)", "1 * 1", "max of 1 - a + a"])
+def test_a_reduction_over_values_iree_folds_is_exact(backend: IreeBackend, case: str, n: int) -> None:
+    """IREE sums a tensor it folded to one value wrongly on the CPU (the sum of 100 ones came back
+    13, of 2 ones 1: hypothesis found ``a + (1 - a)`` summed); the reduction must equal the
+    reference's on every length."""
+    dt = "int64"
+    op = "max" if case.startswith("max") else "sum"
+    body = {"a + (1 - a)": (Instr("subtract", (1, 0), dt), Instr("add", (0, 2), dt)),
+            "1 * 1": (Instr("multiply", (1, 1), dt),),
+            "max of 1 - a + a": (Instr("subtract", (1, 0), dt), Instr("add", (2, 0), dt))}[case]
+    spec = KernelSpec(((dt, (n,)),), ((dt, 1),), body, (), (n,), Reduce(op, len(body) + 1, None, False, dt, ()))
+    kernel = backend.compile_kernel(spec)
+    for k in range(2):
+        x = np.arange(n, dtype=np.int64) * (k + 3) - 7
+        (got,) = kernel(x)
+        (want,) = evaluate(spec, x)
+        assert int(got) == int(want), (case, n, int(got), int(want))

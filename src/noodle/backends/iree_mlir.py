@@ -243,6 +243,7 @@ class IreeKernel(_Variants, Kernel):
     """A compiled fused elementwise region, optionally ending in an exact (integer/extreme) reduction."""
 
     backend = "iree"
+    folded_reduce_exact = False      # see _reduce_folded (set by the CPU backend)
 
     def __init__(self, spec: KernelSpec, emitted: Emitted, module: _Module, from_cache: bool,
                  own_results: Any = None) -> None:
@@ -257,6 +258,17 @@ class IreeKernel(_Variants, Kernel):
         self._shape = tuple(spec.shape)
         self._fences = emitted.fence_arrays()
         self._n_out = len(spec.outputs)
+
+    def _reduce_folded(self) -> bool:
+        """A reduction over values IREE folded to a constant or a copy: IREE 3.x sums a folded
+        (splat) tensor wrongly on the CPU (``sum`` of 100 ones gave 13), so such a kernel, whose
+        work is a copy or a fill anyway, is computed by the reference evaluation."""
+        return self.folded_reduce_exact and self.spec.reduce is not None and not self.emitted.outputs_as_args
+
+    def _reference(self, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        check_inputs(self.spec, inputs)
+        with np.errstate(all="ignore"):              # as the kernel: NumPy's warnings are not raised
+            return tuple(evaluate(self.spec, *inputs))
 
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):
@@ -278,7 +290,11 @@ class IreeKernel(_Variants, Kernel):
         return out + self._fences
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        if self._reduce_folded():
+            return self._reference(inputs)
         res = _call_folding_safe(self, self._prepare(inputs))
+        if self._reduce_folded():        # this call switched it to IREE's own results
+            return self._reference(inputs)
         if self.emitted.guarded and _any_set(res.pop()):
             _FALLBACKS.labels("elementwise").inc()
             with np.errstate(all="ignore"):          # as the kernel: NumPy's warnings are not raised
@@ -461,6 +477,8 @@ class IreeBackend(Backend):
             kernel = IreeKernel(spec, emitted, module, hit, functools.partial(
                 self._own_results, functools.partial(kernel_module, spec, outputs_as_args=False,
                                                      offset_inputs=self._outputs_as_args), key))
+            # on the CPU a kernel returns IREE's own results only where IREE folded them
+            kernel.folded_reduce_exact = self._outputs_as_args
         with self._lock:
             return self._kernels.setdefault(key, kernel)
 
