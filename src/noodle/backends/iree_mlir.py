@@ -221,8 +221,18 @@ def _call_folding_safe(kernel: Any, args: list[Any]) -> list[np.ndarray]:
                 log.info("noodle.iree: kernel %s folded a result to a copy; it now returns IREE's own "
                          "results (one copy each): %s", kernel.spec.key()[:12], exc)
                 kernel._active = kernel._own_results()     # raises CompileError where it cannot be made
+                kernel.switched = True
         emitted, module = kernel._active
         return module(args, emitted)
+
+
+def _reads_input(spec: KernelSpec, value: int) -> bool:
+    """Whether value ``value`` of the spec depends on any input (not on constants alone)."""
+    n_in = len(spec.inputs)
+    reads = [True] * n_in + [False] * len(spec.consts)
+    for ins in spec.body:
+        reads.append(any(reads[a] for a in ins.args))
+    return reads[value]
 
 
 class _Variants:
@@ -244,6 +254,7 @@ class IreeKernel(_Variants, Kernel):
 
     backend = "iree"
     folded_reduce_exact = False      # see _reduce_folded (set by the CPU backend)
+    switched = False                 # set by _call_folding_safe when it swaps the variant
 
     def __init__(self, spec: KernelSpec, emitted: Emitted, module: _Module, from_cache: bool,
                  own_results: Any = None) -> None:
@@ -260,10 +271,13 @@ class IreeKernel(_Variants, Kernel):
         self._n_out = len(spec.outputs)
 
     def _reduce_folded(self) -> bool:
-        """A reduction over values IREE folded to a constant or a copy: IREE 3.x sums a folded
-        (splat) tensor wrongly on the CPU (``sum`` of 100 ones gave 13), so such a kernel, whose
-        work is a copy or a fill anyway, is computed by the reference evaluation."""
-        return self.folded_reduce_exact and self.spec.reduce is not None and not self.emitted.outputs_as_args
+        """A sum over values IREE folded to one value: IREE 3.x sums a folded (splat) tensor
+        wrongly on the CPU (100 ones summed to 13), so such a kernel, whose work is a fill
+        anyway, is computed by the reference evaluation. Folded: the values read no input, or
+        the kernel had to switch to IREE's own results (:class:`_FoldedToCopy`)."""
+        red = self.spec.reduce
+        return (self.folded_reduce_exact and red is not None and red.op in ("sum", "mean")
+                and (self.switched or not _reads_input(self.spec, red.value)))
 
     def _reference(self, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
         check_inputs(self.spec, inputs)
