@@ -245,14 +245,19 @@ def kernel_module(spec: KernelSpec, guard: bool = True, outputs_as_args: bool = 
                    offset_inputs)
 
 
-def _has_trivial_result(spec: KernelSpec) -> bool:
-    """Whether an output (or the reduced value) is an input, a constant, or reads no input."""
-    n_in = len(spec.inputs)
-    reads = [True] * n_in + [False] * len(spec.consts)
+def reads_input(spec: KernelSpec) -> list[bool]:
+    """Per value of the spec (inputs, constants, body), whether it depends on any input."""
+    reads = [True] * len(spec.inputs) + [False] * len(spec.consts)
     for ins in spec.body:
         reads.append(any(reads[a] for a in ins.args))
+    return reads
+
+
+def _has_trivial_result(spec: KernelSpec) -> bool:
+    """Whether an output (or the reduced value) is an input, a constant, or reads no input."""
+    reads = reads_input(spec)
     values = list(spec.outputs) + ([spec.reduce.value] if spec.reduce is not None else [])
-    return any(v < n_in + len(spec.consts) or not reads[v] for v in values)
+    return any(v < len(spec.inputs) + len(spec.consts) or not reads[v] for v in values)
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -460,4 +465,4 @@ def shape_module(op: str, dtype: str, in_shape: tuple[int, ...], out_shape: tupl
     return _function(f"%arg0: {it}", lines, ["%r"], [(out_shape, dtype)])
 
 
-__all__ = ["Emitted", "kernel_module", "matmul_module", "matmul_shapes", "shape_module", "squeezed", "tensor_type"]
+__all__ = ["Emitted", "kernel_module", "matmul_module", "matmul_shapes", "reads_input", "shape_module", "squeezed", "tensor_type"]

@@ -46,7 +46,14 @@ import numpy as np
 from noodle import metrics
 from noodle.backends.base import Backend, Kernel, check_inputs
 from noodle.backends.iree_compile import compile_cached
-from noodle.backends.iree_emit import Emitted, input_padding, kernel_module, matmul_module, squeezed
+from noodle.backends.iree_emit import (
+    Emitted,
+    input_padding,
+    kernel_module,
+    matmul_module,
+    reads_input,
+    squeezed,
+)
 from noodle.backends.iree_ops import OP_TABLE, ReduceRule
 from noodle.backends.reference import evaluate, evaluate_matmul
 from noodle.backends.spec import KernelSpec, MatmulSpec
@@ -226,15 +233,6 @@ def _call_folding_safe(kernel: Any, args: list[Any]) -> list[np.ndarray]:
         return module(args, emitted)
 
 
-def _reads_input(spec: KernelSpec, value: int) -> bool:
-    """Whether value ``value`` of the spec depends on any input (not on constants alone)."""
-    n_in = len(spec.inputs)
-    reads = [True] * n_in + [False] * len(spec.consts)
-    for ins in spec.body:
-        reads.append(any(reads[a] for a in ins.args))
-    return reads[value]
-
-
 class _Variants:
     """``emitted`` and ``module`` of the kernel's current variant (see :func:`_call_folding_safe`)."""
 
@@ -269,15 +267,16 @@ class IreeKernel(_Variants, Kernel):
         self._shape = tuple(spec.shape)
         self._fences = emitted.fence_arrays()
         self._n_out = len(spec.outputs)
+        red = spec.reduce                     # (what _reduce_folded asks on every call, made once)
+        self._sum = red is not None and red.op in ("sum", "mean")
+        self._sum_of_constants = red is not None and not reads_input(spec)[red.value]
 
     def _reduce_folded(self) -> bool:
         """A sum over values IREE folded to one value: IREE 3.x sums a folded (splat) tensor
         wrongly on the CPU (100 ones summed to 13), so such a kernel, whose work is a fill
         anyway, is computed by the reference evaluation. Folded: the values read no input, or
         the kernel had to switch to IREE's own results (:class:`_FoldedToCopy`)."""
-        red = self.spec.reduce
-        return (self.folded_reduce_exact and red is not None and red.op in ("sum", "mean")
-                and (self.switched or not _reads_input(self.spec, red.value)))
+        return self.folded_reduce_exact and self._sum and (self.switched or self._sum_of_constants)
 
     def _reference(self, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
         check_inputs(self.spec, inputs)

@@ -415,7 +415,8 @@ def _pair_edits(ctx: Context) -> Iterator[Proposal]:
         if nxt is not None and t.kind == "OP" and t.text in ("+", "-") and nxt.text == t.text \
                 and nxt.start == t.end and (after is None or after.kind in ("NEWLINE", "ENDMARKER", "COMMENT")
                                             or after.text == ";"):
-            ch = Change(ctx.fline(t), t.start[1], nxt.end[1], f"{' ' if t.start[1] and ctx.line_text(ctx.fline(t))[t.start[1] - 1] != ' ' else ''}{t.text}= 1")
+            glued_left = t.start[1] > 0 and ctx.line_text(ctx.fline(t))[t.start[1] - 1] != " "
+            ch = Change(ctx.fline(t), t.start[1], nxt.end[1], (" " if glued_left else "") + t.text + "= 1")
             delta = ctx.splice(si, si + 2, [t.text + "=", NUM_SYM])
             yield Proposal(delta - edit_cost(1, lines, dist), "substitute", 1, (i, 21), ("changes", (ch,)))
         glued = _unglued(t.text) if t.kind == "NAME" and not keyword.iskeyword(t.text) \

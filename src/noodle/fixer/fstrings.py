@@ -31,11 +31,11 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from noodle.fixer.context import Change, Context, Proposal
+from noodle.fixer.context import Change, Context, Proposal, word
 from noodle.fixer.lexer import Tok
 from noodle.fixer.rank import edit_cost
 
-__all__ = ["Field", "fstring_edits", "is_fstring", "scan"]
+__all__ = ["Field", "fstring_edits", "is_fstring", "parses_as_expression", "scan"]
 
 _PREFIX = re.compile(r"[rRbBuUfF]*")
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
@@ -250,7 +250,7 @@ def _nested_quotes(ctx: Context, t: Tok, prefix: str, quote: str) -> Iterator[tu
         inner = row[start + 1:close]
         if other in inner or "\\" in inner:
             return
-        if _parses(prefix + quote + inner.replace(quote, other) + quote) is not True:
+        if parses_as_expression(prefix + quote + inner.replace(quote, other) + quote) is not True:
             continue
         yield tuple(Change(line, j, j + 1, other) for j in range(start + 1, close) if row[j] == quote)
         found += 1
@@ -285,10 +285,10 @@ def _edits(body: str, fields: list[Field], singles: list[int], raw: bool,
                 yield ((f.open, f.close + 1, ""),), "delete", 0.0
             continue
         if f.close is not None and f.mismatch is None and f.conv is None:
-            if f.spec is not None and _parses(body[f.open + 1:f.close]):
+            if f.spec is not None and parses_as_expression(body[f.open + 1:f.close]):
                 # {lambda x: 1}: the colon is the expression's, not a format spec's
                 yield ((f.open + 1, f.close, "(" + body[f.open + 1:f.close].strip() + ")"),), "insert", 0.0
-            if budget[0] > 0 and _parses(expr.strip()) is False:
+            if budget[0] > 0 and parses_as_expression(expr.strip()) is False:
                 budget[0] -= 1
                 yield from _inner(expr, f)
         if f.close is not None or raw:
@@ -313,8 +313,8 @@ def _close_field(body: str, f: Field) -> Iterator[tuple[tuple[Edit, ...], str, f
     if f.spec is None and f.conv is None:
         spots = []
         for j in range(min(len(body), f.open + 1 + MAX_INNER), f.open + 1, -1):
-            if (j == len(body) or not _word(body[j])) and (_word(body[j - 1]) or body[j - 1] in ")]}'\""):
-                if j < len(body) and _parses(body[f.open + 1:j]):
+            if (j == len(body) or not word(body[j])) and (word(body[j - 1]) or body[j - 1] in ")]}'\""):
+                if j < len(body) and parses_as_expression(body[f.open + 1:j]):
                     spots.append(j)
                     if len(spots) == 2:
                         break
@@ -327,11 +327,7 @@ def _close_field(body: str, f: Field) -> Iterator[tuple[tuple[Edit, ...], str, f
     yield ((f.open, f.open, "{"),), "insert", 0.0                         # a literal '{'
 
 
-def _word(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-def _parses(text: str) -> bool | None:
+def parses_as_expression(text: str) -> bool | None:
     """Whether ``(text)`` is an expression (None: not a text CPython can be asked about)."""
     if len(text) > MAX_INNER or "\\" in text:
         return None
@@ -347,9 +343,9 @@ def _parses(text: str) -> bool | None:
 
 
 def _inner(expr: str, f: Field) -> Iterator[tuple[tuple[Edit, ...], str, float]]:
-    """A field whose expression does not parse: repaired as a program of its own."""
+    """A field whose expression does not parse (the caller asked): repaired as a program of its own."""
     text = expr.strip()
-    if not text or len(text) > MAX_INNER or "\\" in text or "#" in text or _parses(text) is not False:
+    if "#" in text:
         return
     lead = len(expr) - len(expr.lstrip())
     start, end = f.open + 1 + lead, f.open + 1 + lead + len(text)

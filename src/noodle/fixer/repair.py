@@ -40,13 +40,13 @@ import functools
 import heapq
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
 from noodle.errors import FixArgumentError
 from noodle.fixer.candidates import propose
 from noodle.fixer.context import Change, Context, apply_changes
+from noodle.fixer.fstrings import parses_as_expression
 from noodle.fixer.lexer import lex
 from noodle.fixer.localize import Checker, Layout, ParseError, find_region, split_lines
 from noodle.fixer.rank import EDIT_COST, Scorer, default_scorer
@@ -411,15 +411,10 @@ def _repair_expression(text: str, k: int, scorer: Scorer) -> tuple[str, ...]:
         if not (fixed.startswith("(") and fixed.endswith(")")):
             continue
         inner = fixed[1:-1].strip()
-        if not inner or inner == text or "\\" in inner or "#" in inner or inner in out:
+        if not inner or inner == text or "#" in inner or inner in out:
             continue             # (a comment would swallow the field's closing brace)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                compile("(" + inner + ")", "<f-string>", "eval")
-        except (SyntaxError, ValueError):
-            continue
-        out.append(inner)
+        if parses_as_expression(inner):
+            out.append(inner)
     return tuple(out)
 
 

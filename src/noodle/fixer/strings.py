@@ -201,8 +201,12 @@ def apostrophe_edits(ctx: Context) -> Iterator[Proposal]:
     last = min(line + 1, ctx.region.last)
     every_tried = False
     for i, t in enumerate(ctx.toks[:-1]):
+        if ctx.fline(t) != line:
+            if ctx.fline(t) > line:
+                break
+            continue
         ended = _ended_early(t, ctx.toks[i + 1])
-        if ended is None or ctx.fline(t) != line:
+        if ended is None:
             continue
         opening, quote, other = ended
         first = min(logical_start(ctx, i), line)
