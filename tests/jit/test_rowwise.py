@@ -7,6 +7,8 @@ its sums follow the defined order of ``noodle.ir.reduction``, not NumPy's pairwi
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -249,3 +251,59 @@ def test_random_rowwise_programs(case):
         same_bits(g, w)
     regions = [u for u in units(prog) if u.group is not None]
     assert any(is_rowwise(prog, u.members) for u in regions)
+
+
+def exp_out(x):   # exp of the input itself, written into an output
+    e = np.exp(x)
+    return e, e / e.sum(axis=-1, keepdims=True)
+
+
+def row_power(x, r):   # a per-row exponent: not one strided run over a block of rows
+    return np.power(np.abs(x) + 1, r) / (x * x).sum(axis=-1, keepdims=True)
+
+
+def _region(prog):
+    (unit,) = [u for u in units(prog) if u.group is not None]
+    return unit
+
+
+def _kernel(fn, args):
+    prog = optimize(trace(fn, args))
+    spec, ins, _outs = row_spec(prog, _region(prog))
+    return get_backend("numba").compile_rowwise(spec), prog, ins
+
+
+@pytest.mark.parametrize("path", ["serial", "blocks", "prange", "python"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "layernorm", "exp_out", "row_power"])
+def test_every_way_of_driving_the_blocks_gives_the_interpreters_bits(monkeypatch, name, path):
+    """The compiled block driver (NumPy's own loops between the stages) in the caller, block by
+    block on the worker threads, as ``prange`` tasks; and the Python block loop it replaces."""
+    from noodle.backends import numba_rowwise
+
+    # 10 blocks, a ragged last; values of their own per case, so that no pooled output buffer
+    # already holds this case's answer
+    seed = zlib.crc32(f"{name} {path}".encode())
+    x = np.random.default_rng(seed).standard_normal((301, 1000)).astype(np.float32)
+    x[3, 7], x[5, :] = np.nan, -np.inf
+    fn = {"row_power": row_power, "exp_out": exp_out}.get(name) or FNS[name]
+    args = (x, np.linspace(0.5, 2, 301, dtype=np.float32)[:, None]) if name == "row_power" else args_for(name, x)
+    kernel, prog, ins = _kernel(fn, args)
+    # the driver runs wherever every ufunc operand is one strided run; a per-row exponent is not
+    assert (kernel._run is None) == (name == "row_power")
+    if path == "serial":
+        monkeypatch.setattr(numba_rowwise, "cpu_threads", lambda: 1)
+    elif path == "prange":
+        monkeypatch.setattr(numba_rowwise, "PRANGE_MIN_BLOCKS", 2)
+    elif path == "python":
+        monkeypatch.setattr(kernel, "_run", None)   # the backend hands out this same kernel
+    monkeypatch.setattr(numba_rowwise, "PARALLEL_MIN", 0 if path != "serial" else 10**12)
+    with np.errstate(all="ignore"):
+        want = run_program(prog, args)
+        runner = build_runner(prog, get_backend("numba"))
+        # other values first: the output pool hands their buffers back, so a row the path leaves
+        # unwritten shows, instead of a previous parameter's equal answer
+        runner(tuple(np.full_like(a, 0.25) for a in args))
+        got = runner(args)
+    assert get_backend("numba").compile_rowwise(row_spec(prog, _region(prog))[0]) is kernel
+    for g, w in zip(got, want, strict=True):
+        same_bits(g, w)

@@ -64,6 +64,7 @@ from noodle.backends.numba_plan import (
     plan,
     unstaged_inputs,
 )
+from noodle.backends.numpy_loops import strided_loop
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec, RowSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
@@ -188,6 +189,16 @@ class NumbaKernel(Kernel):
         self._unstaged_inputs = unstaged_inputs(p, len(spec.inputs)) if p.mode == "stages" else ()
         self._run1a = (getattr(module, "run1a", None) if one_block and self._all_1d and self._small_out
                        else None)
+        # the compiled one-block drivers, where NumPy gives a loop of its own for every ufunc step
+        self._loop_args: tuple[Any, ...] = ()
+        if one_block and getattr(module, "run1n", None) is not None:
+            handles = [strided_loop(fn, tuple(dtypes)) for fn, dtypes in module.LOOPS]
+            if all(h is not None for h in handles):
+                self._loops = handles   # their capsules own what the addresses point to
+                self._loop_args = (np.concatenate([h.array() for h in handles]),)  # type: ignore[union-attr]
+                self._run1 = module.run1n
+                if self._run1a is not None:
+                    self._run1a = module.run1an
 
     # ----------------------------------------------------------------- inputs
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -213,7 +224,7 @@ class NumbaKernel(Kernel):
             # a small 1-D staged kernel: the generated driver checks sizes and allocates outputs;
             # a wrong dtype or layout is a TypeError from Numba's dispatcher before anything runs
             try:
-                res = run1a(self._n, self._dims, *inputs)
+                res = run1a(self._n, self._dims, *inputs, *self._loop_args)
             except (TypeError, AttributeError, ValueError, IndexError):
                 # the slow path converts what it can (a one-element input of another shape) and
                 # names what does not fit; never the unchecked one-block driver
@@ -251,10 +262,10 @@ class NumbaKernel(Kernel):
                 if self._run1 is None:
                     return self.run(inputs, outs)  # type: ignore[arg-type]
                 if self._acc is None:
-                    self._run1(self._n, self._dims, *inputs, *outs)
+                    self._run1(self._n, self._dims, *inputs, *outs, *self._loop_args)
                     return tuple(outs)
                 part = np.empty(self._n_part, self._acc)
-                self._run1(self._n, self._dims, *inputs, *outs, part)
+                self._run1(self._n, self._dims, *inputs, *outs, part, *self._loop_args)
                 return (*outs, self._finish(part))
             except (TypeError, AttributeError, ValueError):
                 pass
@@ -357,7 +368,7 @@ class NumbaKernel(Kernel):
         n = self._n
         if self._run1 is not None:
             part = np.empty(self._n_part, self._acc) if self._acc is not None else None
-            self._run1(n, self._dims, *ins, *outs, *(() if part is None else (part,)))
+            self._run1(n, self._dims, *ins, *outs, *(() if part is None else (part,)), *self._loop_args)
             return part
         nb = (n + self._block - 1) // self._block
         partials = np.empty(self._n_part, self._acc) if self.spec.reduce is not None else None

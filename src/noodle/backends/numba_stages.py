@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from noodle.backends.numba_emit import (
     Emitter,
     float_literal,
@@ -124,7 +126,86 @@ def gen_stages(spec: KernelSpec, p: Plan, e: Emitter, in_args: list[str], out_ar
     src += [f"STEP_ARGS = {args!r}", ""]
     # the drivers of spaces of at most one block (the kernel picks them by the run-time size)
     src += _one_block_driver(spec, p, in_args, out_args, t_args)
+    src += _one_block_native(spec, p, in_args, out_args, in_sig, out_sig)
     return src
+
+
+def _loop_operand(spec: KernelSpec, p: Plan, src: tuple, consts: list[str]) -> tuple[str, str, str]:
+    """A ufunc step's operand in compiled code: (address, byte stride, dtype); a constant becomes
+    a one-element array made in the driver (appended to ``consts``)."""
+    kind = src[0]
+    if kind in ("in", "u"):
+        dtype = spec.inputs[src[1]][0]
+        size = np.dtype(dtype).itemsize
+        return f"i{src[1]}.ctypes.data", "0" if kind == "u" else str(size), dtype
+    if kind == "t":
+        dtype = p.scratch_dtypes[src[1]]
+        return f"t{src[1]}.ctypes.data", str(np.dtype(dtype).itemsize), dtype
+    name, dtype, value = f"k{len(consts)}", src[1], src[2]
+    lit = repr(bool(value)) if dtype == "bool" else (
+        float_literal(float(value)) if is_float(dtype) else repr(int(value)))
+    consts.append(f"{name} = np.full(1, {lit}, np.{dtype})")
+    return f"{name}.ctypes.data", "0", dtype
+
+
+def _one_block_native(spec: KernelSpec, p: Plan, in_args: list[str], out_args: list[str], in_sig: list[str],
+                      out_sig: list[str]) -> list[str]:
+    """``run1n`` (and ``run1an`` for 1-D layouts): ``run1``/``run1a`` compiled, their ufunc steps
+    through NumPy's own loops (:mod:`noodle.backends.numpy_loops`, one ``[fn, context,
+    auxdata]`` triple per step in ``lp``, in the order of ``LOOPS``).
+
+    Why: on 16 elements the Python driver is most of the call (two stage dispatches, the ufunc
+    call, the allocations: ~2 µs); compiled, one dispatch is left. None where a step casts (the
+    loop would not be NumPy's for those operands): the kernel keeps the Python drivers."""
+    if any(isinstance(st, UfuncStep) and st.cast for st in p.stages):
+        return []
+    consts: list[str] = []
+    body = [f"t{j} = np.empty(n, np.{d})" for j, d in enumerate(p.scratch_dtypes)]
+    loops: list[tuple[str, tuple[str, ...]]] = []
+    calls: list[str] = []
+    for step in p.stages:
+        if isinstance(step, UfuncStep):
+            ops = [_loop_operand(spec, p, src, consts) for src in step.srcs]
+            if len(ops) not in (1, 2):
+                return []
+            size = np.dtype(step.dtype).itemsize
+            k = len(loops)
+            loops.append((step.fn, (*(d for _, _, d in ops), step.dtype)))
+            flat = [x for addr, stride, _ in ops for x in (addr, stride)]
+            fn = "call2" if len(ops) == 1 else "call3"
+            calls.append(f"if not {fn}(lp[{3 * k}:{3 * k + 3}], {', '.join(flat)}, t{step.dst}.ctypes.data, "
+                         f"{size}, n, buf):")
+            calls.append("    raise ExecutionError('a NumPy inner loop failed in a fused kernel')")
+        else:
+            names = {"p": "part", "d": "dims"}
+            args = ["0", "n"] + [names.get(kind, f"{kind}{k}") for kind, k in step.args]
+            calls.append(f"s{step.index}({', '.join(args)})")
+    if not loops:
+        return []
+    part, part_sig = (["part"], [sig_array(p.acc_dtype)]) if spec.reduce is not None else ([], [])
+    sig = ", ".join(["int64", "int64[::1]", *in_sig, *out_sig, *part_sig, "int64[::1]"])
+    lines = ["from noodle.backends.numpy_loops import call2, call3", "from noodle.errors import ExecutionError",
+             f"LOOPS = {loops!r}", "", f'@njit("void({sig})", **_OPTS)',
+             f"def run1n({', '.join(['n', 'dims', *in_args, *out_args, *part, 'lp'])}):"]
+    lines += indent([*body, *consts, "buf = np.empty(8, np.int64)", *calls], 1)
+    lines.append("")
+    if len(p.shape) != 1:
+        return lines
+    # run1an: run1a compiled (its size checks, its outputs); a wrong dtype or layout is a
+    # TypeError from Numba's dispatcher (explicit signature), a wrong size one raised here
+    uni = [all(st == 0 for st in strides) for strides in p.in_strides]
+    check = " or ".join(f"i{k}.shape[0] != {1 if uni[k] else 'n'}" for k in range(len(in_args)))
+    alloc = [f"o{j} = np.empty(n, np.{spec.dtype_of(v)})" for j, v in enumerate(spec.outputs)]
+    if spec.reduce is not None:
+        alloc.append(f"part = np.empty(max(1, (n + {CHUNK - 1}) // {CHUNK}), np.{p.acc_dtype})")
+    rets = out_sig + part_sig
+    ret = f"Tuple(({', '.join(rets)},))"
+    asig = ", ".join(["int64", "int64[::1]", *in_sig, "int64[::1]"])
+    lines += [f'@njit("{ret}({asig})", **_OPTS)', f"def run1an({', '.join(['n', 'dims', *in_args, 'lp'])}):"]
+    lines += indent([f"if {check or 'False'}:", "    raise TypeError('input sizes do not match the kernel')",
+                     *alloc, f"run1n({', '.join(['n', 'dims', *in_args, *out_args, *part, 'lp'])})",
+                     f"return ({', '.join(out_args + part)},)"], 1)
+    return lines + [""]
 
 
 _NAME = re.compile(r"\b([ito])(\d+)\b")

@@ -1,0 +1,148 @@
+"""NumPy's own ufunc inner loops, called from inside generated Numba kernels.
+
+Why: a fused region with ``exp``/``log``/``sin``/... must give NumPy's bits, and Numba's libm
+calls differ in the last bit (the rule of :mod:`noodle.backends.numba_plan`). So the kernels stop
+at each such op and NumPy's ufunc runs on a block, called from Python: a few microseconds per
+block, with the block loop itself in Python. NumPy exposes each ufunc's strided inner loop
+(``ufunc._resolve_dtypes_and_context`` and ``ufunc._get_strided_loop``, added in NumPy 1.24 for
+compilers that call its loops); a kernel calls that loop through its function pointer, so the
+values are NumPy's by construction (the same C function, which picks its SIMD variant itself)
+and the whole block loop stays in compiled code.
+
+A loop is used only when NumPy resolves exactly the dtypes asked for (no cast) and says it needs
+no Python API; otherwise :func:`strided_loop` returns None and the caller keeps its Python path.
+The handles are process-local addresses: they are passed to compiled code as arguments at run
+time, never baked into it, so Numba's disk cache stays valid across processes.
+
+Example::
+
+    >>> import numpy as np
+    >>> h = strided_loop("exp", ("float64", "float64"))
+    >>> x = np.linspace(-3, 3, 7)
+    >>> out = np.empty_like(x)
+    >>> call_unary(h.array(), x, out)
+    True
+    >>> bool(np.array_equal(out, np.exp(x)))
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+_CAPSULE = b"numpy_1.24_ufunc_call_info"
+_lock = threading.Lock()
+
+
+class _CallInfo(ctypes.Structure):
+    # the layout NumPy documents for the "numpy_1.24_ufunc_call_info" capsule
+    _fields_ = [("strided_loop", ctypes.c_void_p), ("context", ctypes.c_void_p), ("auxdata", ctypes.c_void_p),
+                ("requires_pyapi", ctypes.c_bool), ("no_floatingpoint_errors", ctypes.c_bool)]
+
+
+_get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_get_pointer.restype = ctypes.c_void_p
+_get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+@dataclass(frozen=True)
+class LoopHandle:
+    """One resolved NumPy inner loop: the function, its context and auxdata (addresses), and the
+    capsule that owns them (kept alive with the handle, for the life of the process)."""
+
+    ufunc: str
+    dtypes: tuple[str, ...]
+    fn: int
+    context: int
+    auxdata: int
+    capsule: Any
+
+    def array(self) -> np.ndarray:
+        """``[fn, context, auxdata]`` as int64: what a compiled kernel takes per loop."""
+        return np.array([self.fn, self.context, self.auxdata], np.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def strided_loop(ufunc: str, dtypes: tuple[str, ...]) -> LoopHandle | None:
+    """NumPy's inner loop of ``np.<ufunc>`` for exactly ``dtypes`` (inputs then output), or None
+    where this NumPy has no such API, would cast, or needs the Python API in the loop."""
+    fn = getattr(np, ufunc, None)
+    if not isinstance(fn, np.ufunc) or not hasattr(fn, "_get_strided_loop") or len(dtypes) != fn.nin + fn.nout:
+        return None
+    want = tuple(np.dtype(d) for d in dtypes)
+    with _lock:
+        try:
+            got, capsule = fn._resolve_dtypes_and_context(want)
+            if tuple(got) != want:
+                return None
+            fn._get_strided_loop(capsule)
+            info = _CallInfo.from_address(_get_pointer(capsule, _CAPSULE))
+        except (TypeError, ValueError, AttributeError, np.exceptions.DTypePromotionError):
+            return None
+    if not info.strided_loop or info.requires_pyapi:
+        return None
+    return LoopHandle(ufunc, tuple(d.name for d in want), int(info.strided_loop), int(info.context or 0),
+                      int(info.auxdata or 0), capsule)
+
+
+@intrinsic
+def call_loop(typingctx: Any, fn: Any, ctx: Any, data: Any, dims: Any, strides: Any, aux: Any) -> Any:
+    """``fn(ctx, data, dims, strides, aux)``, a NumPy strided loop at address ``fn`` (all six are
+    integers: addresses); returns its status, 0 on success."""
+    sig = types.int32(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.IntType(32), [i8p] * 5)
+        target = builder.inttoptr(args[0], fnty.as_pointer())
+        return builder.call(target, [builder.inttoptr(v, i8p) for v in args[1:]])
+
+    return sig, codegen
+
+
+@njit("boolean(int64[::1], int64, int64, int64, int64, int64, int64[::1])", nogil=True, cache=True)
+def call2(loop: Any, a: int, sa: int, out: int, so: int, n: int, buf: Any) -> bool:  # pragma: no cover - compiled
+    """A unary loop over ``n`` elements: ``a`` and ``out`` addresses, ``sa``/``so`` byte strides
+    (0 broadcasts); ``buf``: five int64 of scratch for the loop's arguments."""
+    buf[0] = a
+    buf[1] = out
+    buf[2] = n
+    buf[3] = sa
+    buf[4] = so
+    p = buf.ctypes.data
+    return call_loop(loop[0], loop[1], p, p + 16, p + 24, loop[2]) == 0
+
+
+@njit("boolean(int64[::1], int64, int64, int64, int64, int64, int64, int64, int64[::1])", nogil=True, cache=True)
+def call3(loop: Any, a: int, sa: int, b: int, sb: int, out: int, so: int, n: int,
+          buf: Any) -> bool:  # pragma: no cover - compiled
+    """A binary loop over ``n`` elements (as :func:`call2`; ``buf``: seven int64)."""
+    buf[0] = a
+    buf[1] = b
+    buf[2] = out
+    buf[3] = n
+    buf[4] = sa
+    buf[5] = sb
+    buf[6] = so
+    p = buf.ctypes.data
+    return call_loop(loop[0], loop[1], p, p + 24, p + 32, loop[2]) == 0
+
+
+def call_unary(loop: np.ndarray, x: np.ndarray, out: np.ndarray) -> bool:
+    """Run a unary loop over contiguous 1-D ``x`` into ``out`` (a check of the loop from Python)."""
+    if x.ndim != 1 or out.shape != x.shape or not (x.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError("call_unary takes two contiguous 1-D arrays of one length")
+    return bool(call2(loop, x.ctypes.data, x.itemsize, out.ctypes.data, out.itemsize, x.size,
+                      np.empty(5, np.int64)))
+
+
+__all__ = ["LoopHandle", "call2", "call3", "call_loop", "call_unary", "strided_loop"]
