@@ -191,14 +191,17 @@ class NumbaKernel(Kernel):
                        else None)
         # the compiled one-block drivers, where NumPy gives a loop of its own for every ufunc step
         self._loop_args: tuple[Any, ...] = ()
-        if one_block and getattr(module, "run1n", None) is not None:
+        self._runb = None
+        if p.mode == "stages" and getattr(module, "runb", None) is not None:
             handles = [strided_loop(fn, tuple(dtypes)) for fn, dtypes in module.LOOPS]
             if all(h is not None for h in handles):
                 self._loops = handles   # their capsules own what the addresses point to
                 self._loop_args = (np.concatenate([h.array() for h in handles]),)  # type: ignore[union-attr]
-                self._run1 = module.run1n
-                if self._run1a is not None:
-                    self._run1a = module.run1an
+                self._runb = module.runb
+                if one_block:
+                    self._run1 = module.run1n
+                    if self._run1a is not None:
+                        self._run1a = module.run1an
 
     # ----------------------------------------------------------------- inputs
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -349,6 +352,13 @@ class NumbaKernel(Kernel):
         t = self._scratch()
         n = self._n
         block = self._block
+        if self._runb is not None:   # one compiled call per block: its stages and NumPy's loops
+            tail = (*t, *self._loop_args)
+            head = (self._dims, *ins, *outs, *(() if partials is None else (partials,)))
+            for blk in blocks:
+                lo = blk * block
+                self._runb(lo, min(n, lo + block), *head, *tail)
+            return
         for blk in blocks:
             lo = blk * block
             hi = min(n, lo + block)

@@ -38,7 +38,7 @@ from noodle.backends.numba_emit import (
     sig_array,
     uses_chunk_buffer,
 )
-from noodle.backends.numba_plan import NumbaStep, Plan, UfuncStep, stride_defs, unstaged_inputs
+from noodle.backends.numba_plan import BLOCK, NumbaStep, Plan, UfuncStep, stride_defs, unstaged_inputs
 from noodle.backends.op_text import is_float
 from noodle.backends.spec import KernelSpec
 from noodle.ir.reduction import CHUNK
@@ -131,13 +131,15 @@ def gen_stages(spec: KernelSpec, p: Plan, e: Emitter, in_args: list[str], out_ar
 
 
 def _loop_operand(spec: KernelSpec, p: Plan, src: tuple, consts: list[str]) -> tuple[str, str, str]:
-    """A ufunc step's operand in compiled code: (address, byte stride, dtype); a constant becomes
-    a one-element array made in the driver (appended to ``consts``)."""
+    """A ufunc step's operand over block ``[b0, b1)`` in compiled code: (address, byte stride,
+    dtype); a constant becomes a one-element array made in the driver (appended to ``consts``)."""
     kind = src[0]
     if kind in ("in", "u"):
         dtype = spec.inputs[src[1]][0]
         size = np.dtype(dtype).itemsize
-        return f"i{src[1]}.ctypes.data", "0" if kind == "u" else str(size), dtype
+        if kind == "u":
+            return f"i{src[1]}.ctypes.data", "0", dtype
+        return f"i{src[1]}.ctypes.data + b0 * {size}", str(size), dtype
     if kind == "t":
         dtype = p.scratch_dtypes[src[1]]
         return f"t{src[1]}.ctypes.data", str(np.dtype(dtype).itemsize), dtype
@@ -150,17 +152,18 @@ def _loop_operand(spec: KernelSpec, p: Plan, src: tuple, consts: list[str]) -> t
 
 def _one_block_native(spec: KernelSpec, p: Plan, in_args: list[str], out_args: list[str], in_sig: list[str],
                       out_sig: list[str]) -> list[str]:
-    """``run1n`` (and ``run1an`` for 1-D layouts): ``run1``/``run1a`` compiled, their ufunc steps
-    through NumPy's own loops (:mod:`noodle.backends.numpy_loops`, one ``[fn, context,
-    auxdata]`` triple per step in ``lp``, in the order of ``LOOPS``).
+    """``runb`` (the blocks of ``[lo, hi)`` into the caller's scratch), ``run1n`` (and ``run1an``
+    for 1-D layouts): the Python drivers compiled, their ufunc steps through NumPy's own loops
+    (:mod:`noodle.backends.numpy_loops`, one ``[fn, context, auxdata]`` triple per step in ``lp``,
+    in the order of ``LOOPS``).
 
     Why: on 16 elements the Python driver is most of the call (two stage dispatches, the ufunc
-    call, the allocations: ~2 µs); compiled, one dispatch is left. None where a step casts (the
-    loop would not be NumPy's for those operands): the kernel keeps the Python drivers."""
+    call, the allocations: ~2 µs); compiled, one dispatch is left; a large space pays one call
+    per block instead of one per step. None where a step casts (the loop would not be NumPy's
+    for those operands): the kernel keeps the Python drivers."""
     if any(isinstance(st, UfuncStep) and st.cast for st in p.stages):
         return []
     consts: list[str] = []
-    body = [f"t{j} = np.empty(n, np.{d})" for j, d in enumerate(p.scratch_dtypes)]
     loops: list[tuple[str, tuple[str, ...]]] = []
     calls: list[str] = []
     for step in p.stages:
@@ -174,20 +177,29 @@ def _one_block_native(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
             flat = [x for addr, stride, _ in ops for x in (addr, stride)]
             fn = "call2" if len(ops) == 1 else "call3"
             calls.append(f"if not {fn}(lp[{3 * k}:{3 * k + 3}], {', '.join(flat)}, t{step.dst}.ctypes.data, "
-                         f"{size}, n, buf):")
+                         f"{size}, m, buf):")
             calls.append("    raise ExecutionError('a NumPy inner loop failed in a fused kernel')")
         else:
             names = {"p": "part", "d": "dims"}
-            args = ["0", "n"] + [names.get(kind, f"{kind}{k}") for kind, k in step.args]
+            args = ["b0", "b1"] + [names.get(kind, f"{kind}{k}") for kind, k in step.args]
             calls.append(f"s{step.index}({', '.join(args)})")
     if not loops:
         return []
     part, part_sig = (["part"], [sig_array(p.acc_dtype)]) if spec.reduce is not None else ([], [])
-    sig = ", ".join(["int64", "int64[::1]", *in_sig, *out_sig, *part_sig, "int64[::1]"])
+    t_args = [f"t{j}" for j in range(p.n_scratch)]
+    t_sig = [sig_array(d) for d in p.scratch_dtypes]
+    head = ["n", "dims", *in_args, *out_args, *part]
+    sig = ", ".join(["int64", "int64[::1]", *in_sig, *out_sig, *part_sig])
     lines = ["from noodle.backends.numpy_loops import call2, call3", "from noodle.errors import ExecutionError",
-             f"LOOPS = {loops!r}", "", f'@njit("void({sig})", **_OPTS)',
-             f"def run1n({', '.join(['n', 'dims', *in_args, *out_args, *part, 'lp'])}):"]
-    lines += indent([*body, *consts, "buf = np.empty(8, np.int64)", *calls], 1)
+             f"LOOPS = {loops!r}", "", f'@njit("void(int64, {sig}, {", ".join(t_sig)}, int64[::1])", **_OPTS)',
+             f"def runb({', '.join(['lo', 'hi', *head[1:], *t_args, 'lp'])}):"]
+    lines += indent([*consts, "buf = np.empty(8, np.int64)", f"for b0 in range(lo, hi, {BLOCK}):",
+                     *indent([f"b1 = min(hi, b0 + {BLOCK})", "m = b1 - b0", *calls], 1)], 1)
+    lines += ["", f'@njit("void({sig}, int64[::1])", **_OPTS)', f"def run1n({', '.join([*head, 'lp'])}):"]
+    # spelled out rather than a call of runb: Numba does not inline it, and a call is a tenth of
+    # a 16-element call here
+    lines += indent([*(f"t{j} = np.empty(n, np.{d})" for j, d in enumerate(p.scratch_dtypes)), *consts,
+                     "buf = np.empty(8, np.int64)", "b0 = 0", "b1 = n", "m = n", *calls], 1)
     lines.append("")
     if len(p.shape) != 1:
         return lines
