@@ -163,4 +163,4 @@ def call_unary(loop: np.ndarray, x: np.ndarray, out: np.ndarray) -> bool:
                       np.empty(5, np.int64)))
 
 
-__all__ = ["LoopHandle", "call2", "call3", "call_loop", "call_unary", "strided_loop"]
+__all__ = ["LoopHandle", "call_unary", "strided_loop"]   # and call2, call3, call_loop (built on first use)
