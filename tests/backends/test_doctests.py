@@ -11,7 +11,7 @@ MODULES = [
     "noodle.ir.ops", "noodle.ir.shapes", "noodle.backends.op_text", "noodle.backends.emit_rules",
     "noodle.backends.coverage", "noodle.backends.numba_emit", "noodle.backends.numba_plan",
     "noodle.backends.numba_loops", "noodle.backends.numba_stages", "noodle.backends.numba_codegen",
-    "noodle.backends.numba_threads", "noodle.backends.numpy_loops",
+    "noodle.backends.numba_threads", "noodle.backends.numpy_loops", "noodle.backends.numpy_loops_call",
 ]
 
 

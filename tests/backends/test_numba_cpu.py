@@ -475,3 +475,34 @@ def test_a_staged_kernel_refuses_a_wrong_dtype_on_an_input_only_numpy_reads(numb
     assert k(x)[0].tobytes() == np.exp(x).tobytes()
     with pytest.raises(DTypeError, match="float32"):
         k(x.astype(np.float32))
+
+
+def test_a_zero_d_operand_takes_the_direct_path_as_a_numpy_scalar_or_a_0d_array() -> None:
+    """A CG step's ``x + alpha * p``: alpha arrives as a NumPy scalar or a 0-d array."""
+    from noodle.errors import NoodleError
+    from noodle.exec.interpreter import run_program
+    from noodle.jit.lower import kernel_spec
+    from noodle.passes import optimize, units
+    from noodle.trace import trace
+
+    x, p = np.linspace(-1, 1, 800), np.linspace(2, 3, 800)
+    alpha = np.float64(0.37)
+    prog = optimize(trace(lambda x, alpha, p: x + alpha * p, (x, np.asarray(alpha), p)))
+    (unit,) = [u for u in units(prog) if u.group is not None]
+    spec, _ins, _outs = kernel_spec(prog, unit)
+    kernel = get_backend("numba").compile_kernel(spec)
+    assert kernel._direct and kernel._scalars
+    want = run_program(prog, (x, np.asarray(alpha), p))[0]
+    assert all(prog.nodes[v].op == "input" for v in _ins)
+
+    def call(a):   # the kernel's operands in its own order, alpha given as ``a``
+        args = (x, a, p)
+        return kernel(*[args[prog.nodes[v].attr("index")] for v in _ins])
+
+    for a in (alpha, np.asarray(alpha), np.asarray([alpha])):
+        (got,) = call(a)
+        assert np.array_equal(got, want)
+    with pytest.raises(NoodleError, match="shape"):
+        call(np.ones(2))
+    with pytest.raises(NoodleError, match="dtype|float32"):
+        call(np.float32(0.37))

@@ -243,3 +243,24 @@ def test_an_evicted_signature_is_no_longer_run_by_the_fast_path(monkeypatch):
     f(np.arange(4.0))                     # traced: evicts the first signature
     assert f._fast is no_fast_path
     np.testing.assert_array_equal(f(x), x + 1.0)
+
+
+@pytest.mark.parametrize("steps_max", [256, 0])   # the generated straight-line runner, and the walk
+def test_a_runner_of_many_steps_passes_inputs_constants_and_values_through(monkeypatch, steps_max):
+    from noodle.jit import lower
+
+    monkeypatch.setattr(lower, "STRAIGHT_LINE_MAX", steps_max)
+
+    def f(a, b):
+        s = a @ b            # a product, then lone scalar ops, then elementwise regions
+        t = s / (b @ b) + 1.0
+        c = a * t - b
+        return a, c, np.sqrt(c * c + t), t, b
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal(50), rng.standard_normal(50)
+    got = nd.jit(f, backend="numba")(a, b)
+    want = f(a, b)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)   # the same ops in the same order: the same bits

@@ -165,7 +165,11 @@ class NumbaKernel(Kernel):
         self._all_1d = all(len(s) == 1 for s in self._in_shapes) and len(self._shape) == 1
         # only small kernels: their k_ser has an explicit signature, so a wrong dtype is a
         # TypeError; a large kernel's lazily compiled k_ser would compile for any dtype
-        self._direct = self._all_1d and p.mode != "stages" and 0 < n and not self._parallel
+        # 0-d inputs (a CG step's alpha) go to the direct path as one-element views: without
+        # them an 800-element update took the general path, 2.5 µs against NumPy's 1
+        self._scalars = tuple(k for k, s in enumerate(self._in_shapes) if s == ())
+        flat = all(len(s) <= 1 for s in self._in_shapes) and len(self._shape) == 1
+        self._direct = flat and p.mode != "stages" and 0 < n and not self._parallel
         self._n_part = n_partials(p) if spec.reduce is not None and p.n > 0 else 0
         self._small_out = all(p.n * dt.itemsize < pool.min_bytes for dt in self._out_dtypes)
         self._par = getattr(module, "k_par", None) if self._parallel else None
@@ -243,11 +247,15 @@ class NumbaKernel(Kernel):
             # when they do not fit; Numba's dispatcher raises TypeError for a wrong dtype or a
             # non-contiguous array before running anything. Either way the slow path names why.
             part = np.empty(self._n_part, self._acc) if self._acc is not None else None
-            args = (*inputs, *outs) if part is None else (*inputs, *outs, part)
-            args += self._dims_arg
             try:
-                ok = self._launch(args)
-            except TypeError:
+                if self._scalars:
+                    flat_in = list(inputs)
+                    for k in self._scalars:
+                        flat_in[k] = flat_in[k].reshape(1)   # a NumPy scalar has reshape too
+                    inputs = tuple(flat_in)
+                args = (*inputs, *outs) if part is None else (*inputs, *outs, part)
+                ok = self._launch(args + self._dims_arg)
+            except (TypeError, AttributeError, ValueError):
                 ok = False
             if ok:
                 return tuple(outs) if part is None else (*outs, self._finish(part))
@@ -457,6 +465,9 @@ class NumbaMatmulKernel(Kernel):
                 cls = ShapeError if x.shape != tuple(shp) else DTypeError
                 raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
                           f"{dt}{shp}; compile a kernel for this signature")
+        if not self._shape and self.epilogue is None and a.dtype == self._dtype and b.dtype == self._dtype:
+            # a dot product (a CG step has two): NumPy's own result as a 0-d array, no buffer
+            return (np.asarray(np.matmul(a, b)),)
         out = _out_buffer(self.pool, self._shape, self._dtype)
         if a.dtype != self._dtype or b.dtype != self._dtype:
             np.matmul(a.astype(self._dtype), b.astype(self._dtype), out=out)

@@ -190,7 +190,7 @@ def _one_block_native(spec: KernelSpec, p: Plan, in_args: list[str], out_args: l
     t_sig = [sig_array(d) for d in p.scratch_dtypes]
     head = ["n", "dims", *in_args, *out_args, *part]
     sig = ", ".join(["int64", "int64[::1]", *in_sig, *out_sig, *part_sig])
-    lines = ["from noodle.backends.numpy_loops import call2, call3", "from noodle.errors import ExecutionError",
+    lines = ["from noodle.backends.numpy_loops_call import call2, call3", "from noodle.errors import ExecutionError",
              f"LOOPS = {loops!r}", "", f'@njit("void(int64, {sig}, {", ".join(t_sig)}, int64[::1])", **_OPTS)',
              f"def runb({', '.join(['lo', 'hi', *head[1:], *t_args, 'lp'])}):"]
     lines += indent([*consts, "buf = np.empty(8, np.int64)", f"for b0 in range(lo, hi, {BLOCK}):",

@@ -91,67 +91,13 @@ def strided_loop(ufunc: str, dtypes: tuple[str, ...]) -> LoopHandle | None:
                       int(info.auxdata or 0), capsule)
 
 
-def _build() -> dict[str, Any]:
-    """The compiled callers (Numba imported and their cache loaded only now: ``nd.jit`` imports
-    this module's planning half when a function is decorated, and importing Numba then cost a
-    second of every fresh process's first call)."""
-    from llvmlite import ir  # noqa: PLC0415
-    from numba import njit, types  # noqa: PLC0415
-    from numba.extending import intrinsic  # noqa: PLC0415
-
-    @intrinsic
-    def call_loop(typingctx: Any, fn: Any, ctx: Any, data: Any, dims: Any, strides: Any, aux: Any) -> Any:
-        """``fn(ctx, data, dims, strides, aux)``, a NumPy strided loop at address ``fn`` (all six
-        are integers: addresses); returns its status, 0 on success."""
-        sig = types.int32(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64)
-
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            i8p = ir.IntType(8).as_pointer()
-            fnty = ir.FunctionType(ir.IntType(32), [i8p] * 5)
-            target = builder.inttoptr(args[0], fnty.as_pointer())
-            return builder.call(target, [builder.inttoptr(v, i8p) for v in args[1:]])
-
-        return sig, codegen
-
-    @njit("boolean(int64[::1], int64, int64, int64, int64, int64, int64[::1])", nogil=True, cache=True)
-    def call2(loop: Any, a: int, sa: int, out: int, so: int, n: int, buf: Any) -> bool:  # pragma: no cover
-        """A unary loop over ``n`` elements: ``a`` and ``out`` addresses, ``sa``/``so`` byte
-        strides (0 broadcasts); ``buf``: five int64 of scratch for the loop's arguments."""
-        buf[0] = a
-        buf[1] = out
-        buf[2] = n
-        buf[3] = sa
-        buf[4] = so
-        p = buf.ctypes.data
-        return call_loop(loop[0], loop[1], p, p + 16, p + 24, loop[2]) == 0
-
-    @njit("boolean(int64[::1], int64, int64, int64, int64, int64, int64, int64, int64[::1])", nogil=True, cache=True)
-    def call3(loop: Any, a: int, sa: int, b: int, sb: int, out: int, so: int, n: int,
-              buf: Any) -> bool:  # pragma: no cover - compiled
-        """A binary loop over ``n`` elements (as :func:`call2`; ``buf``: seven int64)."""
-        buf[0] = a
-        buf[1] = b
-        buf[2] = out
-        buf[3] = n
-        buf[4] = sa
-        buf[5] = sb
-        buf[6] = so
-        p = buf.ctypes.data
-        return call_loop(loop[0], loop[1], p, p + 24, p + 32, loop[2]) == 0
-
-    return {"call_loop": call_loop, "call2": call2, "call3": call3}
-
-
-_COMPILED = ("call_loop", "call2", "call3")
-
-
 def __getattr__(name: str) -> Any:
-    """``call_loop``, ``call2`` and ``call3`` (what generated kernels import), built on first use."""
-    if name in _COMPILED:
-        with _lock:
-            if name not in globals():
-                globals().update(_build())
-        return globals()[name]
+    """``call_loop``, ``call2`` and ``call3`` (:mod:`noodle.backends.numpy_loops_call`, which
+    imports Numba: loaded on first use, not when ``nd.jit`` imports this module)."""
+    if name in ("call_loop", "call2", "call3"):
+        from noodle.backends import numpy_loops_call  # noqa: PLC0415
+
+        return getattr(numpy_loops_call, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
