@@ -459,12 +459,14 @@ class NumbaMatmulKernel(Kernel):
         a, b = inputs[0], inputs[1]
         if type(a) is not np.ndarray or type(b) is not np.ndarray:
             a, b = np.asarray(a), np.asarray(b)
-        for name, x, (shp, dt) in (("a", a, self._a), ("b", b, self._b)):
-            if x.shape != shp or x.dtype != dt:
-                # the same error classes as check_inputs gives a fused kernel's inputs
-                cls = ShapeError if x.shape != tuple(shp) else DTypeError
-                raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
-                          f"{dt}{shp}; compile a kernel for this signature")
+        (a_shape, a_dtype), (b_shape, b_dtype) = self._a, self._b
+        if a.shape != a_shape or a.dtype != a_dtype or b.shape != b_shape or b.dtype != b_dtype:
+            for name, x, (shp, dt) in (("a", a, self._a), ("b", b, self._b)):
+                if x.shape != shp or x.dtype != dt:
+                    # the same error classes as check_inputs gives a fused kernel's inputs
+                    cls = ShapeError if x.shape != tuple(shp) else DTypeError
+                    raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
+                              f"{dt}{shp}; compile a kernel for this signature")
         if not self._shape and self.epilogue is None and a.dtype == self._dtype and b.dtype == self._dtype:
             # a dot product (a CG step has two): NumPy's own result as a 0-d array, no buffer
             return (np.asarray(np.matmul(a, b)),)

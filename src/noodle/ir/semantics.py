@@ -73,8 +73,18 @@ def slices(node: Node) -> tuple[slice, ...]:
 
 def gather(x: Any, idx: Any, axis: int, xp: Any = np) -> Any:
     """``take(x, idx, axis)`` with NumPy's bounds rule (negative indices count from the end; outside
-    ``-n..n-1`` is an error): an :class:`OpIndexError`, which is an ``IndexError`` as NumPy's is."""
+    ``-n..n-1`` is an error): an :class:`OpIndexError`, which is an ``IndexError`` as NumPy's is.
+
+    Why NumPy's own check on NumPy arrays: its ``take`` checks every index as it gathers, and a
+    ``min``/``max`` of the indices first read them twice more (a 1e6-element gather ran at 0.64x
+    NumPy's ``x[idx]``). CuPy's ``take`` wraps out-of-range indices instead: checked first."""
     n = x.shape[axis]
+    if xp is np:
+        try:
+            return np.take(x, idx, axis=axis)
+        except IndexError as exc:
+            raise OpIndexError(f"{exc} (a gather, x[idx] or nd.take); NumPy raises IndexError too: keep "
+                               f"indices within -{n}..{n - 1}") from exc
     if idx.size:
         lo, hi = int(idx.min()), int(idx.max())
         if lo < -n or hi >= n:
