@@ -307,3 +307,14 @@ def test_every_way_of_driving_the_blocks_gives_the_interpreters_bits(monkeypatch
     assert get_backend("numba").compile_rowwise(row_spec(prog, _region(prog))[0]) is kernel
     for g, w in zip(got, want, strict=True):
         same_bits(g, w)
+
+
+def test_a_cheap_value_a_later_pass_reads_is_computed_again_not_kept():
+    """layernorm's ``x - mean`` is read by the last pass: computed again there (same op, same
+    operands: the same bits, which the tests above check), so only ``d * d`` needs a scratch row."""
+    x = np.ones((4, 64), np.float32)
+    prog = optimize(trace(layernorm, args_for("layernorm", x)))
+    spec, _, _ = row_spec(prog, _region(prog))
+    plan = RowPlan(spec)
+    assert plan.recompute and not (plan.recompute & set(plan.home))
+    assert len(plan.t_dtypes) == 1

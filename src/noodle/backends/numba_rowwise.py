@@ -48,6 +48,8 @@ from noodle.memory.pool import default_pool
 BLOCK = 1 << 15          # elements per block of rows (a scratch buffer: 128-256 KiB, in L2)
 PRANGE_MIN_BLOCKS = 64   # from this many blocks the parallel driver is Numba's prange (RowKernel._drive)
 _REDUCE = ("sum", "mean", "max", "min")
+#: ops cheap enough to compute again in a later pass rather than keep (RowPlan._recomputed)
+ARITHMETIC = frozenset({"add", "subtract", "multiply", "negative"})
 _OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 
 _COMPILES = metrics.counter("noodle_jit_rowwise_compiles_total", "row-wise kernels built by the Numba backend",
@@ -205,6 +207,7 @@ class RowPlan:
             if v < self.base or self.uni[v]:
                 raise CompileError("a row-wise output must be computed per element or per row")
             self.out_index.setdefault(v, j)
+        self.recompute = self._recomputed()
         self.home = self._homes()
         self.rows_per_block = max(1, BLOCK // self.L)
 
@@ -238,6 +241,23 @@ class RowPlan:
                 p[v] = max((p[a] for a in same), default=0)
         return p
 
+    def _recomputed(self) -> set[int]:
+        """Per-element values a later pass computes again instead of reading from a scratch row:
+        one arithmetic op on inputs, constants and row values (layernorm's ``x - mean``).
+
+        Why: the op is cheaper than the store and the load (the same op on the same operands:
+        the same bits); keeping ``d`` in scratch made layernorm's second pass write two rows."""
+        spec, base = self.spec, self.base
+        out: set[int] = set()
+        for i, ins in enumerate(spec.body):
+            v = base + i
+            if (self.level[v] != "full" or self.uni[v] or self.ufunc[v] or ins.op in _REDUCE
+                    or ins.op not in ARITHMETIC):
+                continue
+            if all(a < base or self.uni[a] or self.level[a] == "row" for a in ins.args):
+                out.add(v)
+        return out
+
     def _homes(self) -> dict[int, tuple[str, int]]:
         """Where each value that crosses a pass or stage, or is reduced, is kept per block."""
         spec, base = self.spec, self.base
@@ -249,7 +269,7 @@ class RowPlan:
                     continue
                 if self.ufunc[u] or self.stage[u] > self.stage[a] or ins.op in _REDUCE:
                     need.add(a)
-                elif self.level[a] == "full" and self.passes[u] > self.passes[a]:
+                elif self.level[a] == "full" and self.passes[u] > self.passes[a] and a not in self.recompute:
                     need.add(a)
             if self.ufunc[u]:
                 need.add(u)
@@ -408,6 +428,18 @@ class _Gen:
             val = f"({val} / {float_literal(float(p.L))})"
         return f"v{v} = {cast(val, 'float64', ins.dtype)}"
 
+    def _load_input(self, a: int, body: list[str], loaded: set[int]) -> None:
+        """Input ``a``'s element ``j`` of this row as ``x{a}`` (a matrix or a column vector; a
+        row-broadcast input is the per-row ``y{a}``, loaded before the loop)."""
+        p = self.p
+        kind = p.views[p.view_of[(a, "full")]][1]
+        if kind in ("mat", "col"):
+            vi = p.view_of[(a, "full")]
+            if kind == "mat":
+                self.sliced.add(f"i{vi}")
+            body.append(f"x{a} = i{vi}{'r' if kind == 'mat' else ''}[j]")
+            loaded.add(a)
+
     def stage(self, s: int) -> list[str]:
         p, spec = self.p, self.spec
         base = p.base
@@ -455,15 +487,15 @@ class _Gen:
                     if a in loaded or p.uni[a]:
                         continue
                     if a < p.n_in:
-                        kind = p.views[p.view_of[(a, "full")]][1]
-                        if kind in ("mat", "col"):
-                            vi = p.view_of[(a, "full")]
-                            if kind == "mat":
-                                self.sliced.add(f"i{vi}")
-                            body.append(f"x{a} = i{vi}{'r' if kind == 'mat' else ''}[j]")
-                            loaded.add(a)
+                        self._load_input(a, body, loaded)
                     elif a >= base and p.level[a] == "full" and (a not in loop):
-                        body.append(f"v{a} = {self._at(a, False)}")
+                        if a in p.recompute and a not in p.home:
+                            for b in spec.body[a - base].args:
+                                if b < p.n_in and b not in loaded and not p.uni[b]:
+                                    self._load_input(b, body, loaded)
+                            body.append(f"v{a} = {self.expr(a)}")
+                        else:
+                            body.append(f"v{a} = {self._at(a, False)}")
                         loaded.add(a)
             for v in loop:
                 body.append(f"v{v} = {self.expr(v)}")
