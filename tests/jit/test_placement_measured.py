@@ -260,3 +260,19 @@ def test_a_region_where_only_one_candidate_compiles_is_not_timed_again(machine, 
     tuning.forget()                                    # a new process: the saved decision, no new attempt
     assert plan_program(program, "f", "auto", measure=True).regions[0].backend == "interpret"
     assert len(attempts) == tried == 2
+
+
+def test_a_change_to_noodles_own_drivers_is_a_new_toolchain(monkeypatch) -> None:
+    """Rates and timed decisions are kept on disk per toolchain: noodle's own drivers are part of
+    it, or a faster driver leaves an old decision standing."""
+    from noodle.jit import placing
+
+    before = tuning._toolchains(["numba", "interpret"])
+    assert placing.codegen_digest() in before
+    placing.toolchain.cache_clear()
+    monkeypatch.setattr(placing, "codegen_digest", lambda: "0" * 12)
+    try:
+        after = tuning._toolchains(["numba", "interpret"])
+    finally:
+        placing.toolchain.cache_clear()
+    assert after != before and "0" * 12 in after
