@@ -34,7 +34,7 @@ def test_a_unary_loop_gives_the_ufuncs_bytes(op, dtype):
     assert handle is not None, f"NumPy gave no loop for {op} {dtype}"
     x = values(dtype)
     out = np.empty_like(x)
-    assert call_unary(handle.array(), x, out)
+    assert call_unary(handle, x, out)
     with np.errstate(all="ignore"):
         want = ufunc(x)
     # the same C function on the same values: the same bytes, NaN payloads included
@@ -78,10 +78,15 @@ def test_what_needs_a_cast_or_is_no_ufunc_gets_no_loop(ufunc, dtypes):
     assert strided_loop(ufunc, dtypes) is None
 
 
-def test_call_unary_refuses_arrays_it_cannot_walk():
+def test_call_unary_refuses_arrays_it_cannot_walk_or_would_misread():
     handle = strided_loop("exp", ("float64", "float64"))
     with pytest.raises(ValueError, match="contiguous"):
-        call_unary(handle.array(), np.ones(4), np.empty(3))
+        call_unary(handle, np.ones(4), np.empty(3))
+    with pytest.raises(TypeError, match="float64 -> float64"):
+        call_unary(handle, np.ones(4, np.float32), np.empty(4, np.float32))
+    binary = strided_loop("power", ("float64", "float64", "float64"))
+    with pytest.raises(TypeError):
+        call_unary(binary, np.ones(4), np.empty(4))
 
 
 # ------------------------------------------------- the compiled one-block drivers of fused kernels
@@ -146,3 +151,58 @@ def test_a_step_that_casts_keeps_the_python_driver_and_its_answer():
     kernel, want = _staged_kernel(lambda x, y: np.exp(x) * y, (x, np.full(16, 0.5)))
     assert kernel._loop_args == ()
     np.testing.assert_array_equal(kernel(x, np.full(16, 0.5))[0], want[0])
+
+
+@pytest.mark.parametrize("fn", [lambda x: np.exp(x) * 2.0, lambda x: np.exp(x) * x + 1.0, lambda x: x * 3.0 - 1.0])
+def test_a_read_only_input_stays_compiled_with_numpys_answer(fn):
+    """A read-only array (np.frombuffer, a read-only memmap) is another type to the compiled
+    signatures: it is read through a copy, and the signature keeps running compiled."""
+    import noodle as nd
+
+    x = np.linspace(-2, 2, 1000)
+    x.setflags(write=False)
+    f = nd.jit(fn, backend="numba")
+    f.compile(x)
+    for arg in (x, x.copy(), np.frombuffer(x.tobytes())):
+        np.testing.assert_array_equal(f(arg), fn(arg))
+    stats = f.stats()
+    assert stats["compiled_calls"] == 3 and stats["interpreted_calls"] == 0, stats
+
+
+def test_too_few_operands_for_a_kernel_with_a_0d_operand_is_named():
+    from noodle.backends.registry import get_backend
+    from noodle.errors import ShapeError
+    from noodle.jit.lower import kernel_spec
+    from noodle.passes import optimize, units
+    from noodle.trace import trace
+
+    x = np.linspace(0, 1, 64)
+    prog = optimize(trace(lambda x, p, a: x * p + a, (x, x, np.asarray(0.37))))
+    (unit,) = [u for u in units(prog) if u.group is not None]
+    kernel = get_backend("numba").compile_kernel(kernel_spec(prog, unit)[0])
+    with pytest.raises(ShapeError, match="expects 3 inputs, got 1"):
+        kernel(x)
+
+
+def test_generated_kernels_carry_the_digest_of_the_helpers_they_call(monkeypatch):
+    """Numba's disk cache keys a generated kernel by its own file; the helpers it calls (row sums,
+    the loop callers) live in other files, so their digest is written into the source: a changed
+    helper changes the source, and the kernel is compiled again instead of reusing old code."""
+    from noodle.backends import cache_dir, numba_codegen, numba_rowwise
+    from noodle.backends.numba_plan import plan
+    from noodle.jit.lower import row_spec
+
+    kernel, _ = _staged_kernel(CHAINS["exp"], (np.ones(16), np.ones(16)))
+    x = np.ones((4, 16))
+    from noodle.passes import optimize, units
+    from noodle.trace import trace
+
+    prog = optimize(trace(lambda x: x / x.sum(axis=-1, keepdims=True), (x,)))
+    (unit,) = [u for u in units(prog) if u.group is not None]
+    rspec = row_spec(prog, unit)[0]
+    before = (numba_codegen.generate(kernel.spec, plan(kernel.spec)), numba_rowwise.source(rspec))
+    assert all(cache_dir.backends_digest() in src for src in before)
+    monkeypatch.setattr(numba_codegen, "backends_digest", lambda: "changed-helper")
+    monkeypatch.setattr(numba_rowwise, "backends_digest", lambda: "changed-helper")
+    after = (numba_codegen.generate(kernel.spec, plan(kernel.spec)), numba_rowwise.source(rspec))
+    assert all(a != b for a, b in zip(before, after, strict=True))

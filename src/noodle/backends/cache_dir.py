@@ -9,10 +9,29 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+@functools.lru_cache(maxsize=1)
+def backends_digest() -> str:
+    """A digest of the backends' own sources (``noodle/backends/*.py``).
+
+    Why: a generated kernel calls helpers from these files (row sums, NumPy's loop callers), and
+    Numba's disk cache keys a kernel by its own file alone; the generated source carries this
+    digest, so a changed helper changes the source and the cached machine code is not reused."""
+    digest = hashlib.sha256()
+    try:
+        for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    except OSError:   # sources not readable: every kernel is compiled afresh per source change only
+        return "sources unreadable"
+    return digest.hexdigest()[:12]
 
 
 def writable_dir(directory: Path, probe: str, fallback_name: str,

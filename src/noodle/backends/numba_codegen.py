@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+from noodle.backends.cache_dir import backends_digest
 from noodle.backends.numba_emit import Emitter, indent, sig_array
 from noodle.backends.numba_loops import LOOP_SHAPES
 from noodle.backends.numba_plan import (
@@ -96,6 +97,9 @@ def generate(spec: KernelSpec, p: Plan) -> str:
     fm = "True" if spec.fastmath else "False"
     src = [
         f'"""noodle kernel {generic_key(spec, p)} (mode {p.mode}, rank {len(p.shape)}); generated, do not edit."""',
+        # the helpers this module calls live in other files: their digest is part of the source,
+        # so Numba's cache (keyed by this file) is not reused after one of them changes
+        f"# noodle backends {backends_digest()}",
         "import math",
         "import numpy as np",
         "from numba import njit, prange",

@@ -221,6 +221,11 @@ class NumbaKernel(Kernel):
                 x = arr
             if not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)
+            elif not x.flags.writeable:
+                # a read-only array (np.frombuffer, a read-only memmap) is another type to Numba's
+                # compiled signatures: a copy is read instead, where before the signature fell
+                # back to the interpreter for good
+                x = x.copy()
             flat.append(x.reshape(-1))
         return flat
 
@@ -255,8 +260,8 @@ class NumbaKernel(Kernel):
                     inputs = tuple(flat_in)
                 args = (*inputs, *outs) if part is None else (*inputs, *outs, part)
                 ok = self._launch(args + self._dims_arg)
-            except (TypeError, AttributeError, ValueError):
-                ok = False
+            except (TypeError, AttributeError, ValueError, IndexError):
+                ok = False   # the slow path below names what does not fit
             if ok:
                 return tuple(outs) if part is None else (*outs, self._finish(part))
         elif self._all_1d and self.plan.mode == "stages":

@@ -20,7 +20,7 @@ Example::
     >>> h = strided_loop("exp", ("float64", "float64"))
     >>> x = np.linspace(-3, 3, 7)
     >>> out = np.empty_like(x)
-    >>> call_unary(h.array(), x, out)
+    >>> call_unary(h, x, out)
     True
     >>> bool(np.array_equal(out, np.exp(x)))
     True
@@ -101,12 +101,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def call_unary(loop: np.ndarray, x: np.ndarray, out: np.ndarray) -> bool:
-    """Run a unary loop over contiguous 1-D ``x`` into ``out`` (a check of the loop from Python)."""
+def call_unary(handle: LoopHandle, x: np.ndarray, out: np.ndarray) -> bool:
+    """Run a unary loop over contiguous 1-D ``x`` into ``out`` (a check of the loop from Python):
+    the arrays must have the loop's own dtypes, or it would read them as another type."""
     if x.ndim != 1 or out.shape != x.shape or not (x.flags.c_contiguous and out.flags.c_contiguous):
         raise ValueError("call_unary takes two contiguous 1-D arrays of one length")
-    return bool(__getattr__("call2")(loop, x.ctypes.data, x.itemsize, out.ctypes.data, out.itemsize, x.size,
-                      np.empty(5, np.int64)))
+    if len(handle.dtypes) != 2 or (x.dtype.name, out.dtype.name) != handle.dtypes:
+        raise TypeError(f"the {handle.ufunc} loop takes {' -> '.join(handle.dtypes)}, "
+                        f"got {x.dtype.name} -> {out.dtype.name}")
+    return bool(__getattr__("call2")(handle.array(), x.ctypes.data, x.itemsize, out.ctypes.data, out.itemsize,
+                                     x.size, np.empty(8, np.int64)))
 
 
 __all__ = ["LoopHandle", "call_unary", "strided_loop"]   # and call2, call3, call_loop (built on first use)

@@ -62,14 +62,13 @@ def codegen_digest() -> str:
     Why: rates and timed decisions are kept per machine on disk; keyed by the compiler's version
     alone, they outlived a change to noodle's own drivers (a faster Numba block loop left an old
     decision for IREE standing, 14% slower than Numba on its own row)."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
+    from noodle.backends.cache_dir import backends_digest  # noqa: PLC0415
+
+    digest = hashlib.sha256(backends_digest().encode())
     try:
-        for path in sorted([*(here.parent / "backends").glob("*.py"), here / "lower.py"]):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    except OSError:   # sources not readable (a frozen install): keyed by the compiler's version alone
-        return "sources unreadable"
+        digest.update((Path(__file__).resolve().parent / "lower.py").read_bytes())
+    except OSError:   # sources not readable (a frozen install)
+        digest.update(b"lower.py unreadable")
     return digest.hexdigest()[:12]
 
 
