@@ -64,7 +64,7 @@ from noodle.backends.numba_plan import (
     plan,
     unstaged_inputs,
 )
-from noodle.backends.numpy_loops import strided_loop
+from noodle.backends.numpy_loops import resolve
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import KernelSpec, MatmulSpec, RowSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
@@ -196,16 +196,15 @@ class NumbaKernel(Kernel):
         # the compiled one-block drivers, where NumPy gives a loop of its own for every ufunc step
         self._loop_args: tuple[Any, ...] = ()
         self._runb = None
-        if p.mode == "stages" and getattr(module, "runb", None) is not None:
-            handles = [strided_loop(fn, tuple(dtypes)) for fn, dtypes in module.LOOPS]
-            if all(h is not None for h in handles):
-                self._loops = handles   # their capsules own what the addresses point to
-                self._loop_args = (np.concatenate([h.array() for h in handles]),)  # type: ignore[union-attr]
-                self._runb = module.runb
-                if one_block:
-                    self._run1 = module.run1n
-                    if self._run1a is not None:
-                        self._run1a = module.run1an
+        found = resolve(module.LOOPS) if p.mode == "stages" and hasattr(module, "runb") else None
+        if found is not None:
+            self._loops, lp = found   # the handles' capsules own what the addresses point to
+            self._loop_args = (lp,)
+            self._runb = module.runb
+            if one_block:
+                self._run1 = module.run1n
+                if self._run1a is not None:
+                    self._run1a = module.run1an
 
     # ----------------------------------------------------------------- inputs
     def _prepare(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -365,12 +364,14 @@ class NumbaKernel(Kernel):
         t = self._scratch()
         n = self._n
         block = self._block
-        if self._runb is not None:   # one compiled call per block: its stages and NumPy's loops
-            tail = (*t, *self._loop_args)
-            head = (self._dims, *ins, *outs, *(() if partials is None else (partials,)))
+        if self._runb is not None:   # compiled: its stages and NumPy's loops, block after block
+            args = (self._dims, *ins, *outs, *(() if partials is None else (partials,)), *t, *self._loop_args)
+            if isinstance(blocks, range):   # this thread alone: every block in one call
+                self._runb(blocks.start * block, min(n, blocks.stop * block), *args)
+                return
             for blk in blocks:
                 lo = blk * block
-                self._runb(lo, min(n, lo + block), *head, *tail)
+                self._runb(lo, min(n, lo + block), *args)
             return
         for blk in blocks:
             lo = blk * block
@@ -457,6 +458,8 @@ class NumbaMatmulKernel(Kernel):
         # (a loop's body calls small products thousands of times: a CG step's dots)
         self._a = (tuple(spec.a[1]), np.dtype(spec.a[0]))
         self._b = (tuple(spec.b[1]), np.dtype(spec.b[0]))
+        # a dot product (a CG step has two): NumPy's own result, no pooled buffer
+        self._plain_dot = not self._shape and epilogue is None and self._a[1] == self._b[1] == self._dtype
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         if len(inputs) < 2:
@@ -472,8 +475,7 @@ class NumbaMatmulKernel(Kernel):
                     cls = ShapeError if x.shape != tuple(shp) else DTypeError
                     raise cls(f"matmul operand {name} is {x.dtype}{x.shape}, but the kernel was compiled for "
                               f"{dt}{shp}; compile a kernel for this signature")
-        if not self._shape and self.epilogue is None and a.dtype == self._dtype and b.dtype == self._dtype:
-            # a dot product (a CG step has two): NumPy's own result as a 0-d array, no buffer
+        if self._plain_dot:
             return (np.asarray(np.matmul(a, b)),)
         out = _out_buffer(self.pool, self._shape, self._dtype)
         if a.dtype != self._dtype or b.dtype != self._dtype:

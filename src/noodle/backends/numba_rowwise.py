@@ -38,7 +38,7 @@ from noodle.backends.numba_cache import from_cache, load_module
 from noodle.backends.numba_emit import cast, float_literal, indent, literal, nb_type, op_expr, sig_array
 from noodle.backends.numba_plan import PARALLEL_MIN, UFUNC_OPS
 from noodle.backends.numba_reduce import _lanes
-from noodle.backends.numpy_loops import strided_loop
+from noodle.backends.numpy_loops import resolve
 from noodle.backends.op_text import check_integer_power, check_portable_casts, is_float
 from noodle.backends.spec import RowSpec
 from noodle.devices.detect import cpu_threads
@@ -334,7 +334,7 @@ class _Gen:
         each constant (0-d arrays the kernel keeps); ``buf``: scratch for a loop's arguments."""
         p, spec = self.p, self.spec
         lines = ["for b0 in range(r0, r1, RPB):", "    b1 = min(r1, b0 + RPB)", "    nb = b1 - b0"]
-        k = 0
+        loops: list[tuple[str, tuple[str, ...]]] = []
         for kind, x in p.steps():
             if kind == "numba":
                 lines.append(f"    s{x}({', '.join(['b0', 'b1', *self.args])})")
@@ -351,9 +351,10 @@ class _Gen:
                 return []
             count = f"nb * {p.L}" if lvl == "full" else "nb"
             flat = [part for o in ops for part in o]   # type: ignore[union-attr]
+            k = len(loops)
+            loops.append((UFUNC_OPS[ins.op], tuple(spec.dtype_of(a) for a in (*ins.args, x))))
             lines.append(f"    if not {fn}(lp[{3 * k}:{3 * k + 3}], {', '.join(flat)}, {count}, buf):")
             lines.append("        return False")
-            k += 1
         lines.append("return True")
         head = self.sig[1:-1].replace("void(", "boolean(", 1).rstrip(")")
         sig = f'"{head}, int64[::1], int64[::1], int64[::1])"'
@@ -365,7 +366,7 @@ class _Gen:
                "    a = r0 + k * per",
                f"    ok[k] = run({', '.join(['a', 'min(r1, a + per)', *per_task, 'lp', 'kp', 'BUF[k]'])})",
                "for k in range(n):", "    if not ok[k]:", "        return False", "return True"]
-        return [f"RPB = {p.rows_per_block}", f"N_LOOPS = {k}", "", f"@njit({sig}, **_OPTS)",
+        return [f"RPB = {p.rows_per_block}", f"LOOPS = {loops!r}", "", f"@njit({sig}, **_OPTS)",
                 f"def run({', '.join(['r0', 'r1', *self.args, 'lp', 'kp', 'buf'])}):", *indent(lines, 1), "",
                 "@njit(parallel=True, **_OPTS)",
                 f"def run_par({', '.join(['r0', 'r1', 'per', *shared, 'lp', 'kp', 'BUF'])}):", *indent(par, 1), ""]
@@ -546,19 +547,12 @@ class RowKernel(Kernel):
     def _driver(self) -> tuple[Any, np.ndarray, np.ndarray]:
         """The generated block driver with NumPy's loops for its ufunc steps (None where the
         module has none, or this NumPy gives no loop for a step: Python drives the blocks)."""
-        run = getattr(self.module, "run", None)
-        handles = []
-        for kind, what in self._steps:
-            if kind == "ufunc":
-                fn, v, args, _cast = what
-                dtypes = tuple(self.spec.dtype_of(a) for a in (*args, v))
-                handles.append(strided_loop(fn.__name__, dtypes))
-        if run is None or getattr(self.module, "N_LOOPS", -1) != len(handles) or None in handles:
+        found = resolve(self.module.LOOPS) if hasattr(self.module, "run") else None
+        if found is None:
             return None, np.empty(0, np.int64), np.empty(0, np.int64)
-        lp = np.concatenate([h.array() for h in handles]) if handles else np.empty(0, np.int64)  # type: ignore[union-attr]
-        self._loops = handles   # the capsules that own the loops' data live as long as the kernel
+        self._loops, lp = found   # the handles' capsules own what the addresses point to
         kp = np.array([c.ctypes.data for c in self._consts.values()], np.int64)
-        return run, lp, kp
+        return self.module.run, lp, kp
 
     def _views(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):

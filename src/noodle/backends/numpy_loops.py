@@ -91,6 +91,18 @@ def strided_loop(ufunc: str, dtypes: tuple[str, ...]) -> LoopHandle | None:
                       int(info.auxdata or 0), capsule)
 
 
+def resolve(loops: Any) -> tuple[list[LoopHandle], np.ndarray] | None:
+    """The handles of a generated module's ``LOOPS`` (``(ufunc, dtypes)`` per ufunc step, in
+    order) and their ``[fn, context, auxdata]`` triples as one int64 array, what its compiled
+    driver takes; None when NumPy gives no loop for one of them (the Python driver runs). The
+    caller keeps the handles: their capsules own what the addresses point to."""
+    handles = [strided_loop(fn, tuple(dtypes)) for fn, dtypes in loops]
+    if any(h is None for h in handles):
+        return None
+    arrays = [h.array() for h in handles]  # type: ignore[union-attr]
+    return handles, (np.concatenate(arrays) if arrays else np.empty(0, np.int64))  # type: ignore[return-value]
+
+
 def __getattr__(name: str) -> Any:
     """``call_loop``, ``call2`` and ``call3`` (:mod:`noodle.backends.numpy_loops_call`, which
     imports Numba: loaded on first use, not when ``nd.jit`` imports this module)."""
@@ -113,4 +125,4 @@ def call_unary(handle: LoopHandle, x: np.ndarray, out: np.ndarray) -> bool:
                                      x.size, np.empty(8, np.int64)))
 
 
-__all__ = ["LoopHandle", "call_unary", "strided_loop"]   # and call2, call3, call_loop (built on first use)
+__all__ = ["LoopHandle", "call_unary", "resolve", "strided_loop"]   # and call2, call3, call_loop (built on first use)
