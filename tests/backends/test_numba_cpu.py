@@ -506,3 +506,42 @@ def test_a_zero_d_operand_takes_the_direct_path_as_a_numpy_scalar_or_a_0d_array(
         call(np.ones(2))
     with pytest.raises(NoodleError, match="dtype|float32"):
         call(np.float32(0.37))
+
+
+def _sum_sq_diff_with_output(n: int, dt: str) -> KernelSpec:
+    """``d = a - b`` as an output and ``sum(d * d)``: a chunk-mode float sum that also stores."""
+    s = (n,)
+    body = (Instr("subtract", (0, 1), dt), Instr("multiply", (2, 2), dt))
+    return KernelSpec(((dt, s), (dt, s)), (), body, (2,), s, reduce=Reduce("sum", 3, None, False, dt, ()))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", [5, 8, 4096 * 2 + 13, 300_001])
+@pytest.mark.parametrize("parallel_min", [0, None, 10**9])
+def test_chunk_sums_in_both_forms_give_the_defined_order_bit_for_bit(kernel_cache, dtype, n, parallel_min) -> None:
+    """The float sum of a chunk-mode kernel is written two ways (unrolled on every thread for
+    float64, a small buffer in pieces otherwise); both must give the interpreter's bits, with
+    the chunk tails (n not a multiple of 8 or of a chunk) and the stored output. A backend of
+    its own: a kernel reads the parallel threshold when it is built, and is kept per spec."""
+    from noodle.backends import numba_threads
+    from noodle.backends.numba_cpu import NumbaBackend
+    from noodle.memory.pool import BufferPool
+
+    numba_backend = NumbaBackend(pool=BufferPool(max_bytes=1 << 28), cache_dir=kernel_cache)
+
+    rng = np.random.default_rng(n)
+    # magnitudes over twelve decades: a float sum of them rounds differently in any other order
+    # (float32 squares of similar size would add exactly in float64, in every order)
+    a, b = ((_data(n, dtype, rng) * 10 ** rng.uniform(-6, 6, n)).astype(dtype) for _ in range(2))
+    spec = _sum_sq_diff_with_output(n, dtype)
+    numba_threads.set_parallel_min(parallel_min)
+    try:
+        got = numba_backend.compile_kernel(spec)(a, b)
+    finally:
+        numba_threads.set_parallel_min(None)
+    ref = evaluate(spec, a, b)
+    assert np.asarray(got[0]).tobytes() == np.asarray(ref[0]).tobytes()
+    assert np.asarray(got[1]).tobytes() == np.asarray(ref[1]).tobytes(), (got[1], ref[1])
+    zeros = np.full(n, -0.0, dtype)
+    (d, total) = numba_backend.compile_kernel(spec)(zeros, np.zeros(n, dtype))
+    assert np.signbit(total) == np.signbit(evaluate(spec, zeros, np.zeros(n, dtype))[1])

@@ -103,7 +103,7 @@ def generate(spec: KernelSpec, p: Plan) -> str:
         "import math",
         "import numpy as np",
         "from numba import njit, prange",
-        "from noodle.backends.numba_reduce import lane_sums",
+        "from noodle.backends.numba_reduce import lane_sums, lane_sums_from",
         "",
         f"_OPTS = dict(cache=True, error_model='numpy', fastmath={fm}, nogil=True)",
         f"MODE = {p.mode!r}",

@@ -21,10 +21,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from noodle.backends.numba_emit import Emitter, indent, lane_reduce, uses_chunk_buffer
+from noodle.backends.numba_emit import (
+    SUB_BLOCK,
+    Emitter,
+    close_lanes,
+    indent,
+    lane_reduce,
+    sub_block_sum,
+    unrolled_sum,
+    uses_chunk_buffer,
+)
 from noodle.backends.numba_plan import Plan
 from noodle.backends.spec import KernelSpec
-from noodle.ir.reduction import CHUNK
+from noodle.ir.reduction import CHUNK, LANES
 
 
 def gen_flat(spec: KernelSpec, p: Plan, e: Emitter, loop: str) -> list[str]:
@@ -94,23 +103,56 @@ CHUNKS_PER_ITEM = 8   # chunks one parallel item reduces (one chunk buffer per i
 def gen_chunks(spec: KernelSpec, p: Plan, e: Emitter, loop: str) -> list[str]:
     """Full reduction of a 1-D space in the defined order: chunks of ``CHUNK`` elements, each
     sliced so its index starts at 0 (no negative-index checks), reduced in ``LANES`` lanes; the
-    parallel loop runs over items of ``CHUNKS_PER_ITEM`` chunks (a float sum's chunk buffer is
-    allocated once per item); the driver adds the chunk values in order."""
+    parallel loop runs over items of ``CHUNKS_PER_ITEM`` chunks; the driver adds the chunk values
+    in order. A float sum takes one of two forms of the same order (see :func:`chunk_sum_style`):
+    pieces of ``SUB_BLOCK`` values through a small buffer (allocated once per item), or one
+    unrolled pass."""
     nchunk = "nch" if isinstance(p.n, str) else max(1, -(-p.n // CHUNK))
     lines = e.hoisted(e.targets())
     per = CHUNKS_PER_ITEM
+    style = chunk_sum_style(spec, p, loop)
     lines.append(f"for it in {loop}(({nchunk} + {per - 1}) // {per}):")
     item = []
-    if uses_chunk_buffer(spec, p.acc_dtype):
-        item.append(f"buf = np.empty({CHUNK}, np.float64)")
+    if style == "pieces":
+        item.append(f"buf = np.empty({SUB_BLOCK}, np.float64)")
     item.append(f"for c in range(it * {per}, min({nchunk}, it * {per} + {per})):")
     inner = [f"lo = c * {CHUNK}", f"hi = min(lo + {CHUNK}, {p.n})", "m = hi - lo"]
-    inner += [f"x{k} = i{k}[lo:hi]" for k in range(e.n_in) if not e.uni[k]]
-    inner += [f"y{j} = o{j}[lo:hi]" for j in range(len(spec.outputs))]
-    inner += lane_reduce(e, p.acc_dtype, e.targets(), "0", "m", lambda ix: e.loads([ix] * e.n_in, "x"), "y")
+
+    def slices(lo: str, hi: str) -> list[str]:
+        return ([f"x{k} = i{k}[{lo}:{hi}]" for k in range(e.n_in) if not e.uni[k]]
+                + [f"y{j} = o{j}[{lo}:{hi}]" for j in range(len(spec.outputs))])
+
+    def loads(ix: str) -> dict[int, str]:
+        return e.loads([ix] * e.n_in, "x")
+
+    if style == "pieces":
+        inner.append("ls = (" + ", ".join(["-0.0"] * LANES) + ")")
+        inner.append(f"for sb in range(lo, hi, {SUB_BLOCK}):")
+        piece = [f"sh = min(sb + {SUB_BLOCK}, hi)", "mm = sh - sb", *slices("sb", "sh")]
+        piece += sub_block_sum(e, p.acc_dtype, e.targets(), "mm", loads, "y")
+        inner += indent(piece, 1)
+        inner += close_lanes([f"ls[{u}]" for u in range(LANES)])
+    elif style == "unrolled":
+        inner += slices("lo", "hi")
+        inner += unrolled_sum(e, p.acc_dtype, e.targets(), "m", loads, "y")
+    else:
+        inner += slices("lo", "hi")
+        inner += lane_reduce(e, p.acc_dtype, e.targets(), "0", "m", loads, "y")
     inner.append("part[c] = acc0")
     item += indent(inner, 1)
     return lines + indent(item, 1)
+
+
+def chunk_sum_style(spec: KernelSpec, p: Plan, loop: str) -> str:
+    """How :func:`gen_chunks` writes a chunk's reduction: ``"unrolled"`` for a float64 sum on
+    every thread (bound by memory: one streaming pass is fastest), ``"pieces"`` for other float
+    sums (the buffered pass is vectorized: fastest when the arithmetic, not memory, is the
+    limit), ``"lanes"`` for the rest (integer sums, max, min: a lane array)."""
+    if not uses_chunk_buffer(spec, p.acc_dtype):
+        return "lanes"
+    red = spec.reduce
+    assert red is not None
+    return "unrolled" if loop == "prange" and spec.dtype_of(red.value) == "float64" else "pieces"
 
 
 #: plan mode -> the generator of its loop body
@@ -119,4 +161,4 @@ LOOP_SHAPES: dict[str, Callable[[KernelSpec, Plan, Emitter, str], list[str]]] = 
 }
 
 
-__all__ = ["CHUNKS_PER_ITEM", "LOOP_SHAPES", "gen_chunks", "gen_flat", "gen_rows", "segment_loads"]
+__all__ = ["CHUNKS_PER_ITEM", "LOOP_SHAPES", "chunk_sum_style", "gen_chunks", "gen_flat", "gen_rows", "segment_loads"]

@@ -53,31 +53,24 @@ _OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 
 
 # ------------------------------------------------------------------------------ the work
-@intrinsic
-def _lanes(typingctx: Any, row: Any, start: Any, steps: Any) -> Any:  # pragma: no cover - compiled
-    """The eight lanes of ``row[start : start + 8 * steps]``: lane ``u`` is ``row[start + 8q + u]``
-    for ``q = 0, 1, ...`` converted to float64 and added in order, starting from ``-0.0``.
+def _lanes_codegen(with_init: bool) -> Any:
+    """LLVM for :func:`_lanes` (lanes start from ``-0.0``) or :func:`_lanes_from` (from the
+    eight values of the last argument)."""
 
-    Why an intrinsic: the lanes are one ``<8 x double>`` value in registers, added with vector
-    ``fadd`` (each element is an IEEE add of its own lane: the same bits as eight scalar
-    chains). Numba turns off LLVM's SLP vectorizer and cannot tell the loop vectorizer that a
-    lane array does not alias the values, so the plain eight-step loop stays scalar, storing
-    every lane on every step: 2.5-3x slower here (0.2-0.35 ns an element against 0.08-0.11).
-    """
-    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
-            and row.dtype in (types.float32, types.float64)):
-        return None
-    ret = types.UniTuple(types.float64, 8)
-    sig = ret(row, types.intp, types.intp)
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        rowv, startv, stepsv = args
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:  # pragma: no cover - compiled
+        rowv, startv, stepsv = args[:3]
         ary = context.make_array(sig.args[0])(context, builder, rowv)
-        i64, f64 = ir.IntType(64), ir.DoubleType()
+        i64, f64, i32 = ir.IntType(64), ir.DoubleType(), ir.IntType(32)
         elt = context.get_data_type(sig.args[0].dtype)
         vin, vacc = ir.VectorType(elt, 8), ir.VectorType(f64, 8)
         align = 4 if sig.args[0].dtype == types.float32 else 8
         base = builder.gep(ary.data, [startv])
+        if with_init:
+            first = ir.Constant(vacc, ir.Undefined)
+            for u in range(8):
+                first = builder.insert_element(first, builder.extract_value(args[3], u), ir.Constant(i32, u))
+        else:
+            first = ir.Constant(vacc, [-0.0] * 8)
         pre = builder.basic_block
         head = builder.append_basic_block("lanes.head")
         body = builder.append_basic_block("lanes.body")
@@ -87,7 +80,7 @@ def _lanes(typingctx: Any, row: Any, start: Any, steps: Any) -> Any:  # pragma: 
         q = builder.phi(i64)
         acc = builder.phi(vacc)
         q.add_incoming(ir.Constant(i64, 0), pre)
-        acc.add_incoming(ir.Constant(vacc, [-0.0] * 8), pre)
+        acc.add_incoming(first, pre)
         builder.cbranch(builder.icmp_signed("<", q, stepsv), body, done)
         builder.position_at_end(body)
         ptr = builder.gep(base, [builder.mul(q, ir.Constant(i64, 8))])
@@ -99,16 +92,51 @@ def _lanes(typingctx: Any, row: Any, start: Any, steps: Any) -> Any:  # pragma: 
         acc.add_incoming(nxt, body)
         builder.branch(head)
         builder.position_at_end(done)
-        out = context.get_constant_undef(ret)
+        out = context.get_constant_undef(sig.return_type)
         for u in range(8):
-            out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(ir.IntType(32), u)), u)
+            out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(i32, u)), u)
         return out
 
-    return sig, codegen
+    return codegen
+
+
+def _lane_row(row: Any) -> bool:
+    return (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
+            and row.dtype in (types.float32, types.float64))
+
+
+@intrinsic
+def _lanes(typingctx: Any, row: Any, start: Any, steps: Any) -> Any:  # pragma: no cover - compiled
+    """The eight lanes of ``row[start : start + 8 * steps]``: lane ``u`` is ``row[start + 8q + u]``
+    for ``q = 0, 1, ...`` converted to float64 and added in order, starting from ``-0.0``.
+
+    Why an intrinsic: the lanes are one ``<8 x double>`` value in registers, added with vector
+    ``fadd`` (each element is an IEEE add of its own lane: the same bits as eight scalar
+    chains). Numba turns off LLVM's SLP vectorizer and cannot tell the loop vectorizer that a
+    lane array does not alias the values, so the plain eight-step loop stays scalar, storing
+    every lane on every step: 2.5-3x slower here (0.2-0.35 ns an element against 0.08-0.11).
+    """
+    if not _lane_row(row):
+        return None
+    ret = types.UniTuple(types.float64, 8)
+    return ret(row, types.intp, types.intp), _lanes_codegen(False)
+
+
+@intrinsic
+def _lanes_from(typingctx: Any, row: Any, start: Any, steps: Any, lanes: Any) -> Any:  # pragma: no cover
+    """:func:`_lanes` continuing from ``lanes`` (a tuple of eight float64s) instead of ``-0.0``:
+    a chunk reduced in pieces gives the same bits as in one call, since each lane still adds its
+    elements one after the other. It lets a kernel fill a small buffer (a few KiB, in L1 while
+    it is read back) piece by piece instead of one buffer of a whole chunk."""
+    ret = types.UniTuple(types.float64, 8)
+    if not _lane_row(row) or lanes != ret:
+        return None
+    return ret(row, types.intp, types.intp, ret), _lanes_codegen(True)
 
 
 #: the public name generated kernels import (:func:`noodle.backends.numba_emit.lane_reduce`)
 lane_sums = _lanes
+lane_sums_from = _lanes_from
 
 
 @njit(**_OPTS)
@@ -306,4 +334,4 @@ def _canonical_nan(out: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["lane_sums", "ordered_sum_fast"]
+__all__ = ["lane_sums", "lane_sums_from", "ordered_sum_fast"]
