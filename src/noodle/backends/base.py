@@ -27,7 +27,7 @@ Example::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,6 +65,13 @@ class Kernel(ABC):
     def key(self) -> str:
         """The spec's content hash (the cache key)."""
         return self.spec.key()
+
+    def entry(self) -> Callable[..., tuple[Any, ...]]:
+        """The function a runner calls for this kernel: the kernel itself, unless a backend
+        generates a leaner one for it (:meth:`noodle.backends.numba_cpu.NumbaKernel.entry`).
+        Defined here so that a kernel that wraps another (and forwards attribute lookups to it)
+        never hands out the inner kernel's entry as its own."""
+        return self
 
 
 class Backend(ABC):

@@ -35,7 +35,7 @@ Example::
 from __future__ import annotations
 
 from noodle.backends.cache_dir import backends_digest
-from noodle.backends.numba_emit import Emitter, indent, sig_array
+from noodle.backends.numba_emit import Emitter, indent, nb_type, np_ctor, sig_array
 from noodle.backends.numba_loops import LOOP_SHAPES
 from noodle.backends.numba_plan import (
     BLOCK,
@@ -143,7 +143,29 @@ def generate(spec: KernelSpec, p: Plan) -> str:
             src += indent([f"if dims.shape[0] != {len(g.shape)}:", "    return False"], 1)
         src += indent(sizes + [f"if {check}:", "    return False"] + body + ["return True"], 1)
         src.append("")
+    src += scalar_entry(spec, args, in_sig, out_sig + extra_sig)
     return "\n".join(src) + "\n"
+
+
+def scalar_entry(spec: KernelSpec, args: list[str], in_sig: list[str], rest_sig: list[str]) -> list[str]:
+    """``k_sc``: ``k_ser`` taking each 0-d input as a scalar (the module has none without 0-d
+    inputs).
+
+    Why: a loop body's updates take a 0-d value (CG's ``x + alpha * p``) that the runner holds
+    as a NumPy scalar; making it the one-element array ``k_ser`` reads cost 0.6 µs a call (the
+    scalar's ``reshape``), more than the dispatch. Numba's dispatcher reads a scalar argument as
+    fast as an array; the array is made here, in compiled code, for a few nanoseconds."""
+    zero_d = [k for k, (_, shp) in enumerate(spec.inputs) if tuple(shp) == ()]
+    if not zero_d:
+        return []
+    n_in = len(spec.inputs)
+    sc_sig = [nb_type(spec.inputs[k][0]) if k in zero_d else in_sig[k] for k in range(n_in)]
+    sc_args = [f"s{k}" if k in zero_d else a for k, a in enumerate(args[:n_in])] + args[n_in:]
+    call = [f"np.full(1, s{k}, {np_ctor(spec.inputs[k][0])})" if k in zero_d else a
+            for k, a in enumerate(args[:n_in])] + args[n_in:]
+    return [f'@njit("boolean({", ".join(sc_sig + rest_sig)})", **_OPTS)',
+            f"def k_sc({', '.join(sc_args)}):",
+            f"    return k_ser({', '.join(call)})", ""]
 
 
 __all__ = ["BLOCK", "PARALLEL_MIN", "Plan", "generate", "n_partials", "needs_dims", "plan", "size_check",

@@ -21,11 +21,13 @@ Example::
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from noodle.backends.base import Kernel
 from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce, RowSpec
 from noodle.exec.interpreter import array_module
 from noodle.ir.graph import Program
@@ -232,9 +234,16 @@ def _compile_unit(program: Program, unit: Unit, backend: Any) -> Step:
         return _parts_step(program, unit, backend)
     if OPS[nodes[unit.members[0]].op].kind is OpKind.MATMUL:
         spec, ins, outs = matmul_spec(program, unit)
-        return backend.compile_matmul(spec), tuple(ins), tuple(outs)
+        product = backend.compile_matmul(spec)
+        return _entry(product), tuple(ins), tuple(outs)
     kspec, ins, outs = kernel_spec(program, unit)
-    return backend.compile_kernel(kspec), tuple(ins), tuple(outs)
+    return _entry(backend.compile_kernel(kspec)), tuple(ins), tuple(outs)
+
+
+def _entry(kernel: Any) -> Callable[..., tuple[Any, ...]]:
+    """A kernel's lean entry (:meth:`noodle.backends.base.Kernel.entry`); a compiled object
+    that is not a :class:`Kernel` is called as it is."""
+    return kernel.entry() if isinstance(kernel, Kernel) else kernel
 
 
 def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
@@ -435,11 +444,16 @@ def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
     return step
 
 
-def _interp_step(node: Any, quiet: bool = False) -> Callable[..., tuple[Any, ...]]:
+def _interp_step(node: Any, quiet: bool = False, scalar: bool = True) -> Callable[..., tuple[Any, ...]]:
     """A lone node run as the interpreter runs it. An elementwise op on NumPy arrays (or NumPy
     scalars) calls its NumPy function directly (what :func:`eval_node` does, without looking the
     op up on every call)."""
     row = OPS[node.op]
+    if scalar and quiet and tuple(node.shape) == ():
+        if node.op in SCALAR_OPERATORS:
+            return _scalar_step(node)
+        if node.op == "where":
+            return _scalar_where(node)
     if row.kind in (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY) and callable(getattr(np, row.numpy, None)):
         ufunc = getattr(np, row.numpy)
         dtype = np.dtype(node.dtype)
@@ -470,4 +484,69 @@ def _interp_step(node: Any, quiet: bool = False) -> Callable[..., tuple[Any, ...
     return fast if fast is not None else general
 
 
-__all__ = ["Chooser", "build_runner", "is_region", "kernel_spec", "matmul_spec", "row_parts", "row_spec"]
+#: 0-d binary ops NumPy's scalar arithmetic computes as the ufunc does (one IEEE operation, or a
+#: comparison), given two scalars of one type; ``power`` (its own scalar code), ``maximum``
+#: (NaN rules) and the rest are not here
+SCALAR_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul, "divide": operator.truediv,
+    "less": operator.lt, "less_equal": operator.le, "greater": operator.gt, "greater_equal": operator.ge,
+    "equal": operator.eq, "not_equal": operator.ne,
+}
+_SCALAR_TYPES = (np.float64, np.float32, np.int64, np.int32)
+
+
+def _scalar_step(node: Any) -> Callable[..., tuple[Any, ...]]:
+    """A 0-d binary op inside a loop's body or condition, on NumPy scalars by NumPy's scalar
+    arithmetic.
+
+    Why: a CG iteration has five such ops (``rs / pAp``, ``k + 1``, ``rs_new / rs``, ``k < n``,
+    ``rs >= tol``); the ufunc on 0-d values costs 1.5-1.7 µs each here (dispatch, a 0-d array
+    result), the scalar operator 0.1. It applies when both operands are NumPy scalars (or 0-d
+    arrays, read as scalars) of one type and the result has the node's dtype (true division of
+    integers gives float64 like the ufunc; bools are not taken: ``True + True`` is not
+    ``np.add``'s logical or). Anything else takes the ufunc path. Only for loops: their runner
+    holds one ``errstate(all="ignore")`` around all iterations, as the scalar operators need (a
+    division by zero would warn otherwise)."""
+    fn = SCALAR_OPERATORS[node.op]
+    out_type = np.dtype(node.dtype).type
+    other = _interp_step(node, quiet=True, scalar=False)
+    ndarray = np.ndarray
+    accept = _SCALAR_TYPES
+
+    def step(a: Any, b: Any) -> tuple[Any, ...]:
+        if type(a) is ndarray and a.ndim == 0:
+            a = a[()]
+        if type(b) is ndarray and b.ndim == 0:
+            b = b[()]
+        ta = type(a)
+        if ta is type(b) and ta in accept:
+            out = fn(a, b)
+            if type(out) is out_type:
+                return (out,)
+        return other(a, b)
+
+    return step
+
+
+def _scalar_where(node: Any) -> Callable[..., tuple[Any, ...]]:
+    """``where(c, x, y)`` on 0-d values in a loop (what ``a & b`` of two comparisons traces to):
+    one of the two NumPy scalars, when both already have the node's dtype; else ``np.where``."""
+    out_type = np.dtype(node.dtype).type
+    other = _interp_step(node, quiet=True, scalar=False)
+    ndarray, bool_ = np.ndarray, np.bool_
+
+    def step(c: Any, x: Any, y: Any) -> tuple[Any, ...]:
+        if type(c) is ndarray and c.ndim == 0:
+            c = c[()]
+        if type(x) is ndarray and x.ndim == 0:
+            x = x[()]
+        if type(y) is ndarray and y.ndim == 0:
+            y = y[()]
+        if type(c) is bool_ and type(x) is out_type and type(y) is out_type:
+            return (x if c else y,)
+        return other(c, x, y)
+
+    return step
+
+
+__all__ = ["SCALAR_OPERATORS", "Chooser", "build_runner", "is_region", "kernel_spec", "matmul_spec", "row_parts", "row_spec"]
