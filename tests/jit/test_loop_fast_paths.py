@@ -48,7 +48,8 @@ def test_jitted_conjugate_gradient_gives_the_eager_bits(n: int) -> None:
 
 
 def _scalar_loop(x0, y0, k0):
-    """0-d carries through every op the scalar path takes (and one it must not: power)."""
+    """0-d carries through every op the scalar path takes (power has tests of its own:
+    tests/jit/test_scalar_power.py)."""
 
     def cond(c):
         k, x, y, _, _ = c
@@ -126,7 +127,7 @@ def test_kernel_entry_takes_scalars_and_sends_everything_else_to_the_checked_pat
     assert _bits(got) == _bits(want)
     (a1,) = entry(s, x, p)
     (a2,) = entry(s, x, p)
-    assert a1 is not a2   # fresh outputs: a caller may keep the first
+    assert not np.shares_memory(a1, a2)   # fresh outputs: a caller may keep the first
     with pytest.raises(DTypeError):
         entry(np.float32(0.37), x, p)
     with pytest.raises(DTypeError):
@@ -169,3 +170,18 @@ def test_a_kernel_that_wraps_another_keeps_its_own_entry() -> None:
     got = j(x)
     assert got.shape == (5,)
     np.testing.assert_allclose(got, f(x), rtol=1e-6)
+
+
+def test_a_float32_scalar_operand_keeps_a_signaling_nans_bits() -> None:
+    """Numba reads a float32 scalar argument through a C double, which quiets a signaling NaN;
+    so a float32 0-d input goes to the kernel as a one-element array (found in review)."""
+
+    def f(s, x):
+        return np.where(x > 0, x, s)
+
+    x = np.tile(np.array([1.0, -1.0], np.float32), 50)
+    for bits in (0x7F800001, 0xFF800123, 0x7FC00123):
+        s = np.array([bits], np.uint32).view(np.float32)[0]
+        j = nd.jit(f)
+        j.compile(s, x)
+        assert j(s, x).view(np.uint32)[1] == f(s, x).view(np.uint32)[1] == bits

@@ -156,7 +156,9 @@ def scalar_entry(spec: KernelSpec, args: list[str], in_sig: list[str], rest_sig:
     scalar's ``reshape``), more than the dispatch. Numba's dispatcher reads a scalar argument as
     fast as an array; the array is made here, in compiled code, for a few nanoseconds."""
     zero_d = [k for k, (_, shp) in enumerate(spec.inputs) if tuple(shp) == ()]
-    if not zero_d:
+    # not for float32: Numba reads a float32 argument through a C double, which quiets a
+    # signaling NaN (0x7f800001 became 0x7fc00001); the one-element array keeps its bits
+    if not zero_d or any(spec.inputs[k][0] == "float32" for k in zero_d):
         return []
     n_in = len(spec.inputs)
     sc_sig = [nb_type(spec.inputs[k][0]) if k in zero_d else in_sig[k] for k in range(n_in)]

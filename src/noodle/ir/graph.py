@@ -58,6 +58,9 @@ ATTRS: dict[str, frozenset[str]] = {
     "concatenate": frozenset({"axis"}),
     "while_loop": frozenset({"body", "carry", "cond"}),
     "loop_result": frozenset({"item"}),
+    # ``scalar``: ``a ** b`` of two NumPy scalars, which NumPy computes with its scalar math
+    # (C ``pow``), not the ufunc's loop (ir.semantics.scalar_power)
+    "power": frozenset({"scalar"}),
 }
 MAX_NDIM = 32
 

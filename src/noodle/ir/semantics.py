@@ -34,7 +34,9 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
         if node.op == "loop_result":
             return vals[0][node.attr("item")]
         return run_loop(node, vals, lambda sub, args: run_subprogram(sub, args, xp))
-    if kind in (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY):
+    if node.op == "power" and node.attr("scalar", False):
+        out = scalar_power(vals[0], vals[1], xp)
+    elif kind in (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY):
         out = getattr(xp, row.numpy)(*vals)
     elif kind is OpKind.REDUCE:
         # the defined order (noodle.ir.reduction), not NumPy's: every backend follows the same one
@@ -63,6 +65,22 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
         # NumPy agrees with the inferred dtype by construction; CuPy may differ on corners
         out = out.astype(node.dtype)
     return out
+
+
+def scalar_power(a: Any, b: Any, xp: Any = np) -> Any:
+    """``a ** b`` as NumPy computes it for two scalars (the tracer marks such a ``power``).
+
+    Why: NumPy's scalar math calls C's ``pow``; its ufunc ``np.power`` has SIMD loops and fast
+    paths (``x ** 2`` as a square) whose results differ in the last bit for about 5% of float64
+    and 20% of float32 operands here. A plain function's ``s ** y`` on NumPy scalars (a sum, an
+    element ``x[i]``, an argument) gets the scalar result, so the program must too: on the host,
+    from the values (CuPy's 0-d arrays are read back)."""
+    def host(v: Any) -> Any:
+        v = v.get() if hasattr(v, "get") and not isinstance(v, np.generic | np.ndarray) else v
+        return np.asarray(v)[()]
+
+    out = host(a) ** host(b)
+    return out if xp is np else xp.asarray(out)
 
 
 def slices(node: Node) -> tuple[slice, ...]:
@@ -135,4 +153,4 @@ def run_loop(node: Node, vals: Sequence[Any], run: Callable[[Program, tuple], tu
     return carry
 
 
-__all__ = ["LOOP_GUARD", "eval_node", "gather", "run_loop", "run_subprogram", "slices"]
+__all__ = ["LOOP_GUARD", "eval_node", "gather", "run_loop", "run_subprogram", "scalar_power", "slices"]

@@ -174,7 +174,7 @@ def _check_inferred(i: int, node: Node, nodes: list[Node],
         where = f"node %{i} ({node.op})"
         keys = [k for k, _ in node.attrs]
         for name in ATTRS.get(node.op, ()):
-            if name not in keys and name not in ("keepdims", "axis"):
+            if name not in keys and name not in ("keepdims", "axis", "scalar"):   # optional ones
                 raise IRVerifyError(f"{where}: missing attribute {name!r}")
         _check_attr_types(where, node.op, dict(node.attrs))
         try:

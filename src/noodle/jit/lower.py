@@ -449,6 +449,11 @@ def _interp_step(node: Any, quiet: bool = False, scalar: bool = True) -> Callabl
     scalars) calls its NumPy function directly (what :func:`eval_node` does, without looking the
     op up on every call)."""
     row = OPS[node.op]
+    if node.attr("scalar", False):   # NumPy's scalar power (ir.semantics.scalar_power), not the ufunc
+        def scalar_power(*vals: Any) -> tuple[Any, ...]:
+            with np.errstate(all="ignore"):
+                return (eval_node(node, vals, array_module(vals)),)
+        return scalar_power
     if scalar and quiet and tuple(node.shape) == ():
         if node.op in SCALAR_OPERATORS:
             return _scalar_step(node)

@@ -111,7 +111,7 @@ def algebraic(program: Program) -> Program:
             ca, cb = _const_value(program, a), _const_value(program, b)
             if op == "multiply":
                 same = a if _all_equal(cb, 1) else b if _all_equal(ca, 1) else None
-            elif op in ("divide", "power"):
+            elif op == "divide" or (op == "power" and not node.attr("scalar", False)):
                 same = a if _all_equal(cb, 1) else None
             elif op == "subtract":
                 # x - (+0.0) is x, but x - (-0.0) turns -0.0 into +0.0: only a positive zero goes

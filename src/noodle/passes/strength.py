@@ -127,7 +127,8 @@ def strength_reduce(program: Program) -> Program:
     changed = False
     for node in program.nodes:
         args = tuple(remap[a] for a in node.args)
-        if node.op == "power" and program.nodes[node.args[0]].shape == node.shape:
+        # (a power of two NumPy scalars is C's pow, with no fast paths: kept as it is)
+        if node.op == "power" and program.nodes[node.args[0]].shape == node.shape and not node.attr("scalar", False):
             c = _exponent(program, node)
             if c is not None:
                 mark = len(em.nodes)

@@ -32,7 +32,15 @@ import numpy as np
 
 from noodle.errors import TraceError
 from noodle.ir.graph import SubProgram
-from noodle.trace.tracer import Concretize, TraceContext, Tracer, active, active_context, user_location
+from noodle.trace.tracer import (
+    Concretize,
+    TraceContext,
+    Tracer,
+    active,
+    active_context,
+    numpy_scalar,
+    user_location,
+)
 
 
 class _Scope:
@@ -71,6 +79,8 @@ class _Scope:
         t = self.inner.get(key)
         if t is None:
             t = self.inner[key] = Tracer(child, child.builder.input(self.k + j, x.shape, x.dtype.name))
+            if numpy_scalar(x):   # what it stands for keeps NumPy's scalar semantics in the body
+                child.scalar_inputs.add(t.value)
         return t
 
     def child(self) -> TraceContext:
@@ -183,7 +193,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
                              f"(at {user_location()})")
         if not isinstance(b, Tracer) and not isinstance(b, int | np.integer):
             raise TraceError(f"{what}: {name} must be an int, got {type(b).__name__} (at {user_location()})")
-    start = lower.astype(np.int64) if isinstance(lower, Tracer) else np.asarray(int(lower), dtype=np.int64)
+    # eagerly ``i`` is a NumPy int64 scalar (``i ** 2`` is scalar math): so it is here
+    start = lower.astype(np.int64) if isinstance(lower, Tracer) else np.int64(int(lower))
 
     def cond_flat(ls: list[Tracer]) -> Any:
         return ls[0] < upper
@@ -206,6 +217,9 @@ def traced_while(ctx: TraceContext, cond_flat: Callable[[list[Tracer]], Any],
     for name, fn in (("cond", cond_flat), ("body", body_flat)):
         sub = scope.child()
         ins = [Tracer(sub, sub.builder.input(j, t.shape, t.dtype.name)) for j, t in enumerate(init)]
+        for t, leaf in zip(ins, leaves, strict=True):
+            if numpy_scalar(leaf):   # a scalar carry is a NumPy scalar in every eager iteration
+                sub.scalar_inputs.add(t.value)
         with active(sub):
             result = fn(ins)
         outs = [result] if name == "cond" else result

@@ -191,6 +191,9 @@ class TraceContext:
         inner = self.innermost(operands)
         if inner is not self:   # a loop body's value beside one of the enclosing trace: record it in the body
             return inner.op(name, *operands, _py=_py, **attrs)
+        if name == "power" and _py and len(operands) == 2 and all(numpy_scalar(o) for o in operands):
+            # ``a ** b`` of two scalars is NumPy's scalar math, not np.power (ir.semantics.scalar_power)
+            attrs = {**attrs, "scalar": True}
         if self.weak:
             operands, weak = self._weak_operands(name, operands, _py)
         else:
@@ -260,6 +263,21 @@ class _Buffer:
     def __init__(self, external: bool, first: Tracer) -> None:
         self.external = external    # the caller's array (an argument, a captured array, a constant)
         self.members: list[Tracer] = [first]
+
+
+def numpy_scalar(x: Any) -> bool:
+    """True where the plain function would hold a Python or NumPy scalar, not an array: a scalar
+    argument, a Python-scalar parameter, or a 0-d value NumPy returns as a scalar (a reduction, a
+    ufunc on scalars, ``x[3]``); False for arrays, 0-d arrays passed in, and 0-d views
+    (``x.reshape(())``). Immutable (``s += 1`` rebinds), and ``s ** t`` of two is scalar math."""
+    if isinstance(x, bool | int | float | np.generic):
+        return True
+    if not isinstance(x, Tracer) or x.shape:
+        return False
+    ctx = x.ctx
+    if x.value in ctx.scalar_inputs or ctx.weak.get(x.value):
+        return True
+    return ctx.builder.nodes[x.value].op not in ("input", "const") and (x.buf is None or len(x.buf.members) == 1)
 
 
 class Tracer:
@@ -375,9 +393,7 @@ class Tracer:
     def _inplace(self, name: str, other: Any, symbol: str) -> Tracer:
         """``self <symbol>= other``: NumPy writes into self's buffer, casting same_kind."""
         ctx = self.ctx
-        node = ctx.builder.nodes[self.value]
-        scalar = not self.shape and node.op not in ("input", "const") and (self.buf is None or len(self.buf.members) == 1)
-        if self.value in ctx.scalar_inputs or ctx.weak.get(self.value) or scalar:
+        if numpy_scalar(self):
             # a Python/NumPy scalar (an argument, or what a reduction or a ufunc on scalars returns)
             # is immutable: += rebinds the name, other names keep the old value
             return self._bin(name, other)
