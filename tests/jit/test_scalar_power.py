@@ -121,3 +121,38 @@ def test_the_scalar_power_survives_bytecode_and_is_not_strength_reduced() -> Non
     assert dumps(back) == dumps(program)
     huge = np.float64(1.3407807929942596e154)   # a square near overflow: pow and x * x may differ
     assert _bits(j(huge)) == _bits(f(huge))
+
+
+#: (name, function, arguments): where NumPy routes ``**`` to the ufunc or to scalar math by the
+#: operands' kinds; found by a review of the first version of this fix, which marked every ``**``
+#: of two 0-d values. Each case must match the plain function in value, dtype and type.
+ROUTING = [
+    ("int scalar ** Python float: ufunc", lambda x: x ** 2.5, (np.int64(34),)),
+    ("int scalar ** float parameter: ufunc", lambda x, y: x ** y, (np.int64(6), -0.4944473915015619)),
+    ("float parameter ** int scalar: ufunc", lambda x, y: x ** y, (16.698812793431905, np.int64(-2))),
+    ("loop index ** Python float: ufunc",
+     lambda x: nd.fori_loop(10, 11, lambda i, s: s + i ** 2.5, x), (np.float64(0.0),)),
+    ("np.where of scalars is a 0-d array: ufunc",
+     lambda x, y: np.where(x > 0, x, y) ** y, (np.float64(12.732), np.float64(-1.809))),
+    ("astype of 0-d arrays stays an array: ufunc",
+     lambda x, y: x.astype(np.float64) ** y.astype(np.float64), (np.asarray(12.732), np.asarray(-1.809))),
+    ("copy of 0-d arrays stays an array: ufunc", lambda x, y: x.copy() ** y.copy(),
+     (np.asarray(12.732), np.asarray(-1.809))),
+    ("scalar[...] is a 0-d array: ufunc", lambda x, y: x[...] ** y,
+     (np.float64(7.89932151419916), np.float64(2.680517657156548))),
+    ("0-d array[()] is a scalar: scalar math", lambda x, y: x[()] ** y[()],
+     (np.asarray(12.732), np.asarray(-1.809))),
+    ("astype of scalars stays a scalar: scalar math",
+     lambda x, y: x.astype(np.float64) ** y, (np.float32(12.692317), np.float64(-0.698))),
+]
+
+
+@pytest.mark.parametrize("backend", [None, "interpret"])
+@pytest.mark.parametrize("case", ROUTING, ids=[c[0] for c in ROUTING])
+def test_numpys_routing_of_power_between_ufunc_and_scalar_math(case, backend) -> None:
+    _name, fn, args = case
+    j = _jitted(fn, args, backend)
+    with np.errstate(all="ignore"):
+        for _ in range(2):
+            got, want = j(*args), fn(*args)
+            assert _bits(got) == _bits(want), (got, want)

@@ -191,8 +191,11 @@ class TraceContext:
         inner = self.innermost(operands)
         if inner is not self:   # a loop body's value beside one of the enclosing trace: record it in the body
             return inner.op(name, *operands, _py=_py, **attrs)
-        if name == "power" and _py and len(operands) == 2 and all(numpy_scalar(o) for o in operands):
-            # ``a ** b`` of two scalars is NumPy's scalar math, not np.power (ir.semantics.scalar_power)
+        if (name == "power" and _py and len(operands) == 2 and all(numpy_scalar(o) for o in operands)
+                and all(o.dtype.kind == "f" for o in operands if isinstance(o, Tracer))):
+            # ``a ** b`` of two float scalars is NumPy's scalar math, not np.power
+            # (ir.semantics.scalar_power); an integer scalar beside a Python float goes to the ufunc
+            # in NumPy, and integer powers are exact either way
             attrs = {**attrs, "scalar": True}
         if self.weak:
             operands, weak = self._weak_operands(name, operands, _py)
@@ -268,8 +271,10 @@ class _Buffer:
 def numpy_scalar(x: Any) -> bool:
     """True where the plain function would hold a Python or NumPy scalar, not an array: a scalar
     argument, a Python-scalar parameter, or a 0-d value NumPy returns as a scalar (a reduction, a
-    ufunc on scalars, ``x[3]``); False for arrays, 0-d arrays passed in, and 0-d views
-    (``x.reshape(())``). Immutable (``s += 1`` rebinds), and ``s ** t`` of two is scalar math."""
+    ufunc on scalars, ``x[3]``, ``.astype`` of a scalar); False for arrays, 0-d arrays passed in,
+    ``np.where``'s 0-d result, ``.astype``/``.copy`` of a 0-d array, and 0-d views that share a
+    buffer (``x.reshape(())``). Immutable (``s += 1`` rebinds), and ``s ** t`` of two floats is
+    scalar math (:meth:`TraceContext.op`)."""
     if isinstance(x, bool | int | float | np.generic):
         return True
     if not isinstance(x, Tracer) or x.shape:
@@ -277,7 +282,16 @@ def numpy_scalar(x: Any) -> bool:
     ctx = x.ctx
     if x.value in ctx.scalar_inputs or ctx.weak.get(x.value):
         return True
-    return ctx.builder.nodes[x.value].op not in ("input", "const") and (x.buf is None or len(x.buf.members) == 1)
+    if x.buf is not None and len(x.buf.members) > 1:
+        return False
+    v = x.value
+    while True:
+        node = ctx.builder.nodes[v]
+        if node.op in ("input", "const", "where"):   # (np.where of scalars returns a 0-d array)
+            return v in ctx.scalar_inputs or bool(ctx.weak.get(v))
+        if node.op != "astype":                      # .astype()/.copy() keep what they are given
+            return True
+        v = node.args[0]
 
 
 class Tracer:
