@@ -11,7 +11,7 @@ MODULES = [
     "noodle.ir.graph", "noodle.ir.verify", "noodle.ir.printer", "noodle.ir.semantics",
     "noodle.trace.tracer", "noodle.passes", "noodle.passes.simplify", "noodle.passes.fuse",
     "noodle.passes.schedule", "noodle.passes.memplan", "noodle.nbc", "noodle.nbc.format",
-    "noodle.exec.interpreter", "noodle.exec.executor", "noodle.exec.state", "noodle.jit",
+    "noodle.exec.interpreter", "noodle.exec.executor", "noodle.exec.state", "noodle.jit", "noodle.jit.fperrors",
 ]
 
 

@@ -29,6 +29,7 @@ from noodle.errors import ConfigError, TraceError
 from noodle.exec.state import ProgramState, parse_hot_threshold
 from noodle.ir.graph import DTYPE_SET
 from noodle.jit.fastpath import MISS, arg_specs, build_fast_path, no_fast_path
+from noodle.jit.fperrors import fp_traps
 from noodle.passes import optimize
 from noodle.trace import is_array
 from noodle.trace.tracer import Concretize, Tracer, trace_with_context
@@ -132,6 +133,10 @@ class JitFunction:
 
     # ---- the hot path
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if fp_traps():
+            # the caller's np.errstate raises (or calls) on floating-point errors, which compiled
+            # kernels cannot see: the plain function does exactly what NumPy does
+            return self.fn(*args, **kwargs)
         if not kwargs:
             # the last compiled signature: one generated function checks the arguments' types,
             # dtypes and shapes and the guards, then runs the kernel (MISS: anything else)
