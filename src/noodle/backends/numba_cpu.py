@@ -256,25 +256,13 @@ class NumbaKernel(Kernel):
             # non-contiguous array before running anything. Either way the slow path names why.
             part = np.empty(self._n_part, self._acc) if self._acc is not None else None
             try:
-                ksc = None
-                if self._scalars:
+                if self._scalars:   # (a runner calls entry(), which passes them as scalars to k_sc)
                     flat_in = list(inputs)
-                    ksc = self._ksc
-                    if ksc is not None:
-                        for k, t in self._sc_types:
-                            x = flat_in[k]
-                            if type(x) is not t:
-                                if type(x) is np.ndarray and x.shape == () and x.dtype.type is t:
-                                    flat_in[k] = x[()]
-                                else:   # another type: the checked path below
-                                    ksc = None
-                                    break
-                    if ksc is None:
-                        for k in self._scalars:
-                            flat_in[k] = inputs[k].reshape(1)   # a NumPy scalar has reshape too
+                    for k in self._scalars:
+                        flat_in[k] = flat_in[k].reshape(1)   # a NumPy scalar has reshape too
                     inputs = tuple(flat_in)
                 args = (*inputs, *outs) if part is None else (*inputs, *outs, part)
-                ok = self._launch(args + self._dims_arg) if ksc is None else ksc(*args, *self._dims_arg)
+                ok = self._launch(args + self._dims_arg)
             except (TypeError, AttributeError, ValueError, IndexError):
                 ok = False   # the slow path below names what does not fit
             if ok:
@@ -316,16 +304,22 @@ class NumbaKernel(Kernel):
         if not (self._direct and self._small_out and self._run1a is None) or self.module is None:
             return self
         ker = self._ksc if self._scalars else self._ser
-        if ker is None or (self._scalars and self._ksc is None):
+        if ker is None:   # (no k_sc: float32 0-d inputs keep the one-element arrays of __call__)
             return self
         n_in = len(self._in_dtypes)
         args = [f"a{k}" for k in range(n_in)]
         env: dict[str, Any] = {"ker": ker, "slow": self.__call__, "empty": np.empty, "shape": self._shape,
                                "finish": self._finish, "npart": self._n_part, "acc": self._acc}
+        # each 0-d input as a NumPy scalar of its exact type (a 0-d array of it is read as one);
+        # anything else, a Python float included, goes to the checked path
         checks = []
+        env["ndarray"] = np.ndarray
         for k, t in self._sc_types:
             env[f"T{k}"] = t
-            checks.append(f"type(a{k}) is T{k}")
+            checks += [f"if type(a{k}) is not T{k}:",
+                       f"    if type(a{k}) is not ndarray or a{k}.shape != () or a{k}.dtype.type is not T{k}:",
+                       f"        return slow({', '.join(args)})",
+                       f"    a{k} = a{k}[()]"]
         outs = []
         for j, dt in enumerate(self._out_dtypes):
             env[f"D{j}"] = dt
@@ -343,11 +337,7 @@ class NumbaKernel(Kernel):
         body += ["try:", f"    ok = ker({', '.join(call)})",
                  "except (TypeError, ValueError, AttributeError, IndexError):",
                  "    ok = False", "if ok:", f"    return {result}"]
-        if checks:
-            lines.append(f"    if {' and '.join(checks)}:")
-            lines += ["        " + b for b in body]
-        else:
-            lines += ["    " + b for b in body]
+        lines += ["    " + b for b in checks + body]
         lines.append(f"    return slow({', '.join(args)})")
         exec(compile("\n".join(lines) + "\n", f"<noodle kernel entry {self.spec.key()[:12]}>", "exec"), env)  # noqa: S102
         fn: Callable[..., tuple[Any, ...]] = env["call"]
