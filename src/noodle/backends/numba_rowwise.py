@@ -36,6 +36,8 @@ from noodle.backends.base import Kernel, check_inputs
 from noodle.backends.cache_dir import backends_digest
 from noodle.backends.numba_cache import from_cache, load_module
 from noodle.backends.numba_emit import cast, float_literal, indent, literal, nb_type, op_expr, sig_array
+from noodle.backends.numba_expf import inline_exp
+from noodle.backends.numba_extreme import extreme_lanes_max, extreme_lanes_min
 from noodle.backends.numba_plan import PARALLEL_MIN, UFUNC_OPS
 from noodle.backends.numba_reduce import _lanes
 from noodle.backends.numpy_loops import resolve
@@ -47,7 +49,7 @@ from noodle.ir.reduction import CHUNK
 from noodle.memory.pool import default_pool
 
 BLOCK = 1 << 15          # elements per block of rows (a scratch buffer: 128-256 KiB, in L2)
-PRANGE_MIN_BLOCKS = 64   # from this many blocks the parallel driver is Numba's prange (RowKernel._drive)
+PRANGE_MIN_BLOCKS = 2   # from this many blocks the parallel driver is Numba's prange (RowKernel._drive)
 _REDUCE = ("sum", "mean", "max", "min")
 #: ops cheap enough to compute again in a later pass rather than keep (RowPlan._recomputed)
 ARITHMETIC = frozenset({"add", "subtract", "multiply", "negative"})
@@ -99,45 +101,27 @@ def _extreme(buf: Any, off: int, n: int, is_max: bool) -> float:   # pragma: no 
     """``max``/``min`` of ``buf[off:off+n]`` by the defined rules: NaN wins (as ``np.nan``), and
     between zeros max takes +0.0, min -0.0.
 
-    Why four accumulators updated by selects: a branch per element (``if x > m``) ran at ~2 ns
-    an element here; selects on independent chains run at the loads' pace. The extreme is one of
-    the values whatever the order, so only the zero's sign and NaN need the rules, checked after."""
+    Why a vector intrinsic (:mod:`noodle.backends.numba_extreme`): a branch per element ran at
+    ~2 ns an element here, and four scalar select chains at ~0.3 ns, as long as NumPy's ``exp``
+    of the same row. The extreme is one of the values whatever the order, so only the zero's
+    sign and NaN need the rules, checked after."""
     x = buf[off]
-    m0 = x
-    m1 = x
-    m2 = x
-    m3 = x
-    bad = x != x
-    end4 = off + (n // 4) * 4
-    for j in range(off, end4, 4):
-        a = buf[j]
-        b = buf[j + 1]
-        c = buf[j + 2]
-        d = buf[j + 3]
-        bad |= (a != a) | (b != b) | (c != c) | (d != d)
-        if is_max:
-            m0 = a if a > m0 else m0
-            m1 = b if b > m1 else m1
-            m2 = c if c > m2 else m2
-            m3 = d if d > m3 else m3
-        else:
-            m0 = a if a < m0 else m0
-            m1 = b if b < m1 else m1
-            m2 = c if c < m2 else m2
-            m3 = d if d < m3 else m3
-    for j in range(end4, off + n):
+    w = 256 // buf.itemsize
+    steps = n // w
+    if is_max:
+        m, bad = extreme_lanes_max(buf, off, steps, x)
+    else:
+        m, bad = extreme_lanes_min(buf, off, steps, x)
+    bad |= x != x
+    for j in range(off + steps * w, off + n):
         a = buf[j]
         bad |= a != a
         if is_max:
-            m0 = a if a > m0 else m0
+            m = a if a > m else m
         else:
-            m0 = a if a < m0 else m0
+            m = a if a < m else m
     if bad:
         return np.nan
-    if is_max:
-        m = max(max(m0, m1), max(m2, m3))
-    else:
-        m = min(min(m0, m1), min(m2, m3))
     if m == 0:
         want = 1.0 if is_max else -1.0
         for j in range(off, off + n):
@@ -189,10 +173,14 @@ class RowPlan:
                     self._view(a, "full" if ins.op in _REDUCE else lvl)
         self.ufunc = [False] * nv
         self.stage = [0] * nv
+        #: float32 ``exp`` computed in the pass (NumPy's algorithm, :mod:`numba_expf`), not a stage
+        self.inline: set[int] = set()
         for i, ins in enumerate(body):
             v = self.base + i
             s = max((self.stage[a] for a in ins.args), default=0)
-            if ins.op in _REDUCE:
+            if inline_exp(ins.op, ins.dtype, [spec.dtype_of(a) for a in ins.args]):
+                self.inline.add(v)
+            elif ins.op in _REDUCE:
                 if not is_float(spec.dtype_of(ins.args[0])):
                     raise CompileError(f"row-wise {ins.op} of {spec.dtype_of(ins.args[0])} values: only float rows")
             elif ins.op in UFUNC_OPS and is_float(ins.dtype):
@@ -317,7 +305,8 @@ class _Gen:
                f"# noodle backends {backends_digest()} (the helpers it calls: a change recompiles it)",
                "import math", "import numpy as np", "from numba import njit, prange",
                "from noodle.backends.numba_rowwise import _rmax, _rmin, _rsum",
-               "from noodle.backends.numpy_loops_call import call2, call3", "",
+               "from noodle.backends.numpy_loops_call import call2, call3",
+               *(["from noodle.backends.numba_expf import expf_numpy"] if p.inline else []), "",
                "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)", ""]
         for s in range(p.n_stages):
             src += self.stage(s)
@@ -405,6 +394,8 @@ class _Gen:
 
     def expr(self, v: int) -> str:
         ins = self.spec.body[v - self.p.base]
+        if v in self.p.inline:
+            return f"expf_numpy({self.name(ins.args[0], self.p.level[v])})"
         lvl = self.p.level[v]
         return op_expr(ins.op, [self.name(a, lvl) for a in ins.args], [self.spec.dtype_of(a) for a in ins.args],
                        ins.dtype)
@@ -739,7 +730,7 @@ def compile_rowwise(spec: RowSpec, cache_dir: Any = None) -> RowKernel:
     check_portable_casts(spec)   # type: ignore[arg-type]
     check_integer_power(spec)    # type: ignore[arg-type]
     src = _Gen(p).module()
-    key = "row_" + spec.key()
+    key = "row_" + spec.key() + ("_xf" if p.inline else "")
     try:
         module = load_module(key, src, cache_dir)
     except CompileError:
