@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from noodle.backends.base import Backend
+from noodle.backends.numba_expf import inline_exp
 from noodle.backends.reference import evaluate
 from noodle.backends.registry import backend_names, get_backend
 from noodle.backends.spec import Instr, KernelSpec, Reduce
@@ -141,7 +142,8 @@ def inputs_for(spec: KernelSpec, seed: int) -> list[np.ndarray]:
 
 def uniform_libm(spec: KernelSpec) -> bool:
     """True when an exp/log/pow... of a broadcast one-element input appears: the Numba backend would
-    compute it once with its own math library, so it refuses the region (it runs interpreted)."""
+    compute it once with its own math library, so it refuses the region (it runs interpreted);
+    not float32 exp where NumPy's algorithm is inline (:mod:`noodle.backends.numba_expf`)."""
     n = int(np.prod(spec.shape))
     uni = [n > 1 and int(np.prod(s)) == 1 for _, s in spec.inputs]
     const_only = [False] * len(spec.inputs)
@@ -150,7 +152,8 @@ def uniform_libm(spec: KernelSpec) -> bool:
     for ins in spec.body:
         uni.append(all(uni[a] for a in ins.args))
         const_only.append(all(const_only[a] for a in ins.args))
-        if OPS[ins.op].libm and ins.dtype.startswith("float") and uni[-1] and not const_only[-1]:
+        inline = inline_exp(ins.op, ins.dtype, [spec.dtype_of(a) for a in ins.args])   # NumPy's bits
+        if OPS[ins.op].libm and ins.dtype.startswith("float") and uni[-1] and not const_only[-1] and not inline:
             return True
     return False
 

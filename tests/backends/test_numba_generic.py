@@ -20,6 +20,7 @@ import noodle as nd
 from noodle import metrics
 from noodle.backends import numba_threads
 from noodle.backends.numba_cpu import NumbaBackend
+from noodle.backends.numba_expf import verified as expf_verified
 from noodle.backends.reference import evaluate
 from noodle.backends.spec import Instr, KernelSpec, Reduce
 from noodle.devices.detect import cpu_threads
@@ -98,7 +99,9 @@ def test_fifty_lengths_one_module_and_the_interpreters_bits(backend, parallel_fr
     # staged: at length 1 the size-1 input is as long as the others (another layout class);
     # sq_sum: one module and its parallel variant, compiled on first use
     assert backend.module_count() == (1 if make is sq_sum else 2)
-    assert _compiles() - before <= 2
+    # float32 exp inline (numba_expf): ``staged`` is then a one-pass sum with a parallel variant
+    inline = make is staged and dtype == "float32" and expf_verified()
+    assert _compiles() - before <= (3 if inline else 2)
 
 
 def test_rows_of_many_shapes_share_one_module(backend) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from noodle.backends.numba_expf import verified as expf_verified
 from noodle.backends.numpy_loops import call2, call3, call_unary, strided_loop
 from noodle.ir.ops import LIBM_OPS, OPS
 
@@ -126,7 +127,10 @@ def test_fused_kernels_call_numpys_loops_and_give_the_interpreters_bits(name, dt
     b = (rng.random(1 if name == "power_one_element" else n) + 0.5).astype(dtype)
     a[:4] = [np.nan, np.inf, -np.inf, -0.0]
     kernel, want = _staged_kernel(CHAINS[name], (a, b))
-    assert kernel.plan.mode == "stages" and kernel._runb is not None, "the compiled driver was not chosen"
+    if name == "exp" and dtype == "float32" and expf_verified():
+        assert kernel.plan.mode != "stages"   # NumPy's float32 exp runs inline (numba_expf)
+    else:
+        assert kernel.plan.mode == "stages" and kernel._runb is not None, "the compiled driver was not chosen"
     with np.errstate(all="ignore"):
         kernel(np.full_like(a, 0.75), np.full_like(b, 0.5))   # pooled outputs then hold other values
         got = kernel(a, b)

@@ -21,6 +21,8 @@ from tests.jit.test_rowwise import check
 import noodle as nd
 from noodle.backends import numba_expf
 from noodle.backends.numba_expf import check_inputs, exp_array, verified
+from noodle.backends.numba_plan import plan
+from noodle.backends.spec import Instr, KernelSpec
 
 needs_inline = pytest.mark.skipif(not verified(), reason="this NumPy's float32 exp is not the SIMD algorithm "
                                   "noodle inlines (kernels call NumPy's loop here)")
@@ -139,3 +141,46 @@ def test_row_max_and_min_follow_the_rules_past_the_vector_width(dtype, length):
     # the oracle is the interpreter (NumPy's own max of +0.0 and -0.0 depends on its SIMD order;
     # noodle defines it), and the interpreter is checked close to plain NumPy
     check(f, (x,))
+
+
+def _chain(a, b, e):
+    return a * b - 0.5 * np.exp(-e)
+
+
+def _broadcast_exp(x, col):
+    return np.exp(x - col) + np.exp(col)
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000, 300_001])
+def test_jitted_elementwise_exp_equals_plain_numpy(n):
+    """A fused float32 kernel with exp (flat, and with a broadcast operand) gives the plain
+    function's bits, at lengths below and above the parallel threshold."""
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    e = (rng.standard_normal(n) * 60).astype(np.float32)
+    e[::97] = np.nan
+    e[1::101] = -np.inf
+    e[2::103] = 120.0
+    jitted = nd.jit(_chain, backend="numba")
+    jitted.compile(a, b, e)
+    with np.errstate(all="ignore"):
+        want, got = _chain(a, b, e), jitted(a, b, e)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan) and np.array_equal(_bits(got)[~nan], _bits(want)[~nan])
+
+    x = (rng.standard_normal((max(1, n // 100), 100)) * 50).astype(np.float32)
+    col = (rng.standard_normal((x.shape[0], 1)) * 50).astype(np.float32)
+    jb = nd.jit(_broadcast_exp, backend="numba")
+    jb.compile(x, col)
+    with np.errstate(all="ignore"):
+        want, got = _broadcast_exp(x, col), jb(x, col)
+    assert np.array_equal(_bits(got), _bits(want))
+
+
+@needs_inline
+def test_a_float32_exp_kernel_is_one_pass_not_stages():
+    def spec(dtype):
+        return KernelSpec(((dtype, (8,)),), (), (Instr("exp", (0,), dtype),), (1,), (8,))
+
+    assert plan(spec("float32")).mode != "stages"
+    assert plan(spec("float64")).mode == "stages"   # NumPy's float64 exp is not inlined

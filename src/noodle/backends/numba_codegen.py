@@ -104,6 +104,7 @@ def generate(spec: KernelSpec, p: Plan) -> str:
         "import numpy as np",
         "from numba import njit, prange",
         "from noodle.backends.numba_reduce import lane_sums, lane_sums_from",
+        "from noodle.backends.numba_expf import expf_numpy",
         "",
         f"_OPTS = dict(cache=True, error_model='numpy', fastmath={fm}, nogil=True)",
         f"MODE = {p.mode!r}",

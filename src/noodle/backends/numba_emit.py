@@ -137,7 +137,8 @@ NUMBA_OPS = {
     "negative": _wrapping(lambda args, dts, out: f"(-{cast(args[0], dts[0], out)})"),
     "abs": _wrapping(lambda args, dts, out: f"abs({cast(args[0], dts[0], out)})"),
     # exp, log, sin, cos, tanh (``libm`` rows) run as NumPy ufuncs between stages at every size
-    # (numba_plan.UFUNC_OPS); these expressions serve constants folded at compile time only
+    # (numba_plan.UFUNC_OPS), float32 exp as NumPy's algorithm inline (Emitter._expr, numba_expf);
+    # these expressions serve constants folded at compile time only
     "exp": _math("exp"), "log": _math("log"), "sqrt": _math("sqrt"), "sin": _math("sin"),
     "cos": _math("cos"), "tanh": _math("tanh"),
     "where": Elementwise(_where),
@@ -230,8 +231,13 @@ class Emitter:
 
     def _expr(self, v: int, sfx: str) -> str:
         ins = self.spec.body[v - self.base]
-        return op_expr(ins.op, [self.name(a, sfx) for a in ins.args],
-                       [self.spec.dtype_of(a) for a in ins.args], ins.dtype)
+        dts = [self.spec.dtype_of(a) for a in ins.args]
+        if ins.op == "exp" and ins.dtype == "float32":
+            from noodle.backends.numba_expf import inline_exp  # noqa: PLC0415 - compiles Numba code
+
+            if inline_exp(ins.op, ins.dtype, dts):
+                return f"expf_numpy({self.name(ins.args[0], sfx)})"   # NumPy's bits (numba_expf)
+        return op_expr(ins.op, [self.name(a, sfx) for a in ins.args], dts, ins.dtype)
 
     def body(self, targets: set[int], load: dict[int, str], sfx: str) -> list[str]:
         """Lines computing every varying value ``targets`` needs; ``load`` gives array reads."""

@@ -54,8 +54,9 @@ import numpy as np
 
 from noodle.backends.layout import spec_layout
 from noodle.backends.numba_emit import Emitter, nb_type, uniform
+from noodle.backends.numba_expf import inline_exp
 from noodle.backends.op_text import check_integer_power, check_portable_casts, is_float
-from noodle.backends.spec import KernelSpec
+from noodle.backends.spec import Instr, KernelSpec
 from noodle.errors import CompileError
 from noodle.ir.ops import LIBM_OPS, OPS
 from noodle.ir.reduction import CHUNK, acc_dtype
@@ -110,6 +111,13 @@ class Plan:
     @property
     def n_scratch(self) -> int:
         return len(self.scratch_dtypes)
+
+
+def numpy_stage(spec: KernelSpec, ins: Instr) -> bool:
+    """Whether ``ins`` runs as NumPy's ufunc on blocks between stages: a libm op on floats, except
+    float32 ``exp`` where NumPy's algorithm runs inline (:mod:`noodle.backends.numba_expf`)."""
+    return (ins.op in UFUNC_OPS and is_float(ins.dtype)
+            and not inline_exp(ins.op, ins.dtype, [spec.dtype_of(a) for a in ins.args]))
 
 
 def emitter(spec: KernelSpec, p: Plan) -> Emitter:
@@ -188,7 +196,9 @@ def generic_key(spec: KernelSpec, p: Plan) -> str:
     bare = replace(spec, inputs=tuple((d, ()) for d, _ in spec.inputs), shape=(),
                    reduce=None if red is None else replace(red, axes=None, shape=()))
     payload = json.dumps({"spec": asdict(bare), "mode": p.mode, "rank": len(p.shape), "masks": masks,
-                          "reduced": list(p.reduced), "generic": GENERIC_VERSION}, sort_keys=True, default=str)
+                          "reduced": list(p.reduced), "generic": GENERIC_VERSION,
+                          "inline_exp": any(inline_exp(i.op, i.dtype, [spec.dtype_of(a) for a in i.args])
+                                            for i in spec.body)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
@@ -196,12 +206,12 @@ def _has_ufunc_work(spec: KernelSpec, p: Plan) -> bool:
     e = emitter(spec, p)
     for i, ins in enumerate(spec.body):
         v = e.base + i
-        if ins.op in UFUNC_OPS and is_float(ins.dtype) and e.uni[v] and not e.const_only(v):
+        if numpy_stage(spec, ins) and e.uni[v] and not e.const_only(v):
             # the fusion pass leaves one-element exp/pow... to the interpreter; a value that is
             # uniform only through a broadcast input would be computed here with libm: refuse
             raise CompileError(f"kernel {spec.key()}: {ins.op} of a broadcast scalar would not give NumPy's "
                                "bits in a Numba kernel; it runs interpreted")
-    return any(ins.op in UFUNC_OPS and is_float(ins.dtype) for ins in spec.body)
+    return any(numpy_stage(spec, ins) for ins in spec.body)
 
 
 def plan_stages(spec: KernelSpec, p: Plan) -> None:
@@ -214,7 +224,7 @@ def plan_stages(spec: KernelSpec, p: Plan) -> None:
     for i, ins in enumerate(spec.body):
         v = base + i
         s = max((stage[a] for a in ins.args), default=0)
-        if ins.op in UFUNC_OPS and is_float(ins.dtype) and not uni[v]:
+        if numpy_stage(spec, ins) and not uni[v]:
             is_ufunc[v] = True
             s = max(stage[a] for a in ins.args) + 1
         stage[v] = s
@@ -310,5 +320,5 @@ def unstaged_inputs(p: Plan, n_in: int) -> tuple[int, ...]:
     return tuple(k for k in range(n_in) if k not in staged)
 
 
-__all__ = ["BLOCK", "GENERIC_VERSION", "PARALLEL_MIN", "UFUNC_OPS", "NumbaStep", "Plan", "UfuncStep", "emitter",
+__all__ = ["BLOCK", "GENERIC_VERSION", "PARALLEL_MIN", "UFUNC_OPS", "NumbaStep", "Plan", "UfuncStep", "emitter", "numpy_stage",
            "generic", "generic_key", "n_partials", "plan", "plan_stages", "stride_defs", "unstaged_inputs"]
