@@ -317,10 +317,34 @@ def test_every_way_of_driving_the_blocks_gives_the_interpreters_bits(monkeypatch
 
 def test_a_cheap_value_a_later_pass_reads_is_computed_again_not_kept():
     """layernorm's ``x - mean`` is read by the last pass: computed again there (same op, same
-    operands: the same bits, which the tests above check), so only ``d * d`` needs a scratch row."""
+    operands: the same bits, which the tests above check), so only ``d * d`` needs a row, and it
+    is kept in the output buffer, which the last pass writes after ``d * d`` is summed."""
     x = np.ones((4, 64), np.float32)
     prog = optimize(trace(layernorm, args_for("layernorm", x)))
     spec, _, _ = row_spec(prog, _region(prog))
     plan = RowPlan(spec)
     assert plan.recompute and not (plan.recompute & set(plan.home))
-    assert len(plan.t_dtypes) == 1
+    assert not plan.t_dtypes and sorted(kind for kind, _ in plan.home.values()) == ["o", "o"]
+
+
+def test_a_value_kept_in_an_output_is_not_overwritten_before_it_is_reduced():
+    """softmax's ``e`` lives in the output buffer (RowPlan._in_output) only when every sum of it
+    runs before the output is written: in ``late_sum`` the output is written in the pass that
+    computes ``e`` and the sums come after, so ``e`` must keep its own scratch row."""
+    def late_sum(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e * 2.0, e.sum(axis=-1, keepdims=True), (e * e).sum(axis=-1, keepdims=True)
+
+    def shared(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    for dtype in ("float32", "float64"):
+        x = np.random.default_rng(5).standard_normal((40, 300)).astype(dtype)
+        check(late_sum, (x,))
+        prog = check(shared, (x,))
+        (unit,) = [u for u in units(prog) if u.group is not None]
+        spec, _, _ = row_spec(prog, unit)
+        plan = RowPlan(spec)
+        (e,) = [plan.base + i for i, ins in enumerate(spec.body) if ins.op == "exp"]
+        assert plan.home[e][0] == "o"   # e is kept in the output: no scratch row of its own

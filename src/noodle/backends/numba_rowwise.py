@@ -265,9 +265,12 @@ class RowPlan:
         home: dict[int, tuple[str, int]] = {}
         self.t_dtypes: list[str] = []
         self.u_dtypes: list[str] = []
+        shared = self._in_output(need)
         for v in sorted(need | set(self.out_index)):
             if v in self.out_index:
                 home[v] = ("o", self.out_index[v])
+            elif v in shared:
+                home[v] = ("o", shared[v])
             elif self.level[v] == "full":
                 home[v] = ("t", len(self.t_dtypes))
                 self.t_dtypes.append(spec.dtype_of(v))
@@ -275,6 +278,43 @@ class RowPlan:
                 home[v] = ("u", len(self.u_dtypes))
                 self.u_dtypes.append(spec.dtype_of(v))
         return home
+
+    def _order(self, u: int) -> tuple[int, int, int, int]:
+        """When value ``u`` is computed in a block: stage, its ufunc step before the stage's
+        Numba function, pass, and a pass's row values before its loop over the row."""
+        return (self.stage[u], 0 if self.ufunc[u] else 1, self.passes[u], 0 if self.level[u] == "row" else 1)
+
+    def _in_output(self, need: set[int]) -> dict[int, int]:
+        """Per-element values kept in an output's buffer instead of a scratch row: softmax's
+        ``e = exp(x - max)`` lives where ``e / sum(e)`` is written.
+
+        Why: the scratch row is one more buffer written and read per row (a fifth of a float32
+        softmax's time here). Safe when the value's only per-element reader is that output (same
+        dtype, computed by a Numba loop that reads element ``j`` before it writes it), or it has
+        none (layernorm's ``d * d``, only summed) and the output is written after it, and every
+        reduction of the value runs before that output's pass. One value per output buffer."""
+        spec, base = self.spec, self.base
+        readers: dict[int, set[int]] = {}
+        for i, ins in enumerate(spec.body):
+            for a in ins.args:
+                readers.setdefault(a, set()).add(base + i)
+        out: dict[int, int] = {}
+        for v in sorted(need):
+            if v in self.out_index or self.level[v] != "full" or self.uni[v]:
+                continue
+            elem = [u for u in readers.get(v, ()) if spec.body[u - base].op not in _REDUCE]
+            reds = [u for u in readers.get(v, ()) if spec.body[u - base].op in _REDUCE]
+            if len(elem) > 1:
+                continue
+            # its one per-element reader, or (read by reductions only) any output written later
+            for w in elem or sorted(self.out_index):
+                if (w not in self.out_index or self.ufunc[w] or self.uni[w] or self.level[w] != "full"
+                        or spec.dtype_of(w) != spec.dtype_of(v) or self.out_index[w] in out.values()):
+                    continue
+                if self._order(v) < self._order(w) and all(self._order(r) < self._order(w) for r in reds):
+                    out[v] = self.out_index[w]
+                    break
+        return out
 
     def steps(self) -> list[tuple[str, int]]:
         """("numba", stage) and ("ufunc", value) in the order a block runs them."""
