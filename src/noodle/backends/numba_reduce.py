@@ -40,6 +40,7 @@ from llvmlite import ir
 from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
+from noodle.backends.llvm_loop import CountedLoop
 from noodle.backends.numba_threads import parallel_lock
 from noodle.ir.reduction import CHUNK, LANES, combine_chunks
 
@@ -71,27 +72,13 @@ def _lanes_codegen(with_init: bool) -> Any:
                 first = builder.insert_element(first, builder.extract_value(args[3], u), ir.Constant(i32, u))
         else:
             first = ir.Constant(vacc, [-0.0] * 8)
-        pre = builder.basic_block
-        head = builder.append_basic_block("lanes.head")
-        body = builder.append_basic_block("lanes.body")
-        done = builder.append_basic_block("lanes.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        q = builder.phi(i64)
-        acc = builder.phi(vacc)
-        q.add_incoming(ir.Constant(i64, 0), pre)
-        acc.add_incoming(first, pre)
-        builder.cbranch(builder.icmp_signed("<", q, stepsv), body, done)
-        builder.position_at_end(body)
-        ptr = builder.gep(base, [builder.mul(q, ir.Constant(i64, 8))])
+        loop = CountedLoop(builder, "lanes", stepsv, [(vacc, first)])
+        (acc,) = loop.values
+        ptr = builder.gep(base, [builder.mul(loop.q, ir.Constant(i64, 8))])
         v = builder.load(builder.bitcast(ptr, vin.as_pointer()), align=align)
         if elt != f64:
             v = builder.fpext(v, vacc)
-        nxt = builder.fadd(acc, v)
-        q.add_incoming(builder.add(q, ir.Constant(i64, 1)), body)
-        acc.add_incoming(nxt, body)
-        builder.branch(head)
-        builder.position_at_end(done)
+        loop.close([builder.fadd(acc, v)])
         out = context.get_constant_undef(sig.return_type)
         for u in range(8):
             out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(i32, u)), u)
@@ -132,6 +119,42 @@ def _lanes_from(typingctx: Any, row: Any, start: Any, steps: Any, lanes: Any) ->
     if not _lane_row(row) or lanes != ret:
         return None
     return ret(row, types.intp, types.intp, ret), _lanes_codegen(True)
+
+
+@njit(**_OPTS)
+def _rsum(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
+    """The defined-order sum of ``buf[off:off+n]`` (float64; NaN as ``np.nan``).
+
+    Row-wise kernels' row sum (:mod:`noodle.backends.numba_rowwise`). Why no lane array: an allocation per row (two per layernorm row) takes a shared allocator's
+    atomics, and two threads running rows at once then ran slower than one."""
+    total = 0.0
+    for c in range((n + CHUNK - 1) // CHUNK):
+        s = off + c * CHUNK
+        m = min(CHUNK, n - c * CHUNK)
+        nq = m // 8
+        l0, l1, l2, l3, l4, l5, l6, l7 = _lanes(buf, s, nq)
+        jt = s + nq * 8
+        tail = m - nq * 8     # at most 7: element u of the tail goes to lane u
+        if tail > 0:
+            l0 += np.float64(buf[jt])
+        if tail > 1:
+            l1 += np.float64(buf[jt + 1])
+        if tail > 2:
+            l2 += np.float64(buf[jt + 2])
+        if tail > 3:
+            l3 += np.float64(buf[jt + 3])
+        if tail > 4:
+            l4 += np.float64(buf[jt + 4])
+        if tail > 5:
+            l5 += np.float64(buf[jt + 5])
+        if tail > 6:
+            l6 += np.float64(buf[jt + 6])
+        acc = l0 + l1 + l2 + l3 + l4 + l5 + l6 + l7
+        total = acc if c == 0 else total + acc
+    if total != total:
+        return np.nan
+    return total
+
 
 
 #: the public name generated kernels import (:func:`noodle.backends.numba_emit.lane_reduce`)
@@ -334,4 +357,4 @@ def _canonical_nan(out: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["lane_sums", "lane_sums_from", "ordered_sum_fast"]
+__all__ = ["lane_sums", "lane_sums_from", "ordered_sum_fast"]   # and _rsum, for the row kernels

@@ -9,7 +9,7 @@ NumPy's ufuncs compute ``exp``/``log``/... on the whole block (their bits are Nu
 Numba's libm calls differ in the last bit: the rule of :mod:`noodle.backends.numba_plan`). A
 value that crosses a pass or a stage, or is reduced, is kept in a per-thread block scratch
 (or in its output). Sums follow the defined order of :mod:`noodle.ir.reduction` per row
-(chunks of ``CHUNK``, eight lanes in one vector, :func:`noodle.backends.numba_reduce._lanes`),
+(chunks of ``CHUNK``, eight lanes in one vector, :func:`noodle.backends.numba_reduce._rsum`),
 ``max``/``min`` its NaN and signed-zero rules: the bits are the interpreter's. Blocks run on
 the shared worker threads (dynamic scheduling) when the array is large, else in the caller.
 
@@ -28,7 +28,6 @@ import time
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from noodle import metrics
 from noodle.backends import numba_threads
@@ -37,15 +36,12 @@ from noodle.backends.cache_dir import backends_digest
 from noodle.backends.numba_cache import from_cache, load_module
 from noodle.backends.numba_emit import cast, float_literal, indent, literal, nb_type, op_expr, sig_array
 from noodle.backends.numba_expf import inline_exp
-from noodle.backends.numba_extreme import extreme_lanes_max, extreme_lanes_min
 from noodle.backends.numba_plan import PARALLEL_MIN, UFUNC_OPS
-from noodle.backends.numba_reduce import _lanes
 from noodle.backends.numpy_loops import resolve
 from noodle.backends.op_text import check_integer_power, check_portable_casts, is_float
 from noodle.backends.spec import RowSpec
 from noodle.devices.detect import cpu_threads
 from noodle.errors import CompileError, ExecutionError, ShapeError
-from noodle.ir.reduction import CHUNK
 from noodle.memory.pool import default_pool
 
 BLOCK = 1 << 15          # elements per block of rows (a scratch buffer: 128-256 KiB, in L2)
@@ -58,89 +54,6 @@ _OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 _COMPILES = metrics.counter("noodle_jit_rowwise_compiles_total", "row-wise kernels built by the Numba backend",
                             ["source"])
 _local = threading.local()
-
-
-# ----------------------------------------------------------------------- row reductions
-@njit(**_OPTS)
-def _rsum(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
-    """The defined-order sum of ``buf[off:off+n]`` (float64; NaN as ``np.nan``).
-
-    Why no lane array: an allocation per row (two per layernorm row) takes a shared allocator's
-    atomics, and two threads running rows at once then ran slower than one."""
-    total = 0.0
-    for c in range((n + CHUNK - 1) // CHUNK):
-        s = off + c * CHUNK
-        m = min(CHUNK, n - c * CHUNK)
-        nq = m // 8
-        l0, l1, l2, l3, l4, l5, l6, l7 = _lanes(buf, s, nq)
-        jt = s + nq * 8
-        tail = m - nq * 8     # at most 7: element u of the tail goes to lane u
-        if tail > 0:
-            l0 += np.float64(buf[jt])
-        if tail > 1:
-            l1 += np.float64(buf[jt + 1])
-        if tail > 2:
-            l2 += np.float64(buf[jt + 2])
-        if tail > 3:
-            l3 += np.float64(buf[jt + 3])
-        if tail > 4:
-            l4 += np.float64(buf[jt + 4])
-        if tail > 5:
-            l5 += np.float64(buf[jt + 5])
-        if tail > 6:
-            l6 += np.float64(buf[jt + 6])
-        acc = l0 + l1 + l2 + l3 + l4 + l5 + l6 + l7
-        total = acc if c == 0 else total + acc
-    if total != total:
-        return np.nan
-    return total
-
-
-@njit(**_OPTS)
-def _extreme(buf: Any, off: int, n: int, is_max: bool) -> float:   # pragma: no cover - compiled
-    """``max``/``min`` of ``buf[off:off+n]`` by the defined rules: NaN wins (as ``np.nan``), and
-    between zeros max takes +0.0, min -0.0.
-
-    Why a vector intrinsic (:mod:`noodle.backends.numba_extreme`): a branch per element ran at
-    ~2 ns an element here, and four scalar select chains at ~0.3 ns, as long as NumPy's ``exp``
-    of the same row. The extreme is one of the values whatever the order, so only the zero's
-    sign and NaN need the rules, checked after."""
-    x = buf[off]
-    w = 256 // buf.itemsize
-    steps = n // w
-    if is_max:
-        m, bad = extreme_lanes_max(buf, off, steps, x)
-    else:
-        m, bad = extreme_lanes_min(buf, off, steps, x)
-    bad |= x != x
-    for j in range(off + steps * w, off + n):
-        a = buf[j]
-        bad |= a != a
-        if is_max:
-            m = a if a > m else m
-        else:
-            m = a if a < m else m
-    if bad:
-        return np.nan
-    if m == 0:
-        want = 1.0 if is_max else -1.0
-        for j in range(off, off + n):
-            if buf[j] == 0 and math.copysign(1.0, buf[j]) == want:
-                return want * 0.0
-        return -want * 0.0
-    return np.float64(m)
-
-
-@njit(**_OPTS)
-def _rmax(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
-    """``max`` of ``buf[off:off+n]`` (see :func:`_extreme`)."""
-    return _extreme(buf, off, n, True)
-
-
-@njit(**_OPTS)
-def _rmin(buf: Any, off: int, n: int) -> float:   # pragma: no cover - compiled
-    """``min`` of ``buf[off:off+n]`` (see :func:`_extreme`)."""
-    return _extreme(buf, off, n, False)
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -344,7 +257,10 @@ class _Gen:
         src = ["# generated by noodle.backends.numba_rowwise: one row-wise region",
                f"# noodle backends {backends_digest()} (the helpers it calls: a change recompiles it)",
                "import math", "import numpy as np", "from numba import njit, prange",
-               "from noodle.backends.numba_rowwise import _rmax, _rmin, _rsum",
+               # the row reductions live beside the intrinsics they call: Numba's cache of a
+               # compiled function is invalidated only by a change to its own file
+               "from noodle.backends.numba_extreme import _rmax, _rmin",
+               "from noodle.backends.numba_reduce import _rsum",
                "from noodle.backends.numpy_loops_call import call2, call3",
                *(["from noodle.backends.numba_expf import expf_numpy"] if p.inline else []), "",
                "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)", ""]
