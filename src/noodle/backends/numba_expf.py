@@ -39,6 +39,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from noodle.backends.numba_stamp import stamp_backend_caches
+
+stamp_backend_caches()   # before this module's @njit(cache=True) (numba_stamp)
+
 
 def _f32(bits: int) -> float:
     return float(np.uint32(bits).view(np.float32))

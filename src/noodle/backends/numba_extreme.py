@@ -26,6 +26,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from noodle.backends.llvm_loop import CountedLoop
+from noodle.backends.numba_stamp import stamp_backend_caches
+
+stamp_backend_caches()   # before this module's @njit(cache=True) (numba_stamp)
 
 _OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 

@@ -41,8 +41,11 @@ from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
 from noodle.backends.llvm_loop import CountedLoop
+from noodle.backends.numba_stamp import stamp_backend_caches
 from noodle.backends.numba_threads import parallel_lock
 from noodle.ir.reduction import CHUNK, LANES, combine_chunks
+
+stamp_backend_caches()   # before this module's @njit(cache=True) (numba_stamp)
 
 assert LANES == 8 and CHUNK % LANES == 0   # the kernels below spell the lane count out
 

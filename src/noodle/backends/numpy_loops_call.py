@@ -25,6 +25,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from noodle.backends.numba_stamp import stamp_backend_caches
+
+stamp_backend_caches()   # before this module's @njit(cache=True) (numba_stamp)
+
 
 @intrinsic
 def call_loop(typingctx: Any, fn: Any, ctx: Any, data: Any, dims: Any, strides: Any, aux: Any) -> Any:
