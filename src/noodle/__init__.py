@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import os
 
-# Numba's parallel loops run on GNU OpenMP. Its default keeps idle workers spinning for
-# milliseconds after each loop (300,000 spins), which on a 2-vCPU machine took the core from the
-# NumPy work that followed (up to 1.2x slower in `noodle bench ops`); fully passive workers
-# (OMP_WAIT_POLICY=PASSIVE, this package's earlier default) sleep at once, and waking them cost
-# 60-90 µs per parallel loop here: more than a 512x1024 layernorm's whole parallel run (65-75 µs).
-# 10,000 spins (about 0.5 ms here) keeps back-to-back loops at a 1-2 µs launch and frees the core
-# soon after. A value the user set for either variable wins; libgomp reads them when Numba
-# first starts its thread pool, not at import.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["GOMP_SPINCOUNT"] = "10000"
+# Numba's parallel loops run on OpenMP (GNU libgomp in PyPI's wheels). Its default keeps idle
+# workers spinning for milliseconds after each loop (300,000 spins), which on a 2-vCPU machine took
+# the core from the NumPy work that followed (up to 1.2x slower in `noodle bench ops`); fully
+# passive workers (OMP_WAIT_POLICY=PASSIVE, this package's earlier default) sleep at once, and
+# waking them cost 60-90 µs per parallel loop here: more than a 512x1024 layernorm's whole parallel
+# run (65-75 µs). 10,000 spins (about 0.5 ms here) keeps back-to-back loops at a 1-2 µs launch and
+# frees the core soon after; KMP_BLOCKTIME=1 (ms) is the same bound for LLVM's and Intel's OpenMP.
+# A value the user set wins. OpenMP reads these when the library loads: a process that loaded it
+# before importing noodle keeps the library's defaults.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    os.environ.setdefault("KMP_BLOCKTIME", "1")
 
 from noodle import errors
 from noodle._lazy import lazy_attributes

@@ -35,7 +35,7 @@ def _run(digest: str) -> dict[str, int]:
 def test_the_stamp_of_a_backend_function_holds_every_backend_source():
     locator = numba_reduce._rsum._cache._impl.locator
     assert getattr(locator, "noodle_stamped", False), type(locator)
-    assert locator.get_source_stamp()[1] == backends_digest()
+    assert locator.get_source_stamp()[1].startswith(backends_digest() + "-")
     assert numba_reduce._rsum(np.ones(10), 0, 10) == 10.0
 
 

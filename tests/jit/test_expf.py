@@ -23,6 +23,7 @@ from noodle.backends import numba_expf
 from noodle.backends.numba_expf import check_inputs, exp_array, verified
 from noodle.backends.numba_plan import plan
 from noodle.backends.spec import Instr, KernelSpec
+from noodle.errors import ConfigError
 
 needs_inline = pytest.mark.skipif(not verified(), reason="this NumPy's float32 exp is not the SIMD algorithm "
                                   "noodle inlines (kernels call NumPy's loop here)")
@@ -184,3 +185,26 @@ def test_a_float32_exp_kernel_is_one_pass_not_stages():
 
     assert plan(spec("float32")).mode != "stages"
     assert plan(spec("float64")).mode == "stages"   # NumPy's float64 exp is not inlined
+
+
+def test_a_fastmath_kernel_keeps_numpys_exp_loop():
+    """Numba's fast-math flags would reassociate the inline algorithm's rounding steps (found in
+    review: 4096 of 4096 values wrong), so a fastmath spec keeps NumPy's loop between stages."""
+    from noodle.backends.registry import get_backend  # noqa: PLC0415
+
+    x = np.linspace(-20, 20, 4096).astype(np.float32)
+    spec = KernelSpec((("float32", (4096,)),), (), (Instr("exp", (0,), "float32"),), (1,), (4096,), fastmath=True)
+    assert plan(spec).mode == "stages"
+    (got,) = get_backend("numba").compile_kernel(spec)(x)
+    assert np.array_equal(_bits(got), _bits(np.exp(x)))
+
+
+@pytest.mark.parametrize("raw", ["0", "False", "OFF", "no"])
+def test_the_switch_reads_booleans_and_refuses_the_rest(monkeypatch, raw):
+    monkeypatch.setattr(numba_expf, "_verdict", None)
+    monkeypatch.setenv("NOODLE_INLINE_EXPF", raw)
+    assert numba_expf.verified() is False
+    monkeypatch.setattr(numba_expf, "_verdict", None)
+    monkeypatch.setenv("NOODLE_INLINE_EXPF", "disable")
+    with pytest.raises(ConfigError, match="NOODLE_INLINE_EXPF"):
+        numba_expf.verified()

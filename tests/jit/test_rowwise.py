@@ -298,6 +298,8 @@ def test_every_way_of_driving_the_blocks_gives_the_interpreters_bits(monkeypatch
     assert (kernel._run is None) == (name == "row_power")
     if path == "serial":
         monkeypatch.setattr(numba_rowwise, "cpu_threads", lambda: 1)
+    elif path == "blocks":   # what runs while another thread holds the parallel lock
+        monkeypatch.setattr(numba_rowwise, "PRANGE_MIN_BLOCKS", 10**9)
     elif path == "prange":
         monkeypatch.setattr(numba_rowwise, "PRANGE_MIN_BLOCKS", 2)
     elif path == "python":

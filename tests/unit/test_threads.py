@@ -62,17 +62,19 @@ def test_twenty_threads_mixed_ops() -> None:
 
 
 def _env_after_import(env: dict[str, str]) -> dict[str, str | None]:
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    code = ("import json, os, noodle; print(json.dumps({k: os.environ.get(k) "
-            "for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')}))")
+    names = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    base = {k: v for k, v in os.environ.items() if k not in names}
+    code = f"import json, os, noodle; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
     out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
                          timeout=120, check=True)
     return json.loads(out.stdout)
 
 
 def test_openmp_workers_spin_briefly_unless_the_user_chose() -> None:
-    """``import noodle`` bounds OpenMP's spinning (GOMP_SPINCOUNT=10000) only where the user set
-    neither variable: a value of theirs is never replaced."""
-    assert _env_after_import({}) == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "10000"}
-    assert _env_after_import({"OMP_WAIT_POLICY": "PASSIVE"}) == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}
-    assert _env_after_import({"GOMP_SPINCOUNT": "7"}) == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "7"}
+    """``import noodle`` bounds OpenMP's spinning (GOMP_SPINCOUNT=10000, KMP_BLOCKTIME=1) unless the
+    user chose a wait policy: a value of theirs is never replaced."""
+    assert _env_after_import({}) == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "1"}
+    assert _env_after_import({"OMP_WAIT_POLICY": "PASSIVE"}) == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None,
+                                                                  "KMP_BLOCKTIME": None}
+    assert _env_after_import({"GOMP_SPINCOUNT": "7"}) == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "7",
+                                                           "KMP_BLOCKTIME": "1"}

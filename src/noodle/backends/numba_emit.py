@@ -232,7 +232,7 @@ class Emitter:
     def _expr(self, v: int, sfx: str) -> str:
         ins = self.spec.body[v - self.base]
         dts = [self.spec.dtype_of(a) for a in ins.args]
-        if ins.op == "exp" and ins.dtype == "float32":
+        if ins.op == "exp" and ins.dtype == "float32" and not self.spec.fastmath:   # as numba_plan._inlined
             from noodle.backends.numba_expf import inline_exp  # noqa: PLC0415 - compiles Numba code
 
             if inline_exp(ins.op, ins.dtype, dts):

@@ -40,6 +40,8 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from noodle.backends.numba_stamp import stamp_backend_caches
+from noodle.config import _parse_bool
+from noodle.errors import ConfigError
 
 stamp_backend_caches()   # before this module's @njit(cache=True) (numba_stamp)
 
@@ -144,6 +146,15 @@ def check_inputs() -> np.ndarray:
     return np.concatenate([spread, base, base | np.uint32(0x80000000)]).view(np.float32)
 
 
+def _enabled() -> bool:
+    raw = os.environ.get("NOODLE_INLINE_EXPF", "1")
+    try:
+        return _parse_bool(raw)
+    except ValueError:
+        raise ConfigError("NOODLE_INLINE_EXPF", raw, "a boolean: 1 (NumPy's float32 exp inline where it "
+                          "checks out, the default) or 0 (always NumPy's loop)", "the environment") from None
+
+
 _verdict: bool | None = None
 _lock = threading.Lock()
 
@@ -155,7 +166,7 @@ def verified() -> bool:
     if _verdict is None:
         with _lock:
             if _verdict is None:
-                if os.environ.get("NOODLE_INLINE_EXPF", "1").strip() in ("0", "false", "no", "off"):
+                if not _enabled():
                     _verdict = False
                 else:
                     x = check_inputs()

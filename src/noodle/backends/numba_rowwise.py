@@ -561,14 +561,15 @@ class RowKernel(Kernel):
         return tuple(o.reshape(shape) for o, (_dt, shape) in zip(outs, self._out, strict=True))
 
     def _drive(self, views: list[np.ndarray], outs: list[np.ndarray], n_blocks: int, serial: bool) -> None:
-        """Every block through the compiled driver: in the caller alone; block by block on the
-        shared worker threads (dynamic scheduling); or, for many blocks, as one task per thread
-        in the driver's ``prange`` variant.
+        """Every block through the compiled driver: in the caller alone; as one task per thread
+        in the driver's ``prange`` variant; or, when another thread holds the parallel lock,
+        block by block on the shared worker threads (dynamic scheduling).
 
-        Why two parallel shapes (measured here, 2 cores): at 16 blocks (512x1024) the dynamic
-        blocks ran layernorm in 0.097 ms and the ``prange`` tasks in 0.152; at 128 blocks
-        (4096x1024) the ``prange`` tasks took 0.69 ms against 0.81 (one hand-off to Numba's
-        threads instead of a Python call per block)."""
+        Why ``prange`` from two blocks: with OpenMP's workers spinning briefly after a loop
+        (``GOMP_SPINCOUNT``, see ``noodle/__init__``) a launch costs 1-2 µs, and the Python pool's
+        hand-off still costs a thread wake-up (tens of µs). Measured here (2 cores) at 16 blocks
+        (512x1024 float32 layernorm): 64-78 µs through ``prange``, 112-150 µs before, when
+        OpenMP's workers slept at once."""
         p = self.plan
         if serial:
             self._task(0, p.R, views, outs)

@@ -7,8 +7,9 @@ into its callers from another file. After such a file alone changed (a ``git pul
 editable install, or a mutation test here), the callers came back from the cache with the old
 code inside: a row max that missed a NaN. The locators registered here are Numba's own (user
 directory, ``__pycache__``, per-user) for files in this package, with
-:func:`~noodle.backends.cache_dir.backends_digest` added to the source stamp Numba compares, so
-a change to any backend file recompiles them. Generated kernels carry the same digest in their
+:func:`~noodle.backends.cache_dir.backends_digest` (and a digest of ``noodle/ir``, whose constants
+they freeze) added to the source stamp Numba compares, so a change to any of those files
+recompiles them. ``NUMBA_CACHE_LOCATOR_CLASSES`` replaces Numba's list, and these with it. Generated kernels carry the same digest in their
 source text (:mod:`noodle.backends.numba_cache`).
 
 Example::
@@ -19,7 +20,9 @@ Example::
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 from numba.core import caching
@@ -31,7 +34,14 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 @functools.lru_cache(maxsize=1)
 def _digest() -> str:
-    return backends_digest()
+    # and noodle/ir: the functions freeze its constants (the sums' CHUNK) as globals
+    ir = hashlib.sha256()
+    try:
+        for path in sorted((Path(_HERE).parent / "ir").glob("*.py")):
+            ir.update(path.name.encode() + path.read_bytes())
+    except OSError:
+        return backends_digest() + "-ir-unreadable"
+    return backends_digest() + "-" + ir.hexdigest()[:12]
 
 
 class _Stamped:
