@@ -152,7 +152,7 @@ def uniform_libm(spec: KernelSpec) -> bool:
     for ins in spec.body:
         uni.append(all(uni[a] for a in ins.args))
         const_only.append(all(const_only[a] for a in ins.args))
-        inline = inline_exp(ins.op, ins.dtype, [spec.dtype_of(a) for a in ins.args])   # NumPy's bits
+        inline = inline_exp(spec, ins)   # NumPy's bits
         if OPS[ins.op].libm and ins.dtype.startswith("float") and uni[-1] and not const_only[-1] and not inline:
             return True
     return False

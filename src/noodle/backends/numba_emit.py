@@ -232,10 +232,10 @@ class Emitter:
     def _expr(self, v: int, sfx: str) -> str:
         ins = self.spec.body[v - self.base]
         dts = [self.spec.dtype_of(a) for a in ins.args]
-        if ins.op == "exp" and ins.dtype == "float32" and not self.spec.fastmath:   # as numba_plan._inlined
+        if ins.op == "exp":
             from noodle.backends.numba_expf import inline_exp  # noqa: PLC0415 - compiles Numba code
 
-            if inline_exp(ins.op, ins.dtype, dts):
+            if inline_exp(self.spec, ins):
                 return f"expf_numpy({self.name(ins.args[0], sfx)})"   # NumPy's bits (numba_expf)
         return op_expr(ins.op, [self.name(a, sfx) for a in ins.args], dts, ins.dtype)
 

@@ -116,12 +116,7 @@ class Plan:
 def numpy_stage(spec: KernelSpec, ins: Instr) -> bool:
     """Whether ``ins`` runs as NumPy's ufunc on blocks between stages: a libm op on floats, except
     float32 ``exp`` where NumPy's algorithm runs inline (:mod:`noodle.backends.numba_expf`)."""
-    return ins.op in UFUNC_OPS and is_float(ins.dtype) and not _inlined(spec, ins)
-
-
-def _inlined(spec: KernelSpec, ins: Instr) -> bool:
-    # never under fastmath: Numba's fast flags on the inline code would reassociate its rounding
-    return not spec.fastmath and inline_exp(ins.op, ins.dtype, [spec.dtype_of(a) for a in ins.args])
+    return ins.op in UFUNC_OPS and is_float(ins.dtype) and not inline_exp(spec, ins)
 
 
 def emitter(spec: KernelSpec, p: Plan) -> Emitter:
@@ -201,7 +196,7 @@ def generic_key(spec: KernelSpec, p: Plan) -> str:
                    reduce=None if red is None else replace(red, axes=None, shape=()))
     payload = json.dumps({"spec": asdict(bare), "mode": p.mode, "rank": len(p.shape), "masks": masks,
                           "reduced": list(p.reduced), "generic": GENERIC_VERSION,
-                          "inline_exp": any(_inlined(spec, i) for i in spec.body)}, sort_keys=True, default=str)
+                          "inline_exp": any(inline_exp(spec, i) for i in spec.body)}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

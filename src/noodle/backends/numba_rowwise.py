@@ -49,7 +49,6 @@ PRANGE_MIN_BLOCKS = 2   # from this many blocks the parallel driver is Numba's p
 _REDUCE = ("sum", "mean", "max", "min")
 #: ops cheap enough to compute again in a later pass rather than keep (RowPlan._recomputed)
 ARITHMETIC = frozenset({"add", "subtract", "multiply", "negative"})
-_OPTS = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
 
 _COMPILES = metrics.counter("noodle_jit_rowwise_compiles_total", "row-wise kernels built by the Numba backend",
                             ["source"])
@@ -91,7 +90,7 @@ class RowPlan:
         for i, ins in enumerate(body):
             v = self.base + i
             s = max((self.stage[a] for a in ins.args), default=0)
-            if inline_exp(ins.op, ins.dtype, [spec.dtype_of(a) for a in ins.args]):
+            if inline_exp(spec, ins):
                 self.inline.add(v)
             elif ins.op in _REDUCE:
                 if not is_float(spec.dtype_of(ins.args[0])):
