@@ -41,6 +41,7 @@ import numpy as np
 
 import noodle as nd
 from noodle.benchtools import Row, Timing, time_pair
+from noodle.jit.fastpath import NATIVE_AFTER
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jit_issue16_rows import issue16_notes, issue16_rows  # noqa: E402 - next to this file
@@ -346,7 +347,8 @@ def run(quick: bool = False) -> list[Row]:
     #    runner called directly (what the jitted call adds: arguments, guards, the cache lookup)
     xs = _inputs(16, "float64", 5, seed=4)
     backend = jit_chain.compile(*xs)
-    jit_chain(*xs)
+    for _ in range(NATIVE_AFTER + 256):   # a hot signature: what a loop calling it sees (the native entry)
+        jit_chain(*xs)
     small = min_time * 2   # best of many short samples: what the call costs when nothing interferes
     t_ours, t_np = time_pair(lambda: jit_chain(*xs), lambda: _chain_np(*xs), min_time=small)
     rows.append(Row("jit", "call overhead 16 f64", f"@nd.jit [{backend}]", "numpy eager chain", t_ours, t_np,
@@ -366,6 +368,9 @@ def run(quick: bool = False) -> list[Row]:
     #     the function, against the same program with the array passed as an argument
     backend = jit_chain_guarded.compile(*xs)
     jit_chain_args.compile(*xs, _SHIFT)
+    for _ in range(NATIVE_AFTER + 256):
+        jit_chain_guarded(*xs)
+        jit_chain_args(*xs, _SHIFT)
     t_ours, t_base = time_pair(lambda: jit_chain_guarded(*xs), lambda: jit_chain_args(*xs, _SHIFT),
                                min_time=min_time)
     rows.append(Row("jit", "guards 16 f64 (global scalar + array)", f"@nd.jit [{backend}] captured",

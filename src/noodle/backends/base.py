@@ -73,6 +73,12 @@ class Kernel(ABC):
         never hands out the inner kernel's entry as its own."""
         return self
 
+    def native_target(self) -> Any:
+        """What a C-level caller of this kernel passes to which compiled function
+        (:class:`noodle.backends.numba_native_call.NativeTarget`), or None: only a backend that
+        knows its compiled function's exact signature and semantics offers one."""
+        return None
+
 
 class Backend(ABC):
     """A code generator for one target (CPU via Numba, GPU via CUDA, ...)."""

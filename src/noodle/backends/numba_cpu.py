@@ -341,7 +341,30 @@ class NumbaKernel(Kernel):
         lines.append(f"    return slow({', '.join(args)})")
         exec(compile("\n".join(lines) + "\n", f"<noodle kernel entry {self.spec.key()[:12]}>", "exec"), env)  # noqa: S102
         fn: Callable[..., tuple[Any, ...]] = env["call"]
+        fn.kernel = self  # type: ignore[attr-defined]   # whose entry it is (a native entry calls ker)
         return fn
+
+    def native_target(self) -> Any:
+        """For a small serial 1-D kernel with no reduction, the compiled function :meth:`__call__`
+        (or :meth:`entry`) calls for this shape and its arguments: the one-block driver ``run1n``
+        of a staged kernel, or ``k_ser``; None otherwise (a reduction's partials are finished in
+        Python, scalar inputs are converted, large outputs come from the pool or a region)."""
+        from noodle.backends.numba_native_call import NativeTarget
+
+        if self.module is None or self._acc is not None or self._scalars or not self._small_out:
+            return None
+        n_in, n_out = len(self._in_dtypes), len(self._out_dtypes)
+        ins = tuple(("in", k) for k in range(n_in))
+        outs = tuple(("out", j) for j in range(n_out))
+        common = {"out_dtypes": tuple(self._out_dtypes), "out_shape": self._shape}
+        if self._run1a is not None and hasattr(self._run1, "overloads") and len(self._loop_args) == 1:
+            lp = self._loop_args[0]
+            return NativeTarget(self._run1, (("int", self._n), ("const", self._dims), *ins, *outs, ("const", lp)),
+                                returns_ok=False, keep=(self._dims, lp, self._loops), **common)
+        if self._direct and self._run1a is None and hasattr(self._ser, "overloads"):
+            dims = (("const", self._dims),) if self._dims_arg else ()
+            return NativeTarget(self._ser, (*ins, *outs, *dims), returns_ok=True, keep=(self._dims,), **common)
+        return None
 
     def run(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> tuple[Any, ...]:
         """Run on prepared flat inputs into given full-shape outputs (used for in-place epilogues)."""

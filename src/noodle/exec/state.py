@@ -22,6 +22,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from noodle import metrics
 from noodle.errors import NBCResourceError
 from noodle.ir.graph import Program
@@ -85,6 +87,9 @@ class ProgramState:
         self.array_module = "numpy"   # "cupy" when traced from CuPy arrays: picks the cuda backend
         self.interpreted_calls = 0
         self.compiled_calls = 0
+        # a jitted call's native entry (noodle.backends.numba_native_call) counts its calls here,
+        # without a Python frame; it runs only while self.runner is the runner it was built from
+        self.native_calls = np.zeros(1, np.int64)
         self._published_compiled = 0   # compiled calls already added to the metrics counter
         self.interpreted_seconds = 0.0
         self.node_calls = [0] * len(self.program.nodes)
@@ -173,12 +178,16 @@ class ProgramState:
     @property
     def calls(self) -> int:
         """Every call, interpreted or compiled."""
-        return self.interpreted_calls + self.compiled_calls
+        return self.interpreted_calls + self.all_compiled_calls()
+
+    def all_compiled_calls(self) -> int:
+        """Compiled calls, those of a native entry included."""
+        return self.compiled_calls + int(self.native_calls[0])
 
     def flush_metrics(self) -> None:
         """Add compiled calls not yet published to ``noodle_jit_calls_total{mode="compiled"}``."""
         with self.lock:
-            delta = self.compiled_calls - self._published_compiled
+            delta = self.all_compiled_calls() - self._published_compiled
             self._published_compiled += max(delta, 0)
         if delta > 0:
             CALLS_COMPILED.inc(delta)
@@ -215,7 +224,7 @@ class ProgramState:
         per_node.sort(key=lambda d: -d["seconds"])
         return {
             "name": self.name, "calls": self.calls, "interpreted_calls": self.interpreted_calls,
-            "compiled_calls": self.compiled_calls, "interpreted_seconds": self.interpreted_seconds,
+            "compiled_calls": self.all_compiled_calls(), "interpreted_seconds": self.interpreted_seconds,
             "compile_seconds": self.compile_seconds, "backend": self.backend, "status": self.status,
             "error": self.error, "instructions": per_node,
         }

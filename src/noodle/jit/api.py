@@ -24,11 +24,19 @@ from typing import Any
 
 import numpy as np
 
+from noodle.backends.numba_native_call import native_entries
 from noodle.config import get_settings
 from noodle.errors import ConfigError, TraceError
 from noodle.exec.state import ProgramState, parse_hot_threshold
 from noodle.ir.graph import DTYPE_SET
-from noodle.jit.fastpath import MISS, arg_specs, build_fast_path, no_fast_path
+from noodle.jit.fastpath import (
+    MISS,
+    NATIVE_AFTER,
+    arg_specs,
+    build_fast_path,
+    build_native_fast_path,
+    no_fast_path,
+)
 from noodle.jit.fperrors import fp_traps
 from noodle.passes import optimize
 from noodle.trace import is_array
@@ -82,6 +90,7 @@ class JitFunction:
         self.device = device
         self.backend = backend
         self.hot_calls, self.hot_seconds = parse_hot_threshold(hot_threshold)
+        native_entries()   # a bad NOODLE_NATIVE_CALLS is an error here, not in the middle of a hot loop
         self._sig = inspect.signature(fn)
         params = list(self._sig.parameters.values())
         kinds = {p.kind for p in params}
@@ -216,13 +225,39 @@ class JitFunction:
                 if entry.specs is not None:
                     fast = entry.fast
                     if fast is None:
-                        fast = entry.fast = build_fast_path(entry, self.fn.__name__, _finish_outputs)
+                        fast = entry.fast = build_fast_path(entry, self.fn.__name__, _finish_outputs,
+                                                            self._hot_hook(entry))
                     self._fast = fast
         else:
             out = state.run(arrays)
         if entry.out_actions is not None:
             out = _finish_outputs(out, entry.out_actions, args)
         return out[0] if state.single_output else out
+
+    def _hot_hook(self, entry: _Entry) -> Callable[[], None]:
+        """What the Python fast path runs every 256th compiled call: publish the count, and once the
+        signature is hot (:data:`NATIVE_AFTER` calls), swap in a native entry where one can be built."""
+        state = entry.state
+        tried = False
+
+        def hot() -> None:
+            nonlocal tried
+            state.flush_metrics()
+            if tried or state.compiled_calls < NATIVE_AFTER:
+                return
+            tried = True
+            try:
+                native = build_native_fast_path(entry) if native_entries() else None
+            except Exception as exc:  # noqa: BLE001 - the Python fast path stays; results are unaffected
+                log.debug("noodle.jit: no native entry for %s: %s: %s", self.fn.__name__, type(exc).__name__, exc)
+                return
+            if native is not None and entry.fast is not None:
+                current = self._fast is entry.fast
+                entry.fast = native
+                if current:
+                    self._fast = native
+
+        return hot
 
     def _bind(self, args: tuple, kwargs: dict) -> tuple:
         """Positional arguments in parameter order, defaults filled in (read now, not at decoration:

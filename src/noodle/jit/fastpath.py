@@ -86,12 +86,15 @@ def _shape_differs(a: str, shape: tuple[int, ...], i: int) -> str:
     return f"{a}.shape != s{i}"
 
 
-def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple], tuple]) -> Callable[[tuple], Any]:
+def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple], tuple],
+                    hot: Callable[[], None] | None = None) -> Callable[[tuple], Any]:
     """The fast path of one cache entry (``_Entry`` of :mod:`noodle.jit.api`): ``fast(args)`` is
-    the call's result, or :data:`MISS`."""
+    the call's result, or :data:`MISS`. ``hot()`` runs every 256th compiled call (default: publish
+    the call count to the metrics registry)."""
     specs = entry.specs
     env: dict[str, Any] = {"MISS": MISS, "ND": np.ndarray, "asarray": np.asarray, "state": entry.state,
-                           "check": entry.check, "finish": finish, "actions": entry.out_actions}
+                           "check": entry.check, "finish": finish, "actions": entry.out_actions,
+                           "hot": hot or entry.state.flush_metrics}
     n = len(specs)
     names = [f"a{i}" for i in range(n)]
     lines = [f"if len(args) != {n}: return MISS"]
@@ -136,7 +139,7 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
         "    state.runtime_failure(exc)",
         "    return MISS",
         "c = state.compiled_calls = state.compiled_calls + 1",
-        "if not c & 255: state.flush_metrics()",
+        "if not c & 255: hot()",
     ]
     if entry.out_actions is not None:
         lines.append("out = finish(out, actions, args)")
@@ -146,4 +149,34 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
     return env["fast"]
 
 
-__all__ = ["MISS", "arg_specs", "build_fast_path", "no_fast_path"]
+#: compiled calls of one signature after which its Python fast path is replaced by a native
+#: entry where the kernel offers one (building it costs a few milliseconds: only for hot calls)
+NATIVE_AFTER = 1024
+
+
+def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
+    """A native entry (:mod:`noodle.backends.numba_native_call`) doing what :func:`build_fast_path`'s
+    function does, for an entry whose arguments are all 1-D arrays passed straight to one small
+    compiled kernel (no guards, no scalar parameters, no output fix-ups); None otherwise."""
+    from noodle.backends.base import Kernel
+    from noodle.backends.numba_native_call import InputSpec, build_native_call
+
+    state = entry.state
+    if entry.check is not None or entry.positions is not None or entry.out_actions is not None:
+        return None
+    specs = entry.specs
+    if not specs or any(sp[0] != "nd" or len(sp[1]) != 1 for sp in specs):
+        return None
+    kernel = getattr(state.runner, "single_kernel", None)
+    if not isinstance(kernel, Kernel):
+        return None
+    target = kernel.native_target()
+    if target is None:
+        return None
+    call = build_native_call(target, [InputSpec(tuple(sp[1]), sp[2]) for sp in specs],
+                             single_output=state.single_output, miss=MISS, counter=state.native_calls,
+                             owner=state, runner=state.runner, flush=state.flush_metrics)
+    return None if call is None else call.fn
+
+
+__all__ = ["MISS", "NATIVE_AFTER", "arg_specs", "build_fast_path", "build_native_fast_path", "no_fast_path"]

@@ -308,7 +308,10 @@ def _runner(program: Program, steps: list[Step]) -> Runner:
         if all(v in arg_of for v in ins) and tuple(outs) == tuple(outputs):
             order = [arg_of[v] for v in ins]
             if order == list(range(len(order))) and len(order) == program.n_inputs:
-                return lambda args: fn(*args)
+                direct: Any = lambda args: fn(*args)  # noqa: E731
+                # the kernel a native entry may call in its place (noodle.jit.fastpath)
+                direct.single_kernel = getattr(fn, "kernel", fn)
+                return direct
             return lambda args: fn(*[args[k] for k in order])
 
     if len(steps) <= STRAIGHT_LINE_MAX:

@@ -1,0 +1,429 @@
+"""A C-level entry for a hot, small compiled call: the checks of the fast path and the kernel call in one
+machine-code function, with no Python frame or Numba dispatch in between.
+
+Why: a jitted call on 16 elements spent about 2 µs, of which the kernel's work was a tenth. Numba's own
+dispatch alone (type-fingerprint each argument, then unbox each array into a fresh ``MemInfo``) costs
+0.5 µs for nine arguments, and the Python fast path in front of it (``noodle.jit.fastpath``) another
+0.7. This module emits, with Numba's code generator, one function ``fast(args)`` that does what the
+Python fast path checks, in the same order of meaning, by reading NumPy's array struct directly:
+
+* the tuple has the traced arity, and every argument is exactly an ``ndarray`` (not a subclass) whose
+  dtype object *is* the traced one (NumPy hands out one canonical descriptor per native dtype), of the
+  traced rank and shape, C-contiguous and aligned (what Numba's dispatcher checks for a ``[::1]``
+  signature);
+* the program's runner is still the one it was built from (a runtime failure drops it, see
+  ``ProgramState.runtime_failure``);
+
+then allocates the outputs with ``PyArray_Empty`` (what ``np.empty`` calls), calls the very compiled
+function the Python path would call for this shape (its native entry, by Numba's calling convention,
+arrays passed as views without a ``MemInfo``, as ``numba.carray`` makes them), counts the call, and
+returns the outputs. Anything else, a failed check, a kernel that reports a problem or raises, returns
+the ``MISS`` sentinel, and the general path handles the call with its errors: the native entry can only
+be faster, never different. Same inputs, same compiled code: the same bits.
+
+Trust: the struct offsets of ``PyArrayObject`` and ``PyTupleObject`` are public ABI; :func:`layout_ok`
+still checks every offset this module reads against a live array and tuple once per process, and
+nothing is built where one differs (another Python or NumPy build): the Python fast path serves.
+
+Example::
+
+    >>> from noodle.backends.numba_native_call import layout_ok
+    >>> isinstance(layout_ok(), bool)
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from noodle.config import _parse_bool
+from noodle.errors import ConfigError
+
+#: NumPy's array flags the kernels' ``[::1]`` signatures need
+_C_CONTIGUOUS = 0x1
+_ALIGNED = 0x100
+
+# byte offsets on a 64-bit CPython (checked by layout_ok)
+_OB_TYPE = 8
+_TUPLE_SIZE = 16
+_TUPLE_ITEMS = 24
+_ARR_DATA = 16
+_ARR_ND = 24
+_ARR_DIMS = 32
+_ARR_STRIDES = 40
+_ARR_DESCR = 56
+_ARR_FLAGS = 64
+
+#: index of ``PyArray_Empty`` in NumPy's C-API table (``__multiarray_api.h``, NumPy 1.x and 2.x)
+_PYARRAY_EMPTY = 184
+
+_lock = threading.Lock()
+_layout: bool | None = None
+_RUNNER = "runner"   # the attribute name the native entry looks up (this exact str object)
+_serial = itertools.count()   # one symbol name per built entry: the JIT's symbols share one namespace
+
+
+def native_entries() -> bool:
+    """Whether hot small calls may get a native entry: ``NOODLE_NATIVE_CALLS`` (a boolean, default 1;
+    0 keeps every call on the Python fast path), read on every decision so a test can switch it."""
+    raw = os.environ.get("NOODLE_NATIVE_CALLS", "1")
+    try:
+        return _parse_bool(raw)
+    except ValueError:
+        raise ConfigError("NOODLE_NATIVE_CALLS", raw, "a boolean: 1 (native entries for hot small calls, the "
+                          "default) or 0 (the Python fast path only)", "the environment") from None
+
+
+def _read_ptr(addr: int) -> int:
+    return ctypes.c_void_p.from_address(addr).value or 0
+
+
+def _check_layout() -> bool:
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+    a = np.arange(6.0)[::2].copy()   # a fresh C-contiguous array: known data, shape, strides, flags
+    v = a[::2]                       # and a non-contiguous view of it
+    t = (a, v)
+    base = id(a)
+    checks = [
+        _read_ptr(base + _OB_TYPE) == id(np.ndarray),
+        _read_ptr(base + _ARR_DATA) == a.ctypes.data,
+        ctypes.c_int.from_address(base + _ARR_ND).value == 1,
+        ctypes.c_int64.from_address(_read_ptr(base + _ARR_DIMS)).value == 3,
+        ctypes.c_int64.from_address(_read_ptr(base + _ARR_STRIDES)).value == 8,
+        _read_ptr(base + _ARR_DESCR) == id(a.dtype) == id(np.dtype(np.float64)),
+        ctypes.c_int.from_address(base + _ARR_FLAGS).value & (_C_CONTIGUOUS | _ALIGNED) == _C_CONTIGUOUS | _ALIGNED,
+        ctypes.c_int.from_address(id(v) + _ARR_FLAGS).value & _C_CONTIGUOUS == 0,
+        ctypes.c_int64.from_address(_read_ptr(id(v) + _ARR_STRIDES)).value == 16,
+        ctypes.c_ssize_t.from_address(id(t) + _TUPLE_SIZE).value == 2,
+        _read_ptr(id(t) + _TUPLE_ITEMS) == id(a),
+        _read_ptr(id(t) + _TUPLE_ITEMS + 8) == id(v),
+    ]
+    if not all(checks):
+        return False
+    try:   # PyArray_Empty at its index: an empty (3,) float32 array
+        fn = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_int, ctypes.POINTER(ctypes.c_ssize_t), ctypes.py_object,
+                               ctypes.c_int)(_array_api(_PYARRAY_EMPTY))
+        d = np.dtype(np.float32)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(d))   # PyArray_Empty steals a reference
+        out = fn(1, (ctypes.c_ssize_t * 1)(3), d, 0)
+        return type(out) is np.ndarray and out.shape == (3,) and out.dtype == d and out.flags.c_contiguous
+    except Exception:  # noqa: BLE001 - any surprise means: no native entries in this process
+        return False
+
+
+def layout_ok() -> bool:
+    """True when this process's CPython and NumPy lay out arrays and tuples as this module reads them."""
+    global _layout
+    if _layout is None:
+        with _lock:
+            if _layout is None:
+                _layout = _check_layout()
+    return _layout
+
+
+def _array_api(index: int) -> int:
+    """The address of entry ``index`` of NumPy's C-API table."""
+    from numpy._core import _multiarray_umath as mu
+
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    table = get(mu._ARRAY_API, None)
+    return _read_ptr(table + 8 * index)
+
+
+def _py_api(name: str) -> int:
+    return ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value or 0
+
+
+@dataclass(frozen=True)
+class NativeTarget:
+    """What a kernel's compiled function takes for one fixed shape, in its argument order: ``("int", v)``
+    a constant integer, ``("const", array)`` a constant 1-D array (kept alive by ``keep``),
+    ``("in", k)`` jitted argument ``k``, ``("out", j)`` fresh output ``j``. ``returns_ok``: the function
+    returns False when it declines (sizes it does not take)."""
+
+    dispatcher: Any
+    args: tuple[tuple[str, Any], ...]
+    out_dtypes: tuple[np.dtype, ...]
+    out_shape: tuple[int, ...]
+    returns_ok: bool
+    keep: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One jitted argument as the native entry checks it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class NativeCall:
+    """A built entry: ``fn(args)`` is the call's result or ``miss``; it owns what the code points to."""
+
+    def __init__(self, fn: Any, keep: tuple[Any, ...], library: Any) -> None:
+        self.fn = fn
+        self._keep = keep
+        self._library = library
+
+
+def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, single_output: bool, miss: Any,
+                      counter: np.ndarray, owner: Any, runner: Any, flush: Any) -> NativeCall | None:
+    """The native entry for ``target`` called with arguments like ``inputs``; None where this module cannot
+    build one exactly (a layout it does not know, an argument type the target's signature does not match).
+
+    It runs only while ``owner.runner is runner`` (checked in ``owner``'s instance dict on every call: a
+    runner dropped after a failure, or replaced, sends calls back to the general path); it adds its calls
+    to ``counter[0]`` and calls ``flush()`` every 256th."""
+    if not layout_ok():
+        return None
+    disp = target.dispatcher
+    if len(getattr(disp, "signatures", ())) != 1:
+        return None
+    from numba.core import types
+
+    sig = disp.signatures[0]
+    argtys = list(sig)
+    if len(argtys) != len(target.args):
+        return None
+    for (kind, v), ty in zip(target.args, argtys, strict=True):
+        if kind == "int":
+            if ty != types.int64:
+                return None
+        else:
+            if not (isinstance(ty, types.Array) and ty.ndim == 1 and ty.layout == "C"):
+                return None
+            if kind == "in":
+                spec = inputs[v]
+                if len(spec.shape) != 1 or np.dtype(ty.dtype.name) != spec.dtype:
+                    return None
+            elif kind == "out":
+                if np.dtype(ty.dtype.name) != target.out_dtypes[v] or len(target.out_shape) != 1:
+                    return None
+            elif not (isinstance(v, np.ndarray) and v.ndim == 1 and v.flags.c_contiguous
+                      and np.dtype(ty.dtype.name) == v.dtype):
+                return None
+    for spec in inputs:
+        if len(spec.shape) != 1 or spec.dtype.isbuiltin != 1 or spec.dtype is not np.dtype(spec.dtype.char):
+            return None   # only the canonical native descriptors are checked by identity
+    if target.returns_ok and sig_return(disp) != types.boolean:
+        return None
+    if not target.returns_ok and sig_return(disp) != types.none:
+        return None
+    if any(d is not np.dtype(d.char) for d in target.out_dtypes):
+        return None
+    with _lock:
+        return _emit(target, list(inputs), single_output=single_output, miss=miss, counter=counter,
+                     owner_dict=vars(owner), runner=runner, flush=flush)
+
+
+def sig_return(disp: Any) -> Any:
+    """The return type of a dispatcher's one compiled signature."""
+    return disp.overloads[disp.signatures[0]].signature.return_type
+
+
+def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool, miss: Any, counter: np.ndarray,
+          owner_dict: dict, runner: Any, flush: Any) -> NativeCall | None:
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+    from numba.np.arrayobj import make_array, populate_array
+
+    ctx = cpu_target.target_context
+    disp = target.dispatcher
+    cres = disp.overloads[disp.signatures[0]]
+    sig = cres.signature
+    callee_name = cres.fndesc.llvm_func_name
+    callee_addr = cres.library.get_pointer_to_function(callee_name)
+    if not callee_addr:
+        return None
+
+    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    ptr = i8.as_pointer()
+    keep: list[Any] = [miss, counter, owner_dict, runner, flush, target, *target.keep, *(spec.dtype for spec in inputs),
+                       *target.out_dtypes]
+    out_shape_arr = np.array(target.out_shape, np.int64)
+    keep.append(out_shape_arr)
+
+    with global_compiler_lock:
+        codegen = ctx.codegen()
+        library = codegen.create_library(f"noodle_native_{callee_name[-24:]}")
+        module = library.create_ir_module("noodle_native")
+        fnty = ir.FunctionType(ptr, [ptr, ptr])
+        fn = ir.Function(module, fnty, name=f"noodle_native_call_{next(_serial)}")
+        fn.linkage = "external"
+        # the kernel's function, called through its address by an internal thunk LLVM inlines (no
+        # symbol lookup: the address is the function the dispatcher itself would run)
+        callee_ty = ctx.call_conv.get_function_type(sig.return_type, sig.args)
+        callee = ir.Function(module, callee_ty, name=f"{fn.name}_kernel")
+        callee.linkage = "internal"
+        tb = ir.IRBuilder(callee.append_basic_block("entry"))
+        tb.ret(tb.call(tb.inttoptr(ir.Constant(i64, callee_addr), callee_ty.as_pointer()), callee.args))
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        miss_block = fn.append_basic_block("miss")
+        _self, args = fn.args
+
+        def const_ptr(addr: int) -> Any:
+            return ir.Constant(i64, addr).inttoptr(ptr)
+
+        def field(obj: Any, offset: int, ty: Any) -> Any:
+            p = b.gep(obj, [ir.Constant(i64, offset)], inbounds=True)
+            return b.load(b.bitcast(p, ty.as_pointer()))
+
+        def call_addr(addr: int, ret: Any, params: list[Any], values: list[Any]) -> Any:
+            f = b.inttoptr(ir.Constant(i64, addr), ir.FunctionType(ret, params).as_pointer())
+            return b.call(f, values)
+
+        def fail_unless(cond: Any) -> None:
+            ok = fn.append_basic_block("ok")
+            b.cbranch(cond, ok, miss_block)
+            b.position_at_end(ok)
+
+        fail_unless(b.icmp_signed("==", field(args, _TUPLE_SIZE, i64), ir.Constant(i64, len(inputs))))
+        # still the runner it was built from: owner.__dict__["runner"] (a failure sets it to None)
+        now = call_addr(_py_api("PyDict_GetItem"), ptr, [ptr, ptr],
+                        [const_ptr(id(owner_dict)), const_ptr(id(_RUNNER))])
+        fail_unless(b.icmp_unsigned("==", now, const_ptr(id(runner))))
+        arrays = []
+        for k, spec in enumerate(inputs):
+            a = field(args, _TUPLE_ITEMS + 8 * k, ptr)
+            fail_unless(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(np.ndarray))))
+            fail_unless(b.icmp_unsigned("==", field(a, _ARR_DESCR, ptr), const_ptr(id(spec.dtype))))
+            fail_unless(b.icmp_signed("==", field(a, _ARR_ND, i32), ir.Constant(i32, 1)))
+            dims = field(a, _ARR_DIMS, i64.as_pointer())
+            fail_unless(b.icmp_signed("==", b.load(dims), ir.Constant(i64, spec.shape[0])))
+            flags = field(a, _ARR_FLAGS, i32)
+            want = ir.Constant(i32, _C_CONTIGUOUS | _ALIGNED)
+            fail_unless(b.icmp_signed("==", b.and_(flags, want), want))
+            stride = b.load(field(a, _ARR_STRIDES, i64.as_pointer()))
+            arrays.append((field(a, _ARR_DATA, ptr), ir.Constant(i64, spec.shape[0]), stride))
+
+        # the outputs: PyArray_Empty(1, shape, descr, 0), which steals a reference to descr
+        incref = _py_api("Py_IncRef")
+        decref = _py_api("Py_DecRef")
+        empty = _array_api(_PYARRAY_EMPTY)
+        shape_ptr = b.inttoptr(ir.Constant(i64, out_shape_arr.ctypes.data), i64.as_pointer())
+        outs: list[Any] = []
+        fail_block = fn.append_basic_block("fail")   # after allocating: drop the outputs made so far
+        n_outs = len(target.out_dtypes)
+        out_slots = cgutils.alloca_once(b, ptr, size=max(n_outs, 1))
+        for j in range(n_outs):
+            b.store(ir.Constant(ptr, None), b.gep(out_slots, [ir.Constant(i32, j)]))
+        for j, d in enumerate(target.out_dtypes):
+            call_addr(incref, ir.VoidType(), [ptr], [const_ptr(id(d))])
+            o = call_addr(empty, ptr, [i32, i64.as_pointer(), ptr, i32],
+                          [ir.Constant(i32, 1), shape_ptr, const_ptr(id(d)), ir.Constant(i32, 0)])
+            made = fn.append_basic_block("made")
+            b.cbranch(b.icmp_unsigned("==", o, ir.Constant(ptr, None)), fail_block, made)
+            b.position_at_end(made)
+            b.store(o, b.gep(out_slots, [ir.Constant(i32, j)]))
+            outs.append(o)
+
+        values = []
+        for (kind, v), ty in zip(target.args, sig.args, strict=True):
+            if kind == "int":
+                values.append(ir.Constant(i64, int(v)))
+                continue
+            if kind == "in":
+                data, size, stride = arrays[v]
+            elif kind == "out":
+                data = field(outs[v], _ARR_DATA, ptr)
+                size = ir.Constant(i64, target.out_shape[0])
+                stride = ir.Constant(i64, target.out_dtypes[v].itemsize)
+            else:
+                data = const_ptr(v.ctypes.data)
+                size, stride = ir.Constant(i64, v.shape[0]), ir.Constant(i64, v.strides[0])
+            ary = make_array(ty)(ctx, b)
+            populate_array(ary, data=b.bitcast(data, ary.data.type), shape=[size], strides=[stride],
+                           itemsize=ir.Constant(i64, ty.dtype.bitwidth // 8), meminfo=None)
+            values.append(ary._getvalue())
+        status, ret = ctx.call_conv.call_function(b, callee, sig.return_type, sig.args, values)
+        ran = fn.append_basic_block("ran")
+        b.cbranch(status.is_ok, ran, fail_block)
+        b.position_at_end(ran)
+        if target.returns_ok:
+            fail_unless_block = fn.append_basic_block("accepted")
+            b.cbranch(b.icmp_unsigned("!=", ret, ir.Constant(ret.type, 0)), fail_unless_block, fail_block)
+            b.position_at_end(fail_unless_block)
+
+        # count the call; every 256th publishes to the metrics registry (as the Python fast path does)
+        cptr = b.inttoptr(ir.Constant(i64, counter.ctypes.data), i64.as_pointer())
+        c = b.add(b.load(cptr), ir.Constant(i64, 1))
+        b.store(c, cptr)
+        publish = fn.append_basic_block("publish")
+        done = fn.append_basic_block("done")
+        b.cbranch(b.icmp_signed("==", b.and_(c, ir.Constant(i64, 255)), ir.Constant(i64, 0)), publish, done)
+        b.position_at_end(publish)
+        r = call_addr(_py_api("PyObject_CallNoArgs"), ptr, [ptr], [const_ptr(id(flush))])
+        cleared = fn.append_basic_block("cleared")
+        got = fn.append_basic_block("got")
+        b.cbranch(b.icmp_unsigned("==", r, ir.Constant(ptr, None)), cleared, got)
+        b.position_at_end(cleared)
+        call_addr(_py_api("PyErr_Clear"), ir.VoidType(), [], [])
+        b.branch(done)
+        b.position_at_end(got)
+        call_addr(decref, ir.VoidType(), [ptr], [r])
+        b.branch(done)
+        b.position_at_end(done)
+        if single_output and n_outs == 1:
+            b.ret(outs[0])
+        else:   # a tuple of the outputs (PyTuple_SetItem steals each reference)
+            tup = call_addr(_py_api("PyTuple_New"), ptr, [i64], [ir.Constant(i64, n_outs)])
+            have = fn.append_basic_block("tuple")
+            b.cbranch(b.icmp_unsigned("==", tup, ir.Constant(ptr, None)), fail_block, have)
+            b.position_at_end(have)
+            for j, o in enumerate(outs):
+                call_addr(_py_api("PyTuple_SetItem"), i32, [ptr, i64, ptr], [tup, ir.Constant(i64, j), o])
+            b.ret(tup)
+
+        # a failure after allocation: drop the outputs (Py_DecRef takes NULL), then miss
+        b.position_at_end(fail_block)
+        for j in range(n_outs):
+            call_addr(decref, ir.VoidType(), [ptr], [b.load(b.gep(out_slots, [ir.Constant(i32, j)]))])
+        call_addr(_py_api("PyErr_Clear"), ir.VoidType(), [], [])   # PyArray_Empty's MemoryError, if any
+        b.branch(miss_block)
+        b.position_at_end(miss_block)
+        call_addr(incref, ir.VoidType(), [ptr], [const_ptr(id(miss))])
+        b.ret(const_ptr(id(miss)))
+
+        library.add_ir_module(module)
+        library.finalize()
+        addr = library.get_pointer_to_function(fn.name)
+    if not addr:
+        return None
+    call = NativeCall(None, tuple(keep), library)
+    call.fn = _as_builtin(addr, fn.name, call)   # the builtin holds ``call``: the code outlives no caller
+    return call
+
+
+class _MethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p), ("ml_flags", ctypes.c_int),
+                ("ml_doc", ctypes.c_char_p)]
+
+
+_METH_O = 0x0008
+_defs: list[Any] = []   # PyMethodDef structs must outlive their functions: kept for the process
+
+
+def _as_builtin(addr: int, name: str, owner: Any) -> Any:
+    """A Python builtin function (METH_O) calling the machine code at ``addr``, holding ``owner`` (its
+    ``self``, unused by the code) so what the code points to lives as long as the function."""
+    raw = name.encode()
+    d = _MethodDef(raw, addr, _METH_O, None)
+    _defs.append((d, raw))
+    new = ctypes.pythonapi.PyCFunction_NewEx
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+    return new(ctypes.addressof(d), owner, None)
+
+
+__all__ = ["InputSpec", "NativeCall", "NativeTarget", "build_native_call", "layout_ok", "native_entries"]

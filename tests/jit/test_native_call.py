@@ -1,0 +1,250 @@
+"""A hot small call's native entry (noodle.backends.numba_native_call) is only faster, never different.
+
+Why these tests: after NATIVE_AFTER compiled calls of one signature, the Python fast path is replaced by
+machine code that reads NumPy's array structs itself, allocates the outputs, and calls the kernel's
+compiled function by Numba's calling convention. A wrong offset, a missed check, or a reference count
+off by one would give a wrong answer, a crash, or a leak, and nothing else would notice. The oracle is
+the plain function on NumPy; every argument the entry does not take must reach the general path.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+
+import noodle as nd
+from noodle import metrics
+from noodle.backends.numba_native_call import layout_ok
+from noodle.errors import ConfigError, TraceError
+from noodle.jit.fastpath import MISS, NATIVE_AFTER
+
+
+def _native(f, *args):
+    """Compile ``f`` for ``args`` and call it until the native entry is installed; returns the last result."""
+    assert f.compile(*args) == "numba"
+    for _ in range(NATIVE_AFTER + 256):
+        out = f(*args)
+    assert isinstance(f._fast, types.BuiltinFunctionType), f._fast
+    return out
+
+
+def _same_bits(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _general_calls(f, monkeypatch) -> list[int]:
+    calls: list[int] = []
+    general = f._call
+
+    def counted(args, kwargs):
+        calls.append(1)
+        return general(args, kwargs)
+    monkeypatch.setattr(f, "_call", counted)
+    return calls
+
+
+def _chain(a, b, c, d, e):
+    return a * b + c * d - 0.5 * np.exp(-e)
+
+
+def test_this_machines_python_and_numpy_have_the_layout_the_entry_reads():
+    assert layout_ok()
+
+
+@pytest.mark.parametrize("n", [2, 16, 1000])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_native_entry_gives_the_plain_functions_bits(n, dtype):
+    rng = np.random.default_rng(n)
+    xs = [rng.standard_normal(n).astype(dtype) for _ in range(5)]
+    f = nd.jit(lambda a, b, c, d, e: a * b + c * d - 0.5 * nd.exp(-e))
+    got = _native(f, *xs)
+    assert _same_bits(got, _chain(*xs))
+    for _ in range(3):   # fresh arrays every call, the same bits
+        again = f(*xs)
+        assert again is not got and _same_bits(again, got)
+    other = [rng.standard_normal(n).astype(dtype) for _ in range(5)]   # new values, same signature
+    assert _same_bits(f(*other), _chain(*other))
+
+
+@pytest.mark.parametrize("fn, make", [
+    (lambda a, b: a * b + 3, lambda r: (r.integers(-50, 50, 64), r.integers(-50, 50, 64))),
+    (lambda a, b: np.where(a > b, a - b, b * 0.5), lambda r: (r.standard_normal(64), r.standard_normal(64))),
+    (lambda a: np.sqrt(np.abs(a)) + a ** 2, lambda r: (r.standard_normal(64).astype(np.float32),)),
+    (lambda a, b: a < b, lambda r: (r.standard_normal(64), r.standard_normal(64))),
+], ids=["int64", "where", "float32-sqrt-square", "bool-out"])
+def test_other_programs_through_the_native_entry_match_numpy(fn, make):
+    args = make(np.random.default_rng(7))
+    f = nd.jit(fn)
+    assert f.compile(*args) == "numba"
+    for _ in range(NATIVE_AFTER + 256):
+        got = f(*args)
+    assert _same_bits(got, fn(*args))
+
+
+def _misaligned(n: int) -> np.ndarray:
+    buf = np.zeros(n * 8 + 1, np.uint8)
+    a = np.frombuffer(buf[1:].data, np.float64)
+    a.flags.writeable = True
+    a[:] = np.arange(n, dtype=np.float64)
+    assert not a.flags.aligned
+    return a
+
+
+def _read_only(n: int) -> np.ndarray:
+    a = np.arange(n, dtype=np.float64)
+    a.flags.writeable = False
+    return a
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(16, dtype=np.float32),            # another dtype
+    lambda: np.arange(17.0),                            # another length
+    lambda: np.arange(16.0).reshape(4, 4),              # another rank
+    lambda: np.arange(32.0)[::2],                       # strided
+    lambda: np.arange(16.0).astype(">f8"),              # byte-swapped
+    lambda: _misaligned(16),                            # unaligned
+    lambda: _read_only(16),                             # read-only: the entry reads it as it is
+    lambda: np.arange(16.0).view(_Sub),                 # a subclass
+    lambda: np.arange(16.0)[::-1],                      # negative stride
+    lambda: np.arange(16.0),                            # what it was built for
+], ids=["float32", "length", "rank", "strided", "byteswapped", "misaligned", "readonly", "subclass",
+        "reversed", "same"])
+def test_arguments_the_entry_does_not_take_still_get_numpys_answer(make, monkeypatch):
+    f = nd.jit(lambda a, b: a * b + 1.0)
+    x = np.linspace(-1, 1, 16)
+    _native(f, x, x)
+    entry = f._fast
+    other = make()
+    takes = other.dtype == np.float64 and other.dtype.isnative and other.shape == (16,) and \
+        type(other) is np.ndarray and other.flags.c_contiguous and other.flags.aligned
+    assert (entry((other, x)) is MISS) == (not takes)
+    assert entry((x,)) is MISS and entry((x, x, x)) is MISS and entry((x, 1.0)) is MISS and entry(()) is MISS
+    calls = _general_calls(f, monkeypatch)
+    if isinstance(other, _Sub):   # refused by the general path, naming the problem
+        with pytest.raises(TraceError, match="subclass"):
+            f(other, x)
+        assert calls == [1]
+        return
+    b = x if other.shape == (16,) else other
+    got = np.asarray(f(other, b))
+    want = np.asarray(other) * np.asarray(b) + 1.0
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+    assert calls == ([] if takes else [1])   # what the entry refuses reaches the general path
+
+
+def test_a_dropped_runner_sends_calls_back_to_the_general_path():
+    f = nd.jit(lambda a, b: a * b - 2.0, hot_threshold=10**9)
+    x = np.arange(16.0)
+    _native(f, x, x)
+    entry = f._fast
+    state = f.state(x, x)
+    state.runtime_failure(RuntimeError("simulated backend bug"))
+    assert entry((x, x)) is MISS
+    before = f.stats()["interpreted_calls"]
+    np.testing.assert_array_equal(f(x, x), x * x - 2.0)
+    assert f.stats()["interpreted_calls"] == before + 1
+
+
+def test_native_calls_are_counted_and_published():
+    f = nd.jit(lambda a: a + 1.5)
+    x = np.arange(16.0)
+    _native(f, x)
+    counter = metrics.registry.get("noodle_jit_calls_total")
+    start_stats = f.stats()["compiled_calls"]
+    start_metric = counter.value("compiled")
+    for _ in range(1000):
+        f(x)
+    assert f.stats()["compiled_calls"] == start_stats + 1000
+    published = counter.value("compiled") - start_metric
+    assert 1000 - 256 < published <= 1000 + 256
+
+
+def test_threads_share_the_entry_without_losing_calls_or_answers():
+    f = nd.jit(lambda a, b: a * 2.0 + b)
+    x, y = np.arange(16.0), np.ones(16)
+    _native(f, x, y)
+    start = f.stats()["compiled_calls"]
+    bad: list[int] = []
+
+    def work(k: int) -> None:
+        a = x + k
+        for _ in range(2000):
+            if not np.array_equal(f(a, y), a * 2.0 + y):
+                bad.append(k)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert f.stats()["compiled_calls"] == start + 8000
+
+
+def test_no_references_leak_on_hits_or_misses():
+    f = nd.jit(lambda a: a * 3.0)
+    x = np.arange(16.0)
+    _native(f, x)
+    entry = f._fast
+    wrong = np.arange(16, dtype=np.float32)
+    hit_args, miss_args = (x,), (wrong,)
+    counts = [sys.getrefcount(o) for o in (x, wrong, hit_args, miss_args, MISS)]
+    for _ in range(10_000):
+        out = entry(hit_args)
+        entry(miss_args)
+    assert [sys.getrefcount(o) for o in (x, wrong, hit_args, miss_args, MISS)] == counts
+    assert sys.getrefcount(out) == 2   # ours and getrefcount's: the entry kept none
+    np.testing.assert_array_equal(out, x * 3.0)
+
+
+def test_floating_point_traps_still_raise_as_numpy_does():
+    f = nd.jit(lambda a: np.exp(a) * 2.0)
+    x = np.linspace(0.0, 1.0, 16)
+    _native(f, x)
+    big = np.full(16, 1000.0)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        np.exp(big) * 2.0
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        f(big)
+    with np.errstate(over="ignore"):
+        assert _same_bits(f(big), np.exp(big) * 2.0)
+
+
+def test_a_global_read_by_the_function_is_never_frozen(monkeypatch):
+    f = nd.jit(_scaled)
+    x = np.arange(16.0)
+    assert f.compile(x) == "numba"
+    for _ in range(NATIVE_AFTER + 256):
+        f(x)
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 5.0)
+    np.testing.assert_array_equal(f(x), x * 5.0)
+
+
+SCALE = 2.0
+
+
+def _scaled(a):
+    return a * SCALE
+
+
+def test_the_setting_turns_native_entries_off_and_is_checked(monkeypatch):
+    monkeypatch.setenv("NOODLE_NATIVE_CALLS", "0")
+    f = nd.jit(lambda a: a - 1.0)
+    x = np.arange(16.0)
+    f.compile(x)
+    for _ in range(NATIVE_AFTER + 512):
+        f(x)
+    assert not isinstance(f._fast, types.BuiltinFunctionType)
+    np.testing.assert_array_equal(f(x), x - 1.0)
+    monkeypatch.setenv("NOODLE_NATIVE_CALLS", "sometimes")
+    with pytest.raises(ConfigError, match="NOODLE_NATIVE_CALLS"):
+        nd.jit(lambda a: a - 2.0)
