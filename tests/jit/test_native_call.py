@@ -9,9 +9,12 @@ the plain function on NumPy; every argument the entry does not take must reach t
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import time
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -23,11 +26,22 @@ from noodle.errors import ConfigError, TraceError
 from noodle.jit.fastpath import MISS, NATIVE_AFTER
 
 
+def _hot(f, *args):
+    """Call ``f`` until its native entry is installed (built on a background thread once the signature
+    is hot), or 20 s have passed; returns the last result."""
+    deadline = time.monotonic() + 20.0
+    calls = 0
+    while calls < NATIVE_AFTER + 256 or (not isinstance(f._fast, types.BuiltinFunctionType)
+                                         and time.monotonic() < deadline):
+        out = f(*args)
+        calls += 1
+    return out
+
+
 def _native(f, *args):
     """Compile ``f`` for ``args`` and call it until the native entry is installed; returns the last result."""
     assert f.compile(*args) == "numba"
-    for _ in range(NATIVE_AFTER + 256):
-        out = f(*args)
+    out = _hot(f, *args)
     assert isinstance(f._fast, types.BuiltinFunctionType), f._fast
     return out
 
@@ -80,10 +94,9 @@ def test_the_native_entry_gives_the_plain_functions_bits(n, dtype):
 def test_other_programs_through_the_native_entry_match_numpy(fn, make):
     args = make(np.random.default_rng(7))
     f = nd.jit(fn)
-    assert f.compile(*args) == "numba"
-    for _ in range(NATIVE_AFTER + 256):
-        got = f(*args)
+    got = _native(f, *args)
     assert _same_bits(got, fn(*args))
+    assert _same_bits(f(*args), fn(*args))
 
 
 def _misaligned(n: int) -> np.ndarray:
@@ -223,8 +236,8 @@ def test_a_global_read_by_the_function_is_never_frozen(monkeypatch):
     f = nd.jit(_scaled)
     x = np.arange(16.0)
     assert f.compile(x) == "numba"
-    for _ in range(NATIVE_AFTER + 256):
-        f(x)
+    _hot(f, x)
+    assert not isinstance(f._fast, types.BuiltinFunctionType)   # guarded: the Python fast path
     monkeypatch.setattr(sys.modules[__name__], "SCALE", 5.0)
     np.testing.assert_array_equal(f(x), x * 5.0)
 
@@ -243,8 +256,47 @@ def test_the_setting_turns_native_entries_off_and_is_checked(monkeypatch):
     f.compile(x)
     for _ in range(NATIVE_AFTER + 512):
         f(x)
+    time.sleep(0.5)   # (a build, had one started, would be done)
+    f(x)
     assert not isinstance(f._fast, types.BuiltinFunctionType)
     np.testing.assert_array_equal(f(x), x - 1.0)
     monkeypatch.setenv("NOODLE_NATIVE_CALLS", "sometimes")
     with pytest.raises(ConfigError, match="NOODLE_NATIVE_CALLS"):
         nd.jit(lambda a: a - 2.0)
+
+
+def test_a_hot_function_is_freed_by_reference_counting_alone():
+    f = nd.jit(lambda a: a * 0.25)
+    x = np.arange(16.0)
+    _native(f, x)
+    gone = weakref.ref(f)
+    state = weakref.ref(f.state(x))
+    gc.disable()
+    try:
+        del f
+        assert gone() is None and state() is None   # no reference cycle holds them
+    finally:
+        gc.enable()
+
+
+def test_the_metrics_flush_raising_reaches_the_caller(monkeypatch):
+    f = nd.jit(lambda a: a + 0.75)
+    x = np.arange(16.0)
+    _native(f, x)
+    state = f.state(x)
+    counts = []
+
+    def flush():
+        counts.append(1)
+        raise KeyboardInterrupt
+
+    # the entry calls the flush it was built with: rebuild it with this one
+    from noodle.jit.fastpath import build_native_fast_path
+    monkeypatch.setattr(state, "flush_metrics", flush)
+    entry = next(e for bucket in f._states.values() for e in bucket)
+    native = build_native_fast_path(entry)
+    assert native is not None
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(512):
+            native((x,))
+    assert counts == [1]

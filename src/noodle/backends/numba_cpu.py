@@ -340,7 +340,7 @@ class NumbaKernel(Kernel):
         lines += ["    " + b for b in checks + body]
         lines.append(f"    return slow({', '.join(args)})")
         exec(compile("\n".join(lines) + "\n", f"<noodle kernel entry {self.spec.key()[:12]}>", "exec"), env)  # noqa: S102
-        fn: Callable[..., tuple[Any, ...]] = env["call"]
+        fn: Callable[..., tuple[Any, ...]] = env.pop("call")   # (no cycle through its globals)
         fn.kernel = self  # type: ignore[attr-defined]   # whose entry it is (a native entry calls ker)
         return fn
 

@@ -86,28 +86,43 @@ def _read_ptr(addr: int) -> int:
     return ctypes.c_void_p.from_address(addr).value or 0
 
 
+def _plain_object_header() -> bool:
+    """A 64-bit CPython whose object header is refcount + type (16 bytes): not free-threaded (its header
+    has a thread id and a shared refcount), not a trace-refs build (two more pointers)."""
+    import sys
+    import sysconfig
+
+    return (ctypes.sizeof(ctypes.c_void_p) == 8 and not sysconfig.get_config_var("Py_GIL_DISABLED")
+            and not hasattr(sys, "getobjects") and object.__basicsize__ == 16 and tuple.__basicsize__ == 24
+            and tuple.__itemsize__ == 8)
+
+
 def _check_layout() -> bool:
-    if ctypes.sizeof(ctypes.c_void_p) != 8:
+    """Each offset read checked against a live object, in an order where nothing is dereferenced
+    before the fields that locate it are confirmed (a wrong guess ends the check, never the process)."""
+    if not _plain_object_header():
         return False
     a = np.arange(6.0)[::2].copy()   # a fresh C-contiguous array: known data, shape, strides, flags
     v = a[::2]                       # and a non-contiguous view of it
     t = (a, v)
     base = id(a)
     checks = [
-        _read_ptr(base + _OB_TYPE) == id(np.ndarray),
-        _read_ptr(base + _ARR_DATA) == a.ctypes.data,
-        ctypes.c_int.from_address(base + _ARR_ND).value == 1,
-        ctypes.c_int64.from_address(_read_ptr(base + _ARR_DIMS)).value == 3,
-        ctypes.c_int64.from_address(_read_ptr(base + _ARR_STRIDES)).value == 8,
-        _read_ptr(base + _ARR_DESCR) == id(a.dtype) == id(np.dtype(np.float64)),
-        ctypes.c_int.from_address(base + _ARR_FLAGS).value & (_C_CONTIGUOUS | _ALIGNED) == _C_CONTIGUOUS | _ALIGNED,
-        ctypes.c_int.from_address(id(v) + _ARR_FLAGS).value & _C_CONTIGUOUS == 0,
-        ctypes.c_int64.from_address(_read_ptr(id(v) + _ARR_STRIDES)).value == 16,
-        ctypes.c_ssize_t.from_address(id(t) + _TUPLE_SIZE).value == 2,
-        _read_ptr(id(t) + _TUPLE_ITEMS) == id(a),
-        _read_ptr(id(t) + _TUPLE_ITEMS + 8) == id(v),
+        lambda: ctypes.c_ssize_t.from_address(id(t) + _TUPLE_SIZE).value == 2,
+        lambda: _read_ptr(id(t) + _TUPLE_ITEMS) == id(a) and _read_ptr(id(t) + _TUPLE_ITEMS + 8) == id(v),
+        lambda: _read_ptr(base + _OB_TYPE) == id(np.ndarray) == _read_ptr(id(v) + _OB_TYPE),
+        lambda: _read_ptr(base + _ARR_DATA) == a.ctypes.data and _read_ptr(id(v) + _ARR_DATA) == v.ctypes.data,
+        lambda: ctypes.c_int.from_address(base + _ARR_ND).value == 1,
+        lambda: _read_ptr(base + _ARR_DESCR) == id(a.dtype) == id(np.dtype(np.float64)),
+        # data (16), nd (24) and descr (56) confirmed: the struct is NumPy's, so the dimensions and
+        # strides pointers between them (32, 40) are what they must be, and only now dereferenced
+        lambda: ctypes.c_int64.from_address(_read_ptr(base + _ARR_DIMS)).value == 3,
+        lambda: ctypes.c_int64.from_address(_read_ptr(base + _ARR_STRIDES)).value == 8,
+        lambda: ctypes.c_int64.from_address(_read_ptr(id(v) + _ARR_STRIDES)).value == 16,
+        lambda: (ctypes.c_int.from_address(base + _ARR_FLAGS).value & (_C_CONTIGUOUS | _ALIGNED)
+                 == _C_CONTIGUOUS | _ALIGNED),
+        lambda: ctypes.c_int.from_address(id(v) + _ARR_FLAGS).value & _C_CONTIGUOUS == 0,
     ]
-    if not all(checks):
+    if not all(check() for check in checks):   # in order: the first that fails ends it
         return False
     try:   # PyArray_Empty at its index: an empty (3,) float32 array
         fn = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_int, ctypes.POINTER(ctypes.c_ssize_t), ctypes.py_object,
@@ -168,18 +183,26 @@ class InputSpec:
 
 
 class NativeCall:
-    """A built entry: ``fn(args)`` is the call's result or ``miss``; it owns what the code points to."""
+    """What a built entry's code points to (constants by address, the compiled library, its method
+    definition): the builtin function holds it as its ``self``, so it lives exactly as long."""
 
-    def __init__(self, fn: Any, keep: tuple[Any, ...], library: Any) -> None:
-        self.fn = fn
+    def __init__(self, keep: tuple[Any, ...], library: Any) -> None:
         self._keep = keep
         self._library = library
+        self._method_def: Any = None
+
+
+#: native entries built per process at most: each one's machine code stays in Numba's JIT engine
+#: for the life of the process (about 0.2 MiB); past this, hot calls keep the Python fast path
+MAX_NATIVE_ENTRIES = 256
+_built = 0
 
 
 def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, single_output: bool, miss: Any,
-                      counter: np.ndarray, owner: Any, runner: Any, flush: Any) -> NativeCall | None:
-    """The native entry for ``target`` called with arguments like ``inputs``; None where this module cannot
-    build one exactly (a layout it does not know, an argument type the target's signature does not match).
+                      counter: np.ndarray, owner: Any, runner: Any, flush: Any) -> Any:
+    """The native entry (a builtin function) for ``target`` called with arguments like ``inputs``; None where
+    this module cannot build one exactly (a layout it does not know, an argument type the target's signature
+    does not match), or past :data:`MAX_NATIVE_ENTRIES`.
 
     It runs only while ``owner.runner is runner`` (checked in ``owner``'s instance dict on every call: a
     runner dropped after a failure, or replaced, sends calls back to the general path); it adds its calls
@@ -221,7 +244,11 @@ def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, sing
         return None
     if any(d is not np.dtype(d.char) for d in target.out_dtypes):
         return None
+    global _built
     with _lock:
+        if _built >= MAX_NATIVE_ENTRIES:
+            return None
+        _built += 1
         return _emit(target, list(inputs), single_output=single_output, miss=miss, counter=counter,
                      owner_dict=vars(owner), runner=runner, flush=flush)
 
@@ -232,7 +259,7 @@ def sig_return(disp: Any) -> Any:
 
 
 def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool, miss: Any, counter: np.ndarray,
-          owner_dict: dict, runner: Any, flush: Any) -> NativeCall | None:
+          owner_dict: dict, runner: Any, flush: Any) -> Any:
     from llvmlite import ir
     from numba.core import cgutils
     from numba.core.compiler_lock import global_compiler_lock
@@ -345,7 +372,8 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
                 size, stride = ir.Constant(i64, v.shape[0]), ir.Constant(i64, v.strides[0])
             ary = make_array(ty)(ctx, b)
             populate_array(ary, data=b.bitcast(data, ary.data.type), shape=[size], strides=[stride],
-                           itemsize=ir.Constant(i64, ty.dtype.bitwidth // 8), meminfo=None)
+                           itemsize=ir.Constant(i64, ctx.get_abi_sizeof(ctx.get_data_type(ty.dtype))),
+                           meminfo=None)
             values.append(ary._getvalue())
         status, ret = ctx.call_conv.call_function(b, callee, sig.return_type, sig.args, values)
         ran = fn.append_basic_block("ran")
@@ -356,7 +384,18 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
             b.cbranch(b.icmp_unsigned("!=", ret, ir.Constant(ret.type, 0)), fail_unless_block, fail_block)
             b.position_at_end(fail_unless_block)
 
-        # count the call; every 256th publishes to the metrics registry (as the Python fast path does)
+        # the result: the output, or a tuple of them (PyTuple_SetItem steals each reference)
+        if single_output and n_outs == 1:
+            result = outs[0]
+        else:
+            result = call_addr(_py_api("PyTuple_New"), ptr, [i64], [ir.Constant(i64, n_outs)])
+            have = fn.append_basic_block("tuple")
+            b.cbranch(b.icmp_unsigned("==", result, ir.Constant(ptr, None)), fail_block, have)
+            b.position_at_end(have)
+            for j, o in enumerate(outs):
+                call_addr(_py_api("PyTuple_SetItem"), i32, [ptr, i64, ptr], [result, ir.Constant(i64, j), o])
+        # count the call; every 256th publishes to the metrics registry (as the Python fast path does),
+        # and what that raises (a KeyboardInterrupt delivered there) reaches the caller, as it would there
         cptr = b.inttoptr(ir.Constant(i64, counter.ctypes.data), i64.as_pointer())
         c = b.add(b.load(cptr), ir.Constant(i64, 1))
         b.store(c, cptr)
@@ -365,26 +404,17 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
         b.cbranch(b.icmp_signed("==", b.and_(c, ir.Constant(i64, 255)), ir.Constant(i64, 0)), publish, done)
         b.position_at_end(publish)
         r = call_addr(_py_api("PyObject_CallNoArgs"), ptr, [ptr], [const_ptr(id(flush))])
-        cleared = fn.append_basic_block("cleared")
+        raised = fn.append_basic_block("raised")
         got = fn.append_basic_block("got")
-        b.cbranch(b.icmp_unsigned("==", r, ir.Constant(ptr, None)), cleared, got)
-        b.position_at_end(cleared)
-        call_addr(_py_api("PyErr_Clear"), ir.VoidType(), [], [])
-        b.branch(done)
+        b.cbranch(b.icmp_unsigned("==", r, ir.Constant(ptr, None)), raised, got)
+        b.position_at_end(raised)
+        call_addr(decref, ir.VoidType(), [ptr], [result])
+        b.ret(ir.Constant(ptr, None))
         b.position_at_end(got)
         call_addr(decref, ir.VoidType(), [ptr], [r])
         b.branch(done)
         b.position_at_end(done)
-        if single_output and n_outs == 1:
-            b.ret(outs[0])
-        else:   # a tuple of the outputs (PyTuple_SetItem steals each reference)
-            tup = call_addr(_py_api("PyTuple_New"), ptr, [i64], [ir.Constant(i64, n_outs)])
-            have = fn.append_basic_block("tuple")
-            b.cbranch(b.icmp_unsigned("==", tup, ir.Constant(ptr, None)), fail_block, have)
-            b.position_at_end(have)
-            for j, o in enumerate(outs):
-                call_addr(_py_api("PyTuple_SetItem"), i32, [ptr, i64, ptr], [tup, ir.Constant(i64, j), o])
-            b.ret(tup)
+        b.ret(result)
 
         # a failure after allocation: drop the outputs (Py_DecRef takes NULL), then miss
         b.position_at_end(fail_block)
@@ -401,9 +431,7 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
         addr = library.get_pointer_to_function(fn.name)
     if not addr:
         return None
-    call = NativeCall(None, tuple(keep), library)
-    call.fn = _as_builtin(addr, fn.name, call)   # the builtin holds ``call``: the code outlives no caller
-    return call
+    return _as_builtin(addr, fn.name, NativeCall(tuple(keep), library))
 
 
 class _MethodDef(ctypes.Structure):
@@ -412,7 +440,6 @@ class _MethodDef(ctypes.Structure):
 
 
 _METH_O = 0x0008
-_defs: list[Any] = []   # PyMethodDef structs must outlive their functions: kept for the process
 
 
 def _as_builtin(addr: int, name: str, owner: Any) -> Any:
@@ -420,10 +447,11 @@ def _as_builtin(addr: int, name: str, owner: Any) -> Any:
     ``self``, unused by the code) so what the code points to lives as long as the function."""
     raw = name.encode()
     d = _MethodDef(raw, addr, _METH_O, None)
-    _defs.append((d, raw))
+    owner._method_def = (d, raw)   # the function reads its PyMethodDef on every call: owned with it
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
     return new(ctypes.addressof(d), owner, None)
 
 
-__all__ = ["InputSpec", "NativeCall", "NativeTarget", "build_native_call", "layout_ok", "native_entries"]
+__all__ = ["MAX_NATIVE_ENTRIES", "InputSpec", "NativeCall", "NativeTarget", "build_native_call", "layout_ok",
+           "native_entries"]

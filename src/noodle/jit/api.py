@@ -19,7 +19,10 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -54,7 +57,7 @@ log = logging.getLogger("noodle.jit")
 class _Entry:
     """One traced program for one signature and one set of captured values."""
 
-    __slots__ = ("check", "fast", "key", "out_actions", "params", "positions", "specs", "state")
+    __slots__ = ("__weakref__", "check", "fast", "key", "out_actions", "params", "positions", "specs", "state")
 
     def __init__(self, state: ProgramState, positions: tuple[int, ...] | None, params: frozenset[int],
                  check: Callable[[tuple], tuple | None] | None, actions: tuple[Any, ...] = ()) -> None:
@@ -68,6 +71,42 @@ class _Entry:
         # per output what to do before returning it (None when nothing: the common case); see
         # _output_actions: a NumPy scalar, a copy, the same object as an earlier output, a value
         self.out_actions = actions if any(a is not None for a in actions) else None
+
+
+#: held while a native entry replaces an entry's fast path, and while an entry is forgotten
+_SWAP = threading.Lock()
+_builder: ThreadPoolExecutor | None = None
+
+
+def _native_builds() -> ThreadPoolExecutor:
+    """One background thread that builds native entries, one at a time, started on first need."""
+    global _builder
+    with _SWAP:
+        if _builder is None:
+            _builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="noodle-native-entry")
+        return _builder
+
+
+def _install_native(fn_ref: Any, entry_ref: Any) -> None:
+    """Build ``entry``'s native entry and put it in place of its Python fast path, if the entry is
+    still cached (and as the function's current fast path if it still is that)."""
+    entry = entry_ref()
+    if entry is None or entry.fast is None:
+        return
+    try:
+        native = build_native_fast_path(entry)
+    except Exception as exc:  # noqa: BLE001 - the Python fast path stays; results are unaffected
+        log.debug("noodle.jit: no native entry: %s: %s", type(exc).__name__, exc)
+        return
+    if native is None:
+        return
+    with _SWAP:
+        f = fn_ref()
+        if entry.fast is None:      # forgotten meanwhile
+            return
+        if f is not None and f._fast is entry.fast:
+            f._fast = native
+        entry.fast = native
 
 
 class JitFunction:
@@ -236,8 +275,12 @@ class JitFunction:
 
     def _hot_hook(self, entry: _Entry) -> Callable[[], None]:
         """What the Python fast path runs every 256th compiled call: publish the count, and once the
-        signature is hot (:data:`NATIVE_AFTER` calls), swap in a native entry where one can be built."""
+        signature is hot (:data:`NATIVE_AFTER` calls), have a native entry built where one can be, on
+        a background thread (it takes ~25 ms, and Numba's compiler lock may be held by a compile):
+        the caller never waits for it. The hook holds the function and the entry weakly (no cycle
+        keeps an evicted entry, or the function, alive)."""
         state = entry.state
+        me, ref = weakref.ref(self), weakref.ref(entry)
         tried = False
 
         def hot() -> None:
@@ -246,16 +289,8 @@ class JitFunction:
             if tried or state.compiled_calls < NATIVE_AFTER:
                 return
             tried = True
-            try:
-                native = build_native_fast_path(entry) if native_entries() else None
-            except Exception as exc:  # noqa: BLE001 - the Python fast path stays; results are unaffected
-                log.debug("noodle.jit: no native entry for %s: %s: %s", self.fn.__name__, type(exc).__name__, exc)
-                return
-            if native is not None and entry.fast is not None:
-                current = self._fast is entry.fast
-                entry.fast = native
-                if current:
-                    self._fast = native
+            if native_entries():
+                _native_builds().submit(_install_native, me, ref)
 
         return hot
 
@@ -356,9 +391,10 @@ class JitFunction:
 
     def _forget(self, entry: _Entry) -> None:
         """An entry left the cache: the fast path must not keep running it (nor keep it alive)."""
-        if entry.fast is not None and self._fast is entry.fast:
-            self._fast = no_fast_path
-        entry.fast = None
+        with _SWAP:
+            if entry.fast is not None and self._fast is entry.fast:
+                self._fast = no_fast_path
+            entry.fast = None
 
     def _key(self, args: tuple) -> list[Any] | None:
         """The signature key of a call (what ``__call__`` builds inline when nothing is static):

@@ -146,7 +146,7 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
     lines.append("return out[0]" if entry.state.single_output else "return out")
     src = "def fast(args):\n" + "".join(f"    {ln}\n" for ln in lines)
     exec(compile(src, f"<noodle fast path of {name}>", "exec"), env)  # noqa: S102 - our own text
-    return env["fast"]
+    return env.pop("fast")   # (not left in its own globals: no cycle keeps the state alive)
 
 
 #: compiled calls of one signature after which its Python fast path is replaced by a native
@@ -173,10 +173,9 @@ def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
     target = kernel.native_target()
     if target is None:
         return None
-    call = build_native_call(target, [InputSpec(tuple(sp[1]), sp[2]) for sp in specs],
+    return build_native_call(target, [InputSpec(tuple(sp[1]), sp[2]) for sp in specs],
                              single_output=state.single_output, miss=MISS, counter=state.native_calls,
                              owner=state, runner=state.runner, flush=state.flush_metrics)
-    return None if call is None else call.fn
 
 
 __all__ = ["MISS", "NATIVE_AFTER", "arg_specs", "build_fast_path", "build_native_fast_path", "no_fast_path"]
