@@ -300,3 +300,34 @@ def test_the_metrics_flush_raising_reaches_the_caller(monkeypatch):
         for _ in range(512):
             native((x,))
     assert counts == [1]
+
+
+class _MyFloat(float):
+    pass
+
+
+def test_a_python_float_parameter_is_passed_by_value_with_its_bits():
+    f = nd.jit(lambda x, a: x * a + 1.0)
+    x = np.linspace(-3, 3, 16)
+    _native(f, x, 2.5)
+    entry = f._fast
+    for a in (2.5, -0.0, 0.0, float("inf"), -float("inf"), float("nan"), 5e-324, 1.7976931348623157e308, -1e-310):
+        assert entry((x, a)) is not MISS
+        with np.errstate(over="ignore"):
+            assert _same_bits(f(x, a), x * a + 1.0)
+    # other scalar types are other signatures: the entry refuses them, the general path answers
+    for a in (3, True, np.float64(2.0), np.float32(2.0), _MyFloat(2.0), None):
+        assert entry((x, a)) is MISS
+    for a in (3, True, np.float64(2.0), np.float32(2.0), _MyFloat(2.0)):
+        assert _same_bits(f(x, a), x * a + 1.0)
+
+
+def test_a_float_parameter_with_float32_arrays_keeps_numpys_promotion():
+    f = nd.jit(lambda x, a: x * a - 0.5)
+    x = np.linspace(-3, 3, 16, dtype=np.float32)
+    f.compile(x, 0.1)
+    out = _hot(f, x, 0.1)
+    assert _same_bits(out, x * 0.1 - 0.5)
+    for a in (0.1, 1e-45, float("nan"), 3.4e38, 1e39):
+        with np.errstate(over="ignore"):
+            assert _same_bits(f(x, a), x * a - 0.5)

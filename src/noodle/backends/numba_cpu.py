@@ -351,19 +351,21 @@ class NumbaKernel(Kernel):
         Python, scalar inputs are converted, large outputs come from the pool or a region)."""
         from noodle.backends.numba_native_call import NativeTarget
 
-        if self.module is None or self._acc is not None or self._scalars or not self._small_out:
+        if self.module is None or self._acc is not None or not self._small_out:
             return None
         n_in, n_out = len(self._in_dtypes), len(self._out_dtypes)
-        ins = tuple(("in", k) for k in range(n_in))
+        ins = tuple(("scalar" if k in self._scalars else "in", k) for k in range(n_in))
         outs = tuple(("out", j) for j in range(n_out))
         common = {"out_dtypes": tuple(self._out_dtypes), "out_shape": self._shape}
-        if self._run1a is not None and hasattr(self._run1, "overloads") and len(self._loop_args) == 1:
+        if self._run1a is not None and not self._scalars and hasattr(self._run1, "overloads") \
+                and len(self._loop_args) == 1:
             lp = self._loop_args[0]
             return NativeTarget(self._run1, (("int", self._n), ("const", self._dims), *ins, *outs, ("const", lp)),
                                 returns_ok=False, keep=(self._dims, lp, self._loops), **common)
-        if self._direct and self._run1a is None and hasattr(self._ser, "overloads"):
+        ker = self._ksc if self._scalars else self._ser   # (as entry() picks it)
+        if self._direct and self._run1a is None and hasattr(ker, "overloads"):
             dims = (("const", self._dims),) if self._dims_arg else ()
-            return NativeTarget(self._ser, (*ins, *outs, *dims), returns_ok=True, keep=(self._dims,), **common)
+            return NativeTarget(ker, (*ins, *outs, *dims), returns_ok=True, keep=(self._dims,), **common)
         return None
 
     def run(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> tuple[Any, ...]:

@@ -61,6 +61,7 @@ _ARR_DIMS = 32
 _ARR_STRIDES = 40
 _ARR_DESCR = 56
 _ARR_FLAGS = 64
+_FLOAT_VALUE = 16
 
 #: index of ``PyArray_Empty`` in NumPy's C-API table (``__multiarray_api.h``, NumPy 1.x and 2.x)
 _PYARRAY_EMPTY = 184
@@ -97,6 +98,9 @@ def _plain_object_header() -> bool:
             and tuple.__itemsize__ == 8)
 
 
+_PROBE_FLOAT = float("-1.2345678901234567e-300")
+
+
 def _check_layout() -> bool:
     """Each offset read checked against a live object, in an order where nothing is dereferenced
     before the fields that locate it are confirmed (a wrong guess ends the check, never the process)."""
@@ -121,6 +125,7 @@ def _check_layout() -> bool:
         lambda: (ctypes.c_int.from_address(base + _ARR_FLAGS).value & (_C_CONTIGUOUS | _ALIGNED)
                  == _C_CONTIGUOUS | _ALIGNED),
         lambda: ctypes.c_int.from_address(id(v) + _ARR_FLAGS).value & _C_CONTIGUOUS == 0,
+        lambda: ctypes.c_double.from_address(id(_PROBE_FLOAT) + _FLOAT_VALUE).value == _PROBE_FLOAT,
     ]
     if not all(check() for check in checks):   # in order: the first that fails ends it
         return False
@@ -163,7 +168,8 @@ def _py_api(name: str) -> int:
 class NativeTarget:
     """What a kernel's compiled function takes for one fixed shape, in its argument order: ``("int", v)``
     a constant integer, ``("const", array)`` a constant 1-D array (kept alive by ``keep``),
-    ``("in", k)`` jitted argument ``k``, ``("out", j)`` fresh output ``j``. ``returns_ok``: the function
+    ``("in", k)`` jitted argument ``k`` (an array), ``("scalar", k)`` jitted argument ``k`` as a float64
+    value, ``("out", j)`` fresh output ``j``. ``returns_ok``: the function
     returns False when it declines (sizes it does not take)."""
 
     dispatcher: Any
@@ -176,10 +182,12 @@ class NativeTarget:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One jitted argument as the native entry checks it."""
+    """One jitted argument as the native entry checks it: a 1-D array of this shape and dtype, or
+    (``python_float``) an exact Python ``float`` parameter, passed to the kernel as a float64 scalar."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
+    python_float: bool = False
 
 
 class NativeCall:
@@ -222,12 +230,15 @@ def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, sing
         if kind == "int":
             if ty != types.int64:
                 return None
+        elif kind == "scalar":
+            if ty != types.float64 or not inputs[v].python_float:
+                return None
         else:
             if not (isinstance(ty, types.Array) and ty.ndim == 1 and ty.layout == "C"):
                 return None
             if kind == "in":
                 spec = inputs[v]
-                if len(spec.shape) != 1 or np.dtype(ty.dtype.name) != spec.dtype:
+                if spec.python_float or len(spec.shape) != 1 or np.dtype(ty.dtype.name) != spec.dtype:
                     return None
             elif kind == "out":
                 if np.dtype(ty.dtype.name) != target.out_dtypes[v] or len(target.out_shape) != 1:
@@ -235,7 +246,12 @@ def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, sing
             elif not (isinstance(v, np.ndarray) and v.ndim == 1 and v.flags.c_contiguous
                       and np.dtype(ty.dtype.name) == v.dtype):
                 return None
+    passed = {v for kind, v in target.args if kind in ("in", "scalar")}
+    if passed != set(range(len(inputs))):
+        return None   # every argument goes to the kernel exactly as the runner passes it
     for spec in inputs:
+        if spec.python_float:
+            continue
         if len(spec.shape) != 1 or spec.dtype.isbuiltin != 1 or spec.dtype is not np.dtype(spec.dtype.char):
             return None   # only the canonical native descriptors are checked by identity
     if target.returns_ok and sig_return(disp) != types.boolean:
@@ -322,8 +338,14 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
                         [const_ptr(id(owner_dict)), const_ptr(id(_RUNNER))])
         fail_unless(b.icmp_unsigned("==", now, const_ptr(id(runner))))
         arrays = []
+        scalars: dict[int, Any] = {}
         for k, spec in enumerate(inputs):
             a = field(args, _TUPLE_ITEMS + 8 * k, ptr)
+            if spec.python_float:   # exactly a float (not a subclass, not a bool or an int): its value
+                fail_unless(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(float))))
+                scalars[k] = field(a, _FLOAT_VALUE, ir.DoubleType())
+                arrays.append(None)
+                continue
             fail_unless(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(np.ndarray))))
             fail_unless(b.icmp_unsigned("==", field(a, _ARR_DESCR, ptr), const_ptr(id(spec.dtype))))
             fail_unless(b.icmp_signed("==", field(a, _ARR_ND, i32), ir.Constant(i32, 1)))
@@ -360,6 +382,9 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
         for (kind, v), ty in zip(target.args, sig.args, strict=True):
             if kind == "int":
                 values.append(ir.Constant(i64, int(v)))
+                continue
+            if kind == "scalar":
+                values.append(scalars[v])
                 continue
             if kind == "in":
                 data, size, stride = arrays[v]

@@ -156,24 +156,33 @@ NATIVE_AFTER = 1024
 
 def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
     """A native entry (:mod:`noodle.backends.numba_native_call`) doing what :func:`build_fast_path`'s
-    function does, for an entry whose arguments are all 1-D arrays passed straight to one small
-    compiled kernel (no guards, no scalar parameters, no output fix-ups); None otherwise."""
+    function does, for an entry whose arguments (1-D arrays, Python ``float`` parameters) all go
+    straight to one small compiled kernel (no guards, no static values, no output fix-ups); None
+    otherwise."""
     from noodle.backends.base import Kernel
     from noodle.backends.numba_native_call import InputSpec, build_native_call
 
     state = entry.state
-    if entry.check is not None or entry.positions is not None or entry.out_actions is not None:
-        return None
     specs = entry.specs
-    if not specs or any(sp[0] != "nd" or len(sp[1]) != 1 for sp in specs):
+    if entry.check is not None or entry.out_actions is not None or not specs:
         return None
+    if entry.positions is not None and tuple(entry.positions) != tuple(range(len(specs))):
+        return None   # some argument is not a program input (a static value)
+    inputs = []
+    for i, sp in enumerate(specs):
+        if sp[0] == "nd" and len(sp[1]) == 1 and i not in entry.params:
+            inputs.append(InputSpec(tuple(sp[1]), sp[2]))
+        elif sp[0] == "type" and sp[1] is float and i in entry.params:
+            inputs.append(InputSpec((), np.dtype(np.float64), python_float=True))
+        else:
+            return None
     kernel = getattr(state.runner, "single_kernel", None)
     if not isinstance(kernel, Kernel):
         return None
     target = kernel.native_target()
     if target is None:
         return None
-    return build_native_call(target, [InputSpec(tuple(sp[1]), sp[2]) for sp in specs],
+    return build_native_call(target, inputs,
                              single_output=state.single_output, miss=MISS, counter=state.native_calls,
                              owner=state, runner=state.runner, flush=state.flush_metrics)
 
