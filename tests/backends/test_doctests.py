@@ -12,7 +12,7 @@ MODULES = [
     "noodle.backends.coverage", "noodle.backends.numba_emit", "noodle.backends.numba_plan",
     "noodle.backends.numba_loops", "noodle.backends.numba_stages", "noodle.backends.numba_codegen",
     "noodle.backends.numba_threads", "noodle.backends.numpy_loops", "noodle.backends.numpy_loops_call",
-    "noodle.backends.numba_expf",
+    "noodle.backends.numba_expf", "noodle.backends.numba_native_call",
 ]
 
 

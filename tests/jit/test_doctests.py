@@ -12,6 +12,7 @@ MODULES = [
     "noodle.trace.tracer", "noodle.passes", "noodle.passes.simplify", "noodle.passes.fuse",
     "noodle.passes.schedule", "noodle.passes.memplan", "noodle.nbc", "noodle.nbc.format",
     "noodle.exec.interpreter", "noodle.exec.executor", "noodle.exec.state", "noodle.jit", "noodle.jit.fperrors",
+    "noodle.jit.fastpath",
 ]
 
 

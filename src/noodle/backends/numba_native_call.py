@@ -25,11 +25,24 @@ Trust: the struct offsets of ``PyArrayObject`` and ``PyTupleObject`` are public 
 still checks every offset this module reads against a live array and tuple once per process, and
 nothing is built where one differs (another Python or NumPy build): the Python fast path serves.
 
-Example::
+Example (a hot signature gets its entry from a background thread; the answers never change)::
 
+    >>> import time, types, numpy as np, noodle as nd
     >>> from noodle.backends.numba_native_call import layout_ok
-    >>> isinstance(layout_ok(), bool)
+    >>> from noodle.jit.fastpath import NATIVE_AFTER
+    >>> f = nd.jit(lambda x, a: x * a + 1.0)
+    >>> x = np.arange(4.0)
+    >>> _ = f.compile(x, 2.0)
+    >>> for _ in range(NATIVE_AFTER + 256):
+    ...     _ = f(x, 2.0)
+    >>> for _ in range(400):          # wait for the build (about 25 ms)
+    ...     if isinstance(f._fast, types.BuiltinFunctionType):
+    ...         break
+    ...     time.sleep(0.05)
+    >>> isinstance(f._fast, types.BuiltinFunctionType) == layout_ok()
     True
+    >>> f(x, 2.0), f(x, 0.5)
+    (array([1., 3., 5., 7.]), array([1. , 1.5, 2. , 2.5]))
 """
 
 from __future__ import annotations
