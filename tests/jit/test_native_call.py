@@ -235,9 +235,7 @@ def test_floating_point_traps_still_raise_as_numpy_does():
 def test_a_global_read_by_the_function_is_never_frozen(monkeypatch):
     f = nd.jit(_scaled)
     x = np.arange(16.0)
-    assert f.compile(x) == "numba"
-    _hot(f, x)
-    assert not isinstance(f._fast, types.BuiltinFunctionType)   # guarded: the Python fast path
+    _native(f, x)                        # the guard runs inside the native entry, on every call
     monkeypatch.setattr(sys.modules[__name__], "SCALE", 5.0)
     np.testing.assert_array_equal(f(x), x * 5.0)
 
@@ -331,3 +329,71 @@ def test_a_float_parameter_with_float32_arrays_keeps_numpys_promotion():
     for a in (0.1, 1e-45, float("nan"), 3.4e38, 1e39):
         with np.errstate(over="ignore"):
             assert _same_bits(f(x, a), x * a - 0.5)
+
+
+G_SCALE = 0.5
+G_SHIFT = np.zeros(16)
+
+
+def _guarded(a, b):
+    return a * b - G_SCALE * np.exp(-b) + G_SHIFT
+
+
+def test_guards_run_on_every_native_call_and_captured_arrays_are_read_live(monkeypatch):
+    mod = sys.modules[__name__]
+    monkeypatch.setattr(mod, "G_SHIFT", np.zeros(16))
+    f = nd.jit(_guarded)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(16), rng.standard_normal(16)
+    _native(f, a, b)
+    entry = f._fast
+    assert _same_bits(f(a, b), _guarded(a, b))
+    mod.G_SHIFT[:] = 7.0                                        # mutated in place
+    assert _same_bits(f(a, b), _guarded(a, b))
+    monkeypatch.setattr(mod, "G_SCALE", 0.25)                  # a captured scalar rebound
+    assert entry((a, b)) is MISS
+    assert _same_bits(f(a, b), _guarded(a, b))
+    monkeypatch.setattr(mod, "G_SCALE", 0.5)
+    for shift in (np.full(16, -1.0), np.arange(32.0)[::2], np.arange(16.0).astype(">f8"),
+                  np.arange(16, dtype=np.float32), _misaligned(16)):
+        monkeypatch.setattr(mod, "G_SHIFT", shift)              # rebound: another array, layout, dtype, length
+        want = _guarded(a, b)
+        same = shift.dtype == np.float64 and shift.dtype.isnative and shift.shape == (16,) and \
+            shift.flags.c_contiguous and shift.flags.aligned
+        assert (entry((a, b)) is MISS) == (not same)
+        assert _same_bits(f(a, b), want)
+
+
+class _Knob:
+    def __init__(self) -> None:
+        self.broken = False
+
+    @property
+    def gain(self) -> float:
+        if self.broken:
+            raise RuntimeError("the knob broke")
+        return 2.0
+
+
+KNOB = _Knob()
+
+
+def _knobbed(a):
+    return a * KNOB.gain
+
+
+def test_a_guard_that_cannot_read_its_value_sends_the_call_to_the_plain_functions_error():
+    f = nd.jit(_knobbed)
+    x = np.arange(16.0)
+    try:
+        _native(f, x)
+        entry = f._fast
+        KNOB.broken = True
+        assert entry((x,)) is MISS        # the guard cannot read it: the general path decides
+        with pytest.raises(RuntimeError, match="the knob broke"):
+            _knobbed(x)
+        with pytest.raises(RuntimeError, match="the knob broke"):
+            f(x)
+    finally:
+        KNOB.broken = False
+    np.testing.assert_array_equal(f(x), x * 2.0)

@@ -220,14 +220,21 @@ _built = 0
 
 
 def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, single_output: bool, miss: Any,
-                      counter: np.ndarray, owner: Any, runner: Any, flush: Any) -> Any:
+                      counter: np.ndarray, owner: Any, runner: Any, flush: Any, check: Any = None,
+                      n_args: int | None = None) -> Any:
     """The native entry (a builtin function) for ``target`` called with arguments like ``inputs``; None where
     this module cannot build one exactly (a layout it does not know, an argument type the target's signature
     does not match), or past :data:`MAX_NATIVE_ENTRIES`.
 
     It runs only while ``owner.runner is runner`` (checked in ``owner``'s instance dict on every call: a
     runner dropped after a failure, or replaced, sends calls back to the general path); it adds its calls
-    to ``counter[0]`` and calls ``flush()`` every 256th."""
+    to ``counter[0]`` and calls ``flush()`` every 256th.
+
+    ``check``: the guards of captured state (``noodle.trace.guards``), called with the argument tuple on
+    every call, after the arguments' checks, as the Python fast path calls them: None means something
+    changed (``MISS``), an exception reaches the caller, and otherwise its tuple of implicit arrays is
+    checked like the arguments and passed after them. The first ``n_args`` of ``inputs`` are arguments,
+    the rest those implicit arrays."""
     if not layout_ok():
         return None
     disp = target.dispatcher
@@ -259,6 +266,10 @@ def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, sing
             elif not (isinstance(v, np.ndarray) and v.ndim == 1 and v.flags.c_contiguous
                       and np.dtype(ty.dtype.name) == v.dtype):
                 return None
+    if n_args is not None and check is None and n_args != len(inputs):
+        return None   # implicit arrays come only from a check
+    if any(spec.python_float for spec in inputs[len(inputs) if n_args is None else n_args:]):
+        return None
     passed = {v for kind, v in target.args if kind in ("in", "scalar")}
     if passed != set(range(len(inputs))):
         return None   # every argument goes to the kernel exactly as the runner passes it
@@ -279,7 +290,8 @@ def build_native_call(target: NativeTarget, inputs: Sequence[InputSpec], *, sing
             return None
         _built += 1
         return _emit(target, list(inputs), single_output=single_output, miss=miss, counter=counter,
-                     owner_dict=vars(owner), runner=runner, flush=flush)
+                     owner_dict=vars(owner), runner=runner, flush=flush, check=check,
+                     n_args=len(inputs) if n_args is None else n_args)
 
 
 def sig_return(disp: Any) -> Any:
@@ -288,7 +300,7 @@ def sig_return(disp: Any) -> Any:
 
 
 def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool, miss: Any, counter: np.ndarray,
-          owner_dict: dict, runner: Any, flush: Any) -> Any:
+          owner_dict: dict, runner: Any, flush: Any, check: Any, n_args: int) -> Any:
     from llvmlite import ir
     from numba.core import cgutils
     from numba.core.compiler_lock import global_compiler_lock
@@ -306,7 +318,7 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
 
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
     ptr = i8.as_pointer()
-    keep: list[Any] = [miss, counter, owner_dict, runner, flush, target, *target.keep, *(spec.dtype for spec in inputs),
+    keep: list[Any] = [miss, counter, owner_dict, runner, flush, check, target, *target.keep, *(spec.dtype for spec in inputs),
                        *target.out_dtypes]
     out_shape_arr = np.array(target.out_shape, np.int64)
     keep.append(out_shape_arr)
@@ -345,42 +357,74 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
             b.cbranch(cond, ok, miss_block)
             b.position_at_end(ok)
 
-        fail_unless(b.icmp_signed("==", field(args, _TUPLE_SIZE, i64), ir.Constant(i64, len(inputs))))
+        incref = _py_api("Py_IncRef")
+        decref = _py_api("Py_DecRef")
+        # what a failure after the first new reference must drop (Py_DecRef takes NULL)
+        fail_block = fn.append_basic_block("fail")
+        n_outs = len(target.out_dtypes)
+        out_slots = cgutils.alloca_once(b, ptr, size=max(n_outs, 1))
+        for j in range(n_outs):
+            b.store(ir.Constant(ptr, None), b.gep(out_slots, [ir.Constant(i32, j)]))
+        imp_slot = cgutils.alloca_once(b, ptr)
+        b.store(ir.Constant(ptr, None), imp_slot)
+
+        fail_unless(b.icmp_signed("==", field(args, _TUPLE_SIZE, i64), ir.Constant(i64, n_args)))
         # still the runner it was built from: owner.__dict__["runner"] (a failure sets it to None)
         now = call_addr(_py_api("PyDict_GetItem"), ptr, [ptr, ptr],
                         [const_ptr(id(owner_dict)), const_ptr(id(_RUNNER))])
         fail_unless(b.icmp_unsigned("==", now, const_ptr(id(runner))))
-        arrays = []
+        arrays: list[Any] = []
         scalars: dict[int, Any] = {}
-        for k, spec in enumerate(inputs):
+
+        def take_array(a: Any, spec: InputSpec, miss_to: Any) -> None:
+            def need(cond: Any) -> None:
+                ok = fn.append_basic_block("ok")
+                b.cbranch(cond, ok, miss_to)
+                b.position_at_end(ok)
+            need(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(np.ndarray))))
+            need(b.icmp_unsigned("==", field(a, _ARR_DESCR, ptr), const_ptr(id(spec.dtype))))
+            need(b.icmp_signed("==", field(a, _ARR_ND, i32), ir.Constant(i32, 1)))
+            dims = field(a, _ARR_DIMS, i64.as_pointer())
+            need(b.icmp_signed("==", b.load(dims), ir.Constant(i64, spec.shape[0])))
+            flags = field(a, _ARR_FLAGS, i32)
+            want = ir.Constant(i32, _C_CONTIGUOUS | _ALIGNED)
+            need(b.icmp_signed("==", b.and_(flags, want), want))
+            stride = b.load(field(a, _ARR_STRIDES, i64.as_pointer()))
+            arrays.append((field(a, _ARR_DATA, ptr), ir.Constant(i64, spec.shape[0]), stride))
+
+        for k, spec in enumerate(inputs[:n_args]):
             a = field(args, _TUPLE_ITEMS + 8 * k, ptr)
             if spec.python_float:   # exactly a float (not a subclass, not a bool or an int): its value
                 fail_unless(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(float))))
                 scalars[k] = field(a, _FLOAT_VALUE, ir.DoubleType())
                 arrays.append(None)
                 continue
-            fail_unless(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(np.ndarray))))
-            fail_unless(b.icmp_unsigned("==", field(a, _ARR_DESCR, ptr), const_ptr(id(spec.dtype))))
-            fail_unless(b.icmp_signed("==", field(a, _ARR_ND, i32), ir.Constant(i32, 1)))
-            dims = field(a, _ARR_DIMS, i64.as_pointer())
-            fail_unless(b.icmp_signed("==", b.load(dims), ir.Constant(i64, spec.shape[0])))
-            flags = field(a, _ARR_FLAGS, i32)
-            want = ir.Constant(i32, _C_CONTIGUOUS | _ALIGNED)
-            fail_unless(b.icmp_signed("==", b.and_(flags, want), want))
-            stride = b.load(field(a, _ARR_STRIDES, i64.as_pointer()))
-            arrays.append((field(a, _ARR_DATA, ptr), ir.Constant(i64, spec.shape[0]), stride))
+            take_array(a, spec, miss_block)
+        if check is not None:
+            # the guards, as the Python fast path calls them: a raise reaches the caller, None misses
+            imp = call_addr(_py_api("PyObject_CallOneArg"), ptr, [ptr, ptr], [const_ptr(id(check)), args])
+            called = fn.append_basic_block("checked")
+            raised = fn.append_basic_block("check_raised")
+            b.cbranch(b.icmp_unsigned("==", imp, ir.Constant(ptr, None)), raised, called)
+            b.position_at_end(raised)
+            b.ret(ir.Constant(ptr, None))
+            b.position_at_end(called)
+            b.store(imp, imp_slot)
+            n_imp = len(inputs) - n_args
+
+            def need_imp(cond: Any) -> None:
+                ok = fn.append_basic_block("ok")
+                b.cbranch(cond, ok, fail_block)
+                b.position_at_end(ok)
+            need_imp(b.icmp_unsigned("==", field(imp, _OB_TYPE, ptr), const_ptr(id(tuple))))   # (None: a miss)
+            need_imp(b.icmp_signed("==", field(imp, _TUPLE_SIZE, i64), ir.Constant(i64, n_imp)))
+            for k, spec in enumerate(inputs[n_args:]):
+                take_array(field(imp, _TUPLE_ITEMS + 8 * k, ptr), spec, fail_block)
 
         # the outputs: PyArray_Empty(1, shape, descr, 0), which steals a reference to descr
-        incref = _py_api("Py_IncRef")
-        decref = _py_api("Py_DecRef")
         empty = _array_api(_PYARRAY_EMPTY)
         shape_ptr = b.inttoptr(ir.Constant(i64, out_shape_arr.ctypes.data), i64.as_pointer())
         outs: list[Any] = []
-        fail_block = fn.append_basic_block("fail")   # after allocating: drop the outputs made so far
-        n_outs = len(target.out_dtypes)
-        out_slots = cgutils.alloca_once(b, ptr, size=max(n_outs, 1))
-        for j in range(n_outs):
-            b.store(ir.Constant(ptr, None), b.gep(out_slots, [ir.Constant(i32, j)]))
         for j, d in enumerate(target.out_dtypes):
             call_addr(incref, ir.VoidType(), [ptr], [const_ptr(id(d))])
             o = call_addr(empty, ptr, [i32, i64.as_pointer(), ptr, i32],
@@ -447,17 +491,20 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
         b.cbranch(b.icmp_unsigned("==", r, ir.Constant(ptr, None)), raised, got)
         b.position_at_end(raised)
         call_addr(decref, ir.VoidType(), [ptr], [result])
+        call_addr(decref, ir.VoidType(), [ptr], [b.load(imp_slot)])
         b.ret(ir.Constant(ptr, None))
         b.position_at_end(got)
         call_addr(decref, ir.VoidType(), [ptr], [r])
         b.branch(done)
         b.position_at_end(done)
+        call_addr(decref, ir.VoidType(), [ptr], [b.load(imp_slot)])
         b.ret(result)
 
         # a failure after allocation: drop the outputs (Py_DecRef takes NULL), then miss
         b.position_at_end(fail_block)
         for j in range(n_outs):
             call_addr(decref, ir.VoidType(), [ptr], [b.load(b.gep(out_slots, [ir.Constant(i32, j)]))])
+        call_addr(decref, ir.VoidType(), [ptr], [b.load(imp_slot)])
         call_addr(_py_api("PyErr_Clear"), ir.VoidType(), [], [])   # PyArray_Empty's MemoryError, if any
         b.branch(miss_block)
         b.position_at_end(miss_block)

@@ -157,14 +157,14 @@ NATIVE_AFTER = 1024
 def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
     """A native entry (:mod:`noodle.backends.numba_native_call`) doing what :func:`build_fast_path`'s
     function does, for an entry whose arguments (1-D arrays, Python ``float`` parameters) all go
-    straight to one small compiled kernel (no guards, no static values, no output fix-ups); None
-    otherwise."""
+    straight to one small compiled kernel, followed by the 1-D arrays its guards return (no static
+    values, no output fix-ups); None otherwise."""
     from noodle.backends.base import Kernel
     from noodle.backends.numba_native_call import InputSpec, build_native_call
 
     state = entry.state
     specs = entry.specs
-    if entry.check is not None or entry.out_actions is not None or not specs:
+    if entry.out_actions is not None or not specs:
         return None
     if entry.positions is not None and tuple(entry.positions) != tuple(range(len(specs))):
         return None   # some argument is not a program input (a static value)
@@ -182,7 +182,16 @@ def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
     target = kernel.native_target()
     if target is None:
         return None
-    return build_native_call(target, inputs,
+    # the arrays the guards return (captured globals) follow the arguments among the kernel's inputs
+    n_args = len(inputs)
+    extra = list(kernel.spec.inputs[n_args:])
+    if entry.check is None and extra:
+        return None
+    for dtype, shape in extra:
+        if len(shape) != 1:
+            return None
+        inputs.append(InputSpec(tuple(shape), np.dtype(dtype)))
+    return build_native_call(target, inputs, check=entry.check, n_args=n_args,
                              single_output=state.single_output, miss=MISS, counter=state.native_calls,
                              owner=state, runner=state.runner, flush=state.flush_metrics)
 
