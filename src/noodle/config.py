@@ -39,6 +39,27 @@ def _parse_bool(raw: Any) -> bool:
     raise ValueError
 
 
+def env_flag(name: str, meaning: str, default: bool = True) -> bool:
+    """A boolean switch read from the environment now (``1/0``, ``true/false``, ``on/off``...);
+    anything else is a :class:`ConfigError` naming the variable and ``meaning`` (what 1 and 0 do).
+
+    Example::
+
+        >>> import os
+        >>> os.environ["NOODLE_EXAMPLE_SWITCH"] = "off"
+        >>> env_flag("NOODLE_EXAMPLE_SWITCH", "1 (on) or 0 (off)")
+        False
+        >>> del os.environ["NOODLE_EXAMPLE_SWITCH"]
+    """
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return _parse_bool(raw)
+    except ValueError:
+        raise ConfigError(name, raw, f"a boolean: {meaning}", "the environment") from None
+
+
 def _int_range(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
         if isinstance(raw, bool):

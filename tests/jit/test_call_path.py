@@ -12,22 +12,11 @@ import logging
 
 import numpy as np
 import pytest
+from tests.jit.call_helpers import general_calls, same_bits
 
 import noodle as nd
 from noodle.errors import TraceError
 from noodle.jit.fastpath import no_fast_path
-
-
-def _general_calls(f, monkeypatch) -> list[int]:
-    """Count the calls that take the general path."""
-    calls: list[int] = []
-    general = f._call
-
-    def counted(args, kwargs):
-        calls.append(1)
-        return general(args, kwargs)
-    monkeypatch.setattr(f, "_call", counted)
-    return calls
 
 
 def _warm(f, *args):
@@ -37,24 +26,19 @@ def _warm(f, *args):
     return f(*args)
 
 
-def _same_bits(a, b) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
 def test_the_fast_path_gives_the_general_paths_bits(monkeypatch):
     f = nd.jit(lambda a, b, c: a * b + c * c - 0.5 * nd.exp(-a))
     rng = np.random.default_rng(0)
     a, b, c = (rng.standard_normal(16) for _ in range(3))
     fast = _warm(f, a, b, c)
-    calls = _general_calls(f, monkeypatch)
+    calls = general_calls(f, monkeypatch)
     for _ in range(5):
-        assert _same_bits(f(a, b, c), fast)
+        assert same_bits(f(a, b, c), fast)
     assert calls == []
     slow = f(a, b, c=c)            # keyword arguments: always the general path
     assert calls == [1]
-    assert _same_bits(fast, slow)
-    assert _same_bits(fast, a * b + c * c - 0.5 * np.exp(-a))
+    assert same_bits(fast, slow)
+    assert same_bits(fast, a * b + c * c - 0.5 * np.exp(-a))
     assert f.stats()["compiled_calls"] == 8
 
 
@@ -134,7 +118,7 @@ def test_defaults_are_filled_by_the_general_path():
 def test_other_arguments_fall_to_the_general_path_and_match_numpy(other, monkeypatch):
     f = nd.jit(lambda a: a * 2.0 + 1.0)
     _warm(f, np.arange(16.0))
-    calls = _general_calls(f, monkeypatch)
+    calls = general_calls(f, monkeypatch)
     if isinstance(other, list | np.ma.MaskedArray):   # refused, naming the problem
         with pytest.raises(TraceError):
             f(other)
@@ -144,8 +128,8 @@ def test_other_arguments_fall_to_the_general_path_and_match_numpy(other, monkeyp
     strided = other.ndim == 1 and other.shape == (16,) and not other.flags.c_contiguous
     assert calls == ([] if strided else [1])
     want = np.asarray(other) * 2.0 + 1.0
-    assert _same_bits(np.asarray(got), np.asarray(want))
-    assert _same_bits(f(np.arange(16.0)), np.arange(16.0) * 2.0 + 1.0)
+    assert same_bits(np.asarray(got), np.asarray(want))
+    assert same_bits(f(np.arange(16.0)), np.arange(16.0) * 2.0 + 1.0)
 
 
 def test_scalar_parameters_take_the_fast_path_by_type():
@@ -153,10 +137,10 @@ def test_scalar_parameters_take_the_fast_path_by_type():
     x = np.arange(5.0)
     _warm(f, x, 2.0)
     for s in (0.5, -3.0, float("nan")):
-        assert _same_bits(f(x, s), x * s)
-    assert _same_bits(f(x, 3), x * 3)              # an int: another signature
-    assert _same_bits(f(x, np.float32(1.5)), x * np.float32(1.5))
-    assert _same_bits(f(x, True), x * True)
+        assert same_bits(f(x, s), x * s)
+    assert same_bits(f(x, 3), x * 3)              # an int: another signature
+    assert same_bits(f(x, np.float32(1.5)), x * np.float32(1.5))
+    assert same_bits(f(x, True), x * True)
     assert len(f.stats()["signatures"]) == 4
 
 

@@ -18,6 +18,7 @@ import weakref
 
 import numpy as np
 import pytest
+from tests.jit.call_helpers import general_calls, same_bits
 
 import noodle as nd
 from noodle import metrics
@@ -46,22 +47,6 @@ def _native(f, *args):
     return out
 
 
-def _same_bits(a, b) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
-def _general_calls(f, monkeypatch) -> list[int]:
-    calls: list[int] = []
-    general = f._call
-
-    def counted(args, kwargs):
-        calls.append(1)
-        return general(args, kwargs)
-    monkeypatch.setattr(f, "_call", counted)
-    return calls
-
-
 def _chain(a, b, c, d, e):
     return a * b + c * d - 0.5 * np.exp(-e)
 
@@ -77,12 +62,12 @@ def test_the_native_entry_gives_the_plain_functions_bits(n, dtype):
     xs = [rng.standard_normal(n).astype(dtype) for _ in range(5)]
     f = nd.jit(lambda a, b, c, d, e: a * b + c * d - 0.5 * nd.exp(-e))
     got = _native(f, *xs)
-    assert _same_bits(got, _chain(*xs))
+    assert same_bits(got, _chain(*xs))
     for _ in range(3):   # fresh arrays every call, the same bits
         again = f(*xs)
-        assert again is not got and _same_bits(again, got)
+        assert again is not got and same_bits(again, got)
     other = [rng.standard_normal(n).astype(dtype) for _ in range(5)]   # new values, same signature
-    assert _same_bits(f(*other), _chain(*other))
+    assert same_bits(f(*other), _chain(*other))
 
 
 @pytest.mark.parametrize("fn, make", [
@@ -95,8 +80,8 @@ def test_other_programs_through_the_native_entry_match_numpy(fn, make):
     args = make(np.random.default_rng(7))
     f = nd.jit(fn)
     got = _native(f, *args)
-    assert _same_bits(got, fn(*args))
-    assert _same_bits(f(*args), fn(*args))
+    assert same_bits(got, fn(*args))
+    assert same_bits(f(*args), fn(*args))
 
 
 def _misaligned(n: int) -> np.ndarray:
@@ -141,7 +126,7 @@ def test_arguments_the_entry_does_not_take_still_get_numpys_answer(make, monkeyp
         type(other) is np.ndarray and other.flags.c_contiguous and other.flags.aligned
     assert (entry((other, x)) is MISS) == (not takes)
     assert entry((x,)) is MISS and entry((x, x, x)) is MISS and entry((x, 1.0)) is MISS and entry(()) is MISS
-    calls = _general_calls(f, monkeypatch)
+    calls = general_calls(f, monkeypatch)
     if isinstance(other, _Sub):   # refused by the general path, naming the problem
         with pytest.raises(TraceError, match="subclass"):
             f(other, x)
@@ -229,7 +214,7 @@ def test_floating_point_traps_still_raise_as_numpy_does():
     with np.errstate(over="raise"), pytest.raises(FloatingPointError):
         f(big)
     with np.errstate(over="ignore"):
-        assert _same_bits(f(big), np.exp(big) * 2.0)
+        assert same_bits(f(big), np.exp(big) * 2.0)
 
 
 def test_a_global_read_by_the_function_is_never_frozen(monkeypatch):
@@ -312,12 +297,12 @@ def test_a_python_float_parameter_is_passed_by_value_with_its_bits():
     for a in (2.5, -0.0, 0.0, float("inf"), -float("inf"), float("nan"), 5e-324, 1.7976931348623157e308, -1e-310):
         assert entry((x, a)) is not MISS
         with np.errstate(over="ignore"):
-            assert _same_bits(f(x, a), x * a + 1.0)
+            assert same_bits(f(x, a), x * a + 1.0)
     # other scalar types are other signatures: the entry refuses them, the general path answers
     for a in (3, True, np.float64(2.0), np.float32(2.0), _MyFloat(2.0), None):
         assert entry((x, a)) is MISS
     for a in (3, True, np.float64(2.0), np.float32(2.0), _MyFloat(2.0)):
-        assert _same_bits(f(x, a), x * a + 1.0)
+        assert same_bits(f(x, a), x * a + 1.0)
 
 
 def test_a_float_parameter_with_float32_arrays_keeps_numpys_promotion():
@@ -325,10 +310,10 @@ def test_a_float_parameter_with_float32_arrays_keeps_numpys_promotion():
     x = np.linspace(-3, 3, 16, dtype=np.float32)
     f.compile(x, 0.1)
     out = _hot(f, x, 0.1)
-    assert _same_bits(out, x * 0.1 - 0.5)
+    assert same_bits(out, x * 0.1 - 0.5)
     for a in (0.1, 1e-45, float("nan"), 3.4e38, 1e39):
         with np.errstate(over="ignore"):
-            assert _same_bits(f(x, a), x * a - 0.5)
+            assert same_bits(f(x, a), x * a - 0.5)
 
 
 G_SCALE = 0.5
@@ -347,12 +332,12 @@ def test_guards_run_on_every_native_call_and_captured_arrays_are_read_live(monke
     a, b = rng.standard_normal(16), rng.standard_normal(16)
     _native(f, a, b)
     entry = f._fast
-    assert _same_bits(f(a, b), _guarded(a, b))
+    assert same_bits(f(a, b), _guarded(a, b))
     mod.G_SHIFT[:] = 7.0                                        # mutated in place
-    assert _same_bits(f(a, b), _guarded(a, b))
+    assert same_bits(f(a, b), _guarded(a, b))
     monkeypatch.setattr(mod, "G_SCALE", 0.25)                  # a captured scalar rebound
     assert entry((a, b)) is MISS
-    assert _same_bits(f(a, b), _guarded(a, b))
+    assert same_bits(f(a, b), _guarded(a, b))
     monkeypatch.setattr(mod, "G_SCALE", 0.5)
     for shift in (np.full(16, -1.0), np.arange(32.0)[::2], np.arange(16.0).astype(">f8"),
                   np.arange(16, dtype=np.float32), _misaligned(16)):
@@ -361,7 +346,7 @@ def test_guards_run_on_every_native_call_and_captured_arrays_are_read_live(monke
         same = shift.dtype == np.float64 and shift.dtype.isnative and shift.shape == (16,) and \
             shift.flags.c_contiguous and shift.flags.aligned
         assert (entry((a, b)) is MISS) == (not same)
-        assert _same_bits(f(a, b), want)
+        assert same_bits(f(a, b), want)
 
 
 class _Knob:

@@ -30,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -40,8 +39,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from noodle.backends.numba_stamp import stamp_backend_caches
-from noodle.config import _parse_bool
-from noodle.errors import ConfigError
+from noodle.config import env_flag
 
 stamp_backend_caches()   # before this module's @njit(cache=True) (numba_stamp)
 
@@ -147,12 +145,8 @@ def check_inputs() -> np.ndarray:
 
 
 def _enabled() -> bool:
-    raw = os.environ.get("NOODLE_INLINE_EXPF", "1")
-    try:
-        return _parse_bool(raw)
-    except ValueError:
-        raise ConfigError("NOODLE_INLINE_EXPF", raw, "a boolean: 1 (NumPy's float32 exp inline where it "
-                          "checks out, the default) or 0 (always NumPy's loop)", "the environment") from None
+    return env_flag("NOODLE_INLINE_EXPF", "1 (NumPy's float32 exp inline where it checks out, the default) "
+                    "or 0 (always NumPy's loop)")
 
 
 _verdict: bool | None = None

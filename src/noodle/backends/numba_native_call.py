@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,8 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.config import _parse_bool
-from noodle.errors import ConfigError
+from noodle.config import env_flag
 
 #: NumPy's array flags the kernels' ``[::1]`` signatures need
 _C_CONTIGUOUS = 0x1
@@ -88,12 +86,8 @@ _serial = itertools.count()   # one symbol name per built entry: the JIT's symbo
 def native_entries() -> bool:
     """Whether hot small calls may get a native entry: ``NOODLE_NATIVE_CALLS`` (a boolean, default 1;
     0 keeps every call on the Python fast path), read on every decision so a test can switch it."""
-    raw = os.environ.get("NOODLE_NATIVE_CALLS", "1")
-    try:
-        return _parse_bool(raw)
-    except ValueError:
-        raise ConfigError("NOODLE_NATIVE_CALLS", raw, "a boolean: 1 (native entries for hot small calls, the "
-                          "default) or 0 (the Python fast path only)", "the environment") from None
+    return env_flag("NOODLE_NATIVE_CALLS", "1 (native entries for hot small calls, the default) or 0 (the "
+                    "Python fast path only)")
 
 
 def _read_ptr(addr: int) -> int:
