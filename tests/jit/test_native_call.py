@@ -382,3 +382,36 @@ def test_a_guard_that_cannot_read_its_value_sends_the_call_to_the_plain_function
     finally:
         KNOB.broken = False
     np.testing.assert_array_equal(f(x), x * 2.0)
+
+
+class _Meddler:
+    """A property the guards read, which reinterprets an argument in place when armed."""
+
+    victim: np.ndarray | None = None
+
+    @property
+    def gain(self) -> float:
+        if self.victim is not None:
+            self.victim.dtype = np.int64
+        return 2.0
+
+
+MEDDLER = _Meddler()
+
+
+def _meddled(a):
+    return a * MEDDLER.gain
+
+
+def test_arguments_changed_by_code_the_guards_run_are_checked_again():
+    f = nd.jit(_meddled)
+    _native(f, np.arange(16.0))
+    entry = f._fast
+    x = np.arange(16.0)
+    MEDDLER.victim = x
+    try:
+        assert entry((x,)) is MISS      # x is int64 by the time the kernel would read it
+    finally:
+        MEDDLER.victim = None
+    assert x.dtype == np.int64
+    assert same_bits(f(x), _meddled(x))

@@ -7,23 +7,30 @@ dispatch alone (type-fingerprint each argument, then unbox each array into a fre
 0.7. This module emits, with Numba's code generator, one function ``fast(args)`` that does what the
 Python fast path checks, in the same order of meaning, by reading NumPy's array struct directly:
 
-* the tuple has the traced arity, and every argument is exactly an ``ndarray`` (not a subclass) whose
+* the tuple has the traced arity; every array argument is exactly an ``ndarray`` (not a subclass) whose
   dtype object *is* the traced one (NumPy hands out one canonical descriptor per native dtype), of the
   traced rank and shape, C-contiguous and aligned (what Numba's dispatcher checks for a ``[::1]``
-  signature);
+  signature); every float parameter is exactly a Python ``float``, passed by value;
 * the program's runner is still the one it was built from (a runtime failure drops it, see
   ``ProgramState.runtime_failure``);
+* the guards of captured state, called as the Python fast path calls them (``noodle.trace.guards``):
+  None is a miss, and the arrays they return are checked like arguments and passed after them; the
+  arguments are checked and read again after the guards, which may run Python code;
 
 then allocates the outputs with ``PyArray_Empty`` (what ``np.empty`` calls), calls the very compiled
 function the Python path would call for this shape (its native entry, by Numba's calling convention,
 arrays passed as views without a ``MemInfo``, as ``numba.carray`` makes them), counts the call, and
-returns the outputs. Anything else, a failed check, a kernel that reports a problem or raises, returns
-the ``MISS`` sentinel, and the general path handles the call with its errors: the native entry can only
-be faster, never different. Same inputs, same compiled code: the same bits.
+returns the outputs. A failed check, a kernel that declines or reports an error, or an allocation
+failure returns the ``MISS`` sentinel, and the general path handles the call with its errors: the native
+entry can only be faster, never different. Same inputs, same compiled code: the same bits. An exception
+raised by the guards or by the metrics flush reaches the caller (the function returns NULL with it set),
+as it does on the Python path. (A kernel error whose Numba exception is dynamic would leak its record on
+each such call; the generated kernels raise only static ones.)
 
-Trust: the struct offsets of ``PyArrayObject`` and ``PyTupleObject`` are public ABI; :func:`layout_ok`
-still checks every offset this module reads against a live array and tuple once per process, and
-nothing is built where one differs (another Python or NumPy build): the Python fast path serves.
+Trust: the struct offsets of ``PyArrayObject``, ``PyTupleObject`` and ``PyFloatObject`` are public ABI;
+:func:`layout_ok` still checks the object header and every offset this module reads against live objects
+once per process, and nothing is built where one differs (another Python or NumPy build): the Python
+fast path serves.
 
 Example (a hot signature gets its entry from a background thread; the answers never change)::
 
@@ -386,14 +393,20 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
             stride = b.load(field(a, _ARR_STRIDES, i64.as_pointer()))
             arrays.append((field(a, _ARR_DATA, ptr), ir.Constant(i64, spec.shape[0]), stride))
 
-        for k, spec in enumerate(inputs[:n_args]):
-            a = field(args, _TUPLE_ITEMS + 8 * k, ptr)
-            if spec.python_float:   # exactly a float (not a subclass, not a bool or an int): its value
-                fail_unless(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(float))))
-                scalars[k] = field(a, _FLOAT_VALUE, ir.DoubleType())
-                arrays.append(None)
-                continue
-            take_array(a, spec, miss_block)
+        def take_args(miss_to: Any) -> None:
+            arrays.clear()
+            for k, spec in enumerate(inputs[:n_args]):
+                a = field(args, _TUPLE_ITEMS + 8 * k, ptr)
+                if spec.python_float:   # exactly a float (not a subclass, not a bool or an int): its value
+                    ok = fn.append_basic_block("ok")
+                    b.cbranch(b.icmp_unsigned("==", field(a, _OB_TYPE, ptr), const_ptr(id(float))), ok, miss_to)
+                    b.position_at_end(ok)
+                    scalars[k] = field(a, _FLOAT_VALUE, ir.DoubleType())
+                    arrays.append(None)
+                    continue
+                take_array(a, spec, miss_to)
+
+        take_args(miss_block)
         if check is not None:
             # the guards, as the Python fast path calls them: a raise reaches the caller, None misses
             imp = call_addr(_py_api("PyObject_CallOneArg"), ptr, [ptr, ptr], [const_ptr(id(check)), args])
@@ -412,6 +425,9 @@ def _emit(target: NativeTarget, inputs: list[InputSpec], *, single_output: bool,
                 b.position_at_end(ok)
             need_imp(b.icmp_unsigned("==", field(imp, _OB_TYPE, ptr), const_ptr(id(tuple))))   # (None: a miss)
             need_imp(b.icmp_signed("==", field(imp, _TUPLE_SIZE, i64), ir.Constant(i64, n_imp)))
+            # the guards may run Python code (a property) that changes an argument array: its fields
+            # are checked and read again after them, and only those reads reach the kernel
+            take_args(fail_block)
             for k, spec in enumerate(inputs[n_args:]):
                 take_array(field(imp, _TUPLE_ITEMS + 8 * k, ptr), spec, fail_block)
 
