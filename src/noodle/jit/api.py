@@ -42,7 +42,7 @@ from noodle.jit.fastpath import (
 )
 from noodle.jit.fperrors import fp_traps
 from noodle.passes import optimize
-from noodle.trace import is_array
+from noodle.trace import is_array, native_byte_order
 from noodle.trace.tracer import Concretize, Tracer, trace_with_context
 
 _BACKENDS = (None, "auto", "numba", "iree", "cuda", "interpret")
@@ -250,6 +250,10 @@ class JitFunction:
             else:
                 arrays = [args[i] for i in positions]
             arrays += implicit
+        for a in arrays:   # compiled code reads bytes as native: a swapped array goes as a native copy
+            if type(a) is _ndarray and not a.dtype.isnative:
+                arrays = [native_byte_order(x) for x in arrays]
+                break
         runner = state.runner
         if runner is not None:
             try:

@@ -60,6 +60,8 @@ def arg_specs(args: Sequence[Any], static: frozenset[int]) -> tuple[tuple[Any, .
     for i, a in enumerate(args):
         t = type(a)
         if i not in static and t is np.ndarray:
+            if not a.dtype.isnative:
+                return None   # converted to native order on every call: the general path does it
             specs.append(("nd", a.shape, a.dtype))
         elif i not in static and t in _SCALAR_TYPES:
             specs.append(("type", t))

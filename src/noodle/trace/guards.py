@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from noodle.trace.capture import MISSING, Chain, find_chains, impure_error, is_impure, is_trusted
+from noodle.trace.tracer import native_byte_order
 
 log = logging.getLogger("noodle.jit")
 
@@ -374,8 +375,12 @@ class Capture:
         missing = [it for it in self.implicit if id(it.value) not in fetch]
         if missing:  # pragma: no cover - every implicit input comes from a scanned chain
             raise AssertionError(f"implicit inputs without a guard: {[m.chain.label for m in missing]}")
-        ret = ", ".join(fetch[id(it.value)] for it in self.implicit)
+        # a captured array in the other byte order goes to compiled code as a native copy (see
+        # native_byte_order); a native one that turns swapped fails its dtype guard and retraces here
+        ret = ", ".join(fetch[id(it.value)] if getattr(it.value.dtype, "isnative", True)
+                        else f"_native({fetch[id(it.value)]})" for it in self.implicit)
         env["_content"] = _content
+        env["_native"] = native_byte_order
         src = ["def check(args):", "    try:"]
         src += [f"        {ln}" for ln in lines]
         src += ["    except Exception:", "        return None", f"    return ({ret}{',' if ret else ''})"]

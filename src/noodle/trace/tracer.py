@@ -878,5 +878,21 @@ def is_array(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic | type)
 
 
-__all__ = ["Concretize", "TraceContext", "Tracer", "active", "active_context", "is_array", "check_array_type", "trace", "trace_with_context",
-           "user_location"]
+def native_byte_order(a: Any) -> Any:
+    """``a`` itself when it is not a NumPy array in the other byte order, else a copy in this machine's.
+
+    Why: the trace names a dtype by kind and size (``>f8`` is ``float64``), so compiled code reads an
+    input's bytes as native. Numba's dispatcher is no guard here: its type cache keys arrays by
+    type number, not byte order, so once it has typed an unusual float64 array (misaligned, say) it
+    takes a big-endian one as float64 and reads its bytes swapped. Every array a compiled runner gets
+    from outside (arguments, captured globals) goes through this first."""
+    if type(a) is not np.ndarray or a.dtype.isnative:
+        return a
+    want = a.dtype.newbyteorder("=")
+    if want.fields is None and want.subdtype is None:
+        want = np.dtype(want.str)   # the canonical descriptor NumPy hands out for it
+    return a.astype(want)
+
+
+__all__ = ["Concretize", "TraceContext", "Tracer", "active", "active_context", "is_array", "check_array_type",
+           "native_byte_order", "trace", "trace_with_context", "user_location"]
