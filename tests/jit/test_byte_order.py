@@ -94,3 +94,15 @@ def test_native_byte_order_keeps_values_and_native_arrays():
     r = native_byte_order(rec)
     assert r.dtype.isnative and r["a"].tolist() == [1, 2, 3] and r["b"].tolist() == [0.5, 1.5, 2.5]
     assert native_byte_order(3.0) == 3.0
+
+
+def test_a_kernel_called_directly_refuses_a_swapped_input_by_name():
+    from noodle.errors import DTypeError
+
+    f = nd.jit(lambda a, b: a * b + 1.0)
+    x = np.arange(16.0)
+    _prime(f, 16, x)
+    kernel = f.state(_misaligned(16), x).runner.single_kernel
+    with pytest.raises(DTypeError, match=">f8"):
+        kernel(x.astype(">f8"), x)
+    assert same_bits(kernel(x, x)[0], x * x + 1.0)

@@ -132,4 +132,15 @@ def check_inputs(spec: KernelSpec, inputs: tuple[Any, ...]) -> None:
             )
 
 
-__all__ = ["Backend", "Kernel", "Unsupported", "check_inputs", "table_ops"]
+def refuse_swapped(spec: KernelSpec, inputs: tuple[Any, ...]) -> None:
+    """Raise :func:`check_inputs`'s ``DTypeError`` for an input array in the other byte order.
+
+    Why a check of its own: compiled kernels read bytes as native, and Numba's dispatcher does not
+    reliably refuse a big-endian float64 array (its type cache keys arrays by type number, not byte
+    order; once a misaligned float64 array has been typed, a big-endian one is read swapped)."""
+    for x in inputs:
+        if type(x) is np.ndarray and not x.dtype.isnative:
+            check_inputs(spec, inputs)
+
+
+__all__ = ["Backend", "Kernel", "Unsupported", "check_inputs", "refuse_swapped", "table_ops"]

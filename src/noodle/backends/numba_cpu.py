@@ -50,7 +50,7 @@ import numpy as np
 
 from noodle import metrics
 from noodle.backends import numba_threads
-from noodle.backends.base import Backend, Kernel, check_inputs
+from noodle.backends.base import Backend, Kernel, check_inputs, refuse_swapped
 from noodle.backends.numba_cache import from_cache, kernel_dir, load_module
 from noodle.backends.numba_codegen import generate
 from noodle.backends.numba_emit import NUMBA_OPS
@@ -234,6 +234,7 @@ class NumbaKernel(Kernel):
 
     # ------------------------------------------------------------------- call
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        refuse_swapped(self.spec, inputs)
         run1a = self._run1a
         if run1a is not None:
             # a small 1-D staged kernel: the generated driver checks sizes and allocates outputs;

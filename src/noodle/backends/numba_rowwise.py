@@ -31,7 +31,7 @@ import numpy as np
 
 from noodle import metrics
 from noodle.backends import numba_threads
-from noodle.backends.base import Kernel, check_inputs
+from noodle.backends.base import Kernel, check_inputs, refuse_swapped
 from noodle.backends.cache_dir import backends_digest
 from noodle.backends.numba_cache import from_cache, load_module
 from noodle.backends.numba_emit import cast, float_literal, indent, literal, nb_type, op_expr, sig_array
@@ -530,6 +530,7 @@ class RowKernel(Kernel):
         return arrays
 
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
+        refuse_swapped(self.spec, inputs)
         p = self.plan
         views = self._views(inputs)
         # large outputs from the tracked pool (reused once the caller drops them): fresh memory
