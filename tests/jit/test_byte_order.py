@@ -106,3 +106,13 @@ def test_a_kernel_called_directly_refuses_a_swapped_input_by_name():
     with pytest.raises(DTypeError, match=">f8"):
         kernel(x.astype(">f8"), x)
     assert same_bits(kernel(x, x)[0], x * x + 1.0)
+
+
+def test_the_eager_ops_numba_loop_is_never_chosen_for_swapped_arrays():
+    from noodle.placement.decide import NUMBA_MIN_ELEMS, numba_eligible
+
+    a = np.arange(NUMBA_MIN_ELEMS, dtype=np.float64)
+    assert numba_eligible(a, a)
+    s = a.astype(">f8")
+    assert not numba_eligible(s, s)
+    assert same_bits(nd.add(s, s), np.add(s, s))

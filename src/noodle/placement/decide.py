@@ -58,11 +58,13 @@ def numba_eligible(a: Any, b: Any) -> bool:
     """Whether a binary op on ``a`` and ``b`` can take the Numba loop (the op itself must be in NUMBA_OPS).
 
     The one rule for the eager ops' fast path and for explain(): two C-contiguous NumPy
-    arrays of one supported dtype and shape, large enough for two threads to pay.
+    arrays of one supported dtype and shape, in this machine's byte order (the compiled loop reads
+    bytes as native, and Numba's dispatcher does not reliably refuse a big-endian array), large
+    enough for two threads to pay.
     """
     return (type(a) is np.ndarray and type(b) is np.ndarray and a.size >= NUMBA_MIN_ELEMS
             and a.dtype == b.dtype and a.shape == b.shape and a.dtype.name in NUMBA_DTYPES
-            and a.flags.c_contiguous and b.flags.c_contiguous)
+            and a.dtype.isnative and a.flags.c_contiguous and b.flags.c_contiguous)
 
 
 # What the eager ops would run *now* on the CPU for (op, dtype) on Numba-eligible operands:
