@@ -415,3 +415,22 @@ def test_arguments_changed_by_code_the_guards_run_are_checked_again():
         MEDDLER.victim = None
     assert x.dtype == np.int64
     assert same_bits(f(x), _meddled(x))
+
+
+def test_a_function_turning_hot_during_interpreter_shutdown_still_answers(tmp_path):
+    import subprocess
+
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, numpy as np, noodle as nd\n"
+        "f = nd.jit(lambda a: a * 2.0 + 1.0)\n"
+        "x = np.arange(16.0)\n"
+        "f.compile(x)\n"
+        "def late():\n"
+        "    for _ in range(2000):\n"
+        "        r = f(x)\n"
+        "    print('late', np.array_equal(r, x * 2.0 + 1.0))\n"
+        "atexit.register(late)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "late True" in done.stdout, done.stderr[-2000:]
+    assert "RuntimeError" not in done.stderr

@@ -294,7 +294,10 @@ class JitFunction:
                 return
             tried = True
             if native_entries():
-                _native_builds().submit(_install_native, me, ref)
+                try:
+                    _native_builds().submit(_install_native, me, ref)
+                except RuntimeError:   # the interpreter is shutting down: the Python fast path serves
+                    pass
 
         return hot
 
