@@ -310,7 +310,7 @@ def _runner(program: Program, steps: list[Step]) -> Runner:
             if order == list(range(len(order))) and len(order) == program.n_inputs:
                 direct: Any = lambda args: fn(*args)  # noqa: E731
                 # the kernel a native entry may call in its place (noodle.jit.fastpath)
-                direct.single_kernel = getattr(fn, "kernel", fn)
+                direct.single_kernel = getattr(fn, "kernel", None) or getattr(fn, "__self__", fn)
                 return direct
             return lambda args: fn(*[args[k] for k in order])
 
