@@ -144,6 +144,25 @@ def test_row_max_and_min_follow_the_rules_past_the_vector_width(dtype, length):
     check(f, (x,))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_max_and_min_find_the_extreme_in_every_vector_lane(dtype):
+    """Row ``k`` holds its maximum at column ``k`` and its minimum at column ``-1-k``: over
+    every lane of the intrinsic's vector (64 float32, 32 float64) and its scalar tail, so a
+    wrong step of the lanes' final reduction shows as a wrong row."""
+    n = 64 + 32 + 6   # even: no row has both at one column
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (n, n)).astype(dtype)
+    x[np.arange(n), np.arange(n)] = 5.0
+    x[np.arange(n), n - 1 - np.arange(n)] = -5.0
+
+    def f(x):
+        return x.max(axis=-1, keepdims=True) + x * 0.0, x.min(axis=-1, keepdims=True) + x * 0.0
+
+    hi, lo = nd.jit(f, backend="numba")(x)
+    assert (np.asarray(hi) == 5.0).all() and (np.asarray(lo) == -5.0).all()
+    check(f, (x,))
+
+
 def _chain(a, b, e):
     return a * b - 0.5 * np.exp(-e)
 
