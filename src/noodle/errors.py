@@ -91,6 +91,11 @@ class TraceAttributeError(TraceError, AttributeError):
     ``hasattr`` and ``getattr(x, name, default)`` keep working)."""
 
 
+class TraceTypeError(TraceError, TypeError):
+    """An operand a traced array cannot be combined with (None, a string, a list): a TypeError
+    too, as NumPy's own refusal of such an operand is."""
+
+
 class IRVerifyError(NoodleError):
     """A NIR graph violates an invariant (types, SSA, operand counts)."""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import noodle as nd
-from noodle.errors import TraceError
+from noodle.errors import TraceError, TraceTypeError
 from noodle.trace import trace
 
 
@@ -49,6 +49,41 @@ def test_indexing_and_unsupported_numpy_function_raise_trace_error():
         trace(lambda a: a[a > 0], (np.ones(3),))
     with pytest.raises(TraceError, match="cumsum"):
         trace(lambda a: np.cumsum(a), (np.ones(3),))
+
+
+@pytest.mark.parametrize("fn, kind", [
+    (lambda a: a == None, "NoneType"),   # noqa: E711 - the comparison under test
+    (lambda a: None != a, "NoneType"),   # noqa: E711
+    (lambda a: a + None, "NoneType"),
+    (lambda a: a * "a", "str"),
+    (lambda a: "a" * a, "str"),
+    (lambda a: a < "a", "str"),
+    (lambda a: a * [1.0, 2.0, 3.0], "list"),
+    (lambda a: [1.0, 2.0, 3.0] * a, "list"),
+    (lambda a: a + (1.0,), "tuple"),
+])
+def test_an_operand_the_jit_cannot_take_is_refused_by_name(fn, kind):
+    """``a == None`` must not become Python's identity fallback (``False``, where NumPy gives an
+    array of ``False``), nor ``[1, 2] * a`` a request for ``a`` as an int: both refuse the
+    operand, naming its type, as a TypeError a caller can catch."""
+    with pytest.raises(TraceTypeError, match=kind) as info:
+        nd.jit(fn)(np.arange(3.0))
+    assert isinstance(info.value, TypeError) and "test_trace.py:" in str(info.value)
+
+
+def test_a_complex_operand_is_refused_with_its_dtype_named():
+    for fn in (lambda a: a * 1j, lambda a: 1j * a):
+        with pytest.raises(TraceError, match="complex128"):
+            nd.jit(fn)(np.arange(3.0))
+
+
+def test_an_object_with_its_own_reflected_operator_gets_its_turn():
+    class Tagged:
+        def __radd__(self, other):
+            return ("tagged", other)
+
+    out = trace(lambda a: (a + Tagged())[1] * 2.0, (np.ones(3),))   # Tagged.__radd__ received the Tracer
+    assert out.nodes[out.outputs[0]].op == "multiply"
 
 
 def test_signature_cache_retraces_per_shape_and_dtype():

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from noodle.errors import NoodleError, OpOverflowError, TraceAttributeError, TraceError
+from noodle.errors import NoodleError, OpOverflowError, TraceAttributeError, TraceError, TraceTypeError
 from noodle.ir.graph import DTYPE_SET, Builder, Program
 from noodle.ir.ops import computing_ops, traced_functions, traced_ufuncs
 
@@ -294,6 +294,42 @@ def numpy_scalar(x: Any) -> bool:
         v = node.args[0]
 
 
+
+#: the Python operator of each binary op, and the method Python tries on the right operand
+_SYMBOL = {"add": ("+", "__radd__"), "subtract": ("-", "__rsub__"), "multiply": ("*", "__rmul__"),
+           "divide": ("/", "__rtruediv__"), "power": ("**", "__rpow__"), "matmul": ("@", "__rmatmul__"),
+           "less": ("<", "__gt__"), "less_equal": ("<=", "__ge__"), "greater": (">", "__lt__"),
+           "greater_equal": (">=", "__le__"), "equal": ("==", "__eq__"), "not_equal": ("!=", "__ne__")}
+_BUILTIN_REFUSED = (str, bytes, list, tuple, dict, set, frozenset, type(None))
+
+
+def _defers(kind: type, name: str) -> bool:
+    """Whether Python should try ``kind``'s reflected operator next (a type of its own that
+    defines it), rather than noodle refusing the operand now."""
+    if issubclass(kind, _BUILTIN_REFUSED):
+        return False
+    method = _SYMBOL.get(name, ("", ""))[1]
+    return bool(method) and getattr(kind, method, None) is not getattr(object, method, None)
+
+
+def _operand_error(x: Any, name: str, other: Any) -> TraceTypeError:
+    """Why ``x <op> other`` cannot be traced. Why raise rather than return NotImplemented: Python
+    would then fall back to its own meaning (``x == None`` becomes ``False``, not NumPy's array of
+    ``False``; ``[1, 2] * x`` asks ``x`` for an int), a silent wrong answer or a baffling error."""
+    symbol = _SYMBOL.get(name, (name, ""))[0]
+    kind = type(other).__name__
+    if isinstance(other, list | tuple):
+        hint = (f"convert it with np.asarray(...) and pass it in as an argument: a {kind} read while "
+                "tracing would be frozen into the compiled program")
+    elif other is None or isinstance(other, str | bytes):
+        hint = ("NumPy refuses it for arithmetic too (for == and != it compares elementwise); test "
+                "for it outside the jitted function")
+    else:
+        hint = "use an array, a NumPy scalar or a Python number"
+    return TraceTypeError(f"`{symbol}` between a traced {x.dtype} array and a {kind} at {user_location()}: "
+                          f"the JIT takes arrays and numbers as operands; {hint}")
+
+
 class Tracer:
     """A stand-in for an array while a function is traced: every op on it is recorded."""
 
@@ -496,8 +532,12 @@ class Tracer:
 
     # ---- arithmetic
     def _bin(self, name: str, other: Any, reverse: bool = False) -> Tracer:
-        if not isinstance(other, Tracer | bool | int | float | np.ndarray | np.generic):
-            return NotImplemented
+        if isinstance(other, complex):
+            other = np.complex128(other)   # refused by the op with its dtype named, as np.complex128 is
+        elif not isinstance(other, Tracer | bool | int | float | np.ndarray | np.generic):
+            if not reverse and name not in ("equal", "not_equal") and _defers(type(other), name):
+                return NotImplemented   # the other type's reflected operator may know Tracers
+            raise _operand_error(self, name, other)
         return self.ctx.op(name, other, self, _py=True) if reverse else self.ctx.op(name, self, other, _py=True)
 
     def __add__(self, o: Any) -> Tracer: return self._bin("add", o)
