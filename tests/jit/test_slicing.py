@@ -100,3 +100,28 @@ def test_slices_round_trip_through_nbc() -> None:
 def test_slice_runs_outside_fused_regions() -> None:
     prog = nd.jit(lambda x: (x[1:] - x[:-1]) * 2.0).state(X).program
     assert all(n.attr("group") is None for n in prog.nodes if n.op in ("slice", "gather", "concatenate"))
+
+
+@pytest.mark.parametrize("backend", ["interpret", "numba"])
+def test_every_slice_of_short_arrays_matches_numpy(backend: str) -> None:
+    """Every start/stop/step over lengths 0, 1 and 5, as bounds the trace normalizes with
+    ``slice.indices()``: a negative step from a start before the array (``x[-8::-1]``) selects
+    nothing, where reading the normalized start -1 back as a Python index took the last element
+    and returned the whole array reversed."""
+    f = nd.jit(lambda x, a, b, c: x[a:b:c] + 0.5, backend=backend)
+    bounds = [None, -8, -6, -5, -2, -1, 0, 1, 4, 5, 7]
+    for n in (0, 1, 5):
+        x = np.arange(float(n))
+        for a in bounds:
+            for b in bounds:
+                for c in (-3, -1, 1, 2):
+                    got, want = f(x, a, b, c), x[a:b:c] + 0.5
+                    assert got.shape == want.shape and np.array_equal(got, want), (n, a, b, c)
+
+
+def test_an_empty_reversed_slice_stays_empty_downstream() -> None:
+    x = np.arange(5.0)
+    m = np.arange(20.0).reshape(4, 5)
+    assert float(nd.jit(lambda x: x[-8::-1].sum())(x)) == 0.0
+    np.testing.assert_array_equal(nd.jit(lambda x: nd.concatenate([x[-8::-1], x]))(x), x)
+    assert nd.jit(lambda m: m[-8::-1] * 2.0)(m).shape == (0, 5)

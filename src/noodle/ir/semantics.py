@@ -84,9 +84,19 @@ def scalar_power(a: Any, b: Any, xp: Any = np) -> Any:
 
 
 def slices(node: Node) -> tuple[slice, ...]:
-    """The Python slices of a ``slice`` node (a stop of -1 under a negative step means: through 0)."""
-    return tuple(slice(a, None if (s < 0 and b < 0) else b, s)
+    """The Python slices of a ``slice`` node, whose bounds are ``slice.indices()``'s: under a
+    negative step a stop of -1 means "through 0", and a start of -1 means "nothing" (``x[-8::-1]``
+    of five elements). Written back as Python slices, -1 would mean the last element instead."""
+    return tuple(_python_slice(a, b, s)
                  for a, b, s in zip(node.attr("starts"), node.attr("stops"), node.attr("steps"), strict=True))
+
+
+def _python_slice(start: int, stop: int, step: int) -> slice:
+    if step > 0:
+        return slice(start, stop, step)
+    if start < 0:
+        return slice(0, 0, step)
+    return slice(start, None if stop < 0 else stop, step)
 
 
 def gather(x: Any, idx: Any, axis: int, xp: Any = np) -> Any:
