@@ -51,6 +51,8 @@ _ndarray = np.ndarray
 _SCALAR_TYPES = (float, int, bool)
 MAX_VARIANTS = 8        # guard variants kept per signature (captured values seen)
 _SHAPE_OPS = frozenset({"input", "reshape", "transpose", "broadcast_to"})
+#: ops whose result may be a view of their first operand's memory when run
+_VIEW_OPS = frozenset({"reshape", "transpose", "broadcast_to", "slice"})
 log = logging.getLogger("noodle.jit")
 
 
@@ -274,7 +276,7 @@ class JitFunction:
         else:
             out = state.run(arrays)
         if entry.out_actions is not None:
-            out = _finish_outputs(out, entry.out_actions, args)
+            out = _finish_outputs(out, entry.out_actions, args, arrays)
         return out[0] if state.single_output else out
 
     def _hot_hook(self, entry: _Entry) -> Callable[[], None]:
@@ -531,17 +533,18 @@ class JitFunction:
 
 def _output_roots(program: Any) -> list[tuple[str, int | None]]:
     """Per output: what memory it is (``"input"``: an argument or a view of one, ``"const"``: the
-    program's own constant or a view of it, ``"new"``) and the earlier output it is the very same
-    value as (None if none)."""
+    program's own constant or a view of it, ``"loop"``: a loop's result or a view of it, which may
+    be its initial value as it came in, ``"new"``) and the earlier output it is the very same value
+    as (None if none)."""
     nodes = program.nodes
     first: dict[int, int] = {}
     out = []
+    kinds = {"input": "input", "const": "const", "loop_result": "loop"}
     for i, v in enumerate(program.outputs):
         root = v
-        while nodes[root].op in _SHAPE_OPS and nodes[root].op != "input":
+        while nodes[root].op in _VIEW_OPS:
             root = nodes[root].args[0]
-        op = nodes[root].op
-        out.append(("input" if op == "input" else "const" if op == "const" else "new", first.get(v)))
+        out.append((kinds.get(nodes[root].op, "new"), first.get(v)))
         first.setdefault(v, i)
     return out
 
@@ -552,8 +555,10 @@ def _output_actions(traced: list[tuple[str, int | None]], optimized: list[tuple[
     function computed in plain Python is returned as is; a 0-d array becomes a NumPy scalar;
     the same object twice where Python returned one object twice; and a copy wherever the
     optimized program would hand back memory the plain function would have made new (an
-    argument after ``x * 1`` was simplified away, the program's constant pool, or one buffer for
-    two outputs that were two arrays)."""
+    argument or a view of one after ``x * 1`` or ``x.copy()`` was simplified away, the program's
+    constant pool, or one buffer for two outputs that were two arrays). A loop's result is copied
+    when it shares memory with an input array (``"fresh"``): whether the loop hands back its
+    initial value depends on the trip count, known only when it runs."""
     nodes = program.nodes
     actions: list[Any] = []
     for i, ((kind_t, dup_t), (kind_o, dup_o)) in enumerate(zip(traced, optimized, strict=True)):
@@ -568,12 +573,16 @@ def _output_actions(traced: list[tuple[str, int | None]], optimized: list[tuple[
             actions.append("scalar")
         elif kind_o == "const" or (kind_o == "input" and kind_t != "input") or dup_o is not None:
             actions.append("copy")
+        elif kind_o == "loop" and kind_t != "input":
+            actions.append("fresh")
         else:
             actions.append(None)
     return tuple(actions)
 
 
-def _finish_outputs(out: tuple, actions: tuple, args: tuple) -> tuple:
+def _finish_outputs(out: tuple, actions: tuple, args: tuple, arrays: Sequence[Any]) -> tuple:
+    """Apply :func:`_output_actions`; ``arrays`` are the program's inputs (arguments and captured
+    arrays) that a ``"fresh"`` output must not share memory with."""
     done: list[Any] = []
     for o, a in zip(out, actions, strict=True):
         if a is None:
@@ -582,6 +591,10 @@ def _finish_outputs(out: tuple, actions: tuple, args: tuple) -> tuple:
             done.append(o[()])
         elif a == "copy":
             done.append(o.copy())
+        elif a == "fresh":
+            shared = isinstance(o, np.ndarray) and any(
+                isinstance(x, np.ndarray) and np.may_share_memory(o, x) for x in arrays)
+            done.append(o.copy() if shared else o)
         elif a[0] == "same":
             done.append(done[a[1]])
         elif a[0] == "arg":

@@ -88,7 +88,7 @@ def _shape_differs(a: str, shape: tuple[int, ...], i: int) -> str:
     return f"{a}.shape != s{i}"
 
 
-def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple], tuple],
+def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple, Any], tuple],
                     hot: Callable[[], None] | None = None) -> Callable[[tuple], Any]:
     """The fast path of one cache entry (``_Entry`` of :mod:`noodle.jit.api`): ``fast(args)`` is
     the call's result, or :data:`MISS`. ``hot()`` runs every 256th compiled call (default: publish
@@ -135,8 +135,9 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
     lines += [
         "runner = state.runner",
         "if runner is None: return MISS",
+        f"arrays = {arrays}",
         "try:",
-        f"    out = runner({arrays})",
+        "    out = runner(arrays)",
         "except Exception as exc:",   # a backend bug: drop the runner; the general path interprets
         "    state.runtime_failure(exc)",
         "    return MISS",
@@ -144,7 +145,7 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
         "if not c & 255: hot()",
     ]
     if entry.out_actions is not None:
-        lines.append("out = finish(out, actions, args)")
+        lines.append("out = finish(out, actions, args, arrays)")
     lines.append("return out[0]" if entry.state.single_output else "return out")
     src = "def fast(args):\n" + "".join(f"    {ln}\n" for ln in lines)
     exec(compile(src, f"<noodle fast path of {name}>", "exec"), env)  # noqa: S102 - our own text
