@@ -174,3 +174,32 @@ def test_a_loop_that_never_runs_does_not_raise_for_its_body(backend: str) -> Non
     from noodle.ir.semantics import run_subprogram
     with pytest.raises(OpIndexError, match="index 5 is out of bounds"):   # where it does run, it raises
         run_subprogram(body, (x,))
+
+
+@pytest.mark.parametrize("fn, x", [
+    # eagerly the Python int stays weak: + an int8 array gives int8 (jitted: int64)
+    (lambda x: nd.fori_loop(0, 3, lambda i, c: c + 1, 0) + x, np.ones(3, np.int8)),
+    # eagerly the Python float carry becomes float32 after one iteration (jitted: float64 bits)
+    (lambda x: nd.fori_loop(0, 10, lambda i, c: c + x[i] * x[i], 0.0), np.arange(10, dtype=np.float32) / 10),
+    (lambda x: nd.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 2.0), (0, x)), np.ones(3)),
+    (lambda x: nd.while_loop(lambda c: c < 3.0, lambda c: c + x[0], 0.0), np.ones(3, np.float32)),
+])
+def test_a_python_scalar_carry_is_refused_where_its_dtype_is_not_fixed(fn, x) -> None:
+    """NumPy types a Python scalar by what it meets, so the eager loop's dtype may change after
+    its first iteration; the traced loop fixed int64/float64 and returned another dtype (and other
+    bits). The jitted call refuses the carry, naming it and what to write instead."""
+    fn(x)   # eagerly it runs
+    with pytest.raises(TraceError, match=r"starts as the Python (int|float).*np\.(int64|float64)\("):
+        nd.jit(fn)(x)
+
+
+def test_a_numpy_scalar_carry_fixes_the_dtype_in_both_modes() -> None:
+    x = np.arange(10, dtype=np.float32) / 10
+
+    def fn(x):
+        return nd.fori_loop(0, 10, lambda i, c: c + x[i] * x[i], np.float32(0.0))
+
+    want = fn(x)
+    got = nd.jit(fn)(x)
+    assert type(got) is type(want) and got.dtype == np.float32
+    assert np.asarray(got).view(np.uint32) == np.asarray(want).view(np.uint32)

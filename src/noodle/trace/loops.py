@@ -7,7 +7,8 @@ trip count; the runner then loops around the body's compiled kernels (see
 
 The carry is one array or a tuple/list of arrays; a body that changes a carried value's shape or
 dtype raises :class:`~noodle.errors.TraceError` naming the element (eagerly too, so a function
-behaves the same jitted or not). ``fori_loop`` passes its counter as a NumPy ``int64`` (a 0-d
+behaves the same jitted or not); under ``nd.jit`` a carry that starts as a Python scalar raises too,
+since NumPy would type it by what it meets. ``fori_loop`` passes its counter as a NumPy ``int64`` (a 0-d
 ``int64`` array when traced), so ``x * i`` promotes the same way in both modes. Values of the
 enclosing function a body reads from its closure become extra operands of the loop; a Python
 scalar argument read there is made static (the function retraces for a new value).
@@ -147,7 +148,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], i
 
     Inside ``nd.jit`` it is one loop node, traced once; eagerly a Python ``while`` loop.
 
-    Example: ``nd.while_loop(lambda c: c[0] < 10, lambda c: (c[0] + 1, c[1] * 2.0), (0, x))``.
+    Example: ``nd.while_loop(lambda c: c[0] < 10, lambda c: (c[0] + 1, c[1] * 2.0), (np.int64(0), x))``
+    (under ``nd.jit`` a Python scalar carry, ``0``, is refused: see :func:`_refuse_python_scalars`).
     """
     what = "nd.while_loop"
     leaves, is_seq = _leaves(init_val, what)
@@ -158,6 +160,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], i
             cur = _check(what, body_fun(carry), cur, len(leaves), is_seq, init_val, False)
             carry = _rebuild(cur, is_seq, init_val)
         return carry
+
+    _refuse_python_scalars(what, leaves, is_seq)
 
     def cond_flat(ls: list[Tracer]) -> Any:
         return cond_fun(_rebuild(ls, is_seq, init_val))
@@ -193,6 +197,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
                              f"(at {user_location()})")
         if not isinstance(b, Tracer) and not isinstance(b, int | np.integer):
             raise TraceError(f"{what}: {name} must be an int, got {type(b).__name__} (at {user_location()})")
+    _refuse_python_scalars(what, leaves, is_seq)
     # eagerly ``i`` is a NumPy int64 scalar (``i ** 2`` is scalar math): so it is here
     start = lower.astype(np.int64) if isinstance(lower, Tracer) else np.int64(int(lower))
 
@@ -205,6 +210,22 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
 
     out = traced_while(ctx, cond_flat, body_flat, [start, *leaves], what)
     return _rebuild(out[1:], is_seq, init_val)
+
+
+def _refuse_python_scalars(what: str, leaves: list[Any], is_seq: bool) -> None:
+    """A carry that starts as a Python scalar has no dtype of its own: NumPy types it by what it
+    meets (NEP 50), so eagerly ``c + x32[i]`` makes the carry float32 after the first iteration
+    and an int carry that meets an int8 array stays int8, while a traced loop must fix one dtype
+    before it runs (it took int64/float64: other bits, another dtype). A NumPy scalar says which."""
+    for j, v in enumerate(leaves):
+        if not isinstance(v, bool | int | float) or isinstance(v, np.generic):   # (np.float64 is a float)
+            continue
+        kind = "np.bool_" if isinstance(v, bool) else "np.int64" if isinstance(v, int) else "np.float64"
+        name = f"carry element {j}" if is_seq else "the carry"
+        raise TraceError(f"{what}: {name} starts as the Python {type(v).__name__} {v!r} (at {user_location()}); "
+                         "NumPy gives a Python scalar the dtype of what it meets (NEP 50), so the eager loop's "
+                         "dtype can change after its first iteration, which a compiled loop cannot follow. Start it "
+                         f"as a NumPy scalar of the dtype you want, e.g. {kind}({v!r}) or np.float32(...)")
 
 
 def traced_while(ctx: TraceContext, cond_flat: Callable[[list[Tracer]], Any],
