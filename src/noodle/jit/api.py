@@ -50,7 +50,6 @@ _DEVICES = ("auto", "cpu", "cuda", "gpu")
 _ndarray = np.ndarray
 _SCALAR_TYPES = (float, int, bool)
 MAX_VARIANTS = 8        # guard variants kept per signature (captured values seen)
-_SHAPE_OPS = frozenset({"input", "reshape", "transpose", "broadcast_to"})
 #: ops whose result may be a view of their first operand's memory when run
 _VIEW_OPS = frozenset({"reshape", "transpose", "broadcast_to", "slice"})
 log = logging.getLogger("noodle.jit")
@@ -277,7 +276,9 @@ class JitFunction:
             out = state.run(arrays)
         if entry.out_actions is not None:
             out = _finish_outputs(out, entry.out_actions, args, arrays)
-        return out[0] if state.single_output else out
+        if state.single_output:
+            return out[0]
+        return list(out) if state.list_output else out
 
     def _hot_hook(self, entry: _Entry) -> Callable[[], None]:
         """What the Python fast path runs every 256th compiled call: publish the count, and once the
@@ -372,7 +373,7 @@ class JitFunction:
         positions = tuple(i for i, k in enumerate(kinds) if k in ("array", "param"))   # input order
         params = frozenset(i for i, k in enumerate(kinds) if k == "param")
         actions = _output_actions(traced_roots, _output_roots(program), program, ctx.raw_outputs,
-                                  {k: i for k, i in enumerate(positions) if i in params})
+                                  {k: i for k, i in enumerate(positions) if i in params}, ctx.scalar_outputs)
         if any(type(args[i]).__module__.startswith("cupy") for i in positions if i not in params):
             state.array_module = "cupy"
         simple = len(positions) == len(args) and not params
@@ -550,7 +551,8 @@ def _output_roots(program: Any) -> list[tuple[str, int | None]]:
 
 
 def _output_actions(traced: list[tuple[str, int | None]], optimized: list[tuple[str, int | None]],
-                    program: Any, raw: dict[int, Any], param_inputs: dict[int, int]) -> tuple[Any, ...]:
+                    program: Any, raw: dict[int, Any], param_inputs: dict[int, int],
+                    scalars: frozenset[int]) -> tuple[Any, ...]:
     """What to do with each output so the caller gets what the plain function returns: a value the
     function computed in plain Python is returned as is; a 0-d array becomes a NumPy scalar;
     the same object twice where Python returned one object twice; and a copy wherever the
@@ -569,7 +571,7 @@ def _output_actions(traced: list[tuple[str, int | None]], optimized: list[tuple[
             actions.append(("arg", param_inputs[node.attr("index")]))   # the scalar passed in
         elif dup_t is not None:
             actions.append(("same", dup_t))
-        elif not node.shape and node.op not in _SHAPE_OPS:
+        elif i in scalars:   # (the trace's verdict: x[2] is a scalar, np.where(c, a, b) a 0-d array)
             actions.append("scalar")
         elif kind_o == "const" or (kind_o == "input" and kind_t != "input") or dup_o is not None:
             actions.append("copy")

@@ -29,7 +29,17 @@ from typing import Any
 import numpy as np
 
 from noodle.errors import OpIndexError, TraceError
-from noodle.trace.tracer import Tracer, user_location
+from noodle.trace.tracer import Concretize, Tracer, user_location
+
+
+def _static_if_python_scalar(k: Any) -> None:
+    """A Python int argument used as an index: its value decides the result's shape (``x[i]``) and
+    NEP 50 would type it by the array (``x[i]`` of a float array read it as float64 and refused it),
+    so the function is traced again with it static, as for ``if i:``."""
+    if isinstance(k, Tracer):
+        params = k.ctx.weak.get(k.value)
+        if params:
+            raise Concretize(params)
 
 
 def _mask_error() -> TraceError:
@@ -52,6 +62,7 @@ def getitem(t: Tracer, key: Any) -> Tracer:
         return ctx.op("reshape", t, shape=()) if key == () else t._view("reshape", shape=())
     items = list(key) if isinstance(key, tuple) else [key]
     for n, k in enumerate(items):
+        _static_if_python_scalar(k)
         if isinstance(k, list):
             items[n] = np.asarray(k) if k else np.asarray(k, dtype=np.int64)
         elif isinstance(k, bool | np.bool_):
@@ -227,6 +238,7 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Any:
     if isinstance(indices, list | int | np.integer):
         indices = np.asarray(indices, dtype=np.int64) if not isinstance(indices, list) or indices \
             else np.zeros(0, np.int64)
+    _static_if_python_scalar(indices)
     idx = ctx.lift(indices, None)
     if idx.dtype.kind not in "iu":
         raise TraceError(f"take() indices must be integers, got {idx.dtype} (at {user_location()})")

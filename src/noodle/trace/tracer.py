@@ -125,6 +125,8 @@ class TraceContext:
         self.raised: list[TraceError] = []   # errors raised into the traced function
         self.scalar_inputs: set[int] = set()   # inputs standing for scalars (immutable in Python)
         self.raw_outputs: dict[int, Any] = {}  # results that are plain Python/NumPy scalars, not traced
+        self.scalar_outputs: frozenset[int] = frozenset()   # traced results NumPy returns as scalars
+        self.view_values: set[int] = set()    # values made as views (x.reshape(()) is a 0-d array)
         # a loop's cond or body (noodle.trace.loops): values of the enclosing trace it reads become
         # extra inputs of this sub-program, through the scope
         self.scope: Any = None
@@ -292,6 +294,8 @@ def numpy_scalar(x: Any) -> bool:
         if node.op != "astype":                      # .astype()/.copy() keep what they are given
             return True
         v = node.args[0]
+        if v in ctx.view_values:                     # .copy() of a 0-d view is a 0-d array
+            return False
 
 
 
@@ -428,6 +432,7 @@ class Tracer:
     def _view(self, name: str, **attrs: Any) -> Tracer:
         """``name`` (reshape, transpose, broadcast_to) as a view sharing this array's buffer."""
         out = self.ctx.op(name, self, **attrs)
+        self.ctx.view_values.add(out.value)
         buf = self._buffer()
         out.buf = buf
         out.readonly = self.readonly or name == "broadcast_to"
@@ -884,6 +889,10 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
                              f"place at {r.stale}; in NumPy the view sees the update, which the JIT does not "
                              "model. Take the view after the update, or write the update as a new array")
     ctx.raw_outputs = {i: r for i, r in enumerate(results) if not isinstance(r, Tracer | np.ndarray)}
+    # where the plain function returns a NumPy scalar (x[2], a reduction) and where a 0-d array
+    # (np.where of scalars, x.reshape(())): compiled code returns 0-d arrays for both
+    ctx.scalar_outputs = frozenset(i for i, r in enumerate(results)
+                                   if isinstance(r, Tracer) and r.shape == () and numpy_scalar(r))
     for r in results:
         if isinstance(r, Tracer) and r.ctx is ctx and ctx.weak.get(r.value):
             raise Concretize(ctx.weak[r.value])   # a returned Python scalar: return the real one
@@ -891,6 +900,7 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     program = ctx.builder.finish(outs)
     program.n_inputs = ctx.builder.n_inputs
     program.meta["single_output"] = single
+    program.meta["list_output"] = isinstance(result, list)
     return program, ctx
 
 
