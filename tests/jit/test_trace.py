@@ -106,3 +106,20 @@ def test_static_arguments_become_constants():
     f = nd.jit(lambda a, k: a * k, backend="interpret")
     np.testing.assert_array_equal(f(np.ones(2), 3.0), [3.0, 3.0])
     np.testing.assert_array_equal(f(np.ones(2), 5.0), [5.0, 5.0])
+
+
+def test_a_list_result_comes_back_as_a_list() -> None:
+    """A function returning ``[a, b]`` got a tuple back; a list carry of a loop likewise."""
+    x = np.arange(4.0)
+
+    def two(a, b):
+        return [a + b, a - b]
+
+    def loop(x):
+        return nd.while_loop(lambda c: c[0] < 3, lambda c: [c[0] + 1, c[1] * 2.0], [np.int64(0), x])
+
+    for fn, args in ((two, (x, x)), (loop, (x,))):
+        f = nd.jit(fn)
+        for _ in range(3):
+            got, want = f(*args), fn(*args)
+            assert type(got) is list and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))

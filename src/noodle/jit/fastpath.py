@@ -146,7 +146,8 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
     ]
     if entry.out_actions is not None:
         lines.append("out = finish(out, actions, args, arrays)")
-    lines.append("return out[0]" if entry.state.single_output else "return out")
+    lines.append("return out[0]" if entry.state.single_output else
+                 "return list(out)" if entry.state.list_output else "return out")
     src = "def fast(args):\n" + "".join(f"    {ln}\n" for ln in lines)
     exec(compile(src, f"<noodle fast path of {name}>", "exec"), env)  # noqa: S102 - our own text
     return env.pop("fast")   # (not left in its own globals: no cycle keeps the state alive)
@@ -167,7 +168,7 @@ def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
 
     state = entry.state
     specs = entry.specs
-    if entry.out_actions is not None or not specs:
+    if entry.out_actions is not None or not specs or state.list_output:
         return None
     if entry.positions is not None and tuple(entry.positions) != tuple(range(len(specs))):
         return None   # some argument is not a program input (a static value)
