@@ -22,6 +22,8 @@ I32 = np.array([np.iinfo(np.int32).min, -1, 0, 1, np.iinfo(np.int32).max, 7] * 1
 I8 = np.random.default_rng(0).integers(-128, 128, 6000).astype(np.int8)
 U8 = np.array([0, 1, 255, 128] * 1500, dtype=np.uint8)
 Z = np.array([0.0, -0.0, 1.0, -1.0, np.nan] * 20)
+CAST32 = np.resize(np.array([-42.0, np.nan, 7e4, -1.0, 3.0, -3.7, 1e10, -1e10, 3e9, np.inf, -np.inf, 65535.9,
+                             1e19, -0.5, 127.9, -129.0], np.float32), 4096)
 NANS = np.zeros(4096)
 NANS[10], NANS[11] = np.nan, -np.nan
 
@@ -29,6 +31,10 @@ CASES = {
     "float->int64": (lambda x: x.astype(np.int64), F),
     "float->int32": (lambda x: x.astype(np.int32), F),
     "float->uint8": (lambda x: x.astype(np.uint8), F),
+    # vectorized, LLVM's fptoui gave 65535 for NaN and negatives (NumPy: 0, and -42.0 -> 65494)
+    "float32->uint16": (lambda x: x.astype(np.uint16), CAST32),
+    "float32->int8/int16/uint8": (lambda x: (x.astype(np.int8), x.astype(np.int16), x.astype(np.uint8)), CAST32),
+    "float64->uint16/int64": (lambda x: (x.astype(np.uint16), x.astype(np.int64)), CAST32.astype(np.float64)),
     "float->bool": (lambda x: x.astype(np.bool_), F),
     "float->float32": (lambda x: x.astype(np.float32), F),
     "abs int64 min": (lambda x: abs(x), I64),

@@ -59,7 +59,52 @@ def cast(name: str, have: str, want: str) -> str:
         return name
     if want == "bool":
         return f"({name} != 0)"
+    if is_float(have) and want in _TRUNCATING:
+        return _float_to_int(name, want)
     return f"{np_ctor(want)}({name})"
+
+
+#: float -> int casts written out as x86's truncating conversion (below)
+_TRUNCATING = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16"})
+
+
+def _float_to_int(name: str, want: str) -> str:
+    """A float -> int cast as NumPy's compiled C cast gives it on x86-64: a truncating conversion
+    to int32 (int64 for int64), whose out-of-range and NaN result is the minimum int, then the low
+    bits. Why written out: LLVM's ``fptosi``/``fptoui`` leave those inputs undefined, and once
+    vectorized a float32 -> uint16 cast gave 65535 for NaN and negatives (NumPy: 0 and 65494 for
+    -42.0). Used only where :func:`_x86_casts_match_numpy` finds this NumPy doing the same."""
+    if not _x86_casts_match_numpy():
+        raise CompileError(f"a float -> {want} cast: this NumPy's results for out-of-range values are not the "
+                           "truncating conversion the kernels write; it runs interpreted")
+    via, lim = ("int64", "9.223372036854775808e18") if want == "int64" else ("int32", "2147483648.0")
+    low = f"np.{via}({np.iinfo(via).min})"
+    inner = f"(np.{via}({name}) if ({name} >= -{lim} and {name} < {lim}) else {low})"
+    return inner if want == via else f"{np_ctor(want)}({inner})"
+
+
+_x86_verdict: bool | None = None
+
+
+def _x86_casts_match_numpy() -> bool:
+    """Whether ``astype`` from float32/float64 to every :data:`_TRUNCATING` dtype gives, on values
+    out of range, NaN and infinities, what :func:`_float_to_int` computes (checked once)."""
+    global _x86_verdict
+    if _x86_verdict is None:
+        probe = [-42.0, -3.7, -0.5, 0.0, 3.9, 127.5, 128.0, 255.9, 256.0, 32768.0, 65535.9, 70000.0, -70000.0,
+                 3e9, -3e9, 1e10, -1e10, 1e19, -1e19, 1e30, float("nan"), float("inf"), float("-inf")]
+        ok = True
+        with np.errstate(all="ignore"):
+            for src in (np.float32, np.float64):
+                x = np.array(probe, dtype=src)
+                for want in sorted(_TRUNCATING):
+                    via = np.int64 if want == "int64" else np.int32
+                    lim = 2.0 ** 63 if want == "int64" else 2.0 ** 31
+                    inside = (x >= -lim) & (x < lim)
+                    expect = np.where(inside, np.where(inside, x, 0).astype(via), np.iinfo(via).min).astype(want)
+                    ok = ok and bool(np.array_equal(x.astype(want), expect))
+        _x86_verdict = ok
+    return _x86_verdict
 
 
 def float_literal(x: float) -> str:
