@@ -121,3 +121,38 @@ def test_results_numpy_would_give_in_float16_are_refused_with_advice():
     with pytest.raises(DTypeError, match=r"float16.*astype"):
         nd.jit(lambda a: np.exp(a), backend="interpret")(x)
     np.testing.assert_array_equal(nd.jit(lambda a: np.exp(a.astype(np.float32)))(x), np.exp(x.astype(np.float32)))
+
+
+_X8 = np.array([-1, 2, 3, -128, 127], np.int8)
+_U8 = np.array([0, 5, 255], np.uint8)
+_U64 = np.array([2**64 - 1, 0, 7], np.uint64)
+_F32 = np.array([-1.0, 2.0, np.nan, 3.5], np.float32)
+_B = np.array([True, False, True])
+
+
+@pytest.mark.parametrize("mode", ["interpret", "compiled"])
+@pytest.mark.parametrize("fn, x", [
+    # NEP 50 in where: a Python scalar branch takes the other branch's dtype, not the condition's
+    (lambda x: np.where(x > 0, 1, x), _X8),
+    (lambda x: np.where(x > 0, x, 0.5), _F32),
+    (lambda x: nd.where(x > 0, x, 0.5), _F32),
+    (lambda x: np.where(x != x, 0, x), _F32),
+    (lambda x: np.where(x > 0, x, 1), _U64),      # was float64, losing the low bits of 2**64 - 1
+    (lambda x: np.where(x > 0, 1.5, x), _X8),
+    (lambda x: np.where(x > 0, 1, 2), _X8),
+    # a Python int outside an int array's range compares exactly (NumPy does not raise)
+    (lambda x: (x > 300, x == 1000, x <= -129, 300 > x, x != -1000), _X8),
+    (lambda x: (x < -1, -5 != x, x >= 256), _U8),
+    (lambda x: x <= 2**70, _U64),
+    # b ** 2 is np.square: int8 for bool (b ** 3 is the power loop: int64)
+    (lambda x: (x ** 2, x ** 3), _B),
+])
+def test_python_scalars_follow_nep50_in_where_comparisons_and_squares(fn, x, mode):
+    with np.errstate(all="ignore"):
+        want = fn(x.copy())
+        f = nd.jit(fn, backend="interpret") if mode == "interpret" else nd.jit(fn, hot_threshold=0)
+        for _ in range(2):
+            got = f(x)
+            for g, w in zip(got if isinstance(want, tuple) else (got,), want if isinstance(want, tuple) else (want,),
+                            strict=True):
+                _same(g, w, "nep50")

@@ -199,11 +199,18 @@ class TraceContext:
             # (ir.semantics.scalar_power); an integer scalar beside a Python float goes to the ufunc
             # in NumPy, and integer powers are exact either way
             attrs = {**attrs, "scalar": True}
+        if name in _COMPARISONS and len(operands) == 2:
+            known = self._compare_out_of_range(name, operands)
+            if known is not None:
+                return known
         if self.weak:
             operands, weak = self._weak_operands(name, operands, _py)
         else:
             weak = None
-        like = next((o for o in operands if isinstance(o, Tracer)), None)
+        # NEP 50: a Python scalar takes the dtype of the array beside it; for where, the other
+        # branch, not the condition (np.where(m, 1, x8) is int8)
+        data = operands[1:] if name == "where" else operands
+        like = next((o for o in data if isinstance(o, Tracer)), None)
         vals = [self.lift(o, like).value for o in operands]
         try:
             out = Tracer(self, self.builder.add(name, *vals, **attrs))
@@ -214,6 +221,22 @@ class TraceContext:
         if weak:
             self.weak[out.value] = weak
         return out
+
+    def _compare_out_of_range(self, name: str, operands: tuple) -> Tracer | None:
+        """``x8 > 300``: a Python int outside an integer array's range. NumPy compares it exactly
+        (every element is below it); casting it to the array's dtype would overflow. The answer is
+        the same for every element: all True or all False, of the array's shape."""
+        for k, (t, v) in enumerate((operands, operands[::-1])):
+            if isinstance(t, Tracer) and type(v) is int and t.dtype.kind in "iu":
+                info = np.iinfo(t.dtype)
+                if info.min <= v <= info.max:
+                    return None
+                above = v > info.max
+                op = _MIRRORED[name] if k else name   # v < t is t > v
+                holds = {"less": above, "less_equal": above, "greater": not above, "greater_equal": not above,
+                         "equal": False, "not_equal": True}[op]
+                return self.op("equal" if holds else "not_equal", t, t)   # (no NaN in an int array)
+        return None
 
     def _weak_operands(self, name: str, operands: tuple, py: bool) -> tuple[tuple, frozenset[int] | None]:
         """Apply NEP 50 to parameters standing for Python scalars.
@@ -298,6 +321,10 @@ def numpy_scalar(x: Any) -> bool:
             return False
 
 
+
+_COMPARISONS = frozenset({"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"})
+_MIRRORED = {"less": "greater", "less_equal": "greater_equal", "greater": "less", "greater_equal": "less_equal",
+             "equal": "equal", "not_equal": "not_equal"}
 
 #: the Python operator of each binary op, and the method Python tries on the right operand
 _SYMBOL = {"add": ("+", "__radd__"), "subtract": ("-", "__rsub__"), "multiply": ("*", "__rmul__"),
@@ -553,7 +580,16 @@ class Tracer:
     def __rmul__(self, o: Any) -> Tracer: return self._bin("multiply", o, True)
     def __truediv__(self, o: Any) -> Tracer: return self._bin("divide", o)
     def __rtruediv__(self, o: Any) -> Tracer: return self._bin("divide", o, True)
-    def __pow__(self, o: Any) -> Tracer: return self._bin("power", o)
+    def __pow__(self, o: Any) -> Tracer:
+        if self.dtype == np.bool_:
+            # NumPy's ``**`` sends a Python 2 to np.square, whose bool input computes in int8 (the
+            # power loop would give int64): the exponent's value decides the dtype
+            params = self.ctx.weak.get(o.value) if isinstance(o, Tracer) else None
+            if params:
+                raise Concretize(params)
+            if type(o) is int and o == 2:
+                return self.astype(np.int8)._bin("power", o)
+        return self._bin("power", o)
     def __rpow__(self, o: Any) -> Tracer: return self._bin("power", o, True)
     def __matmul__(self, o: Any) -> Tracer: return self._bin("matmul", o)
     def __rmatmul__(self, o: Any) -> Tracer: return self._bin("matmul", o, True)
