@@ -161,3 +161,13 @@ def test_a_python_int_argument_indexes_as_numpy() -> None:
         assert g(x, i) == np.take(x, i)
     with pytest.raises(OpIndexError):
         f(x, 7)
+
+
+def test_an_index_array_on_a_zero_d_array_is_an_index_error() -> None:
+    """``x[np.array([0])]`` on a 0-d array compared the index with ``()`` elementwise and raised
+    a bare ValueError ("truth value of an empty array"); NumPy raises IndexError."""
+    x = np.array(3.0)
+    with pytest.raises(IndexError):
+        x[np.array([0])]
+    with pytest.raises(OpIndexError, match="0-dimensional"):
+        nd.jit(lambda x: x[np.array([0])])(x)

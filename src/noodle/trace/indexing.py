@@ -56,7 +56,7 @@ def _int_index(k: Any) -> bool:
 def getitem(t: Tracer, key: Any) -> Tracer:
     """``t[key]`` recorded as slice / reshape / gather nodes (see the module docstring)."""
     ctx = t.ctx
-    if t.ndim == 0 and (key == () or key is Ellipsis):
+    if t.ndim == 0 and (key is Ellipsis or (isinstance(key, tuple) and key == ())):
         # NumPy: ``a[()]`` of a 0-d array (or a scalar) is a scalar, ``a[...]`` a 0-d array (a view);
         # which one matters to ``**`` of scalars (trace.tracer.numpy_scalar)
         return ctx.op("reshape", t, shape=()) if key == () else t._view("reshape", shape=())
