@@ -203,3 +203,14 @@ def test_a_numpy_scalar_carry_fixes_the_dtype_in_both_modes() -> None:
     got = nd.jit(fn)(x)
     assert type(got) is type(want) and got.dtype == np.float32
     assert np.asarray(got).view(np.uint32) == np.asarray(want).view(np.uint32)
+
+
+def test_a_python_scalar_argument_as_a_carry_is_refused_too() -> None:
+    def fn(x, s):
+        return nd.fori_loop(0, 3, lambda i, c: c + x[i], s)
+
+    x8 = np.array([100, 100, 100, 5], np.int8)
+    assert fn(x8, 0).dtype == np.int8   # eagerly: NEP 50 makes it int8 (300 wraps to 44)
+    for s in (0, 0.0):
+        with pytest.raises(TraceError, match="starts as"):
+            nd.jit(fn)(x8, s)

@@ -171,3 +171,16 @@ def test_an_index_array_on_a_zero_d_array_is_an_index_error() -> None:
         x[np.array([0])]
     with pytest.raises(OpIndexError, match="0-dimensional"):
         nd.jit(lambda x: x[np.array([0])])(x)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x.sum().reshape(()),     # a scalar's reshape to () is a scalar
+    lambda x: x[2][...],               # a scalar's [...] is a 0-d array
+    lambda x: x[2][...].copy(),
+    lambda x: (x[0] > 0) ** 2 * 100,   # np.bool_ ** 2 is scalar math: int64
+])
+def test_scalars_of_numpy_stay_scalars_or_become_arrays_as_numpy_says(fn) -> None:
+    x = np.arange(5.0) + 1.0
+    want, got = fn(x), nd.jit(fn)(x)
+    assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype
+    assert np.array_equal(got, want) and not np.shares_memory(got, x)

@@ -380,3 +380,31 @@ def test_attribute_probes_and_dtype_arguments_behave_as_in_python():
 
     got = nd.jit(f, backend="interpret")(X, np.float32)
     assert got.dtype == np.float32 and seen["device"] is False
+
+
+def test_a_loop_started_from_a_constant_never_hands_back_the_constant():
+    """With zero trips the loop returned the program's own constant array; a caller who wrote into
+    that result changed every later call's answer."""
+    x = np.arange(3.0)
+    for fn in (lambda x, n: nd.fori_loop(0, n, lambda i, c: c + x, np.zeros(3)),
+               lambda x, n: nd.while_loop(lambda c: c.sum() < n, lambda c: c + 1.0, np.array([5.0, 1.0, 0.0]))):
+        f = nd.jit(fn)
+        want = fn(x, np.int64(0))
+        for _ in range(4):
+            r = f(x, np.int64(0))
+            np.testing.assert_array_equal(r, want)
+            r[...] = 99.0
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a: a[2].reshape(1), lambda a: a[2][None], lambda a: a[2].ravel(),
+    lambda a: np.broadcast_to(a[2], (3,)), lambda a: a[2][...], lambda a: a[2].T,
+])
+def test_a_view_of_an_element_is_not_a_view_of_the_array(fn):
+    """``x[2]`` is a new scalar in NumPy, so a reshape of it is new memory; the output check walked
+    through the reshape and the index back to the argument and returned a view of it."""
+    x = np.arange(5.0)
+    for mode in MODES:
+        r = jitted(fn, mode)(x)
+        want = fn(x)
+        assert type(r) is type(want) and np.array_equal(r, want) and not np.shares_memory(r, x)

@@ -365,7 +365,7 @@ class JitFunction:
                 kinds = ["static" if k == "param" else k for k in kinds]
         else:  # pragma: no cover - each round makes at least one parameter static
             raise TraceError(f"{self.fn.__name__}: could not trace with its scalar arguments")
-        traced_roots = _output_roots(program)
+        traced_roots = _output_roots(program, ctx.view_values)
         program = optimize(program)
         check, _labels = capture.guard(ctx, self.fn.__name__)
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
@@ -532,18 +532,19 @@ class JitFunction:
         return f"<noodle.jit {self.fn.__name__} ({len(self._states)} signatures)>"
 
 
-def _output_roots(program: Any) -> list[tuple[str, int | None]]:
+def _output_roots(program: Any, views: set[int] | None = None) -> list[tuple[str, int | None]]:
     """Per output: what memory it is (``"input"``: an argument or a view of one, ``"const"``: the
     program's own constant or a view of it, ``"loop"``: a loop's result or a view of it, which may
     be its initial value as it came in, ``"new"``) and the earlier output it is the very same value
-    as (None if none)."""
+    as (None if none). ``views``: for the traced program, the values that are views in NumPy's
+    model (``x[2].reshape(1)`` is not: ``x[2]`` is a new scalar); otherwise every view op is one."""
     nodes = program.nodes
     first: dict[int, int] = {}
     out = []
     kinds = {"input": "input", "const": "const", "loop_result": "loop"}
     for i, v in enumerate(program.outputs):
         root = v
-        while nodes[root].op in _VIEW_OPS:
+        while nodes[root].op in _VIEW_OPS and (views is None or root in views):
             root = nodes[root].args[0]
         out.append((kinds.get(nodes[root].op, "new"), first.get(v)))
         first.setdefault(v, i)
@@ -576,7 +577,7 @@ def _output_actions(traced: list[tuple[str, int | None]], optimized: list[tuple[
         elif kind_o == "const" or (kind_o == "input" and kind_t != "input") or dup_o is not None:
             actions.append("copy")
         elif kind_o == "loop" and kind_t != "input":
-            actions.append("fresh")
+            actions.append(("fresh", tuple(c for c in program.consts if isinstance(c, np.ndarray) and c.ndim)))
         else:
             actions.append(None)
     return tuple(actions)
@@ -593,9 +594,9 @@ def _finish_outputs(out: tuple, actions: tuple, args: tuple, arrays: Sequence[An
             done.append(o[()])
         elif a == "copy":
             done.append(o.copy())
-        elif a == "fresh":
+        elif a[0] == "fresh":   # (a[1]: the program's constant arrays, which a loop may start from)
             shared = isinstance(o, np.ndarray) and any(
-                isinstance(x, np.ndarray) and np.may_share_memory(o, x) for x in arrays)
+                isinstance(x, np.ndarray) and np.may_share_memory(o, x) for x in (*arrays, *a[1]))
             done.append(o.copy() if shared else o)
         elif a[0] == "same":
             done.append(done[a[1]])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from noodle.errors import OpIndexError, TraceError
-from noodle.trace.tracer import Concretize, Tracer, user_location
+from noodle.trace.tracer import Concretize, Tracer, numpy_scalar, user_location
 
 
 def _static_if_python_scalar(k: Any) -> None:
@@ -59,7 +59,13 @@ def getitem(t: Tracer, key: Any) -> Tracer:
     if t.ndim == 0 and (key is Ellipsis or (isinstance(key, tuple) and key == ())):
         # NumPy: ``a[()]`` of a 0-d array (or a scalar) is a scalar, ``a[...]`` a 0-d array (a view);
         # which one matters to ``**`` of scalars (trace.tracer.numpy_scalar)
-        return ctx.op("reshape", t, shape=()) if key == () else t._view("reshape", shape=())
+        if key == ():
+            return ctx.op("reshape", t, shape=())
+        if numpy_scalar(t):   # a scalar's [...] is a new 0-d array
+            out = ctx.op("reshape", t, shape=())
+            ctx.array_values.add(out.value)
+            return out
+        return t._view("reshape", shape=())
     items = list(key) if isinstance(key, tuple) else [key]
     for n, k in enumerate(items):
         _static_if_python_scalar(k)

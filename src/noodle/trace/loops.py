@@ -218,14 +218,20 @@ def _refuse_python_scalars(what: str, leaves: list[Any], is_seq: bool) -> None:
     and an int carry that meets an int8 array stays int8, while a traced loop must fix one dtype
     before it runs (it took int64/float64: other bits, another dtype). A NumPy scalar says which."""
     for j, v in enumerate(leaves):
-        if not isinstance(v, bool | int | float) or isinstance(v, np.generic):   # (np.float64 is a float)
+        if isinstance(v, Tracer) and v.ctx.weak.get(v.value):
+            # a Python scalar passed in as an argument: as weak as one written in the code
+            py = {"b": "bool", "i": "int"}.get(v.dtype.kind, "float")
+            what_it_is, example = f"a Python {py} argument", f"np.{'bool_' if py == 'bool' else py + '64'}(...)"
+        elif isinstance(v, bool | int | float) and not isinstance(v, np.generic):   # (np.float64 is a float)
+            kind = "np.bool_" if isinstance(v, bool) else "np.int64" if isinstance(v, int) else "np.float64"
+            what_it_is, example = f"the Python {type(v).__name__} {v!r}", f"{kind}({v!r})"
+        else:
             continue
-        kind = "np.bool_" if isinstance(v, bool) else "np.int64" if isinstance(v, int) else "np.float64"
         name = f"carry element {j}" if is_seq else "the carry"
-        raise TraceError(f"{what}: {name} starts as the Python {type(v).__name__} {v!r} (at {user_location()}); "
-                         "NumPy gives a Python scalar the dtype of what it meets (NEP 50), so the eager loop's "
-                         "dtype can change after its first iteration, which a compiled loop cannot follow. Start it "
-                         f"as a NumPy scalar of the dtype you want, e.g. {kind}({v!r}) or np.float32(...)")
+        raise TraceError(f"{what}: {name} starts as {what_it_is} (at {user_location()}); NumPy gives a Python "
+                         "scalar the dtype of what it meets (NEP 50), so the eager loop's dtype can change after "
+                         "its first iteration, which a compiled loop cannot follow. Start it as a NumPy scalar of "
+                         f"the dtype you want, e.g. {example} or np.float32(...)")
 
 
 def traced_while(ctx: TraceContext, cond_flat: Callable[[list[Tracer]], Any],

@@ -127,6 +127,7 @@ class TraceContext:
         self.raw_outputs: dict[int, Any] = {}  # results that are plain Python/NumPy scalars, not traced
         self.scalar_outputs: frozenset[int] = frozenset()   # traced results NumPy returns as scalars
         self.view_values: set[int] = set()    # values made as views (x.reshape(()) is a 0-d array)
+        self.array_values: set[int] = set()   # other 0-d values NumPy holds as arrays (a scalar's [...])
         # a loop's cond or body (noodle.trace.loops): values of the enclosing trace it reads become
         # extra inputs of this sub-program, through the scope
         self.scope: Any = None
@@ -307,6 +308,8 @@ def numpy_scalar(x: Any) -> bool:
     ctx = x.ctx
     if x.value in ctx.scalar_inputs or ctx.weak.get(x.value):
         return True
+    if x.value in ctx.array_values:
+        return False
     if x.buf is not None and len(x.buf.members) > 1:
         return False
     v = x.value
@@ -317,7 +320,7 @@ def numpy_scalar(x: Any) -> bool:
         if node.op != "astype":                      # .astype()/.copy() keep what they are given
             return True
         v = node.args[0]
-        if v in ctx.view_values:                     # .copy() of a 0-d view is a 0-d array
+        if v in ctx.view_values or v in ctx.array_values:   # .copy() of a 0-d array is one
             return False
 
 
@@ -459,6 +462,10 @@ class Tracer:
     def _view(self, name: str, **attrs: Any) -> Tracer:
         """``name`` (reshape, transpose, broadcast_to) as a view sharing this array's buffer."""
         out = self.ctx.op(name, self, **attrs)
+        if numpy_scalar(self):
+            # a NumPy scalar is immutable and its own memory: ``s.reshape(1)`` is a new array,
+            # ``s.reshape(())`` a scalar again (NumPy returns 0-d results of scalars as scalars)
+            return out
         self.ctx.view_values.add(out.value)
         buf = self._buffer()
         out.buf = buf
@@ -581,7 +588,7 @@ class Tracer:
     def __truediv__(self, o: Any) -> Tracer: return self._bin("divide", o)
     def __rtruediv__(self, o: Any) -> Tracer: return self._bin("divide", o, True)
     def __pow__(self, o: Any) -> Tracer:
-        if self.dtype == np.bool_:
+        if self.dtype == np.bool_ and not numpy_scalar(self):   # (np.bool_ ** 2 is scalar math: int64)
             # NumPy's ``**`` sends a Python 2 to np.square, whose bool input computes in int8 (the
             # power loop would give int64): the exponent's value decides the dtype
             params = self.ctx.weak.get(o.value) if isinstance(o, Tracer) else None
