@@ -140,6 +140,9 @@ _B = np.array([True, False, True])
     (lambda x: np.where(x > 0, x, 1), _U64),      # was float64, losing the low bits of 2**64 - 1
     (lambda x: np.where(x > 0, 1.5, x), _X8),
     (lambda x: np.where(x > 0, 1, 2), _X8),
+    # an out-of-range Python int branch keeps its low bits in NumPy's where (arithmetic raises)
+    (lambda x: (np.where(x > 0, x, 300), np.where(x > 0, -129, x)), _X8),
+    (lambda x: np.where(x > 0, x, -1), _U8),
     # a Python int outside an int array's range compares exactly (NumPy does not raise)
     (lambda x: (x > 300, x == 1000, x <= -129, 300 > x, x != -1000), _X8),
     (lambda x: (x < -1, -5 != x, x >= 256), _U8),

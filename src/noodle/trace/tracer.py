@@ -212,6 +212,8 @@ class TraceContext:
         # branch, not the condition (np.where(m, 1, x8) is int8)
         data = operands[1:] if name == "where" else operands
         like = next((o for o in data if isinstance(o, Tracer)), None)
+        if name == "where" and like is not None and like.dtype.kind in "iu":
+            operands = tuple(_where_int(o, like.dtype) for o in operands)
         vals = [self.lift(o, like).value for o in operands]
         try:
             out = Tracer(self, self.builder.add(name, *vals, **attrs))
@@ -323,6 +325,18 @@ def numpy_scalar(x: Any) -> bool:
         if v in ctx.view_values or v in ctx.array_values:   # .copy() of a 0-d array is one
             return False
 
+
+
+def _where_int(x: Any, dtype: np.dtype) -> Any:
+    """A Python int branch of ``np.where`` beside an integer array: NumPy converts it through a C
+    integer and keeps the low bits (``np.where(m, x8, 300)`` holds 44), where arithmetic raises
+    OverflowError; beyond 64 bits NumPy raises too (left to the constant's check)."""
+    if type(x) is not int:
+        return x
+    info = np.iinfo(dtype)
+    if info.min <= x <= info.max or not -(1 << 63) <= x < (1 << 64):
+        return x
+    return np.array(x % (1 << 64), dtype=np.uint64).astype(dtype)[()]
 
 
 _COMPARISONS = frozenset({"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"})
