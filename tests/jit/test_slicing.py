@@ -178,6 +178,9 @@ def test_an_index_array_on_a_zero_d_array_is_an_index_error() -> None:
     lambda x: x[2][...],               # a scalar's [...] is a 0-d array
     lambda x: x[2][...].copy(),
     lambda x: (x[0] > 0) ** 2 * 100,   # np.bool_ ** 2 is scalar math: int64
+    lambda x: np.copy(x[0]),           # np.copy of a scalar is a 0-d array
+    lambda x: np.copy(x.sum()),
+    lambda x: +x[:1].reshape(()),      # +a is np.positive: a 0-d result is a scalar
 ])
 def test_scalars_of_numpy_stay_scalars_or_become_arrays_as_numpy_says(fn) -> None:
     x = np.arange(5.0) + 1.0

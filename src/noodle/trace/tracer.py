@@ -128,6 +128,7 @@ class TraceContext:
         self.scalar_outputs: frozenset[int] = frozenset()   # traced results NumPy returns as scalars
         self.view_values: set[int] = set()    # values made as views (x.reshape(()) is a 0-d array)
         self.array_values: set[int] = set()   # other 0-d values NumPy holds as arrays (a scalar's [...])
+        self.scalar_values: set[int] = set()  # and 0-d values it holds as scalars that look like copies (+z)
         # a loop's cond or body (noodle.trace.loops): values of the enclosing trace it reads become
         # extra inputs of this sub-program, through the scope
         self.scope: Any = None
@@ -312,6 +313,8 @@ def numpy_scalar(x: Any) -> bool:
         return True
     if x.value in ctx.array_values:
         return False
+    if x.value in ctx.scalar_values:
+        return True
     if x.buf is not None and len(x.buf.members) > 1:
         return False
     v = x.value
@@ -324,6 +327,8 @@ def numpy_scalar(x: Any) -> bool:
         v = node.args[0]
         if v in ctx.view_values or v in ctx.array_values:   # .copy() of a 0-d array is one
             return False
+        if v in ctx.scalar_values:
+            return True
 
 
 
@@ -621,7 +626,11 @@ class Tracer:
     def __eq__(self, o: Any) -> Tracer: return self._bin("equal", o)  # type: ignore[override]
     def __ne__(self, o: Any) -> Tracer: return self._bin("not_equal", o)  # type: ignore[override]
     def __neg__(self) -> Tracer: return self.ctx.op("negative", self, _py=True)
-    def __pos__(self) -> Tracer: return self.copy()   # +a is a new array in NumPy
+    def __pos__(self) -> Tracer:
+        out = self.copy()   # +a is a new array in NumPy: np.positive, a ufunc, so a 0-d result is a scalar
+        if not self.shape:
+            self.ctx.scalar_values.add(out.value)
+        return out
     def __abs__(self) -> Tracer: return self.ctx.op("abs", self, _py=True)
 
     # ---- shape and reductions
@@ -851,7 +860,10 @@ def _apply(ctx: TraceContext, name: str, args: tuple, kwargs: dict) -> Tracer:
             return x.transpose() if p["axes"] is None else x.transpose(tuple(p["axes"]))
         if name == "copy":   # np.copy(a, order='K', subok=False)
             p = _params("copy", args[1:], kwargs, (("order", "K"), ("subok", False)))
-            return x.copy()
+            out = x.copy()
+            if not out.shape:   # np.copy of a scalar is a 0-d array
+                ctx.array_values.add(out.value)
+            return out
         if name == "astype":
             kwargs.pop("device", None)
         return getattr(x, name)(*args[1:], **kwargs)
