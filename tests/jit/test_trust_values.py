@@ -143,6 +143,8 @@ _B = np.array([True, False, True])
     # an out-of-range Python int branch keeps its low bits in NumPy's where (arithmetic raises)
     (lambda x: (np.where(x > 0, x, 300), np.where(x > 0, -129, x)), _X8),
     (lambda x: np.where(x > 0, x, -1), _U8),
+    # a Python int condition is a truth value, not a value of the branches' dtype
+    (lambda x: (np.where(256, x, 0), np.where(0, x, 300)), _X8),
     # a Python int outside an int array's range compares exactly (NumPy does not raise)
     (lambda x: (x > 300, x == 1000, x <= -129, 300 > x, x != -1000), _X8),
     (lambda x: (x < -1, -5 != x, x >= 256), _U8),

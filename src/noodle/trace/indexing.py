@@ -63,7 +63,7 @@ def getitem(t: Tracer, key: Any) -> Tracer:
             return ctx.op("reshape", t, shape=())
         if numpy_scalar(t):   # a scalar's [...] is a new 0-d array
             out = ctx.op("reshape", t, shape=())
-            ctx.array_values.add(out.value)
+            ctx.held_as_scalar[out.value] = False
             return out
         return t._view("reshape", shape=())
     items = list(key) if isinstance(key, tuple) else [key]

@@ -31,7 +31,7 @@ import numpy as np
 
 from noodle.errors import NoodleError, OpOverflowError, TraceAttributeError, TraceError, TraceTypeError
 from noodle.ir.graph import DTYPE_SET, Builder, Program
-from noodle.ir.ops import computing_ops, traced_functions, traced_ufuncs
+from noodle.ir.ops import OPS, DTypeRule, OpKind, computing_ops, traced_functions, traced_ufuncs
 
 _NOODLE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
@@ -127,8 +127,9 @@ class TraceContext:
         self.raw_outputs: dict[int, Any] = {}  # results that are plain Python/NumPy scalars, not traced
         self.scalar_outputs: frozenset[int] = frozenset()   # traced results NumPy returns as scalars
         self.view_values: set[int] = set()    # values made as views (x.reshape(()) is a 0-d array)
-        self.array_values: set[int] = set()   # other 0-d values NumPy holds as arrays (a scalar's [...])
-        self.scalar_values: set[int] = set()  # and 0-d values it holds as scalars that look like copies (+z)
+        # 0-d values whose kind the graph does not show: True where NumPy holds a scalar (``+z``: a
+        # ufunc), False where a 0-d array (a scalar's ``[...]``, ``np.copy`` of one)
+        self.held_as_scalar: dict[int, bool] = {}
         # a loop's cond or body (noodle.trace.loops): values of the enclosing trace it reads become
         # extra inputs of this sub-program, through the scope
         self.scope: Any = None
@@ -214,8 +215,8 @@ class TraceContext:
         data = operands[1:] if name == "where" else operands
         like = next((o for o in data if isinstance(o, Tracer)), None)
         if name == "where" and like is not None and like.dtype.kind in "iu":
-            operands = tuple(_where_int(o, like.dtype) for o in operands)
-        vals = [self.lift(o, like).value for o in operands]
+            operands = (operands[0], *(_where_int(o, like.dtype) for o in operands[1:]))   # (not the condition)
+        vals = [self.lift(o, None if (name == "where" and k == 0) else like).value for k, o in enumerate(operands)]
         try:
             out = Tracer(self, self.builder.add(name, *vals, **attrs))
         except TraceError:
@@ -311,10 +312,8 @@ def numpy_scalar(x: Any) -> bool:
     ctx = x.ctx
     if x.value in ctx.scalar_inputs or ctx.weak.get(x.value):
         return True
-    if x.value in ctx.array_values:
-        return False
-    if x.value in ctx.scalar_values:
-        return True
+    if x.value in ctx.held_as_scalar:
+        return ctx.held_as_scalar[x.value]
     if x.buf is not None and len(x.buf.members) > 1:
         return False
     v = x.value
@@ -325,10 +324,10 @@ def numpy_scalar(x: Any) -> bool:
         if node.op != "astype":                      # .astype()/.copy() keep what they are given
             return True
         v = node.args[0]
-        if v in ctx.view_values or v in ctx.array_values:   # .copy() of a 0-d array is one
+        if v in ctx.view_values:                     # .copy() of a 0-d view is a 0-d array
             return False
-        if v in ctx.scalar_values:
-            return True
+        if v in ctx.held_as_scalar:
+            return ctx.held_as_scalar[v]
 
 
 
@@ -344,15 +343,14 @@ def _where_int(x: Any, dtype: np.dtype) -> Any:
     return np.array(x % (1 << 64), dtype=np.uint64).astype(dtype)[()]
 
 
-_COMPARISONS = frozenset({"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"})
+_COMPARISONS = frozenset(n for n, d in OPS.items() if d.kind is OpKind.BINARY and d.dtype_rule is DTypeRule.BOOL)
 _MIRRORED = {"less": "greater", "less_equal": "greater_equal", "greater": "less", "greater_equal": "less_equal",
              "equal": "equal", "not_equal": "not_equal"}
 
-#: the Python operator of each binary op, and the method Python tries on the right operand
-_SYMBOL = {"add": ("+", "__radd__"), "subtract": ("-", "__rsub__"), "multiply": ("*", "__rmul__"),
-           "divide": ("/", "__rtruediv__"), "power": ("**", "__rpow__"), "matmul": ("@", "__rmatmul__"),
-           "less": ("<", "__gt__"), "less_equal": ("<=", "__ge__"), "greater": (">", "__lt__"),
-           "greater_equal": (">=", "__le__"), "equal": ("==", "__eq__"), "not_equal": ("!=", "__ne__")}
+#: the method Python tries on the right operand of each binary operator
+_REFLECTED = {"add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__", "divide": "__rtruediv__",
+              "power": "__rpow__", "matmul": "__rmatmul__", "less": "__gt__", "less_equal": "__ge__",
+              "greater": "__lt__", "greater_equal": "__le__", "equal": "__eq__", "not_equal": "__ne__"}
 _BUILTIN_REFUSED = (str, bytes, list, tuple, dict, set, frozenset, type(None))
 
 
@@ -361,15 +359,15 @@ def _defers(kind: type, name: str) -> bool:
     defines it), rather than noodle refusing the operand now."""
     if issubclass(kind, _BUILTIN_REFUSED):
         return False
-    method = _SYMBOL.get(name, ("", ""))[1]
-    return bool(method) and getattr(kind, method, None) is not getattr(object, method, None)
+    method = _REFLECTED.get(name)
+    return method is not None and getattr(kind, method, None) is not getattr(object, method, None)
 
 
 def _operand_error(x: Any, name: str, other: Any) -> TraceTypeError:
     """Why ``x <op> other`` cannot be traced. Why raise rather than return NotImplemented: Python
     would then fall back to its own meaning (``x == None`` becomes ``False``, not NumPy's array of
     ``False``; ``[1, 2] * x`` asks ``x`` for an int), a silent wrong answer or a baffling error."""
-    symbol = _SYMBOL.get(name, (name, ""))[0]
+    symbol = OPS[name].symbol or name
     kind = type(other).__name__
     if isinstance(other, list | tuple):
         hint = (f"convert it with np.asarray(...) and pass it in as an argument: a {kind} read while "
@@ -629,7 +627,7 @@ class Tracer:
     def __pos__(self) -> Tracer:
         out = self.copy()   # +a is a new array in NumPy: np.positive, a ufunc, so a 0-d result is a scalar
         if not self.shape:
-            self.ctx.scalar_values.add(out.value)
+            self.ctx.held_as_scalar[out.value] = True
         return out
     def __abs__(self) -> Tracer: return self.ctx.op("abs", self, _py=True)
 
@@ -862,7 +860,7 @@ def _apply(ctx: TraceContext, name: str, args: tuple, kwargs: dict) -> Tracer:
             p = _params("copy", args[1:], kwargs, (("order", "K"), ("subok", False)))
             out = x.copy()
             if not out.shape:   # np.copy of a scalar is a 0-d array
-                ctx.array_values.add(out.value)
+                ctx.held_as_scalar[out.value] = False
             return out
         if name == "astype":
             kwargs.pop("device", None)
