@@ -43,8 +43,8 @@ def conjugate_gradient(a, b, iterations: int = 50, tol: float = 1e-10):
     """Solve a x = b for a symmetric positive definite ``a``; returns (x, iterations run).
 
     Written with nd.while_loop (carry: step, x, residual, direction, squared residual norm), so the
-    same function runs eagerly (a Python loop over NumPy) and under nd.jit, where the whole solve is
-    one compiled program: the loop runs around the body's fused kernels, no Python per operation.
+    same function runs eagerly (a Python loop over NumPy) and under nd.jit, where the whole loop is
+    one compiled function (noodle.backends.numba_while): no Python runs between iterations.
     """
     r = b.copy()
     init = (np.int64(0), np.zeros(b.shape, b.dtype), r, r.copy(), r @ r)

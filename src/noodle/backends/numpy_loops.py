@@ -106,7 +106,7 @@ def resolve(loops: Any) -> tuple[list[LoopHandle], np.ndarray] | None:
 def __getattr__(name: str) -> Any:
     """``call_loop``, ``call2`` and ``call3`` (:mod:`noodle.backends.numpy_loops_call`, which
     imports Numba: loaded on first use, not when ``nd.jit`` imports this module)."""
-    if name in ("call_loop", "call2", "call3"):
+    if name in ("call_loop", "call2", "call3", "call_matmul"):
         from noodle.backends import numpy_loops_call  # noqa: PLC0415
 
         return getattr(numpy_loops_call, name)
@@ -125,4 +125,4 @@ def call_unary(handle: LoopHandle, x: np.ndarray, out: np.ndarray) -> bool:
                                      x.size, np.empty(8, np.int64)))
 
 
-__all__ = ["LoopHandle", "call_unary", "resolve", "strided_loop"]   # and call2, call3, call_loop (built on first use)
+__all__ = ["LoopHandle", "call_unary", "resolve", "strided_loop"]   # and call2, call3, call_loop, call_matmul (built on first use)

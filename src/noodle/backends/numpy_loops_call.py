@@ -73,4 +73,32 @@ def call3(loop: Any, a: int, sa: int, b: int, sb: int, out: int, so: int, n: int
     return call_loop(loop[0], loop[1], p, p + 24, p + 32, loop[2]) == 0
 
 
-__all__ = ["call2", "call3", "call_loop"]
+@njit("boolean(int64[::1], int64, int64, int64, int64, int64, int64, int64, int64, int64, int64, int64, int64, "
+      "int64[::1])", nogil=True, cache=True)
+def call_matmul(loop: Any, a: int, b: int, out: int, m: int, n: int, p: int, is1_m: int, is1_n: int, is2_n: int,
+                is2_p: int, os_m: int, os_p: int, buf: Any) -> bool:  # pragma: no cover - compiled
+    """NumPy's ``matmul`` inner loop (a gufunc ``(m?,n),(n,p?)->(m?,p?)``) on one product: ``a``,
+    ``b`` and ``out`` addresses, the core extents and the byte strides NumPy hands its loop (a
+    missing dimension of a 1-D operand: extent 1, stride 0). The loop picks its BLAS call (gemv,
+    dot, gemm, syrk) from exactly these, so the product is NumPy's own. ``buf``: sixteen int64."""
+    buf[0] = a
+    buf[1] = b
+    buf[2] = out
+    buf[3] = 1
+    buf[4] = m
+    buf[5] = n
+    buf[6] = p
+    buf[7] = 0
+    buf[8] = 0
+    buf[9] = 0
+    buf[10] = is1_m
+    buf[11] = is1_n
+    buf[12] = is2_n
+    buf[13] = is2_p
+    buf[14] = os_m
+    buf[15] = os_p
+    q = buf.ctypes.data
+    return call_loop(loop[0], loop[1], q, q + 24, q + 56, loop[2]) == 0
+
+
+__all__ = ["call2", "call3", "call_loop", "call_matmul"]

@@ -487,6 +487,11 @@ class JitFunction:
         state = self.state(*args, **kwargs)
         backend = "interpret" if state.status == "disabled" else choose_backend(state)
         plan = plan_program(state.program, self.fn.__name__, backend, on_gpu=state.array_module == "cupy")
+        loops = getattr(state.runner, "loop_notes", ())
+        if loops:
+            from dataclasses import replace
+
+            plan = replace(plan, notes=(*plan.notes, *loops))
         used = getattr(state.runner, "region_backends", None)
         if used is not None and tuple(used) != tuple(r.backend for r in plan.regions):
             from dataclasses import replace

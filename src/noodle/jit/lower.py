@@ -29,10 +29,11 @@ import numpy as np
 
 from noodle.backends.base import Kernel
 from noodle.backends.spec import Instr, KernelSpec, MatmulSpec, Reduce, RowSpec
+from noodle.errors import CompileError, DTypeError
 from noodle.exec.interpreter import array_module
 from noodle.ir.graph import Program
 from noodle.ir.ops import OPS, OpKind
-from noodle.ir.semantics import eval_node
+from noodle.ir.semantics import LOOP_GUARD, eval_node
 from noodle.passes.rowwise import is_rowwise
 from noodle.passes.schedule import Unit, units
 
@@ -260,11 +261,14 @@ def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
     nodes = program.nodes
     steps: list[Step] = []
     used: list[str] = []
+    notes: list[str] = []
     for unit in units(program):
         if not is_region(program, unit):
             (m,) = unit.members
             if nodes[m].op == "while_loop":
-                steps.append((loop_step(nodes[m], backend), nodes[m].args, (m,)))
+                step = loop_step(nodes[m], backend)
+                notes.append(f"while_loop %{m}: {step.loop_note}")   # type: ignore[attr-defined]
+                steps.append((step, nodes[m].args, (m,)))
                 continue
             steps.append((_interp_step(nodes[m], quiet), nodes[m].args, (m,)))
             continue
@@ -283,6 +287,7 @@ def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
             break
     runner = _runner(program, steps)
     runner.region_backends = tuple(used)  # type: ignore[attr-defined]
+    runner.loop_notes = tuple(notes)  # type: ignore[attr-defined]
     return runner
 
 
@@ -426,9 +431,10 @@ def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
     from noodle.passes import optimize  # noqa: PLC0415
 
     runners: dict[int, Runner] = {}
+    optimized: dict[str, Program] = {}
     for name in ("cond", "body"):
         sub = node.attr(name).program
-        opt = optimize(sub.copy())
+        opt = optimized[name] = optimize(sub.copy())
         if backend == "interpret" or hasattr(backend, "compile_kernel"):
             runners[id(sub)] = build_runner(opt, backend, quiet=True)
         else:
@@ -436,15 +442,47 @@ def loop_step(node: Any, backend: Any) -> Callable[..., tuple[Any, ...]]:
 
             runners[id(sub)] = build_runner(opt, chooser(plan_program(opt, f"loop {name}", "auto")), quiet=True)
     get = runners.__getitem__
+    compiled, note = _compiled_loop(node, optimized["cond"], optimized["body"], backend)
 
     def run(sub: Program, args: tuple) -> tuple[Any, ...]:
         return get(id(sub))(args)
 
     def step(*vals: Any) -> tuple[Any, ...]:
+        # the compiled loop has no per-iteration hook for an untrusted program's bounds
+        if compiled is not None and LOOP_GUARD.get() is None:
+            out = compiled(vals)
+            if out is not None:
+                return (out,)
         with np.errstate(all="ignore"):
             return (run_loop(node, vals, run),)
 
+    step.loop_note = note  # type: ignore[attr-defined]
     return step
+
+
+_PYTHON_LOOP = "a Python loop around its condition's and body's kernels"
+
+
+def _compiled_loop(node: Any, cond: Program, body: Program, backend: Any) -> tuple[Callable[..., Any] | None, str]:
+    """The whole loop as one Numba function (:mod:`noodle.backends.numba_while`) when the loop's
+    backend is Numba (asked for, or placement's "auto" with Numba installed) and everything in it
+    is translated; else None, and the Python loop around the sub-programs' runners runs it. With
+    it, what ``explain`` says about the loop."""
+    name = backend if isinstance(backend, str) else getattr(backend, "name", None)
+    if hasattr(backend, "compile_kernel"):
+        if name != "numba":
+            return None, f"{_PYTHON_LOOP} (backend {name!r})"
+    elif not callable(backend) or name == "interpret":
+        return None, f"{_PYTHON_LOOP} (backend {name!r})"
+    try:
+        from noodle.backends.numba_while import compile_while  # noqa: PLC0415 - imports Numba
+
+        return compile_while(node, cond, body), "compiled as one Numba function (no Python between iterations)"
+    except ImportError as exc:
+        return None, f"{_PYTHON_LOOP} (Numba is not importable: {exc})"
+    except (CompileError, DTypeError) as exc:
+        log.debug("noodle.jit: while_loop runs as a Python loop around its compiled body: %s", exc)
+        return None, f"{_PYTHON_LOOP}, not one compiled function: {exc}"
 
 
 def _interp_step(node: Any, quiet: bool = False, scalar: bool = True) -> Callable[..., tuple[Any, ...]]:

@@ -1,0 +1,426 @@
+"""A whole ``while_loop``, its condition and its body, as one compiled Numba function.
+
+Why: an iteration of an iterative solver is a dozen small steps (a conjugate-gradient step on 800
+unknowns: a matrix-vector product, two dot products, three vector updates, five scalar ops). Run
+as a Python loop around the body's kernels, every step is a Python call, about 10 µs an iteration
+here, which is more than the vector work. Compiled as one function, the loop, its scalar arithmetic
+and its vector updates run with no Python in between, and each product calls NumPy's own
+``matmul`` inner loop with the extents and strides NumPy would hand it, so the BLAS call it makes
+(and so every bit) is NumPy's.
+
+What is translated (anything else raises :class:`~noodle.errors.CompileError` naming it, and the
+caller keeps its Python loop, which computes the same values):
+
+- elementwise ops of the Numba column of the op table (arithmetic, comparisons, ``where``, casts)
+  on 0-d values, which become scalars, and on arrays whose operands have the node's shape or are
+  0-d; the nodes of one fusion group become one loop;
+- ``exp``, ``log``, ``sin``, ``cos``, ``tanh`` and float ``power``: NumPy's own ufunc loop
+  (:mod:`noodle.backends.numpy_loops`), as the fused kernels run them;
+- ``matmul`` of 1-D and 2-D operands of the result's dtype;
+- ``sum``, ``mean``, ``max`` and ``min`` of a whole array, in the defined order
+  (:mod:`noodle.backends.numba_full_reduce`).
+
+Reductions over some axes, shape ops, slices, gathers and nested loops are not translated. The source holds no
+extent, so one compiled function serves every length (its cache key is the source). A call whose
+values are not what the function was compiled for (another dtype, a non-contiguous array) is
+answered ``None``: the caller then runs its Python loop.
+
+Example::
+
+    loop = compile_while(node, cond, body)     # CompileError when something is not translated
+    carry = loop(vals)                         # the final carry, or None: run the Python loop
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from noodle.backends.cache_dir import backends_digest
+from noodle.backends.numba_emit import cast, literal, nb_type, np_ctor, op_expr
+from noodle.backends.numpy_loops import LoopHandle, strided_loop
+from noodle.backends.op_text import is_float
+from noodle.errors import CompileError
+from noodle.ir.graph import Node, Program
+from noodle.ir.ops import LIBM_OPS, OPS, OpKind
+from noodle.ir.reduction import acc_dtype, normalize_axes
+
+_ELEMENTWISE = (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY, OpKind.CAST)
+
+#: float -> these integer casts have no portable result out of range (op_text.check_portable_casts)
+_UNPORTABLE_CASTS = frozenset({"uint32", "uint64"})
+
+
+class _Writer:
+    """The source of one loop function: the statements of the condition and of the body, the NumPy
+    loops they call (``lp``, three int64 per loop) and the array constants they read (``K0``...)."""
+
+    def __init__(self, n_values: int) -> None:
+        self.n_values = n_values                  # carry + outer values: parameters a0...
+        self.loops: list[tuple[str, tuple[str, ...]]] = []
+        self.consts: list[np.ndarray] = []
+        self._const_ids: dict[int, int] = {}
+
+    def loop(self, ufunc: str, dtypes: tuple[str, ...]) -> str:
+        """The ``lp`` slice of NumPy's ``ufunc`` loop for ``dtypes`` (checked to exist now)."""
+        if strided_loop(ufunc, dtypes) is None:
+            raise CompileError(f"NumPy gives no inner loop for {ufunc} on {' -> '.join(dtypes)}")
+        key = (ufunc, dtypes)
+        if key not in self.loops:
+            self.loops.append(key)
+        k = self.loops.index(key)
+        return f"lp[{3 * k}:{3 * k + 3}]"
+
+    def name(self, prog: Program, p: str, v: int) -> str:
+        """How value ``v`` of ``prog`` is read: a parameter, a literal, a constant array, a local."""
+        node = prog.nodes[v]
+        if node.op == "input":
+            return f"a{node.attr('index')}"
+        if node.op == "const":
+            c = np.asarray(prog.consts[node.attr("index")])
+            if c.ndim == 0:
+                return literal(node.dtype, c.item())
+            key = id(c)
+            if key not in self._const_ids:
+                self._const_ids[key] = len(self.consts)
+                self.consts.append(np.ascontiguousarray(c, dtype=node.dtype))
+            return f"K{self._const_ids[key]}"
+        return f"{p}{v}"
+
+    def program(self, prog: Program, p: str) -> tuple[list[str], list[str]]:
+        """Lines computing every value of ``prog`` (prefix ``p``) and the names of its outputs."""
+        nodes = prog.nodes
+        kinds: dict[int, str] = {}
+        for i, node in enumerate(nodes):
+            kinds[i] = _kind(node, prog)
+        users: dict[int, set[int]] = {}
+        for i, node in enumerate(nodes):
+            for a in node.args:
+                users.setdefault(a, set()).add(i)
+        groups = _groups(prog, kinds, users)
+        lines: list[str] = []
+        done: set[int] = set()
+        for i, node in enumerate(nodes):
+            kind = kinds[i]
+            if kind == "leaf" or i in done:
+                continue
+            if kind == "array":
+                members = groups[i]
+                if i != members[-1]:
+                    continue          # the group's loop is written at its last member
+                lines += self._array_loop(prog, p, members, users)
+                done.update(members)
+            elif kind == "scalar":
+                args = [self.name(prog, p, a) for a in node.args]
+                dts = [nodes[a].dtype for a in node.args]
+                lines.append(f"{p}{i} = {op_expr(node.op, args, dts, node.dtype)}")
+            elif kind == "libm":
+                lines += self._libm(prog, p, i)
+            elif kind == "matmul":
+                lines += self._matmul(prog, p, i)
+            elif kind == "reduce":
+                lines += self._reduce(prog, p, i)
+        return lines, [self.name(prog, p, o) for o in prog.outputs]
+
+    def _array_loop(self, prog: Program, p: str, members: list[int], users: dict[int, set[int]]) -> list[str]:
+        nodes = prog.nodes
+        shape = nodes[members[0]].shape
+        inside = set(members)
+        outer = [a for m in members for a in nodes[m].args if a not in inside and nodes[a].shape == shape]
+        if not outer:
+            raise CompileError("internal: an array loop with no array operand to take its extents from")
+        src = self.name(prog, p, outer[0])
+        stored = [m for m in members if m in prog.outputs or users.get(m, set()) - inside]
+        lines = [f"{p}{m} = np.empty({src}.shape, {np_ctor(nodes[m].dtype)})" for m in stored]
+        idx = ", ".join(f"j{d}" for d in range(len(shape)))
+        body: list[str] = []
+        for m in members:
+            node = nodes[m]
+            args = []
+            for a in node.args:
+                if a in inside:
+                    args.append(f"t{p}{a}")
+                elif nodes[a].shape == ():
+                    args.append(self.name(prog, p, a))
+                else:
+                    args.append(f"{self.name(prog, p, a)}[{idx}]")
+            dts = [nodes[a].dtype for a in node.args]
+            body.append(f"t{p}{m} = {op_expr(node.op, args, dts, node.dtype)}")
+        body += [f"{p}{m}[{idx}] = t{p}{m}" for m in stored]
+        for d in range(len(shape)):
+            lines.append("    " * d + f"for j{d} in range({src}.shape[{d}]):")
+        lines += ["    " * len(shape) + line for line in body]
+        return lines
+
+    def _libm(self, prog: Program, p: str, i: int) -> list[str]:
+        """NumPy's loop of a libm op: over the whole (contiguous) array, or one element for a 0-d value."""
+        node = prog.nodes[i]
+        dt = node.dtype
+        ufunc = str(OPS[node.op].numpy)
+        lp = self.loop(ufunc, (dt,) * (len(node.args) + 1))
+        ctor = np_ctor(dt)
+        size = np.dtype(dt).itemsize
+        args = [self.name(prog, p, a) for a in node.args]
+        lines: list[str] = []
+        if node.shape == ():
+            bufs = []
+            for k, a in enumerate(args):
+                lines += [f"u{p}{i}_{k} = np.empty(1, {ctor})", f"u{p}{i}_{k}[0] = {a}"]
+                bufs.append(f"u{p}{i}_{k}")
+            lines.append(f"u{p}{i} = np.empty(1, {ctor})")
+            out, n = f"u{p}{i}", "1"
+        else:
+            src = next(a for a, v in zip(args, node.args, strict=True) if prog.nodes[v].shape == node.shape)
+            bufs = []
+            for k, (a, v) in enumerate(zip(args, node.args, strict=True)):
+                if prog.nodes[v].shape == ():     # a 0-d operand: read with stride 0
+                    lines += [f"u{p}{i}_{k} = np.empty(1, {ctor})", f"u{p}{i}_{k}[0] = {a}"]
+                    bufs.append(f"u{p}{i}_{k}")
+                else:
+                    bufs.append(a)
+            lines.append(f"{p}{i} = np.empty({src}.shape, {ctor})")
+            out, n = f"{p}{i}", f"{src}.size"
+        strides = [("0" if (node.shape == () or prog.nodes[v].shape == ()) else str(size))
+                   for v in node.args]
+        fn = "call2" if len(args) == 1 else "call3"
+        flat = ", ".join(f"{b}.ctypes.data, {s}" for b, s in zip(bufs, strides, strict=True))
+        lines.append(f"if not {fn}({lp}, {flat}, {out}.ctypes.data, {size if node.shape else 0}, {n}, buf):")
+        lines.append("    return False, CARRY")
+        if node.shape == ():
+            lines.append(f"{p}{i} = u{p}{i}[0]")
+        return lines
+
+    def _reduce(self, prog: Program, p: str, i: int) -> list[str]:
+        """A whole array's sum, mean, max or min in the defined order (numba_full_reduce)."""
+        node = prog.nodes[i]
+        x = self.name(prog, p, node.args[0])
+        dt = prog.nodes[node.args[0]].dtype
+        flat = f"{x}.reshape({x}.size)"
+        if node.op in ("max", "min"):
+            largest = node.op == "max"
+            if is_float(dt):
+                value, have = f"float_extreme({flat}, {largest})", "float64"
+            else:
+                value, have = f"int_extreme({flat}, {largest})", dt
+            return [f"if {x}.size == 0:", "    return False, CARRY",     # NumPy raises: the Python loop says so
+                    f"{p}{i} = {cast(value, have, node.dtype)}"]
+        acc = acc_dtype(node.op, dt)
+        if acc == "float64":
+            value = f"ordered_sum({flat})"
+            if node.op == "mean":
+                value = f"({value} / np.float64({x}.size))"
+        else:
+            value = f"integer_sum({flat}, np.{acc}(0))"
+        return [f"{p}{i} = {cast(value, acc, node.dtype)}"]
+
+    def _matmul(self, prog: Program, p: str, i: int) -> list[str]:
+        """NumPy's matmul loop on one product, with the extents and byte strides NumPy would pass."""
+        node = prog.nodes[i]
+        a, b = node.args
+        ra, rb = len(prog.nodes[a].shape), len(prog.nodes[b].shape)
+        dt = node.dtype
+        lp = self.loop("matmul", (dt, dt, dt))
+        x, y = self.name(prog, p, a), self.name(prog, p, b)
+        ctor = np_ctor(dt)
+        if (ra, rb) == (2, 1):
+            out = f"{p}{i}"
+            alloc = f"{out} = np.empty(({x}.shape[0],), {ctor})"
+            core = (f"{x}.shape[0], {x}.shape[1], 1, {x}.strides[0], {x}.strides[1], {y}.strides[0], 0, "
+                    f"{out}.strides[0], 0")
+        elif (ra, rb) == (1, 2):
+            out = f"{p}{i}"
+            alloc = f"{out} = np.empty(({y}.shape[1],), {ctor})"
+            core = (f"1, {y}.shape[0], {y}.shape[1], 0, {x}.strides[0], {y}.strides[0], {y}.strides[1], 0, "
+                    f"{out}.strides[0]")
+        elif (ra, rb) == (1, 1):
+            out = f"u{p}{i}"
+            alloc = f"{out} = np.empty(1, {ctor})"
+            core = f"1, {x}.shape[0], 1, 0, {x}.strides[0], {y}.strides[0], 0, 0, 0"
+        elif (ra, rb) == (2, 2):
+            out = f"{p}{i}"
+            alloc = f"{out} = np.empty(({x}.shape[0], {y}.shape[1]), {ctor})"
+            core = (f"{x}.shape[0], {x}.shape[1], {y}.shape[1], {x}.strides[0], {x}.strides[1], {y}.strides[0], "
+                    f"{y}.strides[1], {out}.strides[0], {out}.strides[1]")
+        else:
+            raise CompileError(f"a matmul of rank {ra} by rank {rb} operands is not translated")
+        lines = [alloc, f"if not call_matmul({lp}, {x}.ctypes.data, {y}.ctypes.data, {out}.ctypes.data, {core}, buf):",
+                 "    return False, CARRY"]
+        if (ra, rb) == (1, 1):
+            lines.append(f"{p}{i} = {out}[0]")
+        return lines
+
+
+def _kind(node: Node, prog: Program) -> str:
+    """How one node is written: ``leaf`` (input, const), ``scalar``/``array`` (inline elementwise),
+    ``libm`` (NumPy's ufunc loop), ``matmul``, ``reduce`` (a whole array's); CompileError for
+    anything else."""
+    op = node.op
+    if op in ("input", "const"):
+        nb_type(node.dtype)
+        return "leaf"
+    row = OPS[op]
+    nb_type(node.dtype)          # a DTypeError names a dtype the Numba backend has no type for
+    arg_dts = [prog.nodes[a].dtype for a in node.args]
+    for d in arg_dts:
+        nb_type(d)
+    if row.kind is OpKind.MATMUL:
+        if any(d != node.dtype for d in arg_dts):
+            raise CompileError(f"a matmul of {' and '.join(arg_dts)} into {node.dtype} (NumPy casts first)")
+        return "matmul"
+    if row.kind is OpKind.REDUCE:
+        x = prog.nodes[node.args[0]]
+        rank = len(x.shape)
+        if (node.shape != () or node.attr("keepdims", False) or not rank
+                or normalize_axes(node.attr("axis"), rank) != tuple(range(rank))):
+            raise CompileError(f"{op} over some axes (only a whole array's {op} is translated)")
+        if op in ("max", "min") and x.dtype == "bool":
+            raise CompileError(f"{op} of bools")
+        return "reduce"
+    if row.kind not in _ELEMENTWISE:
+        raise CompileError(f"{op} ({row.kind.name.lower()}) is not translated into a compiled loop")
+    if node.attr("scalar", False):
+        raise CompileError("a power of NumPy scalars (NumPy's scalar pow, not its ufunc)")
+    if op in LIBM_OPS and (is_float(node.dtype) or op != "power"):
+        if any(d != node.dtype for d in arg_dts):
+            raise CompileError(f"{op} of {', '.join(arg_dts)} into {node.dtype}")
+        if node.shape and any(prog.nodes[a].shape not in ((), node.shape) for a in node.args):
+            raise CompileError(f"{op} with a broadcast operand")
+        return "libm"
+    if op == "power":            # an integer power: NumPy raises on a negative exponent
+        e = prog.nodes[node.args[1]]
+        if e.op != "const" or np.asarray(prog.consts[e.attr("index")]) < 0:
+            raise CompileError("an integer power whose exponent is not a constant >= 0")
+    if op == "astype" and node.dtype in _UNPORTABLE_CASTS and is_float(arg_dts[0]):
+        raise CompileError(f"a float -> {node.dtype} cast")
+    if node.shape == ():
+        return "scalar"
+    if any(prog.nodes[a].shape not in ((), node.shape) for a in node.args):
+        raise CompileError(f"{op} with a broadcast operand")
+    return "array"
+
+
+def _groups(prog: Program, kinds: dict[int, str], users: dict[int, set[int]]) -> dict[int, list[int]]:
+    """Inline array nodes -> the members of the loop each is written in (its fusion group, when
+    the group's loop can be written at its last member: no node outside it reads a member before)."""
+    by: dict[Any, list[int]] = {}
+    for i, node in enumerate(prog.nodes):
+        if kinds[i] == "array":
+            g = node.attr("group")
+            by.setdefault(("g", g, node.shape) if g is not None else ("n", i), []).append(i)
+    out: dict[int, list[int]] = {}
+    for members in by.values():
+        last = members[-1]
+        inside = set(members)
+        early = any(u < last and u not in inside for m in members for u in users.get(m, ()))
+        for m in members:
+            out[m] = [m] if early else members
+    return out
+
+
+def generate(cond: Program, body: Program, carry: int, n_values: int) -> tuple[str, list[tuple[str, tuple]], list[np.ndarray]]:
+    """The module source of the loop, the NumPy loops it calls (in ``lp`` order) and its array
+    constants (parameters ``K0``...)."""
+    w = _Writer(n_values)
+    cond_lines, (cond_out,) = w.program(cond, "c")
+    body_lines, body_out = w.program(body, "b")
+    params = [f"a{k}" for k in range(n_values)] + [f"K{j}" for j in range(len(w.consts))] + ["lp"]
+    state = ", ".join(f"a{k}" for k in range(carry))
+    lines = [
+        '"""noodle while_loop kernel; generated, do not edit."""',
+        f"# noodle backends {backends_digest()}",
+        "import math",
+        "import numpy as np",
+        "from numba import njit",
+        "from noodle.backends.numpy_loops_call import call2, call3, call_matmul",
+        "from noodle.backends.numba_full_reduce import float_extreme, int_extreme, integer_sum, ordered_sum",
+        "",
+        "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)",
+        "",
+        "",
+        "@njit(**_OPTS)",
+        f"def run({', '.join(params)}):",
+        "    buf = np.empty(16, np.int64)",
+        "    while True:",
+    ]
+    lines += ["        " + line for line in cond_lines]
+    lines.append(f"        if not {cond_out}:")
+    lines.append("            break")
+    lines += ["        " + line for line in body_lines]
+    # every carried value keeps its type: scalars through their dtype's constructor
+    new = []
+    for o, v in zip(body_out, body.outputs, strict=True):
+        node = body.nodes[v]
+        new.append(f"{np_ctor(node.dtype)}({o})" if node.shape == () else o)
+    lines.append(f"        {state}, = {', '.join(new)},")
+    lines.append(f"    return True, ({state},)")
+    return "\n".join(lines).replace("CARRY", f"({state},)") + "\n", list(w.loops), w.consts
+
+
+class CompiledLoop:
+    """One while_loop as a compiled function; call it with the loop node's values."""
+
+    def __init__(self, fn: Any, sig: list[tuple[int, np.dtype]], carry: int, handles: list[LoopHandle],
+                 lp: np.ndarray, consts: list[np.ndarray]) -> None:
+        self.fn = fn
+        self.sig = sig
+        self.carry = carry
+        self.handles = handles     # own the addresses in ``lp``
+        self.tail = (*consts, lp)
+
+    def __call__(self, vals: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The final carry (NumPy scalars for 0-d values, arrays otherwise), or None when a value
+        is not of the compiled type or layout (the caller's Python loop then runs)."""
+        args = []
+        ndarray = np.ndarray
+        for v, (rank, dt) in zip(vals, self.sig, strict=True):
+            if rank == 0:
+                if type(v) is ndarray:
+                    if v.ndim or v.dtype != dt:
+                        return None
+                    v = v[()]
+                if type(v) is not dt.type:
+                    return None
+            elif type(v) is not ndarray or v.ndim != rank or v.dtype != dt or not v.flags.c_contiguous:
+                return None
+            args.append(v)
+        ok, carry = self.fn(*args, *self.tail)
+        if not ok:
+            return None
+        return tuple(dt.type(c) if rank == 0 else c for c, (rank, dt) in zip(carry, self.sig, strict=False))
+
+
+def compile_while(node: Node, cond: Program, body: Program, load: Any = None) -> CompiledLoop:
+    """Compile ``node`` (a ``while_loop``; ``cond`` and ``body`` its optimized sub-programs).
+    ``load(key, source)``: import a generated module (the kernel cache's ``load_module``).
+    Raises CompileError naming what is not translated."""
+    from noodle.backends.numba_cache import load_module  # noqa: PLC0415 - imports Numba
+    from noodle.backends.numpy_loops import resolve  # noqa: PLC0415
+
+    k = node.attr("carry")
+    n_values = len(node.args)
+    types: list[tuple[int, np.dtype] | None] = [None] * n_values
+    for prog in (cond, body):
+        for n in prog.nodes:
+            if n.op == "input":
+                types[n.attr("index")] = (len(n.shape), np.dtype(n.dtype))
+    for j, v in enumerate(body.outputs[:k]):
+        n = body.nodes[v]
+        types[j] = (len(n.shape), np.dtype(n.dtype))
+    if any(t is None for t in types):
+        raise CompileError("internal: a loop value is read by neither the condition nor the body")
+    if cond.nodes[cond.outputs[0]].shape != ():
+        raise CompileError("the loop condition is not one value")
+    source, loops, consts = generate(cond, body, k, n_values)
+    got = resolve(loops)
+    if got is None:
+        raise CompileError("NumPy gives no inner loop for one of the loop's ufuncs")
+    handles, lp = got
+    key = "w" + hashlib.sha256(source.encode()).hexdigest()[:32]
+    mod = (load or load_module)(key, source)
+    return CompiledLoop(mod.run, types, k, handles, lp, consts)  # type: ignore[arg-type]
+
+
+__all__ = ["CompiledLoop", "compile_while", "generate"]

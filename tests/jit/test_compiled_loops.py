@@ -1,0 +1,267 @@
+"""A while_loop compiled as one Numba function (noodle.backends.numba_while): the same bits as the
+interpreter (the spec) and, where the plain function computes in the same order, as the eager
+function; what it does not translate, or a call it was not compiled for, runs the Python loop
+and still gives those bits."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import noodle as nd
+from noodle.backends.numba_full_reduce import float_extreme, int_extreme, integer_sum, ordered_sum
+from noodle.ir.reduction import reduce_values
+
+COMPILED = "compiled as one Numba function"
+
+
+def _bits(x) -> bytes:
+    a = np.asarray(x)
+    return a.tobytes() + str(a.dtype).encode() + str(a.shape).encode()
+
+
+def _same(got, want) -> None:
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _same(g, w)
+        return
+    assert _bits(got) == _bits(want), (got, want)
+
+
+def _notes(f, *args) -> str:
+    return "\n".join(f.explain(*args).notes)
+
+
+def _example(name: str):
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_compiled_loops", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", [1, 2, 17, 300])
+def test_the_cg_solve_is_one_compiled_loop_with_the_eager_bits(n: int, dtype: str) -> None:
+    mod = _example("dense_layers")
+    rng = np.random.default_rng(n)
+    m = rng.standard_normal((n, n))
+    a = (m @ m.T + n * np.eye(n)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    x, k = mod.conjugate_gradient(a, b)
+    solve = nd.jit(mod.conjugate_gradient)
+    solve.compile(a, b)
+    assert COMPILED in _notes(solve, a, b)
+    for _ in range(2):
+        xj, kj = solve(a, b)
+        _same(kj, k)
+        _same(xj, x)
+
+
+def test_a_matrix_in_fortran_order_still_gives_the_eager_bits() -> None:
+    """NumPy picks its BLAS call from the operands' strides: a layout the loop was not compiled for
+    runs the Python loop, whose products are NumPy's own."""
+    mod = _example("dense_layers")
+    rng = np.random.default_rng(3)
+    m = rng.standard_normal((40, 40))
+    a = m @ m.T + 40 * np.eye(40)
+    b = rng.standard_normal(40)
+    solve = nd.jit(mod.conjugate_gradient)
+    for aa, bb in ((np.asfortranarray(a), b), (a, b)):
+        x, k = mod.conjugate_gradient(aa, bb)
+        xj, kj = solve(aa, bb)
+        _same(kj, k)
+        _same(xj, x)
+
+
+def _all_ops(x, s, k):
+    """Elementwise ops of every kind, libm ops through NumPy's loops, casts, comparisons, where,
+    products of each rank pair and whole-array reductions, on 0-d and array carries."""
+
+    def cond(c):
+        return c[0] < k
+
+    def body(c):
+        i, v, t, w, acc, flag = c
+        e = np.exp(v * 0.01) - np.tanh(v) + np.sin(t) * np.cos(t) + np.log(abs(v) + 1.0)
+        p = np.where(v > 0, v ** 1.5, -v) + abs(t) ** 0.5
+        q = (e + p) * 0.25 + t / (abs(s) + 1.0) + np.maximum(v, -s) - np.minimum(t, 0.5)
+        m = w @ q + (q @ w) @ w
+        cnt = (q > 0.1).astype(np.int32)
+        ints = i * np.int64(3) - cnt.astype(np.int64).sum()
+        return (i + 1, np.tanh(m * 0.1) + nd.mean(q) * 0.0, t * 0.5 + np.exp(s * 0.001),
+                w * 0.999, acc + nd.sum(q * q) + nd.max(m) - nd.min(t) + (ints > 7) * 1.0,
+                flag ^ (nd.max(q) > 1.0))
+
+    w0 = np.outer(np.linspace(0.1, 1.0, x.shape[0]), np.ones(x.shape[0])) / x.shape[0]
+    return nd.while_loop(cond, body, (np.int64(0), x, x * 0.5, w0.astype(x.dtype), np.float64(0.0),
+                                      np.bool_(False)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_translated_op_gives_the_interpreters_bits(dtype: str) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(9).astype(dtype)
+    s = np.asarray(0.3, dtype)[()]
+    args = (x, s, np.int64(6))
+    with np.errstate(all="ignore"):
+        want = nd.jit(_all_ops, backend="interpret")(*args)
+        f = nd.jit(_all_ops)
+        f.compile(*args)
+        assert COMPILED in _notes(f, *args)
+        for _ in range(2):
+            _same(f(*args), want)
+        # another length: the same compiled function (no extent in its source), the same bits
+        x2 = rng.standard_normal(31).astype(dtype)
+        _same(f(x2, s, np.int64(4)), nd.jit(_all_ops, backend="interpret")(x2, s, np.int64(4)))
+
+
+def test_one_compiled_loop_serves_every_length() -> None:
+    def fn(x):
+        return nd.while_loop(lambda c: c[1] < 5, lambda c: (c[0] * 1.25 - 0.5, c[1] + 1), (x, np.int64(0)))
+
+    f = nd.jit(fn)
+    f(np.ones(3))   # the first length compiles
+    f.compile(np.ones(3))
+    before = {m for m in sys.modules if m.startswith("noodle_kernel_w")}
+    for n in (1, 4, 9, 50, 1000):
+        x = np.linspace(-1.0, 1.0, n)
+        f.compile(x)
+        _same(f(x), fn(x))
+    after = {m for m in sys.modules if m.startswith("noodle_kernel_w")}
+    assert after == before
+
+
+def test_integer_and_bool_carries_wrap_and_flip_as_numpy_does() -> None:
+    def fn(a, b):
+        def body(c):
+            i, x, y, flag = c
+            return i + 1, x * np.int8(3) + np.int8(7), y - np.int64(1 << 62) * 3, flag != (nd.max(x) > 0)
+
+        return nd.while_loop(lambda c: c[0] < 9, body, (np.int64(0), a, b, np.bool_(True)))
+
+    a = np.arange(-20, 20, dtype=np.int8)
+    b = np.int64(5)
+    with np.errstate(all="ignore"):
+        want = fn(a, b)
+        f = nd.jit(fn)
+        f.compile(a, b)
+        assert COMPILED in _notes(f, a, b)
+        _same(f(a, b), want)
+
+
+def test_what_is_not_translated_runs_the_python_loop_and_explain_names_it() -> None:
+    def fn(x):   # a slice in the body
+        return nd.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 2.0 + c[0][::-1], c[1] + 1), (x, np.int64(0)))
+
+    x = np.arange(6.0)
+    f = nd.jit(fn)
+    f.compile(x)
+    notes = _notes(f, x)
+    assert COMPILED not in notes and "slice" in notes
+    _same(f(x), fn(x))
+
+
+def test_a_max_of_no_values_raises_as_numpy_does() -> None:
+    def fn(x):
+        return nd.while_loop(lambda c: (c[1] < 3) & (nd.max(c[0]) > 0), lambda c: (c[0] + 1.0, c[1] + 1),
+                             (x, np.int64(0)))
+
+    x = np.zeros(0)
+    f = nd.jit(fn)
+    with pytest.raises(ValueError, match="zero-size"):
+        fn(x)
+    with pytest.raises(ValueError, match="empty axis has no identity"):   # said when traced
+        f(x)
+
+
+def test_a_loop_that_never_runs_returns_its_initial_carry() -> None:
+    def fn(x):
+        return nd.while_loop(lambda c: c[1] > 0, lambda c: (c[0] * 2.0, c[1] - 1), (x, np.int64(0)))
+
+    x = np.arange(4.0)
+    f = nd.jit(fn)
+    f.compile(x)
+    _same(f(x), fn(x))
+
+
+_VALUES = st.lists(st.sampled_from([0.0, -0.0, 1.5, -2.25, 1e300, -1e300, np.inf, -np.inf, np.nan, 3e-310,
+                                    7.0, -7.0, 0.1, 1e16, -1e16]), min_size=0, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_VALUES, st.sampled_from(["float64", "float32"]), st.integers(1, 4))
+def test_whole_array_reductions_follow_the_defined_order(values, dtype, reps) -> None:
+    x = np.asarray(values * reps, dtype=dtype)
+    with np.errstate(all="ignore"):
+        want = reduce_values("sum", x, None, False, "float64")
+    assert _bits(np.float64(ordered_sum(x))) == _bits(np.float64(want))
+    if x.size:
+        for op, largest in (("max", True), ("min", False)):
+            want = reduce_values(op, x, None, False, dtype)
+            assert _bits(np.asarray(float_extreme(x, largest), dtype)) == _bits(want), op
+
+
+@pytest.mark.parametrize("n", [4095, 4096, 4097, 20000])
+def test_ordered_sum_over_chunks(n: int) -> None:
+    x = np.random.default_rng(n).standard_normal(n) * 10.0 ** np.random.default_rng(n + 1).integers(-8, 8, n)
+    assert ordered_sum(x) == float(reduce_values("sum", x, None, False, "float64"))
+    assert ordered_sum(x.astype(np.float32)) == float(reduce_values("sum", x.astype(np.float32), None, False,
+                                                                    "float64"))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint16", "int64", "uint64", "bool"])
+def test_integer_reductions_wrap_like_numpy(dtype: str) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 200, 1000).astype(dtype) if dtype != "bool" else rng.integers(0, 2, 1000).astype(bool)
+    if dtype == "int64":
+        x = x * np.int64(1 << 56)       # the sum wraps
+    acc = np.uint64(0) if dtype.startswith("uint") else np.int64(0)
+    with np.errstate(all="ignore"):
+        assert integer_sum(x, acc) == reduce_values("sum", x, None, False, str(np.asarray(acc).dtype))
+    if dtype != "bool":
+        assert int_extreme(x, True) == x.max() and int_extreme(x, False) == x.min()
+
+
+_OPS = [
+    lambda v, s: v * s + 1.0,
+    lambda v, s: v - s * v,
+    lambda v, s: np.exp(v * 0.1),
+    lambda v, s: np.tanh(v),
+    lambda v, s: np.where(v > s, v, s - v),
+    lambda v, s: abs(v) ** 0.5,
+    lambda v, s: np.maximum(v, s) / (1.0 + abs(s)),
+    lambda v, s: (v * 1000.0).astype(np.int32).astype(v.dtype) * 0.001,
+    lambda v, s: v + nd.mean(v),
+    lambda v, s: -v + nd.max(v) * 0.5,
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, len(_OPS) - 1), min_size=1, max_size=6), st.integers(0, 5),
+       st.sampled_from(["float64", "float32"]), st.integers(1, 40))
+def test_random_loop_bodies_give_the_interpreters_bits(ops, trips, dtype, n) -> None:
+    def fn(x, s):
+        def body(c):
+            v, k = c
+            for o in ops:
+                v = _OPS[o](v, s).astype(v.dtype)
+            return v, k + 1
+
+        return nd.while_loop(lambda c: c[1] < trips, body, (x, np.int64(0)))
+
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    s = np.asarray(0.7, dtype)[()]
+    with np.errstate(all="ignore"):
+        want = nd.jit(fn, backend="interpret")(x, s)
+        f = nd.jit(fn)
+        f.compile(x, s)
+        assert COMPILED in _notes(f, x, s)
+        _same(f(x, s), want)
