@@ -293,6 +293,8 @@ def _kind(node: Node, prog: Program) -> str:
         e = prog.nodes[node.args[1]]
         if e.op != "const" or np.asarray(prog.consts[e.attr("index")]) < 0:
             raise CompileError("an integer power whose exponent is not a constant >= 0")
+    if op == "astype" and node.attr("order", "K") in ("F", "A") and len(node.shape) >= 2:
+        raise CompileError("a copy in Fortran order (a product of it reads its layout)")
     if op == "astype" and node.dtype in _UNPORTABLE_CASTS and is_float(arg_dts[0]):
         raise CompileError(f"a float -> {node.dtype} cast")
     if node.shape == ():

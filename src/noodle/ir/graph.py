@@ -52,7 +52,9 @@ ATTRS: dict[str, frozenset[str]] = {
     "reshape": frozenset({"shape"}),
     "transpose": frozenset({"axes"}),
     "broadcast_to": frozenset({"shape"}),
-    "astype": frozenset({"dtype"}),
+    # ``order``: "C" for ``x.copy()`` (NumPy's default there), absent for "K" (astype's and
+    # np.copy's default); the values do not depend on it, a product of the copy does (passes/layout)
+    "astype": frozenset({"dtype", "order"}),
     "slice": frozenset({"starts", "stops", "steps"}),
     "gather": frozenset({"axis"}),
     "concatenate": frozenset({"axis"}),

@@ -50,7 +50,7 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
     elif node.op == "broadcast_to":
         out = xp.broadcast_to(vals[0], node.attr("shape"))
     elif node.op == "astype":
-        out = vals[0].astype(node.attr("dtype"))
+        out = vals[0].astype(node.attr("dtype"), order=node.attr("order", "K"))
     elif node.op == "slice":
         out = vals[0][slices(node)]   # a view, as NumPy's basic slicing gives
     elif node.op == "gather":

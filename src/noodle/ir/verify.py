@@ -174,7 +174,7 @@ def _check_inferred(i: int, node: Node, nodes: list[Node],
         where = f"node %{i} ({node.op})"
         keys = [k for k, _ in node.attrs]
         for name in ATTRS.get(node.op, ()):
-            if name not in keys and name not in ("keepdims", "axis", "scalar"):   # optional ones
+            if name not in keys and name not in ("keepdims", "axis", "scalar", "order"):   # optional ones
                 raise IRVerifyError(f"{where}: missing attribute {name!r}")
         _check_attr_types(where, node.op, dict(node.attrs))
         try:
@@ -206,6 +206,8 @@ def _check_attr_types(where: str, op: str, attrs: dict) -> None:
                 raise IRVerifyError(f"{where}: {name} must be a tuple of ints")
     if op == "astype" and not isinstance(attrs.get("dtype"), str):
         raise IRVerifyError(f"{where}: dtype must be a dtype name")
+    if op == "astype" and attrs.get("order", "K") not in ("C", "F", "A", "K"):
+        raise IRVerifyError(f"{where}: order must be 'C', 'F', 'A' or 'K', got {attrs.get('order')!r}")
 
 
 __all__ = ["verify"]

@@ -34,6 +34,7 @@ from noodle.exec.interpreter import array_module
 from noodle.ir.graph import Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.semantics import LOOP_GUARD, eval_node
+from noodle.jit.eager_layout import with_eager_layout
 from noodle.passes.rowwise import is_rowwise
 from noodle.passes.schedule import Unit, units
 
@@ -275,7 +276,9 @@ def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
         tries = list(chooser(len(used)))
         for i, b in enumerate(tries):
             try:
-                steps.append(_compile_unit(program, unit, b))
+                fn, ins, outs = _compile_unit(program, unit, b)
+                # an output a product reads keeps the layout NumPy gives it (jit.eager_layout)
+                steps.append((with_eager_layout(program, unit.members, tuple(ins), fn, tuple(outs)), ins, outs))
             except Exception as exc:  # noqa: BLE001 - the next choice (at worst the interpreter) runs it
                 if i == len(tries) - 1:
                     raise

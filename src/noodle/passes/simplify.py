@@ -21,6 +21,7 @@ import numpy as np
 from noodle.ir.graph import Node, Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.semantics import eval_node
+from noodle.passes.layout import VIEW_OPS, product_operands, product_pairs
 from noodle.passes.rewrite import rebuild
 
 FOLD_LIMIT = 65536  # largest constant (elements) folding may create
@@ -38,6 +39,7 @@ def fold_constants(program: Program) -> Program:
     extra: list[np.ndarray] = []
     values: dict[int, np.ndarray] = {}
     base = len(program.consts)
+    layout = product_operands(program)
     for i, node in enumerate(nodes):
         if node.op == "const":
             values[i] = program.consts[node.attr("index")]
@@ -50,7 +52,10 @@ def fold_constants(program: Program) -> Program:
             continue
         try:
             with np.errstate(all="ignore"):
-                out = np.array(eval_node(node, [values[a] for a in node.args]), order="C", copy=True)
+                got = eval_node(node, [values[a] for a in node.args])
+            if i in layout and not got.flags.c_contiguous:
+                continue   # a product reads this value's layout (passes/layout): constants are C-ordered
+            out = np.array(got, order="C", copy=True)
         except Exception:  # noqa: BLE001 - left to run time: it raises there if, and only if, it runs
             # (a gather of constant out-of-range indices in a loop body that never runs must not raise)
             continue
@@ -66,6 +71,7 @@ def cse(program: Program) -> Program:
     """Merge nodes computing the same op on the same operands (and equal constants)."""
     seen: dict[tuple, int] = {}
     subst: dict[int, int] = {}
+    pairs = product_pairs(program)   # one buffer for both operands of a product: syrk, not gemm
     for i, node in enumerate(program.nodes):
         if node.op == "input":
             continue
@@ -79,9 +85,23 @@ def cse(program: Program) -> Program:
         prev = seen.get(key)
         if prev is None:
             seen[key] = i
-        else:
+        elif frozenset((i, prev)) not in pairs:
             subst[i] = prev
     return rebuild(program, subst) if subst else program
+
+
+def _same_layout(program: Program, v: int, same: int) -> bool:
+    """Whether NumPy gives ``v`` the layout of ``same`` (its value), so that a product of ``v`` may
+    read ``same`` instead: a view op keeps it; a fresh array (``x * 1``, ``x.astype(x.dtype)``)
+    has the "K" layout of a fresh operand, but not that of an argument, a constant or a view
+    (a transpose's copy is C- or Fortran-ordered where the view is strided), nor C order where
+    the operand is in another."""
+    node, src = program.nodes[v], program.nodes[same]
+    if node.op in VIEW_OPS:
+        return True
+    if src.op in ("input", "const") or src.op in VIEW_OPS:
+        return False
+    return node.op != "astype" or node.attr("order", "K") == "K"
 
 
 def _const_value(program: Program, v: int) -> np.ndarray | None:
@@ -103,6 +123,7 @@ def algebraic(program: Program) -> Program:
     """Exact identities: x*1, 1*x, x/1, x-0 (x-(+0.0) for floats), x+(-0.0) (x+0 for ints), x**1, --x, no-op shape/cast."""
     nodes = program.nodes
     subst: dict[int, int] = {}
+    layout = product_operands(program)
     for i, node in enumerate(nodes):
         same = None  # the operand this node equals, if any
         op = node.op
@@ -136,7 +157,7 @@ def algebraic(program: Program) -> Program:
             same = node.args[0]
         if same is not None:
             src = nodes[same]
-            if src.shape == node.shape and src.dtype == node.dtype:
+            if src.shape == node.shape and src.dtype == node.dtype and (i not in layout or _same_layout(program, i, same)):
                 subst[i] = same
     return rebuild(program, subst) if subst else program
 

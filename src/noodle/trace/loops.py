@@ -265,6 +265,8 @@ def traced_while(ctx: TraceContext, cond_flat: Callable[[list[Tracer]], Any],
                 sub.builder.input(j, x.shape, x.dtype.name)
         program = sub.builder.finish([t.value for t in lifted])
         program.n_inputs = n
+        if len(subs) == 1:     # the body: the layouts it carries matter to its products (passes/layout)
+            program.meta["loop_carry"] = len(init)
         subs.append(SubProgram(program))
     node = ctx.builder.add("while_loop", *[t.value for t in init], *[t.value for t in scope.outer],
                            cond=subs[0], body=subs[1], carry=len(init))

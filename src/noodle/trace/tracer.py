@@ -174,6 +174,13 @@ class TraceContext:
                                  f"{user_location()}; pass large arrays as arguments instead")
             if isinstance(x, np.ndarray):
                 self.baked.append(x)
+            perm = _dense_order(arr)
+            if perm is not None:
+                # a transposed (Fortran-ordered) array: constants are stored C-ordered, so the
+                # program transposes one back, a view with the array's own strides, which a
+                # product's BLAS call reads (passes/layout)
+                base = Tracer(self, self.builder.const(np.transpose(arr, perm)))
+                return base.transpose(tuple(int(a) for a in np.argsort(perm)))
             return Tracer(self, self.builder.const(arr))
         raise TraceError(f"cannot use a {type(x).__name__} in a traced function (at {user_location()}); "
                          "use arrays, Python numbers or noodle ops")
@@ -493,8 +500,17 @@ class Tracer:
     def copy(self, *args: Any, **kwargs: Any) -> Tracer:
         """A new array with the same values (its own buffer), as ``ndarray.copy`` gives (any
         ``order``: the values are the same)."""
-        _params("copy", args, kwargs, (("order", "C"),))
-        return self.ctx.op("astype", self, dtype=self.dtype.name)
+        p = _params("copy", args, kwargs, (("order", "C"),))
+        return self._copy_as(self.dtype.name, p["order"])
+
+    def _copy_as(self, dtype: str, order: str) -> Tracer:
+        """An ``astype`` node; its ``order`` is recorded where it is not astype's "K": the values
+        are the same in any order, but a product of the copy reads its layout (passes/layout)."""
+        if order not in ("C", "F", "A", "K"):
+            raise TraceError(f"order={order!r} (at {user_location()}): NumPy takes 'C', 'F', 'A' or 'K'")
+        if order == "K":
+            return self.ctx.op("astype", self, dtype=dtype)
+        return self.ctx.op("astype", self, dtype=dtype, order=order)
 
     def _inplace(self, name: str, other: Any, symbol: str) -> Tracer:
         """``self <symbol>= other``: NumPy writes into self's buffer, casting same_kind."""
@@ -695,7 +711,7 @@ class Tracer:
         if p["casting"] != "unsafe" and not np.can_cast(self.dtype, dtype, p["casting"]):
             raise TraceError(f"cannot cast {self.dtype} to {dtype} with casting={p['casting']!r} "
                              f"(at {user_location()}); NumPy raises TypeError too")
-        return self.ctx.op("astype", self, dtype=dtype.name)
+        return self._copy_as(dtype.name, p["order"])
 
     def _reduce(self, name: str, args: tuple, kwargs: dict) -> Tracer:
         spec: tuple[tuple[str, Any], ...] = (("axis", None), ("dtype", None), ("out", None), ("keepdims", False))
@@ -757,6 +773,15 @@ class Tracer:
 
 
 _REQUIRED = object()
+
+
+def _dense_order(arr: np.ndarray) -> tuple[int, ...] | None:
+    """The axis order in which a dense, not C-ordered array is C-ordered (a Fortran-ordered array:
+    its axes reversed); None for a C-ordered one, or one with gaps or negative steps."""
+    if arr.ndim < 2 or arr.flags.c_contiguous:
+        return None
+    perm = tuple(int(a) for a in sorted(range(arr.ndim), key=lambda d: -abs(arr.strides[d])))
+    return perm if np.transpose(arr, perm).flags.c_contiguous and min(arr.strides) >= 0 else None
 
 
 def _params(fname: str, args: tuple, kwargs: dict, spec: tuple[tuple[str, Any], ...],
@@ -858,7 +883,7 @@ def _apply(ctx: TraceContext, name: str, args: tuple, kwargs: dict) -> Tracer:
             return x.transpose() if p["axes"] is None else x.transpose(tuple(p["axes"]))
         if name == "copy":   # np.copy(a, order='K', subok=False)
             p = _params("copy", args[1:], kwargs, (("order", "K"), ("subok", False)))
-            out = x.copy()
+            out = x._copy_as(x.dtype.name, p["order"])
             if not out.shape:   # np.copy of a scalar is a 0-d array
                 ctx.held_as_scalar[out.value] = False
             return out
