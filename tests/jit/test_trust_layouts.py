@@ -39,6 +39,17 @@ CASES = {
     "vector times a transposed product": (lambda a, v: v @ (a.T * 3.0), (A, V)),
     "a product of a constant's transpose": (lambda a, v: (np.arange(40000.0).reshape(200, 200) / 7).T @ v, (A, V)),
     "same buffer product stays syrk": (lambda a, v: a @ a.T, (A, V)),
+    "column gather": (lambda a, v: a[:, np.arange(199, -1, -1)] @ v, (A, V)),
+    "column gather of a transpose, scaled": (lambda a, v: (a.T * 2.0)[:, np.arange(200) % 7] @ v, (A, V)),
+    "concatenate of transposed temporaries": (lambda a, v: np.concatenate([a.T * 2.0, a.T + 1.0]) @ v[:200], (A, V)),
+    "stack of transposed temporaries": (lambda a, v: nd.stack([a.T * 2.0, a.T - 1.0], axis=1)[:, 0] @ v, (A, V)),
+    "a float32 transpose times float64": (lambda a, v: a.T.astype(np.float32) @ v, (A, V)),
+    "a bool transpose times float64": (lambda a, v: (a.T > 0) @ v, (A, V)),
+    "an int64 transpose times float64": (lambda a, v: (a * 100).astype(np.int64).T @ v, (A, V)),
+    "a loop result whose body has no product": (lambda a, v: nd.fori_loop(0, 1, lambda i, c: c.T * 0.5, a) @ v,
+                                                 (A, V)),
+    "a reversed Fortran carry": (lambda a, v: nd.fori_loop(0, 3, lambda i, c: c[::-1] * 0.5, a) @ v,
+                                 (np.asfortranarray(A), V)),
     "strided vector dot": (lambda a, v: v @ (v * 1.0), (A, V2[:, 1])),
 }
 
@@ -54,6 +65,29 @@ def test_products_give_the_plain_functions_bits(name: str, backend: str | None) 
         got = f(*args)
         assert got.dtype == want.dtype and got.shape == want.shape
         assert got.tobytes() == want.tobytes(), f"{name}: differs by {np.abs(got - want).max()}"
+
+
+def _add_in_place(a, b, v):
+    t = a.T * 2.0
+    t += b
+    return t @ v
+
+
+def _divide_in_place(a, b, v):
+    t = a.T.astype(np.float64)
+    t /= b.T + b
+    return t @ v
+
+
+@pytest.mark.parametrize("fn", [_add_in_place, _divide_in_place])
+@pytest.mark.parametrize("backend", ["interpret", None])
+def test_an_in_place_update_keeps_its_buffers_layout(fn, backend) -> None:
+    """``t += b`` writes into t's (Fortran-ordered) buffer in NumPy, so a product of t reads it so."""
+    b = RNG.standard_normal((200, 200))
+    want = fn(A, b, V)
+    f = nd.jit(fn, backend=backend)
+    f.compile(A, b, V)
+    assert f(A, b, V).tobytes() == want.tobytes()
 
 
 def test_the_cg_example_with_a_strided_right_hand_side() -> None:

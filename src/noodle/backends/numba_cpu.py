@@ -587,7 +587,11 @@ class NumbaMatmulKernel(Kernel):
             return (np.asarray(np.matmul(a, b)),)
         out = _out_buffer(self.pool, self._shape, self._dtype)
         if a.dtype != self._dtype or b.dtype != self._dtype:
-            np.matmul(a.astype(self._dtype), b.astype(self._dtype), out=out)
+            # as NumPy's matmul casts an operand: into a C-ordered copy (its BLAS call, so its
+            # bits, follow the layout: passes/layout); an operand of the right dtype is read as it is
+            cast = self._dtype
+            np.matmul(a if a.dtype == cast else np.ascontiguousarray(a, cast),
+                      b if b.dtype == cast else np.ascontiguousarray(b, cast), out=out)
         else:
             np.matmul(a, b, out=out)
         if self.epilogue is not None:

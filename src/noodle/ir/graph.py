@@ -56,7 +56,9 @@ ATTRS: dict[str, frozenset[str]] = {
     # np.copy's default); the values do not depend on it, a product of the copy does (passes/layout)
     "astype": frozenset({"dtype", "order"}),
     "slice": frozenset({"starts", "stops", "steps"}),
-    "gather": frozenset({"axis"}),
+    # ``subscript``: from ``x[..., idx]`` (NumPy lays the result out with the indexed axis outermost),
+    # not ``np.take`` (C order): the values are the same, a product of the result reads the layout
+    "gather": frozenset({"axis", "subscript"}),
     "concatenate": frozenset({"axis"}),
     "while_loop": frozenset({"body", "carry", "cond"}),
     "loop_result": frozenset({"item"}),

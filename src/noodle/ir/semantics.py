@@ -54,7 +54,7 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
     elif node.op == "slice":
         out = vals[0][slices(node)]   # a view, as NumPy's basic slicing gives
     elif node.op == "gather":
-        out = gather(vals[0], vals[1], node.attr("axis"), xp)
+        out = gather(vals[0], vals[1], node.attr("axis"), xp, node.attr("subscript", False))
     elif node.op == "concatenate":
         out = xp.concatenate([v.astype(node.dtype, copy=False) for v in vals], axis=node.attr("axis"))
     else:  # pragma: no cover - verify() rejects anything else
@@ -64,6 +64,10 @@ def eval_node(node: Node, vals: Sequence[Any], xp: Any = np) -> Any:
     if out.dtype.name != node.dtype:
         # NumPy agrees with the inferred dtype by construction; CuPy may differ on corners
         out = out.astype(node.dtype)
+    if node.attr("inplace", False) and out.ndim >= 2 and out.strides != vals[0].strides:
+        kept = xp.empty_like(vals[0], dtype=out.dtype)   # ``a op= b`` writes into a's buffer: a's layout
+        kept[...] = out
+        out = kept
     return out
 
 
@@ -99,16 +103,20 @@ def _python_slice(start: int, stop: int, step: int) -> slice:
     return slice(start, None if stop < 0 else stop, step)
 
 
-def gather(x: Any, idx: Any, axis: int, xp: Any = np) -> Any:
+def gather(x: Any, idx: Any, axis: int, xp: Any = np, subscript: bool = False) -> Any:
     """``take(x, idx, axis)`` with NumPy's bounds rule (negative indices count from the end; outside
     ``-n..n-1`` is an error): an :class:`OpIndexError`, which is an ``IndexError`` as NumPy's is.
 
     Why NumPy's own check on NumPy arrays: its ``take`` checks every index as it gathers, and a
     ``min``/``max`` of the indices first read them twice more (a 1e6-element gather ran at 0.64x
-    NumPy's ``x[idx]``). CuPy's ``take`` wraps out-of-range indices instead: checked first."""
+    NumPy's ``x[idx]``). CuPy's ``take`` wraps out-of-range indices instead: checked first.
+    ``subscript``: the gather of ``x[..., idx]``, taken as that subscript (NumPy lays its result out
+    with the indexed axis outermost, ``take`` in C order: a product of it reads the layout)."""
     n = x.shape[axis]
     if xp is np:
         try:
+            if subscript and axis:
+                return x[(slice(None),) * axis + (idx,)]
             return np.take(x, idx, axis=axis)
         except IndexError as exc:
             raise OpIndexError(f"{exc} (a gather, x[idx] or nd.take); NumPy raises IndexError too: keep "

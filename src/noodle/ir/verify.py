@@ -90,7 +90,9 @@ def _check_node_type(i: int, node: Node) -> None:
         raise IRVerifyError(f"node %{i} ({node.op}): shape {shape} spans more than {MAX_ELEMENTS} elements")
 
 
-_ALLOWED = {op: (ATTRS.get(op, frozenset()) | ({"group"} if op not in ("input", "const") else set()))
+# ``inplace``: the result of ``a op= b`` on a temporary, which NumPy writes into ``a``'s buffer (so it
+# has ``a``'s layout, not a fresh array's: passes/layout)
+_ALLOWED = {op: (ATTRS.get(op, frozenset()) | ({"group", "inplace"} if op not in ("input", "const") else set()))
             for op in OPS}
 
 
@@ -174,7 +176,7 @@ def _check_inferred(i: int, node: Node, nodes: list[Node],
         where = f"node %{i} ({node.op})"
         keys = [k for k, _ in node.attrs]
         for name in ATTRS.get(node.op, ()):
-            if name not in keys and name not in ("keepdims", "axis", "scalar", "order"):   # optional ones
+            if name not in keys and name not in ("keepdims", "axis", "scalar", "order", "subscript"):   # optional
                 raise IRVerifyError(f"{where}: missing attribute {name!r}")
         _check_attr_types(where, node.op, dict(node.attrs))
         try:

@@ -68,6 +68,8 @@ def with_eager_layout(program: Program, members: tuple[int, ...] | list[int], in
             kind = OPS[node.op].kind
             if node.op in VIEW_OPS and env.get(node.args[0]) is not None:
                 env[m] = eval_node(node, [env[node.args[0]]])
+            elif node.attr("inplace", False) and env.get(node.args[0]) is not None and node.shape:
+                env[m] = np.empty_like(env[node.args[0]], dtype=node.dtype)   # written into a's buffer
             elif kind in _ELEMENTWISE or (kind is OpKind.CAST and node.attr("order", "K") in ("K", "A")):
                 ops = [env[a] for a in node.args if env.get(a) is not None]
                 env[m] = k_order(ops, tuple(node.shape), np.dtype(node.dtype)) if node.shape else None

@@ -43,9 +43,10 @@ def through_views(program: Program, v: int) -> list[int]:
 
 def product_operands(program: Program) -> set[int]:
     """Every value whose layout a ``matmul`` of ``program`` reads: its operands, what they view
-    and, for a fresh elementwise result of two or more dimensions (NumPy allocates it in the "K"
-    order of its operands), the operands whose layout it follows; a reduction, a product or a
-    C-ordered copy starts a layout of its own."""
+    and, for a fresh elementwise result or a concatenation of two or more dimensions (NumPy
+    allocates it in the "K" order of its operands), the operands whose layout it follows; a
+    reduction, a product or a C-ordered copy starts a layout of its own. In a loop body, what it
+    carries (the next iteration's values, and the loop's results)."""
     nodes = program.nodes
     out: set[int] = set()
     stack = [a for node in nodes if node.op == "matmul" for a in node.args]
@@ -55,8 +56,8 @@ def product_operands(program: Program) -> set[int]:
                 sub = node.attr(name).program
                 stack += [node.args[sub.nodes[v].attr("index")] for v in product_operands(sub)
                           if sub.nodes[v].op == "input"]
-    if "loop_carry" in program.meta and stack:
-        # a loop body with products: what it carries is the next iteration's operand
+    if "loop_carry" in program.meta:
+        # a loop body: what it carries is the next iteration's operand, or a product's after the loop
         stack += list(program.outputs)
     while stack:
         v = stack.pop()
@@ -69,7 +70,9 @@ def product_operands(program: Program) -> set[int]:
             stack.append(node.args[0])
         elif node.op == "loop_result":      # the carry: its initial value (the body keeps its own)
             stack.append(nodes[node.args[0]].args[node.attr("item")])
-        elif len(node.shape) >= 2 and (kind in _FOLLOWS or (kind is OpKind.CAST and node.attr("order", "K") != "C")):
+        elif len(node.shape) >= 2 and (kind in _FOLLOWS or node.op == "concatenate"
+                                       or (kind is OpKind.CAST and node.attr("order", "K") != "C")):
+            # NumPy's concatenate, too, lays its result out as its operands are
             stack.extend(a for a in node.args if nodes[a].shape)
     return out
 

@@ -148,7 +148,7 @@ def getitem(t: Tracer, key: Any) -> Tracer:
         out = out._view("reshape", shape=tuple(dims)) if view else ctx.op("reshape", out, shape=tuple(dims))
     if index is not None:
         g = next(n for n, (p, _) in enumerate(kept) if p == "gather")
-        out = ctx.op("gather", out, index, axis=g)
+        out = ctx.op("gather", out, index, axis=g, subscript=True)
     shape: list[int] = []
     it = iter(range(out.ndim))
     for p, _ in plan:

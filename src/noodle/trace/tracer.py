@@ -532,6 +532,10 @@ class Tracer:
         out = self._bin(name, other)
         if out is NotImplemented:
             return out
+        if out.ndim >= 2 and out.value > self.value and out.ctx is ctx:
+            # NumPy writes the result into self's buffer: it keeps self's layout (passes/layout)
+            nodes = ctx.builder.nodes
+            nodes[out.value] = nodes[out.value].with_attr("inplace", True)
         if out.shape != self.shape:
             raise TraceError(f"in-place update `{symbol}=` at {user_location()}: the result has shape "
                              f"{out.shape}, the array being updated {self.shape} (NumPy raises: non-"
