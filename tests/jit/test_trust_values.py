@@ -161,3 +161,47 @@ def test_python_scalars_follow_nep50_in_where_comparisons_and_squares(fn, x, mod
             for g, w in zip(got if isinstance(want, tuple) else (got,), want if isinstance(want, tuple) else (want,),
                             strict=True):
                 _same(g, w, "nep50")
+
+
+def _bool_sums(a, b):
+    return (a + b).astype(np.int64), (a * b) * 1.5, (a + b) > True, np.where((a + b) == 1, 1.0, 0.0), a + b
+
+
+@pytest.mark.parametrize("backend", [None, "iree"])
+def test_adding_bools_is_logical_or_in_every_use_of_the_sum(backend):
+    """NumPy's bool + bool is True, not 2 (and bool * bool an and): a compiled kernel computed 2 and
+    a cast or a comparison read it before it was stored as a bool."""
+    if backend == "iree":
+        pytest.importorskip("iree.compiler")
+    a = np.array([True, True, False, False] * 64)
+    b = np.array([True, False, True, False] * 64)
+    want = _bool_sums(a, b)
+    f = nd.jit(_bool_sums, backend=backend)
+    f.compile(a, b)
+    for got, w in zip(f(a, b), want, strict=True):
+        assert got.dtype == w.dtype and np.array_equal(got, w)
+
+
+def test_adding_bools_in_a_compiled_loop():
+    def fn(a, b):
+        body = lambda c: (c[0] + np.int64(1), (a + b).astype(np.int64) + c[1])  # noqa: E731
+        return nd.while_loop(lambda c: c[0] < np.int64(2), body, (np.int64(0), np.zeros(a.shape, np.int64)))
+
+    a, b = np.array([True, True, False]), np.array([True, False, False])
+    f = nd.jit(fn)
+    f.compile(a, b)
+    assert np.array_equal(f(a, b)[1], fn(a, b)[1])
+
+
+@pytest.mark.parametrize("a, b", [(np.int8(126), np.float32(-2.5)), (np.int16(32766), np.float32(-2.5)),
+                                  (np.float32(2.5), np.int8(3)), (np.int64(7), np.float32(0.3))])
+@pytest.mark.parametrize("mode", ["interpret", None])
+def test_a_power_of_an_integer_and_a_float_numpy_scalar_is_numpys_scalar_math(a, b, mode):
+    """``np.int8 ** np.float32`` is NumPy's float32 scalar pow, which differs from the ufunc's loop by
+    an ulp for some operands: the jitted function computes it as the plain code does."""
+    fn = lambda a, b: a ** b  # noqa: E731
+    want = fn(a, b)
+    f = nd.jit(fn, backend=mode)
+    f.compile(a, b)
+    got = f(a, b)
+    assert type(got) is type(want) and np.asarray(got).tobytes() == np.asarray(want).tobytes()

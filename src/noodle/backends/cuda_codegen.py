@@ -27,12 +27,12 @@ import numpy as np
 from noodle.backends.emit_rules import Elementwise, Library, Reduction, comparisons, lone_nodes, lookup, views
 from noodle.backends.layout import spec_layout
 from noodle.backends.op_text import (
+    arith_symbol,
     cast_pair,
     check_integer_power,
     check_portable_casts,
     infix,
     is_float,
-    symbol,
     truth,
 )
 from noodle.backends.spec import KernelSpec
@@ -103,8 +103,7 @@ def _cast(x: str, have: str, want: str) -> str:
 
 # ------------------------------------------------------------------------------ the op table
 def _arith(op: str) -> Elementwise:
-    sym = symbol(op)
-    return Elementwise(lambda args, dts, out: infix(sym, args, dts, out, _cast))
+    return Elementwise(lambda args, dts, out: infix(arith_symbol(op, out), args, dts, out, _cast))
 
 
 def _power(args: list[str], dts: list[str], out: str) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from noodle.backends.emit_rules import Elementwise, Library, Reduction, comparisons, lone_nodes, lookup, views
-from noodle.backends.op_text import cast_pair, infix, is_float, symbol, truth
+from noodle.backends.op_text import arith_symbol, cast_pair, infix, is_float, truth
 from noodle.backends.reference import eval_instr
 from noodle.backends.spec import KernelSpec
 from noodle.errors import CompileError, DTypeError
@@ -134,8 +134,7 @@ def _wrapping(expr: Callable[[list[str], list[str], str], str]) -> Elementwise:
 
 
 def _arith(op: str) -> Elementwise:
-    sym = symbol(op)
-    return _wrapping(lambda args, dts, out: infix(sym, args, dts, out, cast))
+    return _wrapping(lambda args, dts, out: infix(arith_symbol(op, out), args, dts, out, cast))
 
 
 def _extreme(rel: str) -> Elementwise:

@@ -39,6 +39,16 @@ def symbol(op: str) -> str:
     return sym
 
 
+#: NumPy's add and multiply of bools are logical or and and (True + True is True); ``+`` on two
+#: booleans in generated Numba or C++ is an integer (2), which a cast or a comparison read as 2
+_BOOL_SYMBOLS = {"add": "|", "multiply": "&"}
+
+
+def arith_symbol(op: str, out: str) -> str:
+    """The infix operator of arithmetic ``op`` whose result has dtype ``out``."""
+    return _BOOL_SYMBOLS.get(op, symbol(op)) if out == "bool" else symbol(op)
+
+
 def is_float(dtype: str) -> bool:
     """True for the float dtypes the generators support (float32, float64)."""
     return dtype in ("float32", "float64")
@@ -88,5 +98,5 @@ def check_portable_casts(spec: KernelSpec) -> None:
                                "values in a kernel; it runs interpreted")
 
 
-__all__ = ["cast_pair", "check_integer_power", "check_portable_casts", "compare_dtype", "infix",
+__all__ = ["arith_symbol", "cast_pair", "check_integer_power", "check_portable_casts", "compare_dtype", "infix",
            "is_float", "symbol", "truth"]

@@ -194,6 +194,10 @@ class TraceContext:
                 ctx = v.ctx
         return ctx
 
+    def _typed_scalar(self, x: Any) -> bool:
+        """A NumPy scalar (its dtype fixed), not a Python number or a parameter standing for one."""
+        return isinstance(x, np.generic) or (isinstance(x, Tracer) and not self.weak.get(x.value))
+
     def op(self, name: str, *operands: Any, _py: bool = False, **attrs: Any) -> Tracer:
         """Record ``name(*operands)``; the first Tracer operand types scalar constants.
 
@@ -204,10 +208,14 @@ class TraceContext:
         if inner is not self:   # a loop body's value beside one of the enclosing trace: record it in the body
             return inner.op(name, *operands, _py=_py, **attrs)
         if (name == "power" and _py and len(operands) == 2 and all(numpy_scalar(o) for o in operands)
-                and all(o.dtype.kind == "f" for o in operands if isinstance(o, Tracer))):
-            # ``a ** b`` of two float scalars is NumPy's scalar math, not np.power
-            # (ir.semantics.scalar_power); an integer scalar beside a Python float goes to the ufunc
-            # in NumPy, and integer powers are exact either way
+                and (all(o.dtype.kind == "f" for o in operands if isinstance(o, Tracer))
+                     or (all(self._typed_scalar(o) for o in operands)
+                         and any(np.dtype(o.dtype).kind == "f" for o in operands)))):
+            # ``a ** b`` of two float scalars, or of two NumPy scalars one of them a float
+            # (``np.int8 ** np.float32``: NumPy's float32 scalar math), is NumPy's scalar math, not
+            # np.power (ir.semantics.scalar_power computes it as the plain code does); an integer
+            # scalar beside a Python float goes to the ufunc in NumPy, and integer powers are exact
+            # either way
             attrs = {**attrs, "scalar": True}
         if name in _COMPARISONS and len(operands) == 2:
             known = self._compare_out_of_range(name, operands)
