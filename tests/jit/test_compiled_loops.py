@@ -5,14 +5,13 @@ and still gives those bits."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.jit.call_helpers import assert_same_bits, example_module
 
 import noodle as nd
 from noodle.backends.numba_full_reduce import float_extreme, int_extreme, integer_sum, ordered_sum
@@ -26,25 +25,12 @@ def _bits(x) -> bytes:
     return a.tobytes() + str(a.dtype).encode() + str(a.shape).encode()
 
 
-def _same(got, want) -> None:
-    if isinstance(want, tuple):
-        assert isinstance(got, tuple) and len(got) == len(want)
-        for g, w in zip(got, want, strict=True):
-            _same(g, w)
-        return
-    assert _bits(got) == _bits(want), (got, want)
+_same = assert_same_bits
+_example = example_module
 
 
 def _notes(f, *args) -> str:
     return "\n".join(f.explain(*args).notes)
-
-
-def _example(name: str):
-    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_compiled_loops", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -5,11 +5,9 @@ eagerly on NumPy."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from tests.jit.call_helpers import example_module
 
 import noodle as nd
 from noodle.backends.reference import evaluate
@@ -21,12 +19,7 @@ def _bits(x) -> bytes:
     return np.asarray(x).tobytes() + str(np.asarray(x).dtype).encode()
 
 
-def _example(name: str):
-    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_fast_paths", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_example = example_module
 
 
 @pytest.mark.parametrize("n", [60, 300])

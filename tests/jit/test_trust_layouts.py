@@ -9,13 +9,11 @@ differed from the plain function's in the last bits. The oracle is the plain fun
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.jit.call_helpers import example_module
 
 import noodle as nd
 
@@ -91,10 +89,7 @@ def test_an_in_place_update_keeps_its_buffers_layout(fn, backend) -> None:
 
 
 def test_the_cg_example_with_a_strided_right_hand_side() -> None:
-    path = Path(__file__).resolve().parents[2] / "examples" / "dense_layers.py"
-    spec = importlib.util.spec_from_file_location("dense_layers_layouts", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = example_module("dense_layers")
     m = RNG.standard_normal((200, 200))
     a = m @ m.T + 200 * np.eye(200)
     for b in (V2[:, 0], np.asfortranarray(V2)[:, 1]):
