@@ -48,11 +48,15 @@ def k_order(operands: list[np.ndarray], shape: tuple[int, ...], dtype: np.dtype)
 
 
 def with_eager_layout(program: Program, members: tuple[int, ...] | list[int], inputs: tuple[int, ...],
-                      step: Callable[..., tuple[Any, ...]], outs: tuple[int, ...]) -> Callable[..., tuple[Any, ...]]:
+                      step: Callable[..., tuple[Any, ...]], outs: tuple[int, ...],
+                      read: set[int] | None = None) -> Callable[..., tuple[Any, ...]]:
     """``step`` (a region's compiled step: ``step(*input values) -> output values``), its outputs
-    that a product reads given NumPy's layout; ``step`` itself where no product reads one."""
+    that a product reads given NumPy's layout; ``step`` itself where no product reads one.
+    ``read``: :func:`~noodle.passes.layout.product_operands` of ``program``, when the caller has it
+    (one walk per program, not one per region)."""
     nodes = program.nodes
-    read = product_operands(program)
+    if read is None:
+        read = product_operands(program)
     targets = [k for k, v in enumerate(outs) if v in read and len(nodes[v].shape) >= 2]
     if not targets:
         return step

@@ -35,6 +35,7 @@ from noodle.ir.graph import Program
 from noodle.ir.ops import OPS, OpKind
 from noodle.ir.semantics import LOOP_GUARD, eval_node
 from noodle.jit.eager_layout import with_eager_layout
+from noodle.passes.layout import product_operands
 from noodle.passes.rowwise import is_rowwise
 from noodle.passes.schedule import Unit, units
 
@@ -263,6 +264,7 @@ def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
     steps: list[Step] = []
     used: list[str] = []
     notes: list[str] = []
+    read = product_operands(program)   # the values whose layout a product reads (jit.eager_layout)
     for unit in units(program):
         if not is_region(program, unit):
             (m,) = unit.members
@@ -278,7 +280,7 @@ def build_runner(program: Program, backend: Any, quiet: bool = False) -> Runner:
             try:
                 fn, ins, outs = _compile_unit(program, unit, b)
                 # an output a product reads keeps the layout NumPy gives it (jit.eager_layout)
-                steps.append((with_eager_layout(program, unit.members, tuple(ins), fn, tuple(outs)), ins, outs))
+                steps.append((with_eager_layout(program, unit.members, tuple(ins), fn, tuple(outs), read), ins, outs))
             except Exception as exc:  # noqa: BLE001 - the next choice (at worst the interpreter) runs it
                 if i == len(tries) - 1:
                     raise
