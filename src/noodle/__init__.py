@@ -45,7 +45,7 @@ _LAZY = {
     "GPUAccelerator": "noodle.devices:GPUAccelerator",
     "devices": "noodle.devices:",  # a callable module: nd.devices() lists them
     "explain": "noodle.placement:explain",
-    "jit": "noodle.jit:jit",
+    "jit": "noodle.jit:",  # a callable module (nd.jit(f) is jit(f)): a name "noodle.jit:jit" would hide the package
     "Executor": "noodle.exec:Executor",
     "nbc": "noodle.nbc:",
     "profile": "noodle.monitor.profiler:profile",

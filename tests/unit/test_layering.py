@@ -92,3 +92,28 @@ def test_leaves_import_nothing_upward() -> None:
                 parts = module.split(".")
                 if parts[0] == "noodle" and len(parts) > 1:
                     assert parts[1] in {leaf, "errors"}, f"{path} imports {module}"
+
+
+def test_a_lazy_public_name_never_hides_the_subpackage_of_the_same_name() -> None:
+    """``nd.jit`` used first, then ``import noodle.jit.lower as lower`` (and the same for every lazy name
+    that is also a subpackage): the import must still find the subpackage, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, noodle as nd\n"
+        "subs = {m.name for m in pkgutil.iter_modules(nd.__path__) if m.ispkg}\n"
+        "clash = sorted(n for n in nd.__all__ if n in subs)\n"
+        "assert 'jit' in clash, clash\n"
+        "for n in clash:\n"
+        "    getattr(nd, n)\n"
+        "import noodle.jit.lower as lower\n"
+        "assert lower.__name__ == 'noodle.jit.lower'\n"
+        "assert callable(nd.jit) and nd.jit is importlib.import_module('noodle.jit')\n"
+        "for n in clash:\n"
+        "    assert getattr(nd, n) is importlib.import_module('noodle.' + n), n\n"
+        "import numpy as np\n"
+        "assert float(nd.jit(lambda a: (a * a).sum(), backend='interpret')(np.arange(4.0))) == 14.0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
