@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import threading
 
 import pytest
 
@@ -21,6 +23,30 @@ def _service(var: str) -> str:
             f"(scripts/services.sh start, then source .noodle-services/env)."
         )
     return value
+
+
+# background threads that compile or measure, and end on their own
+_SHORT_LIVED = ("noodle-compile-", "noodle-numba-warm", "noodle-calibrate")
+
+
+@pytest.fixture(autouse=True)
+def _no_background_compile_outlives_its_test():
+    """Wait, after each test, for the compiles it started in the background.
+
+    Why: a compile left running holds the GIL into the next test, whose own background work and
+    deadlines it then disturbs (a Numba compile also enters ``warnings.catch_warnings``; see
+    noodle/_numba_warnings.py). A test's work ends with the test.
+    """
+    yield
+    manager = sys.modules.get("noodle.jit.manager")
+    if manager is not None:
+        assert manager.default_manager().wait_idle(300), "a background JIT compile ran over 300 s"
+    api = sys.modules.get("noodle.jit.api")
+    if api is not None and api._builder is not None:
+        api._builder.submit(lambda: None).result(timeout=300)
+    for thread in threading.enumerate():
+        if thread.name.startswith(_SHORT_LIVED):
+            thread.join(timeout=300)
 
 
 @pytest.fixture

@@ -28,8 +28,12 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     os.environ.setdefault("KMP_BLOCKTIME", "1")
 
-from noodle import errors
+from noodle import _numba_warnings, errors
 from noodle._lazy import lazy_attributes
+
+# noodle compiles with Numba on background threads: Numba's compiler must not change the warnings
+# state the program's own threads see (see noodle/_numba_warnings.py)
+_numba_warnings.install()
 
 __version__ = "0.1.0"
 
