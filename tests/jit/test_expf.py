@@ -71,6 +71,27 @@ def test_the_runtime_check_notices_a_one_ulp_change(monkeypatch):
     assert 0 < differ < x.size // 10   # nearly NumPy's: a few differ, and the check sees them
 
 
+@needs_inline
+@pytest.mark.parametrize("scalef", [True, False], ids=["ldexp", "two-products"])
+def test_both_ways_of_scaling_by_two_to_the_k_give_numpys_bits(monkeypatch, scalef):
+    """``llvm.ldexp`` (vscalefps with AVX-512) and the two exact products used without it round
+    the same way: each, compiled now, gives NumPy's bits on the sample and at the subnormal edge."""
+    monkeypatch.setattr(numba_expf, "_SCALEF", scalef)
+
+    @njit(cache=False)
+    def compiled_now(src, dst):   # the intrinsic reads _SCALEF when this compiles
+        for i in range(src.shape[0]):
+            dst[i] = numba_expf.expf_numpy(src[i])
+
+    subnormal_edge = np.arange(0xC2AE0000, 0xC2D00000, 7, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([check_inputs(), subnormal_edge, -subnormal_edge])
+    out = np.empty_like(x)
+    compiled_now(x, out)
+    with np.errstate(all="ignore"):
+        want = np.exp(x)
+    assert (_bits(out) == _bits(want)).all(), x[_bits(out) != _bits(want)][:5]
+
+
 def test_the_inline_exp_can_be_turned_off():
     code = "from noodle.backends.numba_expf import verified; print(verified())"
     env = {**os.environ, "NOODLE_INLINE_EXPF": "0"}

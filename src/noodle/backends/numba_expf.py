@@ -7,9 +7,9 @@ NumPy's float32 ``exp`` on x86 with AVX2/FMA3 or AVX-512F is one short algorithm
 reduction with fused multiply-adds, a degree 5/2 rational approximation, and scaling by
 ``2**k``, with fixed results for NaN (the canonical quiet NaN), ``x >= 88.7228...`` (``inf``)
 and ``x <= -103.972...`` (``0``). :func:`expf_numpy` emits the same operations in the same
-order (``llvm.fma``, an IEEE division, and ``2**k`` applied as two exact power-of-two products,
-so a subnormal result is rounded once, as ``vscalefps`` rounds it), and LLVM vectorizes the
-loops it sits in. A row softmax then computes ``exp`` in the pass that reads the row.
+order (``llvm.fma``, an IEEE division, and ``2**k`` applied by ``llvm.ldexp``, which AVX-512
+lowers to ``vscalefps`` itself, or else as two exact power-of-two products, so that a subnormal
+result is rounded once, as ``vscalefps`` rounds it), and LLVM vectorizes the loops it sits in. A row softmax then computes ``exp`` in the pass that reads the row.
 
 Trust: a different NumPy build or CPU may take another path (the scalar libm loop on a machine
 without AVX2, SVML in some future build). :func:`verified` compares this code with ``np.exp``
@@ -60,6 +60,27 @@ XMIN = _f32(0xC2CFF1B5)          # -103.97208404541015625: up to here, 0
 _NAN_BITS = 0x7FC00000
 
 
+def _target_has_avx512f() -> bool:
+    """Whether the code Numba generates here may use AVX-512F (its target: the host's features
+    unless NUMBA_CPU_NAME/NUMBA_CPU_FEATURES say otherwise)."""
+    from llvmlite import binding as llvm  # noqa: PLC0415
+    from numba.core import config  # noqa: PLC0415
+
+    if llvm.llvm_version_info < (17,):      # llvm.ldexp is LLVM 17's
+        return False
+    features = config.CPU_FEATURES
+    if features is None:
+        if config.CPU_NAME not in (None, "host"):
+            return False
+        features = llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+#: scale by 2**k with one vscalefps (NumPy's instruction) rather than two products: a quarter
+#: fewer cycles per element, same bits (both round once)
+_SCALEF = _target_has_avx512f()
+
+
 def _emit(builder: Any, x_in: Any) -> Any:
     """The LLVM of NumPy's ``simd_exp_FLOAT`` for one float32 value (see the module docstring)."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
@@ -86,15 +107,23 @@ def _emit(builder: Any, x_in: Any) -> Any:
     den = builder.fma(c(_Q[2]), x, c(_Q[1]))
     den = builder.fma(den, x, c(_Q[0]))
     poly = builder.fdiv(num, den)
-    # poly * 2**k with k in [-150, 128]: 2**a * 2**b, a in [-125, 127] (exact: the product stays
-    # normal), then b in [-25, 1] (one rounding, only where the result is subnormal)
     ki = builder.fptosi(k, i32)
-    a = builder.select(builder.icmp_signed("<", ki, ci(-125)), ci(-125), ki)
-    a = builder.select(builder.icmp_signed(">", a, ci(127)), ci(127), a)
-    b = builder.sub(ki, a)
-    pow_a = builder.bitcast(builder.shl(builder.add(a, ci(127)), ci(23)), f32)
-    pow_b = builder.bitcast(builder.shl(builder.add(b, ci(127)), ci(23)), f32)
-    res = builder.fmul(builder.fmul(poly, pow_a), pow_b)
+    if _SCALEF:
+        # poly * 2**k rounded once: llvm.ldexp, which AVX-512 lowers to vscalefps as NumPy calls it
+        fnty = ir.FunctionType(f32, [f32, i32])
+        ldexp = builder.module.globals.get("llvm.ldexp.f32.i32") or ir.Function(builder.module, fnty,
+                                                                               "llvm.ldexp.f32.i32")
+        res = builder.call(ldexp, [poly, ki])
+    else:
+        # without AVX-512, ldexp is a libm call per element: 2**a * 2**b instead, a in [-125, 127]
+        # (exact: the product stays normal), then b in [-25, 1] (one rounding, only where the
+        # result is subnormal)
+        a = builder.select(builder.icmp_signed("<", ki, ci(-125)), ci(-125), ki)
+        a = builder.select(builder.icmp_signed(">", a, ci(127)), ci(127), a)
+        b = builder.sub(ki, a)
+        pow_a = builder.bitcast(builder.shl(builder.add(a, ci(127)), ci(23)), f32)
+        pow_b = builder.bitcast(builder.shl(builder.add(b, ci(127)), ci(23)), f32)
+        res = builder.fmul(builder.fmul(poly, pow_a), pow_b)
     res = builder.select(nan, builder.bitcast(ci(_NAN_BITS), f32), res)
     res = builder.select(over, c(float("inf")), res)
     return builder.select(under, c(0.0), res)
