@@ -46,12 +46,12 @@ import ast
 import bisect
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from noodle.fixer.files import FixerFileError, SourceFile
+from noodle.fixer.quiet import probe_warnings_silenced
 from noodle.fixer.result import Candidate, Edit, FixResult, SyntaxErrorInfo
 
 __all__ = ["LARGE_FILE_BYTES", "Unit", "check_large", "fix_large", "is_large", "statement_starts"]
@@ -230,8 +230,7 @@ class _Checker:
         if self.encoding not in _BYTES_SAFE or (not at_start and b"coding" in src[:400]):
             enc = self.encoding if at_start or self.encoding != "utf-8-sig" else "utf-8"
             src = src.decode(enc, "replace")      # a piece has no cookie of its own (or a stray one)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with probe_warnings_silenced():
             try:
                 if self.feature >= 0:
                     compile(src, self.filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True,

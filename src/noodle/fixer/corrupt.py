@@ -48,10 +48,10 @@ import bisect
 import io
 import random
 import tokenize
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from noodle.fixer.quiet import probe_warnings_silenced
 from noodle.fixer.result import Edit
 
 MIX: dict[str, float] = {
@@ -210,8 +210,7 @@ def same_program(a: str, b: str) -> bool:
 
 def fails_to_compile(text: str) -> bool:
     """Whether CPython's parser rejects the text (a parse failure is also a compile failure)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with probe_warnings_silenced():
         try:
             compile(text, "<corrupt>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
         except SyntaxError:
@@ -223,8 +222,7 @@ def fails_to_compile(text: str) -> bool:
 
 def compiles(text: str) -> bool:
     """Whether the text compiles in full (what a snippet of the held-back corpus must do)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with probe_warnings_silenced():
         try:
             compile(text, "<snippet>", "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError):

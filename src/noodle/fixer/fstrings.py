@@ -27,12 +27,12 @@ Example::
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from noodle.fixer.context import Change, Context, Proposal, word
 from noodle.fixer.lexer import Tok
+from noodle.fixer.quiet import probe_warnings_silenced
 from noodle.fixer.rank import edit_cost
 
 __all__ = ["Field", "fstring_edits", "is_fstring", "parses_as_expression", "scan"]
@@ -332,8 +332,7 @@ def parses_as_expression(text: str) -> bool | None:
     if len(text) > MAX_INNER or "\\" in text:
         return None
     try:
-        with warnings.catch_warnings():      # SyntaxWarnings of a probe are not the user's
-            warnings.simplefilter("ignore")
+        with probe_warnings_silenced():      # SyntaxWarnings of a probe are not the user's
             compile("(" + text + ")", "<f-string>", "eval")
     except SyntaxError:
         return False

@@ -23,9 +23,9 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-import warnings
 from dataclasses import dataclass
 
+from noodle.fixer.quiet import probe_warnings_silenced
 from noodle.fixer.result import SyntaxErrorInfo
 
 __all__ = ["BIG_BLOCK", "Checker", "Layout", "ParseError", "Region", "find_region", "split_lines", "string_lines"]
@@ -114,8 +114,7 @@ class Checker:
 
     def _parse(self, text: str) -> ParseError | None:
         self.parses += 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with probe_warnings_silenced():
             try:
                 compile(text, self.filename, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True,
                         _feature_version=self.feature)
@@ -127,8 +126,7 @@ class Checker:
 
     def _compile(self, text: str) -> ParseError | None:
         self.parses += 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with probe_warnings_silenced():
             try:
                 compile(text, self.filename, "exec", dont_inherit=True)
             except SyntaxError as e:

@@ -36,7 +36,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -44,6 +43,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
 from noodle.fixer.lsp_edits import LineIndex, Replacement, apply_replacements, diff_replacements
+from noodle.fixer.quiet import probe_warnings_silenced
 from noodle.fixer.result import Candidate, Edit, FixResult
 
 __all__ = ["SOURCE", "ErrorSpot", "FixerServer", "error_spots", "make_server", "serve"]
@@ -72,8 +72,7 @@ class ErrorSpot:
 def _first_error(text: str, target_version: tuple[int, int] | None) -> SyntaxError | None:
     """CPython's first error, parser first and then the compiler's own checks (as the fixer
     checks: 'return' outside a function does not parse-fail, it compile-fails)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with probe_warnings_silenced():
         try:
             if target_version is not None:      # compile() parses too, but only with this Python's grammar
                 ast.parse(text, feature_version=target_version)

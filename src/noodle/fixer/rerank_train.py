@@ -33,11 +33,11 @@ import random
 import re
 import textwrap
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from noodle.fixer.quiet import probe_warnings_silenced
 from noodle.fixer.rerank_features import FEATURES, N_FEATURES, RoundInfo, Step, step_rows
 
 __all__ = ["collect", "export_onnx", "fit", "main", "snippets_from", "train"]
@@ -72,8 +72,7 @@ def snippets_from(paths: Sequence[Path], n: int, seed: int = SEED) -> list[tuple
             break
         try:
             text = paths[fi].read_text(encoding="utf-8")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with probe_warnings_silenced():
                 tree = ast.parse(text)
         except (OSError, UnicodeDecodeError, SyntaxError, ValueError, RecursionError):
             continue
