@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -61,6 +64,10 @@ def test_indexing_and_unsupported_numpy_function_raise_trace_error():
     (lambda a: a * [1.0, 2.0, 3.0], "list"),
     (lambda a: [1.0, 2.0, 3.0] * a, "list"),
     (lambda a: a + (1.0,), "tuple"),
+    (lambda a: a + Fraction(1, 2), "Fraction"),      # its __radd__ knows nothing of traced arrays
+    (lambda a: Fraction(1, 2) * a, "Fraction"),
+    (lambda a: a / Decimal("0.5"), "Decimal"),
+    (lambda a: a < Decimal("0.5"), "Decimal"),
 ])
 def test_an_operand_the_jit_cannot_take_is_refused_by_name(fn, kind):
     """``a == None`` must not become Python's identity fallback (``False``, where NumPy gives an

@@ -21,6 +21,8 @@ Example::
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import os
 import sys
 import threading
@@ -366,7 +368,9 @@ _MIRRORED = {"less": "greater", "less_equal": "greater_equal", "greater": "less"
 _REFLECTED = {"add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__", "divide": "__rtruediv__",
               "power": "__rpow__", "matmul": "__rmatmul__", "less": "__gt__", "less_equal": "__ge__",
               "greater": "__lt__", "greater_equal": "__le__", "equal": "__eq__", "not_equal": "__ne__"}
-_BUILTIN_REFUSED = (str, bytes, list, tuple, dict, set, frozenset, type(None))
+#: the standard library's exact numbers: they define reflected operators but know nothing of Tracers
+_EXACT_NUMBERS = (fractions.Fraction, decimal.Decimal)
+_BUILTIN_REFUSED = (str, bytes, list, tuple, dict, set, frozenset, type(None), *_EXACT_NUMBERS)
 
 
 def _defers(kind: type, name: str) -> bool:
@@ -387,6 +391,9 @@ def _operand_error(x: Any, name: str, other: Any) -> TraceTypeError:
     if isinstance(other, list | tuple):
         hint = (f"convert it with np.asarray(...) and pass it in as an argument: a {kind} read while "
                 "tracing would be frozen into the compiled program")
+    elif isinstance(other, _EXACT_NUMBERS):
+        hint = (f"NumPy would make an object array of {kind}s; convert it first, e.g. np.float64(value), "
+                "or keep this arithmetic outside the jitted function")
     elif other is None or isinstance(other, str | bytes):
         hint = ("NumPy refuses it for arithmetic too (for == and != it compares elementwise); test "
                 "for it outside the jitted function")
