@@ -96,6 +96,27 @@ def test_carry_change_raises_naming_it(body) -> None:
         nd.jit(lambda x: nd.fori_loop(0, 2, body, x))(V)
 
 
+@pytest.mark.parametrize("order", [">", "<"])
+def test_a_carry_in_the_other_byte_order_is_the_same_type(order) -> None:
+    """NumPy's arithmetic on a big-endian array gives a native one; the carry's type did not change
+    (eagerly this raised "changes the carry from float64[6] to float64[6]")."""
+    x = V[:6].astype(f"{order}f8")
+
+    def plain(x):
+        c = x
+        for _ in range(3):
+            c = c * 2.0 + 1.0
+        return c
+
+    def looped(x):
+        return nd.fori_loop(0, 3, lambda i, c: c * 2.0 + 1.0, x)
+
+    want = plain(x)
+    for got in (looped(x), nd.jit(looped)(x)):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    np.testing.assert_array_equal(nd.fori_loop(0, 0, lambda i, c: c * 2.0, x), x)   # zero trips: the carry itself
+
+
 def test_tuple_carry_error_names_the_element() -> None:
     with pytest.raises(TraceError, match="carry element 1"):
         nd.jit(lambda x: nd.fori_loop(0, 2, lambda i, c: (c[0], c[1].sum()), (x, x)))(V)

@@ -127,7 +127,9 @@ def _check(what: str, new: Any, old: Any, n: int, is_seq: bool, init: Any, stric
     for j, (a, b) in enumerate(zip(leaves, old, strict=True)):
         (sa, da), (sb, db) = _aval(a), _aval(b)
         python_scalar = isinstance(b, bool | int | float) or isinstance(a, bool | int | float)
-        if tuple(sa) != tuple(sb) or (da != db and (strict_dtype or not python_scalar)):
+        # byte order is storage, not type: a big-endian carry comes back native from NumPy's arithmetic
+        same_type = da == db or da.newbyteorder("=") == db.newbyteorder("=")
+        if tuple(sa) != tuple(sb) or (not same_type and (strict_dtype or not python_scalar)):
             name = f"carry element {j}" if is_seq else "the carry"
             raise TraceError(f"{what}: the body changes {name} from {db.name}{list(sb)} to {da.name}{list(sa)} "
                              f"(at {user_location()}); a loop's carried values keep their shapes and dtypes "
