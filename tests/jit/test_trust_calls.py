@@ -147,3 +147,29 @@ def test_memmap_computes_like_ndarray_and_is_accepted(tmp_path):
     mm = np.memmap(tmp_path / "m.dat", dtype=np.float64, mode="w+", shape=(5,))
     mm[:] = np.arange(5.0)
     np.testing.assert_array_equal(nd.jit(lambda a: a * 2.0 + 1.0, backend="interpret")(mm), mm * 2.0 + 1.0)
+
+
+Bounds = __import__("collections").namedtuple("Bounds", "lo hi")
+
+
+@pytest.mark.parametrize("backend", ["interpret", "numba"])
+def test_a_namedtuple_result_comes_back_as_that_namedtuple(backend):
+    """It came back as a plain tuple, so ``r.lo`` failed where the plain function's worked."""
+    def f(x):
+        return Bounds(x - 1.0, x.sum() * 2.0)
+
+    jf = nd.jit(f, backend=backend, hot_threshold=1)
+    x = np.linspace(0.0, 1.0, 16)
+    want = f(x)
+    assert type(jf(x)) is Bounds                     # interpreted, while the compile runs
+    from noodle.jit.manager import default_manager
+    assert default_manager().wait_idle()
+    for _ in range(1100):      # the compiled fast path, and past the native-entry threshold
+        got = jf(x)
+    if backend == "numba":
+        assert jf.stats()["compiled_calls"] >= 1100
+    assert type(got) is Bounds and got._fields == want._fields
+    np.testing.assert_array_equal(got.lo, want.lo)
+    assert type(got.hi) is type(want.hi) and got.hi == want.hi
+    assert isinstance(nd.jit(lambda x: [x, x * 2.0])(x), list)        # a list stays a list
+    assert type(nd.jit(lambda x: (x, x * 2.0))(x)) is tuple

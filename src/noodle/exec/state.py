@@ -82,6 +82,7 @@ class ProgramState:
         self.device = device
         self.single_output = bool(program.meta.get("single_output", False))
         self.list_output = bool(program.meta.get("list_output", False))   # the function returned a list
+        self.output_type: Any = None    # the namedtuple class the function returned (set by nd.jit)
         # (shape, dtype) per argument, once: Executor.execute checks every call against it, and
         # Program.input_types() walks every node
         self.input_types = program.input_types()

@@ -278,6 +278,8 @@ class JitFunction:
             out = _finish_outputs(out, entry.out_actions, args, arrays)
         if state.single_output:
             return out[0]
+        if state.output_type is not None:
+            return state.output_type._make(out)
         return list(out) if state.list_output else out
 
     def _hot_hook(self, entry: _Entry) -> Callable[[], None]:
@@ -370,6 +372,7 @@ class JitFunction:
         check, _labels = capture.guard(ctx, self.fn.__name__)
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
                              backend=self.backend, device=self.device, name=self.fn.__name__)
+        state.output_type = ctx.output_type
         positions = tuple(i for i, k in enumerate(kinds) if k in ("array", "param"))   # input order
         params = frozenset(i for i, k in enumerate(kinds) if k == "param")
         actions = _output_actions(traced_roots, _output_roots(program), program, ctx.raw_outputs,

@@ -128,6 +128,7 @@ class TraceContext:
         self.scalar_inputs: set[int] = set()   # inputs standing for scalars (immutable in Python)
         self.raw_outputs: dict[int, Any] = {}  # results that are plain Python/NumPy scalars, not traced
         self.scalar_outputs: frozenset[int] = frozenset()   # traced results NumPy returns as scalars
+        self.output_type: type | None = None   # a namedtuple class the function returned
         self.view_values: set[int] = set()    # values made as views (x.reshape(()) is a 0-d array)
         # 0-d values whose kind the graph does not show: True where NumPy holds a scalar (``+z``: a
         # ufunc), False where a 0-d array (a scalar's ``[...]``, ``np.copy`` of one)
@@ -1012,6 +1013,8 @@ def trace_with_context(fn: Callable[..., Any], args: Sequence[Any], static: Sequ
     program.n_inputs = ctx.builder.n_inputs
     program.meta["single_output"] = single
     program.meta["list_output"] = isinstance(result, list)
+    # a namedtuple result comes back as that namedtuple (its class is not part of the program)
+    ctx.output_type = type(result) if isinstance(result, tuple) and hasattr(type(result), "_make") else None
     return program, ctx
 
 
