@@ -144,14 +144,99 @@ def test_integer_and_bool_carries_wrap_and_flip_as_numpy_does() -> None:
 
 
 def test_what_is_not_translated_runs_the_python_loop_and_explain_names_it() -> None:
-    def fn(x):   # a slice in the body
-        return nd.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 2.0 + c[0][::-1], c[1] + 1), (x, np.int64(0)))
+    order = np.array([5, 4, 3, 2, 1, 0])
+
+    def fn(x):   # a gather in the body
+        return nd.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 2.0 + c[0][order], c[1] + 1), (x, np.int64(0)))
 
     x = np.arange(6.0)
     f = nd.jit(fn)
     f.compile(x)
     notes = _notes(f, x)
-    assert COMPILED not in notes and "slice" in notes
+    assert COMPILED not in notes and "gather" in notes
+    _same(f(x), fn(x))
+
+
+def _stencil(u, k):
+    """An explicit diffusion step with fixed ends: slices of the carried value and a concatenate."""
+    def body(c):
+        v, i = c
+        inner = v[1:-1] + k * (v[2:] - 2.0 * v[1:-1] + v[:-2])
+        return nd.concatenate([v[:1], inner, v[-1:]]), i + 1
+
+    return nd.while_loop(lambda c: c[1] < 25, body, (u, np.int64(0)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_stencil_with_slices_and_concatenate_is_one_compiled_loop(dtype: str) -> None:
+    k = np.asarray(0.2, dtype)[()]
+    f = nd.jit(_stencil)
+    for n in (3, 50, 1001):
+        u = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        want = _stencil(u, k)
+        f.compile(u, k)
+        assert COMPILED in _notes(f, u, k)
+        _same(f(u, k), want)
+
+
+_VIEWS = [
+    lambda v: v + v[::-1],                                  # a reversed view, elementwise
+    lambda v: nd.concatenate([v[1:], v[:1]]) * 0.5,        # a rotation
+    lambda v: v - nd.sum(v[::2]) * 0.01,                    # a whole-array sum of a strided view
+    lambda v: v + nd.max(v[1:]) * 0.25,                     # of a contiguous one
+    lambda v: nd.concatenate([v[-8::-1], v[:0], v])[-v.shape[0]:] * 0.9,   # empty under either step sign
+    lambda v: v * 0.5 + v[::-3].sum() * 0.0,
+]
+
+
+@pytest.mark.parametrize("k", range(len(_VIEWS)))
+@pytest.mark.parametrize("n", [2, 5, 12])
+def test_views_in_a_compiled_loop_give_the_interpreters_bits(k: int, n: int) -> None:
+    def fn(x):
+        return nd.while_loop(lambda c: c[1] < 3, lambda c: (_VIEWS[k](c[0]), c[1] + 1), (x, np.int64(0)))
+
+    x = np.random.default_rng(n).standard_normal(n)
+    with np.errstate(all="ignore"):
+        want = nd.jit(fn, backend="interpret")(x)
+        _same(want, fn(x))
+        f = nd.jit(fn)
+        f.compile(x)
+        assert COMPILED in _notes(f, x)
+        _same(f(x), want)
+
+
+def test_views_in_two_dimensions() -> None:
+    def fn(x):
+        def body(c):
+            v, i = c
+            rows = nd.concatenate([v[1:], v[:1]], axis=0)           # contiguous row blocks
+            cols = nd.concatenate([v[:, 1:], v[:, :1]], axis=1)     # strided column blocks
+            return rows * 0.5 + cols * 0.25 + nd.sum(v[:, ::2]) * 1e-3, i + 1
+
+        return nd.while_loop(lambda c: c[1] < 4, body, (x, np.int64(0)))
+
+    x = np.random.default_rng(7).standard_normal((5, 6))
+    want = nd.jit(fn, backend="interpret")(x)      # the defined-order sum (NumPy's own order may differ)
+    np.testing.assert_allclose(want[0], fn(x)[0], rtol=1e-12)
+    f = nd.jit(fn)
+    f.compile(x)
+    assert COMPILED in _notes(f, x)
+    _same(f(x), want)
+
+
+@pytest.mark.parametrize("body, why", [
+    (lambda v: nd.concatenate([np.tanh(v[::2]), v[1::2]]), "strided view"),
+    (lambda v: v[::-1], "view of another"),
+])
+def test_views_a_compiled_loop_does_not_take_run_the_python_loop(body, why) -> None:
+    def fn(x):
+        return nd.while_loop(lambda c: c[1] < 3, lambda c: (body(c[0]), c[1] + 1), (x, np.int64(0)))
+
+    x = np.random.default_rng(1).standard_normal(8)
+    f = nd.jit(fn)
+    f.compile(x)
+    notes = _notes(f, x)
+    assert COMPILED not in notes and why in notes
     _same(f(x), fn(x))
 
 
@@ -227,6 +312,8 @@ _OPS = [
     lambda v, s: (v * 1000.0).astype(np.int32).astype(v.dtype) * 0.001,
     lambda v, s: v + nd.mean(v),
     lambda v, s: -v + nd.max(v) * 0.5,
+    lambda v, s: v + v[::-1] * s,
+    lambda v, s: nd.concatenate([v[1:], v[:1]]) - s,
 ]
 
 

@@ -18,9 +18,12 @@ caller keeps its Python loop, which computes the same values):
   (:mod:`noodle.backends.numpy_loops`), as the fused kernels run them;
 - ``matmul`` of 1-D and 2-D operands of the result's dtype;
 - ``sum``, ``mean``, ``max`` and ``min`` of a whole array, in the defined order
-  (:mod:`noodle.backends.numba_full_reduce`).
+  (:mod:`noodle.backends.numba_full_reduce`);
+- basic slices (views, any step) and ``concatenate``: a stencil's neighbours and fixed ends. A
+  libm op does not take a strided view (NumPy's loop would read it with its strides), and a
+  carried value is never a view (its layout would change between iterations).
 
-Reductions over some axes, shape ops, slices, gathers and nested loops are not translated. The source holds no
+Reductions over some axes, shape ops, gathers and nested loops are not translated. The source holds no
 extent, so one compiled function serves every length (its cache key is the source). A call whose
 values are not what the function was compiled for (another dtype, a non-contiguous array) is
 answered ``None``: the caller then runs its Python loop.
@@ -47,6 +50,7 @@ from noodle.errors import CompileError
 from noodle.ir.graph import Node, Program
 from noodle.ir.ops import LIBM_OPS, OPS, OpKind
 from noodle.ir.reduction import acc_dtype, normalize_axes
+from noodle.ir.semantics import slices
 
 _ELEMENTWISE = (OpKind.UNARY, OpKind.BINARY, OpKind.TERNARY, OpKind.CAST)
 
@@ -63,6 +67,7 @@ class _Writer:
         self.loops: list[tuple[str, tuple[str, ...]]] = []
         self.consts: list[np.ndarray] = []
         self._const_ids: dict[int, int] = {}
+        self.strided: set[int] = set()            # views of the program being written that are not C-contiguous
 
     def loop(self, ufunc: str, dtypes: tuple[str, ...]) -> str:
         """The ``lp`` slice of NumPy's ``ufunc`` loop for ``dtypes`` (checked to exist now)."""
@@ -101,6 +106,15 @@ class _Writer:
             for a in node.args:
                 users.setdefault(a, set()).add(i)
         groups = _groups(prog, kinds, users)
+        strided = _strided_views(prog, kinds)
+        for i, node in enumerate(nodes):
+            if kinds[i] == "libm" and any(a in strided for a in node.args):
+                raise CompileError(f"{node.op} of a strided view (NumPy's loop takes it with its strides)")
+        for o in prog.outputs:
+            if kinds[o] == "view":
+                raise CompileError("a loop value that is a view of another (its layout would change between "
+                                   "iterations)")
+        self.strided = strided
         lines: list[str] = []
         done: set[int] = set()
         for i, node in enumerate(nodes):
@@ -119,6 +133,11 @@ class _Writer:
                 lines.append(f"{p}{i} = {op_expr(node.op, args, dts, node.dtype)}")
             elif kind == "libm":
                 lines += self._libm(prog, p, i)
+            elif kind == "view":
+                lines.append(f"{p}{i} = {self.name(prog, p, node.args[0])}[{_subscript(node)}]")
+            elif kind == "concat":
+                parts = ", ".join(self.name(prog, p, a) for a in node.args)
+                lines.append(f"{p}{i} = np.concatenate(({parts},), axis={node.attr('axis')})")
             elif kind == "matmul":
                 lines += self._matmul(prog, p, i)
             elif kind == "reduce":
@@ -198,7 +217,8 @@ class _Writer:
         node = prog.nodes[i]
         x = self.name(prog, p, node.args[0])
         dt = prog.nodes[node.args[0]].dtype
-        flat = f"{x}.reshape({x}.size)"
+        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided
+                else f"{x}.reshape({x}.size)")
         if node.op in ("max", "min"):
             largest = node.op == "max"
             if is_float(dt):
@@ -266,6 +286,12 @@ def _kind(node: Node, prog: Program) -> str:
     arg_dts = [prog.nodes[a].dtype for a in node.args]
     for d in arg_dts:
         nb_type(d)
+    if op == "slice":
+        return "view"
+    if op == "concatenate":
+        if any(d != node.dtype for d in arg_dts):
+            raise CompileError(f"a concatenate of {', '.join(arg_dts)} into {node.dtype} (NumPy casts first)")
+        return "concat"
     if row.kind is OpKind.MATMUL:
         if any(d != node.dtype for d in arg_dts):
             raise CompileError(f"a matmul of {' and '.join(arg_dts)} into {node.dtype} (NumPy casts first)")
@@ -302,6 +328,31 @@ def _kind(node: Node, prog: Program) -> str:
     if any(prog.nodes[a].shape not in ((), node.shape) for a in node.args):
         raise CompileError(f"{op} with a broadcast operand")
     return "array"
+
+
+def _subscript(node: Node) -> str:
+    """A ``slice`` node as source text (the Python slices of :func:`noodle.ir.semantics.slices`)."""
+    parts = []
+    for sl in slices(node):
+        parts.append(f"{sl.start}:{'' if sl.stop is None else sl.stop}:{sl.step}")
+    return ", ".join(parts) + ("," if len(parts) == 1 else "")
+
+
+def _strided_views(prog: Program, kinds: dict[int, str]) -> set[int]:
+    """The views that are not C-contiguous whatever the extents: a step other than 1, or a
+    range on an axis after the first that may not be the whole axis (every other value of a
+    loop is a C-contiguous array or a scalar)."""
+    strided: set[int] = set()
+    for i, node in enumerate(prog.nodes):
+        if kinds[i] != "view":
+            continue
+        base = node.args[0]
+        src_shape = prog.nodes[base].shape
+        whole = all(a == 0 and b == n and st == 1 for a, b, st, n in zip(
+            node.attr("starts")[1:], node.attr("stops")[1:], node.attr("steps")[1:], src_shape[1:], strict=True))
+        if base in strided or node.attr("steps")[0] != 1 or not whole:
+            strided.add(i)
+    return strided
 
 
 def _groups(prog: Program, kinds: dict[int, str], users: dict[int, set[int]]) -> dict[int, list[int]]:
