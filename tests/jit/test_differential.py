@@ -41,7 +41,31 @@ from noodle.trace import trace
 from .programs import LARGE_SHAPES, cases, tolerance
 
 
-def assert_close(got, want, where: str, case=None) -> None:
+def float64_truth(case, fn, xs):
+    """The function on the float32 inputs widened to float64, for programs with a reduction.
+
+    Why: NumPy sums float32 in float32 (pairwise), noodle in float64 (the defined order), so
+    under cancellation (``abs(x.sum(axis=0)) ** y``) NumPy's float32 result is the inaccurate one:
+    a case found here was 1.5e-3 off the float64 value where the jitted one was 1.9e-7 off. A
+    result close to this wider evaluation is as right as NumPy's."""
+    if case is None or case.dtype != "float32" or not any(step[0] == "red" for step in case.steps):
+        return None
+    with np.errstate(all="ignore"):
+        return outputs_of(fn(*[x.astype(np.float64) for x in xs]))
+
+
+def assert_close(got, want, where: str, case=None, truth=None) -> None:
+    """``got`` matches NumPy's ``want``, or (where given) the wider evaluation ``truth``."""
+    if truth is not None:
+        try:
+            _assert_close(got, want, where, case)
+        except AssertionError:
+            _assert_close(got, np.asarray(truth).astype(np.asarray(want).dtype), where + " (float64 truth)", case)
+        return
+    _assert_close(got, want, where, case)
+
+
+def _assert_close(got, want, where: str, case=None) -> None:
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape, f"{where}: shape {got.shape} != {want.shape}"
     assert got.dtype == want.dtype, f"{where}: dtype {got.dtype} != {want.dtype}"
@@ -74,15 +98,16 @@ def test_interpreter_matches_numpy(case, seed):
     optimize(trace(fn, xs), verify_each=True)
     f = nd.jit(fn, backend="interpret")
     got = outputs_of(f(*xs))
+    truth = float64_truth(case, fn, xs) or [None] * len(want)
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert_close(g, w, f"interpreted output {k} of {case}", case)
+        assert_close(g, w, f"interpreted output {k} of {case}", case, truth[k])
     # and through NBC bytes
     data = f.bytecode(*xs)
     back = nd.nbc.loads(data)
     verify(back)
     got = outputs_of(nd.Executor(backend="interpret").execute(data, *xs))
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert_close(g, w, f"NBC output {k} of {case}", case)
+        assert_close(g, w, f"NBC output {k} of {case}", case, truth[k])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -98,8 +123,9 @@ def test_numba_jit_matches_numpy(case, seed):
     with np.errstate(all="ignore"):
         got = outputs_of(f(*xs))
     assert f.stats()["compiled_calls"] == 1
+    truth = float64_truth(case, fn, xs) or [None] * len(want)
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert_close(g, w, f"compiled output {k} of {case}", case)
+        assert_close(g, w, f"compiled output {k} of {case}", case, truth[k])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,8 +149,9 @@ def test_programs_with_slices_gathers_and_loops_match_numpy(case, seed):
         f = nd.jit(fn, hot_threshold=10**9)
         f.compile(*xs)
         got = outputs_of(f(*xs))
+    truth = float64_truth(case, fn, xs) or [None] * len(want)
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert_close(g, w, f"compiled output {k} of {case}", case)
+        assert_close(g, w, f"compiled output {k} of {case}", case, truth[k])
 
 
 def _other_backends() -> list:
@@ -154,6 +181,7 @@ def test_every_backend_jit_matches_numpy(name, case, seed):
         f = nd.jit(fn, backend=name, hot_threshold=10**9)
         f.compile(*xs)
         got = outputs_of(f(*xs))
+    truth = float64_truth(case, fn, xs) or [None] * len(want)
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
         g = g.get() if hasattr(g, "get") and not isinstance(g, np.ndarray) else g
-        assert_close(g, w, f"{name} output {k} of {case}", case)
+        assert_close(g, w, f"{name} output {k} of {case}", case, truth[k])
