@@ -9,7 +9,8 @@ reduction with fused multiply-adds, a degree 5/2 rational approximation, and sca
 and ``x <= -103.972...`` (``0``). :func:`expf_numpy` emits the same operations in the same
 order (``llvm.fma``, an IEEE division, and ``2**k`` applied by ``llvm.ldexp``, which AVX-512
 lowers to ``vscalefps`` itself, or else as two exact power-of-two products, so that a subnormal
-result is rounded once, as ``vscalefps`` rounds it), and LLVM vectorizes the loops it sits in. A row softmax then computes ``exp`` in the pass that reads the row.
+result is rounded once, as ``vscalefps`` rounds it), and LLVM vectorizes the loops it sits in.
+A row softmax then computes ``exp`` in the pass that reads the row.
 
 Trust: a different NumPy build or CPU may take another path (the scalar libm loop on a machine
 without AVX2, SVML in some future build). :func:`verified` compares this code with ``np.exp``

@@ -81,8 +81,9 @@ class ProgramState:
         self.backend_request = backend
         self.device = device
         self.single_output = bool(program.meta.get("single_output", False))
-        self.list_output = bool(program.meta.get("list_output", False))   # the function returned a list
-        self.output_type: Any = None    # the namedtuple class the function returned (set by nd.jit)
+        # what turns the outputs' tuple into the container the function returned: ``list``, a
+        # namedtuple's ``_make`` (set by nd.jit: the class is not part of the program), or None
+        self.make_output: Any = list if program.meta.get("list_output", False) else None
         # (shape, dtype) per argument, once: Executor.execute checks every call against it, and
         # Program.input_types() walks every node
         self.input_types = program.input_types()

@@ -278,9 +278,8 @@ class JitFunction:
             out = _finish_outputs(out, entry.out_actions, args, arrays)
         if state.single_output:
             return out[0]
-        if state.output_type is not None:
-            return state.output_type._make(out)
-        return list(out) if state.list_output else out
+        make = state.make_output
+        return out if make is None else make(out)
 
     def _hot_hook(self, entry: _Entry) -> Callable[[], None]:
         """What the Python fast path runs every 256th compiled call: publish the count, and once the
@@ -372,7 +371,8 @@ class JitFunction:
         check, _labels = capture.guard(ctx, self.fn.__name__)
         state = ProgramState(program, hot_calls=self.hot_calls, hot_seconds=self.hot_seconds,
                              backend=self.backend, device=self.device, name=self.fn.__name__)
-        state.output_type = ctx.output_type
+        if ctx.output_type is not None:
+            state.make_output = ctx.output_type._make
         positions = tuple(i for i, k in enumerate(kinds) if k in ("array", "param"))   # input order
         params = frozenset(i for i, k in enumerate(kinds) if k == "param")
         actions = _output_actions(traced_roots, _output_roots(program), program, ctx.raw_outputs,

@@ -146,11 +146,9 @@ def build_fast_path(entry: Any, name: str, finish: Callable[[tuple, tuple, tuple
     ]
     if entry.out_actions is not None:
         lines.append("out = finish(out, actions, args, arrays)")
-    if entry.state.output_type is not None:
-        env["make"] = entry.state.output_type._make
+    env["make"] = entry.state.make_output
     lines.append("return out[0]" if entry.state.single_output else
-                 "return make(out)" if entry.state.output_type is not None else
-                 "return list(out)" if entry.state.list_output else "return out")
+                 "return out" if entry.state.make_output is None else "return make(out)")
     src = "def fast(args):\n" + "".join(f"    {ln}\n" for ln in lines)
     exec(compile(src, f"<noodle fast path of {name}>", "exec"), env)  # noqa: S102 - our own text
     return env.pop("fast")   # (not left in its own globals: no cycle keeps the state alive)
@@ -171,7 +169,7 @@ def build_native_fast_path(entry: Any) -> Callable[[tuple], Any] | None:
 
     state = entry.state
     specs = entry.specs
-    if entry.out_actions is not None or not specs or state.list_output or state.output_type is not None:
+    if entry.out_actions is not None or not specs or state.make_output is not None:
         return None
     if entry.positions is not None and tuple(entry.positions) != tuple(range(len(specs))):
         return None   # some argument is not a program input (a static value)
