@@ -7,7 +7,8 @@ NumPy's float32 ``exp`` on x86 with AVX2/FMA3 or AVX-512F is one short algorithm
 reduction with fused multiply-adds, a degree 5/2 rational approximation, and scaling by
 ``2**k``, with fixed results for NaN (the canonical quiet NaN), ``x >= 88.7228...`` (``inf``)
 and ``x <= -103.972...`` (``0``). :func:`expf_numpy` emits the same operations in the same
-order (``llvm.fma``, an IEEE division, and ``2**k`` applied by ``llvm.ldexp``, which AVX-512
+order (``llvm.fma``, an IEEE division, ``k`` rounded by ``llvm.rint`` where NumPy adds and
+subtracts 0x1.8p23, and ``2**k`` applied by ``llvm.ldexp``, which AVX-512
 lowers to ``vscalefps`` itself, or else as two exact power-of-two products, so that a subnormal
 result is rounded once, as ``vscalefps`` rounds it), and LLVM vectorizes the loops it sits in.
 A row softmax then computes ``exp`` in the pass that reads the row.
@@ -51,7 +52,6 @@ def _f32(bits: int) -> float:
 
 #: NumPy's constants (``npy_simd_data.h``, ``npy_math.h``) as float32 bit patterns
 _LOG2E = _f32(0x3FB8AA3B)
-_MAGIC = _f32(0x4B400000)        # 0x1.8p23: adding it rounds to an integer
 _C1 = _f32(0xBF317200)           # -ln 2, high part (Cody-Waite)
 _C2 = _f32(0xB5BFBE8E)           # -ln 2, low part
 _P = [_f32(b) for b in (0x3F800000, 0x3F39CBD5, 0x3E7D4C58, 0x3D517D8C, 0x3BDD7159, 0x3A053DD8)]
@@ -82,6 +82,11 @@ def _target_has_avx512f() -> bool:
 _SCALEF = _target_has_avx512f()
 
 
+def _declare(builder: Any, name: str, ret: Any, params: list[Any]) -> Any:
+    """The LLVM intrinsic ``name``, declared once per module."""
+    return builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(ret, params), name)
+
+
 def _emit(builder: Any, x_in: Any) -> Any:
     """The LLVM of NumPy's ``simd_exp_FLOAT`` for one float32 value (see the module docstring)."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
@@ -93,15 +98,19 @@ def _emit(builder: Any, x_in: Any) -> Any:
         return ir.Constant(i32, v)
 
     nan = builder.fcmp_unordered("uno", x_in, x_in)
-    x = builder.select(nan, c(0.0), x_in)
-    over = builder.fcmp_ordered(">=", x, c(XMAX))
-    under = builder.fcmp_ordered("<=", x, c(XMIN))
-    x = builder.select(builder.or_(builder.or_(nan, under), over), c(0.0), x)
-    # k = rint(x * log2(e)) by the magic-number trick: a product, then two adds (no fma)
-    k = builder.fsub(builder.fadd(builder.fmul(x, c(_LOG2E)), c(_MAGIC)), c(_MAGIC))
+    # (ordered compares are false for NaN: NumPy zeroes a NaN first, with the same masks)
+    over = builder.fcmp_ordered(">=", x_in, c(XMAX))
+    under = builder.fcmp_ordered("<=", x_in, c(XMIN))
+    x = builder.select(builder.or_(builder.or_(nan, under), over), c(0.0), x_in)
+    # k = rint(x * log2(e)). NumPy rounds the product by the magic-number trick (+ 0x1.8p23,
+    # - 0x1.8p23), which is round-half-even for |v| < 2**22 (here |v| < 150), as llvm.rint is;
+    # the one difference, a -0 product giving k = +0, does not change a bit of the result
+    # (k multiplies only constants, and poly(+0) == poly(-0)). One rounding op instead of two adds.
+    k = builder.call(_declare(builder, "llvm.rint.f32", f32, [f32]), [builder.fmul(x, c(_LOG2E))])
     x = builder.fma(k, c(_C1), x)
     x = builder.fma(k, c(_C2), x)
-    x = builder.fma(k, c(0.0), x)    # NumPy's third Cody-Waite step, with c3 = 0
+    # NumPy's third Cody-Waite step, fma(k, c3, x) with c3 = 0, is left out: it returns x except
+    # that a -0 becomes +0, and poly(+0) == poly(-0). One fma fewer per element.
     num = builder.fma(c(_P[5]), x, c(_P[4]))
     for p in (_P[3], _P[2], _P[1], _P[0]):
         num = builder.fma(num, x, c(p))
@@ -111,10 +120,7 @@ def _emit(builder: Any, x_in: Any) -> Any:
     ki = builder.fptosi(k, i32)
     if _SCALEF:
         # poly * 2**k rounded once: llvm.ldexp, which AVX-512 lowers to vscalefps as NumPy calls it
-        fnty = ir.FunctionType(f32, [f32, i32])
-        ldexp = builder.module.globals.get("llvm.ldexp.f32.i32") or ir.Function(builder.module, fnty,
-                                                                               "llvm.ldexp.f32.i32")
-        res = builder.call(ldexp, [poly, ki])
+        res = builder.call(_declare(builder, "llvm.ldexp.f32.i32", f32, [f32, i32]), [poly, ki])
     else:
         # without AVX-512, ldexp is a libm call per element: 2**a * 2**b instead, a in [-125, 127]
         # (exact: the product stays normal), then b in [-25, 1] (one rounding, only where the
