@@ -204,3 +204,18 @@ def test_split_kernel_reports_its_own_plan(numba_backend) -> None:
     (got,) = k(x)
     want = reduce_values("mean", x * np.float32(2.0), (0,), False, "float32")
     assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 1000, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 9])
+def test_four_rows_at_once_give_each_rows_defined_sum(length, dtype) -> None:
+    """``_rsum_rows`` (the row kernels' group of ``ROWS`` sums, their chains overlapped) against
+    the definition row by row, from an offset and with rows a stride apart, specials included."""
+    rng = np.random.default_rng(length)
+    stride = length + 3
+    buf = hard_values((5 + numba_reduce.ROWS * stride,), dtype, rng)
+    got = numba_reduce._rsum_rows(buf, 5, stride, length)
+    rows = np.stack([buf[5 + g * stride:5 + g * stride + length] for g in range(numba_reduce.ROWS)])
+    with np.errstate(all="ignore"):
+        want = reduce_values("sum", rows, (1,), False, "float64")
+    assert_same_bits(np.array(got), want)

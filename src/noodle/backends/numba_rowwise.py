@@ -9,7 +9,8 @@ NumPy's ufuncs compute ``exp``/``log``/... on the whole block (their bits are Nu
 Numba's libm calls differ in the last bit: the rule of :mod:`noodle.backends.numba_plan`). A
 value that crosses a pass or a stage, or is reduced, is kept in a per-thread block scratch
 (or in its output). Sums follow the defined order of :mod:`noodle.ir.reduction` per row
-(chunks of ``CHUNK``, eight lanes in one vector, :func:`noodle.backends.numba_reduce._rsum`),
+(chunks of ``CHUNK``, eight lanes in one vector, :func:`noodle.backends.numba_reduce._rsum`;
+a stage with a sum runs its rows in groups of four whose sums overlap, ``_rsum_rows``),
 ``max``/``min`` its NaN and signed-zero rules: the bits are the interpreter's. Blocks run on
 the shared worker threads (dynamic scheduling) when the array is large, else in the caller.
 
@@ -259,7 +260,7 @@ class _Gen:
                # the row reductions live beside the intrinsics they call: Numba's cache of a
                # compiled function is invalidated only by a change to its own file
                "from noodle.backends.numba_extreme import _rmax, _rmin",
-               "from noodle.backends.numba_reduce import _rsum",
+               "from noodle.backends.numba_reduce import ROWS, _rsum, _rsum_rows",
                "from noodle.backends.numpy_loops_call import call2, call3",
                *(["from noodle.backends.numba_expf import expf_numpy"] if p.inline else []), "",
                "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)", ""]
@@ -362,20 +363,37 @@ class _Gen:
             return f"{kind}{j}r[j]"
         return f"{kind}{j}[{'r' if kind == 'o' else 'rb'}]"
 
-    def _reduce(self, v: int) -> str:
-        p, spec = self.p, self.spec
-        ins = spec.body[v - p.base]
-        a = ins.args[0]
+    def _reduce_operand(self, v: int, row: str) -> tuple[str, str]:
+        """(buffer, offset of row ``row``) of the row reduction ``v``'s operand: an input or an
+        output (rows at ``row * L``) or a block scratch (rows from the block start ``r0``)."""
+        p = self.p
+        a = p.spec.body[v - p.base].args[0]
         if a < p.n_in:
-            buf, off = f"i{p.view_of[(a, 'full')]}", "ro"
+            return f"i{p.view_of[(a, 'full')]}", f"{row} * {p.L}"
+        kind, j = p.home[a]
+        return f"{kind}{j}", f"{row} * {p.L}" if kind == "o" else f"({row} - r0) * {p.L}"
+
+    def _reduce(self, v: int, grouped: bool = False) -> str:
+        """``v{v} = `` the row reduction ``v`` of row ``r``; ``grouped``: from ``m{v}[g]``, the
+        sums of a group's rows computed at once (:meth:`_group_sums`)."""
+        ins = self.spec.body[v - self.p.base]
+        if grouped:
+            val = f"m{v}[g]"
         else:
-            kind, j = p.home[a]
-            buf, off = f"{kind}{j}", "ro" if kind == "o" else "bo"
-        fn = {"sum": "_rsum", "mean": "_rsum", "max": "_rmax", "min": "_rmin"}[ins.op]
-        val = f"{fn}({buf}, {off}, {p.L})"
+            buf, off = self._reduce_operand(v, "r")
+            fn = {"sum": "_rsum", "mean": "_rsum", "max": "_rmax", "min": "_rmin"}[ins.op]
+            val = f"{fn}({buf}, {off}, {self.p.L})"
         if ins.op == "mean":
-            val = f"({val} / {float_literal(float(p.L))})"
+            val = f"({val} / {float_literal(float(self.p.L))})"
         return f"v{v} = {cast(val, 'float64', ins.dtype)}"
+
+    def _group_sums(self, vs: list[int]) -> list[str]:
+        """``m{v} = `` the sums of rows ``rg .. rg + ROWS - 1`` for each sum/mean ``v``."""
+        lines = []
+        for v in vs:
+            buf, off = self._reduce_operand(v, "rg")
+            lines.append(f"m{v} = _rsum_rows({buf}, {off}, {self.p.L}, {self.p.L})")
+        return lines
 
     def _load_input(self, a: int, body: list[str], loaded: set[int]) -> None:
         """Input ``a``'s element ``j`` of this row as ``x{a}`` (a matrix or a column vector; a
@@ -390,6 +408,10 @@ class _Gen:
             loaded.add(a)
 
     def stage(self, s: int) -> list[str]:
+        """``s{s}(r0, r1, ...)``: stage ``s`` over rows ``[r0, r1)``. A stage with a row sum
+        runs its rows in groups of ``ROWS``, pass by pass, the group's sums of a pass at once
+        (:func:`~noodle.backends.numba_reduce._rsum_rows`: one row's sum is a chain of dependent
+        adds; four overlap), then row by row as before for the rows left over."""
         p, spec = self.p, self.spec
         base = p.base
         mine = [v for v in range(base, spec.n_values) if p.stage[v] == s and not p.ufunc[v] and not p.uni[v]]
@@ -406,61 +428,89 @@ class _Gen:
                 top.append(f"v{v} = {literal(d, val)}")
             else:
                 top.append(f"v{v} = {self.expr(v)}")
-        row = ["ro = r * " + str(p.L), f"bo = (r - r0) * {p.L}", "rb = r - r0"]
+        head = ["ro = r * " + str(p.L), f"bo = (r - r0) * {p.L}", "rb = r - r0"]
         for k in range(p.n_in):
             if p.uni[k] or k not in used:
                 continue
             for lvl, var in (("full", "x"), ("row", "y")):
                 if (k, lvl) in p.view_of and p.views[p.view_of[(k, lvl)]][1] == "rowv":
-                    row.append(f"{var}{k} = i{p.view_of[(k, lvl)]}[r]")
+                    head.append(f"{var}{k} = i{p.view_of[(k, lvl)]}[r]")
         # row values from earlier stages (or ufuncs) read here
         for a in sorted(used):
             if a >= base and not p.uni[a] and p.level[a] == "row" and (p.stage[a] < s or p.ufunc[a]):
-                row.append(f"v{a} = {self._at(a, True)}")
+                head.append(f"v{a} = {self._at(a, True)}")
         n_pass = max((p.passes[v] for v in mine), default=0) + 1
+        sums = [[v for v in mine if p.passes[v] == q and p.level[v] == "row"
+                 and spec.body[v - base].op in ("sum", "mean")] for q in range(n_pass)]
+        row = list(head)
         for q in range(n_pass):
-            for v in mine:
-                if p.passes[v] != q or p.level[v] != "row":
-                    continue
-                ins = spec.body[v - base]
-                row.append(self._reduce(v) if ins.op in _REDUCE else f"v{v} = {self.expr(v)}")
-                if v in p.home:
-                    row.append(f"{self._at(v, True)} = v{v}")
-            loop = [v for v in mine if p.passes[v] == q and p.level[v] == "full"]
-            if not loop:
-                continue
-            body: list[str] = []
-            loaded: set[int] = set()
-            for v in loop:
-                for a in spec.body[v - base].args:
-                    if a in loaded or p.uni[a]:
-                        continue
-                    if a < p.n_in:
-                        self._load_input(a, body, loaded)
-                    elif a >= base and p.level[a] == "full" and (a not in loop):
-                        if a in p.recompute and a not in p.home:
-                            for b in spec.body[a - base].args:
-                                if b < p.n_in and b not in loaded and not p.uni[b]:
-                                    self._load_input(b, body, loaded)
-                            body.append(f"v{a} = {self.expr(a)}")
-                        else:
-                            body.append(f"v{a} = {self._at(a, False)}")
-                        loaded.add(a)
-            for v in loop:
-                body.append(f"v{v} = {self.expr(v)}")
-                if v in p.home:
-                    body.append(f"{self._at(v, False)} = v{v}")
-            # each row's arrays sliced first: the loop index starts at 0 and LLVM drops the
-            # negative-index checks that otherwise keep the loop from vectorizing
-            for name in sorted(self.sliced):
-                off = "bo" if name[0] in "t" else "ro"
-                row.append(f"{name}r = {name}[{off}:{off} + {p.L}]")
-            self.sliced.clear()
-            row.append(f"for j in range({p.L}):")
-            row += indent(body, 1)
+            row += self._pass(q, mine, grouped=False)
         src = [f"@njit({self.sig}, **_OPTS)", f"def s{s}({', '.join(['r0', 'r1', *self.args])}):"]
-        src += indent(top + ["for r in range(r0, r1):"] + indent(row or ["pass"], 1), 1)
-        return src + [""]
+        if not any(sums):
+            return src + indent(top + ["for r in range(r0, r1):"] + indent(row or ["pass"], 1), 1) + [""]
+        # grouped: row values a later pass reads are kept per row of the group
+        kept = [v for v in mine if p.level[v] == "row" and p.passes[v] < n_pass - 1]
+        top += [f"k{v} = np.empty(ROWS, np.{'bool_' if spec.dtype_of(v) == 'bool' else spec.dtype_of(v)})"
+                for v in kept]
+        group: list[str] = []
+        for q in range(n_pass):
+            body = ["r = rg + g", *head[:3], *head[3:]]
+            body += [f"v{v} = k{v}[g]" for v in kept if p.passes[v] < q]
+            body += self._pass(q, mine, grouped=True)
+            body += [f"k{v}[g] = v{v}" for v in kept if p.passes[v] == q]
+            group += self._group_sums(sums[q]) + ["for g in range(ROWS):"] + indent(body, 1)
+        lines = top + ["rn = r0 + (r1 - r0) // ROWS * ROWS", "for rg in range(r0, rn, ROWS):"] + indent(group, 1)
+        lines += ["for r in range(rn, r1):"] + indent(row, 1)
+        return src + indent(lines, 1) + [""]
+
+    def _pass(self, q: int, mine: list[int], grouped: bool) -> list[str]:
+        """Pass ``q`` of one row (``r``): its row values, then its loop over the row's elements."""
+        p, spec = self.p, self.spec
+        base = p.base
+        row: list[str] = []
+        for v in mine:
+            if p.passes[v] != q or p.level[v] != "row":
+                continue
+            ins = spec.body[v - base]
+            if ins.op in _REDUCE:
+                row.append(self._reduce(v, grouped and ins.op in ("sum", "mean")))
+            else:
+                row.append(f"v{v} = {self.expr(v)}")
+            if v in p.home:
+                row.append(f"{self._at(v, True)} = v{v}")
+        loop = [v for v in mine if p.passes[v] == q and p.level[v] == "full"]
+        if not loop:
+            return row
+        body: list[str] = []
+        loaded: set[int] = set()
+        for v in loop:
+            for a in spec.body[v - base].args:
+                if a in loaded or p.uni[a]:
+                    continue
+                if a < p.n_in:
+                    self._load_input(a, body, loaded)
+                elif a >= base and p.level[a] == "full" and (a not in loop):
+                    if a in p.recompute and a not in p.home:
+                        for b in spec.body[a - base].args:
+                            if b < p.n_in and b not in loaded and not p.uni[b]:
+                                self._load_input(b, body, loaded)
+                        body.append(f"v{a} = {self.expr(a)}")
+                    else:
+                        body.append(f"v{a} = {self._at(a, False)}")
+                    loaded.add(a)
+        for v in loop:
+            body.append(f"v{v} = {self.expr(v)}")
+            if v in p.home:
+                body.append(f"{self._at(v, False)} = v{v}")
+        # each row's arrays sliced first: the loop index starts at 0 and LLVM drops the
+        # negative-index checks that otherwise keep the loop from vectorizing
+        for name in sorted(self.sliced):
+            off = "bo" if name[0] in "t" else "ro"
+            row.append(f"{name}r = {name}[{off}:{off} + {p.L}]")
+        self.sliced.clear()
+        row.append(f"for j in range({p.L}):")
+        row += indent(body, 1)
+        return row
 
 
 # ---------------------------------------------------------------------------- the kernel
