@@ -593,16 +593,16 @@ class RowKernel(Kernel):
             if first != j:
                 outs[j] = outs[first]
         n_blocks = -(-p.R // p.rows_per_block)
-        serial = n_blocks == 1 or p.R * p.L < PARALLEL_MIN or cpu_threads() < 2
+        threads = 1 if n_blocks == 1 or p.R * p.L < PARALLEL_MIN else cpu_threads()   # (a syscall: once)
         if self._run is not None:
-            self._drive(views, outs, n_blocks, serial)
-        elif serial:
+            self._drive(views, outs, n_blocks, threads)
+        elif threads < 2:
             t, u = self._scratch()
             for b in range(n_blocks):
                 self._block(b, views, outs, t, u)
         else:
             shared = iter(range(n_blocks))   # next() on a range iterator is atomic under the GIL
-            workers = min(cpu_threads(), n_blocks)
+            workers = min(threads, n_blocks)
             pool = numba_threads.workers()
             futures = [pool.submit(self._blocks, shared, views, outs) for _ in range(1, workers)]
             self._blocks(shared, views, outs)
@@ -610,8 +610,8 @@ class RowKernel(Kernel):
                 f.result()
         return tuple(o.reshape(shape) for o, (_dt, shape) in zip(outs, self._out, strict=True))
 
-    def _drive(self, views: list[np.ndarray], outs: list[np.ndarray], n_blocks: int, serial: bool) -> None:
-        """Every block through the compiled driver: in the caller alone; as one task per thread
+    def _drive(self, views: list[np.ndarray], outs: list[np.ndarray], n_blocks: int, threads: int) -> None:
+        """Every block through the compiled driver: in the caller alone (``threads`` 1); as one task per thread
         in the driver's ``prange`` variant; or, when another thread holds the parallel lock,
         block by block on the shared worker threads (dynamic scheduling).
 
@@ -621,10 +621,10 @@ class RowKernel(Kernel):
         (512x1024 float32 layernorm): 64-78 µs through ``prange``, 112-150 µs before, when
         OpenMP's workers slept at once."""
         p = self.plan
-        if serial:
+        if threads < 2:
             self._task(0, p.R, views, outs)
             return
-        workers = min(cpu_threads(), n_blocks)
+        workers = min(threads, n_blocks)
         lock = numba_threads.parallel_lock()
         if self._run_par is not None and n_blocks >= PRANGE_MIN_BLOCKS and lock.acquire(blocking=False):
             try:
