@@ -364,3 +364,16 @@ def test_rows_summed_in_groups_and_the_rows_left_over_give_the_interpreters_bits
     x[rows - 1, 3] = np.inf
     for name in ("layernorm", "softmax", "l2", "min_scaled", "sum_reshaped"):
         check(FNS[name], args_for(name, x))
+
+
+def test_a_value_only_a_numpy_ufunc_reads_is_written_where_the_ufunc_writes():
+    """float64 softmax: ``x - max`` is read only by NumPy's ``exp`` loop, whose result ``e`` is
+    kept in the output, so ``x - max`` is written there too and ``exp`` runs in place: no scratch
+    row at all, and the interpreter's bits (NumPy's loops allow an exact overlap)."""
+    x = np.random.default_rng(11).standard_normal((70, 300))
+    x[5, 9], x[6, :] = np.nan, -np.inf
+    prog = check(softmax, (x,))
+    plan = RowPlan(row_spec(prog, _region(prog))[0])
+    (sub,) = [plan.base + i for i, ins in enumerate(plan.spec.body) if ins.op == "subtract"]
+    assert plan.ufunc[sub + 1] and plan.home[sub] == plan.home[sub + 1] == ("o", 0)
+    assert not plan.t_dtypes

@@ -227,6 +227,21 @@ class RowPlan:
                 if self._order(v) < self._order(w) and all(self._order(r) < self._order(w) for r in reds):
                     out[v] = self.out_index[w]
                     break
+        # a value whose one reader is a one-operand NumPy ufunc (f64 softmax's ``x - max``, read
+        # by ``exp``) whose result lives in an output: written there too, and the ufunc runs in
+        # place (NumPy's loops allow an exact overlap); it is dead once the ufunc has read it
+        for v in sorted(need, reverse=True):
+            if v in out or v in self.out_index or self.level[v] != "full" or self.uni[v]:
+                continue
+            rd = readers.get(v, set())
+            if len(rd) != 1:
+                continue
+            (w,) = rd
+            j = out.get(w, self.out_index.get(w))
+            if (j is None or not self.ufunc[w] or len(spec.body[w - base].args) != 1 or self.level[w] != "full"
+                    or spec.dtype_of(w) != spec.dtype_of(v)):
+                continue
+            out[v] = j
         return out
 
     def steps(self) -> list[tuple[str, int]]:
