@@ -422,27 +422,30 @@ class CompiledLoop:
         self.carry = carry
         self.handles = handles     # own the addresses in ``lp``
         self.tail = (*consts, lp)
+        #: per carried value, the NumPy scalar type a 0-d result is returned as (None: an array)
+        self._scalar = [dt.type if rank == 0 else None for rank, dt in sig[:carry]]
 
     def __call__(self, vals: Sequence[Any]) -> tuple[Any, ...] | None:
         """The final carry (NumPy scalars for 0-d values, arrays otherwise), or None when a value
         is not of the compiled type or layout (the caller's Python loop then runs)."""
-        args = []
+        if len(vals) != len(self.sig):
+            return None
+        args = list(vals)
         ndarray = np.ndarray
-        for v, (rank, dt) in zip(vals, self.sig, strict=True):
+        for i, (rank, dt) in enumerate(self.sig):
+            v = args[i]
             if rank == 0:
-                if type(v) is ndarray:
-                    if v.ndim or v.dtype != dt:
-                        return None
-                    v = v[()]
-                if type(v) is not dt.type:
+                if type(v) is dt.type:   # (the common case first: a call costs ~1.4 µs in all)
+                    continue
+                if type(v) is not ndarray or v.ndim or v.dtype != dt:
                     return None
+                args[i] = v[()]
             elif type(v) is not ndarray or v.ndim != rank or v.dtype != dt or not v.flags.c_contiguous:
                 return None
-            args.append(v)
         ok, carry = self.fn(*args, *self.tail)
         if not ok:
             return None
-        return tuple(dt.type(c) if rank == 0 else c for c, (rank, dt) in zip(carry, self.sig, strict=False))
+        return tuple(c if t is None else t(c) for c, t in zip(carry, self._scalar, strict=True))
 
 
 def compile_while(node: Node, cond: Program, body: Program, load: Any = None) -> CompiledLoop:
