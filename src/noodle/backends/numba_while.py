@@ -111,7 +111,7 @@ class _Writer:
             if kinds[i] == "libm" and any(a in strided for a in node.args):
                 raise CompileError(f"{node.op} of a strided view (NumPy's loop takes it with its strides)")
         for o in prog.outputs:
-            if kinds[o] == "view":
+            if kinds[o] in ("view", "reshape"):
                 raise CompileError("a loop value that is a view of another (its layout would change between "
                                    "iterations)")
         self.strided = strided
@@ -150,6 +150,10 @@ class _Writer:
                 lines += self._matmul(prog, p, i)
             elif kind == "reduce":
                 lines += self._reduce(prog, p, i)
+            elif kind == "reshape":
+                lines.append(f"{p}{i} = {self._reshape(prog, p, i)}")
+            elif kind == "reduce_rows":
+                lines += self._reduce_rows(prog, p, i)
         return lines, [self.name(prog, p, o) for o in prog.outputs]
 
     def _array_loop(self, prog: Program, p: str, members: list[int], users: dict[int, set[int]]) -> list[str]:
@@ -263,6 +267,57 @@ class _Writer:
             value = f"integer_sum({flat}, np.{acc}(0))"
         return [f"{p}{i} = {cast(value, acc, node.dtype)}"]
 
+    def _reshape(self, prog: Program, p: str, i: int) -> str:
+        """A reshape as source text: with the source's own extents where it only adds or drops
+        dimensions of 1 (``s[:, None]``, so every length still shares the function), else the
+        literal shape; a strided source is copied first (Numba reshapes contiguous arrays)."""
+        node = prog.nodes[i]
+        src = prog.nodes[node.args[0]]
+        x = self.name(prog, p, node.args[0])
+        if node.args[0] in self.strided:
+            x = f"np.ascontiguousarray({x})"
+        kept = [d for d, n in enumerate(src.shape) if n != 1]
+        if [n for n in node.shape if n != 1] == [src.shape[d] for d in kept]:
+            it = iter(kept)
+            dims = ["1" if n == 1 else f"{x}.shape[{next(it)}]" for n in node.shape]
+        else:
+            dims = [str(int(n)) for n in node.shape]
+        return f"{x}.reshape(({', '.join(dims)}{',' if len(dims) == 1 else ''}))"
+
+    def _reduce_rows(self, prog: Program, p: str, i: int) -> list[str]:
+        """A sum, mean, max or min over the last axis: each row (the values of one output
+        element, contiguous in the flattened array) by the whole-array helpers, whose order is
+        the definition's for any one output element."""
+        node = prog.nodes[i]
+        src = prog.nodes[node.args[0]]
+        x = self.name(prog, p, node.args[0])
+        dt = src.dtype
+        rank = len(src.shape)
+        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided
+                else f"{x}.reshape({x}.size)")
+        rows = " * ".join(f"{x}.shape[{d}]" for d in range(rank - 1)) or "1"
+        dims = [f"{x}.shape[{d}]" for d in range(rank - 1)] + (["1"] if node.attr("keepdims", False) else [])
+        out = f"{p}{i}"
+        row = f"x{p}{i}[r{p}{i} * n{p}{i}:(r{p}{i} + 1) * n{p}{i}]"
+        lines = [f"x{p}{i} = {flat}", f"n{p}{i} = {x}.shape[{rank - 1}]", f"m{p}{i} = {rows}",
+                 f"{out} = np.empty(({', '.join(dims)},), {np_ctor(node.dtype)})", f"f{p}{i} = {out}.reshape(m{p}{i})"]
+        if node.op in ("max", "min"):
+            largest = node.op == "max"
+            value, have = ((f"float_extreme({row}, {largest})", "float64") if is_float(dt)
+                           else (f"int_extreme({row}, {largest})", dt))
+            lines += [f"if n{p}{i} == 0 and m{p}{i} > 0:", "    return False, CARRY"]   # NumPy raises
+        else:
+            acc = acc_dtype(node.op, dt)
+            if acc == "float64":
+                value = f"ordered_sum({row})"
+                if node.op == "mean":
+                    value = f"({value} / np.float64(n{p}{i}))"
+            else:
+                value = f"integer_sum({row}, np.{acc}(0))"
+            have = acc
+        lines += [f"for r{p}{i} in range(m{p}{i}):", f"    f{p}{i}[r{p}{i}] = {cast(value, have, node.dtype)}"]
+        return lines
+
     def _matmul(self, prog: Program, p: str, i: int) -> list[str]:
         """NumPy's matmul loop on one product, with the extents and byte strides NumPy would pass."""
         node = prog.nodes[i]
@@ -315,6 +370,10 @@ def _kind(node: Node, prog: Program) -> str:
         nb_type(d)
     if op == "slice":
         return "view"
+    if op == "reshape":
+        if node.attr("order", "C") not in (None, "C"):
+            raise CompileError(f"a reshape in {node.attr('order')!r} order")
+        return "reshape"
     if op == "concatenate":
         if any(d != node.dtype for d in arg_dts):
             raise CompileError(f"a concatenate of {', '.join(arg_dts)} into {node.dtype} (NumPy casts first)")
@@ -326,12 +385,14 @@ def _kind(node: Node, prog: Program) -> str:
     if row.kind is OpKind.REDUCE:
         x = prog.nodes[node.args[0]]
         rank = len(x.shape)
-        if (node.shape != () or node.attr("keepdims", False) or not rank
-                or normalize_axes(node.attr("axis"), rank) != tuple(range(rank))):
-            raise CompileError(f"{op} over some axes (only a whole array's {op} is translated)")
         if op in ("max", "min") and x.dtype == "bool":
             raise CompileError(f"{op} of bools")
-        return "reduce"
+        axes = normalize_axes(node.attr("axis"), rank) if rank else ()
+        if rank and node.shape == () and not node.attr("keepdims", False) and axes == tuple(range(rank)):
+            return "reduce"
+        if rank and axes == (rank - 1,):
+            return "reduce_rows"       # over the last axis: each row in the defined order
+        raise CompileError(f"{op} over some axes (a whole array's or the last axis's {op} is translated)")
     if row.kind not in _ELEMENTWISE:
         raise CompileError(f"{op} ({row.kind.name.lower()}) is not translated into a compiled loop")
     if node.attr("scalar", False):
