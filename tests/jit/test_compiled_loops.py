@@ -144,17 +144,53 @@ def test_integer_and_bool_carries_wrap_and_flip_as_numpy_does() -> None:
 
 
 def test_what_is_not_translated_runs_the_python_loop_and_explain_names_it() -> None:
-    order = np.array([5, 4, 3, 2, 1, 0])
+    def fn(x):   # a reduction over the first axis in the body
+        return nd.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 2.0 + c[0].sum(axis=0), c[1] + 1),
+                             (x, np.int64(0)))
 
-    def fn(x):   # a gather in the body
-        return nd.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 2.0 + c[0][order], c[1] + 1), (x, np.int64(0)))
-
-    x = np.arange(6.0)
+    x = np.arange(6.0).reshape(2, 3)
     f = nd.jit(fn)
     f.compile(x)
     notes = _notes(f, x)
-    assert COMPILED not in notes and "gather" in notes
+    assert COMPILED not in notes and "over some axes" in notes
     _same(f(x), fn(x))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8"])
+def test_a_gather_in_a_compiled_loop_follows_numpys_bounds_rule(dtype: str) -> None:
+    """``x[idx]`` (rows of a matrix, or elements) inside the compiled function: negative indices
+    count from the end; an index outside ``-n..n-1`` raises NumPy's IndexError (the Python loop
+    runs and raises), never a read outside the array."""
+    order = np.array([5, 4, 3, 2, 1, 0], dtype)
+    for x in (np.arange(6.0), np.arange(12.0).reshape(6, 2)):
+        def fn(x, order=order):
+            return nd.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * 2.0 + c[0][order], c[1] + 1),
+                                 (x, np.int64(0)))
+
+        f = nd.jit(fn)
+        f.compile(x)
+        assert COMPILED in _notes(f, x)
+        _same(f(x), fn(x))
+    if dtype != "uint8":
+        back = np.array([-1, -6, 0, 2, 3, 1], dtype)
+
+        def wrapped(x):
+            return nd.while_loop(lambda c: c[1] < 2, lambda c: (c[0] + c[0][back] * 0.5, c[1] + 1), (x, np.int64(0)))
+
+        x = np.linspace(0, 1, 6)
+        _same(nd.jit(wrapped)(x), wrapped(x))
+    bad = np.array([0, 1, 6], dtype)
+
+    def outside(x):
+        return nd.while_loop(lambda c: c[1] < 2, lambda c: (c[0][:3] + c[0][bad][:3], c[1] + 1), (x[:3], np.int64(0)))
+
+    with pytest.raises(IndexError):
+        outside(np.arange(6.0))
+    f = nd.jit(outside)
+    f.compile(np.arange(6.0))
+    assert COMPILED in _notes(f, np.arange(6.0))   # the compiled loop stops at the bad index
+    with pytest.raises(IndexError):
+        f(np.arange(6.0))
 
 
 def _stencil(u, k):
@@ -314,6 +350,7 @@ _OPS = [
     lambda v, s: -v + nd.max(v) * 0.5,
     lambda v, s: v + v[::-1] * s,
     lambda v, s: nd.concatenate([v[1:], v[:1]]) - s,
+    lambda v, s: v[np.arange(v.shape[0])[::-1]] * s + v,          # a gather (a constant index array)
 ]
 
 

@@ -152,6 +152,8 @@ class _Writer:
                 lines += self._reduce(prog, p, i)
             elif kind == "reshape":
                 lines.append(f"{p}{i} = {self._reshape(prog, p, i)}")
+            elif kind == "gather":
+                lines += self._gather(prog, p, i)
             elif kind == "reduce_rows":
                 lines += self._reduce_rows(prog, p, i)
         return lines, [self.name(prog, p, o) for o in prog.outputs]
@@ -267,6 +269,25 @@ class _Writer:
             value = f"integer_sum({flat}, np.{acc}(0))"
         return [f"{p}{i} = {cast(value, acc, node.dtype)}"]
 
+    def _gather(self, prog: Program, p: str, i: int) -> list[str]:
+        """``x[idx]`` along the first axis with NumPy's bounds rule, index by index: a negative
+        index counts from the end; one outside ``-n..n-1`` ends the compiled loop (the Python
+        loop then raises NumPy's IndexError), never a read outside ``x``."""
+        node = prog.nodes[i]
+        xv, iv = node.args
+        x, idx = self.name(prog, p, xv), self.name(prog, p, iv)
+        rank = len(prog.nodes[xv].shape)
+        dims = ", ".join([f"{idx}.shape[0]"] + [f"{x}.shape[{d}]" for d in range(1, rank)])
+        out, t = f"{p}{i}", f"t{p}{i}"
+        return [f"{out} = np.empty(({dims},), {np_ctor(node.dtype)})",
+                f"for j{p}{i} in range({idx}.shape[0]):",
+                f"    {t} = np.int64({idx}[j{p}{i}])",
+                f"    if {t} < 0:",
+                f"        {t} += {x}.shape[0]",
+                f"    if {t} < 0 or {t} >= {x}.shape[0]:",
+                "        return False, CARRY",
+                f"    {out}[j{p}{i}] = {x}[{t}]"]
+
     def _reshape(self, prog: Program, p: str, i: int) -> str:
         """A reshape as source text: with the source's own extents where it only adds or drops
         dimensions of 1 (``s[:, None]``, so every length still shares the function), else the
@@ -370,6 +391,13 @@ def _kind(node: Node, prog: Program) -> str:
         nb_type(d)
     if op == "slice":
         return "view"
+    if op == "gather":
+        x, idx = (prog.nodes[a] for a in node.args)
+        if node.attr("axis") != 0 or len(idx.shape) != 1 or not x.shape:
+            raise CompileError("a gather other than x[idx] along the first axis with a 1-D index")
+        if not (idx.dtype.startswith("int") or idx.dtype in ("uint8", "uint16", "uint32")):
+            raise CompileError(f"a gather with {idx.dtype} indices")   # (uint64: not all fit an int64)
+        return "gather"
     if op == "reshape":
         if node.attr("order", "C") not in (None, "C"):
             raise CompileError(f"a reshape in {node.attr('order')!r} order")
