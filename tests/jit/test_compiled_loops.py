@@ -525,7 +525,7 @@ _OPS_2D = [
 ]
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.lists(st.integers(0, len(_OPS_2D) - 1), min_size=1, max_size=5), st.integers(0, 4),
        st.sampled_from(["float64", "float32"]), st.integers(1, 6), st.integers(1, 30))
 def test_random_two_dimensional_loop_bodies_give_the_interpreters_bits(ops, trips, dtype, rows, cols) -> None:

@@ -353,7 +353,7 @@ def test_a_value_kept_in_an_output_is_not_overwritten_before_it_is_reduced():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 11])
+@pytest.mark.parametrize("rows", [1, 4, 5, 11])   # rows left over only; one group; a group and one; two and three
 def test_rows_summed_in_groups_and_the_rows_left_over_give_the_interpreters_bits(rows, dtype):
     """A stage with a row sum runs groups of ``ROWS`` rows (their sums at once, row values kept
     across passes per row) and then the rows left over one by one: every row of every group
@@ -362,7 +362,7 @@ def test_rows_summed_in_groups_and_the_rows_left_over_give_the_interpreters_bits
     x = (rng.standard_normal((rows, 333)) * 10.0 ** rng.integers(-3, 4, (rows, 1))).astype(dtype)
     x[rows // 2, 17] = np.nan
     x[rows - 1, 3] = np.inf
-    for name in ("layernorm", "softmax", "l2", "min_scaled", "sum_reshaped"):
+    for name in ("layernorm", "softmax", "min_scaled"):   # two sums; max then sum; min/max kept across passes
         check(FNS[name], args_for(name, x))
 
 
