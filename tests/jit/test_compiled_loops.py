@@ -354,18 +354,25 @@ _OPS = [
 ]
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(0, len(_OPS) - 1), min_size=1, max_size=6), st.integers(0, 5),
-       st.sampled_from(["float64", "float32"]), st.integers(1, 40))
-def test_random_loop_bodies_give_the_interpreters_bits(ops, trips, dtype, n) -> None:
+def _random_loop(table, ops, trips):
+    """``fn(x, s)``: a while_loop of ``trips`` steps, each the ops of ``table`` picked by ``ops``."""
     def fn(x, s):
         def body(c):
             v, k = c
             for o in ops:
-                v = _OPS[o](v, s).astype(v.dtype)
+                v = table[o](v, s).astype(v.dtype)
             return v, k + 1
 
         return nd.while_loop(lambda c: c[1] < trips, body, (x, np.int64(0)))
+
+    return fn
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, len(_OPS) - 1), min_size=1, max_size=6), st.integers(0, 5),
+       st.sampled_from(["float64", "float32"]), st.integers(1, 40))
+def test_random_loop_bodies_give_the_interpreters_bits(ops, trips, dtype, n) -> None:
+    fn = _random_loop(_OPS, ops, trips)
 
     x = np.random.default_rng(n).standard_normal(n).astype(dtype)
     s = np.asarray(0.7, dtype)[()]
@@ -530,14 +537,7 @@ _OPS_2D = [
        st.sampled_from(["float64", "float32"]), st.integers(1, 6), st.integers(1, 30))
 def test_random_two_dimensional_loop_bodies_give_the_interpreters_bits(ops, trips, dtype, rows, cols) -> None:
     """Random bodies of broadcasts, last-axis reductions, reshapes and views on a matrix carry."""
-    def fn(x, w):
-        def body(c):
-            v, k = c
-            for o in ops:
-                v = _OPS_2D[o](v, w).astype(v.dtype)
-            return v, k + 1
-
-        return nd.while_loop(lambda c: c[1] < trips, body, (x, np.int64(0)))
+    fn = _random_loop(_OPS_2D, ops, trips)
 
     rng = np.random.default_rng(rows * 100 + cols)
     x = rng.standard_normal((rows, cols)).astype(dtype)

@@ -252,22 +252,11 @@ class _Writer:
         dt = prog.nodes[node.args[0]].dtype
         flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided
                 else f"{x}.reshape({x}.size)")
+        value, have = _reduced(node.op, dt, flat, f"{x}.size")
         if node.op in ("max", "min"):
-            largest = node.op == "max"
-            if is_float(dt):
-                value, have = f"float_extreme({flat}, {largest})", "float64"
-            else:
-                value, have = f"int_extreme({flat}, {largest})", dt
             return [f"if {x}.size == 0:", "    return False, CARRY",     # NumPy raises: the Python loop says so
                     f"{p}{i} = {cast(value, have, node.dtype)}"]
-        acc = acc_dtype(node.op, dt)
-        if acc == "float64":
-            value = f"ordered_sum({flat})"
-            if node.op == "mean":
-                value = f"({value} / np.float64({x}.size))"
-        else:
-            value = f"integer_sum({flat}, np.{acc}(0))"
-        return [f"{p}{i} = {cast(value, acc, node.dtype)}"]
+        return [f"{p}{i} = {cast(value, have, node.dtype)}"]
 
     def _gather(self, prog: Program, p: str, i: int) -> list[str]:
         """``x[idx]`` along the first axis with NumPy's bounds rule, index by index: a negative
@@ -322,20 +311,9 @@ class _Writer:
         row = f"x{p}{i}[r{p}{i} * n{p}{i}:(r{p}{i} + 1) * n{p}{i}]"
         lines = [f"x{p}{i} = {flat}", f"n{p}{i} = {x}.shape[{rank - 1}]", f"m{p}{i} = {rows}",
                  f"{out} = np.empty(({', '.join(dims)},), {np_ctor(node.dtype)})", f"f{p}{i} = {out}.reshape(m{p}{i})"]
+        value, have = _reduced(node.op, dt, row, f"n{p}{i}")
         if node.op in ("max", "min"):
-            largest = node.op == "max"
-            value, have = ((f"float_extreme({row}, {largest})", "float64") if is_float(dt)
-                           else (f"int_extreme({row}, {largest})", dt))
             lines += [f"if n{p}{i} == 0 and m{p}{i} > 0:", "    return False, CARRY"]   # NumPy raises
-        else:
-            acc = acc_dtype(node.op, dt)
-            if acc == "float64":
-                value = f"ordered_sum({row})"
-                if node.op == "mean":
-                    value = f"({value} / np.float64(n{p}{i}))"
-            else:
-                value = f"integer_sum({row}, np.{acc}(0))"
-            have = acc
         lines += [f"for r{p}{i} in range(m{p}{i}):", f"    f{p}{i}[r{p}{i}] = {cast(value, have, node.dtype)}"]
         return lines
 
@@ -442,6 +420,21 @@ def _kind(node: Node, prog: Program) -> str:
     if node.shape == ():
         return "scalar"
     return "array"        # an operand of another shape is broadcast (_Writer._array_loop)
+
+
+def _reduced(op: str, dt: str, values: str, count: str) -> tuple[str, str]:
+    """(source text, its dtype) of ``op`` over the 1-D contiguous ``values`` (``count`` of them) of
+    dtype ``dt``, in the defined order (numba_full_reduce); max/min need at least one value."""
+    if op in ("max", "min"):
+        largest = op == "max"
+        if is_float(dt):
+            return f"float_extreme({values}, {largest})", "float64"
+        return f"int_extreme({values}, {largest})", dt
+    acc = acc_dtype(op, dt)
+    if acc != "float64":
+        return f"integer_sum({values}, np.{acc}(0))", acc
+    value = f"ordered_sum({values})"
+    return (f"({value} / np.float64({count}))" if op == "mean" else value), acc
 
 
 def _subscript(node: Node) -> str:
