@@ -552,3 +552,25 @@ def test_random_two_dimensional_loop_bodies_give_the_interpreters_bits(ops, trip
     g, wv = got[0], want[0]      # NaN by position (see above); everything else by its bits
     assert g.dtype == wv.dtype and g.shape == wv.shape and np.array_equal(np.isnan(g), np.isnan(wv))
     assert g[~np.isnan(g)].tobytes() == wv[~np.isnan(wv)].tobytes()
+
+
+def test_an_element_and_reductions_of_views_compile_and_stay_compiled() -> None:
+    """``c[0][0]`` (a slice and a reshape to 0-d) and reductions or reshapes of a view: Numba types
+    a stepped slice as non-contiguous and refuses to reshape it, which once failed at the first
+    call and turned the whole function interpreted. Views are copied first now, and what Numba
+    cannot type fails when the loop is compiled (a Python loop), never at a call."""
+    bodies = [
+        lambda v: v * 0.5 + v[0],
+        lambda v: v * 0.5 + v[1:].sum(),
+        lambda v: v - nd.concatenate([v[1:].reshape((1, -1)).sum(axis=-1), v[1:]]) * 0.25,
+    ]
+    for body in bodies:
+        def fn(x, body=body):
+            return nd.while_loop(lambda c: c[1] < 3, lambda c: (body(c[0]), c[1] + 1), (x, np.int64(0)))
+
+        x = np.arange(1.0, 6.0)
+        f = nd.jit(fn)
+        f.compile(x)
+        assert COMPILED in _notes(f, x)
+        _same(f(x), nd.jit(fn, backend="interpret")(x))
+        assert f.state(x).status == "compiled"

@@ -205,7 +205,8 @@ class RowPlan:
         softmax's time here). Safe when the value's only per-element reader is that output (same
         dtype, computed by a Numba loop that reads element ``j`` before it writes it), or it has
         none (layernorm's ``d * d``, only summed) and the output is written after it, and every
-        reduction of the value runs before that output's pass. One value per output buffer."""
+        reduction of the value runs before that output's pass. One value per output buffer, except
+        a value whose only reader is a one-operand NumPy ufunc writing that buffer (it runs in place)."""
         spec, base = self.spec, self.base
         readers: dict[int, set[int]] = {}
         for i, ins in enumerate(spec.body):

@@ -68,6 +68,7 @@ class _Writer:
         self.consts: list[np.ndarray] = []
         self._const_ids: dict[int, int] = {}
         self.strided: set[int] = set()            # views of the program being written that are not C-contiguous
+        self.views: set[int] = set()              # every view of the program being written
 
     def loop(self, ufunc: str, dtypes: tuple[str, ...]) -> str:
         """The ``lp`` slice of NumPy's ``ufunc`` loop for ``dtypes`` (checked to exist now)."""
@@ -115,6 +116,9 @@ class _Writer:
                 raise CompileError("a loop value that is a view of another (its layout would change between "
                                    "iterations)")
         self.strided = strided
+        #: views of the program being written: Numba types a slice with a step as layout 'A',
+        #: whose .reshape it refuses, so a reshape or reduction of one copies it first
+        self.views = {i for i, kind in kinds.items() if kind == "view"}
         lines: list[str] = []
         done: set[int] = set()
         for i, node in enumerate(nodes):
@@ -250,7 +254,7 @@ class _Writer:
         node = prog.nodes[i]
         x = self.name(prog, p, node.args[0])
         dt = prog.nodes[node.args[0]].dtype
-        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided
+        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided | self.views
                 else f"{x}.reshape({x}.size)")
         value, have = _reduced(node.op, dt, flat, f"{x}.size")
         if node.op in ("max", "min"):
@@ -284,8 +288,10 @@ class _Writer:
         node = prog.nodes[i]
         src = prog.nodes[node.args[0]]
         x = self.name(prog, p, node.args[0])
-        if node.args[0] in self.strided:
+        if node.args[0] in self.strided | self.views:
             x = f"np.ascontiguousarray({x})"
+        if node.shape == ():   # one element to a 0-d value (x[0] is a slice and this): a scalar here
+            return f"{x}.reshape({x}.size)[0]"
         kept = [d for d, n in enumerate(src.shape) if n != 1]
         if [n for n in node.shape if n != 1] == [src.shape[d] for d in kept]:
             it = iter(kept)
@@ -303,7 +309,7 @@ class _Writer:
         x = self.name(prog, p, node.args[0])
         dt = src.dtype
         rank = len(src.shape)
-        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided
+        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided | self.views
                 else f"{x}.reshape({x}.size)")
         rows = " * ".join(f"{x}.shape[{d}]" for d in range(rank - 1)) or "1"
         dims = [f"{x}.shape[{d}]" for d in range(rank - 1)] + (["1"] if node.attr("keepdims", False) else [])
@@ -379,6 +385,8 @@ def _kind(node: Node, prog: Program) -> str:
     if op == "reshape":
         if node.attr("order", "C") not in (None, "C"):
             raise CompileError(f"a reshape in {node.attr('order')!r} order")
+        if prog.nodes[node.args[0]].shape == ():
+            raise CompileError("a reshape of a 0-d value")
         return "reshape"
     if op == "concatenate":
         if any(d != node.dtype for d in arg_dts):
@@ -583,7 +591,24 @@ def compile_while(node: Node, cond: Program, body: Program, load: Any = None) ->
     handles, lp = got
     key = "w" + hashlib.sha256(source.encode()).hexdigest()[:32]
     mod = (load or load_module)(key, source)
+    _typecheck(mod.run, types, consts, lp)   # type: ignore[arg-type]
     return CompiledLoop(mod.run, types, k, handles, lp, consts)  # type: ignore[arg-type]
+
+
+def _typecheck(fn: Any, sig: list[tuple[int, np.dtype]], consts: list[np.ndarray], lp: np.ndarray) -> None:
+    """Compile ``fn`` now for the argument types a call passes (C-contiguous arrays, NumPy scalars),
+    so that source Numba cannot type is a CompileError here, and the loop runs as a Python loop,
+    instead of a failure at the first call that turns the whole jitted function interpreted."""
+    from numba import typeof  # noqa: PLC0415 - imports Numba
+    from numba.core.errors import NumbaError  # noqa: PLC0415
+
+    args = [typeof(dt.type(0)) if rank == 0 else typeof(np.empty((0,) * rank, dt)) for rank, dt in sig]
+    args += [typeof(np.ascontiguousarray(c)) for c in consts] + [typeof(lp)]
+    try:
+        fn.compile(tuple(args))
+    except NumbaError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CompileError(f"Numba cannot type the generated loop: {first}") from exc
 
 
 __all__ = ["CompiledLoop", "compile_while", "generate"]

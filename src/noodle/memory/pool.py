@@ -82,7 +82,7 @@ class BufferPool:
         ``track=True`` keeps a reference so the buffer is reused automatically
         once the caller (and every view of it) has dropped it.
         """
-        dt = dtype if type(dtype) is np.dtype else np.dtype(dtype)
+        dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         shp = (shape,) if isinstance(shape, int) else tuple(shape)
         count = math.prod(shp)
         nbytes = count * dt.itemsize
@@ -97,11 +97,13 @@ class BufferPool:
                 # free list, a tracked buffer nobody holds; the metrics' children are cached
                 tracked = self._tracked.get(key)
                 if tracked:
-                    for t in tracked:
-                        if sys.getrefcount(t) <= _FREE_REFCOUNT + 1:   # + this loop's name
+                    for i in range(len(tracked)):
+                        # (the count of a fresh temporary, as below: a loop variable's own reference
+                        # is borrowed in CPython 3.14, and a held buffer would look free)
+                        if sys.getrefcount(tracked[i]) <= _FREE_REFCOUNT:
                             self.hits += 1
                             _HIT.inc()
-                            return t if len(shp) == 1 else t.reshape(shp)
+                            return tracked[i].reshape(shp)
             if free:
                 base = free.pop()
                 # a free buffer handed out tracked moves to the tracked list (its bytes stay
