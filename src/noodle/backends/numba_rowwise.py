@@ -470,7 +470,7 @@ class _Gen:
                 for v in kept]
         group: list[str] = []
         for q in range(n_pass):
-            body = ["r = rg + g", *head[:3], *head[3:]]
+            body = ["r = rg + g", *head]
             body += [f"v{v} = k{v}[g]" for v in kept if p.passes[v] < q]
             body += self._pass(q, mine, grouped=True)
             body += [f"k{v}[g] = v{v}" for v in kept if p.passes[v] == q]

@@ -178,16 +178,16 @@ class _Writer:
 
         # each extent from the first operand that runs along that dimension (the same choice for
         # every program this source is generated from: it depends only on the indexing above)
-        extent = []
+        extent = ["1"] * n
         for d in range(n):
-            src = next((f"{self.name(prog, p, a)}.shape[{d - n + len(nodes[a].shape)}]" for a in outer
-                        if d - n + len(nodes[a].shape) >= 0 and index(a)[d - n + len(nodes[a].shape)] == f"j{d}"
-                        and nodes[a].shape[d - n + len(nodes[a].shape)] == shape[d]), None)
-            if src is None:
+            for a in outer:
+                e = d - n + len(nodes[a].shape)     # operand a's dimension aligned with d
+                if e >= 0 and nodes[a].shape[e] == shape[d] and index(a)[e] == f"j{d}":
+                    extent[d] = f"{self.name(prog, p, a)}.shape[{e}]"
+                    break
+            else:
                 if shape[d] != 1:
                     raise CompileError("internal: an array loop with no operand to take an extent from")
-                src = "1"
-            extent.append(src)
         dims = f"({', '.join(extent)},)"
         stored = [m for m in members if m in prog.outputs or users.get(m, set()) - inside]
         lines = [f"{p}{m} = np.empty({dims}, {np_ctor(nodes[m].dtype)})" for m in stored]
@@ -254,13 +254,17 @@ class _Writer:
         node = prog.nodes[i]
         x = self.name(prog, p, node.args[0])
         dt = prog.nodes[node.args[0]].dtype
-        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided | self.views
-                else f"{x}.reshape({x}.size)")
-        value, have = _reduced(node.op, dt, flat, f"{x}.size")
+        value, have = _reduced(node.op, dt, self._flat(prog, p, node.args[0]), f"{x}.size")
         if node.op in ("max", "min"):
             return [f"if {x}.size == 0:", "    return False, CARRY",     # NumPy raises: the Python loop says so
                     f"{p}{i} = {cast(value, have, node.dtype)}"]
         return [f"{p}{i} = {cast(value, have, node.dtype)}"]
+
+    def _flat(self, prog: Program, p: str, v: int) -> str:
+        """Value ``v`` as a 1-D C-contiguous array: a view is copied first (Numba types a stepped
+        slice as layout 'A', whose ``.reshape`` it refuses)."""
+        x = self.name(prog, p, v)
+        return f"np.ascontiguousarray({x}).reshape({x}.size)" if v in self.views else f"{x}.reshape({x}.size)"
 
     def _gather(self, prog: Program, p: str, i: int) -> list[str]:
         """``x[idx]`` along the first axis with NumPy's bounds rule, index by index: a negative
@@ -288,7 +292,7 @@ class _Writer:
         node = prog.nodes[i]
         src = prog.nodes[node.args[0]]
         x = self.name(prog, p, node.args[0])
-        if node.args[0] in self.strided | self.views:
+        if node.args[0] in self.views:
             x = f"np.ascontiguousarray({x})"
         if node.shape == ():   # one element to a 0-d value (x[0] is a slice and this): a scalar here
             return f"{x}.reshape({x}.size)[0]"
@@ -309,8 +313,7 @@ class _Writer:
         x = self.name(prog, p, node.args[0])
         dt = src.dtype
         rank = len(src.shape)
-        flat = (f"np.ascontiguousarray({x}).reshape({x}.size)" if node.args[0] in self.strided | self.views
-                else f"{x}.reshape({x}.size)")
+        flat = self._flat(prog, p, node.args[0])
         rows = " * ".join(f"{x}.shape[{d}]" for d in range(rank - 1)) or "1"
         dims = [f"{x}.shape[{d}]" for d in range(rank - 1)] + (["1"] if node.attr("keepdims", False) else [])
         out = f"{p}{i}"

@@ -48,7 +48,7 @@ from noodle import metrics
 _HITS = metrics.counter("noodle_buffer_pool_hits_total", "buffer pool takes served by a recycled buffer")
 _MISSES = metrics.counter("noodle_buffer_pool_misses_total", "buffer pool takes that allocated fresh memory")
 _HELD = metrics.gauge("noodle_buffer_pool_bytes_held", "bytes the buffer pool keeps (free and tracked)")
-_HIT = _HITS.labels()   # (the unlabelled child: the hot path skips the label lookup)
+_HIT, _MISS = _HITS.labels(), _MISSES.labels()   # the unlabelled children (take skips the label lookup)
 
 # getrefcount of a tracked base buffer that only the pool references:
 # the pool's list entry + getrefcount's own argument.
@@ -88,22 +88,11 @@ class BufferPool:
         nbytes = count * dt.itemsize
         if nbytes < self.min_bytes:
             return np.empty(shp, dt)
-        key = (nbytes, dt.str)
+        key = _key(nbytes, dt)
         base = None
         with self._lock:
+            before = self._bytes
             free = self._free.get(key)
-            if not free and track:
-                # the hot path (a jitted function's output, last call's result dropped): no
-                # free list, a tracked buffer nobody holds; the metrics' children are cached
-                tracked = self._tracked.get(key)
-                if tracked:
-                    for i in range(len(tracked)):
-                        # (the count of a fresh temporary, as below: a loop variable's own reference
-                        # is borrowed in CPython 3.14, and a held buffer would look free)
-                        if sys.getrefcount(tracked[i]) <= _FREE_REFCOUNT:
-                            self.hits += 1
-                            _HIT.inc()
-                            return tracked[i].reshape(shp)
             if free:
                 base = free.pop()
                 # a free buffer handed out tracked moves to the tracked list (its bytes stay
@@ -136,8 +125,11 @@ class BufferPool:
                         tracked.append(base)
                         self._bytes += nbytes
             held = self._bytes
-        (_HITS if hit else _MISSES).inc()
-        _HELD.set(held)
+        # (the metrics' children cached: a jitted function's output reuses a tracked buffer on
+        # every call, and the label lookups and an unchanged gauge cost more than the reuse)
+        (_HIT if hit else _MISS).inc()
+        if held != before:
+            _HELD.set(held)
         return base.reshape(shp)
 
     # ------------------------------------------------------------------ give
