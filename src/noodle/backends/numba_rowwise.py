@@ -38,6 +38,8 @@ from noodle.backends.numba_cache import from_cache, load_module
 from noodle.backends.numba_emit import cast, float_literal, indent, literal, nb_type, op_expr, sig_array
 from noodle.backends.numba_expf import inline_exp
 from noodle.backends.numba_plan import PARALLEL_MIN, UFUNC_OPS
+from noodle.backends.numba_reduce import ROWS
+from noodle.backends.numba_row_lanes import call_text, find_lane_sums, helper_source, lane_only
 from noodle.backends.numpy_loops import resolve
 from noodle.backends.op_text import check_integer_power, check_portable_casts, is_float
 from noodle.backends.spec import RowSpec
@@ -109,6 +111,9 @@ class RowPlan:
             if v < self.base or self.uni[v]:
                 raise CompileError("a row-wise output must be computed per element or per row")
             self.out_index.setdefault(v, j)
+        #: row sums computed from their expression (numba_row_lanes), and the values only they read
+        self.lane_sums = find_lane_sums(self)
+        self.lane_only = lane_only(self, self.lane_sums)
         self.recompute = self._recomputed()
         self.home = self._homes()
         self.rows_per_block = max(1, BLOCK // self.L)
@@ -166,6 +171,8 @@ class RowPlan:
         need: set[int] = set()
         for i, ins in enumerate(spec.body):
             u = base + i
+            if u in self.lane_sums or u in self.lane_only:   # computed in the lanes: reads nothing kept
+                continue
             for a in ins.args:
                 if a < base or self.uni[a]:
                     continue
@@ -278,8 +285,11 @@ class _Gen:
                "from noodle.backends.numba_extreme import _rmax, _rmin",
                "from noodle.backends.numba_reduce import ROWS, _rsum, _rsum_rows",
                "from noodle.backends.numpy_loops_call import call2, call3",
-               *(["from noodle.backends.numba_expf import expf_numpy"] if p.inline else []), "",
-               "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)", ""]
+               *(["from noodle.backends.numba_expf import expf_numpy"] if p.inline else []),
+               *(["from noodle.backends.numba_lane_expr import LaneProgram, lane_expr_rows"] if p.lane_sums else []),
+               "", "_OPTS = dict(cache=True, error_model='numpy', fastmath=False, nogil=True)", ""]
+        for ls in p.lane_sums.values():
+            src += helper_source(ls, p.L, ROWS) + helper_source(ls, p.L, 1)
         for s in range(p.n_stages):
             src += self.stage(s)
         src += self.driver()
@@ -395,6 +405,8 @@ class _Gen:
         ins = self.spec.body[v - self.p.base]
         if grouped:
             val = f"m{v}[g]"
+        elif v in self.p.lane_sums:
+            val = self._lane_call(v, "r", 1)
         else:
             buf, off = self._reduce_operand(v, "r")
             fn = {"sum": "_rsum", "mean": "_rsum", "max": "_rmax", "min": "_rmin"}[ins.op]
@@ -407,9 +419,27 @@ class _Gen:
         """``m{v} = `` the sums of rows ``rg .. rg + ROWS - 1`` for each sum/mean ``v``."""
         lines = []
         for v in vs:
+            if v in self.p.lane_sums:
+                lines.append(f"m{v} = {self._lane_call(v, 'rg', ROWS)}")
+                continue
             buf, off = self._reduce_operand(v, "rg")
             lines.append(f"m{v} = _rsum_rows({buf}, {off}, {self.p.L}, {self.p.L})")
         return lines
+
+    def _lane_call(self, v: int, row: str, rows: int) -> str:
+        """The call of row sum ``v``'s lane helper for rows ``row .. row + rows - 1`` (one row:
+        its values by name; a group: kept row values ``k{u}[g]``)."""
+        p = self.p
+
+        def offset(kind: str, g: int) -> str:
+            return "0" if kind == "col" else f"({row} + {g}) * {p.L}"
+
+        def scalar(u: int, g: int) -> str:
+            if u < p.n_in:
+                return f"x{u}"
+            return f"v{u}" if p.uni[u] or rows == 1 else f"k{u}[{g}]"
+
+        return call_text(p.lane_sums[v], rows, offset, scalar)
 
     def _load_input(self, a: int, body: list[str], loaded: set[int]) -> None:
         """Input ``a``'s element ``j`` of this row as ``x{a}`` (a matrix or a column vector; a
@@ -494,7 +524,13 @@ class _Gen:
                 row.append(f"v{v} = {self.expr(v)}")
             if v in p.home:
                 row.append(f"{self._at(v, True)} = v{v}")
-        loop = [v for v in mine if p.passes[v] == q and p.level[v] == "full"]
+        loop = [v for v in mine if p.passes[v] == q and p.level[v] == "full" and v not in p.lane_only]
+        live: set[int] = set()   # kept, or read by what is kept: the rest is computed elsewhere or not at all
+        for v in reversed(loop):
+            if v in p.home or v in live:
+                live.add(v)
+                live.update(spec.body[v - base].args)
+        loop = [v for v in loop if v in live]
         if not loop:
             return row
         body: list[str] = []
