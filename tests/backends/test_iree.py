@@ -591,3 +591,50 @@ def test_a_reduction_over_values_iree_folds_is_exact(backend: IreeBackend, case:
         (got,) = kernel(x)
         (want,) = evaluate(spec, x)
         assert int(got) == int(want), (case, n, int(got), int(want))
+
+
+def test_large_outputs_come_from_the_pool_and_a_held_result_is_never_reused(backend: IreeBackend) -> None:
+    """Outputs past the pool's minimum are pooled buffers (fresh pages cost a third of a large
+    call): a result the caller holds keeps its values through later calls, a dropped one is handed
+    out again, and calls from threads at once each get their own answer."""
+    import threading
+
+    from noodle.memory.pool import default_pool
+
+    dt, n = "float32", 100_003    # 400 KB: pooled; not a multiple of 64 bytes
+    spec = KernelSpec(((dt, (n,)), (dt, (n,))), ((dt, 0.5),),
+                      (Instr("multiply", (0, 1), dt), Instr("abs", (1,), dt), Instr("sqrt", (4,), dt),
+                       Instr("multiply", (2, 5), dt), Instr("subtract", (3, 6), dt)), (7,), (n,))
+    kernel = backend.compile_kernel(spec)
+    rng = np.random.default_rng(21)
+    xs = [(rng.standard_normal(n).astype(dt), rng.standard_normal(n).astype(dt)) for _ in range(8)]
+    held = [kernel(*x)[0] for x in xs[:3]]
+    for (a, b), got in zip(xs, held):
+        assert got.ctypes.data % 64 == 0
+        assert same_bits(got, evaluate(spec, a, b)[0])
+    assert len({g.ctypes.data for g in held}) == 3
+    pool = default_pool()
+    for _ in range(3):
+        kernel(*xs[3])      # dropped at once: the next call may reuse its buffer
+    hits = pool.hits
+    for _ in range(3):
+        (got,) = kernel(*xs[4])
+        assert same_bits(got, evaluate(spec, *xs[4])[0])
+        del got
+    assert pool.hits > hits
+    for (a, b), got in zip(xs, held):   # untouched by every call since
+        assert same_bits(got, evaluate(spec, a, b)[0])
+    got_t: list = [None] * 8
+    start = threading.Barrier(8)
+
+    def call(k: int) -> None:
+        start.wait()
+        got_t[k] = kernel(*xs[k])[0]
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(8):
+        assert same_bits(got_t[k], evaluate(spec, *xs[k])[0]), k

@@ -60,6 +60,8 @@ from noodle.backends.spec import KernelSpec, MatmulSpec
 from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.errors import CompileError, DTypeError, ShapeError
 from noodle.ir.reduction import canonical_nan
+from noodle.memory.outputs import out_buffer
+from noodle.memory.pool import default_pool
 
 log = logging.getLogger("noodle.backends.iree")
 _KERNELS = metrics.counter("noodle_iree_kernels_total", "IREE kernels made ready", ["target", "source"])
@@ -144,8 +146,10 @@ class _Module:
     is (DLPack; the array stays alive until IREE releases it), any other is copied into a
     staging buffer this module keeps (IREE's own host-to-device path was ~8x slower than a
     plain copy, measured on the fused chain at 1e7 float32). On the CPU the results are
-    written into new aligned NumPy arrays passed as ``iree.abi.output`` arguments: each call's
-    results are the caller's own arrays (IREE's own result buffers are reused by later calls)."""
+    written into aligned NumPy arrays passed as ``iree.abi.output`` arguments: each call's
+    results are the caller's own arrays (IREE's own result buffers are reused by later calls),
+    taken from the buffer pool (:func:`noodle.memory.outputs.out_buffer`), which hands one out
+    again only after every reference to it is gone."""
 
     def __init__(self, vmfb: bytes, target: str) -> None:
         rt = _runtime()
@@ -185,7 +189,8 @@ class _Module:
             if not isinstance(res, tuple | list):
                 res = (res,)
             return [np.array(r.to_host() if hasattr(r, "to_host") else r) for r in res]   # copies
-        outs = [_aligned_empty(shape, np.dtype(dt)) for shape, dt in emitted.results]
+        # the caller's own arrays, reused from the pool once dropped (fresh pages: a third of the call)
+        outs = [out_buffer(default_pool(), shape, np.dtype(dt), align=_ALIGN) for shape, dt in emitted.results]
         args = arrays + [_as_storage(o) for o in outs]
         try:
             if self._stage_lock.acquire(blocking=False):

@@ -72,9 +72,8 @@ from noodle.backends.split_reduce import SplitReduceKernel, values_spec
 from noodle.devices.detect import cpu_threads as n_threads
 from noodle.errors import CompileError, DTypeError, ShapeError
 from noodle.ir.reduction import canonical_extreme, canonical_nan, combine_chunks
+from noodle.memory.outputs import out_buffer
 from noodle.memory.pool import BufferPool, default_pool
-
-_rgn = importlib.import_module("noodle.memory.state")    # is a region current on this thread?
 
 _COMPILES = metrics.counter("noodle_jit_kernel_compiles_total", "fused kernels built by a backend",
                             ["backend", "source"])
@@ -127,18 +126,6 @@ def prewarm() -> threading.Thread:
                 _prewarm_thread = threading.Thread(target=_warm_numba, name="noodle-numba-warm", daemon=True)
                 _prewarm_thread.start()
     return _prewarm_thread
-
-
-def _out_buffer(pool: BufferPool, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A kernel output: from this thread's current region when one is active (it ends with the
-    region), else a tracked pool buffer (reused once the caller drops it)."""
-    if _rgn.ACTIVE_REGIONS:
-        region = _rgn.current()
-        if region is not None:
-            nbytes = math.prod(shape) * dtype.itemsize
-            if nbytes >= region.eager_min_bytes:
-                return region._take_large(shape, dtype, nbytes)
-    return pool.take(shape, dtype, track=True)
 
 
 class NumbaKernel(Kernel):
@@ -255,7 +242,7 @@ class NumbaKernel(Kernel):
         if self._small_out:  # a few KiB: malloc's free lists serve it without page faults
             outs = [np.empty(self._shape, dt) for dt in self._out_dtypes]
         else:
-            outs = [_out_buffer(self.pool, self._shape, dt) for dt in self._out_dtypes]
+            outs = [out_buffer(self.pool, self._shape, dt) for dt in self._out_dtypes]
         if self._direct:
             # fast path: the generated kernel checks the operand sizes itself and returns False
             # when they do not fit; Numba's dispatcher raises TypeError for a wrong dtype or a
@@ -585,7 +572,7 @@ class NumbaMatmulKernel(Kernel):
                               f"{dt}{shp}; compile a kernel for this signature")
         if self._plain_dot:
             return (np.asarray(np.matmul(a, b)),)
-        out = _out_buffer(self.pool, self._shape, self._dtype)
+        out = out_buffer(self.pool, self._shape, self._dtype)
         if a.dtype != self._dtype or b.dtype != self._dtype:
             # as NumPy's matmul casts an operand: into a C-ordered copy (its BLAS call, so its
             # bits, follow the layout: passes/layout); an operand of the right dtype is read as it is
