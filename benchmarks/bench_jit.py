@@ -483,8 +483,12 @@ def _placement_notes(case: str, rs: list[Row], check) -> None:
     """The issue's targets for the auto column and the IREE backend on one case."""
     vs_best = next((r for r in rs if r.baseline.endswith("(best single)")), None)
     if vs_best is not None:
+        # by the medians: auto most often runs the very kernel of the best single backend, and the
+        # best time of one kernel moved by 4-5% from one pairing to the next here (trig 1e5
+        # float32: 97.6-103.6 µs) while its median moved by 0.1%
+        med = vs_best.baseline_time.median / vs_best.candidate_time.median
         check(f"{case} auto within 5% of the best single backend ({vs_best.extra['best_single']})",
-              vs_best.ratio >= 1 / 1.05, f"{vs_best.ratio:.2f}x")
+              med >= 1 / 1.05, f"{med:.2f}x by the medians ({vs_best.ratio:.2f}x by the best times)")
     auto = next(r for r in rs if r.candidate.startswith("@nd.jit:auto("))
     check(f"{case} auto ({'+'.join(auto.extra['backends'])}) no slower than numpy", auto.ratio >= 1.0,
           f"{auto.ratio:.2f}x")
