@@ -68,6 +68,25 @@ def max_ulp(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.max(np.abs(g - w) / np.spacing(np.abs(w).astype(want.dtype)).astype(np.float64), initial=0))
 
 
+def from_threads_at_once(call, n: int) -> list:
+    """``[call(0), ..., call(n - 1)]``, each from its own thread, all released together."""
+    import threading
+
+    got: list = [None] * n
+    start = threading.Barrier(n)
+
+    def run(k: int) -> None:
+        start.wait()
+        got[k] = call(k)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
 def float_values(dt: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random normal-range floats with NaN, +-inf, +-0.0, huge and tiny normal values mixed in."""
     rng = np.random.default_rng(seed)
@@ -550,24 +569,12 @@ def test_results_iree_folds_to_copies_or_fills_are_right(backend: IreeBackend, c
 def test_a_folded_kernel_called_from_threads_at_once_answers_each(backend: IreeBackend) -> None:
     """The first calls of a kernel whose result IREE folds, from 8 threads together: one switches
     it to the own-results variant while the others call; every call gets its own right answer."""
-    import threading
 
     dt = "int64"
     spec = KernelSpec(((dt, (300,)),), ((dt, 1),), (Instr("multiply", (0, 1), dt),), (2,), (300,))
     kernel = backend.compile_kernel(spec)
     xs = [np.arange(300, dtype=np.int64) * (k + 1) for k in range(8)]
-    got: list = [None] * 8
-    start = threading.Barrier(8)
-
-    def call(k: int) -> None:
-        start.wait()
-        got[k] = kernel(xs[k])[0]
-
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = from_threads_at_once(lambda k: kernel(xs[k])[0], 8)
     for k in range(8):
         assert same_bits(got[k], xs[k]), k
 
@@ -597,7 +604,6 @@ def test_large_outputs_come_from_the_pool_and_a_held_result_is_never_reused(back
     """Outputs past the pool's minimum are pooled buffers (fresh pages cost a third of a large
     call): a result the caller holds keeps its values through later calls, a dropped one is handed
     out again, and calls from threads at once each get their own answer."""
-    import threading
 
     from noodle.memory.pool import default_pool
 
@@ -624,17 +630,6 @@ def test_large_outputs_come_from_the_pool_and_a_held_result_is_never_reused(back
     assert pool.hits > hits
     for (a, b), got in zip(xs, held):   # untouched by every call since
         assert same_bits(got, evaluate(spec, a, b)[0])
-    got_t: list = [None] * 8
-    start = threading.Barrier(8)
-
-    def call(k: int) -> None:
-        start.wait()
-        got_t[k] = kernel(*xs[k])[0]
-
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got_t = from_threads_at_once(lambda k: kernel(*xs[k])[0], 8)
     for k in range(8):
         assert same_bits(got_t[k], evaluate(spec, *xs[k])[0]), k

@@ -55,4 +55,21 @@ class CountedLoop:
         b.position_at_end(self.done)
 
 
-__all__ = ["CountedLoop"]
+def add_to_lanes(builder: Any, acc: Any, v: Any) -> Any:
+    """``acc + v`` lane by lane: ``v`` (float32 or float64 lanes) converted to the float64 lanes
+    of ``acc`` first, each lane one IEEE add (the defined-order sums' step)."""
+    if v.type != acc.type:
+        v = builder.fpext(v, acc.type)
+    return builder.fadd(acc, v)
+
+
+def lanes_tuple(context: Any, builder: Any, sig: Any, accs: list[Any]) -> Any:
+    """The intrinsic's result: the eight lanes of each accumulator in turn, as ``sig``'s tuple."""
+    out = context.get_constant_undef(sig.return_type)
+    for g, acc in enumerate(accs):
+        for u in range(8):
+            out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(ir.IntType(32), u)), 8 * g + u)
+    return out
+
+
+__all__ = ["CountedLoop", "add_to_lanes", "lanes_tuple"]

@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from noodle.backends.llvm_loop import CountedLoop
+from noodle.backends.llvm_loop import CountedLoop, add_to_lanes, lanes_tuple
 
 #: op -> the IR builder method of its one vector instruction (IEEE, the dtype of its operands)
 LANE_OPS: dict[str, str] = {"add": "fadd", "subtract": "fsub", "multiply": "fmul", "divide": "fdiv",
@@ -99,16 +99,9 @@ def _codegen(prog: LaneProgram, rows: int) -> Any:
 
             for op, *refs in prog.steps:
                 vals.append(getattr(builder, LANE_OPS[op])(*[ref(r) for r in refs]))
-            v = vals[-1] if vals else loaded[0]
-            if elt != f64:
-                v = builder.fpext(v, vacc)
-            nexts.append(builder.fadd(acc, v))
+            nexts.append(add_to_lanes(builder, acc, vals[-1] if vals else loaded[0]))
         loop.close(nexts)
-        out = context.get_constant_undef(sig.return_type)
-        for g, acc in enumerate(loop.values):
-            for u in range(8):
-                out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(i32, u)), 8 * g + u)
-        return out
+        return lanes_tuple(context, builder, sig, loop.values)
 
     return codegen
 

@@ -40,7 +40,7 @@ from llvmlite import ir
 from numba import get_num_threads, njit, prange, types
 from numba.extending import intrinsic
 
-from noodle.backends.llvm_loop import CountedLoop
+from noodle.backends.llvm_loop import CountedLoop, add_to_lanes, lanes_tuple
 from noodle.backends.numba_stamp import stamp_backend_caches
 from noodle.backends.numba_threads import parallel_lock
 from noodle.ir.reduction import CHUNK, LANES, combine_chunks
@@ -83,15 +83,9 @@ def _lanes_codegen(with_init: bool, rows: int = 1) -> Any:
         nexts = []
         for base, acc in zip(bases, loop.values, strict=True):
             v = builder.load(builder.bitcast(builder.gep(base, [step]), vin.as_pointer()), align=align)
-            if elt != f64:
-                v = builder.fpext(v, vacc)
-            nexts.append(builder.fadd(acc, v))
+            nexts.append(add_to_lanes(builder, acc, v))
         loop.close(nexts)
-        out = context.get_constant_undef(sig.return_type)
-        for g, acc in enumerate(loop.values):
-            for u in range(8):
-                out = builder.insert_value(out, builder.extract_element(acc, ir.Constant(i32, u)), 8 * g + u)
-        return out
+        return lanes_tuple(context, builder, sig, loop.values)
 
     return codegen
 

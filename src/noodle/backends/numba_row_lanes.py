@@ -40,15 +40,21 @@ class LaneSum:
     tree: set[int] = field(default_factory=set)
 
 
+def _readers(p: Any) -> dict[int, set[int]]:
+    """Value -> the body values that read it."""
+    out: dict[int, set[int]] = {}
+    for i, ins in enumerate(p.spec.body):
+        for a in ins.args:
+            out.setdefault(a, set()).add(p.base + i)
+    return out
+
+
 def find_lane_sums(p: Any) -> dict[int, LaneSum]:
     """The row sums/means of plan ``p`` whose operand is read by nothing else and is an
     expression of :data:`LANE_OPS` in one float dtype over input rows, column vectors, constants
     and row values of earlier passes of the same stage."""
     spec, base = p.spec, p.base
-    readers: dict[int, set[int]] = {}
-    for i, ins in enumerate(spec.body):
-        for a in ins.args:
-            readers.setdefault(a, set()).add(base + i)
+    readers = _readers(p)
     out: dict[int, LaneSum] = {}
     for i, ins in enumerate(spec.body):
         v = base + i
@@ -116,11 +122,7 @@ def _program(p: Any, v: int, a: int) -> LaneSum | None:
 
 def lane_only(p: Any, sums: dict[int, LaneSum]) -> set[int]:
     """The per-element values only the programs read: never computed by the kernel's loops."""
-    spec, base = p.spec, p.base
-    readers: dict[int, set[int]] = {}
-    for i, ins in enumerate(spec.body):
-        for a in ins.args:
-            readers.setdefault(a, set()).add(base + i)
+    readers = _readers(p)
     out: set[int] = set()
     for ls in sums.values():
         inside = ls.tree | {ls.v}

@@ -11,7 +11,9 @@ value that crosses a pass or a stage, or is reduced, is kept in a per-thread blo
 (or in its output). Sums follow the defined order of :mod:`noodle.ir.reduction` per row
 (chunks of ``CHUNK``, eight lanes in one vector, :func:`noodle.backends.numba_reduce._rsum`;
 a stage with a sum runs its rows in groups of four whose sums overlap, ``_rsum_rows``),
-``max``/``min`` its NaN and signed-zero rules: the bits are the interpreter's. Blocks run on
+``max``/``min`` its NaN and signed-zero rules: the bits are the interpreter's. A sum whose
+operand nothing else reads (layernorm's ``d * d``) is computed from its expression as it is
+summed, never stored (:mod:`noodle.backends.numba_row_lanes`). Blocks run on
 the shared worker threads (dynamic scheduling) when the array is large, else in the caller.
 
 Example::
