@@ -104,6 +104,25 @@ def test_a_sum_whose_operand_is_read_elsewhere_or_not_arithmetic_keeps_its_row()
     check(shared, (x, g))
 
 
+def test_an_expression_longer_than_the_limit_keeps_the_stored_path():
+    """MAX_STEPS bounds the generated intrinsic (four rows of vector code per step): a 31-step chain
+    is summed from its stored row, with the same bits."""
+    def deep(x, g):
+        y = x
+        for _ in range(15):
+            y = y * x - x
+        return x / y.sum(axis=-1, keepdims=True)
+
+    x, g = _values(5, 40, "float64", 6)
+    x = x / 10.0 ** np.floor(np.log10(np.abs(x).max(axis=-1, keepdims=True)))   # no overflow in 15 squarings
+    assert not _plan(deep, (x, g)).lane_sums
+    with np.errstate(all="ignore"):
+        prog = optimize(trace(deep, (x, g)))
+        (want,) = run_program(prog, (x, g))
+        (got,) = build_runner(prog, get_backend("numba"))((x, g))
+    same_bits(got, want)
+
+
 def test_mixed_dtypes_keep_the_stored_path():
     """A float32 row summed through a float64 column vector: the program computes in one dtype,
     so this sum keeps its row; the answer is the interpreter's either way."""
@@ -187,6 +206,7 @@ def test_the_intrinsic_equals_the_lanes_of_the_stored_values():
     (dict(dtype="float32", n_ptr=1, n_scalar=0, steps=(("exp", ("p", 0)),)), "no op 'exp'"),
     (dict(dtype="float32", n_ptr=1, n_scalar=0, steps=(("add", ("p", 0), ("s", 0)),)), r"\('s', 0\)"),
     (dict(dtype="float32", n_ptr=1, n_scalar=0, steps=(("add", ("p", 0), ("v", 0)),)), r"\('v', 0\)"),
+    (dict(dtype="float32", n_ptr=0, n_scalar=1, steps=(("negative", ("s", 0)),)), "at least one array"),
 ])
 def test_a_program_that_cannot_be_computed_is_refused_by_name(bad, match):
     with pytest.raises(ValueError, match=match):

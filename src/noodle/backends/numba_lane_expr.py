@@ -52,6 +52,8 @@ class LaneProgram:
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"a lane program computes in float32 or float64, not {self.dtype}")
+        if self.n_ptr < 1:
+            raise ValueError("a lane program reads at least one array (pointer 0 sets the row's elements)")
         for i, (op, *refs) in enumerate(self.steps):
             if op not in LANE_OPS:
                 raise ValueError(f"a lane program has no op {op!r}; it has {sorted(LANE_OPS)}")

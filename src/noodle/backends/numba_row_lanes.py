@@ -102,11 +102,10 @@ def _program(p: Any, v: int, a: int) -> LaneSum | None:
             ref = leaf(u)
         else:
             ins = spec.body[u - base]
-            if (ins.op not in LANE_OPS or p.ufunc[u] or u in p.inline or p.stage[u] != p.stage[v]
-                    or len(steps) >= MAX_STEPS):
+            if ins.op not in LANE_OPS or p.ufunc[u] or u in p.inline or p.stage[u] != p.stage[v]:
                 return None
             refs = [walk(b) for b in ins.args]
-            if any(r is None for r in refs):
+            if any(r is None for r in refs) or len(steps) >= MAX_STEPS:   # (its operands' steps counted)
                 return None
             steps.append((ins.op, *refs))
             tree.add(u)
