@@ -440,10 +440,22 @@ def test_forked_child_can_run_block_kernels(numba_backend) -> None:
 
 
 def test_prewarm_imports_numba_once() -> None:
-    t = numba_cpu.prewarm()
+    from noodle.backends.numba_prewarm import prewarm
+
+    t = prewarm()
     t.join(timeout=60)
-    assert not t.is_alive() and "numba" in sys.modules
-    assert numba_cpu.prewarm() is t
+    assert not t.is_alive() and "numba" in sys.modules and "noodle.backends.numba_cpu" in sys.modules
+    assert prewarm() is t
+
+
+def test_decorating_does_not_wait_for_numba() -> None:
+    """``@nd.jit`` starts Numba's import in the background and returns: in a fresh process,
+    neither numba nor the Numba backend is imported when the decorator returns."""
+    code = ("import sys, noodle as nd\n"
+            "f = nd.jit(lambda a: a * 2.0)\n"
+            "print(int('noodle.backends.numba_cpu' in sys.modules and 'numba.np.arraymath' in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "0", out.stdout + out.stderr
 
 
 @pytest.mark.parametrize(("shape", "bshape", "axes"), [

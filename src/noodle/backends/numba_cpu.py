@@ -83,7 +83,6 @@ _SERIAL_FALLBACK = metrics.counter("noodle_jit_parallel_busy_total",
                                    "parallel launches run serially because another thread held the lock")
 
 MAX_KERNELS = 4096      # exact-shape kernels remembered per backend (each is a module plus its sizes)
-_prewarm_lock = threading.Lock()
 _local = threading.local()   # per-thread scratch buffers of the staged kernels
 
 
@@ -93,39 +92,6 @@ def __getattr__(name: str) -> Any:
     if name == "_par_lock":
         return numba_threads.parallel_lock()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _warm_numba() -> None:
-    importlib.import_module("numba")
-    from numba.core.compiler_lock import global_compiler_lock
-    from numba.core.registry import cpu_target
-
-    # loading the first cached kernel fills Numba's typing and lowering registries (~0.15 s);
-    # doing it here moves that cost off the first compile as well. Under Numba's compiler lock:
-    # refreshing the registries while another thread compiles made that compile fail to type
-    # plain array attributes ("Unknown attribute 'shape'").
-    with global_compiler_lock:
-        cpu_target.target_context.refresh()
-        cpu_target.typing_context.refresh()
-
-
-_prewarm_thread: threading.Thread | None = None
-
-
-def prewarm() -> threading.Thread:
-    """Import and initialize Numba in a background thread (~0.4 s), once per process.
-
-    Why: a warm-cache compile in a fresh process is mostly Numba's import and
-    registry set-up, not loading the kernel. Calling this early (at
-    ``@noodle.jit`` decoration) overlaps that with the caller's own work.
-    """
-    global _prewarm_thread
-    if _prewarm_thread is None:
-        with _prewarm_lock:
-            if _prewarm_thread is None:
-                _prewarm_thread = threading.Thread(target=_warm_numba, name="noodle-numba-warm", daemon=True)
-                _prewarm_thread.start()
-    return _prewarm_thread
 
 
 class NumbaKernel(Kernel):
@@ -714,4 +680,4 @@ def _validate(spec: KernelSpec) -> None:
         raise CompileError(f"spec reduction reads value {spec.reduce.value}, not a value of the spec")
 
 
-__all__ = ["NumbaBackend", "NumbaKernel", "NumbaMatmulKernel", "PARALLEL_MIN", "kernel_dir", "prewarm"]
+__all__ = ["NumbaBackend", "NumbaKernel", "NumbaMatmulKernel", "PARALLEL_MIN", "kernel_dir"]

@@ -160,7 +160,7 @@ class JitFunction:
         if backend in (None, "numba", "auto") and device not in ("cuda", "gpu"):
             # Overlap Numba's import and set-up (most of a warm-cache first compile) with the
             # caller's own work between decoration and the first hot call.
-            from noodle.backends.numba_cpu import prewarm
+            from noodle.backends.numba_prewarm import prewarm
 
             prewarm()
 
