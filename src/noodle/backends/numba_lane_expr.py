@@ -72,8 +72,7 @@ def _codegen(prog: LaneProgram, rows: int) -> Any:
         align = 4 if prog.dtype == "float32" else 8
         datas = []
         for k in range(prog.n_ptr):
-            aty = sig.args[0][k] if isinstance(sig.args[0], types.BaseTuple) else sig.args[0]
-            ary = context.make_array(aty)(context, builder, builder.extract_value(arrays, k))
+            ary = context.make_array(sig.args[0][k])(context, builder, builder.extract_value(arrays, k))
             datas.append(ary.data)
         # per row: each pointer's first element, each scalar as a splat vector
         bases = [[builder.gep(datas[k], [builder.extract_value(offsets, k * rows + g)]) for k in range(prog.n_ptr)]
@@ -95,7 +94,7 @@ def _codegen(prog: LaneProgram, rows: int) -> Any:
                       for b in bases[g]]
             vals: list[Any] = []
 
-            def ref(r: tuple[str, int], g: int = g, loaded: list[Any] = loaded, vals: list[Any] = vals) -> Any:
+            def ref(r: Ref, g: int = g, loaded: list[Any] = loaded, vals: list[Any] = vals) -> Any:
                 kind, k = r
                 return loaded[k] if kind == "p" else splats[g][k] if kind == "s" else vals[k]
 
@@ -136,4 +135,4 @@ def lane_expr_rows(prog: LaneProgram, rows: int) -> Any:
     return intrinsic(typer)
 
 
-__all__ = ["LANE_OPS", "LaneProgram", "lane_expr_rows"]
+__all__ = ["LANE_OPS", "LaneProgram", "Ref", "lane_expr_rows"]

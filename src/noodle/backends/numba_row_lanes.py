@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noodle.backends.numba_emit import op_expr
-from noodle.backends.numba_lane_expr import LANE_OPS, LaneProgram
+from noodle.backends.numba_lane_expr import LANE_OPS, LaneProgram, Ref
 from noodle.ir.reduction import CHUNK
 
 MAX_STEPS = 12   # ops per program: a longer expression keeps the stored path
@@ -40,21 +40,11 @@ class LaneSum:
     tree: set[int] = field(default_factory=set)
 
 
-def _readers(p: Any) -> dict[int, set[int]]:
-    """Value -> the body values that read it."""
-    out: dict[int, set[int]] = {}
-    for i, ins in enumerate(p.spec.body):
-        for a in ins.args:
-            out.setdefault(a, set()).add(p.base + i)
-    return out
-
-
 def find_lane_sums(p: Any) -> dict[int, LaneSum]:
     """The row sums/means of plan ``p`` whose operand is read by nothing else and is an
     expression of :data:`LANE_OPS` in one float dtype over input rows, column vectors, constants
     and row values of earlier passes of the same stage."""
-    spec, base = p.spec, p.base
-    readers = _readers(p)
+    spec, base, readers = p.spec, p.base, p.readers
     out: dict[int, LaneSum] = {}
     for i, ins in enumerate(spec.body):
         v = base + i
@@ -75,10 +65,10 @@ def _program(p: Any, v: int, a: int) -> LaneSum | None:
     ptrs: list[tuple[int, str]] = []
     scalars: list[int] = []
     steps: list[tuple[Any, ...]] = []
-    memo: dict[int, tuple[str, int]] = {}
+    memo: dict[int, Ref] = {}
     tree: set[int] = set()
 
-    def leaf(u: int) -> tuple[str, int] | None:
+    def leaf(u: int) -> Ref | None:
         if u < p.n_in and not p.uni[u]:
             vi = p.view_of[(u, "full")]
             kind = p.views[vi][1]
@@ -93,7 +83,7 @@ def _program(p: Any, v: int, a: int) -> LaneSum | None:
         scalars.append(u)
         return ("s", len(scalars) - 1)
 
-    def walk(u: int) -> tuple[str, int] | None:
+    def walk(u: int) -> Ref | None:
         if u in memo:
             return memo[u]
         if spec.dtype_of(u) != dt:
@@ -121,7 +111,7 @@ def _program(p: Any, v: int, a: int) -> LaneSum | None:
 
 def lane_only(p: Any, sums: dict[int, LaneSum]) -> set[int]:
     """The per-element values only the programs read: never computed by the kernel's loops."""
-    readers = _readers(p)
+    readers = p.readers
     out: set[int] = set()
     for ls in sums.values():
         inside = ls.tree | {ls.v}
@@ -175,7 +165,7 @@ def _element(prog: LaneProgram, rows: int, g: int, at: str, out: str) -> list[st
     of the kernel's own loops (:func:`~noodle.backends.numba_emit.op_expr`)."""
     names: list[str] = []
 
-    def ref(r: tuple[str, int]) -> str:
+    def ref(r: Ref) -> str:
         kind, k = r
         if kind == "p":
             return f"P[{k}][O[{k * rows + g}] + {at}]"

@@ -113,6 +113,11 @@ class RowPlan:
             if v < self.base or self.uni[v]:
                 raise CompileError("a row-wise output must be computed per element or per row")
             self.out_index.setdefault(v, j)
+        #: value -> the body values that read it
+        self.readers: dict[int, set[int]] = {}
+        for i, ins in enumerate(body):
+            for a in ins.args:
+                self.readers.setdefault(a, set()).add(self.base + i)
         #: row sums computed from their expression (numba_row_lanes), and the values only they read
         self.lane_sums = find_lane_sums(self)
         self.lane_only = lane_only(self, self.lane_sums)
@@ -216,11 +221,7 @@ class RowPlan:
         none (layernorm's ``d * d``, only summed) and the output is written after it, and every
         reduction of the value runs before that output's pass. One value per output buffer, except
         a value whose only reader is a one-operand NumPy ufunc writing that buffer (it runs in place)."""
-        spec, base = self.spec, self.base
-        readers: dict[int, set[int]] = {}
-        for i, ins in enumerate(spec.body):
-            for a in ins.args:
-                readers.setdefault(a, set()).add(base + i)
+        spec, base, readers = self.spec, self.base, self.readers
         out: dict[int, int] = {}
         for v in sorted(need):
             if v in self.out_index or self.level[v] != "full" or self.uni[v]:

@@ -321,9 +321,9 @@ class JitFunction:
             return args
         if self._plain_defaults:
             defaults = self.fn.__defaults__          # read now: a reassigned tuple is seen
-            if not kwargs and len(args) < self._nparams and len(defaults or ()) >= self._nparams - len(args):
-                need = self._nparams - len(args)
-                return args + defaults[len(defaults) - need:]   # type: ignore[index]
+            need = self._nparams - len(args)
+            if not kwargs and 0 < need <= len(defaults or ()):
+                return args + defaults[-need:]   # type: ignore[index]
             if defaults is not self._sig_defaults:   # the signature inspect binds with, made again
                 self._sig = inspect.signature(self.fn)
                 self._sig_defaults = defaults
